@@ -1,0 +1,77 @@
+//! What the API shows of each entity: never a secret, never a vault name.
+
+use serde_json::{json, Value};
+
+use crate::catalog::PlatformEntry;
+use crate::domain::{Authorization, Connection, Credential, Notification, Status};
+
+fn status(s: &Status) -> Value {
+    json!({"state": s.state_name(), "reason": s.reason_code()})
+}
+
+pub fn provider(e: &PlatformEntry) -> Value {
+    json!({
+        "id": e.id,
+        "name": e.name,
+        "category": e.category,
+        "method": e.method,
+        "roles": e.roles,
+        "required_role": e.required_role,
+        "docs_url": e.docs_url,
+        "credentials": e.credentials,
+        "params": e.params.iter().map(|p| json!({"name": p.name, "label": p.label, "pattern": p.pattern, "example": p.example, "help": p.help})).collect::<Vec<_>>(),
+        "key_fields": e.api_key.as_ref().map(|k| k.fields.iter().map(|f| json!({"name": f.name, "label": f.label, "secret": f.secret, "pattern": f.pattern})).collect::<Vec<_>>()),
+        "key_help": e.api_key.as_ref().and_then(|k| k.help.clone()),
+        "scopes": e.oauth.as_ref().map(|o| o.default_scopes.clone()).unwrap_or_default(),
+        "streams": e.streams.iter().map(|s| json!({"name": s.name, "default_selected": s.default_selected})).collect::<Vec<_>>(),
+        "sandbox": e.sandbox,
+        "note": e.note,
+    })
+}
+
+pub fn connection(c: &Connection) -> Value {
+    let credential = match &c.credential {
+        Credential::Authorization { authorization_id } => json!({"kind": "authorization", "authorization_id": authorization_id}),
+        Credential::ApiKey { hint, last_verified_at, .. } => {
+            json!({"kind": "api_key", "hint": format!("…{hint}"), "last_verified_at": last_verified_at})
+        }
+        Credential::FileUpload => json!({"kind": "file_upload"}),
+    };
+    json!({
+        "id": c.id,
+        "platform": c.platform,
+        "name": c.name,
+        "role": c.role,
+        "client": c.client,
+        "credential": credential,
+        "status": status(&c.status),
+        "streams": c.streams,
+        "progress": c.cursors.iter().map(|(k, v)| (k.clone(), json!({"records": v.records, "complete": v.complete, "updated_at": v.updated_at}))).collect::<serde_json::Map<_, _>>(),
+        "initial_sync_done": c.initial_sync_done,
+        "last_synced_at": c.last_synced_at,
+        "last_error": c.last_error,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    })
+}
+
+pub fn authorization(a: &Authorization, used_by: &[&Connection]) -> Value {
+    json!({
+        "id": a.id,
+        "platform": a.platform,
+        "name": a.name,
+        "account": a.account,
+        "scopes": a.scopes,
+        "params": a.params,
+        "status": status(&a.status),
+        "expiry": a.expiry,
+        "last_refreshed_at": a.last_refreshed_at,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+        "connections": used_by.iter().map(|c| json!({"id": c.id, "name": c.name, "client": c.client, "status": status(&c.status)})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn notification(n: &Notification) -> Value {
+    serde_json::to_value(n).unwrap_or(Value::Null)
+}

@@ -1,0 +1,473 @@
+//! The platform catalog: data, not code. The built-in entries are
+//! `platforms.json` (compiled in); a deployment adds, overrides or removes
+//! entries with `CATALOG_OVERRIDES` (a JSON file path or inline JSON) without
+//! a rebuild. Each override is a JSON merge patch (RFC 7396) over the entry
+//! of that id, or a whole new entry; `null` removes an entry.
+//!
+//! String values may use `{public_base_url}` (the deployment's public API
+//! base); connect-time params such as `{shop}` stay for the OAuth flow.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use crate::domain::ConnectionRole;
+use crate::error::Error;
+use crate::ids::PlatformId;
+
+const BUILT_IN: &str = include_str!("platforms.json");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    Oauth2,
+    Oauth1,
+    ApiKey,
+    FileUpload,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Oauth2 => "oauth2",
+            AuthMethod::Oauth1 => "oauth1",
+            AuthMethod::ApiKey => "api_key",
+            AuthMethod::FileUpload => "file_upload",
+        }
+    }
+}
+
+/// Whose OAuth app is used: the deployment's own (pre-configured) or one the
+/// workspace brings (client id and secret stored in the vault).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    #[default]
+    Preconfigured,
+    Byo,
+}
+
+/// A connect-time parameter (shop domain, store URL, region).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParamSpec {
+    pub name: String,
+    pub label: String,
+    /// A regular expression the whole value must match.
+    pub pattern: String,
+    pub example: Option<String>,
+    pub help: Option<String>,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic with client id and secret.
+    Basic,
+    /// Form body fields.
+    #[default]
+    Body,
+    /// A JSON body (TikTok).
+    JsonBody,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefreshKind {
+    /// Each refresh returns a new refresh token that replaces the old one.
+    Rotating,
+    /// The refresh token stays the same.
+    NonRotating,
+    /// Tokens cannot be refreshed (they may still expire).
+    None,
+    /// A short-lived token is exchanged for a long-lived one that cannot be
+    /// refreshed (Meta).
+    LongLivedExchange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshPolicy {
+    pub kind: RefreshKind,
+    /// Refresh tokens that die after this many days (Shopify 90).
+    pub refresh_token_days: Option<u32>,
+    /// Refresh tokens that die after this many days unused (Google 180, Microsoft 90).
+    pub idle_expiry_days: Option<u32>,
+    /// The platform wants a new consent after this many days (Amazon Seller 365).
+    pub reauthorize_days: Option<u32>,
+    /// Lifetime of the long-lived token of an exchange (Meta ~60 days).
+    pub long_lived_seconds: Option<u64>,
+}
+
+/// The OAuth side of an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    pub authorize_url: String,
+    pub token_url: String,
+    pub revoke_url: Option<String>,
+    /// OAuth 1.0a only: the request-token endpoint.
+    pub request_token_url: Option<String>,
+    #[serde(default)]
+    pub default_scopes: Vec<String>,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    #[serde(default = "space")]
+    pub scope_separator: String,
+    /// PKCE S256 (never `plain`).
+    pub pkce: bool,
+    #[serde(default)]
+    pub extra_authorize_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub extra_token_params: BTreeMap<String, String>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default = "client_id")]
+    pub client_id_param: String,
+    #[serde(default = "client_secret")]
+    pub client_secret_param: String,
+    /// The callback query parameter that carries the code.
+    #[serde(default = "code")]
+    pub code_param: String,
+    /// Further callback parameters to keep (`selling_partner_id`, `context`).
+    #[serde(default)]
+    pub callback_params: Vec<String>,
+    /// JSON pointer to the token object in the token response, if nested.
+    pub token_pointer: Option<String>,
+    /// Verify the HMAC of the callback query (Shopify).
+    #[serde(default)]
+    pub callback_hmac: bool,
+    /// Access-token lifetime when the response has no `expires_in`.
+    pub token_lifetime_seconds: Option<u64>,
+    pub refresh: RefreshPolicy,
+}
+
+fn space() -> String {
+    " ".into()
+}
+fn client_id() -> String {
+    "client_id".into()
+}
+fn client_secret() -> String {
+    "client_secret".into()
+}
+fn code() -> String {
+    "code".into()
+}
+
+/// How data calls authenticate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSpec {
+    pub base_url: String,
+    /// Header name and value template: `{access_token}`, `{api_key}`, or a
+    /// key field name.
+    pub auth_header: Option<(String, String)>,
+    /// HTTP Basic from two key fields (WooCommerce).
+    pub basic_auth: Option<(String, String)>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A cheap request: identity or key validation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    #[serde(default = "get")]
+    pub method: String,
+    /// Relative to the API base URL, or absolute.
+    pub path: String,
+    /// JSON pointers into the response.
+    pub account_id_pointer: Option<String>,
+    pub account_name_pointer: Option<String>,
+    /// Where the granted scopes are listed (Recharge `token_information`).
+    pub scopes_pointer: Option<String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+/// A field of an API-key credential.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyField {
+    pub name: String,
+    pub label: String,
+    /// Secret fields go to the vault; others (a store URL) are params.
+    pub secret: bool,
+    pub pattern: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySpec {
+    pub fields: Vec<KeyField>,
+    pub validate: RequestSpec,
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    pub help: Option<String>,
+}
+
+/// How a stream pages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Pagination {
+    None,
+    /// The next cursor is in the body; sent back as `param`.
+    CursorInBody { next_pointer: String, param: String },
+    /// RFC 8288 `Link: <...>; rel="next"`.
+    LinkHeader,
+    PageNumber { param: String, start: u32 },
+    Offset { param: String },
+    SinceId { param: String, id_field: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamSpec {
+    pub name: String,
+    pub path: String,
+    /// JSON pointer to the array of records ("" for a top-level array).
+    pub records_pointer: String,
+    pub pagination: Pagination,
+    /// Record field used as the incremental cursor.
+    pub cursor_field: Option<String>,
+    /// Query parameter that takes the cursor (`updated_at_min`).
+    pub cursor_param: Option<String>,
+    pub page_size_param: Option<String>,
+    pub page_size: Option<u32>,
+    #[serde(default = "yes")]
+    pub default_selected: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlatformEntry {
+    pub id: PlatformId,
+    pub name: String,
+    pub category: String,
+    pub method: AuthMethod,
+    /// Whether it can be a data source, an export destination, or both.
+    pub roles: Vec<ConnectionRole>,
+    /// The platform role the authorizing user needs, shown to users.
+    pub required_role: Option<String>,
+    pub docs_url: Option<String>,
+    #[serde(default)]
+    pub credentials: CredentialSource,
+    #[serde(default)]
+    pub params: Vec<ParamSpec>,
+    pub oauth: Option<OAuthSpec>,
+    pub api_key: Option<ApiKeySpec>,
+    pub api: Option<ApiSpec>,
+    pub identity: Option<RequestSpec>,
+    #[serde(default)]
+    pub streams: Vec<StreamSpec>,
+    /// Built-in sandbox platform (local stack, tests).
+    #[serde(default)]
+    pub sandbox: bool,
+    /// Shown when the entry cannot be used yet.
+    pub note: Option<String>,
+}
+
+impl PlatformEntry {
+    fn check(&self) -> Result<(), String> {
+        let need = |ok: bool, what: &str| if ok { Ok(()) } else { Err(format!("{}: {what}", self.id)) };
+        match self.method {
+            AuthMethod::Oauth2 | AuthMethod::Oauth1 => need(self.oauth.is_some(), "an OAuth entry needs `oauth`")?,
+            AuthMethod::ApiKey => need(self.api_key.is_some(), "an API-key entry needs `api_key`")?,
+            AuthMethod::FileUpload => {}
+        }
+        need(!self.roles.is_empty(), "`roles` is empty")?;
+        for p in &self.params {
+            regex_lite::Regex::new(&p.pattern).map_err(|e| format!("{}: param {}: {e}", self.id, p.name))?;
+        }
+        if let Some(k) = &self.api_key {
+            for f in &k.fields {
+                regex_lite::Regex::new(&f.pattern).map_err(|e| format!("{}: key field {}: {e}", self.id, f.name))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates connect-time params against the entry: every declared one
+    /// present and matching its pattern, nothing undeclared.
+    pub fn check_params(&self, given: &BTreeMap<String, String>) -> Result<(), Error> {
+        for name in given.keys() {
+            if !self.params.iter().any(|p| &p.name == name) {
+                return Err(Error::invalid(format!("params.{name}"), format!("{} takes no such parameter", self.name)));
+            }
+        }
+        for p in &self.params {
+            let value = given
+                .get(&p.name)
+                .ok_or_else(|| Error::invalid(format!("params.{}", p.name), format!("{} is required", p.label)))?;
+            let re = regex_lite::Regex::new(&format!("^(?:{})$", p.pattern))
+                .map_err(|e| Error::Config(format!("{}: {e}", self.id)))?;
+            if value.len() > 255 || !re.is_match(value) {
+                let example = p.example.as_deref().map(|e| format!(", for example {e}")).unwrap_or_default();
+                return Err(Error::invalid(format!("params.{}", p.name), format!("{} is not valid{example}", p.label)));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The loaded catalog.
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    entries: BTreeMap<String, PlatformEntry>,
+}
+
+/// Options that shape the loaded catalog.
+#[derive(Clone, Debug, Default)]
+pub struct CatalogOptions {
+    pub public_base_url: String,
+    pub include_sandbox: bool,
+    /// A JSON file path, or inline JSON starting with `{`.
+    pub overrides: Option<String>,
+}
+
+fn substitute(value: &mut serde_json::Value, vars: &[(&str, &str)]) {
+    match value {
+        serde_json::Value::String(s) => {
+            for (k, v) in vars {
+                if s.contains(k) {
+                    *s = s.replace(k, v);
+                }
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| substitute(x, vars)),
+        serde_json::Value::Object(o) => o.values_mut().for_each(|x| substitute(x, vars)),
+        _ => {}
+    }
+}
+
+impl Catalog {
+    pub fn load(options: &CatalogOptions) -> Result<Self, Error> {
+        let cfg = |m: String| Error::Config(format!("catalog: {m}"));
+        let mut doc: serde_json::Value = serde_json::from_str(BUILT_IN).map_err(|e| cfg(e.to_string()))?;
+        if let Some(src) = options.overrides.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let text = if src.starts_with('{') {
+                src.to_owned()
+            } else {
+                std::fs::read_to_string(src).map_err(|e| cfg(format!("CATALOG_OVERRIDES file {src}: {e}")))?
+            };
+            let patch: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| cfg(format!("CATALOG_OVERRIDES is not JSON: {e}")))?;
+            if !patch.get("platforms").is_some_and(|p| p.is_object()) {
+                return Err(cfg("CATALOG_OVERRIDES must be {\"platforms\": {\"<id>\": {...}}}".into()));
+            }
+            json_patch::merge(&mut doc, &patch);
+        }
+        let vars = [("{public_base_url}", options.public_base_url.trim_end_matches('/'))];
+        substitute(&mut doc, &vars);
+        let platforms = doc
+            .get("platforms")
+            .and_then(|p| p.as_object())
+            .ok_or_else(|| cfg("no `platforms` object".into()))?;
+        let mut entries = BTreeMap::new();
+        for (id, raw) in platforms {
+            if raw.is_null() {
+                continue;
+            }
+            let mut raw = raw.clone();
+            if let Some(o) = raw.as_object_mut() {
+                o.entry("id").or_insert_with(|| serde_json::Value::String(id.clone()));
+            }
+            let entry: PlatformEntry = serde_json::from_value(raw).map_err(|e| cfg(format!("{id}: {e}")))?;
+            if entry.id.as_str() != id {
+                return Err(cfg(format!("{id}: the id field says {}", entry.id)));
+            }
+            entry.check().map_err(cfg)?;
+            if entry.sandbox && !options.include_sandbox {
+                continue;
+            }
+            entries.insert(id.clone(), entry);
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn get(&self, id: &str) -> Result<&PlatformEntry, Error> {
+        self.entries.get(id).ok_or_else(|| Error::UnknownPlatform(id.chars().take(40).collect()))
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &PlatformEntry> {
+        self.entries.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDS: [&str; 17] = [
+        "shopify", "bigcommerce", "woocommerce", "amazon_seller", "google_ads", "google_analytics", "meta_ads",
+        "tiktok_ads", "pinterest_ads", "microsoft_ads", "amazon_ads", "stripe", "x_ads", "snapchat_ads", "klaviyo",
+        "recharge", "custom_costs",
+    ];
+
+    fn options() -> CatalogOptions {
+        CatalogOptions { public_base_url: "http://127.0.0.1:3000".into(), include_sandbox: true, overrides: None }
+    }
+
+    #[test]
+    fn built_in_catalog_has_every_platform_and_checks() {
+        let c = Catalog::load(&options()).unwrap();
+        for id in IDS.iter().chain(&["sandbox_oauth", "sandbox_api_key"]) {
+            c.get(id).unwrap_or_else(|_| panic!("{id} missing"));
+        }
+        let sandbox = c.get("sandbox_oauth").unwrap().oauth.as_ref().unwrap();
+        assert!(sandbox.token_url.starts_with("http://127.0.0.1:3000/sandbox/"), "{}", sandbox.token_url);
+        assert!(c.get("google_ads").unwrap().oauth.as_ref().unwrap().pkce);
+        assert!(!Catalog::load(&CatalogOptions { include_sandbox: false, ..options() })
+            .unwrap()
+            .entries()
+            .any(|e| e.sandbox));
+    }
+
+    #[test]
+    fn overrides_patch_add_and_remove_entries() {
+        let overrides = r#"{"platforms": {
+            "shopify": {"oauth": {"token_url": "https://oauth.example.com/token"}},
+            "stripe": null,
+            "acme": {"name": "Acme", "category": "commerce", "method": "api_key", "roles": ["source"],
+                     "api_key": {"fields": [{"name": "api_key", "label": "Key", "secret": true, "pattern": "[a-z]+"}],
+                                 "validate": {"path": "/me"}}}
+        }}"#;
+        let c = Catalog::load(&CatalogOptions { overrides: Some(overrides.into()), ..options() }).unwrap();
+        let shopify = c.get("shopify").unwrap().oauth.as_ref().unwrap();
+        assert_eq!(shopify.token_url, "https://oauth.example.com/token");
+        assert!(shopify.authorize_url.contains("{shop}"), "the rest of the entry stays");
+        assert!(c.get("stripe").is_err());
+        assert_eq!(c.get("acme").unwrap().method, AuthMethod::ApiKey);
+    }
+
+    #[test]
+    fn bad_overrides_fail_with_the_entry_named() {
+        let typo = r#"{"platforms": {"shopify": {"oauth": {"tokn_url": "x"}}}}"#;
+        let err = Catalog::load(&CatalogOptions { overrides: Some(typo.into()), ..options() }).unwrap_err();
+        assert!(err.to_string().contains("shopify") && err.to_string().contains("tokn_url"), "{err}");
+        let incomplete = r#"{"platforms": {"acme": {"name": "Acme", "category": "x", "method": "oauth2", "roles": ["source"]}}}"#;
+        let err = Catalog::load(&CatalogOptions { overrides: Some(incomplete.into()), ..options() }).unwrap_err();
+        assert!(err.to_string().contains("needs `oauth`"), "{err}");
+    }
+
+    #[test]
+    fn params_are_validated_exactly() {
+        let c = Catalog::load(&options()).unwrap();
+        let shopify = c.get("shopify").unwrap();
+        let p = |v: &str| BTreeMap::from([("shop".to_owned(), v.to_owned())]);
+        assert!(shopify.check_params(&p("my-store.myshopify.com")).is_ok());
+        for bad in ["evil.com", "my-store.myshopify.com.evil.com", "a/b.myshopify.com", ""] {
+            assert!(shopify.check_params(&p(bad)).is_err(), "{bad}");
+        }
+        assert!(shopify.check_params(&BTreeMap::new()).is_err());
+        let extra = BTreeMap::from([("shop".to_owned(), "a.myshopify.com".to_owned()), ("x".to_owned(), "y".to_owned())]);
+        assert!(shopify.check_params(&extra).is_err());
+    }
+}

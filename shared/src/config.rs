@@ -1,0 +1,174 @@
+//! Typed configuration, read once at cold start from the environment.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::error::Error;
+use crate::ports::QueueKind;
+
+/// Which adapter set backs the ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// In-process adapters, persisted under `data_dir` (memory if `None`).
+    Embedded { data_dir: Option<PathBuf> },
+    /// AWS adapters; `endpoint` overrides the AWS endpoint (moto, LocalStack).
+    Aws { endpoint: Option<String> },
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub stage: String,
+    pub backend: Backend,
+    pub table_name: String,
+    pub bucket_name: String,
+    pub queue_urls: HashMap<QueueKind, String>,
+    /// Secrets are named `{secret_prefix}/{workspace}/{owner}`.
+    pub secret_prefix: String,
+    /// The public base URL of the API (`https://api.example.com`); the OAuth
+    /// redirect URI is exactly `{public_base_url}/v1/oauth/callback`.
+    pub public_base_url: String,
+    /// Origins allowed for CORS and for `return_to`, compared exactly.
+    pub allowed_origins: Vec<String>,
+    pub alert_sender: String,
+    pub catalog_overrides: Option<String>,
+    pub sandbox_platforms: bool,
+    /// Receives before a message goes to the DLQ (embedded queue; SQS uses
+    /// the redrive policy of the template).
+    pub max_receives: u32,
+    /// Claim names in the JWT (a Cognito pool uses `custom:workspace_id`).
+    pub claim_workspace: String,
+    pub claim_role: String,
+    /// Platform HTTP timeout.
+    pub http_timeout_seconds: u64,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads the configuration through `get` (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let stage = get("STAGE").unwrap_or_else(|| "dev".into());
+        let backend = match get("CONNECTIONS_BACKEND").as_deref() {
+            None | Some("embedded") => Backend::Embedded { data_dir: get("DATA_DIR").map(PathBuf::from) },
+            Some("aws") => Backend::Aws { endpoint: get("AWS_ENDPOINT_URL") },
+            Some(other) => {
+                return Err(Error::Config(format!("CONNECTIONS_BACKEND must be embedded or aws, not {other}")))
+            }
+        };
+        let mut queue_urls = HashMap::new();
+        for (kind, var) in [(QueueKind::Sync, "SYNC_QUEUE_URL"), (QueueKind::Notify, "NOTIFY_QUEUE_URL")] {
+            if let Some(url) = get(var) {
+                queue_urls.insert(kind, url);
+            }
+        }
+        let number = |k: &str, default: u64| -> Result<u64, Error> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => v.parse().map_err(|_| Error::Config(format!("{k} must be a whole number"))),
+            }
+        };
+        let flag = |k: &str, default: bool| -> Result<bool, Error> {
+            match get(k).as_deref() {
+                None => Ok(default),
+                Some("1" | "true" | "yes") => Ok(true),
+                Some("0" | "false" | "no") => Ok(false),
+                Some(_) => Err(Error::Config(format!("{k} must be true or false"))),
+            }
+        };
+        let public_base_url = get("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
+        url::Url::parse(&public_base_url).map_err(|_| Error::Config("PUBLIC_BASE_URL must be an absolute URL".into()))?;
+        let allowed_origins: Vec<String> = get("ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for o in &allowed_origins {
+            let parsed = url::Url::parse(o).map_err(|_| Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin")))?;
+            if parsed.origin().ascii_serialization() != *o {
+                return Err(Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin (scheme://host[:port])")));
+            }
+        }
+        let config = Config {
+            table_name: get("TABLE_NAME").unwrap_or_else(|| format!("connections-{stage}-state")),
+            bucket_name: get("BUCKET_NAME").unwrap_or_else(|| format!("connections-{stage}-records")),
+            secret_prefix: get("SECRET_PREFIX").unwrap_or_else(|| format!("connections/{stage}")),
+            queue_urls,
+            public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            allowed_origins,
+            alert_sender: get("ALERT_SENDER").unwrap_or_else(|| "alerts@example.com".into()),
+            catalog_overrides: get("CATALOG_OVERRIDES"),
+            sandbox_platforms: flag("SANDBOX_PLATFORMS", false)?,
+            max_receives: number("MAX_RECEIVES", 5)? as u32,
+            claim_workspace: get("CLAIM_WORKSPACE").unwrap_or_else(|| "workspace_id".into()),
+            claim_role: get("CLAIM_ROLE").unwrap_or_else(|| "role".into()),
+            http_timeout_seconds: number("HTTP_TIMEOUT_SECONDS", 20)?,
+            stage,
+            backend,
+        };
+        if matches!(config.backend, Backend::Aws { .. }) {
+            for kind in QueueKind::ALL {
+                if !config.queue_urls.contains_key(&kind) {
+                    return Err(Error::Config(format!(
+                        "the aws backend needs {}_QUEUE_URL",
+                        kind.as_str().to_uppercase()
+                    )));
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The exact OAuth redirect URI of this deployment.
+    pub fn callback_url(&self) -> String {
+        format!("{}/v1/oauth/callback", self.public_base_url)
+    }
+
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_are_embedded_and_in_memory() {
+        let c = with(&[]).unwrap();
+        assert_eq!(c.backend, Backend::Embedded { data_dir: None });
+        assert_eq!(c.callback_url(), "http://127.0.0.1:3000/v1/oauth/callback");
+        assert!(!c.sandbox_platforms);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (pairs, needle) in [
+            (vec![("CONNECTIONS_BACKEND", "dynamo")], "CONNECTIONS_BACKEND"),
+            (vec![("CONNECTIONS_BACKEND", "aws")], "SYNC_QUEUE_URL"),
+            (vec![("ALLOWED_ORIGINS", "https://app.example.com/path")], "ALLOWED_ORIGINS"),
+            (vec![("MAX_RECEIVES", "many")], "MAX_RECEIVES"),
+            (vec![("SANDBOX_PLATFORMS", "maybe")], "SANDBOX_PLATFORMS"),
+        ] {
+            let err = with(&pairs).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+    }
+
+    #[test]
+    fn origins_compare_exactly() {
+        let c = with(&[("ALLOWED_ORIGINS", "https://app.example.com, http://localhost:5173/")]).unwrap();
+        assert!(c.origin_allowed("https://app.example.com"));
+        assert!(c.origin_allowed("http://localhost:5173"));
+        assert!(!c.origin_allowed("https://app.example.com.evil.com"));
+        assert!(!c.origin_allowed("http://app.example.com"));
+    }
+}

@@ -1,0 +1,412 @@
+//! Entities of the product. Secrets are never fields of these: an entity
+//! holds a [`SecretRef`] (the vault name) and, for API keys, a masked hint.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::status::{self, DisconnectReason, Event, Status, Subject};
+use crate::error::Error;
+use crate::ids::*;
+
+/// A member's role in a workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees the data of the clients they are given; gets no alerts by default.
+    ClientViewer,
+    /// Connects and reconnects data sources; gets alerts.
+    Staff,
+    /// Everything staff can, plus members and removing authorizations.
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "staff" => Ok(Role::Staff),
+            "client_viewer" => Ok(Role::ClientViewer),
+            _ => Err(Error::invalid("role", "must be admin, staff or client_viewer")),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Staff => "staff",
+            Role::ClientViewer => "client_viewer",
+        }
+    }
+}
+
+/// Who is calling: the verified claims of the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub role: Role,
+    pub email: Option<String>,
+}
+
+impl Caller {
+    /// Fails unless the caller has at least `needed`.
+    pub fn require(&self, needed: Role) -> Result<(), Error> {
+        if self.role >= needed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden { needed: needed.as_str() })
+        }
+    }
+}
+
+/// The kinds of alert a member can receive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    SyncFailed,
+    Disconnected,
+    ExpiringSoon,
+    Recovered,
+}
+
+/// A member of a workspace, as kept by the product (for alerts).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub workspace_id: WorkspaceId,
+    pub user_id: UserId,
+    pub email: String,
+    pub display_name: Option<String>,
+    pub role: Role,
+    /// Alert kinds this member turned email off for.
+    #[serde(default)]
+    pub email_opt_out: Vec<AlertKind>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The name of a secret in the vault. Not a secret itself.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretRef(pub String);
+
+impl SecretRef {
+    /// `{prefix}/{workspace}/{owner}`: every secret of a workspace is under
+    /// its own path, and every secret of the deployment under the prefix the
+    /// IAM policies allow.
+    pub fn for_owner(prefix: &str, workspace: &WorkspaceId, owner: &str) -> Self {
+        SecretRef(format!("{prefix}/{}/{owner}", workspace.as_str()))
+    }
+}
+
+/// The platform account a grant belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalAccount {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+/// What is known of a grant's lifetime. None of it is assumed eternal: a
+/// grant with no known expiry is still probed now and then.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenExpiry {
+    pub access_expires_at: Option<DateTime<Utc>>,
+    pub refresh_expires_at: Option<DateTime<Utc>>,
+    /// Refresh tokens that die when unused (Google 6 months, Microsoft 90 days).
+    pub idle_expires_at: Option<DateTime<Utc>>,
+    /// The platform wants a new consent by then (Amazon yearly, Meta ~60 days).
+    pub reauthorize_by: Option<DateTime<Utc>>,
+}
+
+/// One credential grant (OAuth), shared by every connection that uses it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Authorization {
+    pub id: AuthorizationId,
+    pub workspace_id: WorkspaceId,
+    pub platform: PlatformId,
+    /// The name people recognise it by.
+    pub name: String,
+    pub account: Option<ExternalAccount>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Platform params given at connect time (shop domain, region, ...).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    pub status: Status,
+    #[serde(default)]
+    pub expiry: TokenExpiry,
+    /// When the sweep should look at it next (None: never, e.g. removed).
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub secret: SecretRef,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_refreshed_at: Option<DateTime<Utc>>,
+    /// Consecutive transient refresh failures.
+    #[serde(default)]
+    pub refresh_failures: u32,
+}
+
+impl Authorization {
+    pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
+        self.status = status::next(Subject::Authorization, &self.status, &event)?;
+        if matches!(event, Event::CredentialsAccepted | Event::Reconnected { .. }) {
+            self.refresh_failures = 0;
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+}
+
+/// Whether a connection brings data in or sends it out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionRole {
+    Source,
+    Destination,
+}
+
+/// The agency client a connection belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientRef {
+    pub id: ClientId,
+    pub name: String,
+}
+
+/// How a connection authenticates.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Credential {
+    /// A shared OAuth grant.
+    Authorization { authorization_id: AuthorizationId },
+    /// Its own API key, in the vault; `hint` is the last 4 characters.
+    ApiKey {
+        secret: SecretRef,
+        hint: String,
+        last_verified_at: DateTime<Utc>,
+    },
+    /// No credential: files are uploaded.
+    FileUpload,
+}
+
+/// Whether a stream is synced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSelection {
+    pub name: String,
+    pub selected: bool,
+}
+
+/// Where the sync of one stream stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamCursor {
+    /// The incremental cursor value (for example the largest `updated_at`).
+    pub cursor: Option<String>,
+    /// The page token of a full sync that is under way.
+    pub page: Option<String>,
+    pub records: u64,
+    pub complete: bool,
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The last problem, as shown to people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub code: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A data source or an export destination of a workspace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub workspace_id: WorkspaceId,
+    pub platform: PlatformId,
+    pub name: String,
+    pub role: ConnectionRole,
+    pub client: Option<ClientRef>,
+    pub credential: Credential,
+    pub status: Status,
+    #[serde(default)]
+    pub streams: Vec<StreamSelection>,
+    #[serde(default)]
+    pub cursors: BTreeMap<String, StreamCursor>,
+    #[serde(default)]
+    pub initial_sync_done: bool,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    pub last_error: Option<LastError>,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Connection {
+    /// Applies an event through the state machine and keeps the derived
+    /// fields (last synced, last error) in step.
+    pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
+        self.status = status::next(Subject::Connection, &self.status, &event)?;
+        match event {
+            Event::InitialSyncCompleted | Event::SyncSucceeded => {
+                if event == Event::InitialSyncCompleted {
+                    self.initial_sync_done = true;
+                }
+                self.last_synced_at = Some(now);
+                self.last_error = None;
+            }
+            Event::SyncFailed(reason) => {
+                self.last_error = Some(LastError {
+                    code: reason.code().to_owned(),
+                    message: format!("The last sync failed ({}); it will be retried.", reason.code()),
+                    at: now,
+                });
+            }
+            Event::CredentialsLost(reason) => {
+                if let Status::Disconnected { reason: kept } = self.status {
+                    self.last_error = Some(last_error_for(kept, now));
+                } else {
+                    self.last_error = Some(last_error_for(reason, now));
+                }
+            }
+            Event::Reconnected { .. } | Event::CredentialsAccepted => self.last_error = None,
+        }
+        self.updated_at = now;
+        Ok(())
+    }
+
+    pub fn authorization_id(&self) -> Option<&AuthorizationId> {
+        match &self.credential {
+            Credential::Authorization { authorization_id } => Some(authorization_id),
+            _ => None,
+        }
+    }
+}
+
+fn last_error_for(reason: DisconnectReason, now: DateTime<Utc>) -> LastError {
+    LastError { code: reason.code().to_owned(), message: reason.message().to_owned(), at: now }
+}
+
+/// Which kind of sync a run is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncKind {
+    Initial,
+    Incremental,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncRunState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// Progress of one stream within a run.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamProgress {
+    pub records: u64,
+    pub pages: u64,
+    pub done: bool,
+}
+
+/// One run of a sync, with its progress (shown while it runs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub id: SyncRunId,
+    pub workspace_id: WorkspaceId,
+    pub connection_id: ConnectionId,
+    pub kind: SyncKind,
+    pub state: SyncRunState,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamProgress>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<LastError>,
+}
+
+/// What a notification offers to do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotificationAction {
+    Reconnect {
+        connection_id: Option<ConnectionId>,
+        authorization_id: Option<AuthorizationId>,
+    },
+    ReplaceKey { connection_id: ConnectionId },
+    None,
+}
+
+/// An in-app notification of one member's workspace.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub id: NotificationId,
+    pub workspace_id: WorkspaceId,
+    pub kind: AlertKind,
+    pub connection_id: Option<ConnectionId>,
+    pub authorization_id: Option<AuthorizationId>,
+    pub platform: PlatformId,
+    pub data_source: String,
+    pub client_name: Option<String>,
+    pub reason_code: Option<String>,
+    pub message: String,
+    pub action: NotificationAction,
+    pub created_at: DateTime<Utc>,
+    pub read_at: Option<DateTime<Utc>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::status::FailureReason;
+
+    fn connection(now: DateTime<Utc>) -> Connection {
+        Connection {
+            id: ConnectionId::generate(),
+            workspace_id: WorkspaceId::parse("ws").unwrap(),
+            platform: PlatformId::parse("klaviyo").unwrap(),
+            name: "Klaviyo".into(),
+            role: ConnectionRole::Source,
+            client: None,
+            credential: Credential::FileUpload,
+            status: Status::PendingAuthorization,
+            streams: vec![],
+            cursors: BTreeMap::new(),
+            initial_sync_done: false,
+            last_synced_at: None,
+            last_error: None,
+            created_by: UserId::parse("u").unwrap(),
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn apply_keeps_derived_fields_in_step() {
+        let now = Utc::now();
+        let mut c = connection(now);
+        c.apply(Event::CredentialsAccepted, now).unwrap();
+        c.apply(Event::SyncFailed(FailureReason::RateLimited), now).unwrap();
+        assert_eq!(c.last_error.as_ref().unwrap().code, "rate_limited");
+        c.apply(Event::InitialSyncCompleted, now).unwrap();
+        assert!(c.initial_sync_done && c.last_error.is_none() && c.last_synced_at.is_some());
+        c.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), now).unwrap();
+        assert_eq!(c.status.reason_code(), Some("token_revoked"));
+        assert_eq!(c.last_error.as_ref().unwrap().code, "token_revoked");
+        let before = c.clone();
+        assert!(c.apply(Event::SyncSucceeded, now).is_err());
+        assert_eq!(c, before, "a rejected event changes nothing");
+    }
+
+    #[test]
+    fn roles_are_ordered() {
+        let caller = Caller {
+            workspace_id: WorkspaceId::parse("ws").unwrap(),
+            user_id: UserId::parse("u").unwrap(),
+            role: Role::Staff,
+            email: None,
+        };
+        assert!(caller.require(Role::Staff).is_ok());
+        assert!(caller.require(Role::ClientViewer).is_ok());
+        assert!(matches!(caller.require(Role::Admin), Err(Error::Forbidden { .. })));
+    }
+}

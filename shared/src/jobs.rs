@@ -1,0 +1,116 @@
+//! Queue messages and the handlers of the queue- and schedule-driven
+//! functions. SQS delivers at least once: every handler is idempotent and
+//! reports partial batch failures, so one bad message never re-runs the
+//! others; a message that keeps failing reaches the DLQ by redrive policy.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use serde::{Deserialize, Serialize};
+use std::future::Future;
+
+use crate::app::App;
+use crate::domain::SyncKind;
+use crate::error::Error;
+use crate::ids::{AuthorizationId, ConnectionId, WorkspaceId};
+use crate::ports::QueueKind;
+
+/// A message of the sync queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncJob {
+    Sync { workspace_id: WorkspaceId, connection_id: ConnectionId, kind: SyncKind },
+}
+
+/// A message of the notification queue: something people should hear of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlertEvent {
+    ConnectionDisconnected { workspace_id: WorkspaceId, connection_id: ConnectionId, reason: String },
+    SyncFailed { workspace_id: WorkspaceId, connection_id: ConnectionId, reason: String },
+    ExpiringSoon { workspace_id: WorkspaceId, authorization_id: AuthorizationId, expires_at: chrono::DateTime<chrono::Utc> },
+    Recovered { workspace_id: WorkspaceId, connection_id: ConnectionId },
+}
+
+/// Sends a message as JSON.
+pub async fn enqueue<T: Serialize>(app: &App, queue: QueueKind, message: &T, delay_seconds: u32) -> Result<String, Error> {
+    let body = serde_json::to_string(message).map_err(|e| Error::Config(format!("unserializable message: {e}")))?;
+    Ok(app.queue.send(queue, &body, delay_seconds).await?)
+}
+
+/// Runs `f` on every record of a batch and reports the ones that failed.
+/// A body that does not parse fails too: it is retried, then dead-lettered,
+/// and the DLQ alarm tells a person.
+pub async fn for_each_record<T, F, Fut>(event: SqsEvent, f: F) -> SqsBatchResponse
+where
+    T: serde::de::DeserializeOwned,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let outcome = match serde_json::from_str::<T>(record.body.as_deref().unwrap_or("")) {
+            Ok(message) => f(message).await,
+            Err(e) => Err(Error::MalformedBody(format!("queue message: {}", e.classify_str()))),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(message_id = %id, error = %e, "message failed; it will be retried");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+trait ClassifyStr {
+    fn classify_str(&self) -> &'static str;
+}
+
+impl ClassifyStr for serde_json::Error {
+    fn classify_str(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Data => "unknown type or wrong fields",
+            _ => "not valid JSON",
+        }
+    }
+}
+
+/// The sync worker's handling of one job. The engine arrives with the sync
+/// issue; today a job for a missing connection is dropped (it was deleted)
+/// and any other is acknowledged after its connection is checked.
+pub async fn run_sync_job(app: &App, job: SyncJob) -> Result<(), Error> {
+    let SyncJob::Sync { workspace_id, connection_id, kind } = job;
+    match app.repo.connection(&workspace_id, &connection_id).await {
+        Ok(c) => {
+            tracing::info!(connection = %connection_id, ?kind, state = c.value.status.state_name(), "sync job received");
+            Ok(())
+        }
+        Err(Error::NotFound { .. }) => {
+            tracing::info!(connection = %connection_id, "sync job for a deleted connection dropped");
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The notifier's handling of one alert event (delivery arrives with the
+/// alerts issue).
+pub async fn deliver_alert(_app: &App, event: AlertEvent) -> Result<(), Error> {
+    tracing::info!(kind = ?std::mem::discriminant(&event), "alert event received");
+    Ok(())
+}
+
+/// What one sweep saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SweepReport {
+    pub due: usize,
+}
+
+/// The expiry sweep: reads only the due authorizations from the sparse,
+/// sharded due index (never a scan).
+pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
+    let now = app.clock.now();
+    let due = app.repo.due_authorizations(now, 100).await?;
+    tracing::info!(due = due.len(), "expiry sweep");
+    Ok(SweepReport { due: due.len() })
+}

@@ -1,0 +1,29 @@
+//! The common crate of the connections service.
+//!
+//! * [`domain`]: the model (workspaces, authorizations, connections, sync runs,
+//!   notifications) and the one status state machine, with no I/O.
+//! * [`catalog`]: the platform catalog, as data, with deployment overrides.
+//! * [`ports`]: the small traits through which the domain talks to the world.
+//! * [`adapters`]: an AWS and an embedded implementation of every port.
+//! * [`repo`]: typed, workspace-scoped persistence on top of the state store.
+//! * [`api`]: HTTP routes, identity, the single error-to-HTTP mapping.
+//! * [`jobs`]: queue messages and the queue/schedule handlers.
+//! * [`sandbox`]: built-in sandbox platforms for local runs and tests.
+
+pub mod adapters;
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod ports;
+pub mod repo;
+pub mod sandbox;
+pub mod telemetry;
+
+pub use app::App;
+pub use config::Config;
+pub use error::Error;

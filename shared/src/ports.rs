@@ -1,0 +1,179 @@
+//! The small traits through which the domain talks to the world. Each has an
+//! AWS adapter and an embedded adapter ([`crate::adapters`]); the behaviour
+//! tests in `tests/` run the same cases against both.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{HttpError, MailError, QueueError, SinkError, StoreError, VaultError};
+
+// ---------------------------------------------------------------- state store
+
+/// One stored item: a partition key, a sort key, an optimistic-concurrency
+/// version and a JSON body. `due` places it in the sparse due-work index;
+/// `expires_at` (epoch seconds) lets the store drop it (TTL).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub pk: String,
+    pub sk: String,
+    pub version: u64,
+    pub body: serde_json::Value,
+    pub due: Option<Due>,
+    pub expires_at: Option<i64>,
+}
+
+/// A place in the sparse due-work index: a shard (so that one partition never
+/// gets hot) and the epoch second the work is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Due {
+    pub shard: u16,
+    pub at: i64,
+}
+
+/// What must hold for a write to happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Precondition {
+    /// Write unconditionally.
+    None,
+    /// The item must not exist.
+    Absent,
+    /// The item must exist.
+    Exists,
+    /// The item must exist at this version.
+    Version(u64),
+}
+
+/// One page of a query.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Page {
+    pub items: Vec<Item>,
+    /// The sort key to continue after, when there is more.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError>;
+    /// Writes the item whole, if `pre` holds; else `ConditionFailed`.
+    async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError>;
+    /// Deletes the item if `pre` holds and returns what was there.
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError>;
+    /// Items of one partition whose sort key starts with `sk_prefix`, in sort
+    /// key order, after `after` when given.
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError>;
+    /// Items of one due shard that are due at or before `until`, earliest first.
+    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError>;
+}
+
+// --------------------------------------------------------------- secret vault
+
+/// Secrets: tokens, API keys, client secrets. Values are `SecretString`,
+/// which never prints.
+#[async_trait]
+pub trait SecretVault: Send + Sync {
+    /// Creates the secret or stores a new version of it.
+    async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError>;
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError>;
+    /// Deletes at once (no recovery window); deleting a missing secret is fine.
+    async fn delete(&self, name: &str) -> Result<(), VaultError>;
+}
+
+// ---------------------------------------------------------------------- queue
+
+/// The queues of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// Sync jobs, consumed by the sync worker.
+    Sync,
+    /// Alert events, consumed by the notifier.
+    Notify,
+}
+
+impl QueueKind {
+    pub const ALL: [QueueKind; 2] = [QueueKind::Sync, QueueKind::Notify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Sync => "sync",
+            QueueKind::Notify => "notify",
+        }
+    }
+}
+
+/// A message taken from a queue, invisible to others until acked or until
+/// its visibility timeout passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    /// How many times it was received, this time included.
+    pub receive_count: u32,
+}
+
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Sends a message, visible after `delay_seconds` (at most 900). Returns its id.
+    async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError>;
+    /// Receives up to `max` visible messages (in Lambda the event source does
+    /// this; the local stack and the tests call it).
+    async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError>;
+    /// Deletes a received message.
+    async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), QueueError>;
+}
+
+// --------------------------------------------------------------------- mailer
+
+/// One email.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub from: String,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    /// Sends it; returns the provider's message id.
+    async fn send(&self, email: &Email) -> Result<String, MailError>;
+}
+
+// ---------------------------------------------------------------- record sink
+
+/// Where synced records and uploaded files land (S3, or a local folder).
+#[async_trait]
+pub trait RecordSink: Send + Sync {
+    /// Writes the object whole (a rewrite of the same key replaces it).
+    async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), SinkError>;
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError>;
+    /// Keys under a prefix, sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError>;
+}
+
+// ---------------------------------------------------------------------- clock
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+// -------------------------------------------------------------- platform http
+
+/// HTTP to the platforms. The production adapter follows no redirects and
+/// has timeouts; tests point the catalog at fake platform servers on loopback
+/// and go through the same adapter.
+#[async_trait]
+pub trait PlatformHttp: Send + Sync {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError>;
+}

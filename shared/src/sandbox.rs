@@ -1,0 +1,1 @@
+//! Built-in sandbox platforms (filled in below).
