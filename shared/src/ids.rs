@@ -7,7 +7,7 @@ use crate::error::Error;
 
 /// Identifiers minted by the service: a fixed prefix and 32 lowercase hex digits.
 macro_rules! minted_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -31,7 +31,7 @@ macro_rules! minted_id {
                 if ok {
                     Ok(Self(s.to_owned()))
                 } else {
-                    Err(Error::NotFound { kind: stringify!($name) })
+                    Err(Error::NotFound { kind: $kind })
                 }
             }
 
@@ -64,27 +64,32 @@ macro_rules! minted_id {
 minted_id!(
     /// A connection: one data source or export destination.
     ConnectionId,
-    "conn"
+    "conn",
+    "connection"
 );
 minted_id!(
     /// An authorization: one credential grant, shared by many connections.
     AuthorizationId,
-    "auth"
+    "auth",
+    "authorization"
 );
 minted_id!(
     /// One run of a sync.
     SyncRunId,
-    "run"
+    "run",
+    "sync run"
 );
 minted_id!(
     /// One in-app notification.
     NotificationId,
-    "ntf"
+    "ntf",
+    "notification"
 );
 minted_id!(
     /// One incident (an open problem of a connection or authorization).
     IncidentId,
-    "inc"
+    "inc",
+    "incident"
 );
 
 /// Identifiers that come from outside (the identity provider, the product):
@@ -159,7 +164,8 @@ impl PlatformId {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let ok = !s.is_empty()
             && s.len() <= 40
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {

@@ -17,22 +17,47 @@ use crate::ports::QueueKind;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SyncJob {
-    Sync { workspace_id: WorkspaceId, connection_id: ConnectionId, kind: SyncKind },
+    Sync {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        kind: SyncKind,
+    },
 }
 
 /// A message of the notification queue: something people should hear of.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AlertEvent {
-    ConnectionDisconnected { workspace_id: WorkspaceId, connection_id: ConnectionId, reason: String },
-    SyncFailed { workspace_id: WorkspaceId, connection_id: ConnectionId, reason: String },
-    ExpiringSoon { workspace_id: WorkspaceId, authorization_id: AuthorizationId, expires_at: chrono::DateTime<chrono::Utc> },
-    Recovered { workspace_id: WorkspaceId, connection_id: ConnectionId },
+    ConnectionDisconnected {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        reason: String,
+    },
+    SyncFailed {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        reason: String,
+    },
+    ExpiringSoon {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    Recovered {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+    },
 }
 
 /// Sends a message as JSON.
-pub async fn enqueue<T: Serialize>(app: &App, queue: QueueKind, message: &T, delay_seconds: u32) -> Result<String, Error> {
-    let body = serde_json::to_string(message).map_err(|e| Error::Config(format!("unserializable message: {e}")))?;
+pub async fn enqueue<T: Serialize>(
+    app: &App,
+    queue: QueueKind,
+    message: &T,
+    delay_seconds: u32,
+) -> Result<String, Error> {
+    let body = serde_json::to_string(message)
+        .map_err(|e| Error::Config(format!("unserializable message: {e}")))?;
     Ok(app.queue.send(queue, &body, delay_seconds).await?)
 }
 
@@ -50,7 +75,10 @@ where
         let id = record.message_id.clone().unwrap_or_default();
         let outcome = match serde_json::from_str::<T>(record.body.as_deref().unwrap_or("")) {
             Ok(message) => f(message).await,
-            Err(e) => Err(Error::MalformedBody(format!("queue message: {}", e.classify_str()))),
+            Err(e) => Err(Error::MalformedBody(format!(
+                "queue message: {}",
+                e.classify_str()
+            ))),
         };
         if let Err(e) = outcome {
             tracing::error!(message_id = %id, error = %e, "message failed; it will be retried");
@@ -79,7 +107,11 @@ impl ClassifyStr for serde_json::Error {
 /// issue; today a job for a missing connection is dropped (it was deleted)
 /// and any other is acknowledged after its connection is checked.
 pub async fn run_sync_job(app: &App, job: SyncJob) -> Result<(), Error> {
-    let SyncJob::Sync { workspace_id, connection_id, kind } = job;
+    let SyncJob::Sync {
+        workspace_id,
+        connection_id,
+        kind,
+    } = job;
     match app.repo.connection(&workspace_id, &connection_id).await {
         Ok(c) => {
             tracing::info!(connection = %connection_id, ?kind, state = c.value.status.state_name(), "sync job received");
@@ -113,4 +145,52 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
     let due = app.repo.due_authorizations(now, 100).await?;
     tracing::info!(due = due.len(), "expiry sweep");
     Ok(SweepReport { due: due.len() })
+}
+
+/// The sync worker: one batch from the sync queue.
+pub async fn sync_worker(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    for_each_record(event, |job: SyncJob| run_sync_job(app, job)).await
+}
+
+/// The notifier: one batch from the notification queue.
+pub async fn notifier(app: &App, event: SqsEvent) -> SqsBatchResponse {
+    for_each_record(event, |e: AlertEvent| deliver_alert(app, e)).await
+}
+
+/// A `lambda_runtime` service for an SQS-driven function.
+pub fn sqs_service<F, Fut>(
+    app: App,
+    handler: F,
+) -> impl lambda_runtime::Service<
+    lambda_runtime::LambdaEvent<SqsEvent>,
+    Response = SqsBatchResponse,
+    Error = lambda_runtime::Error,
+    Future: Send,
+>
+where
+    F: Fn(App, SqsEvent) -> Fut + Clone + Send,
+    Fut: Future<Output = SqsBatchResponse> + Send,
+{
+    lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+        let (app, handler) = (app.clone(), handler.clone());
+        async move { Ok::<_, lambda_runtime::Error>(handler(app, event.payload).await) }
+    })
+}
+
+/// A `lambda_runtime` service for the scheduled sweep (the EventBridge
+/// Scheduler payload is not needed).
+pub fn sweep_service(
+    app: App,
+) -> impl lambda_runtime::Service<
+    lambda_runtime::LambdaEvent<serde_json::Value>,
+    Response = SweepReport,
+    Error = lambda_runtime::Error,
+    Future: Send,
+> {
+    lambda_runtime::service_fn(
+        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let app = app.clone();
+            async move { sweep(&app).await.map_err(lambda_runtime::Error::from) }
+        },
+    )
 }

@@ -8,7 +8,6 @@
 //! * [`repo`]: typed, workspace-scoped persistence on top of the state store.
 //! * [`api`]: HTTP routes, identity, the single error-to-HTTP mapping.
 //! * [`jobs`]: queue messages and the queue/schedule handlers.
-//! * [`sandbox`]: built-in sandbox platforms for local runs and tests.
 
 pub mod adapters;
 pub mod api;
@@ -21,7 +20,6 @@ pub mod ids;
 pub mod jobs;
 pub mod ports;
 pub mod repo;
-pub mod sandbox;
 pub mod telemetry;
 
 pub use app::App;

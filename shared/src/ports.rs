@@ -60,7 +60,12 @@ pub trait StateStore: Send + Sync {
     /// Writes the item whole, if `pre` holds; else `ConditionFailed`.
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError>;
     /// Deletes the item if `pre` holds and returns what was there.
-    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError>;
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        pre: Precondition,
+    ) -> Result<Option<Item>, StoreError>;
     /// Items of one partition whose sort key starts with `sk_prefix`, in sort
     /// key order, after `after` when given.
     async fn query(
@@ -124,10 +129,20 @@ pub struct Received {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Sends a message, visible after `delay_seconds` (at most 900). Returns its id.
-    async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError>;
+    async fn send(
+        &self,
+        queue: QueueKind,
+        body: &str,
+        delay_seconds: u32,
+    ) -> Result<String, QueueError>;
     /// Receives up to `max` visible messages (in Lambda the event source does
     /// this; the local stack and the tests call it).
-    async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError>;
+    async fn receive(
+        &self,
+        queue: QueueKind,
+        max: u32,
+        visibility_seconds: u32,
+    ) -> Result<Vec<Received>, QueueError>;
     /// Deletes a received message.
     async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), QueueError>;
 }
@@ -175,5 +190,6 @@ pub trait Clock: Send + Sync {
 /// and go through the same adapter.
 #[async_trait]
 pub trait PlatformHttp: Send + Sync {
-    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError>;
+    async fn send(&self, request: http::Request<Bytes>)
+        -> Result<http::Response<Bytes>, HttpError>;
 }

@@ -15,36 +15,144 @@ pub struct Described {
     pub action: String,
 }
 
-fn d(status: StatusCode, code: &'static str, message: impl Into<String>, action: impl Into<String>) -> Described {
-    Described { status, code, message: message.into(), action: action.into() }
+fn d(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+    action: impl Into<String>,
+) -> Described {
+    Described {
+        status,
+        code,
+        message: message.into(),
+        action: action.into(),
+    }
 }
 
-const RETRY: &str = "Retry in a moment; if it keeps failing, contact the operators of this service.";
+const RETRY: &str =
+    "Retry in a moment; if it keeps failing, contact the operators of this service.";
 
 pub fn describe(e: &Error) -> Described {
     use StatusCode as S;
     match e {
-        Error::NotFound { kind } => d(S::NOT_FOUND, "not_found", format!("No such {kind} in this workspace."), "Check the id, or list them to find it."),
-        Error::RouteNotFound => d(S::NOT_FOUND, "route_not_found", "There is no such route.", "See docs/openapi.json for the routes of this API."),
-        Error::MethodNotAllowed => d(S::METHOD_NOT_ALLOWED, "method_not_allowed", "This route does not take that method.", "See docs/openapi.json for the methods of this route."),
-        Error::Unauthenticated(why) => d(S::UNAUTHORIZED, "unauthenticated", format!("Authentication required: {why}."), "Send a valid bearer token in the Authorization header."),
-        Error::Forbidden { needed } => d(S::FORBIDDEN, "forbidden", format!("This action needs the {needed} role."), "Ask an admin of the workspace."),
-        Error::InvalidInput { field, reason } => d(S::UNPROCESSABLE_ENTITY, "invalid_input", format!("Invalid {field}: {reason}."), format!("Correct {field} and send the request again.")),
-        Error::MalformedBody(why) => d(S::BAD_REQUEST, "malformed_body", format!("The request body could not be read: {why}."), "Send a JSON object as documented for this route."),
-        Error::PayloadTooLarge { limit } => d(S::PAYLOAD_TOO_LARGE, "payload_too_large", format!("The request body is larger than {limit} bytes."), "Send a smaller body."),
-        Error::UnsupportedMediaType { expected } => d(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("This route takes {expected}."), format!("Send the body with Content-Type: {expected}.")),
-        Error::UnknownPlatform(id) => d(S::UNPROCESSABLE_ENTITY, "unknown_platform", format!("There is no platform {id:?} in the catalog."), "GET /v1/providers lists the platforms."),
-        Error::WrongAuthMethod { platform, method } => d(S::UNPROCESSABLE_ENTITY, "wrong_auth_method", format!("{platform} does not connect with {method}."), "GET /v1/providers shows how each platform connects."),
-        Error::UnsupportedAuthMethod { platform } => d(S::UNPROCESSABLE_ENTITY, "unsupported_auth_method", format!("{platform} uses an authorization method this service does not perform yet."), "Choose another platform, or ask the operators of this service."),
-        Error::InvalidTransition { subject, from, event } => d(S::CONFLICT, "invalid_transition", format!("A {subject} that is {from} cannot take {event}."), "Reload it and check its status first."),
-        Error::Conflict { kind } => d(S::CONFLICT, "conflict", format!("The {kind} was changed at the same time by another request."), "Reload it and try again."),
-        Error::NotImplemented(what) => d(S::NOT_IMPLEMENTED, "not_implemented", format!("{what} is not available in this version yet."), "Upgrade the deployment, or use another route."),
-        Error::Config(_) => d(S::INTERNAL_SERVER_ERROR, "misconfigured", "The service is misconfigured.", "Contact the operators of this service; the logs name the setting."),
-        Error::Store(_) | Error::Vault(_) | Error::Queue(_) | Error::Sink(_) => {
-            d(S::SERVICE_UNAVAILABLE, "service_unavailable", "A backing service is unavailable.", RETRY)
-        }
-        Error::Mail(_) => d(S::SERVICE_UNAVAILABLE, "mail_unavailable", "Email could not be sent.", RETRY),
-        Error::Http(_) => d(S::BAD_GATEWAY, "platform_unavailable", "The platform could not be reached.", "Retry in a moment; the platform may be down."),
+        Error::NotFound { kind } => d(
+            S::NOT_FOUND,
+            "not_found",
+            format!("No such {kind} in this workspace."),
+            "Check the id, or list them to find it.",
+        ),
+        Error::RouteNotFound => d(
+            S::NOT_FOUND,
+            "route_not_found",
+            "There is no such route.",
+            "See docs/openapi.json for the routes of this API.",
+        ),
+        Error::MethodNotAllowed => d(
+            S::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "This route does not take that method.",
+            "See docs/openapi.json for the methods of this route.",
+        ),
+        Error::Unauthenticated(why) => d(
+            S::UNAUTHORIZED,
+            "unauthenticated",
+            format!("Authentication required: {why}."),
+            "Send a valid bearer token in the Authorization header.",
+        ),
+        Error::Forbidden { needed } => d(
+            S::FORBIDDEN,
+            "forbidden",
+            format!("This action needs the {needed} role."),
+            "Ask an admin of the workspace.",
+        ),
+        Error::InvalidInput { field, reason } => d(
+            S::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            format!("Invalid {field}: {reason}."),
+            format!("Correct {field} and send the request again."),
+        ),
+        Error::MalformedBody(why) => d(
+            S::BAD_REQUEST,
+            "malformed_body",
+            format!("The request body could not be read: {why}."),
+            "Send a JSON object as documented for this route.",
+        ),
+        Error::PayloadTooLarge { limit } => d(
+            S::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body is larger than {limit} bytes."),
+            "Send a smaller body.",
+        ),
+        Error::UnsupportedMediaType { expected } => d(
+            S::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("This route takes {expected}."),
+            format!("Send the body with Content-Type: {expected}."),
+        ),
+        Error::UnknownPlatform(id) => d(
+            S::UNPROCESSABLE_ENTITY,
+            "unknown_platform",
+            format!("There is no platform {id:?} in the catalog."),
+            "GET /v1/providers lists the platforms.",
+        ),
+        Error::WrongAuthMethod { platform, method } => d(
+            S::UNPROCESSABLE_ENTITY,
+            "wrong_auth_method",
+            format!("{platform} does not connect with {method}."),
+            "GET /v1/providers shows how each platform connects.",
+        ),
+        Error::UnsupportedAuthMethod { platform } => d(
+            S::UNPROCESSABLE_ENTITY,
+            "unsupported_auth_method",
+            format!("{platform} uses an authorization method this service does not perform yet."),
+            "Choose another platform, or ask the operators of this service.",
+        ),
+        Error::InvalidTransition {
+            subject,
+            from,
+            event,
+        } => d(
+            S::CONFLICT,
+            "invalid_transition",
+            format!("A {subject} that is {from} cannot take {event}."),
+            "Reload it and check its status first.",
+        ),
+        Error::Conflict { kind } => d(
+            S::CONFLICT,
+            "conflict",
+            format!("The {kind} was changed at the same time by another request."),
+            "Reload it and try again.",
+        ),
+        Error::NotImplemented(what) => d(
+            S::NOT_IMPLEMENTED,
+            "not_implemented",
+            format!("{what} is not available in this version yet."),
+            "Upgrade the deployment, or use another route.",
+        ),
+        Error::Config(_) => d(
+            S::INTERNAL_SERVER_ERROR,
+            "misconfigured",
+            "The service is misconfigured.",
+            "Contact the operators of this service; the logs name the setting.",
+        ),
+        Error::Store(_) | Error::Vault(_) | Error::Queue(_) | Error::Sink(_) => d(
+            S::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "A backing service is unavailable.",
+            RETRY,
+        ),
+        Error::Mail(_) => d(
+            S::SERVICE_UNAVAILABLE,
+            "mail_unavailable",
+            "Email could not be sent.",
+            RETRY,
+        ),
+        Error::Http(_) => d(
+            S::BAD_GATEWAY,
+            "platform_unavailable",
+            "The platform could not be reached.",
+            "Retry in a moment; the platform may be down.",
+        ),
     }
 }
 
@@ -72,7 +180,9 @@ mod tests {
 
     #[test]
     fn infrastructure_detail_stays_out_of_the_response() {
-        let e = Error::Store(StoreError::Unavailable("table connections-dev-state in 123456789012".into()));
+        let e = Error::Store(StoreError::Unavailable(
+            "table connections-dev-state in 123456789012".into(),
+        ));
         let r = describe(&e);
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!r.message.contains("123456789012"));

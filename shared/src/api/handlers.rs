@@ -9,16 +9,29 @@ use serde_json::json;
 
 use super::{identity, json, views, Params, Route, RouteId};
 use crate::app::App;
-use crate::domain::{Caller, Connection, Credential, Notification, Role, Authorization};
+use crate::domain::{Authorization, Caller, Connection, Credential, Notification, Role};
 use crate::error::Error;
 use crate::ids::ConnectionId;
 
 /// The largest JSON body taken.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
-pub(super) async fn dispatch(app: &App, route: &Route, params: Params, request: Request) -> Result<Response<Body>, Error> {
-    let caller = if route.auth { Some(identity::caller(&request, &app.config)?) } else { None };
-    let caller = || caller.as_ref().ok_or(Error::Unauthenticated("no verified token"));
+pub(super) async fn dispatch(
+    app: &App,
+    route: &Route,
+    params: Params,
+    request: Request,
+) -> Result<Response<Body>, Error> {
+    let caller = if route.auth {
+        Some(identity::caller(&request, &app.config)?)
+    } else {
+        None
+    };
+    let caller = || {
+        caller
+            .as_ref()
+            .ok_or(Error::Unauthenticated("no verified token"))
+    };
     match route.id {
         RouteId::Health => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
         RouteId::Providers => providers(app),
@@ -54,19 +67,29 @@ pub(crate) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Err
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
-        return Err(Error::UnsupportedMediaType { expected: "application/json" });
+    if !content_type
+        .split(';')
+        .next()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+    {
+        return Err(Error::UnsupportedMediaType {
+            expected: "application/json",
+        });
     }
     let bytes = body_bytes(request);
     if bytes.len() > MAX_JSON_BODY {
-        return Err(Error::PayloadTooLarge { limit: MAX_JSON_BODY });
+        return Err(Error::PayloadTooLarge {
+            limit: MAX_JSON_BODY,
+        });
     }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages describe positions and expected types;
         // "invalid value: string \"...\"" would echo input, so keep only the
         // category and position.
         let kind = match e.classify() {
-            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not valid JSON",
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                "not valid JSON"
+            }
             serde_json::error::Category::Data => "a field is missing or has the wrong type",
             serde_json::error::Category::Io => "unreadable",
         };
@@ -83,7 +106,11 @@ fn connection_id(params: &Params) -> Result<ConnectionId, Error> {
     ConnectionId::parse(params.get("id").map(String::as_str).unwrap_or(""))
 }
 
-async fn list_connections(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+async fn list_connections(
+    app: &App,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
     let query = request.query_string_parameters();
     let status = query.first("status").map(str::to_owned);
     let platform = query.first("platform").map(str::to_owned);
@@ -96,7 +123,11 @@ async fn list_connections(app: &App, caller: &Caller, request: &Request) -> Resu
         .map(|v| v.value)
         .filter(|c| status.as_deref().is_none_or(|s| c.status.state_name() == s))
         .filter(|c| platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
-        .filter(|c| client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
+        .filter(|c| {
+            client
+                .as_deref()
+                .is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id))
+        })
         .collect();
     // Disconnected first, then errors, then the rest; newest first within.
     let rank = |c: &Connection| match c.status.state_name() {
@@ -109,8 +140,15 @@ async fn list_connections(app: &App, caller: &Caller, request: &Request) -> Resu
     Ok(json(StatusCode::OK, &json!({"connections": items})))
 }
 
-async fn get_connection(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
-    let c = app.repo.connection(&caller.workspace_id, &connection_id(params)?).await?;
+async fn get_connection(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+) -> Result<Response<Body>, Error> {
+    let c = app
+        .repo
+        .connection(&caller.workspace_id, &connection_id(params)?)
+        .await?;
     Ok(json(StatusCode::OK, &views::connection(&c.value)))
 }
 
@@ -125,12 +163,20 @@ struct ConnectionPatch {
 pub(crate) fn check_name(name: &str) -> Result<String, Error> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "must be 1 to 100 printable characters"));
+        return Err(Error::invalid(
+            "name",
+            "must be 1 to 100 printable characters",
+        ));
     }
     Ok(name.to_owned())
 }
 
-async fn patch_connection(app: &App, caller: &Caller, params: &Params, request: &Request) -> Result<Response<Body>, Error> {
+async fn patch_connection(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
     caller.require(Role::Staff)?;
     let id = connection_id(params)?;
     let patch: ConnectionPatch = json_body(request)?;
@@ -142,7 +188,10 @@ async fn patch_connection(app: &App, caller: &Caller, params: &Params, request: 
     if let Some(selected) = &patch.selected_streams {
         for name in selected {
             if !c.streams.iter().any(|s| &s.name == name) {
-                return Err(Error::invalid("selected_streams", format!("{name} is not a stream of this connection")));
+                return Err(Error::invalid(
+                    "selected_streams",
+                    format!("{name} is not a stream of this connection"),
+                ));
             }
         }
         for s in &mut c.streams {
@@ -154,7 +203,11 @@ async fn patch_connection(app: &App, caller: &Caller, params: &Params, request: 
     Ok(json(StatusCode::OK, &views::connection(&c)))
 }
 
-async fn delete_connection(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+async fn delete_connection(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+) -> Result<Response<Body>, Error> {
     caller.require(Role::Staff)?;
     let id = connection_id(params)?;
     let current = app.repo.connection(&caller.workspace_id, &id).await?;
@@ -163,17 +216,28 @@ async fn delete_connection(app: &App, caller: &Caller, params: &Params) -> Resul
     if let Credential::ApiKey { secret, .. } = &current.value.credential {
         app.vault.delete(&secret.0).await?;
     }
-    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("static response"))
+    Ok(Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::Empty)
+        .expect("static response"))
 }
 
 async fn list_authorizations(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
-    let connections: Vec<Connection> = app.repo.list::<Connection>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
+    let connections: Vec<Connection> = app
+        .repo
+        .list::<Connection>(&caller.workspace_id)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
     let auths = app.repo.list::<Authorization>(&caller.workspace_id).await?;
     let items: Vec<_> = auths
         .iter()
         .map(|a| {
-            let used: Vec<&Connection> =
-                connections.iter().filter(|c| c.authorization_id() == Some(&a.value.id)).collect();
+            let used: Vec<&Connection> = connections
+                .iter()
+                .filter(|c| c.authorization_id() == Some(&a.value.id))
+                .collect();
             views::authorization(&a.value, &used)
         })
         .collect();
@@ -181,10 +245,18 @@ async fn list_authorizations(app: &App, caller: &Caller) -> Result<Response<Body
 }
 
 async fn list_notifications(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
-    let mut list: Vec<Notification> =
-        app.repo.list::<Notification>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
+    let mut list: Vec<Notification> = app
+        .repo
+        .list::<Notification>(&caller.workspace_id)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
     list.reverse();
     let unread = list.iter().filter(|n| n.read_at.is_none()).count();
     let items: Vec<_> = list.iter().map(views::notification).collect();
-    Ok(json(StatusCode::OK, &json!({"notifications": items, "unread": unread})))
+    Ok(json(
+        StatusCode::OK,
+        &json!({"notifications": items, "unread": unread}),
+    ))
 }

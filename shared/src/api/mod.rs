@@ -73,25 +73,109 @@ pub struct Route {
     pub auth: bool,
 }
 
-const fn route(id: RouteId, method: Method, path: &'static str, function: Function, auth: bool) -> Route {
-    Route { id, method, path, function, auth }
+const fn route(
+    id: RouteId,
+    method: Method,
+    path: &'static str,
+    function: Function,
+    auth: bool,
+) -> Route {
+    Route {
+        id,
+        method,
+        path,
+        function,
+        auth,
+    }
 }
 
 /// Every route of the API. `docs/openapi.json` and `template.yaml` list the
 /// same ones (a test checks).
 pub const ROUTES: &[Route] = &[
-    route(RouteId::Health, Method::GET, "/health", Function::ConnectionsApi, false),
-    route(RouteId::Providers, Method::GET, "/v1/providers", Function::ConnectionsApi, false),
-    route(RouteId::ConnectStart, Method::POST, "/v1/connect/start", Function::ConnectStart, true),
-    route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
-    route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
-    route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
-    route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
-    route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
-    route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
-    route(RouteId::Upload, Method::POST, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
-    route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
-    route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
+    route(
+        RouteId::Health,
+        Method::GET,
+        "/health",
+        Function::ConnectionsApi,
+        false,
+    ),
+    route(
+        RouteId::Providers,
+        Method::GET,
+        "/v1/providers",
+        Function::ConnectionsApi,
+        false,
+    ),
+    route(
+        RouteId::ConnectStart,
+        Method::POST,
+        "/v1/connect/start",
+        Function::ConnectStart,
+        true,
+    ),
+    route(
+        RouteId::OauthCallback,
+        Method::GET,
+        "/v1/oauth/callback",
+        Function::OauthCallback,
+        false,
+    ),
+    route(
+        RouteId::ApiKeyConnect,
+        Method::POST,
+        "/v1/connections/api-key",
+        Function::ApiKeyConnect,
+        true,
+    ),
+    route(
+        RouteId::ListConnections,
+        Method::GET,
+        "/v1/connections",
+        Function::ConnectionsApi,
+        true,
+    ),
+    route(
+        RouteId::GetConnection,
+        Method::GET,
+        "/v1/connections/{id}",
+        Function::ConnectionsApi,
+        true,
+    ),
+    route(
+        RouteId::PatchConnection,
+        Method::PATCH,
+        "/v1/connections/{id}",
+        Function::ConnectionsApi,
+        true,
+    ),
+    route(
+        RouteId::DeleteConnection,
+        Method::DELETE,
+        "/v1/connections/{id}",
+        Function::ConnectionsApi,
+        true,
+    ),
+    route(
+        RouteId::Upload,
+        Method::POST,
+        "/v1/connections/{id}/uploads",
+        Function::CsvUpload,
+        true,
+    ),
+    route(
+        RouteId::ListAuthorizations,
+        Method::GET,
+        "/v1/authorizations",
+        Function::ConnectionsApi,
+        true,
+    ),
+    route(
+        RouteId::ListNotifications,
+        Method::GET,
+        "/v1/notifications",
+        Function::ConnectionsApi,
+        true,
+    ),
 ];
 
 pub type Params = HashMap<&'static str, String>;
@@ -121,7 +205,11 @@ fn match_path(template: &'static str, path: &str) -> Option<Params> {
 /// Finds the route of a request: `RouteNotFound`, or `MethodNotAllowed` when
 /// the path exists with other methods.
 pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params), Error> {
-    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let path = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
     let mut path_known = false;
     for r in ROUTES {
         if let Some(params) = match_path(r.path, path) {
@@ -131,7 +219,11 @@ pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params
             path_known = true;
         }
     }
-    Err(if path_known { Error::MethodNotAllowed } else { Error::RouteNotFound })
+    Err(if path_known {
+        Error::MethodNotAllowed
+    } else {
+        Error::RouteNotFound
+    })
 }
 
 /// JSON response with the given status.
@@ -158,7 +250,10 @@ pub async fn handle(app: &App, function: Function, request: Request) -> Response
         }
     });
     let (route_id, result) = match found {
-        Ok((route, params)) => (Some(route.id), handlers::dispatch(app, route, params, request).await),
+        Ok((route, params)) => (
+            Some(route.id),
+            handlers::dispatch(app, route, params, request).await,
+        ),
         Err(e) => (None, Err(e)),
     };
     let response = result.unwrap_or_else(|e| error::response(&e));
@@ -176,7 +271,12 @@ pub async fn handle(app: &App, function: Function, request: Request) -> Response
 pub fn service(
     app: App,
     function: Function,
-) -> impl lambda_http::Service<Request, Response = Response<Body>, Error = std::convert::Infallible> {
+) -> impl lambda_http::Service<
+    Request,
+    Response = Response<Body>,
+    Error = std::convert::Infallible,
+    Future: Send,
+> {
     lambda_http::service_fn(move |request: Request| {
         let app = app.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&app, function, request).await) }
@@ -192,10 +292,28 @@ mod tests {
         let (r, p) = find_route(&Method::GET, "/v1/connections/conn_1").unwrap();
         assert_eq!(r.id, RouteId::GetConnection);
         assert_eq!(p["id"], "conn_1");
-        assert_eq!(find_route(&Method::GET, "/v1/connections/").unwrap().0.id, RouteId::ListConnections);
-        assert_eq!(find_route(&Method::POST, "/v1/connections/api-key").unwrap().0.id, RouteId::ApiKeyConnect);
-        assert!(matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed)));
-        assert!(matches!(find_route(&Method::GET, "/v1/connections/x/y"), Err(Error::RouteNotFound)));
-        assert!(matches!(find_route(&Method::GET, "/v2/providers"), Err(Error::RouteNotFound)));
+        assert_eq!(
+            find_route(&Method::GET, "/v1/connections/").unwrap().0.id,
+            RouteId::ListConnections
+        );
+        assert_eq!(
+            find_route(&Method::POST, "/v1/connections/api-key")
+                .unwrap()
+                .0
+                .id,
+            RouteId::ApiKeyConnect
+        );
+        assert!(matches!(
+            find_route(&Method::PUT, "/v1/connections/x"),
+            Err(Error::MethodNotAllowed)
+        ));
+        assert!(matches!(
+            find_route(&Method::GET, "/v1/connections/x/y"),
+            Err(Error::RouteNotFound)
+        ));
+        assert!(matches!(
+            find_route(&Method::GET, "/v2/providers"),
+            Err(Error::RouteNotFound)
+        ));
     }
 }

@@ -31,8 +31,14 @@ pub fn provider(e: &PlatformEntry) -> Value {
 
 pub fn connection(c: &Connection) -> Value {
     let credential = match &c.credential {
-        Credential::Authorization { authorization_id } => json!({"kind": "authorization", "authorization_id": authorization_id}),
-        Credential::ApiKey { hint, last_verified_at, .. } => {
+        Credential::Authorization { authorization_id } => {
+            json!({"kind": "authorization", "authorization_id": authorization_id})
+        }
+        Credential::ApiKey {
+            hint,
+            last_verified_at,
+            ..
+        } => {
             json!({"kind": "api_key", "hint": format!("…{hint}"), "last_verified_at": last_verified_at})
         }
         Credential::FileUpload => json!({"kind": "file_upload"}),

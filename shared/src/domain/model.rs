@@ -27,7 +27,10 @@ impl Role {
             "admin" => Ok(Role::Admin),
             "staff" => Ok(Role::Staff),
             "client_viewer" => Ok(Role::ClientViewer),
-            _ => Err(Error::invalid("role", "must be admin, staff or client_viewer")),
+            _ => Err(Error::invalid(
+                "role",
+                "must be admin, staff or client_viewer",
+            )),
         }
     }
 
@@ -55,7 +58,9 @@ impl Caller {
         if self.role >= needed {
             Ok(())
         } else {
-            Err(Error::Forbidden { needed: needed.as_str() })
+            Err(Error::Forbidden {
+                needed: needed.as_str(),
+            })
         }
     }
 }
@@ -149,7 +154,10 @@ pub struct Authorization {
 impl Authorization {
     pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
         self.status = status::next(Subject::Authorization, &self.status, &event)?;
-        if matches!(event, Event::CredentialsAccepted | Event::Reconnected { .. }) {
+        if matches!(
+            event,
+            Event::CredentialsAccepted | Event::Reconnected { .. }
+        ) {
             self.refresh_failures = 0;
         }
         self.updated_at = now;
@@ -255,7 +263,10 @@ impl Connection {
             Event::SyncFailed(reason) => {
                 self.last_error = Some(LastError {
                     code: reason.code().to_owned(),
-                    message: format!("The last sync failed ({}); it will be retried.", reason.code()),
+                    message: format!(
+                        "The last sync failed ({}); it will be retried.",
+                        reason.code()
+                    ),
                     at: now,
                 });
             }
@@ -281,7 +292,11 @@ impl Connection {
 }
 
 fn last_error_for(reason: DisconnectReason, now: DateTime<Utc>) -> LastError {
-    LastError { code: reason.code().to_owned(), message: reason.message().to_owned(), at: now }
+    LastError {
+        code: reason.code().to_owned(),
+        message: reason.message().to_owned(),
+        at: now,
+    }
 }
 
 /// Which kind of sync a run is.
@@ -332,7 +347,9 @@ pub enum NotificationAction {
         connection_id: Option<ConnectionId>,
         authorization_id: Option<AuthorizationId>,
     },
-    ReplaceKey { connection_id: ConnectionId },
+    ReplaceKey {
+        connection_id: ConnectionId,
+    },
     None,
 }
 
@@ -385,11 +402,13 @@ mod tests {
         let now = Utc::now();
         let mut c = connection(now);
         c.apply(Event::CredentialsAccepted, now).unwrap();
-        c.apply(Event::SyncFailed(FailureReason::RateLimited), now).unwrap();
+        c.apply(Event::SyncFailed(FailureReason::RateLimited), now)
+            .unwrap();
         assert_eq!(c.last_error.as_ref().unwrap().code, "rate_limited");
         c.apply(Event::InitialSyncCompleted, now).unwrap();
         assert!(c.initial_sync_done && c.last_error.is_none() && c.last_synced_at.is_some());
-        c.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), now).unwrap();
+        c.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), now)
+            .unwrap();
         assert_eq!(c.status.reason_code(), Some("token_revoked"));
         assert_eq!(c.last_error.as_ref().unwrap().code, "token_revoked");
         let before = c.clone();
@@ -407,6 +426,9 @@ mod tests {
         };
         assert!(caller.require(Role::Staff).is_ok());
         assert!(caller.require(Role::ClientViewer).is_ok());
-        assert!(matches!(caller.require(Role::Admin), Err(Error::Forbidden { .. })));
+        assert!(matches!(
+            caller.require(Role::Admin),
+            Err(Error::Forbidden { .. })
+        ));
     }
 }

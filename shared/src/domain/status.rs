@@ -218,7 +218,11 @@ pub fn next(subject: Subject, from: &Status, event: &Event) -> Result<Status, Er
         ) => Some(S::Error { reason: *reason }),
         (Subject::Connection, S::Disconnected { .. }, Event::Reconnected { initial_sync_done })
         | (Subject::Connection, S::Error { .. }, Event::Reconnected { initial_sync_done }) => {
-            Some(if *initial_sync_done { S::Connected } else { S::InitialSyncInProgress })
+            Some(if *initial_sync_done {
+                S::Connected
+            } else {
+                S::InitialSyncInProgress
+            })
         }
 
         // Authorizations: a grant is pending until the callback, then
@@ -226,18 +230,22 @@ pub fn next(subject: Subject, from: &Status, event: &Event) -> Result<Status, Er
         (Subject::Authorization, S::PendingAuthorization, Event::CredentialsAccepted) => {
             Some(S::Connected)
         }
-        (Subject::Authorization, S::Connected | S::Disconnected { .. }, Event::Reconnected { .. }) => {
-            Some(S::Connected)
-        }
+        (
+            Subject::Authorization,
+            S::Connected | S::Disconnected { .. },
+            Event::Reconnected { .. },
+        ) => Some(S::Connected),
 
         // Both: losing credentials. Losing them again keeps the first reason,
         // so one incident is one reason.
         (_, S::Disconnected { reason }, Event::CredentialsLost(_)) => {
             Some(S::Disconnected { reason: *reason })
         }
-        (_, S::PendingAuthorization | S::InitialSyncInProgress | S::Connected | S::Error { .. }, Event::CredentialsLost(reason)) => {
-            Some(S::Disconnected { reason: *reason })
-        }
+        (
+            _,
+            S::PendingAuthorization | S::InitialSyncInProgress | S::Connected | S::Error { .. },
+            Event::CredentialsLost(reason),
+        ) => Some(S::Disconnected { reason: *reason }),
         _ => None,
     };
     to.ok_or_else(|| Error::invalid_transition(subject, from, event))
@@ -265,37 +273,105 @@ mod tests {
         let lost = Event::CredentialsLost(REVOKED);
         let s = next(Subject::Connection, &Status::Connected, &lost).unwrap();
         assert_eq!(s, Status::Disconnected { reason: REVOKED });
-        let again = next(Subject::Connection, &s, &Event::CredentialsLost(DisconnectReason::TokenExpired)).unwrap();
+        let again = next(
+            Subject::Connection,
+            &s,
+            &Event::CredentialsLost(DisconnectReason::TokenExpired),
+        )
+        .unwrap();
         assert_eq!(again, s, "the first reason stays");
-        let back = next(Subject::Connection, &s, &Event::Reconnected { initial_sync_done: true }).unwrap();
+        let back = next(
+            Subject::Connection,
+            &s,
+            &Event::Reconnected {
+                initial_sync_done: true,
+            },
+        )
+        .unwrap();
         assert_eq!(back, Status::Connected);
-        let back = next(Subject::Connection, &s, &Event::Reconnected { initial_sync_done: false }).unwrap();
+        let back = next(
+            Subject::Connection,
+            &s,
+            &Event::Reconnected {
+                initial_sync_done: false,
+            },
+        )
+        .unwrap();
         assert_eq!(back, Status::InitialSyncInProgress);
     }
 
     #[test]
     fn errors_recover_on_success() {
-        let e = Status::Error { reason: FailureReason::PlatformUnavailable };
-        assert_eq!(next(Subject::Connection, &e, &Event::SyncSucceeded).unwrap(), Status::Connected);
-        let f = next(Subject::Connection, &Status::Connected, &Event::SyncFailed(FailureReason::RateLimited)).unwrap();
+        let e = Status::Error {
+            reason: FailureReason::PlatformUnavailable,
+        };
+        assert_eq!(
+            next(Subject::Connection, &e, &Event::SyncSucceeded).unwrap(),
+            Status::Connected
+        );
+        let f = next(
+            Subject::Connection,
+            &Status::Connected,
+            &Event::SyncFailed(FailureReason::RateLimited),
+        )
+        .unwrap();
         assert_eq!(f.reason_code(), Some("rate_limited"));
     }
 
     #[test]
     fn invalid_transitions_are_rejected() {
         let cases = [
-            (Subject::Connection, Status::PendingAuthorization, Event::InitialSyncCompleted),
-            (Subject::Connection, Status::Connected, Event::CredentialsAccepted),
-            (Subject::Connection, Status::Disconnected { reason: REVOKED }, Event::SyncSucceeded),
-            (Subject::Connection, Status::Disconnected { reason: REVOKED }, Event::SyncFailed(FailureReason::Internal)),
-            (Subject::Connection, Status::Connected, Event::Reconnected { initial_sync_done: true }),
-            (Subject::Authorization, Status::Connected, Event::InitialSyncCompleted),
-            (Subject::Authorization, Status::Connected, Event::SyncFailed(FailureReason::Internal)),
-            (Subject::Authorization, Status::PendingAuthorization, Event::Reconnected { initial_sync_done: true }),
+            (
+                Subject::Connection,
+                Status::PendingAuthorization,
+                Event::InitialSyncCompleted,
+            ),
+            (
+                Subject::Connection,
+                Status::Connected,
+                Event::CredentialsAccepted,
+            ),
+            (
+                Subject::Connection,
+                Status::Disconnected { reason: REVOKED },
+                Event::SyncSucceeded,
+            ),
+            (
+                Subject::Connection,
+                Status::Disconnected { reason: REVOKED },
+                Event::SyncFailed(FailureReason::Internal),
+            ),
+            (
+                Subject::Connection,
+                Status::Connected,
+                Event::Reconnected {
+                    initial_sync_done: true,
+                },
+            ),
+            (
+                Subject::Authorization,
+                Status::Connected,
+                Event::InitialSyncCompleted,
+            ),
+            (
+                Subject::Authorization,
+                Status::Connected,
+                Event::SyncFailed(FailureReason::Internal),
+            ),
+            (
+                Subject::Authorization,
+                Status::PendingAuthorization,
+                Event::Reconnected {
+                    initial_sync_done: true,
+                },
+            ),
         ];
         for (subject, from, event) in cases {
             let err = next(subject, &from, &event).unwrap_err();
-            assert!(matches!(err, Error::InvalidTransition { .. }), "{subject} {from:?} {event:?}");
+            assert!(
+                matches!(err, Error::InvalidTransition { .. }),
+                "{subject} {from:?} {event:?}"
+            );
         }
     }
 
@@ -303,16 +379,27 @@ mod tests {
     fn status_serializes_with_state_and_reason() {
         let s = Status::Disconnected { reason: REVOKED };
         let json = serde_json::to_value(s).unwrap();
-        assert_eq!(json, serde_json::json!({"state": "disconnected", "reason": "token_revoked"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"state": "disconnected", "reason": "token_revoked"})
+        );
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), s);
         // The code() table and serde agree for every reason.
         for r in [
-            DisconnectReason::TokenRevoked, DisconnectReason::TokenExpired, DisconnectReason::RefreshFailed,
-            DisconnectReason::InsufficientScope, DisconnectReason::ReauthorizationRequired,
-            DisconnectReason::ApiKeyInvalid, DisconnectReason::ApiKeyExpired,
-            DisconnectReason::AuthorizationRemoved, DisconnectReason::UserDisconnected,
+            DisconnectReason::TokenRevoked,
+            DisconnectReason::TokenExpired,
+            DisconnectReason::RefreshFailed,
+            DisconnectReason::InsufficientScope,
+            DisconnectReason::ReauthorizationRequired,
+            DisconnectReason::ApiKeyInvalid,
+            DisconnectReason::ApiKeyExpired,
+            DisconnectReason::AuthorizationRemoved,
+            DisconnectReason::UserDisconnected,
         ] {
-            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.code()));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.code())
+            );
         }
     }
 }

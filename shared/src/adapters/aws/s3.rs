@@ -13,7 +13,11 @@ use crate::ports::RecordSink;
 /// (moto, LocalStack), virtual-hosted in AWS.
 pub fn client(sdk: &SdkConfig) -> Client {
     let path_style = sdk.endpoint_url().is_some();
-    Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build())
+    Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(path_style)
+            .build(),
+    )
 }
 
 /// The record sink on S3.
@@ -25,7 +29,10 @@ pub struct S3Sink {
 
 impl S3Sink {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self { client, bucket: bucket.into() }
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
     }
 }
 
@@ -51,9 +58,20 @@ impl RecordSink for S3Sink {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError> {
         check_sink_key(key)?;
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => {
-                let data = out.body.collect().await.map_err(|e| SinkError::Unavailable(e.to_string()))?;
+                let data = out
+                    .body
+                    .collect()
+                    .await
+                    .map_err(|e| SinkError::Unavailable(e.to_string()))?;
                 Ok(Some(data.into_bytes()))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
@@ -63,10 +81,21 @@ impl RecordSink for S3Sink {
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut pages = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .into_paginator()
+            .send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(unavailable)?;
-            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+            keys.extend(
+                page.contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
         }
         keys.sort();
         Ok(keys)

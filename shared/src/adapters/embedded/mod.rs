@@ -9,12 +9,12 @@ mod store;
 mod vault;
 
 pub use mailer::MemoryMailer;
+pub use queue::MemoryQueue;
 pub(crate) use queue::MAX_MESSAGE_BYTES;
 pub(crate) use sink::check_key as check_sink_key;
-pub(crate) use vault::check_name as check_secret_name;
-pub use queue::MemoryQueue;
 pub use sink::FileSink;
 pub use store::MemoryStore;
+pub(crate) use vault::check_name as check_secret_name;
 pub use vault::MemoryVault;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -29,14 +29,21 @@ pub(crate) struct JsonFile {
 
 impl JsonFile {
     pub(crate) fn new(dir: Option<&Path>, name: &str) -> Self {
-        Self { path: dir.map(|d| d.join(name)) }
+        Self {
+            path: dir.map(|d| d.join(name)),
+        }
     }
 
     pub(crate) fn load<T: DeserializeOwned + Default>(&self) -> std::io::Result<T> {
-        let Some(path) = &self.path else { return Ok(T::default()) };
+        let Some(path) = &self.path else {
+            return Ok(T::default());
+        };
         match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
             Err(e) => Err(e),
@@ -44,7 +51,9 @@ impl JsonFile {
     }
 
     pub(crate) fn save<T: Serialize>(&self, value: &T) -> std::io::Result<()> {
-        let Some(path) = &self.path else { return Ok(()) };
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -59,7 +68,12 @@ impl JsonFile {
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

@@ -20,7 +20,10 @@ impl FileSink {
         if let Some(r) = &root {
             std::fs::create_dir_all(r)?;
         }
-        Ok(Self { root, memory: Mutex::new(BTreeMap::new()) })
+        Ok(Self {
+            root,
+            memory: Mutex::new(BTreeMap::new()),
+        })
     }
 }
 
@@ -32,7 +35,9 @@ pub(crate) fn check_key(key: &str) -> Result<(), SinkError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
         });
     if ok {
         Ok(())
@@ -50,7 +55,10 @@ impl RecordSink for FileSink {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), SinkError> {
         check_key(key)?;
         let Some(root) = &self.root else {
-            self.memory.lock().expect("sink lock").insert(key.to_owned(), body);
+            self.memory
+                .lock()
+                .expect("sink lock")
+                .insert(key.to_owned(), body);
             return Ok(());
         };
         let path = root.join(key);
@@ -77,7 +85,11 @@ impl RecordSink for FileSink {
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let Some(root) = &self.root else {
             let m = self.memory.lock().expect("sink lock");
-            return Ok(m.keys().filter(|k| k.starts_with(prefix)).cloned().collect());
+            return Ok(m
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect());
         };
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];

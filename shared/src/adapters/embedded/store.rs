@@ -28,7 +28,10 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn open(dir: Option<&Path>) -> std::io::Result<Self> {
         let file = JsonFile::new(dir, "state.json");
-        Ok(Self { table: Mutex::new(file.load()?), file })
+        Ok(Self {
+            table: Mutex::new(file.load()?),
+            file,
+        })
     }
 
     fn item(pk: &str, sk: &str, s: &Stored) -> Item {
@@ -52,7 +55,9 @@ impl MemoryStore {
     }
 
     fn persist(&self, table: &Table) -> Result<(), StoreError> {
-        self.file.save(table).map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.file
+            .save(table)
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 
@@ -60,7 +65,10 @@ impl MemoryStore {
 fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
     match value {
         Some(v) => {
-            table.entry(pk.to_owned()).or_default().insert(sk.to_owned(), v);
+            table
+                .entry(pk.to_owned())
+                .or_default()
+                .insert(sk.to_owned(), v);
         }
         None => {
             if let Some(p) = table.get_mut(pk) {
@@ -77,7 +85,10 @@ fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
 impl StateStore for MemoryStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let table = self.table.lock().expect("store lock");
-        Ok(table.get(pk).and_then(|p| p.get(sk)).map(|s| Self::item(pk, sk, s)))
+        Ok(table
+            .get(pk)
+            .and_then(|p| p.get(sk))
+            .map(|s| Self::item(pk, sk, s)))
     }
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
@@ -102,13 +113,20 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        pre: Precondition,
+    ) -> Result<Option<Item>, StoreError> {
         let mut table = self.table.lock().expect("store lock");
         let current = table.get(pk).and_then(|p| p.get(sk));
         if !Self::holds(current, pre) {
             return Err(StoreError::ConditionFailed);
         }
-        let Some(old) = current.cloned() else { return Ok(None) };
+        let Some(old) = current.cloned() else {
+            return Ok(None);
+        };
         let removed = Self::item(pk, sk, &old);
         restore(&mut table, pk, sk, None);
         if let Err(e) = self.persist(&table) {
@@ -118,9 +136,17 @@ impl StateStore for MemoryStore {
         Ok(Some(removed))
     }
 
-    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page, StoreError> {
         let table = self.table.lock().expect("store lock");
-        let Some(p) = table.get(pk) else { return Ok(Page::default()) };
+        let Some(p) = table.get(pk) else {
+            return Ok(Page::default());
+        };
         let mut items: Vec<Item> = p
             .iter()
             .filter(|(sk, _)| sk.starts_with(sk_prefix) && after.is_none_or(|a| sk.as_str() > a))

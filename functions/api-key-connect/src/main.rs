@@ -1,0 +1,12 @@
+//! The api-key-connect Lambda: HTTP routes served by `Function::ApiKeyConnect`.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    shared::telemetry::init_lambda();
+    let app = shared::App::from_env().await?;
+    lambda_http::run(shared::api::service(
+        app,
+        shared::api::Function::ApiKeyConnect,
+    ))
+    .await
+}

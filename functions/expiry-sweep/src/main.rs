@@ -1,0 +1,8 @@
+//! The expiry-sweep Lambda: runs on a schedule, reads only due authorizations.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::telemetry::init_lambda();
+    let app = shared::App::from_env().await?;
+    lambda_runtime::run(shared::jobs::sweep_service(app)).await
+}

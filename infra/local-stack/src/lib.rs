@@ -1,0 +1,51 @@
+//! The local stack: the whole product on one machine. Every HTTP function
+//! behind one port with API-Gateway-shaped routing and JWT verification, the
+//! queue consumers and the sweep schedule in-process, embedded state by
+//! default (or the AWS adapters against any endpoint), and the sandbox
+//! platforms under `/sandbox`.
+
+pub mod console;
+pub mod devtoken;
+pub mod gateway;
+pub mod sandbox;
+pub mod workers;
+
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+use shared::adapters::embedded::MemoryQueue;
+use shared::App;
+
+/// Everything the local stack serves with.
+pub struct LocalStack {
+    pub app: App,
+    pub tokens: devtoken::DevTokens,
+    /// `None` when the sandbox platforms are off.
+    pub sandbox: Option<Arc<sandbox::Sandbox>>,
+    /// The embedded queue, when embedded, for wake-ups without polling.
+    pub embedded_queue: Option<Arc<MemoryQueue>>,
+}
+
+/// Accepts connections until the listener fails.
+pub async fn serve(listener: TcpListener, stack: Arc<LocalStack>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let stack = stack.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let stack = stack.clone();
+                async move {
+                    Ok::<_, std::convert::Infallible>(gateway::serve_request(stack, req).await)
+                }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(error = %e, "connection closed");
+            }
+        });
+    }
+}

@@ -1,0 +1,509 @@
+//! The sandbox platforms, served under `/sandbox` by the local stack (and by
+//! the test suite as its fake platform):
+//!
+//! * `sandbox_oauth`: an OAuth 2.0 authorization server with a consent page,
+//!   authorization codes bound to the redirect URI and a PKCE S256
+//!   challenge, rotating refresh tokens (reusing an old one revokes the
+//!   grant, as real platforms do), revocation, an identity endpoint and
+//!   paged data streams.
+//! * `sandbox_api_key`: magic API keys, one per outcome.
+//!
+//! Control routes (`/sandbox/control/...`) let a person or a test revoke an
+//! account's grants on the platform side.
+
+use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Duration, Utc};
+use http::{header, Method, Request, Response, StatusCode};
+use serde_json::json;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use shared::ports::Clock;
+
+pub const CLIENT_ID: &str = "sandbox-client";
+pub const CLIENT_SECRET: &str = "sandbox-secret";
+/// Records per stream per account.
+pub const RECORDS_PER_STREAM: usize = 250;
+const ACCESS_SECONDS: i64 = 3600;
+
+struct Code {
+    client_id: String,
+    redirect_uri: String,
+    challenge: Option<String>,
+    scopes: Vec<String>,
+    account: String,
+    expires_at: DateTime<Utc>,
+}
+
+struct Grant {
+    account: String,
+    scopes: Vec<String>,
+    revoked: bool,
+    refresh_token: String,
+    retired_refresh_tokens: Vec<String>,
+}
+
+struct Access {
+    grant: usize,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct State {
+    codes: HashMap<String, Code>,
+    grants: Vec<Grant>,
+    access: HashMap<String, Access>,
+    token_requests: u64,
+}
+
+/// The sandbox platforms' state (in memory: a restart is a new platform).
+pub struct Sandbox {
+    state: Mutex<State>,
+    clock: Arc<dyn Clock>,
+}
+
+type Resp = Response<Bytes>;
+
+fn json_resp(status: StatusCode, value: serde_json::Value) -> Resp {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Bytes::from(value.to_string()))
+        .expect("valid response")
+}
+
+fn oauth_error(code: &str, description: &str) -> Resp {
+    let status = if code == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    json_resp(
+        status,
+        json!({"error": code, "error_description": description}),
+    )
+}
+
+fn redirect(location: &str) -> Resp {
+    Response::builder()
+        .status(StatusCode::FOUND)
+        .header(header::LOCATION, location)
+        .body(Bytes::new())
+        .expect("valid response")
+}
+
+fn html(body: String) -> Resp {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+        .header(
+            "content-security-policy",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action *",
+        )
+        .body(Bytes::from(body))
+        .expect("valid response")
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn random_token(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "{prefix}_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+fn query(req: &Request<Bytes>) -> HashMap<String, String> {
+    form(req.uri().query().unwrap_or("").as_bytes())
+}
+
+fn bearer(req: &Request<Bytes>) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// Client authentication: HTTP Basic, or body fields.
+fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
+    let basic = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match basic {
+        Some(pair) => pair == format!("{CLIENT_ID}:{CLIENT_SECRET}"),
+        None => {
+            f.get("client_id").map(String::as_str) == Some(CLIENT_ID)
+                && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            clock,
+        }
+    }
+
+    /// Revokes every grant of an account, as a user would on the platform.
+    pub fn revoke_account(&self, account: &str) -> usize {
+        let mut s = self.state.lock().expect("sandbox lock");
+        let mut n = 0;
+        for g in s
+            .grants
+            .iter_mut()
+            .filter(|g| g.account == account && !g.revoked)
+        {
+            g.revoked = true;
+            n += 1;
+        }
+        n
+    }
+
+    /// How many token requests were made (tests of single-flight refresh).
+    pub fn token_requests(&self) -> u64 {
+        self.state.lock().expect("sandbox lock").token_requests
+    }
+
+    /// Serves a request whose path starts with `/sandbox`.
+    pub fn handle(&self, req: &Request<Bytes>) -> Resp {
+        let path = req.uri().path().trim_start_matches("/sandbox");
+        match (req.method(), path) {
+            (&Method::GET, "/oauth/authorize") => self.authorize(req),
+            (&Method::POST, "/oauth/decision") => self.decision(&form(req.body())),
+            (&Method::POST, "/oauth/token") => self.token(req),
+            (&Method::POST, "/oauth/revoke") => self.revoke(req),
+            (&Method::POST, "/control/revoke") => {
+                let q = query(req);
+                let account = q.get("account").map(String::as_str).unwrap_or("acct_demo");
+                json_resp(
+                    StatusCode::OK,
+                    json!({"revoked": self.revoke_account(account)}),
+                )
+            }
+            (&Method::GET, "/api/me") => match self.account_of(req) {
+                Ok(account) => json_resp(
+                    StatusCode::OK,
+                    json!({"id": account, "name": format!("Sandbox account {account}")}),
+                ),
+                Err(r) => r,
+            },
+            (&Method::GET, "/api/key") => Self::key_info(req),
+            (&Method::GET, p) if p.starts_with("/api/") => self.stream(req, &p[5..]),
+            _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
+        }
+    }
+
+    fn authorize(&self, req: &Request<Bytes>) -> Resp {
+        let q = query(req);
+        let get = |k: &str| q.get(k).cloned().unwrap_or_default();
+        if get("client_id") != CLIENT_ID {
+            return html("<h1>Unknown client</h1><p>This sandbox only knows client <code>sandbox-client</code>.</p>".into());
+        }
+        let redirect_uri = get("redirect_uri");
+        if url::Url::parse(&redirect_uri).is_err() || get("response_type") != "code" {
+            return html(
+                "<h1>Invalid request</h1><p>redirect_uri and response_type=code are required.</p>"
+                    .into(),
+            );
+        }
+        if q.contains_key("code_challenge") && get("code_challenge_method") != "S256" {
+            return html("<h1>Invalid request</h1><p>Only PKCE S256 is accepted.</p>".into());
+        }
+        // Tests and scripts may approve without the page.
+        if let Some(account) = q.get("auto_approve") {
+            let mut f = q.clone();
+            f.insert("decision".into(), "approve".into());
+            f.insert("account".into(), account.clone());
+            return self.decision(&f);
+        }
+        let hidden: String = [
+            "client_id",
+            "redirect_uri",
+            "state",
+            "scope",
+            "code_challenge",
+            "code_challenge_method",
+        ]
+        .iter()
+        .map(|k| {
+            format!(
+                r#"<input type="hidden" name="{k}" value="{}">"#,
+                escape(&get(k))
+            )
+        })
+        .collect();
+        html(format!(
+            r#"<!doctype html><html><head><meta charset="utf-8"><title>Sandbox platform: authorize</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}}</style></head>
+<body><h1>Sandbox platform</h1><p><strong>Connections service</strong> asks for: <code>{scopes}</code></p>
+<form method="post" action="/sandbox/oauth/decision">{hidden}
+<label>Sign in as account <input name="account" id="account" value="acct_demo" pattern="[A-Za-z0-9_-]{{1,40}}"></label>
+<p><button name="decision" value="approve" id="approve">Approve</button><button name="decision" value="deny" id="deny">Deny</button></p></form></body></html>"#,
+            scopes = escape(&get("scope")),
+        ))
+    }
+
+    fn decision(&self, f: &HashMap<String, String>) -> Resp {
+        let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+        let Ok(mut target) = url::Url::parse(&get("redirect_uri")) else {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
+        };
+        if get("decision") != "approve" {
+            target
+                .query_pairs_mut()
+                .append_pair("error", "access_denied")
+                .append_pair("state", &get("state"));
+            return redirect(target.as_str());
+        }
+        let account = get("account");
+        if account.is_empty()
+            || account.len() > 40
+            || !account
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_account"}));
+        }
+        let code = random_token("code");
+        self.state.lock().expect("sandbox lock").codes.insert(
+            code.clone(),
+            Code {
+                client_id: get("client_id"),
+                redirect_uri: get("redirect_uri"),
+                challenge: f.get("code_challenge").filter(|c| !c.is_empty()).cloned(),
+                scopes: get("scope")
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                account,
+                expires_at: self.clock.now() + Duration::minutes(5),
+            },
+        );
+        target
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"));
+        redirect(target.as_str())
+    }
+
+    fn issue(&self, s: &mut State, grant: usize, scopes: &[String]) -> Resp {
+        let access = random_token("at");
+        let expires_at = self.clock.now() + Duration::seconds(ACCESS_SECONDS);
+        s.access
+            .insert(access.clone(), Access { grant, expires_at });
+        let refresh = s.grants[grant].refresh_token.clone();
+        json_resp(
+            StatusCode::OK,
+            json!({"access_token": access, "token_type": "bearer", "expires_in": ACCESS_SECONDS,
+                   "refresh_token": refresh, "scope": scopes.join(" ")}),
+        )
+    }
+
+    fn token(&self, req: &Request<Bytes>) -> Resp {
+        let f = form(req.body());
+        if !client_ok(req, &f) {
+            return oauth_error("invalid_client", "client authentication failed");
+        }
+        let mut s = self.state.lock().expect("sandbox lock");
+        s.token_requests += 1;
+        let now = self.clock.now();
+        match f.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => {
+                let Some(code) = f.get("code").and_then(|c| s.codes.remove(c)) else {
+                    return oauth_error("invalid_grant", "unknown or used code");
+                };
+                if code.expires_at < now || code.client_id != CLIENT_ID {
+                    return oauth_error("invalid_grant", "expired code");
+                }
+                if f.get("redirect_uri") != Some(&code.redirect_uri) {
+                    return oauth_error("invalid_grant", "redirect_uri does not match");
+                }
+                if let Some(challenge) = &code.challenge {
+                    let verifier = f.get("code_verifier").cloned().unwrap_or_default();
+                    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+                    if &computed != challenge {
+                        return oauth_error("invalid_grant", "PKCE verification failed");
+                    }
+                }
+                s.grants.push(Grant {
+                    account: code.account,
+                    scopes: code.scopes.clone(),
+                    revoked: false,
+                    refresh_token: random_token("rt"),
+                    retired_refresh_tokens: vec![],
+                });
+                let grant = s.grants.len() - 1;
+                self.issue(&mut s, grant, &code.scopes)
+            }
+            Some("refresh_token") => {
+                let given = f.get("refresh_token").cloned().unwrap_or_default();
+                if let Some(g) = s
+                    .grants
+                    .iter_mut()
+                    .find(|g| g.retired_refresh_tokens.contains(&given))
+                {
+                    // Reuse of a rotated refresh token: the whole grant dies.
+                    g.revoked = true;
+                    return oauth_error("invalid_grant", "refresh token reused; grant revoked");
+                }
+                let Some(grant) = s
+                    .grants
+                    .iter()
+                    .position(|g| g.refresh_token == given && !g.revoked)
+                else {
+                    return oauth_error("invalid_grant", "unknown or revoked refresh token");
+                };
+                let g = &mut s.grants[grant];
+                let old = std::mem::replace(&mut g.refresh_token, random_token("rt"));
+                g.retired_refresh_tokens.push(old);
+                let scopes = g.scopes.clone();
+                self.issue(&mut s, grant, &scopes)
+            }
+            _ => oauth_error(
+                "unsupported_grant_type",
+                "use authorization_code or refresh_token",
+            ),
+        }
+    }
+
+    fn revoke(&self, req: &Request<Bytes>) -> Resp {
+        let f = form(req.body());
+        if !client_ok(req, &f) {
+            return oauth_error("invalid_client", "client authentication failed");
+        }
+        let token = f.get("token").cloned().unwrap_or_default();
+        let mut s = self.state.lock().expect("sandbox lock");
+        let grant = s
+            .access
+            .get(&token)
+            .map(|a| a.grant)
+            .or_else(|| s.grants.iter().position(|g| g.refresh_token == token));
+        if let Some(g) = grant {
+            s.grants[g].revoked = true;
+        }
+        Response::builder()
+            .status(StatusCode::OK)
+            .body(Bytes::new())
+            .expect("valid response")
+    }
+
+    /// The account behind a bearer access token or API key, or the error
+    /// response the platform gives.
+    fn account_of(&self, req: &Request<Bytes>) -> Result<String, Resp> {
+        let unauthorized = |why: &str| {
+            json_resp(
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "unauthorized", "message": why}),
+            )
+        };
+        let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
+        if token.starts_with("sk_") {
+            return match token {
+                "sk_test_valid" => Ok("acct_key".into()),
+                _ => Err(Self::key_info(req)),
+            };
+        }
+        let s = self.state.lock().expect("sandbox lock");
+        let access = s
+            .access
+            .get(token)
+            .ok_or_else(|| unauthorized("invalid token"))?;
+        if access.expires_at <= self.clock.now() {
+            return Err(unauthorized("token expired"));
+        }
+        let grant = &s.grants[access.grant];
+        if grant.revoked {
+            return Err(unauthorized("token revoked"));
+        }
+        Ok(grant.account.clone())
+    }
+
+    /// The magic keys of the sandbox API-key platform.
+    fn key_info(req: &Request<Bytes>) -> Resp {
+        match bearer(req).unwrap_or("") {
+            "sk_test_valid" => json_resp(
+                StatusCode::OK,
+                json!({"account": {"id": "acct_key", "name": "Sandbox key account"}, "scopes": ["read", "write"]}),
+            ),
+            "sk_test_noscope" => json_resp(
+                StatusCode::FORBIDDEN,
+                json!({"error": "insufficient_scope", "scopes": []}),
+            ),
+            "sk_test_expired" => {
+                json_resp(StatusCode::UNAUTHORIZED, json!({"error": "key_expired"}))
+            }
+            "sk_test_down" => json_resp(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": "maintenance"}),
+            ),
+            "sk_test_ratelimited" => Response::builder()
+                .status(StatusCode::TOO_MANY_REQUESTS)
+                .header(header::RETRY_AFTER, "7")
+                .body(Bytes::from_static(b"{\"error\":\"rate_limited\"}"))
+                .expect("valid response"),
+            _ => json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_key"})),
+        }
+    }
+
+    /// Deterministic records, paged by an opaque cursor (`cursor`) or a
+    /// page number (`page`).
+    fn stream(&self, req: &Request<Bytes>, stream: &str) -> Resp {
+        if !["orders", "customers", "ad_spend"].contains(&stream) {
+            return json_resp(StatusCode::NOT_FOUND, json!({"error": "no such stream"}));
+        }
+        let account = match self.account_of(req) {
+            Ok(a) => a,
+            Err(r) => return r,
+        };
+        let q = query(req);
+        let limit: usize = q
+            .get("limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(100)
+            .clamp(1, 250);
+        let start: usize = if let Some(page) = q.get("page") {
+            page.parse::<usize>().unwrap_or(1).saturating_sub(1) * limit
+        } else {
+            q.get("cursor")
+                .and_then(|c| c.strip_prefix("c").and_then(|n| n.parse().ok()))
+                .unwrap_or(0)
+        };
+        let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("valid date")
+            .with_timezone(&Utc);
+        let end = (start + limit).min(RECORDS_PER_STREAM);
+        let data: Vec<_> = (start..end)
+            .map(|i| {
+                json!({"id": format!("{account}-{stream}-{i:05}"), "amount": format!("{}.{:02}", 10 + i % 90, i % 100),
+                       "updated_at": (base + Duration::hours(i as i64)).to_rfc3339()})
+            })
+            .collect();
+        let next = (end < RECORDS_PER_STREAM).then(|| format!("c{end}"));
+        json_resp(StatusCode::OK, json!({"data": data, "next": next}))
+    }
+}

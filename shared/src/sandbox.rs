@@ -1,1 +1,0 @@
-//! Built-in sandbox platforms (filled in below).
