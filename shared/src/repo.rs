@@ -154,10 +154,7 @@ impl Repo {
     }
 
     /// Creates a new entity; fails with `Conflict` if it exists.
-    pub async fn create<T: Entity>(&self, value: &T) -> Result<Versioned<T>, Error>
-    where
-        T: Clone,
-    {
+    pub async fn create<T: Entity + Clone>(&self, value: &T) -> Result<Versioned<T>, Error> {
         let item = Self::to_item(value, 1)?;
         match self.store.put(&item, Precondition::Absent).await {
             Ok(()) => Ok(Versioned {

@@ -208,7 +208,7 @@ impl Sandbox {
                     StatusCode::OK,
                     json!({"id": account, "name": format!("Sandbox account {account}")}),
                 ),
-                Err(r) => r,
+                Err(r) => *r,
             },
             (&Method::GET, "/api/key") => Self::key_info(req),
             (&Method::GET, p) if p.starts_with("/api/") => self.stream(req, &p[5..]),
@@ -414,18 +414,18 @@ impl Sandbox {
 
     /// The account behind a bearer access token or API key, or the error
     /// response the platform gives.
-    fn account_of(&self, req: &Request<Bytes>) -> Result<String, Resp> {
+    fn account_of(&self, req: &Request<Bytes>) -> Result<String, Box<Resp>> {
         let unauthorized = |why: &str| {
-            json_resp(
+            Box::new(json_resp(
                 StatusCode::UNAUTHORIZED,
                 json!({"error": "unauthorized", "message": why}),
-            )
+            ))
         };
         let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
         if token.starts_with("sk_") {
             return match token {
                 "sk_test_valid" => Ok("acct_key".into()),
-                _ => Err(Self::key_info(req)),
+                _ => Err(Box::new(Self::key_info(req))),
             };
         }
         let s = self.state.lock().expect("sandbox lock");
@@ -478,7 +478,7 @@ impl Sandbox {
         }
         let account = match self.account_of(req) {
             Ok(a) => a,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let q = query(req);
         let limit: usize = q

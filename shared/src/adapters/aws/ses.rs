@@ -29,6 +29,9 @@ fn content(data: &str) -> Result<Content, MailError> {
 #[async_trait]
 impl Mailer for SesMailer {
     async fn send(&self, email: &Email) -> Result<String, MailError> {
+        if email.to.is_empty() {
+            return Err(MailError::Rejected("no recipient".into()));
+        }
         let message = Message::builder()
             .subject(content(&email.subject)?)
             .body(

@@ -1,0 +1,194 @@
+//! Every function's handler, fed the JSON events in `events/` exactly as
+//! Lambda would deliver them.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use std::path::{Path, PathBuf};
+
+use shared::api::{self, Function};
+use shared::jobs;
+
+use crate::harness::{config, embedded_app, error_code};
+
+fn events_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(events_dir().join(name))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// (fixture, function, expected status, expected error code)
+const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
+    (
+        "connections-api/get-health.json",
+        Function::ConnectionsApi,
+        200,
+        None,
+    ),
+    (
+        "connections-api/get-providers.json",
+        Function::ConnectionsApi,
+        200,
+        None,
+    ),
+    (
+        "connections-api/list-connections.json",
+        Function::ConnectionsApi,
+        200,
+        None,
+    ),
+    (
+        "connections-api/list-connections-no-claims.json",
+        Function::ConnectionsApi,
+        401,
+        Some("unauthenticated"),
+    ),
+    (
+        "connections-api/get-connection-unknown.json",
+        Function::ConnectionsApi,
+        404,
+        Some("not_found"),
+    ),
+    (
+        "connections-api/delete-connection-viewer.json",
+        Function::ConnectionsApi,
+        403,
+        Some("forbidden"),
+    ),
+    (
+        "connections-api/list-authorizations.json",
+        Function::ConnectionsApi,
+        200,
+        None,
+    ),
+    (
+        "connections-api/list-notifications.json",
+        Function::ConnectionsApi,
+        200,
+        None,
+    ),
+    (
+        "connect-start/start-sandbox.json",
+        Function::ConnectStart,
+        501,
+        Some("not_implemented"),
+    ),
+    (
+        "oauth-callback/callback-denied.json",
+        Function::OauthCallback,
+        501,
+        Some("not_implemented"),
+    ),
+    (
+        "api-key-connect/connect-klaviyo.json",
+        Function::ApiKeyConnect,
+        501,
+        Some("not_implemented"),
+    ),
+    (
+        "csv-upload/upload-costs.json",
+        Function::CsvUpload,
+        501,
+        Some("not_implemented"),
+    ),
+];
+
+const SQS_CASES: &[&str] = &["sync-worker/batch-with-poison.json", "notifier/batch.json"];
+const OTHER_CASES: &[&str] = &["expiry-sweep/scheduled.json"];
+
+fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
+    match r.body() {
+        lambda_http::Body::Text(t) => serde_json::from_str(t).unwrap(),
+        lambda_http::Body::Empty => serde_json::Value::Null,
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn http_events_reach_their_handlers() {
+    let (app, _) = embedded_app(config(&[("SANDBOX_PLATFORMS", "true")]));
+    for (file, function, status, code) in HTTP_CASES {
+        let request =
+            lambda_http::request::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let response = api::handle(&app, *function, request).await;
+        assert_eq!(response.status().as_u16(), *status, "{file}");
+        let body = body_json(&response);
+        if let Some(code) = code {
+            assert_eq!(error_code(&body), *code, "{file}");
+        }
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/json",
+            "{file}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_function_serves_only_its_own_routes() {
+    let (app, _) = embedded_app(config(&[]));
+    let request = lambda_http::request::from_str(&read("connections-api/get-health.json")).unwrap();
+    let response = api::handle(&app, Function::ConnectStart, request).await;
+    assert_eq!(response.status(), 404);
+}
+
+#[tokio::test]
+async fn sqs_batches_report_exactly_the_failed_messages() {
+    let (app, _) = embedded_app(config(&[]));
+    let event: SqsEvent =
+        serde_json::from_str(&read("sync-worker/batch-with-poison.json")).unwrap();
+    let response = jobs::sync_worker(&app, event).await;
+    let mut failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    failed.sort();
+    assert_eq!(failed, ["m-poison", "m-unknown"]);
+
+    let event: SqsEvent = serde_json::from_str(&read("notifier/batch.json")).unwrap();
+    let response = jobs::notifier(&app, event).await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["n-poison"]);
+    // The response is what Lambda expects back.
+    let json = serde_json::to_value(&response).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "n-poison"}]})
+    );
+}
+
+#[tokio::test]
+async fn the_scheduled_sweep_event_runs_a_sweep() {
+    let (app, _) = embedded_app(config(&[]));
+    let _event: serde_json::Value =
+        serde_json::from_str(&read("expiry-sweep/scheduled.json")).unwrap();
+    let report = jobs::sweep(&app).await.unwrap();
+    assert_eq!(report.due, 0);
+}
+
+#[test]
+fn every_event_fixture_is_exercised() {
+    let mut covered: Vec<String> = HTTP_CASES.iter().map(|c| c.0.to_owned()).collect();
+    covered.extend(SQS_CASES.iter().chain(OTHER_CASES).map(|s| s.to_string()));
+    let mut found = Vec::new();
+    for dir in std::fs::read_dir(events_dir()).unwrap() {
+        let dir = dir.unwrap().path();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            found.push(format!(
+                "{}/{}",
+                dir.file_name().unwrap().to_string_lossy(),
+                f.file_name().unwrap().to_string_lossy()
+            ));
+        }
+    }
+    for f in &found {
+        assert!(covered.contains(f), "events/{f} is not used by a test");
+    }
+}

@@ -1,0 +1,15 @@
+//! The integration tests: one binary.
+//!
+//! * `ports`: the same behaviour cases against the embedded adapters and
+//!   against the AWS adapters on a `moto_server` the harness starts.
+//! * `api`: the HTTP API through the local gateway, on a port of its own.
+//! * `events`: every function's handler fed the JSON events in `events/`.
+//! * `logs`: secrets that pass through handlers reach no log line.
+//! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
+
+mod api;
+mod contract;
+mod events;
+mod harness;
+mod logs;
+mod ports;
