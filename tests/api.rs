@@ -69,28 +69,11 @@ async fn health_and_catalog_are_public() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    for id in [
-        "shopify",
-        "bigcommerce",
-        "woocommerce",
-        "amazon_seller",
-        "google_ads",
-        "google_analytics",
-        "meta_ads",
-        "tiktok_ads",
-        "pinterest_ads",
-        "microsoft_ads",
-        "amazon_ads",
-        "stripe",
-        "x_ads",
-        "snapchat_ads",
-        "klaviyo",
-        "recharge",
-        "custom_costs",
-        "sandbox_oauth",
-        "sandbox_api_key",
-    ] {
-        assert!(ids.contains(&id), "{id} missing from {ids:?}");
+    for id in shared::catalog::PLATFORM_IDS
+        .iter()
+        .chain(&shared::catalog::SANDBOX_IDS)
+    {
+        assert!(ids.contains(id), "{id} missing from {ids:?}");
     }
     let shopify = body["providers"]
         .as_array()

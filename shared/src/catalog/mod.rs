@@ -16,6 +16,30 @@ use crate::ids::PlatformId;
 
 const BUILT_IN: &str = include_str!("platforms.json");
 
+/// The catalog ids of the real platforms, which frontends rely on.
+pub const PLATFORM_IDS: [&str; 17] = [
+    "shopify",
+    "bigcommerce",
+    "woocommerce",
+    "amazon_seller",
+    "google_ads",
+    "google_analytics",
+    "meta_ads",
+    "tiktok_ads",
+    "pinterest_ads",
+    "microsoft_ads",
+    "amazon_ads",
+    "stripe",
+    "x_ads",
+    "snapchat_ads",
+    "klaviyo",
+    "recharge",
+    "custom_costs",
+];
+
+/// The catalog ids of the sandbox platforms.
+pub const SANDBOX_IDS: [&str; 2] = ["sandbox_oauth", "sandbox_api_key"];
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMethod {
@@ -455,26 +479,6 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    const IDS: [&str; 17] = [
-        "shopify",
-        "bigcommerce",
-        "woocommerce",
-        "amazon_seller",
-        "google_ads",
-        "google_analytics",
-        "meta_ads",
-        "tiktok_ads",
-        "pinterest_ads",
-        "microsoft_ads",
-        "amazon_ads",
-        "stripe",
-        "x_ads",
-        "snapchat_ads",
-        "klaviyo",
-        "recharge",
-        "custom_costs",
-    ];
-
     fn options() -> CatalogOptions {
         CatalogOptions {
             public_base_url: "http://127.0.0.1:3000".into(),
@@ -486,7 +490,7 @@ mod tests {
     #[test]
     fn built_in_catalog_has_every_platform_and_checks() {
         let c = Catalog::load(&options()).unwrap();
-        for id in IDS.iter().chain(&["sandbox_oauth", "sandbox_api_key"]) {
+        for id in PLATFORM_IDS.iter().chain(&SANDBOX_IDS) {
             c.get(id).unwrap_or_else(|_| panic!("{id} missing"));
         }
         let sandbox = c.get("sandbox_oauth").unwrap().oauth.as_ref().unwrap();
