@@ -19,79 +19,20 @@ fn read(name: &str) -> String {
 }
 
 /// (fixture, function, expected status, expected error code)
+#[rustfmt::skip]
 const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
-    (
-        "connections-api/get-health.json",
-        Function::ConnectionsApi,
-        200,
-        None,
-    ),
-    (
-        "connections-api/get-providers.json",
-        Function::ConnectionsApi,
-        200,
-        None,
-    ),
-    (
-        "connections-api/list-connections.json",
-        Function::ConnectionsApi,
-        200,
-        None,
-    ),
-    (
-        "connections-api/list-connections-no-claims.json",
-        Function::ConnectionsApi,
-        401,
-        Some("unauthenticated"),
-    ),
-    (
-        "connections-api/get-connection-unknown.json",
-        Function::ConnectionsApi,
-        404,
-        Some("not_found"),
-    ),
-    (
-        "connections-api/delete-connection-viewer.json",
-        Function::ConnectionsApi,
-        403,
-        Some("forbidden"),
-    ),
-    (
-        "connections-api/list-authorizations.json",
-        Function::ConnectionsApi,
-        200,
-        None,
-    ),
-    (
-        "connections-api/list-notifications.json",
-        Function::ConnectionsApi,
-        200,
-        None,
-    ),
-    (
-        "connect-start/start-sandbox.json",
-        Function::ConnectStart,
-        501,
-        Some("not_implemented"),
-    ),
-    (
-        "oauth-callback/callback-denied.json",
-        Function::OauthCallback,
-        501,
-        Some("not_implemented"),
-    ),
-    (
-        "api-key-connect/connect-klaviyo.json",
-        Function::ApiKeyConnect,
-        501,
-        Some("not_implemented"),
-    ),
-    (
-        "csv-upload/upload-costs.json",
-        Function::CsvUpload,
-        501,
-        Some("not_implemented"),
-    ),
+    ("connections-api/get-health.json", Function::ConnectionsApi, 200, None),
+    ("connections-api/get-providers.json", Function::ConnectionsApi, 200, None),
+    ("connections-api/list-connections.json", Function::ConnectionsApi, 200, None),
+    ("connections-api/list-connections-no-claims.json", Function::ConnectionsApi, 401, Some("unauthenticated")),
+    ("connections-api/get-connection-unknown.json", Function::ConnectionsApi, 404, Some("not_found")),
+    ("connections-api/delete-connection-viewer.json", Function::ConnectionsApi, 403, Some("forbidden")),
+    ("connections-api/list-authorizations.json", Function::ConnectionsApi, 200, None),
+    ("connections-api/list-notifications.json", Function::ConnectionsApi, 200, None),
+    ("connect-start/start-sandbox.json", Function::ConnectStart, 200, None),
+    ("oauth-callback/callback-denied.json", Function::OauthCallback, 400, None),
+    ("api-key-connect/connect-klaviyo.json", Function::ApiKeyConnect, 501, Some("not_implemented")),
+    ("csv-upload/upload-costs.json", Function::CsvUpload, 501, Some("not_implemented")),
 ];
 
 const SQS_CASES: &[&str] = &["sync-worker/batch-with-poison.json", "notifier/batch.json"];
@@ -107,12 +48,25 @@ fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value 
 
 #[tokio::test]
 async fn http_events_reach_their_handlers() {
-    let (app, _) = embedded_app(config(&[("SANDBOX_PLATFORMS", "true")]));
+    let (app, _) = embedded_app(config(&[
+        ("SANDBOX_PLATFORMS", "true"),
+        ("ALLOWED_ORIGINS", "https://app.example.com"),
+    ]));
+    local_stack::seed_sandbox_app(&app).await.unwrap();
     for (file, function, status, code) in HTTP_CASES {
         let request =
             lambda_http::request::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = api::handle(&app, *function, request).await;
         assert_eq!(response.status().as_u16(), *status, "{file}");
+        if *function == Function::OauthCallback {
+            // An HTML page that tells the opener; an unknown state tells nobody.
+            assert_eq!(
+                response.headers()["content-type"],
+                "text/html; charset=utf-8",
+                "{file}"
+            );
+            continue;
+        }
         let body = body_json(&response);
         if let Some(code) = code {
             assert_eq!(error_code(&body), *code, "{file}");

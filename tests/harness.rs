@@ -7,7 +7,11 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, OnceLock};
 
 use local_stack::{devtoken::DevTokens, sandbox::Sandbox, LocalStack};
-use shared::adapters::{aws, clock::SystemClock};
+
+use shared::adapters::{
+    aws,
+    clock::{ManualClock, SystemClock},
+};
 use shared::app::{App, EmbeddedPorts, Ports};
 use shared::config::Config;
 use shared::ports::Clock;
@@ -102,18 +106,40 @@ pub async fn verify_sender(sdk: &aws_config::SdkConfig, address: &str) {
         .await;
 }
 
-/// The local stack on a port of its own, embedded in memory, sandbox on.
+/// Which adapters a test app runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Moto,
+}
+
+enum StateDump {
+    Embedded(Arc<shared::adapters::embedded::MemoryStore>),
+    Moto {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
+/// The local stack on a port of its own, sandbox on, with a clock the test
+/// moves.
 pub struct TestApp {
     pub base: String,
     pub stack: Arc<LocalStack>,
     pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    dump: StateDump,
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(&[]).await
+    spawn_app_on(Backend::Embedded, &[]).await
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(Backend::Embedded, extra).await
+}
+
+pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -125,14 +151,40 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         ("SANDBOX_PLATFORMS", "true"),
         ("PUBLIC_BASE_URL", base.as_str()),
         ("ALLOWED_ORIGINS", "https://app.example.com"),
+        ("HTTP_TIMEOUT_SECONDS", "2"),
     ];
     pairs.extend_from_slice(extra);
-    let (app, ports) = embedded_app(config(&pairs));
+    let mut config = config(&pairs);
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let (app, queue, dump) = match backend {
+        Backend::Embedded => {
+            let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
+            let app = App::assemble(config, ports.ports(clock.clone())).expect("app");
+            (
+                app,
+                Some(ports.queue.clone()),
+                StateDump::Embedded(ports.store.clone()),
+            )
+        }
+        Backend::Moto => {
+            let mut ports = aws_ports(&mut config).await;
+            ports.clock = clock.clone();
+            let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
+            let dump = StateDump::Moto {
+                client: aws_sdk_dynamodb::Client::new(&sdk),
+                table: config.table_name.clone(),
+            };
+            (App::assemble(config, ports).expect("app"), None, dump)
+        }
+    };
+    local_stack::seed_sandbox_app(&app)
+        .await
+        .expect("seed sandbox app");
     let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone())));
     let stack = Arc::new(LocalStack {
         tokens: DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec()),
         sandbox,
-        embedded_queue: Some(ports.queue.clone()),
+        embedded_queue: queue,
         app,
     });
     tokio::spawn(local_stack::serve(listener, stack.clone()));
@@ -140,7 +192,13 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    TestApp { base, stack, http }
+    TestApp {
+        base,
+        stack,
+        http,
+        clock,
+        dump,
+    }
 }
 
 impl TestApp {
@@ -163,6 +221,35 @@ impl TestApp {
             .expect("token")
             .to_owned()
     }
+
+    /// Every item of the state store, as text (to scan for secrets).
+    pub async fn dump_state(&self) -> String {
+        match &self.dump {
+            StateDump::Embedded(store) => store.dump(),
+            StateDump::Moto { client, table } => {
+                let mut out = String::new();
+                let mut pages = client
+                    .scan()
+                    .table_name(table)
+                    .into_paginator()
+                    .items()
+                    .send();
+                while let Some(item) = pages.next().await {
+                    out.push_str(&format!("{:?}\n", item.expect("scan")));
+                }
+                out
+            }
+        }
+    }
+
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use shared::ports::Clock;
+        self.clock.now()
+    }
+
+    pub fn sandbox(&self) -> &Sandbox {
+        self.stack.sandbox.as_deref().expect("sandbox on")
+    }
 }
 
 /// Asserts the one error shape and returns the code.
@@ -175,4 +262,125 @@ pub fn error_code(body: &serde_json::Value) -> String {
         );
     }
     e["code"].as_str().unwrap_or_default().to_owned()
+}
+
+// ------------------------------------------------------------ fake platform
+
+/// A request the fake platform received.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: std::collections::BTreeMap<String, String>,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+impl Recorded {
+    pub fn form(&self) -> std::collections::BTreeMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+/// What the fake platform answers.
+pub enum Reply {
+    Json(u16, serde_json::Value),
+    Redirect(String),
+    /// Never answers (the client's timeout fires).
+    Hang,
+}
+
+type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
+/// A programmable platform on a loopback port, driven through the same HTTP
+/// client as production.
+pub struct FakePlatform {
+    pub base: String,
+    requests: Arc<std::sync::Mutex<Vec<Recorded>>>,
+}
+
+impl FakePlatform {
+    pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
+        use http_body_util::BodyExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!(
+            "http://127.0.0.1:{}",
+            listener.local_addr().expect("addr").port()
+        );
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handler: Handler = Arc::new(handler);
+        let log = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (handler, log) = (handler.clone(), log.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: http::Request<hyper::body::Incoming>| {
+                            let (handler, log) = (handler.clone(), log.clone());
+                            async move {
+                                let (parts, body) = req.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                let recorded = Recorded {
+                                    method: parts.method.to_string(),
+                                    path: parts.uri.path().to_owned(),
+                                    query: url::form_urlencoded::parse(
+                                        parts.uri.query().unwrap_or("").as_bytes(),
+                                    )
+                                    .into_owned()
+                                    .collect(),
+                                    headers: parts.headers.clone(),
+                                    body: String::from_utf8_lossy(&body).into_owned(),
+                                };
+                                log.lock().unwrap().push(recorded.clone());
+                                let reply = handler(&recorded);
+                                let response = match reply {
+                                    Reply::Json(status, v) => http::Response::builder()
+                                        .status(status)
+                                        .header("content-type", "application/json")
+                                        .body(http_body_util::Full::new(bytes::Bytes::from(
+                                            v.to_string(),
+                                        ))),
+                                    Reply::Redirect(to) => http::Response::builder()
+                                        .status(302)
+                                        .header("location", to)
+                                        .body(http_body_util::Full::new(bytes::Bytes::new())),
+                                    Reply::Hang => {
+                                        std::future::pending::<()>().await;
+                                        unreachable!()
+                                    }
+                                };
+                                Ok::<_, std::convert::Infallible>(response.expect("response"))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { base, requests }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
+    }
 }

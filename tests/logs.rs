@@ -38,7 +38,7 @@ impl Capture {
 
 /// Runs `f` on a single-threaded runtime with every log line, at TRACE, of
 /// that thread captured as JSON (the Lambda format).
-fn captured<T, F: std::future::Future<Output = T>>(f: F) -> (String, T) {
+pub(crate) fn captured<T, F: std::future::Future<Output = T>>(f: F) -> (String, T) {
     let capture = Capture::default();
     let subscriber = tracing_subscriber::fmt()
         .json()

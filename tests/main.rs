@@ -4,6 +4,7 @@
 //!   against the AWS adapters on a `moto_server` the harness starts.
 //! * `api`: the HTTP API through the local gateway, on a port of its own.
 //! * `events`: every function's handler fed the JSON events in `events/`.
+//! * `oauth`: connect start and callback, every catalog pattern and failure.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -12,4 +13,5 @@ mod contract;
 mod events;
 mod harness;
 mod logs;
+mod oauth;
 mod ports;

@@ -43,6 +43,10 @@ pub enum Error {
     },
     #[error("the {kind} was changed by someone else; reload and retry")]
     Conflict { kind: &'static str },
+    #[error("return_to is not on an allowed origin")]
+    ReturnToNotAllowed,
+    #[error("the OAuth app of {platform} is not configured")]
+    AppNotConfigured { platform: String, byo: bool },
     #[error("{0} is not available in this build yet")]
     NotImplemented(&'static str),
     #[error("configuration: {0}")]

@@ -28,6 +28,18 @@ pub struct LocalStack {
     pub embedded_queue: Option<Arc<MemoryQueue>>,
 }
 
+/// Stores the sandbox OAuth app's credentials in the vault, as an operator
+/// stores a real platform's (`{prefix}/apps/{platform}`).
+pub async fn seed_sandbox_app(app: &App) -> Result<(), shared::Error> {
+    let secret = shared::domain::SecretRef::for_app(&app.config.secret_prefix, "sandbox_oauth");
+    if app.vault.get(&secret.0).await?.is_none() {
+        let client_secret = secrecy::SecretString::from(sandbox::CLIENT_SECRET.to_owned());
+        shared::platform::AppCredentials::store(app, &secret, sandbox::CLIENT_ID, &client_secret)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, stack: Arc<LocalStack>) -> std::io::Result<()> {
     loop {

@@ -7,7 +7,7 @@ use local_stack::{devtoken::DevTokens, sandbox::Sandbox, workers, LocalStack};
 use shared::adapters::{aws, clock::SystemClock};
 use shared::app::{App, EmbeddedPorts};
 use shared::config::{Backend, Config};
-use shared::ports::{Clock, QueueKind};
+use shared::ports::Clock;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -104,7 +104,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("  health:    {base}/health");
     println!("  catalog:   {base}/v1/providers");
     println!("  dev token: curl -s -X POST {base}/dev/token -H 'content-type: application/json' -d '{{\"workspace_id\":\"ws_demo\",\"user_id\":\"u_admin\",\"role\":\"admin\",\"email\":\"admin@example.com\"}}'");
-    let _ = QueueKind::ALL;
     local_stack::serve(listener, stack).await?;
     Ok(())
 }

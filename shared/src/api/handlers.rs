@@ -41,8 +41,23 @@ pub(super) async fn dispatch(
         RouteId::DeleteConnection => delete_connection(app, caller()?, &params).await,
         RouteId::ListAuthorizations => list_authorizations(app, caller()?).await,
         RouteId::ListNotifications => list_notifications(app, caller()?).await,
-        RouteId::ConnectStart => Err(Error::NotImplemented("Connecting with OAuth")),
-        RouteId::OauthCallback => Err(Error::NotImplemented("The OAuth callback")),
+        RouteId::ConnectStart => {
+            let started = crate::oauth::start(app, caller()?, json_body(&request)?).await?;
+            Ok(json(StatusCode::OK, &json!(started)))
+        }
+        RouteId::OauthCallback => {
+            let query: std::collections::BTreeMap<String, String> = request
+                .query_string_parameters()
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            Ok(super::callback_page::render(
+                &crate::oauth::callback(app, &query).await,
+            ))
+        }
+        RouteId::ProviderCredentials => {
+            provider_credentials(app, caller()?, &params, &request).await
+        }
         RouteId::ApiKeyConnect => Err(Error::NotImplemented("Connecting with an API key")),
         RouteId::Upload => Err(Error::NotImplemented("Uploading files")),
     }
@@ -220,6 +235,60 @@ async fn delete_connection(
         .status(StatusCode::NO_CONTENT)
         .body(Body::Empty)
         .expect("static response"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppCredentialsInput {
+    client_id: String,
+    client_secret: secrecy::SecretString,
+}
+
+/// `PUT /v1/providers/{id}/credentials`: a workspace brings its own OAuth
+/// app (BYO platforms). The secret goes to the vault only.
+async fn provider_credentials(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    use secrecy::ExposeSecret;
+    caller.require(Role::Admin)?;
+    let entry = app
+        .catalog
+        .get(params.get("id").map(String::as_str).unwrap_or(""))?;
+    if entry.credentials != crate::catalog::CredentialSource::Byo {
+        return Err(Error::invalid(
+            "platform",
+            format!(
+                "{} uses this deployment's own app; there is nothing to enter",
+                entry.name
+            ),
+        ));
+    }
+    let input: AppCredentialsInput = json_body(request)?;
+    let printable = |s: &str, max: usize| {
+        !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_graphic())
+    };
+    if !printable(&input.client_id, 256) {
+        return Err(Error::invalid(
+            "client_id",
+            "must be 1 to 256 printable characters",
+        ));
+    }
+    if !printable(input.client_secret.expose_secret(), 1024) {
+        return Err(Error::invalid(
+            "client_secret",
+            "must be 1 to 1024 printable characters",
+        ));
+    }
+    let secret = crate::platform::AppCredentials::secret_ref(app, entry, &caller.workspace_id);
+    crate::platform::AppCredentials::store(app, &secret, &input.client_id, &input.client_secret)
+        .await?;
+    Ok(json(
+        StatusCode::OK,
+        &json!({"platform": entry.id, "client_id": input.client_id, "configured": true}),
+    ))
 }
 
 async fn list_authorizations(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {

@@ -2,6 +2,7 @@
 //! local gateway locally), identity from JWT-authorizer claims, JSON
 //! everywhere, and one error shape.
 
+pub mod callback_page;
 pub mod error;
 mod handlers;
 pub mod identity;
@@ -13,6 +14,8 @@ use std::collections::HashMap;
 
 use crate::app::App;
 use crate::error::Error;
+
+pub(crate) use handlers::check_name;
 
 /// The HTTP Lambda functions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -60,6 +63,7 @@ pub enum RouteId {
     Upload,
     ListAuthorizations,
     ListNotifications,
+    ProviderCredentials,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -91,91 +95,21 @@ const fn route(
 
 /// Every route of the API. `docs/openapi.json` and `template.yaml` list the
 /// same ones (a test checks).
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    route(
-        RouteId::Health,
-        Method::GET,
-        "/health",
-        Function::ConnectionsApi,
-        false,
-    ),
-    route(
-        RouteId::Providers,
-        Method::GET,
-        "/v1/providers",
-        Function::ConnectionsApi,
-        false,
-    ),
-    route(
-        RouteId::ConnectStart,
-        Method::POST,
-        "/v1/connect/start",
-        Function::ConnectStart,
-        true,
-    ),
-    route(
-        RouteId::OauthCallback,
-        Method::GET,
-        "/v1/oauth/callback",
-        Function::OauthCallback,
-        false,
-    ),
-    route(
-        RouteId::ApiKeyConnect,
-        Method::POST,
-        "/v1/connections/api-key",
-        Function::ApiKeyConnect,
-        true,
-    ),
-    route(
-        RouteId::ListConnections,
-        Method::GET,
-        "/v1/connections",
-        Function::ConnectionsApi,
-        true,
-    ),
-    route(
-        RouteId::GetConnection,
-        Method::GET,
-        "/v1/connections/{id}",
-        Function::ConnectionsApi,
-        true,
-    ),
-    route(
-        RouteId::PatchConnection,
-        Method::PATCH,
-        "/v1/connections/{id}",
-        Function::ConnectionsApi,
-        true,
-    ),
-    route(
-        RouteId::DeleteConnection,
-        Method::DELETE,
-        "/v1/connections/{id}",
-        Function::ConnectionsApi,
-        true,
-    ),
-    route(
-        RouteId::Upload,
-        Method::POST,
-        "/v1/connections/{id}/uploads",
-        Function::CsvUpload,
-        true,
-    ),
-    route(
-        RouteId::ListAuthorizations,
-        Method::GET,
-        "/v1/authorizations",
-        Function::ConnectionsApi,
-        true,
-    ),
-    route(
-        RouteId::ListNotifications,
-        Method::GET,
-        "/v1/notifications",
-        Function::ConnectionsApi,
-        true,
-    ),
+    route(RouteId::Health, Method::GET, "/health", Function::ConnectionsApi, false),
+    route(RouteId::Providers, Method::GET, "/v1/providers", Function::ConnectionsApi, false),
+    route(RouteId::ConnectStart, Method::POST, "/v1/connect/start", Function::ConnectStart, true),
+    route(RouteId::ProviderCredentials, Method::PUT, "/v1/providers/{id}/credentials", Function::ConnectStart, true),
+    route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
+    route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
+    route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
+    route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::Upload, Method::POST, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
+    route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
+    route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
 ];
 
 pub type Params = HashMap<&'static str, String>;

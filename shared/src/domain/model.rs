@@ -95,11 +95,24 @@ pub struct Member {
 pub struct SecretRef(pub String);
 
 impl SecretRef {
-    /// `{prefix}/{workspace}/{owner}`: every secret of a workspace is under
-    /// its own path, and every secret of the deployment under the prefix the
-    /// IAM policies allow.
+    /// `{prefix}/ws/{workspace}/{owner}`: every secret of a workspace is
+    /// under its own path, and every secret of the deployment under the
+    /// prefix the IAM policies allow.
     pub fn for_owner(prefix: &str, workspace: &WorkspaceId, owner: &str) -> Self {
-        SecretRef(format!("{prefix}/{}/{owner}", workspace.as_str()))
+        SecretRef(format!("{prefix}/ws/{}/{owner}", workspace.as_str()))
+    }
+
+    /// The deployment's own OAuth app credentials of a platform.
+    pub fn for_app(prefix: &str, platform: &str) -> Self {
+        SecretRef(format!("{prefix}/apps/{platform}"))
+    }
+
+    /// A workspace's own (BYO) OAuth app credentials of a platform.
+    pub fn for_workspace_app(prefix: &str, workspace: &WorkspaceId, platform: &str) -> Self {
+        SecretRef(format!(
+            "{prefix}/ws/{}/apps/{platform}",
+            workspace.as_str()
+        ))
     }
 }
 

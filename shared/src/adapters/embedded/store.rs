@@ -34,6 +34,11 @@ impl MemoryStore {
         })
     }
 
+    /// Everything stored, as JSON text (tests scan it for secrets).
+    pub fn dump(&self) -> String {
+        serde_json::to_string(&*self.table.lock().expect("store lock")).unwrap_or_default()
+    }
+
     fn item(pk: &str, sk: &str, s: &Stored) -> Item {
         Item {
             pk: pk.to_owned(),
