@@ -76,6 +76,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .config
         .sandbox_platforms
         .then(|| Arc::new(Sandbox::new(clock.clone())));
+    if sandbox.is_some() {
+        local_stack::seed_sandbox_app(&app).await?;
+    }
     let stack = Arc::new(LocalStack {
         app,
         tokens,
