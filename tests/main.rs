@@ -5,6 +5,7 @@
 //! * `api`: the HTTP API through the local gateway, on a port of its own.
 //! * `events`: every function's handler fed the JSON events in `events/`.
 //! * `oauth`: connect start and callback, every catalog pattern and failure.
+//! * `local_stack`: the stack as `cargo run -p local-stack` boots it.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -12,6 +13,7 @@ mod api;
 mod contract;
 mod events;
 mod harness;
+mod local_stack;
 mod logs;
 mod oauth;
 mod ports;

@@ -873,7 +873,15 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
     let app = spawn_app_with(&[]).await;
     let t = app.token("ws_page", "u", "staff").await;
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
-    let page = app.http.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let page = app
+        .http
+        .get(started["authorize_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("<form") && page.contains("Approve"));
     // Submit the form as the browser would: every hidden input, the account,
     // and the Approve button.
@@ -890,7 +898,9 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
         .collect();
     form.push(("account".into(), "acct_form".into()));
     form.push(("decision".into(), "approve".into()));
-    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
+    let body = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&form)
+        .finish();
     let r = app
         .http
         .post(app.url("/sandbox/oauth/decision"))
@@ -903,5 +913,12 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
     let callback = r.headers()["location"].to_str().unwrap().to_owned();
     let done = visit(&app, &callback).await;
     assert_eq!(done.message()["status"], "connected", "{}", done.body);
-    assert_eq!(authorizations(&app, "ws_page").await[0].account.as_ref().unwrap().id, "acct_form");
+    assert_eq!(
+        authorizations(&app, "ws_page").await[0]
+            .account
+            .as_ref()
+            .unwrap()
+            .id,
+        "acct_form"
+    );
 }

@@ -4,6 +4,7 @@
 //! default (or the AWS adapters against any endpoint), and the sandbox
 //! platforms under `/sandbox`.
 
+mod boot;
 pub mod console;
 pub mod devtoken;
 pub mod gateway;
@@ -17,6 +18,8 @@ use tokio::net::TcpListener;
 
 use shared::adapters::embedded::MemoryQueue;
 use shared::App;
+
+pub use boot::{boot, BootError, Booted};
 
 /// Everything the local stack serves with.
 pub struct LocalStack {
