@@ -48,6 +48,8 @@ async fn seed_connection(app: &TestApp, workspace: &str, credential: Credential)
         initial_sync_done: true,
         last_synced_at: Some(now),
         last_error: None,
+        account: None,
+        params: BTreeMap::new(),
         created_by: UserId::parse("u_admin").unwrap(),
         created_at: now,
         updated_at: now,
@@ -346,6 +348,7 @@ async fn deleting_an_api_key_connection_deletes_its_secret_and_shows_only_a_hint
             secret: secret.clone(),
             hint: "6789".into(),
             last_verified_at: Utc::now(),
+            fingerprint: String::new(),
         },
     )
     .await;

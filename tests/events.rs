@@ -31,7 +31,8 @@ const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
     ("connections-api/list-notifications.json", Function::ConnectionsApi, 200, None),
     ("connect-start/start-sandbox.json", Function::ConnectStart, 200, None),
     ("oauth-callback/callback-denied.json", Function::OauthCallback, 400, None),
-    ("api-key-connect/connect-klaviyo.json", Function::ApiKeyConnect, 501, Some("not_implemented")),
+    // The key's shape is checked before any platform request.
+    ("api-key-connect/connect-klaviyo.json", Function::ApiKeyConnect, 422, Some("invalid_input")),
     ("csv-upload/upload-costs.json", Function::CsvUpload, 501, Some("not_implemented")),
 ];
 

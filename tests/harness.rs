@@ -287,6 +287,8 @@ impl Recorded {
 /// What the fake platform answers.
 pub enum Reply {
     Json(u16, serde_json::Value),
+    /// JSON with extra headers.
+    JsonWith(u16, Vec<(&'static str, String)>, serde_json::Value),
     Redirect(String),
     /// Never answers (the client's timeout fires).
     Hang,
@@ -351,6 +353,17 @@ impl FakePlatform {
                                         .body(http_body_util::Full::new(bytes::Bytes::from(
                                             v.to_string(),
                                         ))),
+                                    Reply::JsonWith(status, headers, v) => {
+                                        let mut b = http::Response::builder()
+                                            .status(status)
+                                            .header("content-type", "application/json");
+                                        for (k, v) in headers {
+                                            b = b.header(k, v);
+                                        }
+                                        b.body(http_body_util::Full::new(bytes::Bytes::from(
+                                            v.to_string(),
+                                        )))
+                                    }
                                     Reply::Redirect(to) => http::Response::builder()
                                         .status(302)
                                         .header("location", to)

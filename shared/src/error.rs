@@ -43,6 +43,8 @@ pub enum Error {
     },
     #[error("the {kind} was changed by someone else; reload and retry")]
     Conflict { kind: &'static str },
+    #[error("the platform did not accept the API key: {0:?}")]
+    ApiKeyRejected(crate::apikey::KeyProblem),
     #[error("return_to is not on an allowed origin")]
     ReturnToNotAllowed,
     #[error("the OAuth app of {platform} is not configured")]

@@ -11,6 +11,7 @@
 
 pub mod adapters;
 pub mod api;
+pub mod apikey;
 pub mod app;
 pub mod catalog;
 pub mod config;

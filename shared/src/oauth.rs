@@ -908,6 +908,8 @@ async fn store_new(
             initial_sync_done: false,
             last_synced_at: None,
             last_error: None,
+            account: None,
+            params: BTreeMap::new(),
             created_by: pending.user_id.clone(),
             created_at: now,
             updated_at: now,

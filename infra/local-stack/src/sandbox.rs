@@ -422,10 +422,10 @@ impl Sandbox {
             ))
         };
         let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
-        if token.starts_with("sk_") {
-            return match token {
-                "sk_test_valid" => Ok("acct_key".into()),
-                _ => Err(Box::new(Self::key_info(req))),
+        if token.starts_with("sandbox-") {
+            return match token.starts_with("sandbox-valid-") {
+                true => Ok("acct_key".into()),
+                false => Err(Box::new(Self::key_info(req))),
             };
         }
         let s = self.state.lock().expect("sandbox lock");
@@ -443,25 +443,31 @@ impl Sandbox {
         Ok(grant.account.clone())
     }
 
-    /// The magic keys of the sandbox API-key platform.
+    /// The magic keys of the sandbox API-key platform, by prefix (like
+    /// payment test cards): `sandbox-valid-`, `sandbox-invalid-`,
+    /// `sandbox-scope-`, `sandbox-expired-`, `sandbox-down-`,
+    /// `sandbox-ratelimit-`. Anything else is an unknown key.
     fn key_info(req: &Request<Bytes>) -> Resp {
-        match bearer(req).unwrap_or("") {
-            "sk_test_valid" => json_resp(
+        let key = bearer(req).unwrap_or("");
+        let kind = key
+            .strip_prefix("sandbox-")
+            .and_then(|rest| rest.split_once('-'))
+            .map(|(kind, _)| kind);
+        match kind {
+            Some("valid") => json_resp(
                 StatusCode::OK,
                 json!({"account": {"id": "acct_key", "name": "Sandbox key account"}, "scopes": ["read", "write"]}),
             ),
-            "sk_test_noscope" => json_resp(
+            Some("scope") => json_resp(
                 StatusCode::FORBIDDEN,
                 json!({"error": "insufficient_scope", "scopes": []}),
             ),
-            "sk_test_expired" => {
-                json_resp(StatusCode::UNAUTHORIZED, json!({"error": "key_expired"}))
-            }
-            "sk_test_down" => json_resp(
+            Some("expired") => json_resp(StatusCode::UNAUTHORIZED, json!({"error": "key_expired"})),
+            Some("down") => json_resp(
                 StatusCode::SERVICE_UNAVAILABLE,
                 json!({"error": "maintenance"}),
             ),
-            "sk_test_ratelimited" => Response::builder()
+            Some("ratelimit") => Response::builder()
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .header(header::RETRY_AFTER, "7")
                 .body(Bytes::from_static(b"{\"error\":\"rate_limited\"}"))

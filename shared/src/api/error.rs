@@ -4,6 +4,7 @@
 use http::StatusCode;
 use lambda_http::{Body, Response};
 
+use crate::apikey::KeyProblem;
 use crate::error::Error;
 
 /// An error as the API shows it.
@@ -13,6 +14,8 @@ pub struct Described {
     pub code: &'static str,
     pub message: String,
     pub action: String,
+    /// Seconds, passed on as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 fn d(
@@ -26,15 +29,34 @@ fn d(
         code,
         message: message.into(),
         action: action.into(),
+        retry_after: None,
+    }
+}
+
+#[rustfmt::skip]
+fn key_problem(p: KeyProblem) -> Described {
+    use StatusCode as S;
+    match p {
+        KeyProblem::Invalid => d(S::UNPROCESSABLE_ENTITY, "api_key_invalid", "The platform did not accept this API key.", "Check that you copied the whole key, or generate a new one on the platform."),
+        KeyProblem::InsufficientScope => d(S::UNPROCESSABLE_ENTITY, "api_key_insufficient_scope", "The API key lacks permissions this data source needs.", "Generate a key with read access to the listed data (see the platform's key help), then try again."),
+        KeyProblem::Expired => d(S::UNPROCESSABLE_ENTITY, "api_key_expired", "The API key has expired.", "Generate a new key on the platform and try again."),
+        KeyProblem::NotFound => d(S::UNPROCESSABLE_ENTITY, "platform_endpoint_not_found", "The platform answered that the address does not exist.", "Check the store URL, and that the platform's REST API is enabled."),
+        KeyProblem::PlatformUnavailable => d(S::BAD_GATEWAY, "platform_unavailable", "The platform could not be reached to check the key; the key was not judged.", "Try again in a few minutes."),
+        KeyProblem::RateLimited { retry_after } => Described {
+            retry_after,
+            ..d(S::TOO_MANY_REQUESTS, "rate_limited", "The platform is limiting requests right now.", "Wait a moment, then try again.")
+        },
     }
 }
 
 const RETRY: &str =
     "Retry in a moment; if it keeps failing, contact the operators of this service.";
 
+#[rustfmt::skip]
 pub fn describe(e: &Error) -> Described {
     use StatusCode as S;
     match e {
+        Error::ApiKeyRejected(p) => key_problem(*p),
         Error::NotFound { kind } => d(
             S::NOT_FOUND,
             "not_found",
@@ -170,10 +192,15 @@ pub fn response(e: &Error) -> Response<Body> {
 }
 
 pub fn body(d: &Described) -> Response<Body> {
-    super::json(
+    let mut r = super::json(
         d.status,
         &serde_json::json!({"error": {"code": d.code, "message": d.message, "action": d.action}}),
-    )
+    );
+    if let Some(seconds) = d.retry_after {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+    }
+    r
 }
 
 #[cfg(test)]

@@ -58,7 +58,27 @@ pub(super) async fn dispatch(
         RouteId::ProviderCredentials => {
             provider_credentials(app, caller()?, &params, &request).await
         }
-        RouteId::ApiKeyConnect => Err(Error::NotImplemented("Connecting with an API key")),
+        RouteId::ApiKeyConnect => {
+            let outcome = crate::apikey::connect(app, caller()?, json_body(&request)?).await?;
+            let status = if outcome.existing {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            let mut body = views::connection(&outcome.connection);
+            body["existing"] = json!(outcome.existing);
+            Ok(json(status, &body))
+        }
+        RouteId::ReplaceApiKey => {
+            let c = crate::apikey::replace(
+                app,
+                caller()?,
+                &connection_id(&params)?,
+                json_body(&request)?,
+            )
+            .await?;
+            Ok(json(StatusCode::OK, &views::connection(&c)))
+        }
         RouteId::Upload => Err(Error::NotImplemented("Uploading files")),
     }
 }

@@ -64,6 +64,7 @@ pub enum RouteId {
     ListAuthorizations,
     ListNotifications,
     ProviderCredentials,
+    ReplaceApiKey,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -103,6 +104,7 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::ProviderCredentials, Method::PUT, "/v1/providers/{id}/credentials", Function::ConnectStart, true),
     route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
     route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
+    route(RouteId::ReplaceApiKey, Method::PUT, "/v1/connections/{id}/api-key", Function::ApiKeyConnect, true),
     route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
     route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
     route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),

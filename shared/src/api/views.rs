@@ -50,6 +50,8 @@ pub fn connection(c: &Connection) -> Value {
         "role": c.role,
         "client": c.client,
         "credential": credential,
+        "account": c.account,
+        "params": c.params,
         "status": status(&c.status),
         "streams": c.streams,
         "progress": c.cursors.iter().map(|(k, v)| (k.clone(), json!({"records": v.records, "complete": v.complete, "updated_at": v.updated_at}))).collect::<serde_json::Map<_, _>>(),

@@ -204,6 +204,10 @@ pub enum Credential {
         secret: SecretRef,
         hint: String,
         last_verified_at: DateTime<Utc>,
+        /// SHA-256 of platform, workspace and key: finds a key submitted
+        /// twice without keeping the key.
+        #[serde(default)]
+        fingerprint: String,
     },
     /// No credential: files are uploaded.
     FileUpload,
@@ -255,6 +259,13 @@ pub struct Connection {
     pub initial_sync_done: bool,
     pub last_synced_at: Option<DateTime<Utc>>,
     pub last_error: Option<LastError>,
+    /// The platform account an API key belongs to (OAuth connections take
+    /// it from their authorization).
+    #[serde(default)]
+    pub account: Option<ExternalAccount>,
+    /// Non-secret connect-time values (WooCommerce store URL).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -404,6 +415,8 @@ mod tests {
             initial_sync_done: false,
             last_synced_at: None,
             last_error: None,
+            account: None,
+            params: BTreeMap::new(),
             created_by: UserId::parse("u").unwrap(),
             created_at: now,
             updated_at: now,
