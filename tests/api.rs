@@ -28,21 +28,12 @@ async fn seed_connection(app: &TestApp, workspace: &str, credential: Credential)
         platform: PlatformId::parse("sandbox_oauth").unwrap(),
         name: "Sandbox store".into(),
         role: ConnectionRole::Source,
-        client: Some(ClientRef {
-            id: ClientId::parse("client_1").unwrap(),
-            name: "Acme".into(),
-        }),
+        client: Some(ClientRef { id: ClientId::parse("client_1").unwrap(), name: "Acme".into() }),
         credential,
         status: Status::Connected,
         streams: vec![
-            StreamSelection {
-                name: "orders".into(),
-                selected: true,
-            },
-            StreamSelection {
-                name: "customers".into(),
-                selected: false,
-            },
+            StreamSelection { name: "orders".into(), selected: true },
+            StreamSelection { name: "customers".into(), selected: false },
         ],
         cursors: BTreeMap::new(),
         initial_sync_done: true,
@@ -50,6 +41,7 @@ async fn seed_connection(app: &TestApp, workspace: &str, credential: Credential)
         last_error: None,
         account: None,
         params: BTreeMap::new(),
+        upload_schedule: None,
         created_by: UserId::parse("u_admin").unwrap(),
         created_at: now,
         updated_at: now,
@@ -65,40 +57,20 @@ async fn health_and_catalog_are_public() {
     assert_eq!((status, body), (200, json!({"status": "ok"})));
     let (status, body) = get(&app, "/v1/providers", None).await;
     assert_eq!(status, 200);
-    let ids: Vec<&str> = body["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["id"].as_str().unwrap())
-        .collect();
-    for id in shared::catalog::PLATFORM_IDS
-        .iter()
-        .chain(&shared::catalog::SANDBOX_IDS)
-    {
+    let ids: Vec<&str> = body["providers"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    for id in shared::catalog::PLATFORM_IDS.iter().chain(&shared::catalog::SANDBOX_IDS) {
         assert!(ids.contains(id), "{id} missing from {ids:?}");
     }
-    let shopify = body["providers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "shopify")
-        .unwrap();
-    assert!(shopify["required_role"]
-        .as_str()
-        .unwrap()
-        .contains("Orders"));
+    let shopify = body["providers"].as_array().unwrap().iter().find(|p| p["id"] == "shopify").unwrap();
+    assert!(shopify["required_role"].as_str().unwrap().contains("Orders"));
     assert_eq!(shopify["params"][0]["name"], "shop");
-    assert!(
-        shopify.get("oauth").is_none(),
-        "no endpoint internals in the public view"
-    );
+    assert!(shopify.get("oauth").is_none(), "no endpoint internals in the public view");
 }
 
 #[tokio::test]
 async fn requests_without_a_valid_token_get_401_with_the_error_shape() {
     let app = spawn_app().await;
-    let other_key =
-        local_stack::devtoken::DevTokens::with_key(b"another-key-another-key-another-k".to_vec());
+    let other_key = local_stack::devtoken::DevTokens::with_key(b"another-key-another-key-another-k".to_vec());
     let request = local_stack::devtoken::TokenRequest {
         workspace_id: "ws_a".into(),
         user_id: "u".into(),
@@ -113,17 +85,11 @@ async fn requests_without_a_valid_token_get_401_with_the_error_shape() {
         assert_eq!(error_code(&body), "unauthenticated");
     }
     // Expired: a token minted a day ago.
-    let their_key =
-        local_stack::devtoken::DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec());
-    let (old, _) = their_key
-        .mint(&request, Utc::now().timestamp() - 86_400)
-        .unwrap();
+    let their_key = local_stack::devtoken::DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec());
+    let (old, _) = their_key.mint(&request, Utc::now().timestamp() - 86_400).unwrap();
     let (status, body) = get(&app, "/v1/connections", Some(&old)).await;
     assert_eq!(status, 401);
-    assert!(body["error"]["message"]
-        .as_str()
-        .unwrap()
-        .contains("expired"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("expired"));
 }
 
 #[tokio::test]
@@ -135,13 +101,7 @@ async fn dev_tokens_validate_their_input() {
         json!({"workspace_id": "ws", "user_id": "u", "role": "admin", "email": "nope"}),
         json!({"workspace_id": "ws"}),
     ] {
-        let r = app
-            .http
-            .post(app.url("/dev/token"))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let r = app.http.post(app.url("/dev/token")).json(&body).send().await.unwrap();
         assert!(r.status().is_client_error(), "{body}");
         error_code(&r.json().await.unwrap());
     }
@@ -156,33 +116,16 @@ async fn another_workspace_sees_nothing_and_gets_404() {
     let (status, body) = get(&app, &format!("/v1/connections/{}", mine.id), Some(&a)).await;
     assert_eq!(status, 200);
     assert_eq!(body["id"], mine.id.as_str());
-    assert_eq!(
-        body["status"],
-        json!({"state": "connected", "reason": null})
-    );
+    assert_eq!(body["status"], json!({"state": "connected", "reason": null}));
     let (status, body) = get(&app, &format!("/v1/connections/{}", mine.id), Some(&b)).await;
     assert_eq!(status, 404);
     assert_eq!(error_code(&body), "not_found");
     assert!(!body.to_string().contains("ws_a"), "reveals nothing");
     let (_, list) = get(&app, "/v1/connections", Some(&b)).await;
     assert_eq!(list["connections"], json!([]));
-    let r = app
-        .http
-        .delete(app.url(&format!("/v1/connections/{}", mine.id)))
-        .bearer_auth(&b)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.delete(app.url(&format!("/v1/connections/{}", mine.id))).bearer_auth(&b).send().await.unwrap();
     assert_eq!(r.status(), 404);
-    assert!(
-        app.stack
-            .app
-            .repo
-            .connection(&mine.workspace_id, &mine.id)
-            .await
-            .is_ok(),
-        "still there"
-    );
+    assert!(app.stack.app.repo.connection(&mine.workspace_id, &mine.id).await.is_ok(), "still there");
 }
 
 #[tokio::test]
@@ -190,33 +133,14 @@ async fn connections_list_filters_and_puts_disconnected_first() {
     let app = spawn_app().await;
     let healthy = seed_connection(&app, "ws_l", Credential::FileUpload).await;
     let mut broken = seed_connection(&app, "ws_l", Credential::FileUpload).await;
-    let v = app
-        .stack
-        .app
-        .repo
-        .connection(&broken.workspace_id, &broken.id)
-        .await
-        .unwrap();
-    broken
-        .apply(
-            Event::CredentialsLost(DisconnectReason::TokenRevoked),
-            Utc::now(),
-        )
-        .unwrap();
+    let v = app.stack.app.repo.connection(&broken.workspace_id, &broken.id).await.unwrap();
+    broken.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), Utc::now()).unwrap();
     app.stack.app.repo.save(&broken, v.version).await.unwrap();
     let t = app.token("ws_l", "u", "staff").await;
     let (_, all) = get(&app, "/v1/connections", Some(&t)).await;
-    let ids: Vec<&str> = all["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = all["connections"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     assert_eq!(ids, [broken.id.as_str(), healthy.id.as_str()]);
-    assert_eq!(
-        all["connections"][0]["status"],
-        json!({"state": "disconnected", "reason": "token_revoked"})
-    );
+    assert_eq!(all["connections"][0]["status"], json!({"state": "disconnected", "reason": "token_revoked"}));
     assert_eq!(all["connections"][0]["last_error"]["code"], "token_revoked");
     let (_, only) = get(&app, "/v1/connections?status=disconnected", Some(&t)).await;
     assert_eq!(only["connections"].as_array().unwrap().len(), 1);
@@ -232,25 +156,11 @@ async fn patch_checks_role_body_and_streams() {
     let staff = app.token("ws_p", "u_s", "staff").await;
     let viewer = app.token("ws_p", "u_v", "client_viewer").await;
 
-    let r = app
-        .http
-        .patch(&path)
-        .bearer_auth(&viewer)
-        .json(&json!({"name": "x"}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.patch(&path).bearer_auth(&viewer).json(&json!({"name": "x"})).send().await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(error_code(&r.json().await.unwrap()), "forbidden");
 
-    let r = app
-        .http
-        .patch(&path)
-        .bearer_auth(&staff)
-        .body("{\"name\":\"x\"}")
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.patch(&path).bearer_auth(&staff).body("{\"name\":\"x\"}").send().await.unwrap();
     assert_eq!(r.status(), 415, "no JSON content type");
 
     let r = app
@@ -266,14 +176,7 @@ async fn patch_checks_role_body_and_streams() {
     assert_eq!(error_code(&r.json().await.unwrap()), "malformed_body");
 
     let big = json!({"name": "x".repeat(70_000)});
-    let r = app
-        .http
-        .patch(&path)
-        .bearer_auth(&staff)
-        .json(&big)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.patch(&path).bearer_auth(&staff).json(&big).send().await.unwrap();
     assert_eq!(r.status(), 413);
 
     let r = app
@@ -287,14 +190,7 @@ async fn patch_checks_role_body_and_streams() {
     assert_eq!(r.status(), 422);
     assert_eq!(error_code(&r.json().await.unwrap()), "invalid_input");
 
-    let r = app
-        .http
-        .patch(&path)
-        .bearer_auth(&staff)
-        .json(&json!({"name": "  "}))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.patch(&path).bearer_auth(&staff).json(&json!({"name": "  "})).send().await.unwrap();
     assert_eq!(r.status(), 422);
 
     let r = app
@@ -312,35 +208,15 @@ async fn patch_checks_role_body_and_streams() {
         body["streams"],
         json!([{"name": "orders", "selected": false}, {"name": "customers", "selected": true}])
     );
-    let stored = app
-        .stack
-        .app
-        .repo
-        .connection(&c.workspace_id, &c.id)
-        .await
-        .unwrap();
-    assert_eq!(
-        (stored.value.name.as_str(), stored.version),
-        ("Main store", 2)
-    );
+    let stored = app.stack.app.repo.connection(&c.workspace_id, &c.id).await.unwrap();
+    assert_eq!((stored.value.name.as_str(), stored.version), ("Main store", 2));
 }
 
 #[tokio::test]
 async fn deleting_an_api_key_connection_deletes_its_secret_and_shows_only_a_hint() {
     let app = spawn_app().await;
-    let secret = SecretRef(format!(
-        "connections/dev/ws_d/{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    app.stack
-        .app
-        .vault
-        .put(
-            &secret.0,
-            &secrecy::SecretString::from("sk_test_valid_0123456789"),
-        )
-        .await
-        .unwrap();
+    let secret = SecretRef(format!("connections/dev/ws_d/{}", uuid::Uuid::new_v4().simple()));
+    app.stack.app.vault.put(&secret.0, &secrecy::SecretString::from("sk_test_valid_0123456789")).await.unwrap();
     let c = seed_connection(
         &app,
         "ws_d",
@@ -356,17 +232,8 @@ async fn deleting_an_api_key_connection_deletes_its_secret_and_shows_only_a_hint
     let (_, body) = get(&app, &format!("/v1/connections/{}", c.id), Some(&t)).await;
     assert_eq!(body["credential"]["hint"], "…6789");
     let text = body.to_string();
-    assert!(
-        !text.contains("sk_test_valid") && !text.contains(&secret.0),
-        "{text}"
-    );
-    let r = app
-        .http
-        .delete(app.url(&format!("/v1/connections/{}", c.id)))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    assert!(!text.contains("sk_test_valid") && !text.contains(&secret.0), "{text}");
+    let r = app.http.delete(app.url(&format!("/v1/connections/{}", c.id))).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), 204);
     assert!(app.stack.app.vault.get(&secret.0).await.unwrap().is_none());
     let (status, _) = get(&app, &format!("/v1/connections/{}", c.id), Some(&t)).await;
@@ -382,10 +249,7 @@ async fn authorizations_list_the_connections_that_use_them() {
         workspace_id: WorkspaceId::parse("ws_z").unwrap(),
         platform: PlatformId::parse("sandbox_oauth").unwrap(),
         name: "Agency MCC".into(),
-        account: Some(ExternalAccount {
-            id: "acct_demo".into(),
-            name: Some("Demo".into()),
-        }),
+        account: Some(ExternalAccount { id: "acct_demo".into(), name: Some("Demo".into()) }),
         scopes: vec!["read".into()],
         params: BTreeMap::new(),
         status: Status::Connected,
@@ -399,58 +263,28 @@ async fn authorizations_list_the_connections_that_use_them() {
         refresh_failures: 0,
     };
     app.stack.app.repo.create(&auth).await.unwrap();
-    let c1 = seed_connection(
-        &app,
-        "ws_z",
-        Credential::Authorization {
-            authorization_id: auth.id.clone(),
-        },
-    )
-    .await;
-    let c2 = seed_connection(
-        &app,
-        "ws_z",
-        Credential::Authorization {
-            authorization_id: auth.id.clone(),
-        },
-    )
-    .await;
+    let c1 = seed_connection(&app, "ws_z", Credential::Authorization { authorization_id: auth.id.clone() }).await;
+    let c2 = seed_connection(&app, "ws_z", Credential::Authorization { authorization_id: auth.id.clone() }).await;
     seed_connection(&app, "ws_z", Credential::FileUpload).await;
     let t = app.token("ws_z", "u", "staff").await;
     let (status, body) = get(&app, "/v1/authorizations", Some(&t)).await;
     assert_eq!(status, 200);
     let a = &body["authorizations"][0];
     assert_eq!(a["name"], "Agency MCC");
-    let mut used: Vec<&str> = a["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let mut used: Vec<&str> = a["connections"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
     used.sort();
     let mut expected = vec![c1.id.as_str(), c2.id.as_str()];
     expected.sort();
     assert_eq!(used, expected);
-    assert!(
-        !body.to_string().contains("connections/dev/ws_z/auth"),
-        "no vault names"
-    );
+    assert!(!body.to_string().contains("connections/dev/ws_z/auth"), "no vault names");
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_use_the_error_shape() {
     let app = spawn_app().await;
     let (status, body) = get(&app, "/v1/nothing", None).await;
-    assert_eq!(
-        (status, error_code(&body).as_str()),
-        (404, "route_not_found")
-    );
-    let r = app
-        .http
-        .put(app.url("/v1/connections"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!((status, error_code(&body).as_str()), (404, "route_not_found"));
+    let r = app.http.put(app.url("/v1/connections")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     let t = app.token("ws", "u", "admin").await;
     let (status, body) = get(&app, "/v1/connections/not-an-id", Some(&t)).await;
@@ -469,23 +303,9 @@ async fn cors_answers_allowed_origins_only() {
     };
     let ok = preflight("https://app.example.com").await.unwrap();
     assert_eq!(ok.status(), 204);
-    assert_eq!(
-        ok.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
-    let evil = preflight("https://app.example.com.evil.test")
-        .await
-        .unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://app.example.com");
+    let evil = preflight("https://app.example.com.evil.test").await.unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
-    let r = app
-        .http
-        .get(app.url("/health"))
-        .header("origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.headers()["access-control-allow-origin"],
-        "https://app.example.com"
-    );
+    let r = app.http.get(app.url("/health")).header("origin", "https://app.example.com").send().await.unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
 }

@@ -10,27 +10,18 @@ use shared::domain::{Connection, Credential, DisconnectReason, Event, StreamCurs
 use shared::ids::WorkspaceId;
 use shared::ports::QueueKind;
 
-use crate::harness::{
-    error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp,
-};
+use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp};
 
 const KLAVIYO_OK: &str = "pk_valid0123456789abcdefABCDEF";
 
 /// Klaviyo: the outcome is chosen by the key; the revision header is required.
 fn klaviyo(r: &Recorded) -> Reply {
-    let auth = r
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let auth = r.headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let Some(key) = auth.strip_prefix("Klaviyo-API-Key ") else {
         return Reply::Json(401, json!({"errors": []}));
     };
     if r.path != "/api/accounts/" || r.headers.get("revision").is_none() {
-        return Reply::Json(
-            400,
-            json!({"errors": [{"detail": "revision header missing"}]}),
-        );
+        return Reply::Json(400, json!({"errors": [{"detail": "revision header missing"}]}));
     }
     match &key[..7.min(key.len())] {
         "pk_vali" | "pk_new0" => Reply::Json(
@@ -38,21 +29,11 @@ fn klaviyo(r: &Recorded) -> Reply {
             json!({"data": [{"id": "ACCT_K1", "attributes": {"contact_information": {"organization_name": "Demo Shop"}}}]}),
         ),
         "pk_scop" => Reply::Json(403, json!({"errors": [{"detail": "missing scope"}]})),
-        "pk_expi" => Reply::Json(
-            401,
-            json!({"errors": [{"detail": "This API key has expired"}]}),
-        ),
+        "pk_expi" => Reply::Json(401, json!({"errors": [{"detail": "This API key has expired"}]})),
         "pk_down" => Reply::Json(503, json!({})),
         "pk_slow" => Reply::Hang,
-        "pk_rate" => Reply::JsonWith(
-            429,
-            vec![("retry-after", "30".into())],
-            json!({"errors": []}),
-        ),
-        _ => Reply::Json(
-            401,
-            json!({"errors": [{"detail": "Incorrect authentication credentials."}]}),
-        ),
+        "pk_rate" => Reply::JsonWith(429, vec![("retry-after", "30".into())], json!({"errors": []})),
+        _ => Reply::Json(401, json!({"errors": [{"detail": "Incorrect authentication credentials."}]})),
     }
 }
 
@@ -90,30 +71,12 @@ async fn app_with_fakes(backend: Backend) -> (TestApp, FakePlatform) {
             {"name": "consumer_secret", "label": "Consumer secret", "secret": true, "pattern": "cs_[A-Za-z0-9]{20,80}"}]}}
     }})
     .to_string();
-    (
-        spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await,
-        fake,
-    )
+    (spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await, fake)
 }
 
-async fn connect(
-    app: &TestApp,
-    token: &str,
-    body: Value,
-) -> (u16, reqwest::header::HeaderMap, Value) {
-    let r = app
-        .http
-        .post(app.url("/v1/connections/api-key"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (
-        r.status().as_u16(),
-        r.headers().clone(),
-        r.json().await.unwrap(),
-    )
+async fn connect(app: &TestApp, token: &str, body: Value) -> (u16, reqwest::header::HeaderMap, Value) {
+    let r = app.http.post(app.url("/v1/connections/api-key")).bearer_auth(token).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.headers().clone(), r.json().await.unwrap())
 }
 
 fn klaviyo_body(key: &str) -> Value {
@@ -122,15 +85,7 @@ fn klaviyo_body(key: &str) -> Value {
 
 async fn connections(app: &TestApp, ws: &str) -> Vec<Connection> {
     let ws = WorkspaceId::parse(ws).unwrap();
-    app.stack
-        .app
-        .repo
-        .list::<Connection>(&ws)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| v.value)
-        .collect()
+    app.stack.app.repo.list::<Connection>(&ws).await.unwrap().into_iter().map(|v| v.value).collect()
 }
 
 macro_rules! both {
@@ -140,10 +95,7 @@ macro_rules! both {
     };
 }
 
-both!(
-    a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued,
-    every_refusal_has_its_code_and_stores_nothing
-);
+both!(a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued, every_refusal_has_its_code_and_stores_nothing);
 
 async fn a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued(backend: Backend) {
     let (app, fake) = app_with_fakes(backend).await;
@@ -153,63 +105,30 @@ async fn a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued(backend: Ba
     assert_eq!(body["status"]["state"], "initial_sync_in_progress");
     assert_eq!(body["credential"]["hint"], "…CDEF");
     assert!(body["credential"]["last_verified_at"].is_string());
-    assert_eq!(
-        body["account"],
-        json!({"id": "ACCT_K1", "name": "Demo Shop"})
-    );
+    assert_eq!(body["account"], json!({"id": "ACCT_K1", "name": "Demo Shop"}));
     assert_eq!(body["existing"], false);
     let id = body["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        fake.requests_to("/api/accounts/").len(),
-        1,
-        "validated once, with the platform"
-    );
+    assert_eq!(fake.requests_to("/api/accounts/").len(), 1, "validated once, with the platform");
 
-    let jobs = app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 30)
-        .await
-        .unwrap();
+    let jobs = app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap();
     assert_eq!(jobs.len(), 1);
     assert!(jobs[0].body.contains(&id));
 
-    let list = app
-        .http
-        .get(app.url("/v1/connections"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = app.http.get(app.url("/v1/connections")).bearer_auth(&t).send().await.unwrap().text().await.unwrap();
     let state = app.dump_state().await;
     for text in [&body.to_string(), &list, &state] {
         assert!(!text.contains(KLAVIYO_OK), "the key leaked");
     }
     let c = &connections(&app, "ws_k").await[0];
-    let Credential::ApiKey { secret, .. } = &c.credential else {
-        panic!("api key credential")
-    };
-    let stored = shared::apikey::load_key(&app.stack.app, secret)
-        .await
-        .unwrap();
+    let Credential::ApiKey { secret, .. } = &c.credential else { panic!("api key credential") };
+    let stored = shared::apikey::load_key(&app.stack.app, secret).await.unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(stored.values["api_key"].expose_secret(), KLAVIYO_OK);
 
     // The same key again: no second connection, unless asked for.
     let (status, _, again) = connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await;
-    assert_eq!(
-        (status, again["id"].as_str(), again["existing"].as_bool()),
-        (200, Some(id.as_str()), Some(true))
-    );
-    assert_eq!(
-        fake.requests_to("/api/accounts/").len(),
-        1,
-        "no second validation for a known key"
-    );
+    assert_eq!((status, again["id"].as_str(), again["existing"].as_bool()), (200, Some(id.as_str()), Some(true)));
+    assert_eq!(fake.requests_to("/api/accounts/").len(), 1, "no second validation for a known key");
     let mut second = klaviyo_body(KLAVIYO_OK);
     second["allow_duplicate"] = json!(true);
     let (status, _, other) = connect(&app, &t, second).await;
@@ -223,22 +142,10 @@ async fn every_refusal_has_its_code_and_stores_nothing(backend: Backend) {
     let t = app.token("ws_r", "u", "staff").await;
     for (key, status, code) in [
         ("pk_invalid0123456789abcdefABCD", 422, "api_key_invalid"),
-        (
-            "pk_scope0123456789abcdefABCDEF",
-            422,
-            "api_key_insufficient_scope",
-        ),
+        ("pk_scope0123456789abcdefABCDEF", 422, "api_key_insufficient_scope"),
         ("pk_expired0123456789abcdefABCD", 422, "api_key_expired"),
-        (
-            "pk_down0123456789abcdefABCDEFG",
-            502,
-            "platform_unavailable",
-        ),
-        (
-            "pk_slow0123456789abcdefABCDEFG",
-            502,
-            "platform_unavailable",
-        ),
+        ("pk_down0123456789abcdefABCDEFG", 502, "platform_unavailable"),
+        ("pk_slow0123456789abcdefABCDEFG", 502, "platform_unavailable"),
         ("pk_rate0123456789abcdefABCDEFG", 429, "rate_limited"),
     ] {
         let (s, headers, body) = connect(&app, &t, klaviyo_body(key)).await;
@@ -249,35 +156,19 @@ async fn every_refusal_has_its_code_and_stores_nothing(backend: Backend) {
         }
     }
     assert!(connections(&app, "ws_r").await.is_empty());
-    assert!(app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 30)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(
-        !app.dump_state().await.contains("pk_"),
-        "no key in the state store"
-    );
+    assert!(app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap().is_empty());
+    assert!(!app.dump_state().await.contains("pk_"), "no key in the state store");
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_platform_unavailable_not_an_invalid_key() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let overrides = json!({"platforms": {"klaviyo": {"api": {"base_url": format!("http://127.0.0.1:{closed}")}}}}).to_string();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let overrides =
+        json!({"platforms": {"klaviyo": {"api": {"base_url": format!("http://127.0.0.1:{closed}")}}}}).to_string();
     let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
     let t = app.token("ws_c", "u", "staff").await;
     let (status, _, body) = connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await;
-    assert_eq!(
-        (status, error_code(&body).as_str()),
-        (502, "platform_unavailable")
-    );
+    assert_eq!((status, error_code(&body).as_str()), (502, "platform_unavailable"));
 }
 
 #[tokio::test]
@@ -286,10 +177,7 @@ async fn recharge_scopes_are_checked_against_the_catalog() {
     let t = app.token("ws_rc", "u", "staff").await;
     let body = |key: &str| json!({"platform": "recharge", "name": "Recharge", "credentials": {"api_key": key}});
     let (status, _, r) = connect(&app, &t, body("rc_partial_0123456789abcdefghij")).await;
-    assert_eq!(
-        (status, error_code(&r).as_str()),
-        (422, "api_key_insufficient_scope")
-    );
+    assert_eq!((status, error_code(&r).as_str()), (422, "api_key_insufficient_scope"));
     let (status, _, r) = connect(&app, &t, body("rc_full_0123456789abcdefghijkl")).await;
     assert_eq!(status, 201, "{r}");
     assert_eq!(r["account"]["name"], "Sync");
@@ -302,35 +190,13 @@ async fn woocommerce_takes_a_key_pair_and_the_store_url() {
     let (app, fake) = app_with_fakes(Backend::Embedded).await;
     let t = app.token("ws_wc", "u", "staff").await;
     let body = |url: String, secret: &str| json!({"platform": "woocommerce", "name": "Woo", "credentials": {"store_url": url, "consumer_key": "ck_0123456789abcdef0123", "consumer_secret": secret}});
-    let (status, _, r) = connect(
-        &app,
-        &t,
-        body(format!("{}/store", fake.base), "cs_0123456789abcdef0123"),
-    )
-    .await;
+    let (status, _, r) = connect(&app, &t, body(format!("{}/store", fake.base), "cs_0123456789abcdef0123")).await;
     assert_eq!(status, 201, "{r}");
-    assert_eq!(
-        r["params"]["store_url"],
-        format!("{}/store", fake.base),
-        "the store URL is not secret"
-    );
+    assert_eq!(r["params"]["store_url"], format!("{}/store", fake.base), "the store URL is not secret");
     assert!(!r.to_string().contains("cs_0123456789abcdef0123"));
-    let (status, _, r) = connect(
-        &app,
-        &t,
-        body(format!("{}/wrong", fake.base), "cs_0123456789abcdef0123"),
-    )
-    .await;
-    assert_eq!(
-        (status, error_code(&r).as_str()),
-        (422, "platform_endpoint_not_found")
-    );
-    let (status, _, r) = connect(
-        &app,
-        &t,
-        body(format!("{}/store", fake.base), "cs_wrongwrongwrongwrong00"),
-    )
-    .await;
+    let (status, _, r) = connect(&app, &t, body(format!("{}/wrong", fake.base), "cs_0123456789abcdef0123")).await;
+    assert_eq!((status, error_code(&r).as_str()), (422, "platform_endpoint_not_found"));
+    let (status, _, r) = connect(&app, &t, body(format!("{}/store", fake.base), "cs_wrongwrongwrongwrong00")).await;
     assert_eq!((status, error_code(&r).as_str()), (422, "api_key_invalid"));
 }
 
@@ -341,27 +207,15 @@ async fn input_is_checked_before_any_platform_request() {
     let viewer = app.token("ws_i", "v", "client_viewer").await;
     let cases = [
         (klaviyo_body(&"pk_".repeat(200)), 422, "invalid_input"),
-        (
-            klaviyo_body("pk_has spaces and ünïcode 0123456789"),
-            422,
-            "invalid_input",
-        ),
+        (klaviyo_body("pk_has spaces and ünïcode 0123456789"), 422, "invalid_input"),
         (klaviyo_body(""), 422, "invalid_input"),
-        (
-            json!({"platform": "klaviyo", "name": "K", "credentials": {}}),
-            422,
-            "invalid_input",
-        ),
+        (json!({"platform": "klaviyo", "name": "K", "credentials": {}}), 422, "invalid_input"),
         (
             json!({"platform": "klaviyo", "name": "K", "credentials": {"api_key": KLAVIYO_OK, "other": "x"}}),
             422,
             "invalid_input",
         ),
-        (
-            json!({"platform": "shopify", "name": "K", "credentials": {"api_key": KLAVIYO_OK}}),
-            422,
-            "wrong_auth_method",
-        ),
+        (json!({"platform": "shopify", "name": "K", "credentials": {"api_key": KLAVIYO_OK}}), 422, "wrong_auth_method"),
         (
             json!({"platform": "klaviyo", "name": "K", "credentials": {"api_key": "x".repeat(70_000)}}),
             413,
@@ -397,23 +251,11 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     c.apply(Event::InitialSyncCompleted, now).unwrap();
     c.cursors.insert(
         "profiles".into(),
-        StreamCursor {
-            cursor: Some("2026-11-01".into()),
-            records: 420,
-            complete: true,
-            ..Default::default()
-        },
+        StreamCursor { cursor: Some("2026-11-01".into()), records: 420, complete: true, ..Default::default() },
     );
-    c.apply(Event::CredentialsLost(DisconnectReason::ApiKeyInvalid), now)
-        .unwrap();
+    c.apply(Event::CredentialsLost(DisconnectReason::ApiKeyInvalid), now).unwrap();
     app.stack.app.repo.save(&c, v.version).await.unwrap();
-    let _ = app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 0)
-        .await
-        .unwrap();
+    let _ = app.stack.app.queue.receive(QueueKind::Sync, 10, 0).await.unwrap();
 
     let put = |key: &str| {
         app.http
@@ -424,16 +266,10 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     };
     let r = put("pk_invalid0123456789abcdefWXYZ").await.unwrap();
     assert_eq!(r.status(), 422);
-    let Credential::ApiKey { secret, .. } = &c.credential else {
-        panic!()
-    };
+    let Credential::ApiKey { secret, .. } = &c.credential else { panic!() };
     use secrecy::ExposeSecret;
     assert_eq!(
-        shared::apikey::load_key(&app.stack.app, secret)
-            .await
-            .unwrap()
-            .values["api_key"]
-            .expose_secret(),
+        shared::apikey::load_key(&app.stack.app, secret).await.unwrap().values["api_key"].expose_secret(),
         KLAVIYO_OK,
         "the old key stays in force"
     );
@@ -442,31 +278,14 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["credential"]["hint"], "…WXYZ");
-    assert_eq!(
-        body["status"]["state"], "connected",
-        "reconnected, not re-synced from scratch"
-    );
+    assert_eq!(body["status"]["state"], "connected", "reconnected, not re-synced from scratch");
     assert_eq!(body["progress"]["profiles"]["records"], 420, "cursors kept");
     assert_eq!(
-        shared::apikey::load_key(&app.stack.app, secret)
-            .await
-            .unwrap()
-            .values["api_key"]
-            .expose_secret(),
+        shared::apikey::load_key(&app.stack.app, secret).await.unwrap().values["api_key"].expose_secret(),
         "pk_new0123456789abcdefABCDWXYZ"
     );
-    let jobs = app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 30)
-        .await
-        .unwrap();
-    assert!(
-        jobs.iter()
-            .any(|j| j.body.contains(&id) && j.body.contains("incremental")),
-        "{jobs:?}"
-    );
+    let jobs = app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap();
+    assert!(jobs.iter().any(|j| j.body.contains(&id) && j.body.contains("incremental")), "{jobs:?}");
     assert!(!body.to_string().contains("pk_new"));
 }
 
@@ -502,8 +321,7 @@ fn a_key_reaches_no_log_line() {
         let t = app.token("ws_l", "u", "staff").await;
         let (status, _, _) = connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await;
         assert_eq!(status, 201);
-        let (status, _, _) =
-            connect(&app, &t, klaviyo_body("pk_invalid0123456789abcdefABCD")).await;
+        let (status, _, _) = connect(&app, &t, klaviyo_body("pk_invalid0123456789abcdefABCD")).await;
         assert_eq!(status, 422);
     });
     assert!(logs.contains("api key connected"), "the capture works");

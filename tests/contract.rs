@@ -13,24 +13,16 @@ fn root() -> &'static Path {
 #[test]
 fn openapi_documents_exactly_the_served_routes() {
     let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root().join("docs/openapi.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root().join("docs/openapi.json")).unwrap()).unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     let mut documented = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in ["get", "post", "patch", "delete", "put"] {
             if let Some(op) = item.get(method) {
                 documented.insert(format!("{} {path}", method.to_uppercase()));
-                assert!(
-                    op["responses"].as_object().is_some_and(|r| !r.is_empty()),
-                    "{method} {path} has no responses"
-                );
-                let secured = op
-                    .get("security")
-                    .map(|s| s.as_array().is_some_and(|a| !a.is_empty()));
-                let route = ROUTES
-                    .iter()
-                    .find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method));
+                assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
+                let secured = op.get("security").map(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+                let route = ROUTES.iter().find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method));
                 if let Some(route) = route {
                     assert_eq!(
                         secured.unwrap_or(true),
@@ -41,10 +33,7 @@ fn openapi_documents_exactly_the_served_routes() {
             }
         }
     }
-    let served: BTreeSet<String> = ROUTES
-        .iter()
-        .map(|r| format!("{} {}", r.method, r.path))
-        .collect();
+    let served: BTreeSet<String> = ROUTES.iter().map(|r| format!("{} {}", r.method, r.path)).collect();
     assert_eq!(documented, served);
 }
 
@@ -52,11 +41,7 @@ fn openapi_documents_exactly_the_served_routes() {
 /// the resource block runs from `  {Name}Function:` to the next line with
 /// two spaces of indent.
 fn template_routes(template: &str, function: Function) -> BTreeSet<String> {
-    let logical: String = function
-        .name()
-        .split('-')
-        .map(|w| w[..1].to_uppercase() + &w[1..])
-        .collect();
+    let logical: String = function.name().split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
     let header = format!("  {logical}Function:");
     let block: Vec<&str> = template
         .lines()
@@ -81,27 +66,12 @@ fn template_routes(template: &str, function: Function) -> BTreeSet<String> {
 fn the_template_deploys_every_route_on_its_function() {
     let template = std::fs::read_to_string(root().join("template.yaml")).unwrap();
     for function in Function::ALL {
-        let expected: BTreeSet<String> = ROUTES
-            .iter()
-            .filter(|r| r.function == function)
-            .map(|r| format!("{} {}", r.method, r.path))
-            .collect();
-        assert_eq!(
-            template_routes(&template, function),
-            expected,
-            "{}",
-            function.name()
-        );
+        let expected: BTreeSet<String> =
+            ROUTES.iter().filter(|r| r.function == function).map(|r| format!("{} {}", r.method, r.path)).collect();
+        assert_eq!(template_routes(&template, function), expected, "{}", function.name());
     }
-    for name in [
-        "SyncWorkerFunction:",
-        "NotifierFunction:",
-        "ExpirySweepFunction:",
-    ] {
+    for name in ["SyncWorkerFunction:", "NotifierFunction:", "ExpirySweepFunction:"] {
         assert!(template.contains(name), "{name} missing");
     }
-    assert!(
-        !template.contains("/dev/token"),
-        "the development token route is local only"
-    );
+    assert!(!template.contains("/dev/token"), "the development token route is local only");
 }

@@ -14,8 +14,7 @@ fn events_dir() -> PathBuf {
 }
 
 fn read(name: &str) -> String {
-    std::fs::read_to_string(events_dir().join(name))
-        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
+    std::fs::read_to_string(events_dir().join(name)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
 }
 
 /// (fixture, function, expected status, expected error code)
@@ -33,11 +32,11 @@ const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
     ("oauth-callback/callback-denied.json", Function::OauthCallback, 400, None),
     // The key's shape is checked before any platform request.
     ("api-key-connect/connect-klaviyo.json", Function::ApiKeyConnect, 422, Some("invalid_input")),
-    ("csv-upload/upload-costs.json", Function::CsvUpload, 501, Some("not_implemented")),
+    ("csv-upload/upload-costs.json", Function::CsvUpload, 404, Some("not_found")),
 ];
 
 const SQS_CASES: &[&str] = &["sync-worker/batch-with-poison.json", "notifier/batch.json"];
-const OTHER_CASES: &[&str] = &["expiry-sweep/scheduled.json"];
+const OTHER_CASES: &[&str] = &["expiry-sweep/scheduled.json", "upload-processor/object-created.json"];
 
 fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
     match r.body() {
@@ -49,34 +48,23 @@ fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value 
 
 #[tokio::test]
 async fn http_events_reach_their_handlers() {
-    let (app, _) = embedded_app(config(&[
-        ("SANDBOX_PLATFORMS", "true"),
-        ("ALLOWED_ORIGINS", "https://app.example.com"),
-    ]));
+    let (app, _) =
+        embedded_app(config(&[("SANDBOX_PLATFORMS", "true"), ("ALLOWED_ORIGINS", "https://app.example.com")]));
     local_stack::seed_sandbox_app(&app).await.unwrap();
     for (file, function, status, code) in HTTP_CASES {
-        let request =
-            lambda_http::request::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let request = lambda_http::request::from_str(&read(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
         let response = api::handle(&app, *function, request).await;
         assert_eq!(response.status().as_u16(), *status, "{file}");
         if *function == Function::OauthCallback {
             // An HTML page that tells the opener; an unknown state tells nobody.
-            assert_eq!(
-                response.headers()["content-type"],
-                "text/html; charset=utf-8",
-                "{file}"
-            );
+            assert_eq!(response.headers()["content-type"], "text/html; charset=utf-8", "{file}");
             continue;
         }
         let body = body_json(&response);
         if let Some(code) = code {
             assert_eq!(error_code(&body), *code, "{file}");
         }
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json",
-            "{file}"
-        );
+        assert_eq!(response.headers()["content-type"], "application/json", "{file}");
     }
 }
 
@@ -91,40 +79,36 @@ async fn a_function_serves_only_its_own_routes() {
 #[tokio::test]
 async fn sqs_batches_report_exactly_the_failed_messages() {
     let (app, _) = embedded_app(config(&[]));
-    let event: SqsEvent =
-        serde_json::from_str(&read("sync-worker/batch-with-poison.json")).unwrap();
+    let event: SqsEvent = serde_json::from_str(&read("sync-worker/batch-with-poison.json")).unwrap();
     let response = jobs::sync_worker(&app, event).await;
-    let mut failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let mut failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     failed.sort();
     assert_eq!(failed, ["m-poison", "m-unknown"]);
 
     let event: SqsEvent = serde_json::from_str(&read("notifier/batch.json")).unwrap();
     let response = jobs::notifier(&app, event).await;
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     assert_eq!(failed, ["n-poison"]);
     // The response is what Lambda expects back.
     let json = serde_json::to_value(&response).unwrap();
-    assert_eq!(
-        json,
-        serde_json::json!({"batchItemFailures": [{"itemIdentifier": "n-poison"}]})
-    );
+    assert_eq!(json, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "n-poison"}]}));
 }
 
 #[tokio::test]
 async fn the_scheduled_sweep_event_runs_a_sweep() {
     let (app, _) = embedded_app(config(&[]));
-    let _event: serde_json::Value =
-        serde_json::from_str(&read("expiry-sweep/scheduled.json")).unwrap();
+    let _event: serde_json::Value = serde_json::from_str(&read("expiry-sweep/scheduled.json")).unwrap();
     let report = jobs::sweep(&app).await.unwrap();
     assert_eq!(report.due, 0);
+}
+
+#[tokio::test]
+async fn an_object_created_event_no_upload_expects_is_ignored() {
+    let (app, _) = embedded_app(config(&[]));
+    let event: serde_json::Value = serde_json::from_str(&read("upload-processor/object-created.json")).unwrap();
+    let out = jobs::upload_landed(&app, event).await.unwrap();
+    assert!(out["ignored"].as_str().unwrap().starts_with("uploads/ws_demo/"));
+    assert!(jobs::upload_landed(&app, serde_json::json!({"detail": {}})).await.is_err());
 }
 
 #[test]

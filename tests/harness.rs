@@ -23,10 +23,7 @@ pub fn moto() -> &'static str {
 }
 
 fn start_moto() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     // The shell keeps moto alive while our end of its stdin is open: when
     // this process exits (however it exits), `read` returns and moto is
     // stopped.
@@ -67,10 +64,8 @@ fn start_moto() -> String {
 }
 
 pub fn config(pairs: &[(&str, &str)]) -> Config {
-    let map: std::collections::HashMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let map: std::collections::HashMap<String, String> =
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     Config::from_lookup(|k| map.get(k).cloned()).expect("test config")
 }
 
@@ -86,9 +81,7 @@ pub fn embedded_app(config: Config) -> (App, EmbeddedPorts) {
 pub async fn aws_ports(config: &mut Config) -> Ports {
     let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let resources = aws::provision(&sdk, &prefix, 2)
-        .await
-        .expect("provision on moto");
+    let resources = aws::provision(&sdk, &prefix, 2).await.expect("provision on moto");
     config.table_name = resources.table;
     config.bucket_name = resources.bucket;
     config.queue_urls = resources.queue_urls;
@@ -99,11 +92,7 @@ pub async fn aws_ports(config: &mut Config) -> Ports {
 /// moto (like SES in the sandbox) sends only from verified identities.
 pub async fn verify_sender(sdk: &aws_config::SdkConfig, address: &str) {
     let ses = aws_sdk_sesv2::Client::new(sdk);
-    let _ = ses
-        .create_email_identity()
-        .email_identity(address)
-        .send()
-        .await;
+    let _ = ses.create_email_identity().email_identity(address).send().await;
 }
 
 /// Which adapters a test app runs on.
@@ -115,10 +104,7 @@ pub enum Backend {
 
 enum StateDump {
     Embedded(Arc<shared::adapters::embedded::MemoryStore>),
-    Moto {
-        client: aws_sdk_dynamodb::Client,
-        table: String,
-    },
+    Moto { client: aws_sdk_dynamodb::Client, table: String },
 }
 
 /// The local stack on a port of its own, sandbox on, with a clock the test
@@ -140,13 +126,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!(
-        "http://127.0.0.1:{}",
-        listener.local_addr().expect("addr").port()
-    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let mut pairs = vec![
         ("SANDBOX_PLATFORMS", "true"),
         ("PUBLIC_BASE_URL", base.as_str()),
@@ -160,45 +141,29 @@ pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
         Backend::Embedded => {
             let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
             let app = App::assemble(config, ports.ports(clock.clone())).expect("app");
-            (
-                app,
-                Some(ports.queue.clone()),
-                StateDump::Embedded(ports.store.clone()),
-            )
+            (app, Some((ports.queue.clone(), ports.sink.clone())), StateDump::Embedded(ports.store.clone()))
         }
         Backend::Moto => {
             let mut ports = aws_ports(&mut config).await;
             ports.clock = clock.clone();
             let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
-            let dump = StateDump::Moto {
-                client: aws_sdk_dynamodb::Client::new(&sdk),
-                table: config.table_name.clone(),
-            };
+            let dump =
+                StateDump::Moto { client: aws_sdk_dynamodb::Client::new(&sdk), table: config.table_name.clone() };
             (App::assemble(config, ports).expect("app"), None, dump)
         }
     };
-    local_stack::seed_sandbox_app(&app)
-        .await
-        .expect("seed sandbox app");
+    local_stack::seed_sandbox_app(&app).await.expect("seed sandbox app");
     let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone())));
     let stack = Arc::new(LocalStack {
         tokens: DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec()),
         sandbox,
-        embedded_queue: queue,
+        embedded_queue: queue.as_ref().map(|(q, _)| q.clone()),
+        embedded_sink: queue.map(|(_, s)| s),
         app,
     });
     tokio::spawn(local_stack::serve(listener, stack.clone()));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    TestApp {
-        base,
-        stack,
-        http,
-        clock,
-        dump,
-    }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    TestApp { base, stack, http, clock, dump }
 }
 
 impl TestApp {
@@ -216,10 +181,7 @@ impl TestApp {
             .await
             .expect("dev token");
         assert_eq!(r.status(), 200);
-        r.json::<serde_json::Value>().await.expect("json")["token"]
-            .as_str()
-            .expect("token")
-            .to_owned()
+        r.json::<serde_json::Value>().await.expect("json")["token"].as_str().expect("token").to_owned()
     }
 
     /// Every item of the state store, as text (to scan for secrets).
@@ -228,12 +190,7 @@ impl TestApp {
             StateDump::Embedded(store) => store.dump(),
             StateDump::Moto { client, table } => {
                 let mut out = String::new();
-                let mut pages = client
-                    .scan()
-                    .table_name(table)
-                    .into_paginator()
-                    .items()
-                    .send();
+                let mut pages = client.scan().table_name(table).into_paginator().items().send();
                 while let Some(item) = pages.next().await {
                     out.push_str(&format!("{:?}\n", item.expect("scan")));
                 }
@@ -256,10 +213,7 @@ impl TestApp {
 pub fn error_code(body: &serde_json::Value) -> String {
     let e = &body["error"];
     for field in ["code", "message", "action"] {
-        assert!(
-            e[field].as_str().is_some_and(|s| !s.is_empty()),
-            "error.{field} missing in {body}"
-        );
+        assert!(e[field].as_str().is_some_and(|s| !s.is_empty()), "error.{field} missing in {body}");
     }
     e["code"].as_str().unwrap_or_default().to_owned()
 }
@@ -278,9 +232,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn form(&self) -> std::collections::BTreeMap<String, String> {
-        url::form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
+        url::form_urlencoded::parse(self.body.as_bytes()).into_owned().collect()
     }
 }
 
@@ -306,13 +258,8 @@ pub struct FakePlatform {
 impl FakePlatform {
     pub async fn start(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Self {
         use http_body_util::BodyExt;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!(
-            "http://127.0.0.1:{}",
-            listener.local_addr().expect("addr").port()
-        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let handler: Handler = Arc::new(handler);
         let log = requests.clone();
@@ -323,60 +270,48 @@ impl FakePlatform {
                 };
                 let (handler, log) = (handler.clone(), log.clone());
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let (handler, log) = (handler.clone(), log.clone());
-                            async move {
-                                let (parts, body) = req.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map(|b| b.to_bytes())
-                                    .unwrap_or_default();
-                                let recorded = Recorded {
-                                    method: parts.method.to_string(),
-                                    path: parts.uri.path().to_owned(),
-                                    query: url::form_urlencoded::parse(
-                                        parts.uri.query().unwrap_or("").as_bytes(),
-                                    )
+                    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (handler, log) = (handler.clone(), log.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let recorded = Recorded {
+                                method: parts.method.to_string(),
+                                path: parts.uri.path().to_owned(),
+                                query: url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
                                     .into_owned()
                                     .collect(),
-                                    headers: parts.headers.clone(),
-                                    body: String::from_utf8_lossy(&body).into_owned(),
-                                };
-                                log.lock().unwrap().push(recorded.clone());
-                                let reply = handler(&recorded);
-                                let response = match reply {
-                                    Reply::Json(status, v) => http::Response::builder()
+                                headers: parts.headers.clone(),
+                                body: String::from_utf8_lossy(&body).into_owned(),
+                            };
+                            log.lock().unwrap().push(recorded.clone());
+                            let reply = handler(&recorded);
+                            let response = match reply {
+                                Reply::Json(status, v) => http::Response::builder()
+                                    .status(status)
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(v.to_string()))),
+                                Reply::JsonWith(status, headers, v) => {
+                                    let mut b = http::Response::builder()
                                         .status(status)
-                                        .header("content-type", "application/json")
-                                        .body(http_body_util::Full::new(bytes::Bytes::from(
-                                            v.to_string(),
-                                        ))),
-                                    Reply::JsonWith(status, headers, v) => {
-                                        let mut b = http::Response::builder()
-                                            .status(status)
-                                            .header("content-type", "application/json");
-                                        for (k, v) in headers {
-                                            b = b.header(k, v);
-                                        }
-                                        b.body(http_body_util::Full::new(bytes::Bytes::from(
-                                            v.to_string(),
-                                        )))
+                                        .header("content-type", "application/json");
+                                    for (k, v) in headers {
+                                        b = b.header(k, v);
                                     }
-                                    Reply::Redirect(to) => http::Response::builder()
-                                        .status(302)
-                                        .header("location", to)
-                                        .body(http_body_util::Full::new(bytes::Bytes::new())),
-                                    Reply::Hang => {
-                                        std::future::pending::<()>().await;
-                                        unreachable!()
-                                    }
-                                };
-                                Ok::<_, std::convert::Infallible>(response.expect("response"))
-                            }
-                        },
-                    );
+                                    b.body(http_body_util::Full::new(bytes::Bytes::from(v.to_string())))
+                                }
+                                Reply::Redirect(to) => http::Response::builder()
+                                    .status(302)
+                                    .header("location", to)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new())),
+                                Reply::Hang => {
+                                    std::future::pending::<()>().await;
+                                    unreachable!()
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(response.expect("response"))
+                        }
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
                         .await;
@@ -391,9 +326,6 @@ impl FakePlatform {
     }
 
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        self.requests().into_iter().filter(|r| r.path == path).collect()
     }
 }

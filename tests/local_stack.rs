@@ -5,13 +5,9 @@
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-async fn boot(
-    env: HashMap<&'static str, String>,
-) -> (String, std::sync::Arc<local_stack::LocalStack>) {
+async fn boot(env: HashMap<&'static str, String>) -> (String, std::sync::Arc<local_stack::LocalStack>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let booted = local_stack::boot(&listener, |k| env.get(k).cloned())
-        .await
-        .unwrap();
+    let booted = local_stack::boot(&listener, |k| env.get(k).cloned()).await.unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     assert!(booted.banner.contains(&base), "{}", booted.banner);
     let stack = booted.stack.clone();
@@ -26,26 +22,15 @@ async fn token(http: &reqwest::Client, base: &str) -> String {
         .send()
         .await
         .unwrap();
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
 async fn embedded_state_survives_a_restart() {
-    let dir = std::env::temp_dir().join(format!(
-        "connections-boot-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let env = HashMap::from([
-        ("DATA_DIR", dir.display().to_string()),
-        ("ALLOWED_ORIGINS", "https://app.example.com".into()),
-    ]);
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let dir = std::env::temp_dir().join(format!("connections-boot-{}", uuid::Uuid::new_v4().simple()));
+    let env =
+        HashMap::from([("DATA_DIR", dir.display().to_string()), ("ALLOWED_ORIGINS", "https://app.example.com".into())]);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     let (base, _first) = boot(env.clone()).await;
     let t = token(&http, &base).await;
@@ -59,37 +44,17 @@ async fn embedded_state_survives_a_restart() {
         .json()
         .await
         .unwrap();
-    let authorize = started["authorize_url"]
-        .as_str()
-        .expect("the sandbox app is seeded");
-    let r = http
-        .get(format!("{authorize}&auto_approve=acct_kept"))
-        .send()
-        .await
-        .unwrap();
+    let authorize = started["authorize_url"].as_str().expect("the sandbox app is seeded");
+    let r = http.get(format!("{authorize}&auto_approve=acct_kept")).send().await.unwrap();
     let callback = r.headers()["location"].to_str().unwrap().to_owned();
-    let page = http
-        .get(&callback)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = http.get(&callback).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("\"status\":\"connected\""), "{page}");
 
     // A second stack on the same folder: the token (same dev key), the
     // connection and its secret are all still there.
     let (base2, second) = boot(env).await;
-    let list: Value = http
-        .get(format!("{base2}/v1/connections"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value =
+        http.get(format!("{base2}/v1/connections")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["connections"][0]["name"], "Kept", "{list}");
     let auths = second
         .app
@@ -97,13 +62,7 @@ async fn embedded_state_survives_a_restart() {
         .list::<shared::domain::Authorization>(&shared::ids::WorkspaceId::parse("ws_boot").unwrap())
         .await
         .unwrap();
-    assert!(second
-        .app
-        .vault
-        .get(&auths[0].value.secret.0)
-        .await
-        .unwrap()
-        .is_some());
+    assert!(second.app.vault.get(&auths[0].value.secret.0).await.unwrap().is_some());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -118,26 +77,11 @@ async fn the_aws_backend_provisions_and_serves_against_an_endpoint() {
         ("STAGE", stage),
     ]);
     let (base, stack) = boot(env).await;
-    assert!(matches!(
-        stack.app.config.backend,
-        shared::config::Backend::Aws { .. }
-    ));
+    assert!(matches!(stack.app.config.backend, shared::config::Backend::Aws { .. }));
     let http = reqwest::Client::new();
-    assert_eq!(
-        http.get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), 200);
     let t = token(&http, &base).await;
-    let r = http
-        .get(format!("{base}/v1/connections"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(format!("{base}/v1/connections")).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["connections"], json!([]));
 }

@@ -40,15 +40,9 @@ impl Capture {
 /// that thread captured as JSON (the Lambda format).
 pub(crate) fn captured<T, F: std::future::Future<Output = T>>(f: F) -> (String, T) {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(capture.clone())
-        .finish();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let subscriber =
+        tracing_subscriber::fmt().json().with_max_level(tracing::Level::TRACE).with_writer(capture.clone()).finish();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let out = tracing::subscriber::with_default(subscriber, || runtime.block_on(f));
     (capture.text(), out)
 }
@@ -65,31 +59,17 @@ fn api_keys_and_bearer_tokens_reach_no_log_line() {
         ))
         .unwrap();
         assert!(event.contains(KEY));
-        let _ = api::handle(
-            &app,
-            Function::ApiKeyConnect,
-            lambda_http::request::from_str(&event).unwrap(),
-        )
-        .await;
+        let _ = api::handle(&app, Function::ApiKeyConnect, lambda_http::request::from_str(&event).unwrap()).await;
         // A bearer token through the gateway and a handler.
         let test_app = spawn_app().await;
         let token = test_app.token("ws_log", "u", "admin").await;
-        let r = test_app
-            .http
-            .get(test_app.url("/v1/connections"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
+        let r = test_app.http.get(test_app.url("/v1/connections")).bearer_auth(&token).send().await.unwrap();
         assert_eq!(r.status(), 200);
         token
     });
     assert!(logs.contains("\"request\""), "the capture works: {logs}");
     assert!(!logs.contains(KEY), "the API key leaked into a log line");
-    assert!(
-        !token.is_empty() && !logs.contains(&token),
-        "the bearer token leaked into a log line"
-    );
+    assert!(!token.is_empty() && !logs.contains(&token), "the bearer token leaked into a log line");
 }
 
 #[test]
@@ -98,16 +78,8 @@ fn secrets_written_to_secrets_manager_reach_no_log_line() {
     let (logs, ()) = captured(async {
         let mut config = config(&[]);
         let ports = crate::harness::aws_ports(&mut config).await;
-        ports
-            .vault
-            .put("connections/test/ws_log/auth_1", &SecretString::from(VALUE))
-            .await
-            .unwrap();
-        let got = ports
-            .vault
-            .get("connections/test/ws_log/auth_1")
-            .await
-            .unwrap();
+        ports.vault.put("connections/test/ws_log/auth_1", &SecretString::from(VALUE)).await.unwrap();
+        let got = ports.vault.get("connections/test/ws_log/auth_1").await.unwrap();
         assert!(got.is_some());
         assert_eq!(format!("{:?}", got.unwrap()), "SecretBox<str>([REDACTED])");
     });

@@ -7,6 +7,7 @@
 //! * `apikey`: API-key connect, every outcome, duplicates, replacement.
 //! * `oauth`: connect start and callback, every catalog pattern and failure.
 //! * `local_stack`: the stack as `cargo run -p local-stack` boots it.
+//! * `uploads`: custom costs files, direct, presigned and automated.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -19,3 +20,4 @@ mod local_stack;
 mod logs;
 mod oauth;
 mod ports;
+mod uploads;

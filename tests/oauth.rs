@@ -15,41 +15,23 @@ use shared::ids::WorkspaceId;
 use shared::oauth::TokenSet;
 use shared::ports::QueueKind;
 
-use crate::harness::{
-    error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp,
-};
+use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp};
 
 const ORIGIN: &str = "https://app.example.com";
 
 async fn start(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
-    let r = app
-        .http
-        .post(app.url("/v1/connect/start"))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
 fn query_of(url: &str) -> BTreeMap<String, String> {
-    url::Url::parse(url)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
 }
 
 /// Approves on the sandbox's consent screen (as `account`) and returns where
 /// the platform sends the browser back to.
 async fn approve(app: &TestApp, authorize_url: &str, account: &str) -> String {
-    let r = app
-        .http
-        .get(format!("{authorize_url}&auto_approve={account}"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.get(format!("{authorize_url}&auto_approve={account}")).send().await.unwrap();
     assert_eq!(r.status(), 302, "the sandbox approves");
     r.headers()["location"].to_str().unwrap().to_owned()
 }
@@ -63,8 +45,7 @@ struct Page {
 impl Page {
     /// The JSON the page's script posts.
     fn result(&self) -> Value {
-        let start =
-            self.body.find(r#"id="result">"#).expect("result element") + r#"id="result">"#.len();
+        let start = self.body.find(r#"id="result">"#).expect("result element") + r#"id="result">"#.len();
         let end = start + self.body[start..].find("</script>").unwrap();
         serde_json::from_str(&self.body[start..end]).unwrap()
     }
@@ -76,11 +57,7 @@ impl Page {
 
 async fn visit(app: &TestApp, url: &str) -> Page {
     let r = app.http.get(url).send().await.unwrap();
-    Page {
-        status: r.status().as_u16(),
-        headers: r.headers().clone(),
-        body: r.text().await.unwrap(),
-    }
+    Page { status: r.status().as_u16(), headers: r.headers().clone(), body: r.text().await.unwrap() }
 }
 
 fn start_body(platform: &str) -> Value {
@@ -89,26 +66,11 @@ fn start_body(platform: &str) -> Value {
 
 async fn authorizations(app: &TestApp, ws: &str) -> Vec<Authorization> {
     let ws = WorkspaceId::parse(ws).unwrap();
-    app.stack
-        .app
-        .repo
-        .list::<Authorization>(&ws)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|v| v.value)
-        .collect()
+    app.stack.app.repo.list::<Authorization>(&ws).await.unwrap().into_iter().map(|v| v.value).collect()
 }
 
 async fn tokens_of(app: &TestApp, auth: &Authorization) -> TokenSet {
-    let secret = app
-        .stack
-        .app
-        .vault
-        .get(&auth.secret.0)
-        .await
-        .unwrap()
-        .expect("tokens in the vault");
+    let secret = app.stack.app.vault.get(&auth.secret.0).await.unwrap().expect("tokens in the vault");
     TokenSet::from_secret(&secret).unwrap()
 }
 
@@ -130,10 +92,7 @@ macro_rules! both {
     };
 }
 
-both!(
-    sandbox_connects_end_to_end_and_the_state_is_single_use,
-    forged_expired_and_missing_states_make_no_token_request
-);
+both!(sandbox_connects_end_to_end_and_the_state_is_single_use, forged_expired_and_missing_states_make_no_token_request);
 
 async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
@@ -147,11 +106,7 @@ async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backen
     assert_eq!(q["code_challenge_method"], "S256");
     assert_eq!(q["redirect_uri"], app.url("/v1/oauth/callback"));
     assert_eq!(
-        (
-            q["client_id"].as_str(),
-            q["scope"].as_str(),
-            q["response_type"].as_str()
-        ),
+        (q["client_id"].as_str(), q["scope"].as_str(), q["response_type"].as_str()),
         ("sandbox-client", "read write", "code")
     );
 
@@ -160,77 +115,38 @@ async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backen
     let page = visit(&app, &callback).await;
     assert_eq!(page.status, 200);
     let csp = page.headers["content-security-policy"].to_str().unwrap();
-    assert!(
-        csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"),
-        "{csp}"
-    );
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'sha256-"), "{csp}");
     assert_eq!(page.headers["referrer-policy"], "no-referrer");
-    assert_eq!(
-        page.result()["origin"],
-        ORIGIN,
-        "posted to the exact opener origin"
-    );
+    assert_eq!(page.result()["origin"], ORIGIN, "posted to the exact opener origin");
     let message = page.message();
     assert_eq!(message["status"], "connected", "{message}");
     let connection_id = message["connection_id"].as_str().unwrap().to_owned();
 
-    let r = app
-        .http
-        .get(app.url(&format!("/v1/connections/{connection_id}")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.get(app.url(&format!("/v1/connections/{connection_id}"))).bearer_auth(&t).send().await.unwrap();
     let connection: Value = r.json().await.unwrap();
     assert_eq!(connection["status"]["state"], "initial_sync_in_progress");
     assert_eq!(connection["credential"]["kind"], "authorization");
-    assert_eq!(
-        connection["streams"][0],
-        json!({"name": "orders", "selected": true})
-    );
+    assert_eq!(connection["streams"][0], json!({"name": "orders", "selected": true}));
     let auths = authorizations(&app, "ws_o").await;
     assert_eq!(auths.len(), 1);
     assert_eq!(auths[0].account.as_ref().unwrap().id, "acct_demo");
     assert_eq!(auths[0].name, "Main store");
     assert_eq!(auths[0].status.state_name(), "connected");
-    assert!(
-        auths[0].next_check_at.is_some(),
-        "the sweep will look at it"
-    );
+    assert!(auths[0].next_check_at.is_some(), "the sweep will look at it");
 
-    let jobs = app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 30)
-        .await
-        .unwrap();
+    let jobs = app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap();
     assert_eq!(jobs.len(), 1, "the initial sync is queued");
     assert!(jobs[0].body.contains(&connection_id) && jobs[0].body.contains("initial"));
 
     let tokens = tokens_of(&app, &auths[0]).await;
     let requests = app.sandbox().token_requests();
     assert_eq!(requests, 1);
-    let r = app
-        .http
-        .get(app.url("/v1/authorizations"))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = app.http.get(app.url("/v1/authorizations")).bearer_auth(&t).send().await.unwrap().text().await.unwrap();
     let refresh = tokens.refresh_token.clone().unwrap_or_default();
     assert_nowhere(
         &app,
         &[&tokens.access_token, &refresh],
-        &[
-            &page.body,
-            &started.to_string(),
-            &connection.to_string(),
-            &r,
-        ],
+        &[&page.body, &started.to_string(), &connection.to_string(), &r],
     )
     .await;
 
@@ -238,55 +154,32 @@ async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backen
     let replay = visit(&app, &callback).await;
     assert_eq!(replay.status, 400);
     assert_eq!(replay.message()["error_code"], "invalid_state");
-    assert!(
-        replay.result()["origin"].is_null(),
-        "an unknown state posts to nobody"
-    );
+    assert!(replay.result()["origin"].is_null(), "an unknown state posts to nobody");
     assert_eq!(app.sandbox().token_requests(), requests);
     assert_eq!(authorizations(&app, "ws_o").await.len(), 1);
 
     // Bound to the workspace that started it: another sees nothing.
     let other = app.token("ws_other", "u", "admin").await;
-    let r = app
-        .http
-        .get(app.url(&format!("/v1/connections/{connection_id}")))
-        .bearer_auth(&other)
-        .send()
-        .await
-        .unwrap();
+    let r =
+        app.http.get(app.url(&format!("/v1/connections/{connection_id}"))).bearer_auth(&other).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
 
 async fn forged_expired_and_missing_states_make_no_token_request(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
     let t = app.token("ws_s", "u", "staff").await;
-    let forged = visit(
-        &app,
-        &app.url("/v1/oauth/callback?code=abc&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-    )
-    .await;
-    assert_eq!(
-        (forged.status, forged.message()["error_code"].as_str()),
-        (400, Some("invalid_state"))
-    );
+    let forged =
+        visit(&app, &app.url("/v1/oauth/callback?code=abc&state=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")).await;
+    assert_eq!((forged.status, forged.message()["error_code"].as_str()), (400, Some("invalid_state")));
     let missing = visit(&app, &app.url("/v1/oauth/callback?code=abc")).await;
     assert_eq!(missing.message()["error_code"], "invalid_state");
 
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
-    let callback = approve(
-        &app,
-        started["authorize_url"].as_str().unwrap(),
-        "acct_demo",
-    )
-    .await;
+    let callback = approve(&app, started["authorize_url"].as_str().unwrap(), "acct_demo").await;
     app.clock.advance(chrono::Duration::minutes(11));
     let expired = visit(&app, &callback).await;
     assert_eq!(expired.message()["error_code"], "invalid_state");
-    assert_eq!(
-        app.sandbox().token_requests(),
-        0,
-        "no token request for a bad state"
-    );
+    assert_eq!(app.sandbox().token_requests(), 0, "no token request for a bad state");
     assert!(authorizations(&app, "ws_s").await.is_empty());
 }
 
@@ -296,17 +189,12 @@ async fn consent_denied_is_reported_and_consumes_the_state() {
     let t = app.token("ws_d", "u", "staff").await;
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
     let state = query_of(started["authorize_url"].as_str().unwrap())["state"].clone();
-    let url = app.url(&format!(
-        "/v1/oauth/callback?error=access_denied&state={state}"
-    ));
+    let url = app.url(&format!("/v1/oauth/callback?error=access_denied&state={state}"));
     let page = visit(&app, &url).await;
     assert_eq!(page.message()["status"], "error");
     assert_eq!(page.message()["error_code"], "permissions_denied");
     assert_eq!(page.result()["origin"], ORIGIN);
-    assert_eq!(
-        visit(&app, &url).await.message()["error_code"],
-        "invalid_state"
-    );
+    assert_eq!(visit(&app, &url).await.message()["error_code"], "invalid_state");
     assert_eq!(app.sandbox().token_requests(), 0);
 }
 
@@ -316,30 +204,13 @@ async fn missing_scopes_are_refused_and_nothing_is_stored() {
     let t = app.token("ws_m", "u", "staff").await;
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
     // The user unticks `read` on the consent screen.
-    let narrowed = started["authorize_url"]
-        .as_str()
-        .unwrap()
-        .replace("scope=read+write", "scope=write");
+    let narrowed = started["authorize_url"].as_str().unwrap().replace("scope=read+write", "scope=write");
     let page = visit(&app, &approve(&app, &narrowed, "acct_demo").await).await;
     assert_eq!(page.message()["error_code"], "insufficient_permissions");
     assert!(authorizations(&app, "ws_m").await.is_empty());
     let ws = WorkspaceId::parse("ws_m").unwrap();
-    assert!(app
-        .stack
-        .app
-        .repo
-        .list::<shared::domain::Connection>(&ws)
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(app
-        .stack
-        .app
-        .queue
-        .receive(QueueKind::Sync, 10, 30)
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().is_empty());
+    assert!(app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -349,20 +220,12 @@ async fn redirect_mode_returns_to_the_frontend_with_the_result() {
     let mut body = start_body("sandbox_oauth");
     body["mode"] = json!("redirect");
     let (_, started) = start(&app, &t, body).await;
-    let callback = approve(
-        &app,
-        started["authorize_url"].as_str().unwrap(),
-        "acct_demo",
-    )
-    .await;
+    let callback = approve(&app, started["authorize_url"].as_str().unwrap(), "acct_demo").await;
     let r = app.http.get(&callback).send().await.unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(r.headers()["referrer-policy"], "no-referrer");
     let location = r.headers()["location"].to_str().unwrap();
-    assert!(
-        location.starts_with(&format!("{ORIGIN}/settings/integrations?")),
-        "{location}"
-    );
+    assert!(location.starts_with(&format!("{ORIGIN}/settings/integrations?")), "{location}");
     let q = query_of(location);
     assert_eq!(q["status"], "connected");
     assert!(q["connection_id"].starts_with("conn_"));
@@ -383,11 +246,7 @@ async fn start_refuses_bad_input_with_clear_codes() {
         let mut body = start_body("sandbox_oauth");
         body["return_to"] = json!(return_to);
         let (status, r) = start(&app, &staff, body).await;
-        assert_eq!(
-            (status, error_code(&r).as_str()),
-            (422, "return_to_not_allowed"),
-            "{return_to}"
-        );
+        assert_eq!((status, error_code(&r).as_str()), (422, "return_to_not_allowed"), "{return_to}");
     }
     let cases = [
         (start_body("nope"), 422, "unknown_platform"),
@@ -398,21 +257,9 @@ async fn start_refuses_bad_input_with_clear_codes() {
             422,
             "invalid_input",
         ),
-        (
-            json!({"platform": "shopify", "name": "S", "return_to": ORIGIN}),
-            422,
-            "invalid_input",
-        ),
-        (
-            json!({"platform": "sandbox_oauth", "name": "", "return_to": ORIGIN}),
-            422,
-            "invalid_input",
-        ),
-        (
-            json!({"platform": "sandbox_oauth", "name": "x", "return_to": ORIGIN, "extra": 1}),
-            400,
-            "malformed_body",
-        ),
+        (json!({"platform": "shopify", "name": "S", "return_to": ORIGIN}), 422, "invalid_input"),
+        (json!({"platform": "sandbox_oauth", "name": "", "return_to": ORIGIN}), 422, "invalid_input"),
+        (json!({"platform": "sandbox_oauth", "name": "x", "return_to": ORIGIN, "extra": 1}), 400, "malformed_body"),
         (start_body("google_ads"), 503, "app_not_configured"),
     ];
     for (body, status, code) in cases {
@@ -421,13 +268,7 @@ async fn start_refuses_bad_input_with_clear_codes() {
     }
     let (s, r) = start(&app, &viewer, start_body("sandbox_oauth")).await;
     assert_eq!((s, error_code(&r).as_str()), (403, "forbidden"));
-    let r = app
-        .http
-        .post(app.url("/v1/connect/start"))
-        .json(&start_body("sandbox_oauth"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.http.post(app.url("/v1/connect/start")).json(&start_body("sandbox_oauth")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 }
 
@@ -435,15 +276,8 @@ async fn start_refuses_bad_input_with_clear_codes() {
 
 /// An app whose catalog points `platform` at a fake platform, with app
 /// credentials in the vault.
-async fn app_for(
-    platform: &str,
-    fake: &FakePlatform,
-    patch: Value,
-    client_secret: &str,
-) -> TestApp {
-    let overrides = json!({"platforms": {platform: patch}})
-        .to_string()
-        .replace("{fake}", &fake.base);
+async fn app_for(platform: &str, fake: &FakePlatform, patch: Value, client_secret: &str) -> TestApp {
+    let overrides = json!({"platforms": {platform: patch}}).to_string().replace("{fake}", &fake.base);
     let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
     let secret = SecretRef::for_app(&app.stack.app.config.secret_prefix, platform);
     shared::platform::AppCredentials::store(
@@ -465,11 +299,7 @@ async fn state_of(app: &TestApp, token: &str, body: Value) -> (String, BTreeMap<
 }
 
 fn shopify_hmac(query: &BTreeMap<String, String>, secret: &str) -> String {
-    let message = query
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&");
+    let message = query.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
     let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
     mac.update(message.as_bytes());
     hex::encode(mac.finalize().into_bytes())
@@ -496,14 +326,12 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
                        "api": {"base_url": "{fake}/shops/{shop}/admin/api"}});
     let app = app_for("shopify", &fake, patch, "shpss_secret").await;
     let t = app.token("ws_shop", "u", "staff").await;
-    let body = json!({"platform": "shopify", "name": "Demo", "params": {"shop": "demo.myshopify.com"}, "return_to": ORIGIN});
+    let body =
+        json!({"platform": "shopify", "name": "Demo", "params": {"shop": "demo.myshopify.com"}, "return_to": ORIGIN});
 
     // A bad HMAC: refused before any token request.
     let (state, authorize) = state_of(&app, &t, body.clone()).await;
-    assert_eq!(
-        authorize["scope"],
-        "read_orders,read_customers,read_products"
-    );
+    assert_eq!(authorize["scope"], "read_orders,read_customers,read_products");
     let mut q = BTreeMap::from([
         ("code".to_owned(), "good".to_owned()),
         ("shop".to_owned(), "demo.myshopify.com".to_owned()),
@@ -516,9 +344,7 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
         &format!(
             "{}?{}",
             app.url("/v1/oauth/callback"),
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(&q)
-                .finish()
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&q).finish()
         ),
     )
     .await;
@@ -537,16 +363,12 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
         &format!(
             "{}?{}",
             app.url("/v1/oauth/callback"),
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(&q)
-                .finish()
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&q).finish()
         ),
     )
     .await;
     assert_eq!(page.message()["error_code"], "invalid_callback");
-    assert!(fake
-        .requests_to("/shops/demo.myshopify.com/admin/oauth/access_token")
-        .is_empty());
+    assert!(fake.requests_to("/shops/demo.myshopify.com/admin/oauth/access_token").is_empty());
 
     let (state, _) = state_of(&app, &t, body).await;
     let mut q = BTreeMap::from([
@@ -562,9 +384,7 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
         &format!(
             "{}?{}",
             app.url("/v1/oauth/callback"),
-            url::form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(&q)
-                .finish()
+            url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&q).finish()
         ),
     )
     .await;
@@ -574,22 +394,11 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
     assert_eq!(auth.params["shop"], "demo.myshopify.com");
     let tokens = tokens_of(&app, auth).await;
     assert_eq!(
-        (
-            tokens.access_token.as_str(),
-            tokens.refresh_token.as_deref()
-        ),
+        (tokens.access_token.as_str(), tokens.refresh_token.as_deref()),
         ("shpat_FAKE_ACCESS", Some("shprt_FAKE_REFRESH"))
     );
-    assert!(
-        auth.expiry.refresh_expires_at.is_some(),
-        "90-day rotating refresh token"
-    );
-    assert_nowhere(
-        &app,
-        &["shpat_FAKE_ACCESS", "shprt_FAKE_REFRESH"],
-        &[&page.body],
-    )
-    .await;
+    assert!(auth.expiry.refresh_expires_at.is_some(), "90-day rotating refresh token");
+    assert_nowhere(&app, &["shpat_FAKE_ACCESS", "shprt_FAKE_REFRESH"], &[&page.body]).await;
 }
 
 #[tokio::test]
@@ -606,31 +415,17 @@ async fn tiktok_uses_a_json_body_with_app_id_secret_and_auth_code() {
         }
     })
     .await;
-    let patch =
-        json!({"oauth": {"authorize_url": "{fake}/portal/auth", "token_url": "{fake}/token"}});
+    let patch = json!({"oauth": {"authorize_url": "{fake}/portal/auth", "token_url": "{fake}/token"}});
     let app = app_for("tiktok_ads", &fake, patch, "tt_secret").await;
     let t = app.token("ws_tt", "u", "staff").await;
     let (state, authorize) = state_of(&app, &t, start_body("tiktok_ads")).await;
     assert_eq!(authorize["app_id"], "client-123");
     assert!(!authorize.contains_key("client_id"));
-    let page = visit(
-        &app,
-        &app.url(&format!("/v1/oauth/callback?auth_code=good&state={state}")),
-    )
-    .await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?auth_code=good&state={state}"))).await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
-    assert_eq!(
-        tokens_of(&app, &authorizations(&app, "ws_tt").await[0])
-            .await
-            .access_token,
-        "tt_FAKE_ACCESS"
-    );
+    assert_eq!(tokens_of(&app, &authorizations(&app, "ws_tt").await[0]).await.access_token, "tt_FAKE_ACCESS");
     let (state, _) = state_of(&app, &t, start_body("tiktok_ads")).await;
-    let page = visit(
-        &app,
-        &app.url(&format!("/v1/oauth/callback?auth_code=stale&state={state}")),
-    )
-    .await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?auth_code=stale&state={state}"))).await;
     assert_eq!(page.message()["error_code"], "token_expired");
     assert_nowhere(&app, &["tt_FAKE_ACCESS"], &[&page.body]).await;
 }
@@ -661,44 +456,27 @@ async fn amazon_seller_uses_spapi_oauth_code_and_application_id() {
     assert_eq!(authorize["application_id"], "client-123");
     let page = visit(
         &app,
-        &app.url(&format!(
-            "/v1/oauth/callback?spapi_oauth_code=good&selling_partner_id=A1SELLER&state={state}"
-        )),
+        &app.url(&format!("/v1/oauth/callback?spapi_oauth_code=good&selling_partner_id=A1SELLER&state={state}")),
     )
     .await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     let auth = &authorizations(&app, "ws_amz").await[0];
-    assert_eq!(
-        auth.account.as_ref().unwrap().name.as_deref(),
-        Some("Demo Seller")
-    );
-    assert!(
-        auth.expiry.reauthorize_by.is_some(),
-        "yearly re-authorization"
-    );
-    assert_nowhere(
-        &app,
-        &["Atza|FAKE_ACCESS", "Atzr|FAKE_REFRESH"],
-        &[&page.body],
-    )
-    .await;
+    assert_eq!(auth.account.as_ref().unwrap().name.as_deref(), Some("Demo Seller"));
+    assert!(auth.expiry.reauthorize_by.is_some(), "yearly re-authorization");
+    assert_nowhere(&app, &["Atza|FAKE_ACCESS", "Atzr|FAKE_REFRESH"], &[&page.body]).await;
 }
 
 #[tokio::test]
 async fn meta_exchanges_the_short_lived_token_for_a_long_lived_one() {
     let fake = FakePlatform::start(|r: &Recorded| match (r.method.as_str(), r.path.as_str()) {
-        ("POST", "/oauth/access_token") if r.form()["code"] == "good" => Reply::Json(
-            200,
-            json!({"access_token": "EAA_SHORT", "token_type": "bearer", "expires_in": 5400}),
-        ),
+        ("POST", "/oauth/access_token") if r.form()["code"] == "good" => {
+            Reply::Json(200, json!({"access_token": "EAA_SHORT", "token_type": "bearer", "expires_in": 5400}))
+        }
         ("GET", "/oauth/access_token")
             if r.query.get("grant_type").map(String::as_str) == Some("fb_exchange_token")
                 && r.query["fb_exchange_token"] == "EAA_SHORT" =>
         {
-            Reply::Json(
-                200,
-                json!({"access_token": "EAA_LONG", "token_type": "bearer", "expires_in": 5183944}),
-            )
+            Reply::Json(200, json!({"access_token": "EAA_LONG", "token_type": "bearer", "expires_in": 5183944}))
         }
         ("GET", "/me") => Reply::Json(200, json!({"id": "10150", "name": "Ads Admin"})),
         _ => Reply::Json(400, json!({"error": "invalid_request"})),
@@ -708,11 +486,7 @@ async fn meta_exchanges_the_short_lived_token_for_a_long_lived_one() {
     let app = app_for("meta_ads", &fake, patch, "meta_secret").await;
     let t = app.token("ws_meta", "u", "staff").await;
     let (state, _) = state_of(&app, &t, start_body("meta_ads")).await;
-    let page = visit(
-        &app,
-        &app.url(&format!("/v1/oauth/callback?code=good&state={state}")),
-    )
-    .await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=good&state={state}"))).await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     let auth = &authorizations(&app, "ws_meta").await[0];
     assert_eq!(tokens_of(&app, auth).await.access_token, "EAA_LONG");
@@ -725,19 +499,16 @@ async fn meta_exchanges_the_short_lived_token_for_a_long_lived_one() {
 async fn token_endpoint_failures_map_to_clear_codes_and_store_nothing() {
     let mode = Arc::new(Mutex::new("400"));
     let m = mode.clone();
-    let fake =
-        FakePlatform::start(
-            move |r: &Recorded| match (r.path.as_str(), *m.lock().unwrap()) {
-                ("/token", "400") => Reply::Json(400, json!({"error": "invalid_grant"})),
-                ("/token", "500") => Reply::Json(500, json!({"error": "server_error"})),
-                ("/token", "redirect") => Reply::Redirect("/elsewhere".into()),
-                ("/token", "hang") => Reply::Hang,
-                ("/token", "client") => Reply::Json(401, json!({"error": "invalid_client"})),
-                ("/token", "empty") => Reply::Json(200, json!({"token_type": "bearer"})),
-                _ => Reply::Json(200, json!({"access_token": "SHOULD_NOT_BE_FETCHED"})),
-            },
-        )
-        .await;
+    let fake = FakePlatform::start(move |r: &Recorded| match (r.path.as_str(), *m.lock().unwrap()) {
+        ("/token", "400") => Reply::Json(400, json!({"error": "invalid_grant"})),
+        ("/token", "500") => Reply::Json(500, json!({"error": "server_error"})),
+        ("/token", "redirect") => Reply::Redirect("/elsewhere".into()),
+        ("/token", "hang") => Reply::Hang,
+        ("/token", "client") => Reply::Json(401, json!({"error": "invalid_client"})),
+        ("/token", "empty") => Reply::Json(200, json!({"token_type": "bearer"})),
+        _ => Reply::Json(200, json!({"access_token": "SHOULD_NOT_BE_FETCHED"})),
+    })
+    .await;
     let patch = json!({"oauth": {"authorize_url": "{fake}/authorize", "token_url": "{fake}/token"}, "api": {"base_url": "{fake}"}});
     let app = app_for("sandbox_oauth", &fake, patch, "s3cret").await;
     let t = app.token("ws_f", "u", "staff").await;
@@ -751,33 +522,14 @@ async fn token_endpoint_failures_map_to_clear_codes_and_store_nothing() {
     ] {
         *mode.lock().unwrap() = kind;
         let (state, _) = state_of(&app, &t, start_body("sandbox_oauth")).await;
-        let page = visit(
-            &app,
-            &app.url(&format!("/v1/oauth/callback?code=c&state={state}")),
-        )
-        .await;
+        let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=c&state={state}"))).await;
         assert_eq!(page.message()["error_code"], code, "{kind}");
-        assert!(page.message()["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()));
+        assert!(page.message()["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert!(
-        fake.requests_to("/elsewhere").is_empty(),
-        "redirects are never followed"
-    );
+    assert!(fake.requests_to("/elsewhere").is_empty(), "redirects are never followed");
     assert!(authorizations(&app, "ws_f").await.is_empty());
-    let secret = app
-        .stack
-        .app
-        .vault
-        .get("connections/dev/apps/sandbox_oauth")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        secret.expose_secret().contains("client-123"),
-        "only the app credentials are in the vault"
-    );
+    let secret = app.stack.app.vault.get("connections/dev/apps/sandbox_oauth").await.unwrap().unwrap();
+    assert!(secret.expose_secret().contains("client-123"), "only the app credentials are in the vault");
 }
 
 #[tokio::test]
@@ -787,10 +539,7 @@ async fn byo_platforms_take_the_workspace_app_credentials() {
     let admin = app.token("ws_byo", "a", "admin").await;
     let staff = app.token("ws_byo", "s", "staff").await;
     let (status, r) = start(&app, &staff, start_body("sandbox_oauth")).await;
-    assert_eq!(
-        (status, error_code(&r).as_str()),
-        (422, "app_not_configured")
-    );
+    assert_eq!((status, error_code(&r).as_str()), (422, "app_not_configured"));
     let put = |token: &str, body: Value| {
         app.http
             .put(app.url("/v1/providers/sandbox_oauth/credentials"))
@@ -799,40 +548,16 @@ async fn byo_platforms_take_the_workspace_app_credentials() {
             .send()
     };
     assert_eq!(
-        put(
-            &staff,
-            json!({"client_id": "sandbox-client", "client_secret": "sandbox-secret"})
-        )
-        .await
-        .unwrap()
-        .status(),
+        put(&staff, json!({"client_id": "sandbox-client", "client_secret": "sandbox-secret"})).await.unwrap().status(),
         403
     );
-    assert_eq!(
-        put(&admin, json!({"client_id": "", "client_secret": "x"}))
-            .await
-            .unwrap()
-            .status(),
-        422
-    );
-    let ok = put(
-        &admin,
-        json!({"client_id": "sandbox-client", "client_secret": "sandbox-secret"}),
-    )
-    .await
-    .unwrap();
+    assert_eq!(put(&admin, json!({"client_id": "", "client_secret": "x"})).await.unwrap().status(), 422);
+    let ok = put(&admin, json!({"client_id": "sandbox-client", "client_secret": "sandbox-secret"})).await.unwrap();
     assert_eq!(ok.status(), 200);
-    assert!(
-        !ok.text().await.unwrap().contains("sandbox-secret"),
-        "the secret is never echoed"
-    );
+    assert!(!ok.text().await.unwrap().contains("sandbox-secret"), "the secret is never echoed");
     let (status, started) = start(&app, &staff, start_body("sandbox_oauth")).await;
     assert_eq!(status, 200);
-    let page = visit(
-        &app,
-        &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_byo").await,
-    )
-    .await;
+    let page = visit(&app, &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_byo").await).await;
     assert_eq!(page.message()["status"], "connected");
     assert!(!app.dump_state().await.contains("sandbox-secret"));
 }
@@ -843,29 +568,14 @@ fn tokens_of_a_whole_flow_reach_no_log_line() {
         let app = spawn_app_with(&[]).await;
         let t = app.token("ws_log2", "u", "staff").await;
         let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
-        let page = visit(
-            &app,
-            &approve(
-                &app,
-                started["authorize_url"].as_str().unwrap(),
-                "acct_demo",
-            )
-            .await,
-        )
-        .await;
+        let page = visit(&app, &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_demo").await).await;
         assert_eq!(page.message()["status"], "connected");
         let auth = &authorizations(&app, "ws_log2").await[0];
         let tokens = tokens_of(&app, auth).await;
-        (
-            tokens.access_token,
-            tokens.refresh_token.unwrap_or_default(),
-        )
+        (tokens.access_token, tokens.refresh_token.unwrap_or_default())
     });
     assert!(logs.contains("oauth connected"), "the capture works");
-    assert!(
-        !logs.contains(&tokens.0) && !logs.contains(&tokens.1),
-        "a token reached a log line"
-    );
+    assert!(!logs.contains(&tokens.0) && !logs.contains(&tokens.1), "a token reached a log line");
 }
 
 #[tokio::test]
@@ -873,15 +583,7 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
     let app = spawn_app_with(&[]).await;
     let t = app.token("ws_page", "u", "staff").await;
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
-    let page = app
-        .http
-        .get(started["authorize_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.http.get(started["authorize_url"].as_str().unwrap()).send().await.unwrap().text().await.unwrap();
     assert!(page.contains("<form") && page.contains("Approve"));
     // Submit the form as the browser would: every hidden input, the account,
     // and the Approve button.
@@ -898,9 +600,7 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
         .collect();
     form.push(("account".into(), "acct_form".into()));
     form.push(("decision".into(), "approve".into()));
-    let body = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(&form)
-        .finish();
+    let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish();
     let r = app
         .http
         .post(app.url("/sandbox/oauth/decision"))
@@ -913,12 +613,5 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
     let callback = r.headers()["location"].to_str().unwrap().to_owned();
     let done = visit(&app, &callback).await;
     assert_eq!(done.message()["status"], "connected", "{}", done.body);
-    assert_eq!(
-        authorizations(&app, "ws_page").await[0]
-            .account
-            .as_ref()
-            .unwrap()
-            .id,
-        "acct_form"
-    );
+    assert_eq!(authorizations(&app, "ws_page").await[0].account.as_ref().unwrap().id, "acct_form");
 }

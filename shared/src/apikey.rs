@@ -74,10 +74,7 @@ fn api_key_entry<'a>(app: &'a App, platform: &str) -> Result<&'a PlatformEntry, 
         } else {
             "an API key (it takes file uploads)"
         };
-        return Err(Error::WrongAuthMethod {
-            platform: entry.name.clone(),
-            method,
-        });
+        return Err(Error::WrongAuthMethod { platform: entry.name.clone(), method });
     }
     Ok(entry)
 }
@@ -89,16 +86,10 @@ pub fn check_fields(
     workspace: &WorkspaceId,
     given: &BTreeMap<String, SecretString>,
 ) -> Result<CheckedKey, Error> {
-    let spec = entry
-        .api_key
-        .as_ref()
-        .ok_or_else(|| Error::Config(format!("{}: no api_key", entry.id)))?;
+    let spec = entry.api_key.as_ref().ok_or_else(|| Error::Config(format!("{}: no api_key", entry.id)))?;
     for name in given.keys() {
         if !spec.fields.iter().any(|f| &f.name == name) {
-            return Err(Error::invalid(
-                format!("credentials.{name}"),
-                format!("{} takes no such field", entry.name),
-            ));
+            return Err(Error::invalid(format!("credentials.{name}"), format!("{} takes no such field", entry.name)));
         }
     }
     let mut secrets = BTreeMap::new();
@@ -108,19 +99,14 @@ pub fn check_fields(
     fingerprint.update(workspace.as_str().as_bytes());
     for f in &spec.fields {
         let field = format!("credentials.{}", f.name);
-        let value = given
-            .get(&f.name)
-            .ok_or_else(|| Error::invalid(&field, format!("{} is required", f.label)))?;
+        let value = given.get(&f.name).ok_or_else(|| Error::invalid(&field, format!("{} is required", f.label)))?;
         let raw = value.expose_secret().trim();
         let re = regex_lite::Regex::new(&format!("^(?:{})$", f.pattern))
             .map_err(|e| Error::Config(format!("{}: {e}", entry.id)))?;
         if raw.is_empty() || raw.len() > MAX_FIELD_LEN || !re.is_match(raw) {
             return Err(Error::invalid(
                 field,
-                format!(
-                    "does not look like a {} {}; copy it again from {}",
-                    entry.name, f.label, entry.name
-                ),
+                format!("does not look like a {} {}; copy it again from {}", entry.name, f.label, entry.name),
             ));
         }
         fingerprint.update([0]);
@@ -139,28 +125,14 @@ pub fn check_fields(
         .ok_or_else(|| Error::Config(format!("{}: no secret field", entry.id)))?;
     let chars: Vec<char> = first.expose_secret().chars().collect();
     let hint: String = chars[chars.len().saturating_sub(4)..].iter().collect();
-    Ok(CheckedKey {
-        secrets,
-        params,
-        hint,
-        fingerprint: hex::encode(fingerprint.finalize()),
-    })
+    Ok(CheckedKey { secrets, params, hint, fingerprint: hex::encode(fingerprint.finalize()) })
 }
 
 /// The platform's cheap validation request. Returns the account it names.
-pub async fn validate(
-    app: &App,
-    entry: &PlatformEntry,
-    key: &CheckedKey,
-) -> Result<Option<ExternalAccount>, Error> {
-    let spec = entry
-        .api_key
-        .as_ref()
-        .ok_or_else(|| Error::Config(format!("{}: no api_key", entry.id)))?;
+pub async fn validate(app: &App, entry: &PlatformEntry, key: &CheckedKey) -> Result<Option<ExternalAccount>, Error> {
+    let spec = entry.api_key.as_ref().ok_or_else(|| Error::Config(format!("{}: no api_key", entry.id)))?;
     let url = platform::api_url(entry, &spec.validate.path, &key.params)?;
-    let creds = Credentials {
-        values: key.secrets.clone(),
-    };
+    let creds = Credentials { values: key.secrets.clone() };
     let request = platform::api_get(entry, url, &key.params, &creds)?;
     let response = match app.http.send(request).await {
         Ok(r) => r,
@@ -174,11 +146,7 @@ pub async fn validate(
         200..=299 => None,
         401 => {
             let body = String::from_utf8_lossy(response.body()).to_lowercase();
-            Some(if body.contains("expired") {
-                KeyProblem::Expired
-            } else {
-                KeyProblem::Invalid
-            })
+            Some(if body.contains("expired") { KeyProblem::Expired } else { KeyProblem::Invalid })
         }
         403 => Some(KeyProblem::InsufficientScope),
         404 => Some(KeyProblem::NotFound),
@@ -195,69 +163,39 @@ pub async fn validate(
         tracing::info!(platform = %entry.id, status = status.as_u16(), ?problem, "key refused");
         return Err(Error::ApiKeyRejected(problem));
     }
-    let doc: serde_json::Value =
-        serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
+    let doc: serde_json::Value = serde_json::from_slice(response.body()).unwrap_or(serde_json::Value::Null);
     if let Some(pointer) = &spec.validate.scopes_pointer {
         let granted: Vec<String> = match doc.pointer(pointer) {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect(),
-            Some(serde_json::Value::String(s)) => s
-                .split([' ', ','])
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect(),
+            Some(serde_json::Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::String(s)) => {
+                s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_owned).collect()
+            }
             _ => Vec::new(),
         };
         if spec.required_scopes.iter().any(|s| !granted.contains(s)) {
             return Err(Error::ApiKeyRejected(KeyProblem::InsufficientScope));
         }
     }
-    let id = spec
-        .validate
-        .account_id_pointer
-        .as_deref()
-        .and_then(|p| platform::pointer_str(&doc, p));
-    let name = spec
-        .validate
-        .account_name_pointer
-        .as_deref()
-        .and_then(|p| platform::pointer_str(&doc, p));
+    let id = spec.validate.account_id_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
+    let name = spec.validate.account_name_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
     Ok(match (id, name) {
         (Some(id), name) => Some(ExternalAccount { id, name }),
-        (None, Some(name)) => Some(ExternalAccount {
-            id: name.clone(),
-            name: Some(name),
-        }),
+        (None, Some(name)) => Some(ExternalAccount { id: name.clone(), name: Some(name) }),
         (None, None) => None,
     })
 }
 
 fn secret_json(key: &CheckedKey) -> SecretString {
-    let map: BTreeMap<&str, &str> = key
-        .secrets
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.expose_secret()))
-        .collect();
+    let map: BTreeMap<&str, &str> = key.secrets.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
     SecretString::from(serde_json::to_string(&map).expect("strings serialize"))
 }
 
 /// Reads the key fields of a connection back from the vault.
 pub async fn load_key(app: &App, secret: &SecretRef) -> Result<Credentials, Error> {
-    let stored = app
-        .vault
-        .get(&secret.0)
-        .await?
-        .ok_or(Error::NotFound { kind: "API key" })?;
+    let stored = app.vault.get(&secret.0).await?.ok_or(Error::NotFound { kind: "API key" })?;
     let map: BTreeMap<String, String> = serde_json::from_str(stored.expose_secret())
         .map_err(|_| Error::Config("a stored API key is not readable".into()))?;
-    Ok(Credentials {
-        values: map
-            .into_iter()
-            .map(|(k, v)| (k, SecretString::from(v)))
-            .collect(),
-    })
+    Ok(Credentials { values: map.into_iter().map(|(k, v)| (k, SecretString::from(v))).collect() })
 }
 
 /// What `connect` did.
@@ -268,19 +206,12 @@ pub struct Outcome {
 }
 
 /// `POST /v1/connections/api-key`.
-pub async fn connect(
-    app: &App,
-    caller: &Caller,
-    request: ConnectRequest,
-) -> Result<Outcome, Error> {
+pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Result<Outcome, Error> {
     caller.require(Role::Staff)?;
     let entry = api_key_entry(app, &request.platform)?;
     let name = crate::api::check_name(&request.name)?;
     let client = match request.client {
-        Some(c) => Some(ClientRef {
-            id: ClientId::parse(&c.id)?,
-            name: crate::api::check_name(&c.name)?,
-        }),
+        Some(c) => Some(ClientRef { id: ClientId::parse(&c.id)?, name: crate::api::check_name(&c.name)? }),
         None => None,
     };
     let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
@@ -289,10 +220,7 @@ pub async fn connect(
             c.platform == entry.id && matches!(&c.credential, Credential::ApiKey { fingerprint, .. } if fingerprint == &key.fingerprint)
         });
         if let Some(connection) = existing {
-            return Ok(Outcome {
-                connection,
-                existing: true,
-            });
+            return Ok(Outcome { connection, existing: true });
         }
     }
     let account = validate(app, entry, &key).await?;
@@ -316,10 +244,7 @@ pub async fn connect(
         streams: entry
             .streams
             .iter()
-            .map(|s| StreamSelection {
-                name: s.name.clone(),
-                selected: s.default_selected,
-            })
+            .map(|s| StreamSelection { name: s.name.clone(), selected: s.default_selected })
             .collect(),
         cursors: BTreeMap::new(),
         initial_sync_done: false,
@@ -327,6 +252,7 @@ pub async fn connect(
         last_error: None,
         account,
         params: key.params.clone(),
+        upload_schedule: None,
         created_by: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -348,10 +274,7 @@ pub async fn connect(
         tracing::error!(connection = %connection.id, error = %e, "initial sync not queued");
     }
     tracing::info!(platform = %entry.id, connection = %connection.id, "api key connected");
-    Ok(Outcome {
-        connection,
-        existing: false,
-    })
+    Ok(Outcome { connection, existing: false })
 }
 
 /// `PUT /v1/connections/{id}/api-key`: validates the new key first; the old
@@ -367,10 +290,7 @@ pub async fn replace(
     let current = app.repo.connection(&caller.workspace_id, id).await?;
     let entry = api_key_entry(app, current.value.platform.as_str())?;
     let Credential::ApiKey { secret, .. } = &current.value.credential else {
-        return Err(Error::invalid(
-            "connection",
-            "this connection does not use an API key",
-        ));
+        return Err(Error::invalid("connection", "this connection does not use an API key"));
     };
     let secret = secret.clone();
     let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
@@ -388,28 +308,15 @@ pub async fn replace(
         c.account = account;
     }
     if matches!(c.status, Status::Disconnected { .. } | Status::Error { .. }) {
-        c.apply(
-            Event::Reconnected {
-                initial_sync_done: c.initial_sync_done,
-            },
-            now,
-        )?;
+        c.apply(Event::Reconnected { initial_sync_done: c.initial_sync_done }, now)?;
     }
     c.updated_at = now;
     // The new key replaces the old only now that it has passed.
     app.vault.put(&secret.0, &secret_json(&key)).await?;
     app.repo.save(&c, current.version).await?;
     if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
-        let kind = if c.initial_sync_done {
-            SyncKind::Incremental
-        } else {
-            SyncKind::Initial
-        };
-        let job = SyncJob::Sync {
-            workspace_id: c.workspace_id.clone(),
-            connection_id: c.id.clone(),
-            kind,
-        };
+        let kind = if c.initial_sync_done { SyncKind::Incremental } else { SyncKind::Initial };
+        let job = SyncJob::Sync { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone(), kind };
         if let Err(e) = jobs::enqueue(app, QueueKind::Sync, &job, 0).await {
             tracing::error!(connection = %c.id, error = %e, "sync after a key replacement not queued");
         }

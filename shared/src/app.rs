@@ -45,21 +45,20 @@ pub struct EmbeddedPorts {
 }
 
 impl EmbeddedPorts {
-    pub fn open(
-        config: &Config,
-        data_dir: Option<&std::path::Path>,
-        clock: Arc<dyn Clock>,
-    ) -> Result<Self, Error> {
+    pub fn open(config: &Config, data_dir: Option<&std::path::Path>, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         let io = |what: &str, e: std::io::Error| Error::Config(format!("embedded {what}: {e}"));
         Ok(Self {
             store: Arc::new(embedded::MemoryStore::open(data_dir).map_err(|e| io("store", e))?),
             vault: Arc::new(embedded::MemoryVault::open(data_dir).map_err(|e| io("vault", e))?),
             queue: Arc::new(
-                embedded::MemoryQueue::open(data_dir, clock, config.max_receives)
-                    .map_err(|e| io("queue", e))?,
+                embedded::MemoryQueue::open(data_dir, clock, config.max_receives).map_err(|e| io("queue", e))?,
             ),
             mailer: Arc::new(embedded::MemoryMailer::open(data_dir).map_err(|e| io("mailer", e))?),
-            sink: Arc::new(embedded::FileSink::open(data_dir).map_err(|e| io("sink", e))?),
+            sink: Arc::new(
+                embedded::FileSink::open(data_dir)
+                    .map_err(|e| io("sink", e))?
+                    .with_presign_base(&config.public_base_url),
+            ),
         })
     }
 
@@ -90,8 +89,7 @@ impl App {
             Backend::Aws { endpoint } => {
                 let sdk = match endpoint {
                     Some(e) => {
-                        let region =
-                            std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+                        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
                         aws::sdk_config_for_endpoint(e, &region).await
                     }
                     None => aws::sdk_config_from_env().await,
@@ -105,22 +103,11 @@ impl App {
     /// The AWS adapters on one SDK configuration.
     pub fn aws_ports(config: &Config, sdk: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Ports {
         Ports {
-            store: Arc::new(aws::DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(sdk),
-                &config.table_name,
-            )),
-            vault: Arc::new(aws::SecretsManagerVault::new(
-                aws_sdk_secretsmanager::Client::new(sdk),
-            )),
-            queue: Arc::new(aws::SqsQueue::new(
-                aws_sdk_sqs::Client::new(sdk),
-                config.queue_urls.clone(),
-            )),
+            store: Arc::new(aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name)),
+            vault: Arc::new(aws::SecretsManagerVault::new(aws_sdk_secretsmanager::Client::new(sdk))),
+            queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
             mailer: Arc::new(aws::SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
-            sink: Arc::new(aws::S3Sink::new(
-                crate::adapters::aws::s3_client(sdk),
-                &config.bucket_name,
-            )),
+            sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),
             clock,
         }
     }
@@ -131,11 +118,7 @@ impl App {
         Self::assemble_with_http(config, ports, Arc::new(http))
     }
 
-    pub fn assemble_with_http(
-        config: Config,
-        ports: Ports,
-        http: Arc<dyn PlatformHttp>,
-    ) -> Result<Self, Error> {
+    pub fn assemble_with_http(config: Config, ports: Ports, http: Arc<dyn PlatformHttp>) -> Result<Self, Error> {
         let catalog = Catalog::load(&CatalogOptions {
             public_base_url: config.public_base_url.clone(),
             include_sandbox: config.sandbox_platforms,

@@ -49,30 +49,17 @@ impl Config {
 
     /// Reads the configuration through `get` (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        let get = |k: &str| get(k).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let stage = get("STAGE").unwrap_or_else(|| "dev".into());
         let backend = match get("CONNECTIONS_BACKEND").as_deref() {
-            None | Some("embedded") => Backend::Embedded {
-                data_dir: get("DATA_DIR").map(PathBuf::from),
-            },
-            Some("aws") => Backend::Aws {
-                endpoint: get("AWS_ENDPOINT_URL"),
-            },
+            None | Some("embedded") => Backend::Embedded { data_dir: get("DATA_DIR").map(PathBuf::from) },
+            Some("aws") => Backend::Aws { endpoint: get("AWS_ENDPOINT_URL") },
             Some(other) => {
-                return Err(Error::Config(format!(
-                    "CONNECTIONS_BACKEND must be embedded or aws, not {other}"
-                )))
+                return Err(Error::Config(format!("CONNECTIONS_BACKEND must be embedded or aws, not {other}")))
             }
         };
         let mut queue_urls = HashMap::new();
-        for (kind, var) in [
-            (QueueKind::Sync, "SYNC_QUEUE_URL"),
-            (QueueKind::Notify, "NOTIFY_QUEUE_URL"),
-        ] {
+        for (kind, var) in [(QueueKind::Sync, "SYNC_QUEUE_URL"), (QueueKind::Notify, "NOTIFY_QUEUE_URL")] {
             if let Some(url) = get(var) {
                 queue_urls.insert(kind, url);
             }
@@ -80,9 +67,7 @@ impl Config {
         let number = |k: &str, default: u64| -> Result<u64, Error> {
             match get(k) {
                 None => Ok(default),
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| Error::Config(format!("{k} must be a whole number"))),
+                Some(v) => v.parse().map_err(|_| Error::Config(format!("{k} must be a whole number"))),
             }
         };
         let flag = |k: &str, default: bool| -> Result<bool, Error> {
@@ -93,8 +78,7 @@ impl Config {
                 Some(_) => Err(Error::Config(format!("{k} must be true or false"))),
             }
         };
-        let public_base_url =
-            get("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
+        let public_base_url = get("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
         url::Url::parse(&public_base_url)
             .map_err(|_| Error::Config("PUBLIC_BASE_URL must be an absolute URL".into()))?;
         let allowed_origins: Vec<String> = get("ALLOWED_ORIGINS")
@@ -104,18 +88,15 @@ impl Config {
             .filter(|o| !o.is_empty())
             .collect();
         for o in &allowed_origins {
-            let parsed = url::Url::parse(o)
-                .map_err(|_| Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin")))?;
+            let parsed =
+                url::Url::parse(o).map_err(|_| Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin")))?;
             if parsed.origin().ascii_serialization() != *o {
-                return Err(Error::Config(format!(
-                    "ALLOWED_ORIGINS: {o} is not an origin (scheme://host[:port])"
-                )));
+                return Err(Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin (scheme://host[:port])")));
             }
         }
         let config = Config {
             table_name: get("TABLE_NAME").unwrap_or_else(|| format!("connections-{stage}-state")),
-            bucket_name: get("BUCKET_NAME")
-                .unwrap_or_else(|| format!("connections-{stage}-records")),
+            bucket_name: get("BUCKET_NAME").unwrap_or_else(|| format!("connections-{stage}-records")),
             secret_prefix: get("SECRET_PREFIX").unwrap_or_else(|| format!("connections/{stage}")),
             queue_urls,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
@@ -158,10 +139,7 @@ mod tests {
     use super::*;
 
     fn with(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -176,15 +154,9 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         for (pairs, needle) in [
-            (
-                vec![("CONNECTIONS_BACKEND", "dynamo")],
-                "CONNECTIONS_BACKEND",
-            ),
+            (vec![("CONNECTIONS_BACKEND", "dynamo")], "CONNECTIONS_BACKEND"),
             (vec![("CONNECTIONS_BACKEND", "aws")], "SYNC_QUEUE_URL"),
-            (
-                vec![("ALLOWED_ORIGINS", "https://app.example.com/path")],
-                "ALLOWED_ORIGINS",
-            ),
+            (vec![("ALLOWED_ORIGINS", "https://app.example.com/path")], "ALLOWED_ORIGINS"),
             (vec![("MAX_RECEIVES", "many")], "MAX_RECEIVES"),
             (vec![("SANDBOX_PLATFORMS", "maybe")], "SANDBOX_PLATFORMS"),
         ] {
@@ -195,11 +167,7 @@ mod tests {
 
     #[test]
     fn origins_compare_exactly() {
-        let c = with(&[(
-            "ALLOWED_ORIGINS",
-            "https://app.example.com, http://localhost:5173/",
-        )])
-        .unwrap();
+        let c = with(&[("ALLOWED_ORIGINS", "https://app.example.com, http://localhost:5173/")]).unwrap();
         assert!(c.origin_allowed("https://app.example.com"));
         assert!(c.origin_allowed("http://localhost:5173"));
         assert!(!c.origin_allowed("https://app.example.com.evil.com"));

@@ -29,18 +29,11 @@ pub enum Error {
     #[error("unknown platform {0}")]
     UnknownPlatform(String),
     #[error("platform {platform} does not connect with {method}")]
-    WrongAuthMethod {
-        platform: String,
-        method: &'static str,
-    },
+    WrongAuthMethod { platform: String, method: &'static str },
     #[error("platform {platform} uses an auth method this service cannot perform yet")]
     UnsupportedAuthMethod { platform: String },
     #[error("a {subject} cannot go from {from} on {event}")]
-    InvalidTransition {
-        subject: Subject,
-        from: String,
-        event: String,
-    },
+    InvalidTransition { subject: Subject, from: String, event: String },
     #[error("the {kind} was changed by someone else; reload and retry")]
     Conflict { kind: &'static str },
     #[error("the platform did not accept the API key: {0:?}")]
@@ -69,18 +62,11 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidInput {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidInput { field: field.into(), reason: reason.into() }
     }
 
     pub fn invalid_transition(subject: Subject, from: &Status, event: &Event) -> Self {
-        Error::InvalidTransition {
-            subject,
-            from: from.state_name().to_owned(),
-            event: event.name().to_owned(),
-        }
+        Error::InvalidTransition { subject, from: from.state_name().to_owned(), event: event.name().to_owned() }
     }
 }
 

@@ -86,6 +86,12 @@ minted_id!(
     "notification"
 );
 minted_id!(
+    /// One uploaded file.
+    UploadId,
+    "upl",
+    "upload"
+);
+minted_id!(
     /// One incident (an open problem of a connection or authorization).
     IncidentId,
     "inc",
@@ -164,8 +170,7 @@ impl PlatformId {
     pub fn parse(s: &str) -> Result<Self, Error> {
         let ok = !s.is_empty()
             && s.len() <= 40
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {

@@ -17,11 +17,7 @@ use crate::ports::QueueKind;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SyncJob {
-    Sync {
-        workspace_id: WorkspaceId,
-        connection_id: ConnectionId,
-        kind: SyncKind,
-    },
+    Sync { workspace_id: WorkspaceId, connection_id: ConnectionId, kind: SyncKind },
 }
 
 /// A message of the notification queue: something people should hear of.
@@ -56,8 +52,7 @@ pub async fn enqueue<T: Serialize>(
     message: &T,
     delay_seconds: u32,
 ) -> Result<String, Error> {
-    let body = serde_json::to_string(message)
-        .map_err(|e| Error::Config(format!("unserializable message: {e}")))?;
+    let body = serde_json::to_string(message).map_err(|e| Error::Config(format!("unserializable message: {e}")))?;
     Ok(app.queue.send(queue, &body, delay_seconds).await?)
 }
 
@@ -75,10 +70,7 @@ where
         let id = record.message_id.clone().unwrap_or_default();
         let outcome = match serde_json::from_str::<T>(record.body.as_deref().unwrap_or("")) {
             Ok(message) => f(message).await,
-            Err(e) => Err(Error::MalformedBody(format!(
-                "queue message: {}",
-                e.classify_str()
-            ))),
+            Err(e) => Err(Error::MalformedBody(format!("queue message: {}", e.classify_str()))),
         };
         if let Err(e) = outcome {
             tracing::error!(message_id = %id, error = %e, "message failed; it will be retried");
@@ -107,11 +99,7 @@ impl ClassifyStr for serde_json::Error {
 /// issue; today a job for a missing connection is dropped (it was deleted)
 /// and any other is acknowledged after its connection is checked.
 pub async fn run_sync_job(app: &App, job: SyncJob) -> Result<(), Error> {
-    let SyncJob::Sync {
-        workspace_id,
-        connection_id,
-        kind,
-    } = job;
+    let SyncJob::Sync { workspace_id, connection_id, kind } = job;
     match app.repo.connection(&workspace_id, &connection_id).await {
         Ok(c) => {
             tracing::info!(connection = %connection_id, ?kind, state = c.value.status.state_name(), "sync job received");
@@ -187,10 +175,43 @@ pub fn sweep_service(
     Error = lambda_runtime::Error,
     Future: Send,
 > {
-    lambda_runtime::service_fn(
-        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let app = app.clone();
-            async move { sweep(&app).await.map_err(lambda_runtime::Error::from) }
-        },
-    )
+    lambda_runtime::service_fn(move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        let app = app.clone();
+        async move { sweep(&app).await.map_err(lambda_runtime::Error::from) }
+    })
+}
+
+/// An S3 "Object Created" event (EventBridge): the key of the object.
+pub fn landed_key(event: &serde_json::Value) -> Option<String> {
+    let key = event.pointer("/detail/object/key")?.as_str()?;
+    // EventBridge S3 keys are URL-encoded like S3 notifications.
+    Some(url::form_urlencoded::parse(format!("k={key}").as_bytes()).next()?.1.into_owned())
+}
+
+/// The upload processor: one landed file. A redelivered event finds the
+/// upload already taken and does nothing.
+pub async fn upload_landed(app: &App, event: serde_json::Value) -> Result<serde_json::Value, Error> {
+    let key = landed_key(&event).ok_or_else(|| Error::MalformedBody("not an S3 Object Created event".into()))?;
+    match crate::uploads::process_landed(app, &key).await? {
+        Some(upload) => Ok(serde_json::json!({"upload_id": upload.id, "state": upload.state})),
+        None => {
+            tracing::warn!(key = %key, "an object landed that no upload expects");
+            Ok(serde_json::json!({"ignored": key}))
+        }
+    }
+}
+
+/// A `lambda_runtime` service for the upload processor.
+pub fn upload_landed_service(
+    app: App,
+) -> impl lambda_runtime::Service<
+    lambda_runtime::LambdaEvent<serde_json::Value>,
+    Response = serde_json::Value,
+    Error = lambda_runtime::Error,
+    Future: Send,
+> {
+    lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+        let app = app.clone();
+        async move { upload_landed(&app, event.payload).await.map_err(lambda_runtime::Error::from) }
+    })
 }

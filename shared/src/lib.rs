@@ -15,6 +15,7 @@ pub mod apikey;
 pub mod app;
 pub mod catalog;
 pub mod config;
+pub mod costs;
 pub mod domain;
 pub mod error;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod platform;
 pub mod ports;
 pub mod repo;
 pub mod telemetry;
+pub mod uploads;
 
 pub use app::App;
 pub use config::Config;

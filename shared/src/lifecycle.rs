@@ -21,24 +21,17 @@ pub fn expiry_facts(spec: &OAuthSpec, tokens: &TokenSet, now: DateTime<Utc>) -> 
     TokenExpiry {
         access_expires_at: tokens.expires_at,
         refresh_expires_at: tokens.refresh_expires_at,
-        idle_expires_at: policy
-            .idle_expiry_days
-            .map(|d| now + Duration::days(d.into())),
+        idle_expires_at: policy.idle_expiry_days.map(|d| now + Duration::days(d.into())),
         reauthorize_by: match policy.kind {
             RefreshKind::LongLivedExchange => tokens.expires_at,
-            _ => policy
-                .reauthorize_days
-                .map(|d| now + Duration::days(d.into())),
+            _ => policy.reauthorize_days.map(|d| now + Duration::days(d.into())),
         },
     }
 }
 
 /// When the sweep should next look at a grant.
 pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) -> DateTime<Utc> {
-    let refreshable = matches!(
-        spec.refresh.kind,
-        RefreshKind::Rotating | RefreshKind::NonRotating
-    );
+    let refreshable = matches!(spec.refresh.kind, RefreshKind::Rotating | RefreshKind::NonRotating);
     let mut candidates = vec![now + Duration::hours(PROBE_HOURS)];
     if refreshable {
         if let Some(at) = expiry.access_expires_at {
@@ -49,10 +42,7 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
             candidates.push(at - Duration::days(EXPIRING_SOON_DAYS));
         }
     }
-    for at in [expiry.reauthorize_by, expiry.refresh_expires_at]
-        .into_iter()
-        .flatten()
-    {
+    for at in [expiry.reauthorize_by, expiry.refresh_expires_at].into_iter().flatten() {
         candidates.push(at - Duration::days(EXPIRING_SOON_DAYS));
     }
     let earliest = candidates.into_iter().min().unwrap_or(now);
@@ -65,11 +55,7 @@ mod tests {
     use crate::catalog::{Catalog, CatalogOptions};
 
     fn spec(id: &str) -> OAuthSpec {
-        let c = Catalog::load(&CatalogOptions {
-            include_sandbox: true,
-            ..Default::default()
-        })
-        .unwrap();
+        let c = Catalog::load(&CatalogOptions { include_sandbox: true, ..Default::default() }).unwrap();
         c.get(id).unwrap().oauth.clone().unwrap()
     }
 

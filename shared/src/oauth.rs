@@ -96,13 +96,7 @@ pub struct Started {
 }
 
 fn state_key(state: &str) -> (String, String) {
-    (
-        format!(
-            "OAUTH#{}",
-            hex::encode(sha2::Sha256::digest(state.as_bytes()))
-        ),
-        "STATE".to_owned(),
-    )
+    (format!("OAUTH#{}", hex::encode(sha2::Sha256::digest(state.as_bytes()))), "STATE".to_owned())
 }
 
 /// Checks `return_to`: an absolute http(s) URL without credentials whose
@@ -126,13 +120,8 @@ pub fn check_return_to(app: &App, return_to: &str) -> Result<String, Error> {
 
 fn oauth_spec(entry: &PlatformEntry) -> Result<&OAuthSpec, Error> {
     match entry.method {
-        AuthMethod::Oauth2 => entry
-            .oauth
-            .as_ref()
-            .ok_or_else(|| Error::Config(format!("{}: no oauth", entry.id))),
-        AuthMethod::Oauth1 => Err(Error::UnsupportedAuthMethod {
-            platform: entry.name.clone(),
-        }),
+        AuthMethod::Oauth2 => entry.oauth.as_ref().ok_or_else(|| Error::Config(format!("{}: no oauth", entry.id))),
+        AuthMethod::Oauth1 => Err(Error::UnsupportedAuthMethod { platform: entry.name.clone() }),
         other => Err(Error::WrongAuthMethod {
             platform: entry.name.clone(),
             method: if other == AuthMethod::ApiKey {
@@ -159,19 +148,12 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
             format!(
                 "{} cannot be a {}",
                 entry.name,
-                if role == ConnectionRole::Source {
-                    "data source"
-                } else {
-                    "destination"
-                }
+                if role == ConnectionRole::Source { "data source" } else { "destination" }
             ),
         ));
     }
     let client = match request.client {
-        Some(c) => Some(ClientRef {
-            id: ClientId::parse(&c.id)?,
-            name: crate::api::check_name(&c.name)?,
-        }),
+        Some(c) => Some(ClientRef { id: ClientId::parse(&c.id)?, name: crate::api::check_name(&c.name)? }),
         None => None,
     };
     let app_creds = AppCredentials::load(app, entry, &caller.workspace_id).await?;
@@ -233,10 +215,7 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     };
     app.repo.store().put(&item, Precondition::Absent).await?;
     tracing::info!(platform = %entry.id, workspace = %caller.workspace_id, "oauth flow started");
-    Ok(Started {
-        authorize_url: url.to_string(),
-        expires_at,
-    })
+    Ok(Started { authorize_url: url.to_string(), expires_at })
 }
 
 // ------------------------------------------------------------------ callback
@@ -284,7 +263,9 @@ impl CallbackError {
         match self {
             CallbackError::InvalidState => "This authorization link is invalid, expired or was already used.",
             CallbackError::PermissionsDenied => "The authorization was declined on the platform.",
-            CallbackError::InsufficientPermissions => "Not every requested permission was granted, or the account lacks the required role.",
+            CallbackError::InsufficientPermissions => {
+                "Not every requested permission was granted, or the account lacks the required role."
+            }
             CallbackError::TokenExpired => "The authorization expired before it could be completed.",
             CallbackError::PlatformUnavailable => "The platform could not be reached or answered with an error.",
             CallbackError::InvalidCallback => "The platform's answer could not be verified.",
@@ -303,7 +284,9 @@ impl CallbackError {
             CallbackError::PlatformUnavailable | CallbackError::Internal => "Try again in a few minutes.",
             CallbackError::InvalidCallback => "Start the connection again; if it keeps failing, contact support.",
             CallbackError::AppNotConfigured => "Ask an admin to check the platform's app credentials.",
-            CallbackError::ConnectionTestFailed => "Check that the account has the required role on the platform, then start again.",
+            CallbackError::ConnectionTestFailed => {
+                "Check that the account has the required role on the platform, then start again."
+            }
         }
     }
 }
@@ -338,9 +321,7 @@ pub struct TokenSet {
 
 impl fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenSet")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
+        f.debug_struct("TokenSet").field("expires_at", &self.expires_at).finish_non_exhaustive()
     }
 }
 
@@ -350,8 +331,7 @@ impl TokenSet {
     }
 
     pub fn from_secret(secret: &SecretString) -> Result<Self, Error> {
-        serde_json::from_str(secret.expose_secret())
-            .map_err(|_| Error::Config("stored tokens are not readable".into()))
+        serde_json::from_str(secret.expose_secret()).map_err(|_| Error::Config("stored tokens are not readable".into()))
     }
 }
 
@@ -372,13 +352,8 @@ pub enum TokenError {
 
 /// The grants the token endpoint takes.
 pub enum Grant<'a> {
-    Code {
-        code: &'a str,
-        verifier: Option<&'a str>,
-    },
-    Refresh {
-        refresh_token: &'a str,
-    },
+    Code { code: &'a str, verifier: Option<&'a str> },
+    Refresh { refresh_token: &'a str },
 }
 
 fn expires_in(v: &serde_json::Value, key: &str) -> Option<i64> {
@@ -392,17 +367,10 @@ fn expires_in(v: &serde_json::Value, key: &str) -> Option<i64> {
 
 fn scopes_of(v: &serde_json::Value) -> Option<Vec<String>> {
     match v.get("scope")? {
-        serde_json::Value::String(s) => Some(
-            s.split([' ', ','])
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        ),
-        serde_json::Value::Array(a) => Some(
-            a.iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-        ),
+        serde_json::Value::String(s) => {
+            Some(s.split([' ', ',']).filter(|x| !x.is_empty()).map(str::to_owned).collect())
+        }
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()),
         _ => None,
     }
 }
@@ -417,37 +385,24 @@ fn parse_tokens(
 ) -> Result<TokenSet, TokenError> {
     let doc: serde_json::Value = serde_json::from_slice(body).map_err(|_| TokenError::Malformed)?;
     // TikTok answers 200 with a non-zero `code` on errors.
-    if doc
-        .get("code")
-        .and_then(|c| c.as_i64())
-        .is_some_and(|c| c != 0)
-    {
+    if doc.get("code").and_then(|c| c.as_i64()).is_some_and(|c| c != 0) {
         return Err(TokenError::InvalidGrant);
     }
     let v = match &spec.token_pointer {
         Some(p) => doc.pointer(p).ok_or(TokenError::Malformed)?,
         None => &doc,
     };
-    let access_token = v
-        .get("access_token")
-        .and_then(|t| t.as_str())
-        .filter(|t| !t.is_empty())
-        .ok_or(TokenError::Malformed)?;
+    let access_token =
+        v.get("access_token").and_then(|t| t.as_str()).filter(|t| !t.is_empty()).ok_or(TokenError::Malformed)?;
     let expires_at = expires_in(v, "expires_in")
         .or(spec.token_lifetime_seconds.map(|s| s as i64))
         .map(|s| now + Duration::seconds(s));
     let refresh_expires_at = expires_in(v, "refresh_token_expires_in")
         .map(|s| now + Duration::seconds(s))
-        .or(spec
-            .refresh
-            .refresh_token_days
-            .map(|d| now + Duration::days(d.into())));
+        .or(spec.refresh.refresh_token_days.map(|d| now + Duration::days(d.into())));
     Ok(TokenSet {
         access_token: access_token.to_owned(),
-        refresh_token: v
-            .get("refresh_token")
-            .and_then(|t| t.as_str())
-            .map(str::to_owned),
+        refresh_token: v.get("refresh_token").and_then(|t| t.as_str()).map(str::to_owned),
         expires_at,
         refresh_expires_at,
         // No scope in the answer: the requested ones were granted.
@@ -457,10 +412,7 @@ fn parse_tokens(
 }
 
 fn classify_error_body(status: http::StatusCode, body: &[u8]) -> TokenError {
-    if status.is_server_error()
-        || status == http::StatusCode::TOO_MANY_REQUESTS
-        || status.is_redirection()
-    {
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS || status.is_redirection() {
         return TokenError::Unavailable;
     }
     let error = serde_json::from_slice::<serde_json::Value>(body)
@@ -470,9 +422,7 @@ fn classify_error_body(status: http::StatusCode, body: &[u8]) -> TokenError {
     match error.as_str() {
         "invalid_client" | "unauthorized_client" => TokenError::InvalidClient,
         "invalid_scope" | "access_denied" => TokenError::Scope,
-        _ if status == http::StatusCode::UNAUTHORIZED && error.is_empty() => {
-            TokenError::InvalidClient
-        }
+        _ if status == http::StatusCode::UNAUTHORIZED && error.is_empty() => TokenError::InvalidClient,
         _ => TokenError::InvalidGrant,
     }
 }
@@ -492,11 +442,8 @@ pub async fn token_request(
     match grant {
         Grant::Code { code, verifier } => {
             fields.push(("grant_type".into(), "authorization_code".into()));
-            let code_field = if spec.client_auth == ClientAuth::JsonBody {
-                spec.code_param.clone()
-            } else {
-                "code".into()
-            };
+            let code_field =
+                if spec.client_auth == ClientAuth::JsonBody { spec.code_param.clone() } else { "code".into() };
             fields.push((code_field, code.into()));
             fields.push(("redirect_uri".into(), app.config.callback_url()));
             if let Some(v) = verifier {
@@ -511,10 +458,7 @@ pub async fn token_request(
     for (k, v) in &spec.extra_token_params {
         fields.push((k.clone(), v.clone()));
     }
-    let mut req = http::Request::builder()
-        .method(http::Method::POST)
-        .uri(&url)
-        .header("accept", "application/json");
+    let mut req = http::Request::builder().method(http::Method::POST).uri(&url).header("accept", "application/json");
     if spec.client_auth == ClientAuth::Basic {
         use base64::Engine;
         let pair = base64::engine::general_purpose::STANDARD.encode(format!(
@@ -522,33 +466,23 @@ pub async fn token_request(
             creds.client_id,
             creds.client_secret.expose_secret()
         ));
-        let mut v = http::HeaderValue::from_str(&format!("Basic {pair}"))
-            .map_err(|_| TokenError::InvalidClient)?;
+        let mut v = http::HeaderValue::from_str(&format!("Basic {pair}")).map_err(|_| TokenError::InvalidClient)?;
         v.set_sensitive(true);
         req = req.header("authorization", v);
     } else {
         fields.push((spec.client_id_param.clone(), creds.client_id.clone()));
-        fields.push((
-            spec.client_secret_param.clone(),
-            creds.client_secret.expose_secret().to_owned(),
-        ));
+        fields.push((spec.client_secret_param.clone(), creds.client_secret.expose_secret().to_owned()));
     }
     let body = if spec.client_auth == ClientAuth::JsonBody {
         req = req.header("content-type", "application/json");
-        let map: serde_json::Map<String, serde_json::Value> = fields
-            .into_iter()
-            .map(|(k, v)| (k, serde_json::Value::String(v)))
-            .collect();
+        let map: serde_json::Map<String, serde_json::Value> =
+            fields.into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
         serde_json::Value::Object(map).to_string()
     } else {
         req = req.header("content-type", "application/x-www-form-urlencoded");
-        url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(fields)
-            .finish()
+        url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish()
     };
-    let req = req
-        .body(bytes::Bytes::from(body))
-        .map_err(|_| TokenError::Malformed)?;
+    let req = req.body(bytes::Bytes::from(body)).map_err(|_| TokenError::Malformed)?;
     let now = app.clock.now();
     let response = app.http.send(req).await.map_err(|e| {
         tracing::warn!(platform = %entry.id, error = %e, "token endpoint unreachable");
@@ -575,16 +509,12 @@ async fn long_lived_exchange(
     creds: &AppCredentials,
     short: &TokenSet,
 ) -> Result<TokenSet, TokenError> {
-    let mut url =
-        url::Url::parse(&platform::fill(&spec.token_url, vars).map_err(|_| TokenError::Malformed)?)
-            .map_err(|_| TokenError::Malformed)?;
+    let mut url = url::Url::parse(&platform::fill(&spec.token_url, vars).map_err(|_| TokenError::Malformed)?)
+        .map_err(|_| TokenError::Malformed)?;
     url.query_pairs_mut()
         .append_pair("grant_type", "fb_exchange_token")
         .append_pair(&spec.client_id_param, &creds.client_id)
-        .append_pair(
-            &spec.client_secret_param,
-            creds.client_secret.expose_secret(),
-        )
+        .append_pair(&spec.client_secret_param, creds.client_secret.expose_secret())
         .append_pair("fb_exchange_token", &short.access_token);
     let req = http::Request::builder()
         .method(http::Method::GET)
@@ -592,20 +522,13 @@ async fn long_lived_exchange(
         .body(bytes::Bytes::new())
         .map_err(|_| TokenError::Malformed)?;
     let now = app.clock.now();
-    let response = app
-        .http
-        .send(req)
-        .await
-        .map_err(|_| TokenError::Unavailable)?;
+    let response = app.http.send(req).await.map_err(|_| TokenError::Unavailable)?;
     if !response.status().is_success() {
         return Err(classify_error_body(response.status(), response.body()));
     }
     let mut long = parse_tokens(spec, response.body(), now, &short.scopes)?;
     if long.expires_at.is_none() || long.expires_at == short.expires_at {
-        long.expires_at = spec
-            .refresh
-            .long_lived_seconds
-            .map(|s| now + Duration::seconds(s as i64));
+        long.expires_at = spec.refresh.long_lived_seconds.map(|s| now + Duration::seconds(s as i64));
     }
     long.scopes = short.scopes.clone();
     tracing::info!(platform = %entry.id, "short-lived token exchanged for a long-lived one");
@@ -624,8 +547,7 @@ pub fn verify_query_hmac(query: &BTreeMap<String, String>, secret: &SecretString
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join("&");
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes())
-    else {
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
         return false;
     };
     mac.update(message.as_bytes());
@@ -648,20 +570,14 @@ async fn identify(
     for (k, v) in &creds.extra {
         c.values.insert(k.clone(), v.clone());
     }
-    c.values.insert(
-        "client_id".into(),
-        SecretString::from(creds.client_id.clone()),
-    );
+    c.values.insert("client_id".into(), SecretString::from(creds.client_id.clone()));
     let request = platform::api_get(entry, url, vars, &c).map_err(|_| CallbackError::Internal)?;
     let response = app.http.send(request).await.map_err(|e| {
         tracing::warn!(platform = %entry.id, error = %e, "identity request failed");
         CallbackError::PlatformUnavailable
     })?;
     let status = response.status();
-    if status.is_server_error()
-        || status == http::StatusCode::TOO_MANY_REQUESTS
-        || status.is_redirection()
-    {
+    if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS || status.is_redirection() {
         return Err(CallbackError::PlatformUnavailable);
     }
     if status == http::StatusCode::FORBIDDEN {
@@ -672,14 +588,8 @@ async fn identify(
     }
     let doc: serde_json::Value =
         serde_json::from_slice(response.body()).map_err(|_| CallbackError::ConnectionTestFailed)?;
-    let id = spec
-        .account_id_pointer
-        .as_deref()
-        .and_then(|p| platform::pointer_str(&doc, p));
-    let name = spec
-        .account_name_pointer
-        .as_deref()
-        .and_then(|p| platform::pointer_str(&doc, p));
+    let id = spec.account_id_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
+    let name = spec.account_name_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
     Ok(id.map(|id| ExternalAccount { id, name }))
 }
 
@@ -699,12 +609,7 @@ async fn take_state(app: &App, state: &str) -> Result<PendingGrant, CallbackErro
         return Err(CallbackError::InvalidState);
     }
     let (pk, sk) = state_key(state);
-    let item = match app
-        .repo
-        .store()
-        .delete(&pk, &sk, Precondition::Exists)
-        .await
-    {
+    let item = match app.repo.store().delete(&pk, &sk, Precondition::Exists).await {
         Ok(Some(item)) => item,
         Ok(None) | Err(StoreError::ConditionFailed) => return Err(CallbackError::InvalidState),
         Err(e) => {
@@ -712,8 +617,7 @@ async fn take_state(app: &App, state: &str) -> Result<PendingGrant, CallbackErro
             return Err(CallbackError::PlatformUnavailable);
         }
     };
-    let pending: PendingGrant =
-        serde_json::from_value(item.body).map_err(|_| CallbackError::InvalidState)?;
+    let pending: PendingGrant = serde_json::from_value(item.body).map_err(|_| CallbackError::InvalidState)?;
     if pending.expires_at <= app.clock.now() {
         return Err(CallbackError::InvalidState);
     }
@@ -733,12 +637,7 @@ pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackRe
     let pending = match take_state(app, state).await {
         Ok(p) => p,
         Err(e) => {
-            return CallbackResult {
-                return_origin: None,
-                return_to: None,
-                mode: ReturnMode::Popup,
-                outcome: Err(e),
-            }
+            return CallbackResult { return_origin: None, return_to: None, mode: ReturnMode::Popup, outcome: Err(e) }
         }
     };
     let outcome = complete(app, &pending, query).await;
@@ -763,24 +662,18 @@ async fn complete(
     pending: &PendingGrant,
     query: &BTreeMap<String, String>,
 ) -> Result<Connected, CallbackError> {
-    let entry = app
-        .catalog
-        .get(pending.platform.as_str())
-        .map_err(|_| CallbackError::Internal)?;
+    let entry = app.catalog.get(pending.platform.as_str()).map_err(|_| CallbackError::Internal)?;
     let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
     if let Some(error) = query.get("error") {
         return Err(match error.as_str() {
-            "access_denied" | "user_denied" | "consent_required" => {
-                CallbackError::PermissionsDenied
-            }
+            "access_denied" | "user_denied" | "consent_required" => CallbackError::PermissionsDenied,
             "invalid_scope" => CallbackError::InsufficientPermissions,
             "server_error" | "temporarily_unavailable" => CallbackError::PlatformUnavailable,
             _ => CallbackError::PermissionsDenied,
         });
     }
-    let creds = AppCredentials::load(app, entry, &pending.workspace_id)
-        .await
-        .map_err(|_| CallbackError::AppNotConfigured)?;
+    let creds =
+        AppCredentials::load(app, entry, &pending.workspace_id).await.map_err(|_| CallbackError::AppNotConfigured)?;
     if spec.callback_hmac && !verify_query_hmac(query, &creds.client_secret) {
         return Err(CallbackError::InvalidCallback);
     }
@@ -802,23 +695,11 @@ async fn complete(
             }
         }
     }
-    let tokens = token_request(
-        app,
-        entry,
-        &vars,
-        &creds,
-        Grant::Code {
-            code,
-            verifier: pending.pkce_verifier.as_deref(),
-        },
-    )
-    .await
-    .map_err(map_token_error)?;
-    if spec
-        .required_scopes
-        .iter()
-        .any(|s| !tokens.scopes.contains(s))
-    {
+    let tokens =
+        token_request(app, entry, &vars, &creds, Grant::Code { code, verifier: pending.pkce_verifier.as_deref() })
+            .await
+            .map_err(map_token_error)?;
+    if spec.required_scopes.iter().any(|s| !tokens.scopes.contains(s)) {
         return Err(CallbackError::InsufficientPermissions);
     }
     let account = identify(app, entry, &vars, &creds, &tokens).await?;
@@ -827,18 +708,13 @@ async fn complete(
             query
                 .get(p)
                 .filter(|_| p == "selling_partner_id" || p == "context")
-                .map(|id| ExternalAccount {
-                    id: id.clone(),
-                    name: None,
-                })
+                .map(|id| ExternalAccount { id: id.clone(), name: None })
         })
     });
-    store_new(app, entry, pending, vars, account, tokens)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "storing a new authorization failed");
-            CallbackError::Internal
-        })
+    store_new(app, entry, pending, vars, account, tokens).await.map_err(|e| {
+        tracing::error!(error = %e, "storing a new authorization failed");
+        CallbackError::Internal
+    })
 }
 
 /// Vault first, then the authorization and connection, then the sync job.
@@ -854,17 +730,10 @@ async fn store_new(
 ) -> Result<Connected, Error> {
     let now = app.clock.now();
     let auth_id = AuthorizationId::generate();
-    let secret = SecretRef::for_owner(
-        &app.config.secret_prefix,
-        &pending.workspace_id,
-        auth_id.as_str(),
-    );
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, &pending.workspace_id, auth_id.as_str());
     app.vault.put(&secret.0, &tokens.to_secret()).await?;
     let result = async {
-        let spec = entry
-            .oauth
-            .as_ref()
-            .ok_or_else(|| Error::Config("no oauth".into()))?;
+        let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
         let expiry = lifecycle::expiry_facts(spec, &tokens, now);
         let mut auth = Authorization {
             id: auth_id.clone(),
@@ -892,17 +761,12 @@ async fn store_new(
             name: pending.name.clone(),
             role: pending.role,
             client: pending.client.clone(),
-            credential: Credential::Authorization {
-                authorization_id: auth_id.clone(),
-            },
+            credential: Credential::Authorization { authorization_id: auth_id.clone() },
             status: Status::PendingAuthorization,
             streams: entry
                 .streams
                 .iter()
-                .map(|s| StreamSelection {
-                    name: s.name.clone(),
-                    selected: s.default_selected,
-                })
+                .map(|s| StreamSelection { name: s.name.clone(), selected: s.default_selected })
                 .collect(),
             cursors: BTreeMap::new(),
             initial_sync_done: false,
@@ -910,6 +774,7 @@ async fn store_new(
             last_error: None,
             account: None,
             params: BTreeMap::new(),
+            upload_schedule: None,
             created_by: pending.user_id.clone(),
             created_at: now,
             updated_at: now,
@@ -942,10 +807,7 @@ async fn store_new(
         // re-queues initial syncs that never started.
         tracing::error!(connection = %connection.id, error = %e, "initial sync not queued");
     }
-    Ok(Connected {
-        connection_id: connection.id,
-        authorization_id: auth_id,
-    })
+    Ok(Connected { connection_id: connection.id, authorization_id: auth_id })
 }
 
 impl From<HttpError> for CallbackError {
@@ -980,22 +842,10 @@ mod tests {
     #[test]
     fn token_errors_are_classified() {
         use http::StatusCode as S;
-        assert_eq!(
-            classify_error_body(S::BAD_REQUEST, br#"{"error":"invalid_grant"}"#),
-            TokenError::InvalidGrant
-        );
-        assert_eq!(
-            classify_error_body(S::UNAUTHORIZED, br#"{"error":"invalid_client"}"#),
-            TokenError::InvalidClient
-        );
-        assert_eq!(
-            classify_error_body(S::INTERNAL_SERVER_ERROR, b"oops"),
-            TokenError::Unavailable
-        );
+        assert_eq!(classify_error_body(S::BAD_REQUEST, br#"{"error":"invalid_grant"}"#), TokenError::InvalidGrant);
+        assert_eq!(classify_error_body(S::UNAUTHORIZED, br#"{"error":"invalid_client"}"#), TokenError::InvalidClient);
+        assert_eq!(classify_error_body(S::INTERNAL_SERVER_ERROR, b"oops"), TokenError::Unavailable);
         assert_eq!(classify_error_body(S::FOUND, b""), TokenError::Unavailable);
-        assert_eq!(
-            classify_error_body(S::TOO_MANY_REQUESTS, b""),
-            TokenError::Unavailable
-        );
+        assert_eq!(classify_error_body(S::TOO_MANY_REQUESTS, b""), TokenError::Unavailable);
     }
 }

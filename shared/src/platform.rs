@@ -26,9 +26,8 @@ pub fn fill(template: &str, vars: &BTreeMap<String, String>) -> Result<String, E
             return Ok(out);
         };
         let name = &after[..end];
-        let value = vars.get(name).ok_or_else(|| {
-            Error::Config(format!("no value for {{{name}}} in a catalog template"))
-        })?;
+        let value =
+            vars.get(name).ok_or_else(|| Error::Config(format!("no value for {{{name}}} in a catalog template")))?;
         out.push_str(value);
         rest = &after[end + 1..];
     }
@@ -37,26 +36,14 @@ pub fn fill(template: &str, vars: &BTreeMap<String, String>) -> Result<String, E
 }
 
 /// A URL for `path`: absolute as is, else relative to the API base URL.
-pub fn api_url(
-    entry: &PlatformEntry,
-    path: &str,
-    vars: &BTreeMap<String, String>,
-) -> Result<url::Url, Error> {
+pub fn api_url(entry: &PlatformEntry, path: &str, vars: &BTreeMap<String, String>) -> Result<url::Url, Error> {
     let raw = if path.starts_with("http://") || path.starts_with("https://") {
         fill(path, vars)?
     } else {
-        let base = entry
-            .api
-            .as_ref()
-            .ok_or_else(|| Error::Config(format!("{}: no api.base_url", entry.id)))?;
-        format!(
-            "{}{}",
-            fill(&base.base_url, vars)?.trim_end_matches('/'),
-            fill(path, vars)?
-        )
+        let base = entry.api.as_ref().ok_or_else(|| Error::Config(format!("{}: no api.base_url", entry.id)))?;
+        format!("{}{}", fill(&base.base_url, vars)?.trim_end_matches('/'), fill(path, vars)?)
     };
-    url::Url::parse(&raw)
-        .map_err(|_| Error::Config(format!("{}: bad URL from the catalog", entry.id)))
+    url::Url::parse(&raw).map_err(|_| Error::Config(format!("{}: bad URL from the catalog", entry.id)))
 }
 
 /// The credentials a request authenticates with. Values are secrets.
@@ -67,17 +54,11 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn access_token(token: &SecretString) -> Self {
-        Self {
-            values: BTreeMap::from([("access_token".to_owned(), token.clone())]),
-        }
+        Self { values: BTreeMap::from([("access_token".to_owned(), token.clone())]) }
     }
 }
 
-fn fill_secret(
-    template: &str,
-    vars: &BTreeMap<String, String>,
-    creds: &Credentials,
-) -> Result<String, Error> {
+fn fill_secret(template: &str, vars: &BTreeMap<String, String>, creds: &Credentials) -> Result<String, Error> {
     let mut all = vars.clone();
     for (k, v) in &creds.values {
         all.insert(k.clone(), v.expose_secret().to_owned());
@@ -99,42 +80,23 @@ pub fn api_get(
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<http::Request<Bytes>, Error> {
-    let mut req = http::Request::builder()
-        .method(http::Method::GET)
-        .uri(url.as_str())
-        .header("accept", "application/json");
+    let mut req =
+        http::Request::builder().method(http::Method::GET).uri(url.as_str()).header("accept", "application/json");
     if let Some(api) = &entry.api {
         if let Some((name, template)) = &api.auth_header {
-            req = req.header(
-                name.as_str(),
-                sensitive(&fill_secret(template, vars, creds)?)?,
-            );
+            req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
         }
         if let Some((user, pass)) = &api.basic_auth {
             use base64::Engine;
-            let get = |k: &str| {
-                creds
-                    .values
-                    .get(k)
-                    .map(|v| v.expose_secret().to_owned())
-                    .unwrap_or_default()
-            };
-            let pair = base64::engine::general_purpose::STANDARD.encode(format!(
-                "{}:{}",
-                get(user),
-                get(pass)
-            ));
+            let get = |k: &str| creds.values.get(k).map(|v| v.expose_secret().to_owned()).unwrap_or_default();
+            let pair = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", get(user), get(pass)));
             req = req.header("authorization", sensitive(&format!("Basic {pair}"))?);
         }
         for (name, template) in &api.headers {
-            req = req.header(
-                name.as_str(),
-                sensitive(&fill_secret(template, vars, creds)?)?,
-            );
+            req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
         }
     }
-    req.body(Bytes::new())
-        .map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
+    req.body(Bytes::new()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
 }
 
 /// A string (or number, as text) at a JSON pointer.
@@ -166,47 +128,28 @@ impl AppCredentials {
     /// Where the app credentials of a platform live for a workspace.
     pub fn secret_ref(app: &App, entry: &PlatformEntry, workspace: &WorkspaceId) -> SecretRef {
         match entry.credentials {
-            CredentialSource::Preconfigured => {
-                SecretRef::for_app(&app.config.secret_prefix, entry.id.as_str())
+            CredentialSource::Preconfigured => SecretRef::for_app(&app.config.secret_prefix, entry.id.as_str()),
+            CredentialSource::Byo => {
+                SecretRef::for_workspace_app(&app.config.secret_prefix, workspace, entry.id.as_str())
             }
-            CredentialSource::Byo => SecretRef::for_workspace_app(
-                &app.config.secret_prefix,
-                workspace,
-                entry.id.as_str(),
-            ),
         }
     }
 
-    pub async fn load(
-        app: &App,
-        entry: &PlatformEntry,
-        workspace: &WorkspaceId,
-    ) -> Result<Self, Error> {
+    pub async fn load(app: &App, entry: &PlatformEntry, workspace: &WorkspaceId) -> Result<Self, Error> {
         let secret = Self::secret_ref(app, entry, workspace);
-        let stored = app
-            .vault
-            .get(&secret.0)
-            .await?
-            .ok_or(Error::AppNotConfigured {
-                platform: entry.name.clone(),
-                byo: entry.credentials == CredentialSource::Byo,
-            })?;
+        let stored = app.vault.get(&secret.0).await?.ok_or(Error::AppNotConfigured {
+            platform: entry.name.clone(),
+            byo: entry.credentials == CredentialSource::Byo,
+        })?;
         let parsed: StoredApp = serde_json::from_str(stored.expose_secret()).map_err(|_| {
-            Error::Config(format!(
-                "the app credentials of {} are not {{client_id, client_secret}}",
-                entry.id
-            ))
+            Error::Config(format!("the app credentials of {} are not {{client_id, client_secret}}", entry.id))
         })?;
         let extra = parsed
             .extra
             .into_iter()
             .filter_map(|(k, v)| v.as_str().map(|s| (k, SecretString::from(s.to_owned()))))
             .collect();
-        Ok(Self {
-            client_id: parsed.client_id,
-            client_secret: SecretString::from(parsed.client_secret),
-            extra,
-        })
+        Ok(Self { client_id: parsed.client_id, client_secret: SecretString::from(parsed.client_secret), extra })
     }
 
     /// Stores app credentials (JSON in the vault).
@@ -216,7 +159,8 @@ impl AppCredentials {
         client_id: &str,
         client_secret: &SecretString,
     ) -> Result<(), Error> {
-        let json = serde_json::json!({"client_id": client_id, "client_secret": client_secret.expose_secret()}).to_string();
+        let json =
+            serde_json::json!({"client_id": client_id, "client_secret": client_secret.expose_secret()}).to_string();
         app.vault.put(&secret.0, &SecretString::from(json)).await?;
         Ok(())
     }
@@ -229,10 +173,7 @@ mod tests {
     #[test]
     fn fill_replaces_every_placeholder_or_fails() {
         let vars = BTreeMap::from([("shop".to_owned(), "a.myshopify.com".to_owned())]);
-        assert_eq!(
-            fill("https://{shop}/admin", &vars).unwrap(),
-            "https://a.myshopify.com/admin"
-        );
+        assert_eq!(fill("https://{shop}/admin", &vars).unwrap(), "https://a.myshopify.com/admin");
         assert!(fill("https://{store}/x", &vars).is_err());
         assert_eq!(fill("no placeholders", &vars).unwrap(), "no placeholders");
     }

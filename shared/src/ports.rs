@@ -60,21 +60,10 @@ pub trait StateStore: Send + Sync {
     /// Writes the item whole, if `pre` holds; else `ConditionFailed`.
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError>;
     /// Deletes the item if `pre` holds and returns what was there.
-    async fn delete(
-        &self,
-        pk: &str,
-        sk: &str,
-        pre: Precondition,
-    ) -> Result<Option<Item>, StoreError>;
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError>;
     /// Items of one partition whose sort key starts with `sk_prefix`, in sort
     /// key order, after `after` when given.
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page, StoreError>;
+    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError>;
     /// Items of one due shard that are due at or before `until`, earliest first.
     async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError>;
 }
@@ -129,20 +118,10 @@ pub struct Received {
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// Sends a message, visible after `delay_seconds` (at most 900). Returns its id.
-    async fn send(
-        &self,
-        queue: QueueKind,
-        body: &str,
-        delay_seconds: u32,
-    ) -> Result<String, QueueError>;
+    async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError>;
     /// Receives up to `max` visible messages (in Lambda the event source does
     /// this; the local stack and the tests call it).
-    async fn receive(
-        &self,
-        queue: QueueKind,
-        max: u32,
-        visibility_seconds: u32,
-    ) -> Result<Vec<Received>, QueueError>;
+    async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError>;
     /// Deletes a received message.
     async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), QueueError>;
 }
@@ -175,6 +154,12 @@ pub trait RecordSink: Send + Sync {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError>;
     /// Keys under a prefix, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError>;
+    /// Deletes an object; deleting a missing one is fine.
+    async fn delete(&self, key: &str) -> Result<(), SinkError>;
+    /// Reads an object as a stream (constant memory for large files).
+    async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError>;
+    /// A URL that takes one `PUT` of the object until it expires.
+    async fn presign_put(&self, key: &str, expires_in: std::time::Duration) -> Result<String, SinkError>;
 }
 
 // ---------------------------------------------------------------------- clock
@@ -190,6 +175,5 @@ pub trait Clock: Send + Sync {
 /// and go through the same adapter.
 #[async_trait]
 pub trait PlatformHttp: Send + Sync {
-    async fn send(&self, request: http::Request<Bytes>)
-        -> Result<http::Response<Bytes>, HttpError>;
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError>;
 }

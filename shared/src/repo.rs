@@ -71,10 +71,7 @@ impl Entity for Authorization {
         format!("AUTH#{}", self.id)
     }
     fn due(&self) -> Option<Due> {
-        self.next_check_at.map(|at| Due {
-            shard: shard_of(self.id.as_str()),
-            at: at.timestamp(),
-        })
+        self.next_check_at.map(|at| Due { shard: shard_of(self.id.as_str()), at: at.timestamp() })
     }
 }
 
@@ -108,11 +105,7 @@ impl Entity for Notification {
     }
     fn sk(&self) -> String {
         // Newest first when read in reverse; ids break ties.
-        format!(
-            "NTF#{}#{}",
-            self.created_at.format("%Y%m%dT%H%M%S%.6fZ"),
-            self.id
-        )
+        format!("NTF#{}#{}", self.created_at.format("%Y%m%dT%H%M%S%.6fZ"), self.id)
     }
 }
 
@@ -147,20 +140,14 @@ impl Repo {
     fn from_item<T: Entity>(item: Item) -> Result<Versioned<T>, Error> {
         let value = serde_json::from_value(item.body)
             .map_err(|e| StoreError::Corrupt(format!("{} {}: {e}", T::KIND, item.sk)))?;
-        Ok(Versioned {
-            value,
-            version: item.version,
-        })
+        Ok(Versioned { value, version: item.version })
     }
 
     /// Creates a new entity; fails with `Conflict` if it exists.
     pub async fn create<T: Entity + Clone>(&self, value: &T) -> Result<Versioned<T>, Error> {
         let item = Self::to_item(value, 1)?;
         match self.store.put(&item, Precondition::Absent).await {
-            Ok(()) => Ok(Versioned {
-                value: value.clone(),
-                version: 1,
-            }),
+            Ok(()) => Ok(Versioned { value: value.clone(), version: 1 }),
             Err(StoreError::ConditionFailed) => Err(Error::Conflict { kind: T::KIND }),
             Err(e) => Err(e.into()),
         }
@@ -179,17 +166,10 @@ impl Repo {
 
     /// Creates or replaces, whatever is there (members: upsert).
     pub async fn upsert<T: Entity>(&self, value: &T) -> Result<(), Error> {
-        let current = self
-            .store
-            .get(&workspace_pk(value.workspace()), &value.sk())
-            .await?;
+        let current = self.store.get(&workspace_pk(value.workspace()), &value.sk()).await?;
         let version = current.map(|i| i.version).unwrap_or(0);
         let item = Self::to_item(value, version + 1)?;
-        let pre = if version == 0 {
-            Precondition::Absent
-        } else {
-            Precondition::Version(version)
-        };
+        let pre = if version == 0 { Precondition::Absent } else { Precondition::Version(version) };
         match self.store.put(&item, pre).await {
             Ok(()) => Ok(()),
             Err(StoreError::ConditionFailed) => Err(Error::Conflict { kind: T::KIND }),
@@ -204,11 +184,7 @@ impl Repo {
         }
     }
 
-    pub async fn connection(
-        &self,
-        ws: &WorkspaceId,
-        id: &ConnectionId,
-    ) -> Result<Versioned<Connection>, Error> {
+    pub async fn connection(&self, ws: &WorkspaceId, id: &ConnectionId) -> Result<Versioned<Connection>, Error> {
         self.get_sk(ws, &format!("CONN#{id}")).await
     }
 
@@ -226,15 +202,7 @@ impl Repo {
 
     /// Deletes an entity read at `version`.
     pub async fn delete<T: Entity>(&self, value: &T, version: u64) -> Result<(), Error> {
-        match self
-            .store
-            .delete(
-                &workspace_pk(value.workspace()),
-                &value.sk(),
-                Precondition::Version(version),
-            )
-            .await
-        {
+        match self.store.delete(&workspace_pk(value.workspace()), &value.sk(), Precondition::Version(version)).await {
             Ok(_) => Ok(()),
             Err(StoreError::ConditionFailed) => Err(Error::Conflict { kind: T::KIND }),
             Err(e) => Err(e.into()),
@@ -246,11 +214,7 @@ impl Repo {
         self.list_prefix(ws, T::SK_PREFIX).await
     }
 
-    async fn list_prefix<T: Entity>(
-        &self,
-        ws: &WorkspaceId,
-        prefix: &str,
-    ) -> Result<Vec<Versioned<T>>, Error> {
+    pub async fn list_prefix<T: Entity>(&self, ws: &WorkspaceId, prefix: &str) -> Result<Vec<Versioned<T>>, Error> {
         let pk = workspace_pk(ws);
         let mut out = Vec::new();
         let mut after: Option<String> = None;
@@ -267,11 +231,7 @@ impl Repo {
     }
 
     /// The sync runs of one connection, oldest first.
-    pub async fn sync_runs(
-        &self,
-        ws: &WorkspaceId,
-        id: &ConnectionId,
-    ) -> Result<Vec<Versioned<SyncRun>>, Error> {
+    pub async fn sync_runs(&self, ws: &WorkspaceId, id: &ConnectionId) -> Result<Vec<Versioned<SyncRun>>, Error> {
         self.list_prefix(ws, &format!("RUN#{id}#")).await
     }
 

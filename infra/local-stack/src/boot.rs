@@ -27,29 +27,23 @@ pub async fn boot(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Booted, BootError> {
     let base = format!("http://127.0.0.1:{}", listener.local_addr()?.port());
-    let aws_endpoint =
-        env("CONNECTIONS_BACKEND").as_deref() == Some("aws") && env("AWS_ENDPOINT_URL").is_some();
+    let aws_endpoint = env("CONNECTIONS_BACKEND").as_deref() == Some("aws") && env("AWS_ENDPOINT_URL").is_some();
     let mut config = Config::from_lookup(|k| match k {
         "SANDBOX_PLATFORMS" => env(k).or(Some("true".into())),
         "DATA_DIR" => env(k).or(Some(".local/data".into())),
         "PUBLIC_BASE_URL" => env(k).or(Some(base.clone())),
         "ALLOWED_ORIGINS" => env(k).or(Some(base.clone())),
         // Against an endpoint the queues are provisioned below.
-        "SYNC_QUEUE_URL" | "NOTIFY_QUEUE_URL" if aws_endpoint => {
-            env(k).or(Some("provisioned".into()))
-        }
+        "SYNC_QUEUE_URL" | "NOTIFY_QUEUE_URL" if aws_endpoint => env(k).or(Some("provisioned".into())),
         _ => env(k),
     })?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let (app, embedded_queue, data_dir) = match config.backend.clone() {
+    let (app, embedded, data_dir) = match config.backend.clone() {
         Backend::Embedded { data_dir } => {
             let ports = EmbeddedPorts::open(&config, data_dir.as_deref(), clock.clone())?;
             let queue = ports.queue.clone();
-            (
-                App::assemble(config, ports.ports(clock.clone()))?,
-                Some(queue),
-                data_dir,
-            )
+            let sink = ports.sink.clone();
+            (App::assemble(config, ports.ports(clock.clone()))?, Some((queue, sink)), data_dir)
         }
         Backend::Aws { endpoint } => {
             let sdk = match &endpoint {
@@ -71,37 +65,21 @@ pub async fn boot(
         }
     };
     let tokens = DevTokens::load_or_create(data_dir.as_deref())?;
-    let sandbox = app
-        .config
-        .sandbox_platforms
-        .then(|| Arc::new(Sandbox::new(clock.clone())));
+    let sandbox = app.config.sandbox_platforms.then(|| Arc::new(Sandbox::new(clock.clone())));
     if sandbox.is_some() {
         seed_sandbox_app(&app).await?;
     }
-    let stack = Arc::new(LocalStack {
-        app,
-        tokens,
-        sandbox,
-        embedded_queue,
-    });
-    let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS")
-        .map(|s| s.parse())
-        .transpose()?
-        .unwrap_or(900);
+    let (embedded_queue, embedded_sink) = embedded.unzip();
+    let stack = Arc::new(LocalStack { app, tokens, sandbox, embedded_queue, embedded_sink });
+    let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS").map(|s| s.parse()).transpose()?.unwrap_or(900);
     workers::spawn(stack.clone(), Duration::from_secs(sweep_every.max(1)));
     let backend = match &stack.app.config.backend {
         Backend::Embedded { data_dir } => format!(
             "embedded state in {}",
-            data_dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|| "memory".into())
+            data_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "memory".into())
         ),
         Backend::Aws { endpoint } => {
-            format!(
-                "AWS adapters at {}",
-                endpoint.as_deref().unwrap_or("the default AWS endpoint")
-            )
+            format!("AWS adapters at {}", endpoint.as_deref().unwrap_or("the default AWS endpoint"))
         }
     };
     let banner = format!(

@@ -49,13 +49,9 @@ impl DevTokens {
     pub fn load_or_create(data_dir: Option<&Path>) -> std::io::Result<Self> {
         if let Ok(secret) = std::env::var("LOCAL_JWT_SECRET") {
             if secret.len() >= 32 {
-                return Ok(Self {
-                    key: secret.into_bytes(),
-                });
+                return Ok(Self { key: secret.into_bytes() });
             }
-            return Err(std::io::Error::other(
-                "LOCAL_JWT_SECRET must be at least 32 characters",
-            ));
+            return Err(std::io::Error::other("LOCAL_JWT_SECRET must be at least 32 characters"));
         }
         let fresh = || {
             use rand::RngCore;
@@ -71,18 +67,13 @@ impl DevTokens {
             Ok(text) => {
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
-                    .map_err(|_| {
-                        std::io::Error::other(format!("{} is not base64", path.display()))
-                    })?;
+                    .map_err(|_| std::io::Error::other(format!("{} is not base64", path.display())))?;
                 Ok(Self { key })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
                 let key = fresh();
-                std::fs::write(
-                    &path,
-                    base64::engine::general_purpose::STANDARD.encode(&key),
-                )?;
+                std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(&key))?;
                 Ok(Self { key })
             }
             Err(e) => Err(e),
@@ -99,10 +90,7 @@ impl DevTokens {
         let user = UserId::parse(&request.user_id)?;
         let role = Role::parse(&request.role)?;
         if let Some(email) = &request.email {
-            let ok = email.len() <= 254
-                && email
-                    .split_once('@')
-                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
+            let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
             if !ok {
                 return Err(Error::invalid("email", "must be an email address"));
             }
@@ -117,12 +105,8 @@ impl DevTokens {
             iat: now,
             exp: now + LIFETIME_SECONDS,
         };
-        let token = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(&self.key),
-        )
-        .map_err(|e| Error::Config(format!("signing: {e}")))?;
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.key))
+            .map_err(|e| Error::Config(format!("signing: {e}")))?;
         Ok((token, claims.exp))
     }
 
@@ -133,15 +117,13 @@ impl DevTokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<Claims>(
-            token,
-            &DecodingKey::from_secret(&self.key),
-            &validation,
-        )
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token expired",
-            _ => "the token is not valid",
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.key), &validation).map_err(|e| {
+                match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token expired",
+                    _ => "the token is not valid",
+                }
+            })?;
         let c = data.claims;
         let mut claims = HashMap::from([
             ("iss".to_owned(), c.iss),

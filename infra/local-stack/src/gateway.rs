@@ -53,41 +53,27 @@ fn cors(stack: &LocalStack, origin: Option<&HeaderValue>, headers: &mut HeaderMa
     if let Ok(v) = HeaderValue::from_str(origin) {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
-        headers.insert(
-            header::ACCESS_CONTROL_EXPOSE_HEADERS,
-            HeaderValue::from_static("retry-after"),
-        );
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("retry-after"));
     }
 }
 
 fn preflight(stack: &LocalStack, origin: Option<&HeaderValue>) -> Reply {
-    let mut r = Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(Full::new(Bytes::new()))
-        .expect("static");
+    let mut r = Response::builder().status(StatusCode::NO_CONTENT).body(Full::new(Bytes::new())).expect("static");
     cors(stack, origin, r.headers_mut());
-    if r.headers()
-        .contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)
-    {
+    if r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         let h = r.headers_mut();
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static("authorization, content-type"),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("600"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     }
     r
 }
 
 /// Serves one HTTP request.
 pub async fn serve_request(stack: Arc<LocalStack>, request: Request<Incoming>) -> Reply {
+    if request.method() == Method::PUT && request.uri().path().starts_with("/local/uploads/") {
+        return crate::uploads::presigned_put(&stack, request).await;
+    }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
@@ -124,10 +110,7 @@ async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            });
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
         let Some(token) = token else {
             return error_reply(&Error::Unauthenticated("no bearer token"));
         };
@@ -147,18 +130,11 @@ async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
 }
 
 fn dev_token(stack: &LocalStack, request: &Request<Bytes>) -> Reply {
-    let parsed: Result<crate::devtoken::TokenRequest, Error> =
-        serde_json::from_slice(request.body()).map_err(|_| {
-            Error::MalformedBody(
-                "expected {\"workspace_id\", \"user_id\", \"role\", \"email\"}".into(),
-            )
-        });
+    let parsed: Result<crate::devtoken::TokenRequest, Error> = serde_json::from_slice(request.body())
+        .map_err(|_| Error::MalformedBody("expected {\"workspace_id\", \"user_id\", \"role\", \"email\"}".into()));
     let now = stack.app.clock.now().timestamp();
     match parsed.and_then(|r| stack.tokens.mint(&r, now)) {
-        Ok((token, exp)) => reply(api::json(
-            StatusCode::OK,
-            &json!({"token": token, "expires_at": exp}),
-        )),
+        Ok((token, exp)) => reply(api::json(StatusCode::OK, &json!({"token": token, "expires_at": exp}))),
         Err(e) => error_reply(&e),
     }
 }
@@ -184,9 +160,7 @@ pub fn to_event(
             }
         }
     }
-    headers
-        .entry("host")
-        .or_insert_with(|| Value::String("127.0.0.1".into()));
+    headers.entry("host").or_insert_with(|| Value::String("127.0.0.1".into()));
     headers.insert("x-forwarded-proto".into(), Value::String("http".into()));
     let raw_query = request.uri().query().unwrap_or("").to_owned();
     let mut query = Map::new();
@@ -203,10 +177,7 @@ pub fn to_event(
     }
     let (body, encoded) = match std::str::from_utf8(request.body()) {
         Ok(text) => (text.to_owned(), false),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(request.body()),
-            true,
-        ),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(request.body()), true),
     };
     let route_key = format!("{method} {template}");
     let now = chrono::Utc::now();

@@ -9,6 +9,7 @@ pub mod console;
 pub mod devtoken;
 pub mod gateway;
 pub mod sandbox;
+mod uploads;
 pub mod workers;
 
 use hyper::server::conn::http1;
@@ -29,6 +30,8 @@ pub struct LocalStack {
     pub sandbox: Option<Arc<sandbox::Sandbox>>,
     /// The embedded queue, when embedded, for wake-ups without polling.
     pub embedded_queue: Option<Arc<MemoryQueue>>,
+    /// The embedded sink, when embedded: presigned uploads land in it.
+    pub embedded_sink: Option<Arc<shared::adapters::embedded::FileSink>>,
 }
 
 /// Stores the sandbox OAuth app's credentials in the vault, as an operator
@@ -37,8 +40,7 @@ pub async fn seed_sandbox_app(app: &App) -> Result<(), shared::Error> {
     let secret = shared::domain::SecretRef::for_app(&app.config.secret_prefix, "sandbox_oauth");
     if app.vault.get(&secret.0).await?.is_none() {
         let client_secret = secrecy::SecretString::from(sandbox::CLIENT_SECRET.to_owned());
-        shared::platform::AppCredentials::store(app, &secret, sandbox::CLIENT_ID, &client_secret)
-            .await?;
+        shared::platform::AppCredentials::store(app, &secret, sandbox::CLIENT_ID, &client_secret).await?;
     }
     Ok(())
 }
@@ -51,14 +53,9 @@ pub async fn serve(listener: TcpListener, stack: Arc<LocalStack>) -> std::io::Re
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let stack = stack.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(gateway::serve_request(stack, req).await)
-                }
+                async move { Ok::<_, std::convert::Infallible>(gateway::serve_request(stack, req).await) }
             });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
                 tracing::debug!(error = %e, "connection closed");
             }
         });

@@ -76,15 +76,8 @@ fn json_resp(status: StatusCode, value: serde_json::Value) -> Resp {
 }
 
 fn oauth_error(code: &str, description: &str) -> Resp {
-    let status = if code == "invalid_client" {
-        StatusCode::UNAUTHORIZED
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    json_resp(
-        status,
-        json!({"error": code, "error_description": description}),
-    )
+    let status = if code == "invalid_client" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
+    json_resp(status, json!({"error": code, "error_description": description}))
 }
 
 fn redirect(location: &str) -> Resp {
@@ -99,30 +92,20 @@ fn html(body: String) -> Resp {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .header(
-            "content-security-policy",
-            "default-src 'none'; style-src 'unsafe-inline'; form-action *",
-        )
+        .header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action *")
         .body(Bytes::from(body))
         .expect("valid response")
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 fn random_token(prefix: &str) -> String {
     use rand::RngCore;
     let mut bytes = [0u8; 24];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{prefix}_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 fn form(body: &[u8]) -> HashMap<String, String> {
@@ -134,11 +117,7 @@ fn query(req: &Request<Bytes>) -> HashMap<String, String> {
 }
 
 fn bearer(req: &Request<Bytes>) -> Option<&str> {
-    req.headers()
-        .get(header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
+    req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ")
 }
 
 /// Client authentication: HTTP Basic, or body fields.
@@ -161,21 +140,14 @@ fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
 
 impl Sandbox {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self {
-            state: Mutex::new(State::default()),
-            clock,
-        }
+        Self { state: Mutex::new(State::default()), clock }
     }
 
     /// Revokes every grant of an account, as a user would on the platform.
     pub fn revoke_account(&self, account: &str) -> usize {
         let mut s = self.state.lock().expect("sandbox lock");
         let mut n = 0;
-        for g in s
-            .grants
-            .iter_mut()
-            .filter(|g| g.account == account && !g.revoked)
-        {
+        for g in s.grants.iter_mut().filter(|g| g.account == account && !g.revoked) {
             g.revoked = true;
             n += 1;
         }
@@ -198,16 +170,12 @@ impl Sandbox {
             (&Method::POST, "/control/revoke") => {
                 let q = query(req);
                 let account = q.get("account").map(String::as_str).unwrap_or("acct_demo");
-                json_resp(
-                    StatusCode::OK,
-                    json!({"revoked": self.revoke_account(account)}),
-                )
+                json_resp(StatusCode::OK, json!({"revoked": self.revoke_account(account)}))
             }
             (&Method::GET, "/api/me") => match self.account_of(req) {
-                Ok(account) => json_resp(
-                    StatusCode::OK,
-                    json!({"id": account, "name": format!("Sandbox account {account}")}),
-                ),
+                Ok(account) => {
+                    json_resp(StatusCode::OK, json!({"id": account, "name": format!("Sandbox account {account}")}))
+                }
                 Err(r) => *r,
             },
             (&Method::GET, "/api/key") => Self::key_info(req),
@@ -220,14 +188,13 @@ impl Sandbox {
         let q = query(req);
         let get = |k: &str| q.get(k).cloned().unwrap_or_default();
         if get("client_id") != CLIENT_ID {
-            return html("<h1>Unknown client</h1><p>This sandbox only knows client <code>sandbox-client</code>.</p>".into());
+            return html(
+                "<h1>Unknown client</h1><p>This sandbox only knows client <code>sandbox-client</code>.</p>".into(),
+            );
         }
         let redirect_uri = get("redirect_uri");
         if url::Url::parse(&redirect_uri).is_err() || get("response_type") != "code" {
-            return html(
-                "<h1>Invalid request</h1><p>redirect_uri and response_type=code are required.</p>"
-                    .into(),
-            );
+            return html("<h1>Invalid request</h1><p>redirect_uri and response_type=code are required.</p>".into());
         }
         if q.contains_key("code_challenge") && get("code_challenge_method") != "S256" {
             return html("<h1>Invalid request</h1><p>Only PKCE S256 is accepted.</p>".into());
@@ -239,22 +206,10 @@ impl Sandbox {
             f.insert("account".into(), account.clone());
             return self.decision(&f);
         }
-        let hidden: String = [
-            "client_id",
-            "redirect_uri",
-            "state",
-            "scope",
-            "code_challenge",
-            "code_challenge_method",
-        ]
-        .iter()
-        .map(|k| {
-            format!(
-                r#"<input type="hidden" name="{k}" value="{}">"#,
-                escape(&get(k))
-            )
-        })
-        .collect();
+        let hidden: String = ["client_id", "redirect_uri", "state", "scope", "code_challenge", "code_challenge_method"]
+            .iter()
+            .map(|k| format!(r#"<input type="hidden" name="{k}" value="{}">"#, escape(&get(k))))
+            .collect();
         html(format!(
             r#"<!doctype html><html><head><meta charset="utf-8"><title>Sandbox platform: authorize</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}}</style></head>
@@ -272,18 +227,13 @@ impl Sandbox {
             return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
         };
         if get("decision") != "approve" {
-            target
-                .query_pairs_mut()
-                .append_pair("error", "access_denied")
-                .append_pair("state", &get("state"));
+            target.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", &get("state"));
             return redirect(target.as_str());
         }
         let account = get("account");
         if account.is_empty()
             || account.len() > 40
-            || !account
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_account"}));
         }
@@ -294,27 +244,19 @@ impl Sandbox {
                 client_id: get("client_id"),
                 redirect_uri: get("redirect_uri"),
                 challenge: f.get("code_challenge").filter(|c| !c.is_empty()).cloned(),
-                scopes: get("scope")
-                    .split([' ', ','])
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                scopes: get("scope").split([' ', ',']).filter(|s| !s.is_empty()).map(str::to_owned).collect(),
                 account,
                 expires_at: self.clock.now() + Duration::minutes(5),
             },
         );
-        target
-            .query_pairs_mut()
-            .append_pair("code", &code)
-            .append_pair("state", &get("state"));
+        target.query_pairs_mut().append_pair("code", &code).append_pair("state", &get("state"));
         redirect(target.as_str())
     }
 
     fn issue(&self, s: &mut State, grant: usize, scopes: &[String]) -> Resp {
         let access = random_token("at");
         let expires_at = self.clock.now() + Duration::seconds(ACCESS_SECONDS);
-        s.access
-            .insert(access.clone(), Access { grant, expires_at });
+        s.access.insert(access.clone(), Access { grant, expires_at });
         let refresh = s.grants[grant].refresh_token.clone();
         json_resp(
             StatusCode::OK,
@@ -362,20 +304,12 @@ impl Sandbox {
             }
             Some("refresh_token") => {
                 let given = f.get("refresh_token").cloned().unwrap_or_default();
-                if let Some(g) = s
-                    .grants
-                    .iter_mut()
-                    .find(|g| g.retired_refresh_tokens.contains(&given))
-                {
+                if let Some(g) = s.grants.iter_mut().find(|g| g.retired_refresh_tokens.contains(&given)) {
                     // Reuse of a rotated refresh token: the whole grant dies.
                     g.revoked = true;
                     return oauth_error("invalid_grant", "refresh token reused; grant revoked");
                 }
-                let Some(grant) = s
-                    .grants
-                    .iter()
-                    .position(|g| g.refresh_token == given && !g.revoked)
-                else {
+                let Some(grant) = s.grants.iter().position(|g| g.refresh_token == given && !g.revoked) else {
                     return oauth_error("invalid_grant", "unknown or revoked refresh token");
                 };
                 let g = &mut s.grants[grant];
@@ -384,10 +318,7 @@ impl Sandbox {
                 let scopes = g.scopes.clone();
                 self.issue(&mut s, grant, &scopes)
             }
-            _ => oauth_error(
-                "unsupported_grant_type",
-                "use authorization_code or refresh_token",
-            ),
+            _ => oauth_error("unsupported_grant_type", "use authorization_code or refresh_token"),
         }
     }
 
@@ -398,29 +329,19 @@ impl Sandbox {
         }
         let token = f.get("token").cloned().unwrap_or_default();
         let mut s = self.state.lock().expect("sandbox lock");
-        let grant = s
-            .access
-            .get(&token)
-            .map(|a| a.grant)
-            .or_else(|| s.grants.iter().position(|g| g.refresh_token == token));
+        let grant =
+            s.access.get(&token).map(|a| a.grant).or_else(|| s.grants.iter().position(|g| g.refresh_token == token));
         if let Some(g) = grant {
             s.grants[g].revoked = true;
         }
-        Response::builder()
-            .status(StatusCode::OK)
-            .body(Bytes::new())
-            .expect("valid response")
+        Response::builder().status(StatusCode::OK).body(Bytes::new()).expect("valid response")
     }
 
     /// The account behind a bearer access token or API key, or the error
     /// response the platform gives.
     fn account_of(&self, req: &Request<Bytes>) -> Result<String, Box<Resp>> {
-        let unauthorized = |why: &str| {
-            Box::new(json_resp(
-                StatusCode::UNAUTHORIZED,
-                json!({"error": "unauthorized", "message": why}),
-            ))
-        };
+        let unauthorized =
+            |why: &str| Box::new(json_resp(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": why})));
         let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
         if token.starts_with("sandbox-") {
             return match token.starts_with("sandbox-valid-") {
@@ -429,10 +350,7 @@ impl Sandbox {
             };
         }
         let s = self.state.lock().expect("sandbox lock");
-        let access = s
-            .access
-            .get(token)
-            .ok_or_else(|| unauthorized("invalid token"))?;
+        let access = s.access.get(token).ok_or_else(|| unauthorized("invalid token"))?;
         if access.expires_at <= self.clock.now() {
             return Err(unauthorized("token expired"));
         }
@@ -449,24 +367,15 @@ impl Sandbox {
     /// `sandbox-ratelimit-`. Anything else is an unknown key.
     fn key_info(req: &Request<Bytes>) -> Resp {
         let key = bearer(req).unwrap_or("");
-        let kind = key
-            .strip_prefix("sandbox-")
-            .and_then(|rest| rest.split_once('-'))
-            .map(|(kind, _)| kind);
+        let kind = key.strip_prefix("sandbox-").and_then(|rest| rest.split_once('-')).map(|(kind, _)| kind);
         match kind {
             Some("valid") => json_resp(
                 StatusCode::OK,
                 json!({"account": {"id": "acct_key", "name": "Sandbox key account"}, "scopes": ["read", "write"]}),
             ),
-            Some("scope") => json_resp(
-                StatusCode::FORBIDDEN,
-                json!({"error": "insufficient_scope", "scopes": []}),
-            ),
+            Some("scope") => json_resp(StatusCode::FORBIDDEN, json!({"error": "insufficient_scope", "scopes": []})),
             Some("expired") => json_resp(StatusCode::UNAUTHORIZED, json!({"error": "key_expired"})),
-            Some("down") => json_resp(
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": "maintenance"}),
-            ),
+            Some("down") => json_resp(StatusCode::SERVICE_UNAVAILABLE, json!({"error": "maintenance"})),
             Some("ratelimit") => Response::builder()
                 .status(StatusCode::TOO_MANY_REQUESTS)
                 .header(header::RETRY_AFTER, "7")
@@ -487,21 +396,13 @@ impl Sandbox {
             Err(r) => return *r,
         };
         let q = query(req);
-        let limit: usize = q
-            .get("limit")
-            .and_then(|l| l.parse().ok())
-            .unwrap_or(100)
-            .clamp(1, 250);
+        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(100).clamp(1, 250);
         let start: usize = if let Some(page) = q.get("page") {
             page.parse::<usize>().unwrap_or(1).saturating_sub(1) * limit
         } else {
-            q.get("cursor")
-                .and_then(|c| c.strip_prefix("c").and_then(|n| n.parse().ok()))
-                .unwrap_or(0)
+            q.get("cursor").and_then(|c| c.strip_prefix("c").and_then(|n| n.parse().ok())).unwrap_or(0)
         };
-        let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-            .expect("valid date")
-            .with_timezone(&Utc);
+        let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("valid date").with_timezone(&Utc);
         let end = (start + limit).min(RECORDS_PER_STREAM);
         let data: Vec<_> = (start..end)
             .map(|i| {

@@ -26,10 +26,7 @@ fn to_event(messages: &[Received]) -> SqsEvent {
             r.message_id = Some(m.id.clone());
             r.receipt_handle = Some(m.receipt.clone());
             r.body = Some(m.body.clone());
-            r.attributes.insert(
-                "ApproximateReceiveCount".into(),
-                m.receive_count.to_string(),
-            );
+            r.attributes.insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
             r.event_source = Some("aws:sqs".into());
             r
         })
@@ -40,11 +37,7 @@ fn to_event(messages: &[Received]) -> SqsEvent {
 /// Receives one batch of a queue and runs its handler; returns how many
 /// messages were received.
 pub async fn run_batch(stack: &LocalStack, queue: QueueKind) -> Result<usize, Error> {
-    let messages = stack
-        .app
-        .queue
-        .receive(queue, 10, VISIBILITY_SECONDS)
-        .await?;
+    let messages = stack.app.queue.receive(queue, 10, VISIBILITY_SECONDS).await?;
     if messages.is_empty() {
         return Ok(0);
     }
@@ -53,11 +46,7 @@ pub async fn run_batch(stack: &LocalStack, queue: QueueKind) -> Result<usize, Er
         QueueKind::Sync => jobs::sync_worker(&stack.app, event).await,
         QueueKind::Notify => jobs::notifier(&stack.app, event).await,
     };
-    let failed: HashSet<String> = response
-        .batch_item_failures
-        .into_iter()
-        .map(|f| f.item_identifier)
-        .collect();
+    let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
     for m in messages.iter().filter(|m| !failed.contains(&m.id)) {
         stack.app.queue.ack(queue, &m.receipt).await?;
     }

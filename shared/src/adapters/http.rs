@@ -45,10 +45,7 @@ fn classify(e: reqwest::Error) -> HttpError {
 
 #[async_trait]
 impl PlatformHttp for ReqwestHttp {
-    async fn send(
-        &self,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, HttpError> {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
         let request = reqwest::Request::try_from(request).map_err(classify)?;
         let mut response = self.client.execute(request).await.map_err(classify)?;
         let mut builder = http::Response::builder().status(response.status());
@@ -58,14 +55,10 @@ impl PlatformHttp for ReqwestHttp {
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(classify)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                return Err(HttpError::Other(format!(
-                    "response larger than {MAX_RESPONSE_BYTES} bytes"
-                )));
+                return Err(HttpError::Other(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
             }
             body.extend_from_slice(&chunk);
         }
-        builder
-            .body(Bytes::from(body))
-            .map_err(|e| HttpError::Other(e.to_string()))
+        builder.body(Bytes::from(body)).map_err(|e| HttpError::Other(e.to_string()))
     }
 }

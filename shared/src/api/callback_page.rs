@@ -18,9 +18,8 @@ use crate::oauth::{CallbackResult, ReturnMode};
 /// origin (never `*`) and closes; without an opener it follows `redirect`.
 const SCRIPT: &str = r#"(function(){var r=JSON.parse(document.getElementById('result').textContent);if(window.opener&&r.origin){window.opener.postMessage(r.message,r.origin);window.close();}else if(r.redirect){window.location.replace(r.redirect);}})();"#;
 
-static SCRIPT_HASH: LazyLock<String> = LazyLock::new(|| {
-    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT.as_bytes()))
-});
+static SCRIPT_HASH: LazyLock<String> =
+    LazyLock::new(|| base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(SCRIPT.as_bytes())));
 
 /// The message posted to the opener: the postMessage contract.
 pub fn message(result: &CallbackResult) -> serde_json::Value {
@@ -55,18 +54,12 @@ pub fn redirect_url(result: &CallbackResult) -> Option<String> {
 }
 
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// JSON safe inside a `<script>` element.
 fn script_json(v: &serde_json::Value) -> String {
-    v.to_string()
-        .replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
+    v.to_string().replace('<', "\\u003c").replace('>', "\\u003e").replace('&', "\\u0026")
 }
 
 fn secure(builder: http::response::Builder) -> http::response::Builder {
@@ -88,17 +81,10 @@ pub fn render(result: &CallbackResult) -> Response<Body> {
         }
     }
     let (title, text) = match &result.outcome {
-        Ok(_) => (
-            "Connected".to_owned(),
-            "You can close this window.".to_owned(),
-        ),
-        Err(e) => (
-            "Connection failed".to_owned(),
-            format!("{} {}", e.message(), e.action()),
-        ),
+        Ok(_) => ("Connected".to_owned(), "You can close this window.".to_owned()),
+        Err(e) => ("Connection failed".to_owned(), format!("{} {}", e.message(), e.action())),
     };
-    let data =
-        json!({"origin": result.return_origin, "redirect": redirect, "message": message(result)});
+    let data = json!({"origin": result.return_origin, "redirect": redirect, "message": message(result)});
     let page = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
 <body><h1>{title}</h1><p>{text}</p><script type=\"application/json\" id=\"result\">{data}</script><script>{SCRIPT}</script></body></html>",

@@ -18,19 +18,8 @@ pub struct Described {
     pub retry_after: Option<u64>,
 }
 
-fn d(
-    status: StatusCode,
-    code: &'static str,
-    message: impl Into<String>,
-    action: impl Into<String>,
-) -> Described {
-    Described {
-        status,
-        code,
-        message: message.into(),
-        action: action.into(),
-        retry_after: None,
-    }
+fn d(status: StatusCode, code: &'static str, message: impl Into<String>, action: impl Into<String>) -> Described {
+    Described { status, code, message: message.into(), action: action.into(), retry_after: None }
 }
 
 #[rustfmt::skip]
@@ -49,8 +38,7 @@ fn key_problem(p: KeyProblem) -> Described {
     }
 }
 
-const RETRY: &str =
-    "Retry in a moment; if it keeps failing, contact the operators of this service.";
+const RETRY: &str = "Retry in a moment; if it keeps failing, contact the operators of this service.";
 
 #[rustfmt::skip]
 pub fn describe(e: &Error) -> Described {
@@ -197,8 +185,7 @@ pub fn body(d: &Described) -> Response<Body> {
         &serde_json::json!({"error": {"code": d.code, "message": d.message, "action": d.action}}),
     );
     if let Some(seconds) = d.retry_after {
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+        r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
     }
     r
 }
@@ -210,9 +197,7 @@ mod tests {
 
     #[test]
     fn infrastructure_detail_stays_out_of_the_response() {
-        let e = Error::Store(StoreError::Unavailable(
-            "table connections-dev-state in 123456789012".into(),
-        ));
+        let e = Error::Store(StoreError::Unavailable("table connections-dev-state in 123456789012".into()));
         let r = describe(&e);
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
         assert!(!r.message.contains("123456789012"));

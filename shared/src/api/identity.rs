@@ -15,12 +15,7 @@ use crate::ids::{UserId, WorkspaceId};
 /// The verified claims of the request, if any.
 pub fn claims(request: &Request) -> Option<HashMap<String, String>> {
     match request.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => ctx
-            .authorizer
-            .as_ref()?
-            .jwt
-            .as_ref()
-            .map(|j| j.claims.clone()),
+        RequestContext::ApiGatewayV2(ctx) => ctx.authorizer.as_ref()?.jwt.as_ref().map(|j| j.claims.clone()),
         #[allow(unreachable_patterns)]
         _ => None,
     }
@@ -32,28 +27,16 @@ pub fn caller(request: &Request, config: &Config) -> Result<Caller, Error> {
     caller_from_claims(&claims, config)
 }
 
-pub fn caller_from_claims(
-    claims: &HashMap<String, String>,
-    config: &Config,
-) -> Result<Caller, Error> {
-    let claim = |name: &str| {
-        claims
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    };
-    let workspace = claim(&config.claim_workspace)
-        .ok_or(Error::Unauthenticated("the token names no workspace"))?;
+pub fn caller_from_claims(claims: &HashMap<String, String>, config: &Config) -> Result<Caller, Error> {
+    let claim = |name: &str| claims.get(name).map(String::as_str).filter(|v| !v.is_empty());
+    let workspace = claim(&config.claim_workspace).ok_or(Error::Unauthenticated("the token names no workspace"))?;
     let user = claim("sub").ok_or(Error::Unauthenticated("the token names no user"))?;
-    let role =
-        claim(&config.claim_role).ok_or(Error::Unauthenticated("the token names no role"))?;
+    let role = claim(&config.claim_role).ok_or(Error::Unauthenticated("the token names no role"))?;
     Ok(Caller {
         workspace_id: WorkspaceId::parse(workspace)
             .map_err(|_| Error::Unauthenticated("the token's workspace id is malformed"))?,
-        user_id: UserId::parse(user)
-            .map_err(|_| Error::Unauthenticated("the token's user id is malformed"))?,
-        role: Role::parse(role)
-            .map_err(|_| Error::Unauthenticated("the token's role is unknown"))?,
+        user_id: UserId::parse(user).map_err(|_| Error::Unauthenticated("the token's user id is malformed"))?,
+        role: Role::parse(role).map_err(|_| Error::Unauthenticated("the token's role is unknown"))?,
         email: claim("email").map(str::to_owned),
     })
 }

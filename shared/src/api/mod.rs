@@ -65,6 +65,14 @@ pub enum RouteId {
     ListNotifications,
     ProviderCredentials,
     ReplaceApiKey,
+    CreateFileConnection,
+    PresignUpload,
+    ListUploads,
+    GetUpload,
+    ExportCosts,
+    IssueUploadToken,
+    RevokeUploadTokens,
+    AutomationUpload,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -78,20 +86,8 @@ pub struct Route {
     pub auth: bool,
 }
 
-const fn route(
-    id: RouteId,
-    method: Method,
-    path: &'static str,
-    function: Function,
-    auth: bool,
-) -> Route {
-    Route {
-        id,
-        method,
-        path,
-        function,
-        auth,
-    }
+const fn route(id: RouteId, method: Method, path: &'static str, function: Function, auth: bool) -> Route {
+    Route { id, method, path, function, auth }
 }
 
 /// Every route of the API. `docs/openapi.json` and `template.yaml` list the
@@ -109,7 +105,15 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
     route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
     route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::CreateFileConnection, Method::POST, "/v1/connections/file-upload", Function::CsvUpload, true),
     route(RouteId::Upload, Method::POST, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
+    route(RouteId::PresignUpload, Method::POST, "/v1/connections/{id}/uploads/presigned", Function::CsvUpload, true),
+    route(RouteId::ListUploads, Method::GET, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
+    route(RouteId::GetUpload, Method::GET, "/v1/connections/{id}/uploads/{upload_id}", Function::CsvUpload, true),
+    route(RouteId::ExportCosts, Method::GET, "/v1/connections/{id}/costs/export", Function::CsvUpload, true),
+    route(RouteId::IssueUploadToken, Method::POST, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
+    route(RouteId::RevokeUploadTokens, Method::DELETE, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
+    route(RouteId::AutomationUpload, Method::POST, "/v1/automation/uploads", Function::CsvUpload, false),
     route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
     route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
 ];
@@ -141,11 +145,7 @@ fn match_path(template: &'static str, path: &str) -> Option<Params> {
 /// Finds the route of a request: `RouteNotFound`, or `MethodNotAllowed` when
 /// the path exists with other methods.
 pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params), Error> {
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/')
-    } else {
-        path
-    };
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
     let mut path_known = false;
     for r in ROUTES {
         if let Some(params) = match_path(r.path, path) {
@@ -155,11 +155,7 @@ pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params
             path_known = true;
         }
     }
-    Err(if path_known {
-        Error::MethodNotAllowed
-    } else {
-        Error::RouteNotFound
-    })
+    Err(if path_known { Error::MethodNotAllowed } else { Error::RouteNotFound })
 }
 
 /// JSON response with the given status.
@@ -186,10 +182,7 @@ pub async fn handle(app: &App, function: Function, request: Request) -> Response
         }
     });
     let (route_id, result) = match found {
-        Ok((route, params)) => (
-            Some(route.id),
-            handlers::dispatch(app, route, params, request).await,
-        ),
+        Ok((route, params)) => (Some(route.id), handlers::dispatch(app, route, params, request).await),
         Err(e) => (None, Err(e)),
     };
     let response = result.unwrap_or_else(|e| error::response(&e));
@@ -207,12 +200,7 @@ pub async fn handle(app: &App, function: Function, request: Request) -> Response
 pub fn service(
     app: App,
     function: Function,
-) -> impl lambda_http::Service<
-    Request,
-    Response = Response<Body>,
-    Error = std::convert::Infallible,
-    Future: Send,
-> {
+) -> impl lambda_http::Service<Request, Response = Response<Body>, Error = std::convert::Infallible, Future: Send> {
     lambda_http::service_fn(move |request: Request| {
         let app = app.clone();
         async move { Ok::<_, std::convert::Infallible>(handle(&app, function, request).await) }
@@ -228,28 +216,10 @@ mod tests {
         let (r, p) = find_route(&Method::GET, "/v1/connections/conn_1").unwrap();
         assert_eq!(r.id, RouteId::GetConnection);
         assert_eq!(p["id"], "conn_1");
-        assert_eq!(
-            find_route(&Method::GET, "/v1/connections/").unwrap().0.id,
-            RouteId::ListConnections
-        );
-        assert_eq!(
-            find_route(&Method::POST, "/v1/connections/api-key")
-                .unwrap()
-                .0
-                .id,
-            RouteId::ApiKeyConnect
-        );
-        assert!(matches!(
-            find_route(&Method::PUT, "/v1/connections/x"),
-            Err(Error::MethodNotAllowed)
-        ));
-        assert!(matches!(
-            find_route(&Method::GET, "/v1/connections/x/y"),
-            Err(Error::RouteNotFound)
-        ));
-        assert!(matches!(
-            find_route(&Method::GET, "/v2/providers"),
-            Err(Error::RouteNotFound)
-        ));
+        assert_eq!(find_route(&Method::GET, "/v1/connections/").unwrap().0.id, RouteId::ListConnections);
+        assert_eq!(find_route(&Method::POST, "/v1/connections/api-key").unwrap().0.id, RouteId::ApiKeyConnect);
+        assert!(matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed)));
+        assert!(matches!(find_route(&Method::GET, "/v1/connections/x/y"), Err(Error::RouteNotFound)));
+        assert!(matches!(find_route(&Method::GET, "/v2/providers"), Err(Error::RouteNotFound)));
     }
 }

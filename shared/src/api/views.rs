@@ -29,16 +29,12 @@ pub fn provider(e: &PlatformEntry) -> Value {
     })
 }
 
-pub fn connection(c: &Connection) -> Value {
+pub fn connection(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Value {
     let credential = match &c.credential {
         Credential::Authorization { authorization_id } => {
             json!({"kind": "authorization", "authorization_id": authorization_id})
         }
-        Credential::ApiKey {
-            hint,
-            last_verified_at,
-            ..
-        } => {
+        Credential::ApiKey { hint, last_verified_at, .. } => {
             json!({"kind": "api_key", "hint": format!("…{hint}"), "last_verified_at": last_verified_at})
         }
         Credential::FileUpload => json!({"kind": "file_upload"}),
@@ -56,6 +52,8 @@ pub fn connection(c: &Connection) -> Value {
         "streams": c.streams,
         "progress": c.cursors.iter().map(|(k, v)| (k.clone(), json!({"records": v.records, "complete": v.complete, "updated_at": v.updated_at}))).collect::<serde_json::Map<_, _>>(),
         "initial_sync_done": c.initial_sync_done,
+        "upload_schedule": c.upload_schedule,
+        "upload_overdue": c.upload_schedule.is_some_and(|s| c.last_synced_at.unwrap_or(c.created_at) + s.overdue_after() < now),
         "last_synced_at": c.last_synced_at,
         "last_error": c.last_error,
         "created_at": c.created_at,
@@ -82,4 +80,28 @@ pub fn authorization(a: &Authorization, used_by: &[&Connection]) -> Value {
 
 pub fn notification(n: &Notification) -> Value {
     serde_json::to_value(n).unwrap_or(Value::Null)
+}
+
+pub fn upload(u: &crate::uploads::Upload) -> Value {
+    let report = u.report.as_ref();
+    json!({
+        "id": u.id,
+        "connection_id": u.connection_id,
+        "state": u.state,
+        "source": u.source,
+        "period": u.period,
+        "import_valid_rows": u.import_valid_rows,
+        "bytes": report.map(|r| r.bytes),
+        "rows": report.map(|r| r.rows),
+        "valid_rows": report.map(|r| r.valid_rows),
+        "error_total": report.map(|r| r.error_total),
+        "errors": report.map(|r| r.errors.clone()).unwrap_or_default(),
+        "file_error": u.file_error,
+        "first_date": report.and_then(|r| r.first_date),
+        "last_date": report.and_then(|r| r.last_date),
+        "duplicate_of": u.duplicate_of,
+        "replaced_by": u.replaced_by,
+        "created_at": u.created_at,
+        "finished_at": u.finished_at,
+    })
 }

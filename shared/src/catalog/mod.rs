@@ -319,21 +319,17 @@ impl PlatformEntry {
             }
         };
         match self.method {
-            AuthMethod::Oauth2 | AuthMethod::Oauth1 => {
-                need(self.oauth.is_some(), "an OAuth entry needs `oauth`")?
-            }
+            AuthMethod::Oauth2 | AuthMethod::Oauth1 => need(self.oauth.is_some(), "an OAuth entry needs `oauth`")?,
             AuthMethod::ApiKey => need(self.api_key.is_some(), "an API-key entry needs `api_key`")?,
             AuthMethod::FileUpload => {}
         }
         need(!self.roles.is_empty(), "`roles` is empty")?;
         for p in &self.params {
-            regex_lite::Regex::new(&p.pattern)
-                .map_err(|e| format!("{}: param {}: {e}", self.id, p.name))?;
+            regex_lite::Regex::new(&p.pattern).map_err(|e| format!("{}: param {}: {e}", self.id, p.name))?;
         }
         if let Some(k) = &self.api_key {
             for f in &k.fields {
-                regex_lite::Regex::new(&f.pattern)
-                    .map_err(|e| format!("{}: key field {}: {e}", self.id, f.name))?;
+                regex_lite::Regex::new(&f.pattern).map_err(|e| format!("{}: key field {}: {e}", self.id, f.name))?;
             }
         }
         Ok(())
@@ -344,31 +340,18 @@ impl PlatformEntry {
     pub fn check_params(&self, given: &BTreeMap<String, String>) -> Result<(), Error> {
         for name in given.keys() {
             if !self.params.iter().any(|p| &p.name == name) {
-                return Err(Error::invalid(
-                    format!("params.{name}"),
-                    format!("{} takes no such parameter", self.name),
-                ));
+                return Err(Error::invalid(format!("params.{name}"), format!("{} takes no such parameter", self.name)));
             }
         }
         for p in &self.params {
-            let value = given.get(&p.name).ok_or_else(|| {
-                Error::invalid(
-                    format!("params.{}", p.name),
-                    format!("{} is required", p.label),
-                )
-            })?;
+            let value = given
+                .get(&p.name)
+                .ok_or_else(|| Error::invalid(format!("params.{}", p.name), format!("{} is required", p.label)))?;
             let re = regex_lite::Regex::new(&format!("^(?:{})$", p.pattern))
                 .map_err(|e| Error::Config(format!("{}: {e}", self.id)))?;
             if value.len() > 255 || !re.is_match(value) {
-                let example = p
-                    .example
-                    .as_deref()
-                    .map(|e| format!(", for example {e}"))
-                    .unwrap_or_default();
-                return Err(Error::invalid(
-                    format!("params.{}", p.name),
-                    format!("{} is not valid{example}", p.label),
-                ));
+                let example = p.example.as_deref().map(|e| format!(", for example {e}")).unwrap_or_default();
+                return Err(Error::invalid(format!("params.{}", p.name), format!("{} is not valid{example}", p.label)));
             }
         }
         Ok(())
@@ -408,38 +391,24 @@ fn substitute(value: &mut serde_json::Value, vars: &[(&str, &str)]) {
 impl Catalog {
     pub fn load(options: &CatalogOptions) -> Result<Self, Error> {
         let cfg = |m: String| Error::Config(format!("catalog: {m}"));
-        let mut doc: serde_json::Value =
-            serde_json::from_str(BUILT_IN).map_err(|e| cfg(e.to_string()))?;
-        if let Some(src) = options
-            .overrides
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-        {
+        let mut doc: serde_json::Value = serde_json::from_str(BUILT_IN).map_err(|e| cfg(e.to_string()))?;
+        if let Some(src) = options.overrides.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             let text = if src.starts_with('{') {
                 src.to_owned()
             } else {
-                std::fs::read_to_string(src)
-                    .map_err(|e| cfg(format!("CATALOG_OVERRIDES file {src}: {e}")))?
+                std::fs::read_to_string(src).map_err(|e| cfg(format!("CATALOG_OVERRIDES file {src}: {e}")))?
             };
-            let patch: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| cfg(format!("CATALOG_OVERRIDES is not JSON: {e}")))?;
+            let patch: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| cfg(format!("CATALOG_OVERRIDES is not JSON: {e}")))?;
             if !patch.get("platforms").is_some_and(|p| p.is_object()) {
-                return Err(cfg(
-                    "CATALOG_OVERRIDES must be {\"platforms\": {\"<id>\": {...}}}".into(),
-                ));
+                return Err(cfg("CATALOG_OVERRIDES must be {\"platforms\": {\"<id>\": {...}}}".into()));
             }
             json_patch::merge(&mut doc, &patch);
         }
-        let vars = [(
-            "{public_base_url}",
-            options.public_base_url.trim_end_matches('/'),
-        )];
+        let vars = [("{public_base_url}", options.public_base_url.trim_end_matches('/'))];
         substitute(&mut doc, &vars);
-        let platforms = doc
-            .get("platforms")
-            .and_then(|p| p.as_object())
-            .ok_or_else(|| cfg("no `platforms` object".into()))?;
+        let platforms =
+            doc.get("platforms").and_then(|p| p.as_object()).ok_or_else(|| cfg("no `platforms` object".into()))?;
         let mut entries = BTreeMap::new();
         for (id, raw) in platforms {
             if raw.is_null() {
@@ -447,11 +416,9 @@ impl Catalog {
             }
             let mut raw = raw.clone();
             if let Some(o) = raw.as_object_mut() {
-                o.entry("id")
-                    .or_insert_with(|| serde_json::Value::String(id.clone()));
+                o.entry("id").or_insert_with(|| serde_json::Value::String(id.clone()));
             }
-            let entry: PlatformEntry =
-                serde_json::from_value(raw).map_err(|e| cfg(format!("{id}: {e}")))?;
+            let entry: PlatformEntry = serde_json::from_value(raw).map_err(|e| cfg(format!("{id}: {e}")))?;
             if entry.id.as_str() != id {
                 return Err(cfg(format!("{id}: the id field says {}", entry.id)));
             }
@@ -465,9 +432,7 @@ impl Catalog {
     }
 
     pub fn get(&self, id: &str) -> Result<&PlatformEntry, Error> {
-        self.entries
-            .get(id)
-            .ok_or_else(|| Error::UnknownPlatform(id.chars().take(40).collect()))
+        self.entries.get(id).ok_or_else(|| Error::UnknownPlatform(id.chars().take(40).collect()))
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &PlatformEntry> {
@@ -480,11 +445,7 @@ mod tests {
     use super::*;
 
     fn options() -> CatalogOptions {
-        CatalogOptions {
-            public_base_url: "http://127.0.0.1:3000".into(),
-            include_sandbox: true,
-            overrides: None,
-        }
+        CatalogOptions { public_base_url: "http://127.0.0.1:3000".into(), include_sandbox: true, overrides: None }
     }
 
     #[test]
@@ -494,21 +455,12 @@ mod tests {
             c.get(id).unwrap_or_else(|_| panic!("{id} missing"));
         }
         let sandbox = c.get("sandbox_oauth").unwrap().oauth.as_ref().unwrap();
-        assert!(
-            sandbox
-                .token_url
-                .starts_with("http://127.0.0.1:3000/sandbox/"),
-            "{}",
-            sandbox.token_url
-        );
+        assert!(sandbox.token_url.starts_with("http://127.0.0.1:3000/sandbox/"), "{}", sandbox.token_url);
         assert!(c.get("google_ads").unwrap().oauth.as_ref().unwrap().pkce);
-        assert!(!Catalog::load(&CatalogOptions {
-            include_sandbox: false,
-            ..options()
-        })
-        .unwrap()
-        .entries()
-        .any(|e| e.sandbox));
+        assert!(!Catalog::load(&CatalogOptions { include_sandbox: false, ..options() })
+            .unwrap()
+            .entries()
+            .any(|e| e.sandbox));
     }
 
     #[test]
@@ -520,17 +472,10 @@ mod tests {
                      "api_key": {"fields": [{"name": "api_key", "label": "Key", "secret": true, "pattern": "[a-z]+"}],
                                  "validate": {"path": "/me"}}}
         }}"#;
-        let c = Catalog::load(&CatalogOptions {
-            overrides: Some(overrides.into()),
-            ..options()
-        })
-        .unwrap();
+        let c = Catalog::load(&CatalogOptions { overrides: Some(overrides.into()), ..options() }).unwrap();
         let shopify = c.get("shopify").unwrap().oauth.as_ref().unwrap();
         assert_eq!(shopify.token_url, "https://oauth.example.com/token");
-        assert!(
-            shopify.authorize_url.contains("{shop}"),
-            "the rest of the entry stays"
-        );
+        assert!(shopify.authorize_url.contains("{shop}"), "the rest of the entry stays");
         assert!(c.get("stripe").is_err());
         assert_eq!(c.get("acme").unwrap().method, AuthMethod::ApiKey);
     }
@@ -538,21 +483,11 @@ mod tests {
     #[test]
     fn bad_overrides_fail_with_the_entry_named() {
         let typo = r#"{"platforms": {"shopify": {"oauth": {"tokn_url": "x"}}}}"#;
-        let err = Catalog::load(&CatalogOptions {
-            overrides: Some(typo.into()),
-            ..options()
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("shopify") && err.to_string().contains("tokn_url"),
-            "{err}"
-        );
-        let incomplete = r#"{"platforms": {"acme": {"name": "Acme", "category": "x", "method": "oauth2", "roles": ["source"]}}}"#;
-        let err = Catalog::load(&CatalogOptions {
-            overrides: Some(incomplete.into()),
-            ..options()
-        })
-        .unwrap_err();
+        let err = Catalog::load(&CatalogOptions { overrides: Some(typo.into()), ..options() }).unwrap_err();
+        assert!(err.to_string().contains("shopify") && err.to_string().contains("tokn_url"), "{err}");
+        let incomplete =
+            r#"{"platforms": {"acme": {"name": "Acme", "category": "x", "method": "oauth2", "roles": ["source"]}}}"#;
+        let err = Catalog::load(&CatalogOptions { overrides: Some(incomplete.into()), ..options() }).unwrap_err();
         assert!(err.to_string().contains("needs `oauth`"), "{err}");
     }
 
@@ -562,19 +497,12 @@ mod tests {
         let shopify = c.get("shopify").unwrap();
         let p = |v: &str| BTreeMap::from([("shop".to_owned(), v.to_owned())]);
         assert!(shopify.check_params(&p("my-store.myshopify.com")).is_ok());
-        for bad in [
-            "evil.com",
-            "my-store.myshopify.com.evil.com",
-            "a/b.myshopify.com",
-            "",
-        ] {
+        for bad in ["evil.com", "my-store.myshopify.com.evil.com", "a/b.myshopify.com", ""] {
             assert!(shopify.check_params(&p(bad)).is_err(), "{bad}");
         }
         assert!(shopify.check_params(&BTreeMap::new()).is_err());
-        let extra = BTreeMap::from([
-            ("shop".to_owned(), "a.myshopify.com".to_owned()),
-            ("x".to_owned(), "y".to_owned()),
-        ]);
+        let extra =
+            BTreeMap::from([("shop".to_owned(), "a.myshopify.com".to_owned()), ("x".to_owned(), "y".to_owned())]);
         assert!(shopify.check_params(&extra).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Entities of the product. Secrets are never fields of these: an entity
 //! holds a [`SecretRef`] (the vault name) and, for API keys, a masked hint.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -27,10 +27,7 @@ impl Role {
             "admin" => Ok(Role::Admin),
             "staff" => Ok(Role::Staff),
             "client_viewer" => Ok(Role::ClientViewer),
-            _ => Err(Error::invalid(
-                "role",
-                "must be admin, staff or client_viewer",
-            )),
+            _ => Err(Error::invalid("role", "must be admin, staff or client_viewer")),
         }
     }
 
@@ -58,9 +55,7 @@ impl Caller {
         if self.role >= needed {
             Ok(())
         } else {
-            Err(Error::Forbidden {
-                needed: needed.as_str(),
-            })
+            Err(Error::Forbidden { needed: needed.as_str() })
         }
     }
 }
@@ -109,10 +104,7 @@ impl SecretRef {
 
     /// A workspace's own (BYO) OAuth app credentials of a platform.
     pub fn for_workspace_app(prefix: &str, workspace: &WorkspaceId, platform: &str) -> Self {
-        SecretRef(format!(
-            "{prefix}/ws/{}/apps/{platform}",
-            workspace.as_str()
-        ))
+        SecretRef(format!("{prefix}/ws/{}/apps/{platform}", workspace.as_str()))
     }
 }
 
@@ -167,10 +159,7 @@ pub struct Authorization {
 impl Authorization {
     pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
         self.status = status::next(Subject::Authorization, &self.status, &event)?;
-        if matches!(
-            event,
-            Event::CredentialsAccepted | Event::Reconnected { .. }
-        ) {
+        if matches!(event, Event::CredentialsAccepted | Event::Reconnected { .. }) {
             self.refresh_failures = 0;
         }
         self.updated_at = now;
@@ -266,6 +255,9 @@ pub struct Connection {
     /// Non-secret connect-time values (WooCommerce store URL).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// File connections: how often files are expected.
+    #[serde(default)]
+    pub upload_schedule: Option<UploadSchedule>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -287,10 +279,7 @@ impl Connection {
             Event::SyncFailed(reason) => {
                 self.last_error = Some(LastError {
                     code: reason.code().to_owned(),
-                    message: format!(
-                        "The last sync failed ({}); it will be retried.",
-                        reason.code()
-                    ),
+                    message: format!("The last sync failed ({}); it will be retried.", reason.code()),
                     at: now,
                 });
             }
@@ -316,10 +305,26 @@ impl Connection {
 }
 
 fn last_error_for(reason: DisconnectReason, now: DateTime<Utc>) -> LastError {
-    LastError {
-        code: reason.code().to_owned(),
-        message: reason.message().to_owned(),
-        at: now,
+    LastError { code: reason.code().to_owned(), message: reason.message().to_owned(), at: now }
+}
+
+/// How often files are expected (to warn when one is missed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UploadSchedule {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl UploadSchedule {
+    /// The time after the last upload when the next is overdue (with grace).
+    pub fn overdue_after(self) -> Duration {
+        match self {
+            UploadSchedule::Daily => Duration::days(2),
+            UploadSchedule::Weekly => Duration::days(9),
+            UploadSchedule::Monthly => Duration::days(35),
+        }
     }
 }
 
@@ -367,13 +372,8 @@ pub struct SyncRun {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotificationAction {
-    Reconnect {
-        connection_id: Option<ConnectionId>,
-        authorization_id: Option<AuthorizationId>,
-    },
-    ReplaceKey {
-        connection_id: ConnectionId,
-    },
+    Reconnect { connection_id: Option<ConnectionId>, authorization_id: Option<AuthorizationId> },
+    ReplaceKey { connection_id: ConnectionId },
     None,
 }
 
@@ -417,6 +417,7 @@ mod tests {
             last_error: None,
             account: None,
             params: BTreeMap::new(),
+            upload_schedule: None,
             created_by: UserId::parse("u").unwrap(),
             created_at: now,
             updated_at: now,
@@ -428,13 +429,11 @@ mod tests {
         let now = Utc::now();
         let mut c = connection(now);
         c.apply(Event::CredentialsAccepted, now).unwrap();
-        c.apply(Event::SyncFailed(FailureReason::RateLimited), now)
-            .unwrap();
+        c.apply(Event::SyncFailed(FailureReason::RateLimited), now).unwrap();
         assert_eq!(c.last_error.as_ref().unwrap().code, "rate_limited");
         c.apply(Event::InitialSyncCompleted, now).unwrap();
         assert!(c.initial_sync_done && c.last_error.is_none() && c.last_synced_at.is_some());
-        c.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), now)
-            .unwrap();
+        c.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), now).unwrap();
         assert_eq!(c.status.reason_code(), Some("token_revoked"));
         assert_eq!(c.last_error.as_ref().unwrap().code, "token_revoked");
         let before = c.clone();
@@ -452,9 +451,6 @@ mod tests {
         };
         assert!(caller.require(Role::Staff).is_ok());
         assert!(caller.require(Role::ClientViewer).is_ok());
-        assert!(matches!(
-            caller.require(Role::Admin),
-            Err(Error::Forbidden { .. })
-        ));
+        assert!(matches!(caller.require(Role::Admin), Err(Error::Forbidden { .. })));
     }
 }

@@ -69,7 +69,9 @@ impl DisconnectReason {
     /// What happened, for people.
     pub fn message(self) -> &'static str {
         match self {
-            DisconnectReason::TokenRevoked => "Access was revoked on the platform, or the password of the authorizing account changed.",
+            DisconnectReason::TokenRevoked => {
+                "Access was revoked on the platform, or the password of the authorizing account changed."
+            }
             DisconnectReason::TokenExpired => "The platform's authorization expired.",
             DisconnectReason::RefreshFailed => "The platform kept refusing to renew the authorization.",
             DisconnectReason::InsufficientScope => "The authorization lacks permissions this data source needs.",
@@ -157,10 +159,7 @@ impl Status {
 
     /// Whether credentials are usable (a sync may run, a refresh may happen).
     pub fn has_credentials(&self) -> bool {
-        matches!(
-            self,
-            Status::InitialSyncInProgress | Status::Connected | Status::Error { .. }
-        )
+        matches!(self, Status::InitialSyncInProgress | Status::Connected | Status::Error { .. })
     }
 }
 
@@ -200,47 +199,29 @@ pub fn next(subject: Subject, from: &Status, event: &Event) -> Result<Status, Er
     use Status as S;
     let to = match (subject, from, event) {
         // Connections.
-        (Subject::Connection, S::PendingAuthorization, Event::CredentialsAccepted) => {
-            Some(S::InitialSyncInProgress)
-        }
-        (Subject::Connection, S::InitialSyncInProgress, Event::InitialSyncCompleted) => {
-            Some(S::Connected)
-        }
-        (Subject::Connection, S::Connected | S::Error { .. }, Event::SyncSucceeded) => {
-            Some(S::Connected)
-        }
+        (Subject::Connection, S::PendingAuthorization, Event::CredentialsAccepted) => Some(S::InitialSyncInProgress),
+        (Subject::Connection, S::InitialSyncInProgress, Event::InitialSyncCompleted) => Some(S::Connected),
+        (Subject::Connection, S::Connected | S::Error { .. }, Event::SyncSucceeded) => Some(S::Connected),
         // The initial sync ending in error: the retry that succeeds completes it.
         (Subject::Connection, S::Error { .. }, Event::InitialSyncCompleted) => Some(S::Connected),
-        (
-            Subject::Connection,
-            S::InitialSyncInProgress | S::Connected | S::Error { .. },
-            Event::SyncFailed(reason),
-        ) => Some(S::Error { reason: *reason }),
+        (Subject::Connection, S::InitialSyncInProgress | S::Connected | S::Error { .. }, Event::SyncFailed(reason)) => {
+            Some(S::Error { reason: *reason })
+        }
         (Subject::Connection, S::Disconnected { .. }, Event::Reconnected { initial_sync_done })
         | (Subject::Connection, S::Error { .. }, Event::Reconnected { initial_sync_done }) => {
-            Some(if *initial_sync_done {
-                S::Connected
-            } else {
-                S::InitialSyncInProgress
-            })
+            Some(if *initial_sync_done { S::Connected } else { S::InitialSyncInProgress })
         }
 
         // Authorizations: a grant is pending until the callback, then
         // connected until it is lost; reconnecting replaces its tokens.
-        (Subject::Authorization, S::PendingAuthorization, Event::CredentialsAccepted) => {
+        (Subject::Authorization, S::PendingAuthorization, Event::CredentialsAccepted) => Some(S::Connected),
+        (Subject::Authorization, S::Connected | S::Disconnected { .. }, Event::Reconnected { .. }) => {
             Some(S::Connected)
         }
-        (
-            Subject::Authorization,
-            S::Connected | S::Disconnected { .. },
-            Event::Reconnected { .. },
-        ) => Some(S::Connected),
 
         // Both: losing credentials. Losing them again keeps the first reason,
         // so one incident is one reason.
-        (_, S::Disconnected { reason }, Event::CredentialsLost(_)) => {
-            Some(S::Disconnected { reason: *reason })
-        }
+        (_, S::Disconnected { reason }, Event::CredentialsLost(_)) => Some(S::Disconnected { reason: *reason }),
         (
             _,
             S::PendingAuthorization | S::InitialSyncInProgress | S::Connected | S::Error { .. },
@@ -273,105 +254,37 @@ mod tests {
         let lost = Event::CredentialsLost(REVOKED);
         let s = next(Subject::Connection, &Status::Connected, &lost).unwrap();
         assert_eq!(s, Status::Disconnected { reason: REVOKED });
-        let again = next(
-            Subject::Connection,
-            &s,
-            &Event::CredentialsLost(DisconnectReason::TokenExpired),
-        )
-        .unwrap();
+        let again = next(Subject::Connection, &s, &Event::CredentialsLost(DisconnectReason::TokenExpired)).unwrap();
         assert_eq!(again, s, "the first reason stays");
-        let back = next(
-            Subject::Connection,
-            &s,
-            &Event::Reconnected {
-                initial_sync_done: true,
-            },
-        )
-        .unwrap();
+        let back = next(Subject::Connection, &s, &Event::Reconnected { initial_sync_done: true }).unwrap();
         assert_eq!(back, Status::Connected);
-        let back = next(
-            Subject::Connection,
-            &s,
-            &Event::Reconnected {
-                initial_sync_done: false,
-            },
-        )
-        .unwrap();
+        let back = next(Subject::Connection, &s, &Event::Reconnected { initial_sync_done: false }).unwrap();
         assert_eq!(back, Status::InitialSyncInProgress);
     }
 
     #[test]
     fn errors_recover_on_success() {
-        let e = Status::Error {
-            reason: FailureReason::PlatformUnavailable,
-        };
-        assert_eq!(
-            next(Subject::Connection, &e, &Event::SyncSucceeded).unwrap(),
-            Status::Connected
-        );
-        let f = next(
-            Subject::Connection,
-            &Status::Connected,
-            &Event::SyncFailed(FailureReason::RateLimited),
-        )
-        .unwrap();
+        let e = Status::Error { reason: FailureReason::PlatformUnavailable };
+        assert_eq!(next(Subject::Connection, &e, &Event::SyncSucceeded).unwrap(), Status::Connected);
+        let f = next(Subject::Connection, &Status::Connected, &Event::SyncFailed(FailureReason::RateLimited)).unwrap();
         assert_eq!(f.reason_code(), Some("rate_limited"));
     }
 
     #[test]
     fn invalid_transitions_are_rejected() {
         let cases = [
-            (
-                Subject::Connection,
-                Status::PendingAuthorization,
-                Event::InitialSyncCompleted,
-            ),
-            (
-                Subject::Connection,
-                Status::Connected,
-                Event::CredentialsAccepted,
-            ),
-            (
-                Subject::Connection,
-                Status::Disconnected { reason: REVOKED },
-                Event::SyncSucceeded,
-            ),
-            (
-                Subject::Connection,
-                Status::Disconnected { reason: REVOKED },
-                Event::SyncFailed(FailureReason::Internal),
-            ),
-            (
-                Subject::Connection,
-                Status::Connected,
-                Event::Reconnected {
-                    initial_sync_done: true,
-                },
-            ),
-            (
-                Subject::Authorization,
-                Status::Connected,
-                Event::InitialSyncCompleted,
-            ),
-            (
-                Subject::Authorization,
-                Status::Connected,
-                Event::SyncFailed(FailureReason::Internal),
-            ),
-            (
-                Subject::Authorization,
-                Status::PendingAuthorization,
-                Event::Reconnected {
-                    initial_sync_done: true,
-                },
-            ),
+            (Subject::Connection, Status::PendingAuthorization, Event::InitialSyncCompleted),
+            (Subject::Connection, Status::Connected, Event::CredentialsAccepted),
+            (Subject::Connection, Status::Disconnected { reason: REVOKED }, Event::SyncSucceeded),
+            (Subject::Connection, Status::Disconnected { reason: REVOKED }, Event::SyncFailed(FailureReason::Internal)),
+            (Subject::Connection, Status::Connected, Event::Reconnected { initial_sync_done: true }),
+            (Subject::Authorization, Status::Connected, Event::InitialSyncCompleted),
+            (Subject::Authorization, Status::Connected, Event::SyncFailed(FailureReason::Internal)),
+            (Subject::Authorization, Status::PendingAuthorization, Event::Reconnected { initial_sync_done: true }),
         ];
         for (subject, from, event) in cases {
             let err = next(subject, &from, &event).unwrap_err();
-            assert!(
-                matches!(err, Error::InvalidTransition { .. }),
-                "{subject} {from:?} {event:?}"
-            );
+            assert!(matches!(err, Error::InvalidTransition { .. }), "{subject} {from:?} {event:?}");
         }
     }
 
@@ -379,10 +292,7 @@ mod tests {
     fn status_serializes_with_state_and_reason() {
         let s = Status::Disconnected { reason: REVOKED };
         let json = serde_json::to_value(s).unwrap();
-        assert_eq!(
-            json,
-            serde_json::json!({"state": "disconnected", "reason": "token_revoked"})
-        );
+        assert_eq!(json, serde_json::json!({"state": "disconnected", "reason": "token_revoked"}));
         assert_eq!(serde_json::from_value::<Status>(json).unwrap(), s);
         // The code() table and serde agree for every reason.
         for r in [
@@ -396,10 +306,7 @@ mod tests {
             DisconnectReason::AuthorizationRemoved,
             DisconnectReason::UserDisconnected,
         ] {
-            assert_eq!(
-                serde_json::to_value(r).unwrap(),
-                serde_json::json!(r.code())
-            );
+            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.code()));
         }
     }
 }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
@@ -24,10 +24,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 }
 
@@ -46,8 +43,8 @@ fn shard_key(shard: u16) -> String {
 }
 
 fn to_attrs(item: &Item) -> Result<Attrs, StoreError> {
-    let body: AttributeValue = serde_dynamo::to_attribute_value(&item.body)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let body: AttributeValue =
+        serde_dynamo::to_attribute_value(&item.body).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let mut a = Attrs::new();
     a.insert("pk".into(), s(&item.pk));
     a.insert("sk".into(), s(&item.sk));
@@ -64,31 +61,21 @@ fn to_attrs(item: &Item) -> Result<Attrs, StoreError> {
 }
 
 fn get_s<'a>(a: &'a Attrs, k: &str) -> Result<&'a str, StoreError> {
-    a.get(k)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        .ok_or_else(|| StoreError::Corrupt(format!("missing {k}")))
+    a.get(k).and_then(|v| v.as_s().ok()).map(String::as_str).ok_or_else(|| StoreError::Corrupt(format!("missing {k}")))
 }
 
 fn get_n<T: std::str::FromStr>(a: &Attrs, k: &str) -> Result<Option<T>, StoreError> {
     match a.get(k) {
         None => Ok(None),
         Some(v) => {
-            let raw = v
-                .as_n()
-                .map_err(|_| StoreError::Corrupt(format!("{k} is not a number")))?;
-            raw.parse()
-                .map(Some)
-                .map_err(|_| StoreError::Corrupt(format!("{k} is out of range")))
+            let raw = v.as_n().map_err(|_| StoreError::Corrupt(format!("{k} is not a number")))?;
+            raw.parse().map(Some).map_err(|_| StoreError::Corrupt(format!("{k} is out of range")))
         }
     }
 }
 
 fn from_attrs(a: Attrs) -> Result<Item, StoreError> {
-    let due = match (
-        a.get("due_shard").and_then(|v| v.as_s().ok()),
-        get_n::<i64>(&a, "due_at")?,
-    ) {
+    let due = match (a.get("due_shard").and_then(|v| v.as_s().ok()), get_n::<i64>(&a, "due_at")?) {
         (Some(shard), Some(at)) => {
             let shard = shard
                 .strip_prefix("DUE#")
@@ -99,8 +86,7 @@ fn from_attrs(a: Attrs) -> Result<Item, StoreError> {
         _ => None,
     };
     let body = match a.get("body") {
-        Some(b) => serde_dynamo::from_attribute_value(b.clone())
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        Some(b) => serde_dynamo::from_attribute_value(b.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         None => serde_json::Value::Null,
     };
     Ok(Item {
@@ -145,11 +131,7 @@ impl StateStore for DynamoStore {
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
         let (expr, value) = condition(pre);
-        let mut req = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_attrs(item)?));
+        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(to_attrs(item)?));
         if let Some(expr) = expr {
             req = req.condition_expression(expr);
         }
@@ -158,22 +140,14 @@ impl StateStore for DynamoStore {
         }
         match req.send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
                 Err(StoreError::ConditionFailed)
             }
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn delete(
-        &self,
-        pk: &str,
-        sk: &str,
-        pre: Precondition,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
         let (expr, value) = condition(pre);
         let mut req = self
             .client
@@ -189,28 +163,15 @@ impl StateStore for DynamoStore {
             req = req.expression_attribute_values(k, v);
         }
         match req.send().await {
-            Ok(out) => out
-                .attributes
-                .filter(|a| !a.is_empty())
-                .map(from_attrs)
-                .transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
+            Ok(out) => out.attributes.filter(|a| !a.is_empty()).map(from_attrs).transpose(),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
                 Err(StoreError::ConditionFailed)
             }
             Err(e) => Err(unavailable(e)),
         }
     }
 
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
+    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
         let mut req = self
             .client
             .query()
@@ -225,20 +186,11 @@ impl StateStore for DynamoStore {
                 .expression_attribute_values(":prefix", s(sk_prefix))
         };
         if let Some(after) = after {
-            req = req
-                .exclusive_start_key("pk", s(pk))
-                .exclusive_start_key("sk", s(after));
+            req = req.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(after));
         }
         let out = req.send().await.map_err(unavailable)?;
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_attrs)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
+        let items = out.items.unwrap_or_default().into_iter().map(from_attrs).collect::<Result<Vec<_>, _>>()?;
+        let next = out.last_evaluated_key.and_then(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned());
         Ok(Page { items, next })
     }
 
@@ -255,28 +207,16 @@ impl StateStore for DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        out.items
-            .unwrap_or_default()
-            .into_iter()
-            .map(from_attrs)
-            .collect()
+        out.items.unwrap_or_default().into_iter().map(from_attrs).collect()
     }
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, String> {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .map_err(|e| e.to_string())
+    KeySchemaElement::builder().attribute_name(name).key_type(kind).build().map_err(|e| e.to_string())
 }
 
 fn attr(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, String> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .map_err(|e| e.to_string())
+    AttributeDefinition::builder().attribute_name(name).attribute_type(kind).build().map_err(|e| e.to_string())
 }
 
 /// Creates the table as `template.yaml` declares it (idempotent).
@@ -285,11 +225,7 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Str
         .index_name(DUE_INDEX)
         .key_schema(key("due_shard", KeyType::Hash)?)
         .key_schema(key("due_at", KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(|e| e.to_string())?;
     let created = client
@@ -307,12 +243,7 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Str
         .await;
     match created {
         Ok(_) => {}
-        Err(e)
-            if e.as_service_error()
-                .is_some_and(|se| se.is_resource_in_use_exception()) =>
-        {
-            return Ok(())
-        }
+        Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_in_use_exception()) => return Ok(()),
         Err(e) => return Err(describe(&e)),
     }
     client

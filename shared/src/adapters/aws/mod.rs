@@ -41,9 +41,7 @@ pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig 
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "test", "test", None, None, "static",
-        ))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await
 }
@@ -59,29 +57,16 @@ pub struct Resources {
 /// Creates the table (with its due-work index and TTL), the queues (each
 /// with a dead-letter queue) and the bucket, as `template.yaml` does. For
 /// moto and LocalStack; a real deployment gets them from the template.
-pub async fn provision(
-    sdk: &SdkConfig,
-    prefix: &str,
-    max_receives: u32,
-) -> Result<Resources, String> {
+pub async fn provision(sdk: &SdkConfig, prefix: &str, max_receives: u32) -> Result<Resources, String> {
     let table = format!("{prefix}-state");
     dynamo::create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
     let sqs_client = aws_sdk_sqs::Client::new(sdk);
     let mut queue_urls = HashMap::new();
     for kind in QueueKind::ALL {
-        let url = sqs::create_queue_with_dlq(
-            &sqs_client,
-            &format!("{prefix}-{}", kind.as_str()),
-            max_receives,
-        )
-        .await?;
+        let url = sqs::create_queue_with_dlq(&sqs_client, &format!("{prefix}-{}", kind.as_str()), max_receives).await?;
         queue_urls.insert(kind, url);
     }
     let bucket = format!("{prefix}-records");
     s3::create_bucket(&s3::client(sdk), &bucket).await?;
-    Ok(Resources {
-        table,
-        bucket,
-        queue_urls,
-    })
+    Ok(Resources { table, bucket, queue_urls })
 }

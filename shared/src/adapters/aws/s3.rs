@@ -13,11 +13,7 @@ use crate::ports::RecordSink;
 /// (moto, LocalStack), virtual-hosted in AWS.
 pub fn client(sdk: &SdkConfig) -> Client {
     let path_style = sdk.endpoint_url().is_some();
-    Client::from_conf(
-        aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(path_style)
-            .build(),
-    )
+    Client::from_conf(aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build())
 }
 
 /// The record sink on S3.
@@ -29,10 +25,7 @@ pub struct S3Sink {
 
 impl S3Sink {
     pub fn new(client: Client, bucket: impl Into<String>) -> Self {
-        Self {
-            client,
-            bucket: bucket.into(),
-        }
+        Self { client, bucket: bucket.into() }
     }
 }
 
@@ -58,20 +51,9 @@ impl RecordSink for S3Sink {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError> {
         check_sink_key(key)?;
-        match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
-                let data = out
-                    .body
-                    .collect()
-                    .await
-                    .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+                let data = out.body.collect().await.map_err(|e| SinkError::Unavailable(e.to_string()))?;
                 Ok(Some(data.into_bytes()))
             }
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
@@ -79,23 +61,36 @@ impl RecordSink for S3Sink {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        check_sink_key(key)?;
+        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
+        check_sink_key(key)?;
+        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(Some(Box::new(Box::pin(out.body.into_async_read())))),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn presign_put(&self, key: &str, expires_in: std::time::Duration) -> Result<String, SinkError> {
+        check_sink_key(key)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+            .map_err(|e| SinkError::Unavailable(e.to_string()))?;
+        let request =
+            self.client.put_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(unavailable)?;
+        Ok(request.uri().to_owned())
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
+        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(unavailable)?;
-            keys.extend(
-                page.contents
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|o| o.key),
-            );
+            keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
         }
         keys.sort();
         Ok(keys)
@@ -106,9 +101,8 @@ pub(crate) async fn create_bucket(client: &Client, bucket: &str) -> Result<(), S
     match client.create_bucket().bucket(bucket).send().await {
         Ok(_) => Ok(()),
         Err(e)
-            if e.as_service_error().is_some_and(|se| {
-                se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()
-            }) =>
+            if e.as_service_error()
+                .is_some_and(|se| se.is_bucket_already_owned_by_you() || se.is_bucket_already_exists()) =>
         {
             Ok(())
         }

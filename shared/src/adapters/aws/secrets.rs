@@ -30,75 +30,37 @@ impl SecretVault for SecretsManagerVault {
         check_secret_name(name)?;
         // New versions of an existing secret are the common case.
         for _ in 0..2 {
-            let put = self
-                .client
-                .put_secret_value()
-                .secret_id(name)
-                .secret_string(value.expose_secret())
-                .send()
-                .await;
+            let put = self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await;
             match put {
                 Ok(_) => return Ok(()),
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_resource_not_found_exception()) => {}
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {}
                 Err(e) => return Err(unavailable(e)),
             }
-            let create = self
-                .client
-                .create_secret()
-                .name(name)
-                .secret_string(value.expose_secret())
-                .send()
-                .await;
+            let create = self.client.create_secret().name(name).secret_string(value.expose_secret()).send().await;
             match create {
                 Ok(_) => return Ok(()),
                 // Created by a concurrent writer: store our value as a new version.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|se| se.is_resource_exists_exception()) =>
-                {
-                    continue
-                }
+                Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_exists_exception()) => continue,
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        Err(VaultError::Unavailable(
-            "secret kept changing between create and update".into(),
-        ))
+        Err(VaultError::Unavailable("secret kept changing between create and update".into()))
     }
 
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         check_secret_name(name)?;
         match self.client.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(SecretString::from)),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
     }
 
     async fn delete(&self, name: &str) -> Result<(), VaultError> {
         check_secret_name(name)?;
-        match self
-            .client
-            .delete_secret()
-            .secret_id(name)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-        {
+        match self.client.delete_secret().secret_id(name).force_delete_without_recovery(true).send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

@@ -19,11 +19,7 @@ impl SesMailer {
 }
 
 fn content(data: &str) -> Result<Content, MailError> {
-    Content::builder()
-        .data(data)
-        .charset("UTF-8")
-        .build()
-        .map_err(|e| MailError::Rejected(e.to_string()))
+    Content::builder().data(data).charset("UTF-8").build().map_err(|e| MailError::Rejected(e.to_string()))
 }
 
 #[async_trait]
@@ -34,22 +30,13 @@ impl Mailer for SesMailer {
         }
         let message = Message::builder()
             .subject(content(&email.subject)?)
-            .body(
-                Body::builder()
-                    .text(content(&email.text)?)
-                    .html(content(&email.html)?)
-                    .build(),
-            )
+            .body(Body::builder().text(content(&email.text)?).html(content(&email.html)?).build())
             .build();
         let out = self
             .client
             .send_email()
             .from_email_address(&email.from)
-            .destination(
-                Destination::builder()
-                    .set_to_addresses(Some(email.to.clone()))
-                    .build(),
-            )
+            .destination(Destination::builder().set_to_addresses(Some(email.to.clone())).build())
             .content(EmailContent::builder().simple(message).build())
             .send()
             .await;
@@ -57,9 +44,7 @@ impl Mailer for SesMailer {
             Ok(o) => Ok(o.message_id.unwrap_or_default()),
             Err(e) => {
                 let se = e.as_service_error();
-                if se.is_some_and(|se| {
-                    se.is_too_many_requests_exception() || se.is_limit_exceeded_exception()
-                }) {
+                if se.is_some_and(|se| se.is_too_many_requests_exception() || se.is_limit_exceeded_exception()) {
                     Err(MailError::Throttled)
                 } else if se.is_some_and(|se| {
                     se.is_message_rejected()

@@ -21,12 +21,10 @@ impl SqsQueue {
     }
 
     fn url(&self, queue: QueueKind) -> Result<&str, QueueError> {
-        self.urls.get(&queue).map(String::as_str).ok_or_else(|| {
-            QueueError::Unavailable(format!(
-                "no URL configured for the {} queue",
-                queue.as_str()
-            ))
-        })
+        self.urls
+            .get(&queue)
+            .map(String::as_str)
+            .ok_or_else(|| QueueError::Unavailable(format!("no URL configured for the {} queue", queue.as_str())))
     }
 }
 
@@ -36,12 +34,7 @@ fn unavailable<E: std::error::Error + 'static>(e: E) -> QueueError {
 
 #[async_trait]
 impl JobQueue for SqsQueue {
-    async fn send(
-        &self,
-        queue: QueueKind,
-        body: &str,
-        delay_seconds: u32,
-    ) -> Result<String, QueueError> {
+    async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError> {
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(QueueError::TooLarge(body.len()));
         }
@@ -57,12 +50,7 @@ impl JobQueue for SqsQueue {
         Ok(out.message_id.unwrap_or_default())
     }
 
-    async fn receive(
-        &self,
-        queue: QueueKind,
-        max: u32,
-        visibility_seconds: u32,
-    ) -> Result<Vec<Received>, QueueError> {
+    async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError> {
         let out = self
             .client
             .receive_message()
@@ -105,17 +93,8 @@ impl JobQueue for SqsQueue {
 }
 
 /// Creates `{name}` with a redrive policy to `{name}-dlq` (idempotent).
-pub(crate) async fn create_queue_with_dlq(
-    client: &Client,
-    name: &str,
-    max_receives: u32,
-) -> Result<String, String> {
-    let dlq = client
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .send()
-        .await
-        .map_err(|e| describe(&e))?;
+pub(crate) async fn create_queue_with_dlq(client: &Client, name: &str, max_receives: u32) -> Result<String, String> {
+    let dlq = client.create_queue().queue_name(format!("{name}-dlq")).send().await.map_err(|e| describe(&e))?;
     let dlq_url = dlq.queue_url.ok_or("no DLQ URL")?;
     let attrs = client
         .get_queue_attributes()
@@ -124,13 +103,8 @@ pub(crate) async fn create_queue_with_dlq(
         .send()
         .await
         .map_err(|e| describe(&e))?;
-    let dlq_arn = attrs
-        .attributes
-        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-        .ok_or("no DLQ ARN")?;
-    let redrive =
-        serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives})
-            .to_string();
+    let dlq_arn = attrs.attributes.and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()).ok_or("no DLQ ARN")?;
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receives}).to_string();
     let q = client
         .create_queue()
         .queue_name(name)

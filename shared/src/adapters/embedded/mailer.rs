@@ -17,10 +17,7 @@ impl MemoryMailer {
         if let Some(d) = dir {
             std::fs::create_dir_all(d)?;
         }
-        Ok(Self {
-            sent: Mutex::new(Vec::new()),
-            outbox: dir.map(|d| d.join("outbox.jsonl")),
-        })
+        Ok(Self { sent: Mutex::new(Vec::new()), outbox: dir.map(|d| d.join("outbox.jsonl")) })
     }
 
     /// What was sent since start, with message ids.
@@ -46,10 +43,7 @@ impl Mailer for MemoryMailer {
                 .map_err(|e| MailError::Unavailable(e.to_string()))?;
             writeln!(f, "{line}").map_err(|e| MailError::Unavailable(e.to_string()))?;
         }
-        self.sent
-            .lock()
-            .expect("mailer lock")
-            .push((id.clone(), email.clone()));
+        self.sent.lock().expect("mailer lock").push((id.clone(), email.clone()));
         Ok(id)
     }
 }

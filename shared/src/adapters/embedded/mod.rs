@@ -29,9 +29,7 @@ pub(crate) struct JsonFile {
 
 impl JsonFile {
     pub(crate) fn new(dir: Option<&Path>, name: &str) -> Self {
-        Self {
-            path: dir.map(|d| d.join(name)),
-        }
+        Self { path: dir.map(|d| d.join(name)) }
     }
 
     pub(crate) fn load<T: DeserializeOwned + Default>(&self) -> std::io::Result<T> {
@@ -39,12 +37,8 @@ impl JsonFile {
             return Ok(T::default());
         };
         match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{}: {e}", path.display()),
-                )
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
             Err(e) => Err(e),
         }
@@ -68,12 +62,7 @@ impl JsonFile {
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
 }

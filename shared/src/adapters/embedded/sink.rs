@@ -12,6 +12,9 @@ use crate::ports::RecordSink;
 pub struct FileSink {
     root: Option<PathBuf>,
     memory: Mutex<BTreeMap<String, Bytes>>,
+    /// Where presigned uploads go (the local stack) and the key that signs them.
+    presign_base: String,
+    presign_key: [u8; 32],
 }
 
 impl FileSink {
@@ -20,10 +23,40 @@ impl FileSink {
         if let Some(r) = &root {
             std::fs::create_dir_all(r)?;
         }
+        let mut presign_key = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut presign_key);
         Ok(Self {
             root,
             memory: Mutex::new(BTreeMap::new()),
+            presign_base: "http://127.0.0.1:3000".into(),
+            presign_key,
         })
+    }
+
+    /// Presigned URLs point at `{base}/local/uploads/{key}` (the local stack).
+    pub fn with_presign_base(mut self, base: &str) -> Self {
+        self.presign_base = base.trim_end_matches('/').to_owned();
+        self
+    }
+
+    fn mac(&self, key: &str, expires: i64) -> hmac::Hmac<sha2::Sha256> {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.presign_key).expect("any key length");
+        mac.update(format!("PUT\n{key}\n{expires}").as_bytes());
+        mac
+    }
+
+    /// Checks a presigned URL's expiry (epoch seconds) and signature.
+    pub fn verify_presigned(&self, key: &str, expires: i64, signature: &str, now: i64) -> bool {
+        use hmac::Mac;
+        let Ok(given) = hex::decode(signature) else { return false };
+        expires >= now && check_key(key).is_ok() && self.mac(key, expires).verify_slice(&given).is_ok()
+    }
+
+    /// Where a key is written on disk (the local stack streams uploads there).
+    pub fn path_of(&self, key: &str) -> Option<PathBuf> {
+        check_key(key).ok()?;
+        self.root.as_ref().map(|r| r.join(key))
     }
 }
 
@@ -35,9 +68,7 @@ pub(crate) fn check_key(key: &str) -> Result<(), SinkError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
+                && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.=-".contains(&b))
         });
     if ok {
         Ok(())
@@ -55,10 +86,7 @@ impl RecordSink for FileSink {
     async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), SinkError> {
         check_key(key)?;
         let Some(root) = &self.root else {
-            self.memory
-                .lock()
-                .expect("sink lock")
-                .insert(key.to_owned(), body);
+            self.memory.lock().expect("sink lock").insert(key.to_owned(), body);
             return Ok(());
         };
         let path = root.join(key);
@@ -82,14 +110,44 @@ impl RecordSink for FileSink {
         }
     }
 
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        check_key(key)?;
+        let Some(root) = &self.root else {
+            self.memory.lock().expect("sink lock").remove(key);
+            return Ok(());
+        };
+        match tokio::fs::remove_file(root.join(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
+        check_key(key)?;
+        let Some(root) = &self.root else {
+            let bytes = self.memory.lock().expect("sink lock").get(key).cloned();
+            return Ok(bytes.map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn tokio::io::AsyncRead + Send + Unpin>));
+        };
+        match tokio::fs::File::open(root.join(key)).await {
+            Ok(f) => Ok(Some(Box::new(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    async fn presign_put(&self, key: &str, expires_in: std::time::Duration) -> Result<String, SinkError> {
+        use hmac::Mac;
+        check_key(key)?;
+        let expires = chrono::Utc::now().timestamp() + expires_in.as_secs() as i64;
+        let signature = hex::encode(self.mac(key, expires).finalize().into_bytes());
+        Ok(format!("{}/local/uploads/{key}?expires={expires}&signature={signature}", self.presign_base))
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let Some(root) = &self.root else {
             let m = self.memory.lock().expect("sink lock");
-            return Ok(m
-                .keys()
-                .filter(|k| k.starts_with(prefix))
-                .cloned()
-                .collect());
+            return Ok(m.keys().filter(|k| k.starts_with(prefix)).cloned().collect());
         };
         let mut out = Vec::new();
         let mut stack = vec![root.clone()];

@@ -28,10 +28,7 @@ pub struct MemoryStore {
 impl MemoryStore {
     pub fn open(dir: Option<&Path>) -> std::io::Result<Self> {
         let file = JsonFile::new(dir, "state.json");
-        Ok(Self {
-            table: Mutex::new(file.load()?),
-            file,
-        })
+        Ok(Self { table: Mutex::new(file.load()?), file })
     }
 
     /// Everything stored, as JSON text (tests scan it for secrets).
@@ -60,9 +57,7 @@ impl MemoryStore {
     }
 
     fn persist(&self, table: &Table) -> Result<(), StoreError> {
-        self.file
-            .save(table)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.file.save(table).map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 }
 
@@ -70,10 +65,7 @@ impl MemoryStore {
 fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
     match value {
         Some(v) => {
-            table
-                .entry(pk.to_owned())
-                .or_default()
-                .insert(sk.to_owned(), v);
+            table.entry(pk.to_owned()).or_default().insert(sk.to_owned(), v);
         }
         None => {
             if let Some(p) = table.get_mut(pk) {
@@ -90,10 +82,7 @@ fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
 impl StateStore for MemoryStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let table = self.table.lock().expect("store lock");
-        Ok(table
-            .get(pk)
-            .and_then(|p| p.get(sk))
-            .map(|s| Self::item(pk, sk, s)))
+        Ok(table.get(pk).and_then(|p| p.get(sk)).map(|s| Self::item(pk, sk, s)))
     }
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
@@ -118,12 +107,7 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete(
-        &self,
-        pk: &str,
-        sk: &str,
-        pre: Precondition,
-    ) -> Result<Option<Item>, StoreError> {
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
         let mut table = self.table.lock().expect("store lock");
         let current = table.get(pk).and_then(|p| p.get(sk));
         if !Self::holds(current, pre) {
@@ -141,13 +125,7 @@ impl StateStore for MemoryStore {
         Ok(Some(removed))
     }
 
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Page, StoreError> {
+    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
         let table = self.table.lock().expect("store lock");
         let Some(p) = table.get(pk) else {
             return Ok(Page::default());

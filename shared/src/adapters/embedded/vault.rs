@@ -18,10 +18,7 @@ pub struct MemoryVault {
 impl MemoryVault {
     pub fn open(dir: Option<&Path>) -> std::io::Result<Self> {
         let file = JsonFile::new(dir, "vault.json");
-        Ok(Self {
-            secrets: Mutex::new(file.load()?),
-            file,
-        })
+        Ok(Self { secrets: Mutex::new(file.load()?), file })
     }
 
     /// How many secrets it holds (tests).
@@ -37,9 +34,7 @@ impl MemoryVault {
 pub(crate) fn check_name(name: &str) -> Result<(), VaultError> {
     let ok = !name.is_empty()
         && name.len() <= 512
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_+=.@-".contains(&b));
     if ok {
         Ok(())
     } else {

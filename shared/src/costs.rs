@@ -1,0 +1,610 @@
+//! Custom costs CSV: the format, and a streaming validator.
+//!
+//! The format (README "Custom costs CSV format"): a header row, then one cost
+//! per row. Columns, by name in any order: `date` (YYYY-MM-DD), `category`,
+//! `amount` (a decimal with `.`, up to 4 decimals, no thousands separators or
+//! symbols), `currency` (ISO 4217), and optionally `description`, `sku`,
+//! `channel`, `recurrence` (`one_off`, `daily`, `weekly`, `monthly`,
+//! `quarterly`, `yearly`). UTF-8 with or without BOM; `,` or `;` delimiter,
+//! detected from the header. Strict where ambiguity would corrupt money.
+//!
+//! The validator reads a stream once, in constant memory: it hashes the
+//! bytes, counts them, reports errors per row and column (the first
+//! [`MAX_ERRORS_LISTED`], with the total), and hands every valid row to a
+//! callback. Amounts are exact decimals, never floats. Text that a
+//! spreadsheet would run as a formula is kept as text, and escaped on export
+//! ([`spreadsheet_safe`]).
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+use std::io::Read;
+use std::str::FromStr;
+
+/// Errors listed in a report; the total is always given.
+pub const MAX_ERRORS_LISTED: usize = 100;
+/// The largest amount, in either direction.
+const MAX_AMOUNT: i64 = 1_000_000_000_000;
+
+/// Limits of one file.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_bytes: u64,
+    pub max_rows: u64,
+}
+
+/// What a file is checked against.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `YYYY-MM`: every row must fall in this month.
+    pub period: Option<Period>,
+}
+
+/// A calendar month.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Period {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Self> {
+        let (y, m) = s.split_once('-')?;
+        if y.len() != 4 || m.len() != 2 {
+            return None;
+        }
+        let (year, month) = (y.parse().ok()?, m.parse().ok()?);
+        NaiveDate::from_ymd_opt(year, month, 1).map(|_| Period { year, month })
+    }
+
+    fn contains(&self, d: NaiveDate) -> bool {
+        use chrono::Datelike;
+        d.year() == self.year && d.month() == self.month
+    }
+}
+
+impl TryFrom<String> for Period {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Period::parse(&s).ok_or_else(|| "a period is YYYY-MM".to_owned())
+    }
+}
+
+impl From<Period> for String {
+    fn from(p: Period) -> String {
+        format!("{:04}-{:02}", p.year, p.month)
+    }
+}
+
+/// How often a cost recurs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recurrence {
+    OneOff,
+    Daily,
+    Weekly,
+    Monthly,
+    Quarterly,
+    Yearly,
+}
+
+impl FromStr for Recurrence {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        Ok(match s {
+            "" | "one_off" => Recurrence::OneOff,
+            "daily" => Recurrence::Daily,
+            "weekly" => Recurrence::Weekly,
+            "monthly" => Recurrence::Monthly,
+            "quarterly" => Recurrence::Quarterly,
+            "yearly" => Recurrence::Yearly,
+            _ => return Err(()),
+        })
+    }
+}
+
+/// One valid cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostRow {
+    pub date: NaiveDate,
+    pub category: String,
+    pub description: String,
+    /// Exact decimal, as text.
+    pub amount: Decimal,
+    pub currency: String,
+    pub sku: String,
+    pub channel: String,
+    pub recurrence: Recurrence,
+}
+
+/// A problem with one row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    pub line: u64,
+    pub column: Option<String>,
+    pub code: String,
+    pub message: String,
+}
+
+/// A problem with the whole file: nothing of it can be used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct FileError {
+    pub code: String,
+    pub message: String,
+}
+
+fn file_error(code: &str, message: impl Into<String>) -> FileError {
+    FileError { code: code.into(), message: message.into() }
+}
+
+/// What validation found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub bytes: u64,
+    pub rows: u64,
+    pub valid_rows: u64,
+    pub error_total: u64,
+    pub errors: Vec<RowError>,
+    /// SHA-256 of the file's bytes (duplicate uploads).
+    pub sha256: String,
+    pub delimiter: String,
+    pub first_date: Option<NaiveDate>,
+    pub last_date: Option<NaiveDate>,
+}
+
+impl Report {
+    fn error(&mut self, line: u64, column: Option<&str>, code: &str, message: String) {
+        self.error_total += 1;
+        if self.errors.len() < MAX_ERRORS_LISTED {
+            self.errors.push(RowError { line, column: column.map(str::to_owned), code: code.into(), message });
+        }
+    }
+}
+
+/// Counts, hashes and limits the bytes read through it.
+struct Metered<R> {
+    inner: R,
+    hash: sha2::Sha256,
+    bytes: u64,
+    max: u64,
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bytes += n as u64;
+        if self.bytes > self.max {
+            return Err(std::io::Error::other(TooLarge));
+        }
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("too large")
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Date,
+    Category,
+    Description,
+    Amount,
+    Currency,
+    Sku,
+    Channel,
+    Recurrence,
+}
+
+const COLUMNS: [(&str, Col, bool); 8] = [
+    ("date", Col::Date, true),
+    ("category", Col::Category, true),
+    ("description", Col::Description, false),
+    ("amount", Col::Amount, true),
+    ("currency", Col::Currency, true),
+    ("sku", Col::Sku, false),
+    ("channel", Col::Channel, false),
+    ("recurrence", Col::Recurrence, false),
+];
+
+/// A strict decimal: `-?digits(.digits{1,4})?`.
+pub fn parse_amount(s: &str) -> Result<Decimal, &'static str> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || (body.contains('.') && frac.is_empty()) {
+        return Err("must be a number like 1234.56 (a `.` for decimals, no thousands separators or symbols)");
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 4 {
+        return Err("has more than 4 decimals, or a character that is not a digit");
+    }
+    if int.len() > 13 {
+        return Err("is too large");
+    }
+    let d = Decimal::from_str_exact(s).map_err(|_| "is not a valid number")?;
+    if d.abs() > Decimal::from(MAX_AMOUNT) {
+        return Err("is too large");
+    }
+    Ok(d)
+}
+
+/// Whether a spreadsheet would read the text as a formula.
+pub fn is_formula_like(s: &str) -> bool {
+    matches!(s.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// Text as a spreadsheet export must write it: formula-like text gets a
+/// leading `'` so it is shown, never run (OWASP CSV injection).
+pub fn spreadsheet_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if is_formula_like(s) {
+        std::borrow::Cow::Owned(format!("'{s}"))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
+fn detect_delimiter(head: &[u8]) -> u8 {
+    let line = head.split(|b| *b == b'\n').next().unwrap_or(head);
+    let (mut commas, mut semis, mut quoted) = (0, 0, false);
+    for b in line {
+        match b {
+            b'"' => quoted = !quoted,
+            b',' if !quoted => commas += 1,
+            b';' if !quoted => semis += 1,
+            _ => {}
+        }
+    }
+    if semis > commas {
+        b';'
+    } else {
+        b','
+    }
+}
+
+fn text(field: &[u8]) -> Option<&str> {
+    std::str::from_utf8(field).ok()
+}
+
+/// Validates a CSV stream; every valid row goes to `on_row`. A file error
+/// means nothing of the file is usable; row errors are in the report.
+pub fn validate<R: Read>(
+    reader: R,
+    limits: Limits,
+    options: &Options,
+    mut on_row: impl FnMut(&CostRow) -> std::io::Result<()>,
+) -> Result<Report, FileError> {
+    let mut metered = Metered { inner: reader, hash: sha2::Sha256::new(), bytes: 0, max: limits.max_bytes };
+    // Look at the start: empty, binary, BOM, delimiter.
+    let mut head = vec![0u8; 8192];
+    let mut filled = 0;
+    while filled < head.len() {
+        match metered.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.get_ref().is_some_and(|i| i.is::<TooLarge>()) => {
+                return Err(file_error(
+                    "file_too_large",
+                    format!("The file is larger than {} bytes.", limits.max_bytes),
+                ))
+            }
+            Err(e) => return Err(file_error("read_failed", format!("The file could not be read: {e}"))),
+        }
+    }
+    head.truncate(filled);
+    let start = if head.starts_with(&[0xEF, 0xBB, 0xBF]) { 3 } else { 0 };
+    if head[start..].iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(file_error("empty_file", "The file is empty."));
+    }
+    if head.starts_with(&[0xFF, 0xFE]) || head.starts_with(&[0xFE, 0xFF]) {
+        return Err(file_error("wrong_encoding", "The file is UTF-16. Save it as CSV UTF-8."));
+    }
+    if head.contains(&0) {
+        return Err(file_error("binary_file", "This is not a text file. Export your costs as CSV (UTF-8)."));
+    }
+    let delimiter = detect_delimiter(&head[start..]);
+    let chained = std::io::Cursor::new(head[start..].to_vec()).chain(&mut metered);
+    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(true).flexible(true).from_reader(chained);
+
+    let mut report = Report { delimiter: (delimiter as char).to_string(), ..Report::default() };
+    let header = csv
+        .byte_headers()
+        .map_err(|e| file_error("unreadable_header", format!("The header row could not be read: {e}")))?
+        .clone();
+    let mut map: Vec<Option<Col>> = Vec::with_capacity(header.len());
+    let mut header_problems = Vec::new();
+    for (i, raw) in header.iter().enumerate() {
+        let Some(name) = text(raw).map(|s| s.trim().to_ascii_lowercase()) else {
+            return Err(file_error("wrong_encoding", "The header row is not UTF-8. Save the file as CSV UTF-8."));
+        };
+        match COLUMNS.iter().find(|(n, _, _)| *n == name) {
+            Some((_, col, _)) if map.contains(&Some(*col)) => {
+                header_problems.push(format!("column {name} appears twice"))
+            }
+            Some((_, col, _)) => map.push(Some(*col)),
+            None if name.is_empty() => header_problems.push(format!("column {} has no name", i + 1)),
+            None => header_problems.push(format!("unknown column {name:?}")),
+        }
+        if map.len() < i + 1 {
+            map.push(None);
+        }
+    }
+    for (name, col, required) in COLUMNS {
+        if required && !map.contains(&Some(col)) {
+            header_problems.push(format!("missing required column {name}"));
+        }
+    }
+    if !header_problems.is_empty() {
+        return Err(file_error(
+            "invalid_header",
+            format!(
+                "The header row is not valid: {}. Columns are date, category, amount, currency and optionally description, sku, channel, recurrence.",
+                header_problems.join("; ")
+            ),
+        ));
+    }
+
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match csv.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    if io.get_ref().is_some_and(|i| i.is::<TooLarge>()) {
+                        return Err(file_error(
+                            "file_too_large",
+                            format!("The file is larger than {} bytes.", limits.max_bytes),
+                        ));
+                    }
+                }
+                return Err(file_error("unreadable_file", format!("The file could not be read as CSV: {e}")));
+            }
+        }
+        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        if record.len() == 1 && record.get(0).is_some_and(|f| f.is_empty()) {
+            continue; // a blank line
+        }
+        report.rows += 1;
+        if report.rows > limits.max_rows {
+            return Err(file_error(
+                "too_many_rows",
+                format!("The file has more than {} rows; split it.", limits.max_rows),
+            ));
+        }
+        if record.len() != map.len() {
+            report.error(
+                line,
+                None,
+                "ragged_row",
+                format!("has {} fields, the header has {}", record.len(), map.len()),
+            );
+            continue;
+        }
+        match parse_row(&record, &map, options) {
+            Ok(row) => {
+                report.valid_rows += 1;
+                report.first_date = Some(report.first_date.map_or(row.date, |d| d.min(row.date)));
+                report.last_date = Some(report.last_date.map_or(row.date, |d| d.max(row.date)));
+                on_row(&row).map_err(|e| file_error("ingest_failed", format!("Valid rows could not be saved: {e}")))?;
+            }
+            Err(problems) => {
+                for (column, code, message) in problems {
+                    report.error(line, Some(column), code, message);
+                }
+            }
+        }
+    }
+    if report.rows == 0 {
+        return Err(file_error("no_rows", "The file has a header but no rows."));
+    }
+    drop(csv);
+    report.bytes = metered.bytes;
+    report.sha256 = hex::encode(metered.hash.finalize());
+    Ok(report)
+}
+
+type Problems = Vec<(&'static str, &'static str, String)>;
+
+fn parse_row(record: &csv::ByteRecord, map: &[Option<Col>], options: &Options) -> Result<CostRow, Problems> {
+    let mut problems: Problems = Vec::new();
+    let mut row = CostRow {
+        date: NaiveDate::MIN,
+        category: String::new(),
+        description: String::new(),
+        amount: Decimal::ZERO,
+        currency: String::new(),
+        sku: String::new(),
+        channel: String::new(),
+        recurrence: Recurrence::OneOff,
+    };
+    for (field, col) in record.iter().zip(map) {
+        let Some(col) = col else { continue };
+        let name = COLUMNS.iter().find(|(_, c, _)| c == col).map(|(n, _, _)| *n).unwrap_or("?");
+        let Some(value) = text(field) else {
+            problems.push((name, "wrong_encoding", "is not UTF-8 text".into()));
+            continue;
+        };
+        let value = value.trim_matches(|c| c == ' ');
+        let mut limited = |max: usize, required: bool, slot: &mut String| {
+            if required && value.is_empty() {
+                problems.push((name, "required", "is empty".into()));
+            } else if value.chars().count() > max {
+                problems.push((name, "too_long", format!("is longer than {max} characters")));
+            } else if value.chars().any(|c| c.is_control() && c != '\t' && c != '\r') {
+                problems.push((name, "control_character", "contains a control character".into()));
+            } else {
+                *slot = value.to_owned();
+            }
+        };
+        match col {
+            Col::Category => limited(64, true, &mut row.category),
+            Col::Description => limited(500, false, &mut row.description),
+            Col::Sku => limited(100, false, &mut row.sku),
+            Col::Channel => limited(64, false, &mut row.channel),
+            Col::Date => match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
+                Ok(d) if value.len() == 10 => {
+                    if options.period.is_some_and(|p| !p.contains(d)) {
+                        problems.push((name, "outside_period", "is outside the period of this upload".into()));
+                    }
+                    row.date = d;
+                }
+                _ => problems.push((name, "invalid_date", "must be a date like 2026-11-30 (YYYY-MM-DD)".into())),
+            },
+            Col::Amount => match parse_amount(value) {
+                Ok(a) => row.amount = a,
+                Err(why) => problems.push((name, "invalid_amount", why.into())),
+            },
+            Col::Currency => {
+                if value.len() == 3 && iso_currency::Currency::from_code(value).is_some() {
+                    row.currency = value.to_owned();
+                } else {
+                    problems.push((
+                        name,
+                        "invalid_currency",
+                        "must be an ISO 4217 code in capitals, like EUR or USD".into(),
+                    ));
+                }
+            }
+            Col::Recurrence => match value.parse() {
+                Ok(r) => row.recurrence = r,
+                Err(()) => problems.push((
+                    name,
+                    "invalid_recurrence",
+                    "must be one_off, daily, weekly, monthly, quarterly or yearly".into(),
+                )),
+            },
+        }
+    }
+    if problems.is_empty() {
+        Ok(row)
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits { max_bytes: 1 << 20, max_rows: 1000 };
+
+    fn run(input: &[u8]) -> (Result<Report, FileError>, Vec<CostRow>) {
+        let mut rows = Vec::new();
+        let r = validate(input, LIMITS, &Options::default(), |row| {
+            rows.push(row.clone());
+            Ok(())
+        });
+        (r, rows)
+    }
+
+    #[test]
+    fn a_good_file_in_either_dialect() {
+        let comma = "date,category,description,amount,currency\n2026-11-01,shipping,\"Courier, express\",12.50,EUR\n2026-11-02,tools,=HYPERLINK(\"x\"),-3,USD\n";
+        let (r, rows) = run(comma.as_bytes());
+        let r = r.unwrap();
+        assert_eq!((r.rows, r.valid_rows, r.error_total, r.delimiter.as_str()), (2, 2, 0, ","));
+        assert_eq!(rows[0].amount, Decimal::from_str("12.50").unwrap());
+        assert_eq!(rows[0].description, "Courier, express");
+        assert_eq!(rows[1].description, "=HYPERLINK(\"x\")", "kept as text");
+        let semi = "\u{feff}Date;Category;Amount;Currency;Recurrence\n2026-11-01;agency fees;1500.0000;EUR;monthly\n";
+        let (r, rows) = run(semi.as_bytes());
+        assert_eq!(r.unwrap().delimiter, ";");
+        assert_eq!(rows[0].recurrence, Recurrence::Monthly);
+    }
+
+    #[test]
+    fn bad_rows_are_reported_by_line_and_column() {
+        let input = "date,category,amount,currency\n\
+            2026-13-01,x,1,EUR\n\
+            2026-11-01,x,1.234.5,EUR\n\
+            2026-11-01,x,\"1,50\",EUR\n\
+            2026-11-01,x,12,eur\n\
+            2026-11-01,,12,EUR\n\
+            2026-11-01,x,12\n\
+            2026-11-01,x,12.12345,EUR\n\
+            2026-11-01,x,1e5,EUR\n\
+            2026-11-01,x,+5,EUR\n\
+            2026-11-01,ok,5,EUR\n";
+        let (r, rows) = run(input.as_bytes());
+        let r = r.unwrap();
+        assert_eq!((r.rows, r.valid_rows, r.error_total), (10, 1, 9));
+        let by_line: Vec<(u64, Option<&str>, &str)> =
+            r.errors.iter().map(|e| (e.line, e.column.as_deref(), e.code.as_str())).collect();
+        assert_eq!(
+            by_line,
+            [
+                (2, Some("date"), "invalid_date"),
+                (3, Some("amount"), "invalid_amount"),
+                (4, Some("amount"), "invalid_amount"),
+                (5, Some("currency"), "invalid_currency"),
+                (6, Some("category"), "required"),
+                (7, None, "ragged_row"),
+                (8, Some("amount"), "invalid_amount"),
+                (9, Some("amount"), "invalid_amount"),
+                (10, Some("amount"), "invalid_amount"),
+            ]
+        );
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[test]
+    fn bad_files_are_refused_whole() {
+        for (input, code) in [
+            (&b""[..], "empty_file"),
+            (&b"  \n\n"[..], "empty_file"),
+            (&b"\x89PNG\r\n\x1a\n\0\0\0"[..], "binary_file"),
+            (&b"\xff\xfed\0a\0t\0e\0"[..], "wrong_encoding"),
+            (&b"date,category,amount\n2026-11-01,x,1\n"[..], "invalid_header"),
+            (&b"date,category,amount,currency,price\n"[..], "invalid_header"),
+            (&b"date,category,amount,currency\n"[..], "no_rows"),
+            (&b"date,category,amount,currency\n2026-11-01,caf\xe9,1,EUR\n"[..], "ok"),
+        ] {
+            let (r, _) = run(input);
+            match (r, code) {
+                (Ok(r), "ok") => assert_eq!(r.errors[0].code, "wrong_encoding"),
+                (Err(e), code) => assert_eq!(e.code, code, "{input:?}"),
+                (Ok(r), code) => panic!("{code} expected, got {r:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let mut big = b"date,category,amount,currency\n".to_vec();
+        for _ in 0..20 {
+            big.extend_from_slice(b"2026-11-01,x,1,EUR\n");
+        }
+        let r = validate(&big[..], Limits { max_bytes: 100, max_rows: 1000 }, &Options::default(), |_| Ok(()));
+        assert_eq!(r.unwrap_err().code, "file_too_large");
+        let r = validate(&big[..], Limits { max_bytes: 1 << 20, max_rows: 5 }, &Options::default(), |_| Ok(()));
+        assert_eq!(r.unwrap_err().code, "too_many_rows");
+    }
+
+    #[test]
+    fn periods_bound_the_rows_and_the_hash_is_of_the_bytes() {
+        let input = b"date,category,amount,currency\n2026-11-30,x,1,EUR\n2026-12-01,x,1,EUR\n";
+        let options = Options { period: Period::parse("2026-11") };
+        let r = validate(&input[..], LIMITS, &options, |_| Ok(())).unwrap();
+        assert_eq!(r.errors[0].code, "outside_period");
+        assert_eq!(r.sha256, hex::encode(sha2::Sha256::digest(input)));
+        assert!(Period::parse("2026-13").is_none() && Period::parse("26-11").is_none());
+    }
+
+    #[test]
+    fn formula_text_is_escaped_for_spreadsheets() {
+        for s in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(spreadsheet_safe(s).starts_with('\''), "{s:?}");
+        }
+        assert_eq!(spreadsheet_safe("Courier"), "Courier");
+    }
+}

@@ -1,0 +1,312 @@
+//! Custom costs uploads: a good file, each kind of bad row and bad file,
+//! all-or-nothing, import of valid rows on request, duplicates, period
+//! replacement, automation tokens, the schedule warning, spreadsheet-safe
+//! export, and the large-file path by presigned URL (local and moto's S3).
+
+use serde_json::{json, Value};
+
+use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, TestApp};
+
+const GOOD: &str = "date,category,description,amount,currency,sku\n\
+2026-11-01,shipping,\"Courier, express\",12.50,EUR,SKU-1\n\
+2026-11-02,tools,=HYPERLINK(\"http://evil\"),-3.25,USD,\n\
+2026-11-03,agency fees,Monthly retainer,1500,EUR,@risk\n";
+
+async fn file_connection(app: &TestApp, token: &str, extra: Value) -> String {
+    let mut body = json!({"platform": "custom_costs", "name": "Costs"});
+    body.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+    let r = app.http.post(app.url("/v1/connections/file-upload")).bearer_auth(token).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["status"]["state"], "pending_authorization", "waiting for the first file");
+    c["id"].as_str().unwrap().to_owned()
+}
+
+async fn upload(app: &TestApp, token: &str, id: &str, query: &str, csv: impl Into<Vec<u8>>) -> (u16, Value) {
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/uploads{query}")))
+        .bearer_auth(token)
+        .header("content-type", "text/csv")
+        .body(csv.into())
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn export(app: &TestApp, token: &str, id: &str) -> String {
+    let r =
+        app.http.get(app.url(&format!("/v1/connections/{id}/costs/export"))).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    r.text().await.unwrap()
+}
+
+async fn connection(app: &TestApp, token: &str, id: &str) -> Value {
+    app.http
+        .get(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
+        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
+    };
+}
+
+both!(a_good_file_is_ingested_once_and_exported_safely, a_large_file_goes_through_a_presigned_url);
+
+async fn a_good_file_is_ingested_once_and_exported_safely(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let t = app.token("ws_u", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let (status, up) = upload(&app, &t, &id, "", GOOD).await;
+    assert_eq!(status, 201, "{up}");
+    assert_eq!(
+        (up["state"].as_str(), up["rows"].as_u64(), up["valid_rows"].as_u64()),
+        (Some("ingested"), Some(3), Some(3))
+    );
+    let c = connection(&app, &t, &id).await;
+    assert_eq!(c["status"]["state"], "connected");
+    assert!(c["last_synced_at"].is_string(), "the last upload time shows");
+    assert_eq!(c["progress"]["costs"]["records"], 3);
+
+    let csv = export(&app, &t, &id).await;
+    assert!(
+        csv.contains("'=HYPERLINK(\"\"http://evil\"\")") || csv.contains("\"'=HYPERLINK(\"\"http://evil\"\")\""),
+        "{csv}"
+    );
+    assert!(csv.contains("'@risk"));
+    assert!(csv.contains(",12.50,EUR,") && csv.contains(",-3.25,USD,"), "exact decimals: {csv}");
+    assert_eq!(csv.lines().count(), 4);
+
+    // The same bytes again: a duplicate, nothing new.
+    let (status, dup) = upload(&app, &t, &id, "", GOOD).await;
+    assert_eq!((status, dup["state"].as_str()), (200, Some("duplicate")));
+    assert_eq!(dup["duplicate_of"], up["id"]);
+    assert_eq!(export(&app, &t, &id).await.lines().count(), 4);
+}
+
+async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let t = app.token("ws_big", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    // Over the direct limit.
+    let mut big = String::from("date,category,description,amount,currency\n");
+    let mut n = 0;
+    while big.len() < 6 * 1024 * 1024 {
+        big.push_str(&format!(
+            "2026-11-{:02},shipping,Parcel {n} to a customer far away,{}.{:02},EUR\n",
+            n % 28 + 1,
+            n % 500,
+            n % 100
+        ));
+        n += 1;
+    }
+    let (status, r) = upload(&app, &t, &id, "", big.clone()).await;
+    assert_eq!((status, error_code(&r).as_str()), (413, "payload_too_large"));
+
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let presigned: Value = r.json().await.unwrap();
+    assert_eq!(presigned["upload"]["state"], "awaiting_file");
+    let url = presigned["upload_url"].as_str().unwrap();
+    let put = app.http.put(url).body(big.clone()).send().await.unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    if backend == Backend::Moto {
+        // S3 tells the processor by an EventBridge event.
+        let upload_id = presigned["upload"]["id"].as_str().unwrap();
+        let event = json!({"detail-type": "Object Created", "source": "aws.s3",
+                           "detail": {"object": {"key": format!("uploads/ws_big/{id}/{upload_id}.csv")}}});
+        let done = shared::jobs::upload_landed(&app.stack.app, event.clone()).await.unwrap();
+        assert_eq!(done["state"], "ingested");
+        // Redelivered: nothing happens twice.
+        assert_eq!(shared::jobs::upload_landed(&app.stack.app, event).await.unwrap()["state"], "ingested");
+    }
+    let upload_id = presigned["upload"]["id"].as_str().unwrap();
+    let got: Value = app
+        .http
+        .get(app.url(&format!("/v1/connections/{id}/uploads/{upload_id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["state"], "ingested", "{got}");
+    assert_eq!(got["valid_rows"], n);
+    assert_eq!(got["source"], "presigned");
+    assert_eq!(connection(&app, &t, &id).await["progress"]["costs"]["records"], n);
+}
+
+#[tokio::test]
+async fn bad_rows_reject_the_whole_file_unless_valid_rows_are_asked_for() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_bad", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let csv = "date,category,amount,currency\n2026-11-01,shipping,10.00,EUR\n2026-11-31,shipping,10,EUR\n2026-11-02,,10,EUR\n2026-11-03,x,1,2,EUR\n2026-11-04,x,\"1,000.00\",EUR\n2026-11-05,x,10,euro\n";
+    let (status, r) = upload(&app, &t, &id, "", csv).await;
+    assert_eq!((status, error_code(&r).as_str()), (422, "invalid_rows"));
+    let errors: Vec<(u64, Option<&str>, &str)> = r["upload"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["line"].as_u64().unwrap(), e["column"].as_str(), e["code"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (3, Some("date"), "invalid_date"),
+            (4, Some("category"), "required"),
+            (5, None, "ragged_row"),
+            (6, Some("amount"), "invalid_amount"),
+            (7, Some("currency"), "invalid_currency")
+        ]
+    );
+    assert_eq!(r["upload"]["error_total"], 5);
+    assert_eq!(export(&app, &t, &id).await.lines().count(), 1, "nothing imported");
+    assert_eq!(connection(&app, &t, &id).await["status"]["state"], "pending_authorization");
+
+    let (status, r) = upload(&app, &t, &id, "?import_valid_rows=true", csv).await;
+    assert_eq!(status, 201, "{r}");
+    assert_eq!((r["valid_rows"].as_u64(), r["error_total"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(export(&app, &t, &id).await.lines().count(), 2);
+}
+
+#[tokio::test]
+async fn bad_files_get_clear_codes() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_bf", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let utf16: Vec<u8> =
+        [0xFF, 0xFE].into_iter().chain("date,amount".encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+    for (body, status, code) in [
+        (Vec::new(), 422, "empty_file"),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec(), 422, "binary_file"),
+        (utf16, 422, "wrong_encoding"),
+        (b"date,category,amount\n2026-11-01,x,1\n".to_vec(), 422, "invalid_header"),
+        (b"date,category,amount,currency\n".to_vec(), 422, "no_rows"),
+    ] {
+        let (s, r) = upload(&app, &t, &id, "", body).await;
+        assert_eq!((s, error_code(&r).as_str()), (status, code));
+        assert_eq!(r["upload"]["state"], "rejected");
+    }
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/uploads")))
+        .bearer_auth(&t)
+        .json(&json!({"rows": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let (s, r) = upload(&app, &t, &id, "?period=2026-13", GOOD).await;
+    assert_eq!((s, error_code(&r).as_str()), (422, "invalid_input"));
+    // Another workspace cannot upload to it.
+    let other = app.token("ws_other", "u", "admin").await;
+    let (s, _) = upload(&app, &other, &id, "", GOOD).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn an_upload_for_a_period_replaces_the_earlier_one() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_p", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let first = "date,category,amount,currency\n2026-11-01,shipping,10,EUR\n2026-11-02,shipping,20,EUR\n";
+    let second = "date,category,amount,currency\n2026-11-01,shipping,11,EUR\n";
+    let (_, a) = upload(&app, &t, &id, "?period=2026-11", first).await;
+    let (status, b) = upload(&app, &t, &id, "?period=2026-11", second).await;
+    assert_eq!(status, 201);
+    let csv = export(&app, &t, &id).await;
+    assert!(csv.contains(",11,EUR,") && !csv.contains(",10,EUR,"), "{csv}");
+    let a_now: Value = app
+        .http
+        .get(app.url(&format!("/v1/connections/{id}/uploads/{}", a["id"].as_str().unwrap())))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((a_now["state"].as_str(), &a_now["replaced_by"]), (Some("replaced"), &b["id"]));
+    // Rows must fall in the period.
+    let (status, r) =
+        upload(&app, &t, &id, "?period=2026-11", "date,category,amount,currency\n2026-12-01,x,1,EUR\n").await;
+    assert_eq!(status, 422);
+    assert_eq!(r["upload"]["errors"][0]["code"], "outside_period");
+    // The earlier content, uploaded again, is not a duplicate of a replaced upload.
+    let (status, again) = upload(&app, &t, &id, "?period=2026-11", first).await;
+    assert_eq!((status, again["state"].as_str()), (201, Some("ingested")));
+    let list: Value = app
+        .http
+        .get(app.url(&format!("/v1/connections/{id}/uploads")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["uploads"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn automation_tokens_upload_for_one_connection_until_revoked() {
+    let app = spawn_app_with(&[]).await;
+    let admin = app.token("ws_a", "a", "admin").await;
+    let staff = app.token("ws_a", "s", "staff").await;
+    let id = file_connection(&app, &admin, json!({"upload_schedule": "monthly"})).await;
+    let issue = |token: String| {
+        app.http.post(app.url(&format!("/v1/connections/{id}/upload-tokens"))).bearer_auth(token).send()
+    };
+    assert_eq!(issue(staff.clone()).await.unwrap().status(), 403);
+    let r = issue(admin.clone()).await.unwrap();
+    assert_eq!(r.status(), 201);
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    assert!(!app.dump_state().await.contains(&token), "only a hash is kept");
+    let push = |token: &str| {
+        app.http
+            .post(app.url("/v1/automation/uploads"))
+            .bearer_auth(token.to_owned())
+            .header("content-type", "text/csv")
+            .body(GOOD)
+            .send()
+    };
+    let r = push(&token).await.unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.json::<Value>().await.unwrap()["source"], "automation");
+    assert_eq!(push("upl_not-a-real-token").await.unwrap().status(), 401);
+    assert_eq!(push(&admin).await.unwrap().status(), 401, "a member JWT is not an upload token");
+
+    // Monthly schedule: overdue once a month and a grace have passed.
+    assert_eq!(connection(&app, &admin, &id).await["upload_overdue"], false);
+    app.clock.advance(chrono::Duration::days(36));
+    assert_eq!(connection(&app, &admin, &id).await["upload_overdue"], true);
+
+    let r = app
+        .http
+        .delete(app.url(&format!("/v1/connections/{id}/upload-tokens")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["revoked"], 1);
+    assert_eq!(push(&token).await.unwrap().status(), 401);
+}
