@@ -130,7 +130,7 @@ pub(super) async fn dispatch(
             crate::uploads::file_connection(app, &caller.workspace_id, &id).await?;
             let mut list =
                 app.repo.list_prefix::<crate::uploads::Upload>(&caller.workspace_id, &format!("UPLOAD#{id}#")).await?;
-            list.sort_by(|a, b| b.value.created_at.cmp(&a.value.created_at));
+            list.sort_by_key(|u| std::cmp::Reverse(u.value.created_at));
             let items: Vec<_> = list.iter().map(|u| views::upload(&u.value)).collect();
             Ok(json(StatusCode::OK, &json!({"uploads": items})))
         }
