@@ -42,6 +42,7 @@ async fn seed_connection(app: &TestApp, workspace: &str, credential: Credential)
         account: None,
         params: BTreeMap::new(),
         upload_schedule: None,
+        running: None,
         created_by: UserId::parse("u_admin").unwrap(),
         created_at: now,
         updated_at: now,
@@ -261,6 +262,7 @@ async fn authorizations_list_the_connections_that_use_them() {
         updated_at: now,
         last_refreshed_at: None,
         refresh_failures: 0,
+        refresh_lease: None,
     };
     app.stack.app.repo.create(&auth).await.unwrap();
     let c1 = seed_connection(&app, "ws_z", Credential::Authorization { authorization_id: auth.id.clone() }).await;

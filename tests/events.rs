@@ -80,7 +80,12 @@ async fn a_function_serves_only_its_own_routes() {
 async fn sqs_batches_report_exactly_the_failed_messages() {
     let (app, _) = embedded_app(config(&[]));
     let event: SqsEvent = serde_json::from_str(&read("sync-worker/batch-with-poison.json")).unwrap();
-    let response = jobs::sync_worker(&app, event).await;
+    let response = jobs::sync_worker(
+        &app,
+        event,
+        shared::sync::Budget::until(std::time::Instant::now() + std::time::Duration::from_secs(60)),
+    )
+    .await;
     let mut failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
     failed.sort();
     assert_eq!(failed, ["m-poison", "m-unknown"]);

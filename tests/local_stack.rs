@@ -85,3 +85,59 @@ async fn the_aws_backend_provisions_and_serves_against_an_endpoint() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["connections"], json!([]));
 }
+
+#[tokio::test]
+async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
+    let env = HashMap::from([
+        (
+            "DATA_DIR",
+            std::env::temp_dir()
+                .join(format!("connections-sync-{}", uuid::Uuid::new_v4().simple()))
+                .display()
+                .to_string(),
+        ),
+        ("ALLOWED_ORIGINS", "https://app.example.com".into()),
+    ]);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (base, stack) = boot(env.clone()).await;
+    let t = token(&http, &base).await;
+    let started: Value = http
+        .post(format!("{base}/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .get(format!("{}&auto_approve=acct_sync", started["authorize_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let page = http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("connected"));
+    // Whatever the background consumer has not taken yet, take now.
+    local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
+    let list: Value =
+        http.get(format!("{base}/v1/connections")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    let c = &list["connections"][0];
+    // The background consumer may still hold the last job: wait for its lease.
+    let id = c["id"].as_str().unwrap().to_owned();
+    let mut view = c.clone();
+    for _ in 0..200 {
+        if view["status"]["state"] == "connected" {
+            break;
+        }
+        tokio::task::yield_now().await;
+        local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
+        view =
+            http.get(format!("{base}/v1/connections/{id}")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    }
+    assert_eq!(view["status"]["state"], "connected", "{view}");
+    assert_eq!(view["progress"]["orders"]["records"], 2500);
+    assert_eq!(view["progress"]["customers"]["records"], 2500);
+    assert_eq!(view["progress"]["orders"]["percent"], 100);
+    assert!(view["progress"].get("ad_spend").is_none(), "not selected by default");
+}

@@ -8,6 +8,7 @@
 //! * `oauth`: connect start and callback, every catalog pattern and failure.
 //! * `local_stack`: the stack as `cargo run -p local-stack` boots it.
 //! * `uploads`: custom costs files, direct, presigned and automated.
+//! * `sync`: the sync engine, every pagination style and failure.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -20,4 +21,5 @@ mod local_stack;
 mod logs;
 mod oauth;
 mod ports;
+mod sync;
 mod uploads;

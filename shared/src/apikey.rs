@@ -253,6 +253,7 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         account,
         params: key.params.clone(),
         upload_schedule: None,
+        running: None,
         created_by: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -265,11 +266,7 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         }
         return Err(e);
     }
-    let job = SyncJob::Sync {
-        workspace_id: connection.workspace_id.clone(),
-        connection_id: connection.id.clone(),
-        kind: SyncKind::Initial,
-    };
+    let job = SyncJob::start(&connection, SyncKind::Initial);
     if let Err(e) = jobs::enqueue(app, QueueKind::Sync, &job, 0).await {
         tracing::error!(connection = %connection.id, error = %e, "initial sync not queued");
     }
@@ -316,7 +313,7 @@ pub async fn replace(
     app.repo.save(&c, current.version).await?;
     if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
         let kind = if c.initial_sync_done { SyncKind::Incremental } else { SyncKind::Initial };
-        let job = SyncJob::Sync { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone(), kind };
+        let job = SyncJob::start(&c, kind);
         if let Err(e) = jobs::enqueue(app, QueueKind::Sync, &job, 0).await {
             tracing::error!(connection = %c.id, error = %e, "sync after a key replacement not queued");
         }

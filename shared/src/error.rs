@@ -40,6 +40,10 @@ pub enum Error {
     ApiKeyRejected(crate::apikey::KeyProblem),
     #[error("return_to is not on an allowed origin")]
     ReturnToNotAllowed,
+    #[error("a page of the platform was malformed: {0}")]
+    MalformedPage(String),
+    #[error("a sync of this connection is already running")]
+    SyncInProgress,
     #[error("the OAuth app of {platform} is not configured")]
     AppNotConfigured { platform: String, byo: bool },
     #[error("{0} is not available in this build yet")]

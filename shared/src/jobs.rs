@@ -17,7 +17,26 @@ use crate::ports::QueueKind;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SyncJob {
-    Sync { workspace_id: WorkspaceId, connection_id: ConnectionId, kind: SyncKind },
+    Sync {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        kind: SyncKind,
+        /// A continuation carries the run it continues.
+        #[serde(default)]
+        run_id: Option<crate::ids::SyncRunId>,
+    },
+}
+
+impl SyncJob {
+    /// A new run of a connection (not a continuation).
+    pub fn start(connection: &crate::domain::Connection, kind: SyncKind) -> Self {
+        SyncJob::Sync {
+            workspace_id: connection.workspace_id.clone(),
+            connection_id: connection.id.clone(),
+            kind,
+            run_id: None,
+        }
+    }
 }
 
 /// A message of the notification queue: something people should hear of.
@@ -95,21 +114,36 @@ impl ClassifyStr for serde_json::Error {
     }
 }
 
-/// The sync worker's handling of one job. The engine arrives with the sync
-/// issue; today a job for a missing connection is dropped (it was deleted)
-/// and any other is acknowledged after its connection is checked.
-pub async fn run_sync_job(app: &App, job: SyncJob) -> Result<(), Error> {
-    let SyncJob::Sync { workspace_id, connection_id, kind } = job;
-    match app.repo.connection(&workspace_id, &connection_id).await {
-        Ok(c) => {
-            tracing::info!(connection = %connection_id, ?kind, state = c.value.status.state_name(), "sync job received");
+/// The sync worker's handling of one job: run it within the budget; a
+/// failure marks the connection in error (and raises its alert) and is
+/// reported, so SQS retries it and dead-letters it after its last receive.
+pub async fn run_sync_job(app: &App, job: SyncJob, budget: crate::sync::Budget) -> Result<(), Error> {
+    let SyncJob::Sync { workspace_id, connection_id, .. } = &job;
+    match crate::sync::run_job(app, &job, budget).await {
+        Ok(outcome) => {
+            tracing::info!(connection = %connection_id, ?outcome, "sync job done");
+            if let crate::sync::Outcome::Failed(reason) = outcome {
+                let message = format!("The platform refused access to the data ({}).", reason.code());
+                crate::sync::record_failure(app, workspace_id, connection_id, reason, message).await?;
+            }
             Ok(())
         }
-        Err(Error::NotFound { .. }) => {
-            tracing::info!(connection = %connection_id, "sync job for a deleted connection dropped");
-            Ok(())
+        Err(e) => {
+            let reason = match &e {
+                Error::MalformedPage(_) => crate::domain::FailureReason::MalformedResponse,
+                Error::Http(_) => crate::domain::FailureReason::PlatformUnavailable,
+                _ => crate::domain::FailureReason::Internal,
+            };
+            let message = match &e {
+                Error::MalformedPage(page) => format!("The platform sent a malformed page: {page}."),
+                Error::Http(h) => format!("The platform could not be read: {h}."),
+                _ => "The sync failed on our side; it will be retried.".to_owned(),
+            };
+            if let Err(record) = crate::sync::record_failure(app, workspace_id, connection_id, reason, message).await {
+                tracing::error!(connection = %connection_id, error = %record, "sync failure not recorded");
+            }
+            Err(e)
         }
-        Err(e) => Err(e),
     }
 }
 
@@ -135,9 +169,18 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
     Ok(SweepReport { due: due.len() })
 }
 
-/// The sync worker: one batch from the sync queue.
-pub async fn sync_worker(app: &App, event: SqsEvent) -> SqsBatchResponse {
-    for_each_record(event, |job: SyncJob| run_sync_job(app, job)).await
+/// The sync worker: one batch from the sync queue, within the budget.
+pub async fn sync_worker(app: &App, event: SqsEvent, budget: crate::sync::Budget) -> SqsBatchResponse {
+    for_each_record(event, |job: SyncJob| run_sync_job(app, job, budget)).await
+}
+
+/// The time left before a Lambda invocation's deadline (epoch ms).
+pub fn budget_from_deadline(deadline_ms: u64) -> crate::sync::Budget {
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    crate::sync::Budget::until(
+        std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms)),
+    )
 }
 
 /// The notifier: one batch from the notification queue.
@@ -156,12 +199,13 @@ pub fn sqs_service<F, Fut>(
     Future: Send,
 >
 where
-    F: Fn(App, SqsEvent) -> Fut + Clone + Send,
+    F: Fn(App, SqsEvent, u64) -> Fut + Clone + Send,
     Fut: Future<Output = SqsBatchResponse> + Send,
 {
     lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
         let (app, handler) = (app.clone(), handler.clone());
-        async move { Ok::<_, lambda_runtime::Error>(handler(app, event.payload).await) }
+        let deadline = event.context.deadline;
+        async move { Ok::<_, lambda_runtime::Error>(handler(app, event.payload, deadline).await) }
     })
 }
 

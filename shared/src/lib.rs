@@ -25,7 +25,9 @@ pub mod oauth;
 pub mod platform;
 pub mod ports;
 pub mod repo;
+pub mod sync;
 pub mod telemetry;
+pub mod tokens;
 pub mod uploads;
 
 pub use app::App;

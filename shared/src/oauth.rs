@@ -752,6 +752,7 @@ async fn store_new(
             updated_at: now,
             last_refreshed_at: Some(now),
             refresh_failures: 0,
+            refresh_lease: None,
         };
         auth.apply(Event::CredentialsAccepted, now)?;
         let mut connection = Connection {
@@ -775,6 +776,7 @@ async fn store_new(
             account: None,
             params: BTreeMap::new(),
             upload_schedule: None,
+            running: None,
             created_by: pending.user_id.clone(),
             created_at: now,
             updated_at: now,
@@ -797,11 +799,7 @@ async fn store_new(
             return Err(e);
         }
     };
-    let job = SyncJob::Sync {
-        workspace_id: connection.workspace_id.clone(),
-        connection_id: connection.id.clone(),
-        kind: SyncKind::Initial,
-    };
+    let job = SyncJob::start(&connection, SyncKind::Initial);
     if let Err(e) = jobs::enqueue(app, QueueKind::Sync, &job, 0).await {
         // The connection stays "initial sync in progress"; the sweep
         // re-queues initial syncs that never started.

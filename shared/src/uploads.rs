@@ -27,7 +27,7 @@ pub const DIRECT_LIMITS: Limits = Limits { max_bytes: 5 * 1024 * 1024, max_rows:
 /// Through a presigned URL.
 pub const LARGE_LIMITS: Limits = Limits { max_bytes: 1024 * 1024 * 1024, max_rows: 20_000_000 };
 /// Rows per staged part.
-pub const PART_ROWS: usize = 50_000;
+pub const PART_ROWS: usize = 10_000;
 /// How long a presigned URL takes a file.
 pub const PRESIGN_SECONDS: u64 = 900;
 
@@ -172,6 +172,7 @@ pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Resul
         account: None,
         params: BTreeMap::new(),
         upload_schedule: request.upload_schedule,
+        running: None,
         created_by: caller.user_id.clone(),
         created_at: now,
         updated_at: now,
@@ -180,48 +181,60 @@ pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Resul
     Ok(connection)
 }
 
-/// Validates a stream and stages its valid rows, in constant memory. The
-/// parts are written as they fill; a part is at most [`PART_ROWS`] rows.
+/// Validates a stream and stages its valid rows, in constant memory: one
+/// thread validates, a second serializes batches of valid rows as JSON Lines
+/// parts, and the async side stores each part; bounded channels keep at most
+/// a few batches in flight whatever the file's size.
 async fn stage(
     app: &App,
     upload: &Upload,
     reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     limits: Limits,
 ) -> (Result<Report, FileError>, Vec<String>) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Vec<costs::CostRow>>(1);
+    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
     let options = Options { period: upload.period };
-    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    // Large reads: each read of a file or S3 stream is one round trip.
+    let bridge = tokio_util::io::SyncIoBridge::new(tokio::io::BufReader::with_capacity(1 << 20, reader));
     let validation = tokio::task::spawn_blocking(move || {
-        let reader = std::io::BufReader::with_capacity(256 * 1024, bridge);
-        let mut buffer = Vec::with_capacity(1 << 20);
-        let mut rows = 0usize;
-        let result = costs::validate(reader, limits, &options, |row| {
-            serde_json::to_writer(&mut buffer, row).map_err(std::io::Error::other)?;
-            buffer.push(b'\n');
-            rows += 1;
-            if rows == PART_ROWS {
-                rows = 0;
-                tx.blocking_send(std::mem::take(&mut buffer)).map_err(|_| std::io::Error::other("staging stopped"))?;
+        let mut batch = Vec::with_capacity(PART_ROWS);
+        let result = costs::validate(bridge, limits, &options, |row| {
+            batch.push(row);
+            if batch.len() == PART_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(PART_ROWS));
+                rows_tx.send(full).map_err(|_| std::io::Error::other("staging stopped"))?;
             }
             Ok(())
         });
-        if result.is_ok() && !buffer.is_empty() {
-            let _ = tx.blocking_send(buffer);
+        if result.is_ok() && !batch.is_empty() {
+            let _ = rows_tx.send(batch);
         }
         result
     });
+    let serializer = tokio::task::spawn_blocking(move || {
+        for rows in rows_rx {
+            let mut out = Vec::with_capacity(rows.len() * 160);
+            for row in &rows {
+                row.write_json_line(&mut out);
+            }
+            if bytes_tx.blocking_send(out).is_err() {
+                return;
+            }
+        }
+    });
     let mut parts = Vec::new();
     let mut write_error = None;
-    while let Some(chunk) = rx.recv().await {
+    while let Some(bytes) = bytes_rx.recv().await {
         if write_error.is_some() {
             continue;
         }
         let key = upload.part_key(parts.len() + 1);
-        match app.sink.put(&key, bytes::Bytes::from(chunk), "application/x-ndjson").await {
+        match app.sink.put(&key, bytes::Bytes::from(bytes), "application/x-ndjson").await {
             Ok(()) => parts.push(key),
-            Err(e) => write_error = Some(e),
+            Err(e) => write_error = Some(e.to_string()),
         }
     }
+    let _ = serializer.await;
     let result = match validation.await {
         Ok(r) => r,
         Err(e) => Err(FileError { code: "internal_error".into(), message: format!("validation stopped: {e}") }),

@@ -4,6 +4,6 @@
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    let handler = |app: shared::App, event| async move { shared::jobs::notifier(&app, event).await };
+    let handler = |app: shared::App, event, _deadline_ms: u64| async move { shared::jobs::notifier(&app, event).await };
     lambda_runtime::run(shared::jobs::sqs_service(app, handler)).await
 }

@@ -1,9 +1,12 @@
-//! The sync-worker Lambda: consumes the sync queue, reports partial batch failures.
+//! The sync-worker Lambda: consumes the sync queue within each invocation's
+//! deadline, reports partial batch failures.
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    let handler = |app: shared::App, event| async move { shared::jobs::sync_worker(&app, event).await };
+    let handler = |app: shared::App, event, deadline_ms: u64| async move {
+        shared::jobs::sync_worker(&app, event, shared::jobs::budget_from_deadline(deadline_ms)).await
+    };
     lambda_runtime::run(shared::jobs::sqs_service(app, handler)).await
 }

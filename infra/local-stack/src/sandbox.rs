@@ -25,7 +25,7 @@ use shared::ports::Clock;
 pub const CLIENT_ID: &str = "sandbox-client";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
 /// Records per stream per account.
-pub const RECORDS_PER_STREAM: usize = 250;
+pub const RECORDS_PER_STREAM: usize = 2500;
 const ACCESS_SECONDS: i64 = 3600;
 
 struct Code {
@@ -403,6 +403,15 @@ impl Sandbox {
             q.get("cursor").and_then(|c| c.strip_prefix("c").and_then(|n| n.parse().ok())).unwrap_or(0)
         };
         let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("valid date").with_timezone(&Utc);
+        // Incremental: only records updated after `updated_since` (one record an hour).
+        let first = q
+            .get("updated_since")
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|since| {
+                ((since.with_timezone(&Utc) - base).num_hours() + 1).clamp(0, RECORDS_PER_STREAM as i64) as usize
+            })
+            .unwrap_or(0);
+        let start = start + first;
         let end = (start + limit).min(RECORDS_PER_STREAM);
         let data: Vec<_> = (start..end)
             .map(|i| {
@@ -411,6 +420,7 @@ impl Sandbox {
             })
             .collect();
         let next = (end < RECORDS_PER_STREAM).then(|| format!("c{end}"));
-        json_resp(StatusCode::OK, json!({"data": data, "next": next}))
+        let next = next.map(|_| format!("c{}", end - first));
+        json_resp(StatusCode::OK, json!({"data": data, "next": next, "total": RECORDS_PER_STREAM - first}))
     }
 }

@@ -16,6 +16,8 @@ use crate::LocalStack;
 
 /// Visibility timeout of a received batch (as the template sets for the queues).
 pub const VISIBILITY_SECONDS: u32 = 120;
+/// How long one sync job may run locally before it continues in a new one.
+pub const SYNC_BUDGET_SECONDS: u64 = 90;
 
 fn to_event(messages: &[Received]) -> SqsEvent {
     let mut event = SqsEvent::default();
@@ -43,7 +45,12 @@ pub async fn run_batch(stack: &LocalStack, queue: QueueKind) -> Result<usize, Er
     }
     let event = to_event(&messages);
     let response = match queue {
-        QueueKind::Sync => jobs::sync_worker(&stack.app, event).await,
+        QueueKind::Sync => {
+            // A Lambda-sized budget: long syncs continue in a new job.
+            let budget =
+                shared::sync::Budget::until(std::time::Instant::now() + Duration::from_secs(SYNC_BUDGET_SECONDS));
+            jobs::sync_worker(&stack.app, event, budget).await
+        }
         QueueKind::Notify => jobs::notifier(&stack.app, event).await,
     };
     let failed: HashSet<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();

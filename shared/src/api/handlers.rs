@@ -31,6 +31,10 @@ pub(super) async fn dispatch(
         RouteId::GetConnection => get_connection(app, caller()?, &params).await,
         RouteId::PatchConnection => patch_connection(app, caller()?, &params, &request).await,
         RouteId::DeleteConnection => delete_connection(app, caller()?, &params).await,
+        RouteId::SyncNow => {
+            crate::sync::sync_now(app, caller()?, &connection_id(&params)?).await?;
+            Ok(json(StatusCode::ACCEPTED, &json!({"queued": true})))
+        }
         RouteId::ListAuthorizations => list_authorizations(app, caller()?).await,
         RouteId::ListNotifications => list_notifications(app, caller()?).await,
         RouteId::ConnectStart => {

@@ -73,6 +73,7 @@ pub enum RouteId {
     IssueUploadToken,
     RevokeUploadTokens,
     AutomationUpload,
+    SyncNow,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -104,7 +105,8 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
     route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
     route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
-    route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
+        route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::SyncNow, Method::POST, "/v1/connections/{id}/sync", Function::ConnectionsApi, true),
     route(RouteId::CreateFileConnection, Method::POST, "/v1/connections/file-upload", Function::CsvUpload, true),
     route(RouteId::Upload, Method::POST, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
     route(RouteId::PresignUpload, Method::POST, "/v1/connections/{id}/uploads/presigned", Function::CsvUpload, true),

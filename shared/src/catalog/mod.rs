@@ -272,6 +272,8 @@ pub struct StreamSpec {
     pub cursor_param: Option<String>,
     pub page_size_param: Option<String>,
     pub page_size: Option<u32>,
+    /// JSON pointer to the total record count, when the platform gives one.
+    pub total_pointer: Option<String>,
     #[serde(default = "yes")]
     pub default_selected: bool,
 }

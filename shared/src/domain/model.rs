@@ -154,6 +154,22 @@ pub struct Authorization {
     /// Consecutive transient refresh failures.
     #[serde(default)]
     pub refresh_failures: u32,
+    /// Held by the one refresher at work (single-flight refresh).
+    #[serde(default)]
+    pub refresh_lease: Option<Lease>,
+}
+
+/// A time-limited claim on a piece of work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub owner: String,
+    pub until: DateTime<Utc>,
+}
+
+impl Lease {
+    pub fn held_by_other(lease: &Option<Lease>, me: &str, now: DateTime<Utc>) -> bool {
+        lease.as_ref().is_some_and(|l| l.owner != me && l.until > now)
+    }
 }
 
 impl Authorization {
@@ -214,11 +230,30 @@ pub struct StreamSelection {
 pub struct StreamCursor {
     /// The incremental cursor value (for example the largest `updated_at`).
     pub cursor: Option<String>,
-    /// The page token of a full sync that is under way.
+    /// Where paging stands in the run under way.
     pub page: Option<String>,
+    /// Records and pages ever synced (pages also number the batch objects).
     pub records: u64,
+    #[serde(default)]
+    pub pages: u64,
+    /// Records and pages of the run under way.
+    #[serde(default)]
+    pub records_this_run: u64,
+    #[serde(default)]
+    pub pages_this_run: u64,
+    /// The total the platform announces, when it does.
+    #[serde(default)]
+    pub total: Option<u64>,
     pub complete: bool,
     pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The sync run under way.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunInfo {
+    pub id: SyncRunId,
+    pub kind: SyncKind,
+    pub started_at: DateTime<Utc>,
 }
 
 /// The last problem, as shown to people.
@@ -258,6 +293,9 @@ pub struct Connection {
     /// File connections: how often files are expected.
     #[serde(default)]
     pub upload_schedule: Option<UploadSchedule>,
+    /// The sync run under way, if any.
+    #[serde(default)]
+    pub running: Option<RunInfo>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -418,6 +456,7 @@ mod tests {
             account: None,
             params: BTreeMap::new(),
             upload_schedule: None,
+            running: None,
             created_by: UserId::parse("u").unwrap(),
             created_at: now,
             updated_at: now,

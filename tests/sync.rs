@@ -1,0 +1,444 @@
+//! The sync engine against a fake platform on loopback: every pagination
+//! style, resume after a simulated deadline, redelivery, the lease, 429 with
+//! Retry-After, 5xx, 401 then refresh, a revoked grant shared by two
+//! connections, and a malformed page; embedded and moto (S3, SQS) backends.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shared::domain::*;
+use shared::ids::*;
+use shared::jobs::SyncJob;
+use shared::oauth::TokenSet;
+use shared::ports::QueueKind;
+use shared::sync::{Budget, Outcome};
+
+use crate::harness::{spawn_app_on, Backend, FakePlatform, Recorded, Reply, TestApp};
+
+const RECORDS: usize = 25;
+const PAGE: usize = 10;
+
+fn record(stream: &str, i: usize) -> Value {
+    json!({"id": format!("{stream}-{i:03}"), "updated_at": format!("2026-11-{:02}T00:00:00Z", i % 28 + 1), "n": i})
+}
+
+/// The fake platform's data: each stream pages by its own style.
+fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>) -> Reply {
+    if let Some(queue) = fail.lock().unwrap().get_mut(&r.path) {
+        if !queue.is_empty() {
+            return queue.remove(0);
+        }
+    }
+    if r.headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer good-token") {
+        return Reply::Json(401, json!({"error": "unauthorized"}));
+    }
+    let q = |k: &str| r.query.get(k).and_then(|v| v.parse::<usize>().ok());
+    let stream = r.path.trim_start_matches('/');
+    let page =
+        |start: usize| -> Vec<Value> { (start..(start + PAGE).min(RECORDS)).map(|i| record(stream, i)).collect() };
+    match stream {
+        "cursor" => {
+            let start = q("cursor").unwrap_or(0);
+            let next = (start + PAGE < RECORDS).then(|| (start + PAGE).to_string());
+            Reply::Json(200, json!({"data": page(start), "next": next, "total": RECORDS}))
+        }
+        "link" => {
+            let start = q("offset").unwrap_or(0);
+            let headers = if start + PAGE < RECORDS {
+                vec![("link", format!("</link?offset={}>; rel=\"next\"", start + PAGE))]
+            } else {
+                vec![]
+            };
+            Reply::JsonWith(200, headers, json!(page(start)))
+        }
+        "page" => Reply::Json(200, json!({"items": page((q("page").unwrap_or(1) - 1) * PAGE)})),
+        "offset" => Reply::Json(200, json!({"items": page(q("offset").unwrap_or(0))})),
+        "since" => {
+            let after = r
+                .query
+                .get("since_id")
+                .map(|s| s.rsplit('-').next().unwrap().parse::<usize>().unwrap() + 1)
+                .unwrap_or(0);
+            Reply::Json(200, json!({"items": page(after)}))
+        }
+        "single" => Reply::Json(200, json!({"items": page(0)})),
+        "evil" => Reply::JsonWith(
+            200,
+            vec![("link", "<http://127.0.0.2:9/steal>; rel=\"next\"".into())],
+            json!([record("evil", 0)]),
+        ),
+        "me" => Reply::Json(200, json!({"id": "acct_sync"})),
+        _ => Reply::Json(404, json!({})),
+    }
+}
+
+struct Setup {
+    app: TestApp,
+    fake: FakePlatform,
+    fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>>,
+    token_requests: Arc<AtomicUsize>,
+}
+
+async fn setup(backend: Backend, streams: &[&str]) -> Setup {
+    let fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>> = Arc::default();
+    let token_requests = Arc::new(AtomicUsize::new(0));
+    let (f, t) = (fail.clone(), token_requests.clone());
+    let refresh_mode = fail.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        if r.path == "/token" {
+            t.fetch_add(1, Ordering::SeqCst);
+            if refresh_mode.lock().unwrap().contains_key("revoked") {
+                return Reply::Json(400, json!({"error": "invalid_grant"}));
+            }
+            return Reply::Json(
+                200,
+                json!({"access_token": "good-token", "refresh_token": "rt-2", "expires_in": 3600}),
+            );
+        }
+        serve(r, &f)
+    })
+    .await;
+    let all = json!([
+        {"name": "cursor", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "total_pointer": "/total"},
+        {"name": "link", "path": "/link", "records_pointer": "", "pagination": {"style": "link_header"}},
+        {"name": "page", "path": "/page", "records_pointer": "/items", "pagination": {"style": "page_number", "param": "page", "start": 1}, "page_size": 10},
+        {"name": "offset", "path": "/offset", "records_pointer": "/items", "pagination": {"style": "offset", "param": "offset"}, "page_size": 10},
+        {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
+        {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
+        {"name": "evil", "path": "/evil", "records_pointer": "", "pagination": {"style": "link_header"}, "default_selected": false}
+    ]);
+    let overrides = json!({"platforms": {"sandbox_oauth": {
+        "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
+        "api": {"base_url": fake.base, "auth_header": ["Authorization", "Bearer {access_token}"]},
+        "streams": all}}})
+    .to_string();
+    let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let _ = streams;
+    Setup { app, fake, fail, token_requests }
+}
+
+/// An OAuth authorization (with tokens in the vault) and `n` connections
+/// that share it.
+async fn connect(s: &Setup, ws: &str, access: &str, n: usize, streams: &[&str]) -> (Authorization, Vec<Connection>) {
+    let app = &s.app.stack.app;
+    let now = s.app.clock_now();
+    let ws = WorkspaceId::parse(ws).unwrap();
+    let id = AuthorizationId::generate();
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, id.as_str());
+    let tokens = TokenSet {
+        access_token: access.into(),
+        refresh_token: Some("rt-1".into()),
+        expires_at: None,
+        refresh_expires_at: None,
+        scopes: vec!["read".into()],
+        obtained_at: now,
+    };
+    app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
+    let auth = Authorization {
+        id: id.clone(),
+        workspace_id: ws.clone(),
+        platform: PlatformId::parse("sandbox_oauth").unwrap(),
+        name: "Shared grant".into(),
+        account: None,
+        scopes: vec!["read".into()],
+        params: BTreeMap::new(),
+        status: Status::Connected,
+        expiry: TokenExpiry::default(),
+        next_check_at: None,
+        secret,
+        created_by: UserId::parse("u").unwrap(),
+        created_at: now,
+        updated_at: now,
+        last_refreshed_at: None,
+        refresh_failures: 0,
+        refresh_lease: None,
+    };
+    app.repo.create(&auth).await.unwrap();
+    let mut connections = Vec::new();
+    for i in 0..n {
+        let c = Connection {
+            id: ConnectionId::generate(),
+            workspace_id: ws.clone(),
+            platform: auth.platform.clone(),
+            name: format!("Source {i}"),
+            role: ConnectionRole::Source,
+            client: Some(ClientRef {
+                id: ClientId::parse(&format!("client_{i}")).unwrap(),
+                name: format!("Client {i}"),
+            }),
+            credential: Credential::Authorization { authorization_id: id.clone() },
+            status: Status::InitialSyncInProgress,
+            streams: streams.iter().map(|s| StreamSelection { name: s.to_string(), selected: true }).collect(),
+            cursors: BTreeMap::new(),
+            initial_sync_done: false,
+            last_synced_at: None,
+            last_error: None,
+            account: None,
+            params: BTreeMap::new(),
+            upload_schedule: None,
+            running: None,
+            created_by: UserId::parse("u").unwrap(),
+            created_at: now,
+            updated_at: now,
+        };
+        app.repo.create(&c).await.unwrap();
+        connections.push(c);
+    }
+    (auth, connections)
+}
+
+fn budget() -> Budget {
+    Budget::until(Instant::now() + Duration::from_secs(600))
+}
+
+async fn run(s: &Setup, c: &Connection, budget: Budget) -> Result<Outcome, shared::Error> {
+    shared::sync::run_job(&s.app.stack.app, &SyncJob::start(c, SyncKind::Initial), budget).await
+}
+
+async fn reload(s: &Setup, c: &Connection) -> Connection {
+    s.app.stack.app.repo.connection(&c.workspace_id, &c.id).await.unwrap().value
+}
+
+async fn stored_records(s: &Setup, c: &Connection, stream: &str) -> Vec<Value> {
+    let sink = &s.app.stack.app.sink;
+    let prefix = format!("records/{}/{}/{stream}/", c.workspace_id, c.id);
+    let mut out = Vec::new();
+    for key in sink.list(&prefix).await.unwrap() {
+        let bytes = sink.get(&key).await.unwrap().unwrap();
+        out.extend(
+            bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice::<Value>(l).unwrap()),
+        );
+    }
+    out
+}
+
+const STYLES: [&str; 6] = ["cursor", "link", "page", "offset", "since", "single"];
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
+        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
+    };
+}
+
+both!(every_pagination_style_syncs_every_record_once, a_deadline_stops_cleanly_and_the_continuation_resumes);
+
+async fn every_pagination_style_syncs_every_record_once(backend: Backend) {
+    let s = setup(backend, &STYLES).await;
+    let (_, cs) = connect(&s, "ws_sync", "good-token", 1, &STYLES).await;
+    let c = &cs[0];
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+    for stream in STYLES {
+        let records = stored_records(&s, c, stream).await;
+        let expected = if stream == "single" { PAGE } else { RECORDS };
+        assert_eq!(records.len(), expected, "{stream}");
+        let ids: std::collections::BTreeSet<_> = records.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids.len(), expected, "{stream}: no duplicates");
+    }
+    let after = reload(&s, c).await;
+    assert_eq!(after.status, Status::Connected);
+    assert!(after.initial_sync_done && after.last_synced_at.is_some() && after.running.is_none());
+    let cursor = &after.cursors["cursor"];
+    assert_eq!((cursor.records, cursor.pages, cursor.total, cursor.complete), (25, 3, Some(25), true));
+    assert_eq!(
+        cursor.cursor.as_deref(),
+        Some("2026-11-25T00:00:00Z"),
+        "the incremental cursor is the largest updated_at"
+    );
+    // The progress shows on the API.
+    let t = s.app.token("ws_sync", "u", "staff").await;
+    let view: Value = s
+        .app
+        .http
+        .get(s.app.url(&format!("/v1/connections/{}", c.id)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["progress"]["cursor"]["percent"], 100);
+    assert_eq!(view["status"]["state"], "connected");
+}
+
+async fn a_deadline_stops_cleanly_and_the_continuation_resumes(backend: Backend) {
+    let s = setup(backend, &["cursor", "page"]).await;
+    let (_, cs) = connect(&s, "ws_dl", "good-token", 1, &["cursor", "page"]).await;
+    let c = &cs[0];
+    let one_page = Budget { deadline: Instant::now() + Duration::from_secs(600), max_pages: Some(1) };
+    assert_eq!(run(&s, c, one_page).await.unwrap(), Outcome::Continued { delay_seconds: 0 });
+    let mid = reload(&s, c).await;
+    assert_eq!(mid.status, Status::InitialSyncInProgress);
+    assert_eq!(mid.cursors["cursor"].records_this_run, 10, "progress saved");
+    assert!(mid.running.is_some());
+    // Follow the continuations, one page each, as the queue delivers them.
+    let queue = &s.app.stack.app.queue;
+    let mut jobs_run = 0;
+    loop {
+        let messages = queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
+        let Some(m) = messages.first() else { break };
+        let job: SyncJob = serde_json::from_str(&m.body).unwrap();
+        let outcome = shared::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap();
+        queue.ack(QueueKind::Sync, &m.receipt).await.unwrap();
+        jobs_run += 1;
+        if outcome == Outcome::Completed {
+            // Redelivered after it completed: harmless.
+            assert_eq!(
+                shared::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap(),
+                Outcome::Skipped("a continuation of a run that is over")
+            );
+        }
+        assert!(jobs_run < 20);
+    }
+    assert_eq!(reload(&s, c).await.status, Status::Connected);
+    assert_eq!(stored_records(&s, c, "cursor").await.len(), RECORDS);
+    assert_eq!(stored_records(&s, c, "page").await.len(), RECORDS);
+    // No page fetched twice: 3 pages each.
+    assert_eq!(s.fake.requests_to("/cursor").len(), 3);
+    assert_eq!(s.fake.requests_to("/page").len(), 3);
+}
+
+#[tokio::test]
+async fn a_held_lease_keeps_a_second_worker_off() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_lease", "good-token", 1, &["cursor"]).await;
+    let c = &cs[0];
+    // Another worker holds the lease.
+    let lease = shared::ports::Item {
+        pk: format!("WS#{}", c.workspace_id),
+        sk: format!("SYNCLEASE#{}", c.id),
+        version: 1,
+        body: json!({"owner": "other", "until": (s.app.clock_now() + chrono::Duration::minutes(5)).to_rfc3339()}),
+        due: None,
+        expires_at: None,
+    };
+    s.app.stack.app.repo.store().put(&lease, shared::ports::Precondition::Absent).await.unwrap();
+    assert!(matches!(run(&s, c, budget()).await.unwrap(), Outcome::Skipped(_)));
+    assert!(s.fake.requests_to("/cursor").is_empty());
+    // Once it expires, the connection is free again.
+    s.app.clock.advance(chrono::Duration::minutes(6));
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_waited_out_within_bounds() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_429", "good-token", 1, &["cursor"]).await;
+    let c = &cs[0];
+    s.fail.lock().unwrap().insert(
+        "/cursor".into(),
+        vec![Reply::JsonWith(429, vec![("retry-after", "1".into())], json!({})), Reply::Json(503, json!({}))],
+    );
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(s.fake.requests_to("/cursor").len(), 5, "two refusals, then three pages");
+
+    // A long Retry-After: stop, and continue later with that delay.
+    let (_, cs) = connect(&s, "ws_429b", "good-token", 1, &["cursor"]).await;
+    s.fail
+        .lock()
+        .unwrap()
+        .insert("/cursor".into(), vec![Reply::JsonWith(429, vec![("retry-after", "120".into())], json!({}))]);
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Continued { delay_seconds: 120 });
+    assert!(
+        s.app.stack.app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap().is_empty(),
+        "the continuation waits 120 s"
+    );
+
+    // 5xx past the bound: the job fails, the connection shows the error.
+    let (_, cs) = connect(&s, "ws_5xx", "good-token", 1, &["cursor"]).await;
+    s.fail.lock().unwrap().insert("/cursor".into(), (0..5).map(|_| Reply::Json(500, json!({}))).collect());
+    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    assert!(shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.is_err());
+    let failed = reload(&s, &cs[0]).await;
+    assert_eq!(failed.status, Status::Error { reason: FailureReason::PlatformUnavailable });
+    assert!(failed.last_error.unwrap().message.contains("unavailable"));
+    let alerts = s.app.stack.app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
+    assert!(alerts.iter().any(|a| a.body.contains("sync_failed") && a.body.contains(cs[0].id.as_str())));
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_through_the_shared_path() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (auth, cs) = connect(&s, "ws_401", "expired-token", 1, &["cursor"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(s.token_requests.load(Ordering::SeqCst), 1);
+    let tokens = shared::tokens::tokens_of(&s.app.stack.app, &auth).await.unwrap();
+    assert_eq!(
+        (tokens.access_token.as_str(), tokens.refresh_token.as_deref()),
+        ("good-token", Some("rt-2")),
+        "the rotated refresh token is stored"
+    );
+    let auth_now = s.app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    assert!(auth_now.refresh_lease.is_none() && auth_now.last_refreshed_at.is_some());
+}
+
+#[tokio::test]
+async fn a_revoked_grant_disconnects_every_connection_that_uses_it() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (auth, cs) = connect(&s, "ws_rev", "expired-token", 2, &["cursor"]).await;
+    s.fail.lock().unwrap().insert("revoked".into(), vec![]);
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Disconnected(DisconnectReason::TokenRevoked));
+    let app = &s.app.stack.app;
+    assert_eq!(
+        app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value.status,
+        Status::Disconnected { reason: DisconnectReason::TokenRevoked }
+    );
+    for c in &cs {
+        let now = reload(&s, c).await;
+        assert_eq!(now.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked }, "{}", c.name);
+        assert_eq!(now.last_error.unwrap().code, "token_revoked");
+    }
+    let alerts = app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
+    assert_eq!(
+        alerts.iter().filter(|a| a.body.contains("connection_disconnected")).count(),
+        2,
+        "one alert per connection"
+    );
+    // The second connection's job finds nothing to do.
+    assert!(matches!(run(&s, &cs[1], budget()).await.unwrap(), Outcome::Skipped(_)));
+}
+
+#[tokio::test]
+async fn a_malformed_page_is_an_error_naming_the_page() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_mal", "good-token", 1, &["cursor"]).await;
+    s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
+    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    let err = shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
+    assert!(err.to_string().contains("cursor page 1"), "{err}");
+    let failed = reload(&s, &cs[0]).await;
+    assert_eq!(failed.status, Status::Error { reason: FailureReason::MalformedResponse });
+    assert!(failed.last_error.unwrap().message.contains("cursor page 1"));
+}
+
+#[tokio::test]
+async fn a_next_link_to_another_host_is_refused() {
+    let s = setup(Backend::Embedded, &["evil"]).await;
+    let (_, cs) = connect(&s, "ws_evil", "good-token", 1, &["evil"]).await;
+    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    let err = shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
+    assert!(err.to_string().contains("another host"), "{err}");
+}
+
+#[tokio::test]
+async fn sync_now_queues_a_run_from_the_cursors() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_now", "good-token", 1, &["cursor"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let t = s.app.token("ws_now", "u", "staff").await;
+    let r =
+        s.app.http.post(s.app.url(&format!("/v1/connections/{}/sync", cs[0].id))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let jobs = s.app.stack.app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
+    assert!(jobs[0].body.contains("incremental"));
+    // The incremental run asks from the saved cursor.
+    let job: SyncJob = serde_json::from_str(&jobs[0].body).unwrap();
+    shared::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
+    let first_of_run = &s.fake.requests_to("/cursor")[3];
+    assert_eq!(first_of_run.query.get("updated_since").map(String::as_str), Some("2026-11-25T00:00:00Z"));
+    assert_eq!(first_of_run.query.get("cursor"), None, "a new run starts at the first page");
+}
