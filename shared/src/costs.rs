@@ -126,7 +126,13 @@ impl CostRow {
         use chrono::Datelike;
         use std::io::Write;
         let text = |out: &mut Vec<u8>, s: &str| serde_json::to_writer(&mut *out, s).expect("strings serialize");
-        let _ = write!(out, "{{\"date\":\"{:04}-{:02}-{:02}\",\"category\":", self.date.year(), self.date.month(), self.date.day());
+        let _ = write!(
+            out,
+            "{{\"date\":\"{:04}-{:02}-{:02}\",\"category\":",
+            self.date.year(),
+            self.date.month(),
+            self.date.day()
+        );
         text(out, &self.category);
         out.extend_from_slice(b",\"description\":");
         text(out, &self.description);
