@@ -148,7 +148,7 @@ impl CostRow {
             Recurrence::Quarterly => "quarterly",
             Recurrence::Yearly => "yearly",
         };
-        let _ = write!(out, ",\"recurrence\":\"{recurrence}\"}}\n");
+        let _ = writeln!(out, ",\"recurrence\":\"{recurrence}\"}}");
     }
 }
 
