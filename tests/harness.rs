@@ -126,6 +126,15 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 }
 
 pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_wrapped(backend, extra, |s| s).await
+}
+
+/// As `spawn_app_on`, with the state store wrapped (fault injection).
+pub async fn spawn_app_wrapped(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    wrap: impl FnOnce(Arc<dyn shared::ports::StateStore>) -> Arc<dyn shared::ports::StateStore>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let mut pairs = vec![
@@ -140,12 +149,15 @@ pub async fn spawn_app_on(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
     let (app, queue, dump) = match backend {
         Backend::Embedded => {
             let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
-            let app = App::assemble(config, ports.ports(clock.clone())).expect("app");
+            let mut p = ports.ports(clock.clone());
+            p.store = wrap(p.store);
+            let app = App::assemble(config, p).expect("app");
             (app, Some((ports.queue.clone(), ports.sink.clone())), StateDump::Embedded(ports.store.clone()))
         }
         Backend::Moto => {
             let mut ports = aws_ports(&mut config).await;
             ports.clock = clock.clone();
+            ports.store = wrap(ports.store);
             let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
             let dump =
                 StateDump::Moto { client: aws_sdk_dynamodb::Client::new(&sdk), table: config.table_name.clone() };

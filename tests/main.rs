@@ -9,6 +9,7 @@
 //! * `local_stack`: the stack as `cargo run -p local-stack` boots it.
 //! * `uploads`: custom costs files, direct, presigned and automated.
 //! * `sync`: the sync engine, every pagination style and failure.
+//! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -17,6 +18,7 @@ mod apikey;
 mod contract;
 mod events;
 mod harness;
+mod lifecycle;
 mod local_stack;
 mod logs;
 mod oauth;

@@ -40,6 +40,8 @@ pub struct Config {
     pub claim_role: String,
     /// Platform HTTP timeout.
     pub http_timeout_seconds: u64,
+    /// Vault writes per second this process allows itself (refresh storms).
+    pub vault_writes_per_second: u32,
 }
 
 impl Config {
@@ -108,6 +110,7 @@ impl Config {
             claim_workspace: get("CLAIM_WORKSPACE").unwrap_or_else(|| "workspace_id".into()),
             claim_role: get("CLAIM_ROLE").unwrap_or_else(|| "role".into()),
             http_timeout_seconds: number("HTTP_TIMEOUT_SECONDS", 20)?,
+            vault_writes_per_second: number("VAULT_WRITES_PER_SECOND", 20)? as u32,
             stage,
             backend,
         };

@@ -48,6 +48,13 @@ pub enum AlertEvent {
         connection_id: ConnectionId,
         reason: String,
     },
+    /// A grant was lost: every connection that uses it is disconnected (one alert).
+    AuthorizationDisconnected {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+        connection_ids: Vec<ConnectionId>,
+        reason: String,
+    },
     SyncFailed {
         workspace_id: WorkspaceId,
         connection_id: ConnectionId,
@@ -154,21 +161,6 @@ pub async fn deliver_alert(_app: &App, event: AlertEvent) -> Result<(), Error> {
     Ok(())
 }
 
-/// What one sweep saw.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SweepReport {
-    pub due: usize,
-}
-
-/// The expiry sweep: reads only the due authorizations from the sparse,
-/// sharded due index (never a scan).
-pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
-    let now = app.clock.now();
-    let due = app.repo.due_authorizations(now, 100).await?;
-    tracing::info!(due = due.len(), "expiry sweep");
-    Ok(SweepReport { due: due.len() })
-}
-
 /// The sync worker: one batch from the sync queue, within the budget.
 pub async fn sync_worker(app: &App, event: SqsEvent, budget: crate::sync::Budget) -> SqsBatchResponse {
     for_each_record(event, |job: SyncJob| run_sync_job(app, job, budget)).await
@@ -215,13 +207,13 @@ pub fn sweep_service(
     app: App,
 ) -> impl lambda_runtime::Service<
     lambda_runtime::LambdaEvent<serde_json::Value>,
-    Response = SweepReport,
+    Response = crate::sweep::SweepReport,
     Error = lambda_runtime::Error,
     Future: Send,
 > {
     lambda_runtime::service_fn(move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
         let app = app.clone();
-        async move { sweep(&app).await.map_err(lambda_runtime::Error::from) }
+        async move { crate::sweep::sweep(&app).await.map_err(lambda_runtime::Error::from) }
     })
 }
 

@@ -25,6 +25,7 @@ pub mod oauth;
 pub mod platform;
 pub mod ports;
 pub mod repo;
+pub mod sweep;
 pub mod sync;
 pub mod telemetry;
 pub mod tokens;

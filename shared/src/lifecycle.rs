@@ -32,7 +32,8 @@ pub fn expiry_facts(spec: &OAuthSpec, tokens: &TokenSet, now: DateTime<Utc>) -> 
 /// When the sweep should next look at a grant.
 pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) -> DateTime<Utc> {
     let refreshable = matches!(spec.refresh.kind, RefreshKind::Rotating | RefreshKind::NonRotating);
-    let mut candidates = vec![now + Duration::hours(PROBE_HOURS)];
+    let probe = spec.probe_minutes.map(|m| Duration::minutes(m.into())).unwrap_or(Duration::hours(PROBE_HOURS));
+    let mut candidates = vec![now + probe];
     if refreshable {
         if let Some(at) = expiry.access_expires_at {
             candidates.push(at - Duration::minutes(REFRESH_MARGIN_MINUTES));

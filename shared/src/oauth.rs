@@ -753,6 +753,7 @@ async fn store_new(
             last_refreshed_at: Some(now),
             refresh_failures: 0,
             refresh_lease: None,
+            expiring_alert_at: None,
         };
         auth.apply(Event::CredentialsAccepted, now)?;
         let mut connection = Connection {

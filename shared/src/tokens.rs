@@ -102,6 +102,7 @@ async fn refresh_holding_lease(
                 fresh.refresh_expires_at = tokens.refresh_expires_at;
             }
             // The vault first: the rotated refresh token is never lost.
+            pace_vault_writes(app.config.vault_writes_per_second).await;
             if let Err(e) = app.vault.put(&auth.secret.0, &fresh.to_secret()).await {
                 tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
                 return Err(RefreshError::Transient);
@@ -138,6 +139,19 @@ async fn refresh_holding_lease(
     }
 }
 
+/// Spaces vault writes so a refresh storm stays under Secrets Manager's
+/// write quota (50 per second per account and region, shared by every
+/// function): writers of this process queue for their turn.
+async fn pace_vault_writes(per_second: u32) {
+    static LAST: tokio::sync::Mutex<Option<tokio::time::Instant>> = tokio::sync::Mutex::const_new(None);
+    let gap = std::time::Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
+    let mut last = LAST.lock().await;
+    if let Some(previous) = *last {
+        tokio::time::sleep_until(previous + gap).await;
+    }
+    *last = Some(tokio::time::Instant::now());
+}
+
 async fn release(app: &App, auth: &mut Authorization, version: u64) {
     auth.refresh_lease = None;
     if let Err(e) = app.repo.save(auth, version).await {
@@ -154,11 +168,13 @@ pub async fn disconnect_authorization(
     reason: DisconnectReason,
 ) -> Result<(), Error> {
     let now = app.clock.now();
+    let mut was_connected = false;
     for _ in 0..5 {
         let current = app.repo.authorization(ws, id).await?;
         if matches!(current.value.status, Status::Disconnected { .. }) {
             break;
         }
+        was_connected = true;
         let mut auth = current.value;
         auth.apply(Event::CredentialsLost(reason), now)?;
         auth.next_check_at = None;
@@ -170,8 +186,24 @@ pub async fn disconnect_authorization(
         }
     }
     let connections = app.repo.list::<Connection>(ws).await?;
+    let mut newly = Vec::new();
     for c in connections.into_iter().filter(|c| c.value.authorization_id() == Some(id)) {
-        disconnect_connection(app, c.value, c.version, reason).await?;
+        let id_of = c.value.id.clone();
+        if mark_disconnected(app, c.value, c.version, reason).await? {
+            newly.push(id_of);
+        }
+    }
+    if was_connected || !newly.is_empty() {
+        // One alert for the grant, naming every connection it took down.
+        let event = AlertEvent::AuthorizationDisconnected {
+            workspace_id: ws.clone(),
+            authorization_id: id.clone(),
+            connection_ids: newly,
+            reason: reason.code().to_owned(),
+        };
+        if let Err(e) = jobs::enqueue(app, QueueKind::Notify, &event, 0).await {
+            tracing::error!(authorization = %id, error = %e, "disconnection alert not queued");
+        }
     }
     Ok(())
 }
@@ -179,27 +211,40 @@ pub async fn disconnect_authorization(
 /// Disconnects one connection (if it is not already) and raises its alert.
 pub async fn disconnect_connection(
     app: &App,
+    c: Connection,
+    version: u64,
+    reason: DisconnectReason,
+) -> Result<(), Error> {
+    let (ws, id) = (c.workspace_id.clone(), c.id.clone());
+    if mark_disconnected(app, c, version, reason).await? {
+        let event = AlertEvent::ConnectionDisconnected {
+            workspace_id: ws,
+            connection_id: id.clone(),
+            reason: reason.code().to_owned(),
+        };
+        if let Err(e) = jobs::enqueue(app, QueueKind::Notify, &event, 0).await {
+            tracing::error!(connection = %id, error = %e, "disconnection alert not queued");
+        }
+    }
+    Ok(())
+}
+
+/// Moves a connection to disconnected; false if it already was.
+async fn mark_disconnected(
+    app: &App,
     mut c: Connection,
     mut version: u64,
     reason: DisconnectReason,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     for _ in 0..5 {
         if matches!(c.status, Status::Disconnected { .. }) {
-            return Ok(());
+            return Ok(false);
         }
         c.apply(Event::CredentialsLost(reason), app.clock.now())?;
         match app.repo.save(&c, version).await {
             Ok(_) => {
-                let event = AlertEvent::ConnectionDisconnected {
-                    workspace_id: c.workspace_id.clone(),
-                    connection_id: c.id.clone(),
-                    reason: reason.code().to_owned(),
-                };
-                if let Err(e) = jobs::enqueue(app, QueueKind::Notify, &event, 0).await {
-                    tracing::error!(connection = %c.id, error = %e, "disconnection alert not queued");
-                }
                 tracing::warn!(connection = %c.id, reason = reason.code(), "connection disconnected");
-                return Ok(());
+                return Ok(true);
             }
             Err(Error::Conflict { .. }) => {
                 let fresh = app.repo.connection(&c.workspace_id, &c.id).await?;

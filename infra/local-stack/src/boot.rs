@@ -71,7 +71,7 @@ pub async fn boot(
     }
     let (embedded_queue, embedded_sink) = embedded.unzip();
     let stack = Arc::new(LocalStack { app, tokens, sandbox, embedded_queue, embedded_sink });
-    let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS").map(|s| s.parse()).transpose()?.unwrap_or(900);
+    let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS").map(|s| s.parse()).transpose()?.unwrap_or(60);
     workers::spawn(stack.clone(), Duration::from_secs(sweep_every.max(1)));
     let backend = match &stack.app.config.backend {
         Backend::Embedded { data_dir } => format!(

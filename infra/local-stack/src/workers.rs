@@ -112,7 +112,7 @@ async fn schedule_sweep(stack: Arc<LocalStack>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        if let Err(e) = jobs::sweep(&stack.app).await {
+        if let Err(e) = shared::sweep::sweep(&stack.app).await {
             tracing::error!(error = %e, "expiry sweep");
         }
     }

@@ -163,6 +163,8 @@ pub struct OAuthSpec {
     pub callback_hmac: bool,
     /// Access-token lifetime when the response has no `expires_in`.
     pub token_lifetime_seconds: Option<u64>,
+    /// How often to probe the grant with the identity request (default daily).
+    pub probe_minutes: Option<u32>,
     pub refresh: RefreshPolicy,
 }
 

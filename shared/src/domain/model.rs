@@ -157,6 +157,9 @@ pub struct Authorization {
     /// Held by the one refresher at work (single-flight refresh).
     #[serde(default)]
     pub refresh_lease: Option<Lease>,
+    /// When the "expiring soon" alert went out (once per expiry).
+    #[serde(default)]
+    pub expiring_alert_at: Option<DateTime<Utc>>,
 }
 
 /// A time-limited claim on a piece of work.

@@ -1,0 +1,380 @@
+//! Token lifecycle: single-flight refresh, rotation that survives a crash,
+//! revocation found by the sweep (one alert for every connection of the
+//! grant), transient failures that do not disconnect, and each refresh
+//! kind's policy on a controllable clock.
+
+use async_trait::async_trait;
+use chrono::Duration;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use shared::domain::*;
+use shared::error::StoreError;
+use shared::ids::*;
+use shared::oauth::TokenSet;
+use shared::ports::{Due, Item, Page, Precondition, QueueKind, StateStore};
+
+use crate::harness::{
+    spawn_app_on, spawn_app_with, spawn_app_wrapped, Backend, FakePlatform, Recorded, Reply, TestApp,
+};
+
+const ORIGIN: &str = "https://app.example.com";
+
+/// Connects the sandbox OAuth platform through the real flow.
+async fn connect_sandbox(app: &TestApp, ws: &str, account: &str) -> (Authorization, Connection) {
+    let t = app.token(ws, "u", "staff").await;
+    let started: Value = app
+        .http
+        .post(app.url("/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&json!({"platform": "sandbox_oauth", "name": "Agency grant", "return_to": ORIGIN}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .http
+        .get(format!("{}&auto_approve={account}", started["authorize_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let page = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("\"status\":\"connected\""), "{page}");
+    let ws = WorkspaceId::parse(ws).unwrap();
+    let auth = app.stack.app.repo.list::<Authorization>(&ws).await.unwrap().pop().unwrap().value;
+    let conn = app.stack.app.repo.list::<Connection>(&ws).await.unwrap().pop().unwrap().value;
+    (auth, conn)
+}
+
+/// A second connection (another client) on the same grant.
+async fn share(app: &TestApp, c: &Connection) -> Connection {
+    let mut other = c.clone();
+    other.id = ConnectionId::generate();
+    other.name = "Second client".into();
+    other.client = Some(ClientRef { id: ClientId::parse("client_2").unwrap(), name: "Client 2".into() });
+    app.stack.app.repo.create(&other).await.unwrap();
+    other
+}
+
+async fn tokens(app: &TestApp, auth: &Authorization) -> TokenSet {
+    shared::tokens::tokens_of(&app.stack.app, auth).await.unwrap()
+}
+
+async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
+    app.stack.app.repo.authorization(&a.workspace_id, &a.id).await.unwrap().value
+}
+
+async fn drain_alerts(app: &TestApp) -> Vec<Value> {
+    let q = &app.stack.app.queue;
+    let mut out = Vec::new();
+    loop {
+        let batch = q.receive(QueueKind::Notify, 10, 60).await.unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        for m in batch {
+            out.push(serde_json::from_str(&m.body).unwrap());
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
+        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
+    };
+}
+
+both!(concurrent_refreshers_make_exactly_one_token_request, a_revoked_grant_is_found_by_the_sweep_with_one_alert);
+
+async fn concurrent_refreshers_make_exactly_one_token_request(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let (auth, _) = connect_sandbox(&app, "ws_sf", "acct_sf").await;
+    let before = tokens(&app, &auth).await;
+    let requests = app.sandbox().token_requests();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (a, stale) = (app.stack.app.clone(), before.access_token.clone());
+        let (ws, id) = (auth.workspace_id.clone(), auth.id.clone());
+        tasks.push(tokio::spawn(async move { shared::tokens::refresh(&a, &ws, &id, Some(&stale)).await }));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for t in tasks {
+        seen.insert(t.await.unwrap().expect("every refresher gets tokens").access_token);
+    }
+    assert_eq!(app.sandbox().token_requests(), requests + 1, "exactly one token request");
+    assert_eq!(seen.len(), 1, "everyone reads the one result");
+    assert_ne!(seen.into_iter().next().unwrap(), before.access_token);
+    assert!(reload_auth(&app, &auth).await.refresh_lease.is_none());
+}
+
+async fn a_revoked_grant_is_found_by_the_sweep_with_one_alert(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let (auth, c1) = connect_sandbox(&app, "ws_rv", "acct_rv").await;
+    let c2 = share(&app, &c1).await;
+    drain_alerts(&app).await;
+    // The user revokes the app on the platform.
+    assert_eq!(app.sandbox().revoke_account("acct_rv"), 1);
+    // The sandbox grant is probed every minute: the next sweep finds it.
+    app.clock.advance(Duration::minutes(2));
+    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!((report.items_read, report.disconnected), (1, 1), "{report:?}");
+    assert_eq!(reload_auth(&app, &auth).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
+    for c in [&c1, &c2] {
+        let now = app.stack.app.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
+        assert_eq!(now.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
+    }
+    let alerts = drain_alerts(&app).await;
+    assert_eq!(alerts.len(), 1, "one alert for the grant: {alerts:?}");
+    assert_eq!(alerts[0]["type"], "authorization_disconnected");
+    assert_eq!(alerts[0]["connection_ids"].as_array().unwrap().len(), 2);
+    // Disconnected grants leave the due index: later sweeps read nothing.
+    app.clock.advance(Duration::days(2));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
+    assert!(drain_alerts(&app).await.is_empty());
+}
+
+/// Fails the next write of an authorization that releases its lease: the
+/// refresher "crashes" after the vault write, before recording the refresh.
+struct CrashAfterVault {
+    inner: Arc<dyn StateStore>,
+    armed: AtomicBool,
+}
+
+#[async_trait]
+impl StateStore for CrashAfterVault {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
+        if item.sk.starts_with("AUTH#")
+            && item.body["refresh_lease"].is_null()
+            && item.body["last_refreshed_at"].is_string()
+            && self.armed.swap(false, Ordering::SeqCst)
+        {
+            return Err(StoreError::Unavailable("simulated crash".into()));
+        }
+        self.inner.put(item, pre).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
+        self.inner.delete(pk, sk, pre).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        self.inner.query(pk, sk_prefix, after, limit).await
+    }
+    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        self.inner.due(shard, until, limit).await
+    }
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_newest_refresh_token_when_a_refresher_crashes() {
+    let crash: Arc<Mutex<Option<Arc<CrashAfterVault>>>> = Arc::default();
+    let hook = crash.clone();
+    let app = spawn_app_wrapped(Backend::Embedded, &[], move |inner| {
+        let store = Arc::new(CrashAfterVault { inner, armed: AtomicBool::new(false) });
+        *hook.lock().unwrap() = Some(store.clone());
+        store
+    })
+    .await;
+    let (auth, conn) = connect_sandbox(&app, "ws_crash", "acct_crash").await;
+    let first = tokens(&app, &auth).await;
+    crash.lock().unwrap().as_ref().unwrap().armed.store(true, Ordering::SeqCst);
+    // The refresh reaches the platform (the refresh token rotates) and the
+    // vault, then the process dies before it records the refresh.
+    let second =
+        shared::tokens::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&first.access_token)).await.unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    assert_eq!(tokens(&app, &auth).await.refresh_token, second.refresh_token, "the rotated token is in the vault");
+    assert!(reload_auth(&app, &auth).await.refresh_lease.is_some(), "the crashed refresher's lease remains");
+    // After the lease expires, the next refresh uses the newest refresh
+    // token (the old one would make the sandbox revoke the whole grant).
+    app.clock.advance(Duration::seconds(31));
+    let third = shared::tokens::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&second.access_token))
+        .await
+        .unwrap();
+    assert_ne!(third.access_token, second.access_token);
+    assert!(reload_auth(&app, &auth).await.status.has_credentials());
+    let me = app.http.get(app.url("/sandbox/api/me")).bearer_auth(&third.access_token).send().await.unwrap();
+    assert_eq!(me.status(), 200, "the grant is alive");
+    assert_eq!(
+        app.stack.app.repo.connection(&conn.workspace_id, &conn.id).await.unwrap().value.status,
+        Status::InitialSyncInProgress
+    );
+}
+
+/// An app whose `sandbox_oauth` entry points at a fake platform, with a
+/// refresh kind and lifetimes of the test's choosing.
+async fn fake_app(fake: &FakePlatform, refresh: Value, extra_oauth: Value) -> TestApp {
+    let mut oauth = json!({"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base), "refresh": refresh, "probe_minutes": null});
+    oauth.as_object_mut().unwrap().extend(extra_oauth.as_object().cloned().unwrap_or_default());
+    let overrides =
+        json!({"platforms": {"sandbox_oauth": {"oauth": oauth, "api": {"base_url": fake.base}}}}).to_string();
+    spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await
+}
+
+/// An authorization with tokens, as the callback would store them.
+async fn seed(app: &TestApp, ws: &str, expires_in: Option<i64>) -> Authorization {
+    let a = &app.stack.app;
+    let now = app.clock_now();
+    let ws = WorkspaceId::parse(ws).unwrap();
+    let id = AuthorizationId::generate();
+    let secret = SecretRef::for_owner(&a.config.secret_prefix, &ws, id.as_str());
+    let t = TokenSet {
+        access_token: "at-1".into(),
+        refresh_token: Some("rt-1".into()),
+        expires_at: expires_in.map(|s| now + Duration::seconds(s)),
+        refresh_expires_at: None,
+        scopes: vec![],
+        obtained_at: now,
+    };
+    a.vault.put(&secret.0, &t.to_secret()).await.unwrap();
+    let spec = a.catalog.get("sandbox_oauth").unwrap().oauth.clone().unwrap();
+    let expiry = shared::lifecycle::expiry_facts(&spec, &t, now);
+    let auth = Authorization {
+        id,
+        workspace_id: ws,
+        platform: PlatformId::parse("sandbox_oauth").unwrap(),
+        name: "Grant".into(),
+        account: None,
+        scopes: vec![],
+        params: BTreeMap::new(),
+        status: Status::Connected,
+        next_check_at: Some(shared::lifecycle::next_check(&spec, &expiry, now)),
+        expiry,
+        secret,
+        created_by: UserId::parse("u").unwrap(),
+        created_at: now,
+        updated_at: now,
+        last_refreshed_at: Some(now),
+        refresh_failures: 0,
+        refresh_lease: None,
+        expiring_alert_at: None,
+    };
+    a.repo.create(&auth).await.unwrap();
+    shared::platform::AppCredentials::store(
+        a,
+        &SecretRef::for_app(&a.config.secret_prefix, "sandbox_oauth"),
+        "client-1",
+        &secrecy::SecretString::from("s".to_owned()),
+    )
+    .await
+    .unwrap();
+    auth
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
+    let token_calls = Arc::new(AtomicUsize::new(0));
+    let calls = token_calls.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        if r.path == "/token" {
+            calls.fetch_add(1, Ordering::SeqCst);
+        }
+        Reply::Json(503, json!({"error": "temporarily_unavailable"}))
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "rotating"}), json!({})).await;
+    let auth = seed(&app, "ws_tr", Some(3600)).await;
+    app.clock.advance(Duration::minutes(50));
+    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!(report.transient_failures, 1, "{report:?}");
+    let after = reload_auth(&app, &auth).await;
+    assert_eq!(after.status, Status::Connected, "a transient failure does not disconnect");
+    assert_eq!(after.refresh_failures, 1);
+    let cooldown = after.next_check_at.unwrap() - app.clock_now();
+    assert!(cooldown >= Duration::minutes(30), "a cooldown, not a storm: {cooldown}");
+    // Not due during the cooldown: no token request.
+    let calls_before = token_calls.load(Ordering::SeqCst);
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
+    assert_eq!(token_calls.load(Ordering::SeqCst), calls_before);
+    // Days of failures: then, and only then, disconnected.
+    for _ in 0..40 {
+        app.clock.advance(Duration::hours(6));
+        shared::sweep::sweep(&app.stack.app).await.unwrap();
+        if !reload_auth(&app, &auth).await.status.has_credentials() {
+            break;
+        }
+    }
+    let end = reload_auth(&app, &auth).await;
+    assert_eq!(end.status, Status::Disconnected { reason: DisconnectReason::RefreshFailed });
+    assert!(app.clock_now() - auth.created_at >= Duration::days(3));
+}
+
+#[tokio::test]
+async fn non_rotating_refresh_keeps_the_refresh_token() {
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/token" if r.form()["refresh_token"] == "rt-1" => {
+            Reply::Json(200, json!({"access_token": "at-2", "expires_in": 3600}))
+        }
+        _ => Reply::Json(400, json!({"error": "invalid_grant"})),
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "non_rotating", "idle_expiry_days": 180}), json!({})).await;
+    let auth = seed(&app, "ws_nr", Some(3600)).await;
+    app.clock.advance(Duration::minutes(46));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
+    let t = tokens(&app, &auth).await;
+    assert_eq!((t.access_token.as_str(), t.refresh_token.as_deref()), ("at-2", Some("rt-1")));
+    let after = reload_auth(&app, &auth).await;
+    assert_eq!(after.next_check_at, Some(app.clock_now() + Duration::minutes(45)), "next check by policy");
+}
+
+#[tokio::test]
+async fn long_lived_tokens_warn_ahead_then_disconnect_at_expiry() {
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/me" => Reply::Json(200, json!({"id": "1"})),
+        _ => Reply::Json(400, json!({})),
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "long_lived_exchange", "long_lived_seconds": 5184000}), json!({})).await;
+    let auth = seed(&app, "ws_ll", Some(60 * 86400)).await;
+    // Daily probes while far from the end.
+    app.clock.advance(Duration::days(1));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
+    app.clock.advance(Duration::days(53) + Duration::hours(1));
+    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!(report.expiring_alerts, 1, "{report:?}");
+    let alerts = drain_alerts(&app).await;
+    assert_eq!(alerts[0]["type"], "expiring_soon");
+    // Once: the following days probe but do not warn again.
+    for _ in 0..5 {
+        app.clock.advance(Duration::days(1));
+        let r = shared::sweep::sweep(&app.stack.app).await.unwrap();
+        assert_eq!(r.expiring_alerts, 0);
+    }
+    assert!(drain_alerts(&app).await.is_empty());
+    app.clock.advance(Duration::days(2));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
+    assert_eq!(
+        reload_auth(&app, &auth).await.status,
+        Status::Disconnected { reason: DisconnectReason::ReauthorizationRequired }
+    );
+}
+
+#[tokio::test]
+async fn grants_without_expiry_are_probed_and_revocation_is_found() {
+    let revoked = Arc::new(AtomicBool::new(false));
+    let flag = revoked.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| match r.path.as_str() {
+        "/me" if flag.load(Ordering::SeqCst) => Reply::Json(401, json!({"error": "revoked"})),
+        "/me" => Reply::Json(200, json!({"id": "1"})),
+        _ => Reply::Json(400, json!({})),
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "none"}), json!({"token_lifetime_seconds": null})).await;
+    let auth = seed(&app, "ws_ne", None).await;
+    assert!(auth.next_check_at.unwrap() <= app.clock_now() + Duration::hours(24), "never assumed eternal");
+    app.clock.advance(Duration::hours(25));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
+    revoked.store(true, Ordering::SeqCst);
+    app.clock.advance(Duration::hours(25));
+    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
+    assert_eq!(reload_auth(&app, &auth).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
+    let _: Option<Due> = None;
+}
