@@ -114,6 +114,8 @@ pub struct TestApp {
     pub stack: Arc<LocalStack>,
     pub http: reqwest::Client,
     pub clock: Arc<ManualClock>,
+    /// The embedded mailer (None on moto: read moto's SES messages instead).
+    pub mailer: Option<Arc<shared::adapters::embedded::MemoryMailer>>,
     dump: StateDump,
 }
 
@@ -146,12 +148,14 @@ pub async fn spawn_app_wrapped(
     pairs.extend_from_slice(extra);
     let mut config = config(&pairs);
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    let mut mailer = None;
     let (app, queue, dump) = match backend {
         Backend::Embedded => {
             let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
             let mut p = ports.ports(clock.clone());
             p.store = wrap(p.store);
             let app = App::assemble(config, p).expect("app");
+            mailer = Some(ports.mailer.clone());
             (app, Some((ports.queue.clone(), ports.sink.clone())), StateDump::Embedded(ports.store.clone()))
         }
         Backend::Moto => {
@@ -175,7 +179,7 @@ pub async fn spawn_app_wrapped(
     });
     tokio::spawn(local_stack::serve(listener, stack.clone()));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { base, stack, http, clock, dump }
+    TestApp { base, stack, http, clock, mailer, dump }
 }
 
 impl TestApp {

@@ -141,3 +141,80 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
     assert_eq!(view["progress"]["orders"]["percent"], 100);
     assert!(view["progress"].get("ad_spend").is_none(), "not selected by default");
 }
+
+#[tokio::test]
+async fn a_revoked_sandbox_grant_shows_a_notification_and_an_email_in_the_outbox() {
+    let dir = std::env::temp_dir().join(format!("connections-outbox-{}", uuid::Uuid::new_v4().simple()));
+    let env = HashMap::from([
+        ("DATA_DIR", dir.display().to_string()),
+        ("ALLOWED_ORIGINS", "https://app.example.com".into()),
+        ("DIGEST_WINDOW_SECONDS", "0".into()),
+    ]);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (base, stack) = boot(env).await;
+    let t = token(&http, &base).await;
+    let r = http
+        .put(format!("{base}/v1/members/u"))
+        .bearer_auth(&t)
+        .json(&json!({"email": "owner@example.com", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let started: Value = http
+        .post(format!("{base}/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r =
+        http.get(format!("{}&auto_approve=acct_out", started["authorize_url"].as_str().unwrap())).send().await.unwrap();
+    http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    // The user revokes the app on the sandbox platform; a sweep notices.
+    let revoked: Value = http
+        .post(format!("{base}/sandbox/control/revoke?account=acct_out"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(revoked["revoked"], 1);
+    let ws = shared::ids::WorkspaceId::parse("ws_boot").unwrap();
+    let auth = stack.app.repo.list::<shared::domain::Authorization>(&ws).await.unwrap().pop().unwrap();
+    let mut due = auth.value.clone();
+    due.next_check_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
+    stack.app.repo.save(&due, auth.version).await.unwrap();
+    let report = shared::sweep::sweep(&stack.app).await.unwrap();
+    assert_eq!(report.disconnected, 1, "{report:?}");
+    local_stack::workers::drain(&stack, shared::ports::QueueKind::Notify).await.unwrap();
+    let list: Value = http
+        .get(format!("{base}/v1/connections?status=disconnected"))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["connections"][0]["status"]["reason"], "token_revoked");
+    let notes: Value =
+        http.get(format!("{base}/v1/notifications")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    assert_eq!(notes["notifications"][0]["action"]["kind"], "reconnect", "{notes}");
+    let outbox: Vec<_> = std::fs::read_dir(dir.join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    assert_eq!(outbox.len(), 1);
+    let eml = std::fs::read_to_string(&outbox[0]).unwrap();
+    assert!(
+        eml.contains("To: owner@example.com") && eml.contains("Subject: Sandbox store") && eml.contains("/reconnect?"),
+        "{eml}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 //!   against the AWS adapters on a `moto_server` the harness starts.
 //! * `api`: the HTTP API through the local gateway, on a port of its own.
 //! * `events`: every function's handler fed the JSON events in `events/`.
+//! * `alerts`: incidents, notifications, emails and digests.
 //! * `apikey`: API-key connect, every outcome, duplicates, replacement.
 //! * `oauth`: connect start and callback, every catalog pattern and failure.
 //! * `local_stack`: the stack as `cargo run -p local-stack` boots it.
@@ -13,6 +14,7 @@
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
+mod alerts;
 mod api;
 mod apikey;
 mod contract;

@@ -42,6 +42,10 @@ pub struct Config {
     pub http_timeout_seconds: u64,
     /// Vault writes per second this process allows itself (refresh storms).
     pub vault_writes_per_second: u32,
+    /// The frontend's base URL, for links in emails (reconnect).
+    pub app_base_url: String,
+    /// Alerts that arrive within this window go out as one digest email.
+    pub digest_window_seconds: u32,
 }
 
 impl Config {
@@ -96,7 +100,10 @@ impl Config {
                 return Err(Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin (scheme://host[:port])")));
             }
         }
+        let app_base_url =
+            get("APP_BASE_URL").or_else(|| allowed_origins.first().cloned()).unwrap_or_else(|| public_base_url.clone());
         let config = Config {
+            app_base_url,
             table_name: get("TABLE_NAME").unwrap_or_else(|| format!("connections-{stage}-state")),
             bucket_name: get("BUCKET_NAME").unwrap_or_else(|| format!("connections-{stage}-records")),
             secret_prefix: get("SECRET_PREFIX").unwrap_or_else(|| format!("connections/{stage}")),
@@ -111,6 +118,7 @@ impl Config {
             claim_role: get("CLAIM_ROLE").unwrap_or_else(|| "role".into()),
             http_timeout_seconds: number("HTTP_TIMEOUT_SECONDS", 20)?,
             vault_writes_per_second: number("VAULT_WRITES_PER_SECOND", 20)? as u32,
+            digest_window_seconds: number("DIGEST_WINDOW_SECONDS", 60)?.min(900) as u32,
             stage,
             backend,
         };

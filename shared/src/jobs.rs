@@ -65,6 +65,16 @@ pub enum AlertEvent {
         authorization_id: AuthorizationId,
         expires_at: chrono::DateTime<chrono::Utc>,
     },
+    /// A grant works again (reconnected).
+    AuthorizationRecovered {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+    },
+    /// Send the workspace's pending emails (a delayed message: the digest window).
+    Flush {
+        workspace_id: WorkspaceId,
+        flush_id: String,
+    },
     Recovered {
         workspace_id: WorkspaceId,
         connection_id: ConnectionId,
@@ -154,11 +164,9 @@ pub async fn run_sync_job(app: &App, job: SyncJob, budget: crate::sync::Budget) 
     }
 }
 
-/// The notifier's handling of one alert event (delivery arrives with the
-/// alerts issue).
-pub async fn deliver_alert(_app: &App, event: AlertEvent) -> Result<(), Error> {
-    tracing::info!(kind = ?std::mem::discriminant(&event), "alert event received");
-    Ok(())
+/// The notifier's handling of one alert event.
+pub async fn deliver_alert(app: &App, event: AlertEvent) -> Result<(), Error> {
+    crate::alerts::handle(app, event).await
 }
 
 /// The sync worker: one batch from the sync queue, within the budget.

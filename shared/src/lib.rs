@@ -10,6 +10,7 @@
 //! * [`jobs`]: queue messages and the queue/schedule handlers.
 
 pub mod adapters;
+pub mod alerts;
 pub mod api;
 pub mod apikey;
 pub mod app;

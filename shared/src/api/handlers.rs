@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{identity, json, views, Params, Route, RouteId};
 use crate::app::App;
-use crate::domain::{Authorization, Caller, Connection, Credential, Notification, Role};
+use crate::domain::{Authorization, Caller, Connection, Credential, Member, Notification, Role};
 use crate::error::Error;
 use crate::ids::ConnectionId;
 
@@ -31,6 +31,17 @@ pub(super) async fn dispatch(
         RouteId::GetConnection => get_connection(app, caller()?, &params).await,
         RouteId::PatchConnection => patch_connection(app, caller()?, &params, &request).await,
         RouteId::DeleteConnection => delete_connection(app, caller()?, &params).await,
+        RouteId::ListMembers => {
+            let caller = caller()?;
+            caller.require(Role::Admin)?;
+            let members: Vec<_> =
+                app.repo.list::<Member>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
+            Ok(json(StatusCode::OK, &json!({"members": members})))
+        }
+        RouteId::UpsertMember => upsert_member(app, caller()?, &params, &request).await,
+        RouteId::UpdateMe => update_me(app, caller()?, &request).await,
+        RouteId::ReadNotification => read_notifications(app, caller()?, params.get("id").map(String::as_str)).await,
+        RouteId::ReadAllNotifications => read_notifications(app, caller()?, None).await,
         RouteId::SyncNow => {
             crate::sync::sync_now(app, caller()?, &connection_id(&params)?).await?;
             Ok(json(StatusCode::ACCEPTED, &json!({"queued": true})))
@@ -427,7 +438,109 @@ async fn list_authorizations(app: &App, caller: &Caller) -> Result<Response<Body
     Ok(json(StatusCode::OK, &json!({"authorizations": items})))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberInput {
+    email: String,
+    role: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    email_opt_out: Vec<crate::domain::AlertKind>,
+}
+
+fn check_email(email: &str) -> Result<String, Error> {
+    let e = email.trim();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e.to_owned())
+    } else {
+        Err(Error::invalid("email", "must be an email address"))
+    }
+}
+
+/// `PUT /v1/members/{user_id}` (admin): the members alerts go to.
+async fn upsert_member(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    caller.require(Role::Admin)?;
+    let user_id = crate::ids::UserId::parse(params.get("user_id").map(String::as_str).unwrap_or(""))?;
+    let input: MemberInput = json_body(request)?;
+    let member = Member {
+        workspace_id: caller.workspace_id.clone(),
+        user_id,
+        email: check_email(&input.email)?,
+        display_name: match input.display_name {
+            Some(n) => Some(check_name(&n)?),
+            None => None,
+        },
+        role: Role::parse(&input.role)?,
+        email_opt_out: input.email_opt_out,
+        updated_at: app.clock.now(),
+    };
+    app.repo.upsert(&member).await?;
+    Ok(json(StatusCode::OK, &json!(member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MePatch {
+    email_opt_out: Vec<crate::domain::AlertKind>,
+}
+
+/// `PATCH /v1/members/me`: a member turns email off (or on) per alert kind.
+async fn update_me(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let patch: MePatch = json_body(request)?;
+    let current = app
+        .repo
+        .member(&caller.workspace_id, &caller.user_id)
+        .await
+        .map_err(|_| Error::NotFound { kind: "member (an admin adds members first)" })?;
+    let mut me = current.value;
+    me.email_opt_out = patch.email_opt_out;
+    me.updated_at = app.clock.now();
+    app.repo.save(&me, current.version).await?;
+    Ok(json(StatusCode::OK, &json!(me)))
+}
+
+/// Marks one notification (or all) read.
+async fn read_notifications(app: &App, caller: &Caller, id: Option<&str>) -> Result<Response<Body>, Error> {
+    caller.require(Role::Staff)?;
+    let id = id.map(crate::ids::NotificationId::parse).transpose()?;
+    let now = app.clock.now();
+    let mut marked = 0;
+    for n in app.repo.list::<Notification>(&caller.workspace_id).await? {
+        if n.value.read_at.is_some() || id.as_ref().is_some_and(|i| *i != n.value.id) {
+            continue;
+        }
+        let mut v = n.value;
+        v.read_at = Some(now);
+        app.repo.save(&v, n.version).await?;
+        marked += 1;
+    }
+    if id.is_some() && marked == 0 {
+        // Either unknown or already read: tell them apart.
+        let known = app
+            .repo
+            .list::<Notification>(&caller.workspace_id)
+            .await?
+            .into_iter()
+            .any(|n| Some(&n.value.id) == id.as_ref());
+        if !known {
+            return Err(Error::NotFound { kind: "notification" });
+        }
+    }
+    Ok(json(StatusCode::OK, &json!({"marked_read": marked})))
+}
+
 async fn list_notifications(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+    // Client viewers get no alerts by default.
+    caller.require(Role::Staff)?;
     let mut list: Vec<Notification> =
         app.repo.list::<Notification>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
     list.reverse();

@@ -74,6 +74,11 @@ pub enum RouteId {
     RevokeUploadTokens,
     AutomationUpload,
     SyncNow,
+    ListMembers,
+    UpsertMember,
+    UpdateMe,
+    ReadNotification,
+    ReadAllNotifications,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -117,7 +122,12 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::RevokeUploadTokens, Method::DELETE, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
     route(RouteId::AutomationUpload, Method::POST, "/v1/automation/uploads", Function::CsvUpload, false),
     route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
-    route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
+        route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
+    route(RouteId::ReadAllNotifications, Method::POST, "/v1/notifications/read-all", Function::ConnectionsApi, true),
+    route(RouteId::ReadNotification, Method::POST, "/v1/notifications/{id}/read", Function::ConnectionsApi, true),
+    route(RouteId::ListMembers, Method::GET, "/v1/members", Function::ConnectionsApi, true),
+    route(RouteId::UpdateMe, Method::PATCH, "/v1/members/me", Function::ConnectionsApi, true),
+    route(RouteId::UpsertMember, Method::PUT, "/v1/members/{user_id}", Function::ConnectionsApi, true),
 ];
 
 pub type Params = HashMap<&'static str, String>;

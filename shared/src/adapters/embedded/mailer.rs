@@ -5,8 +5,9 @@ use std::sync::Mutex;
 use crate::error::MailError;
 use crate::ports::{Email, Mailer};
 
-/// The embedded mailer: keeps what it sends, and appends it to
-/// `outbox.jsonl` under the data folder so a person can read it.
+/// The embedded mailer: keeps what it sends, and writes each email to
+/// `outbox/` under the data folder (an `.eml` file and its HTML part) so a
+/// person can open it.
 pub struct MemoryMailer {
     sent: Mutex<Vec<(String, Email)>>,
     outbox: Option<PathBuf>,
@@ -17,12 +18,17 @@ impl MemoryMailer {
         if let Some(d) = dir {
             std::fs::create_dir_all(d)?;
         }
-        Ok(Self { sent: Mutex::new(Vec::new()), outbox: dir.map(|d| d.join("outbox.jsonl")) })
+        Ok(Self { sent: Mutex::new(Vec::new()), outbox: dir.map(|d| d.join("outbox")) })
     }
 
     /// What was sent since start, with message ids.
     pub fn sent(&self) -> Vec<(String, Email)> {
         self.sent.lock().expect("mailer lock").clone()
+    }
+
+    /// The folder emails are written to, if any.
+    pub fn outbox(&self) -> Option<&Path> {
+        self.outbox.as_deref()
     }
 }
 
@@ -32,16 +38,25 @@ impl Mailer for MemoryMailer {
         if email.to.is_empty() {
             return Err(MailError::Rejected("no recipient".into()));
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        if let Some(path) = &self.outbox {
-            use std::io::Write;
-            let line = serde_json::json!({"message_id": id, "email": email}).to_string();
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| MailError::Unavailable(e.to_string()))?;
-            writeln!(f, "{line}").map_err(|e| MailError::Unavailable(e.to_string()))?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        if let Some(dir) = &self.outbox {
+            let io = |e: std::io::Error| MailError::Unavailable(e.to_string());
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
+            let boundary = format!("b-{id}");
+            let eml = format!(
+                "Message-ID: <{id}@local>\r\nFrom: {}\r\nTo: {}\r\nSubject: {}\r\nMIME-Version: 1.0\r\n\
+                 Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
+                 --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n\
+                 --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{}\r\n--{boundary}--\r\n",
+                email.from,
+                email.to.join(", "),
+                email.subject,
+                email.text,
+                email.html
+            );
+            std::fs::write(dir.join(format!("{stamp}-{id}.eml")), eml).map_err(io)?;
+            std::fs::write(dir.join(format!("{stamp}-{id}.html")), &email.html).map_err(io)?;
         }
         self.sent.lock().expect("mailer lock").push((id.clone(), email.clone()));
         Ok(id)

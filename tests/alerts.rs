@@ -1,0 +1,298 @@
+//! Alerts: one email per incident through retries, a recovery notice, a
+//! digest when many break at once, opt-outs, client viewers excluded,
+//! duplicate deliveries harmless, no secret in any email; in-app
+//! notifications and their API. Embedded mailer and moto's SES v2.
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+use shared::domain::*;
+use shared::ids::*;
+use shared::jobs::AlertEvent;
+use shared::ports::QueueKind;
+
+use crate::harness::{spawn_app_on, Backend, TestApp};
+
+/// (to, subject, text-or-html) of the emails sent to these addresses.
+async fn sent(app: &TestApp, to_domain: &str) -> Vec<(String, String, String)> {
+    match &app.mailer {
+        Some(m) => m
+            .sent()
+            .into_iter()
+            .filter(|(_, e)| e.to[0].ends_with(to_domain))
+            .map(|(_, e)| (e.to[0].clone(), e.subject, format!("{}\n{}", e.text, e.html)))
+            .collect(),
+        None => {
+            let data: Value = reqwest::get(format!("{}/moto-api/data.json", crate::harness::moto()))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            data["ses"]["Message"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| {
+                    let to = m["destinations"]["ToAddresses"][0].as_str()?.to_owned();
+                    to.ends_with(to_domain).then(|| {
+                        (
+                            to,
+                            m["subject"].as_str().unwrap_or("").to_owned(),
+                            m["body"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// Runs the notifier until its queue is empty.
+async fn notify(app: &TestApp) {
+    let q = &app.stack.app.queue;
+    for _ in 0..100 {
+        let batch = q.receive(QueueKind::Notify, 10, 60).await.unwrap();
+        if batch.is_empty() {
+            return;
+        }
+        for m in batch {
+            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
+            shared::jobs::deliver_alert(&app.stack.app, event).await.unwrap();
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+}
+
+struct World {
+    app: TestApp,
+    ws: WorkspaceId,
+    domain: String,
+    connections: Vec<Connection>,
+}
+
+async fn world(backend: Backend, n: usize) -> World {
+    let app =
+        spawn_app_on(backend, &[("DIGEST_WINDOW_SECONDS", "0"), ("APP_BASE_URL", "https://app.example.com")]).await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let ws = WorkspaceId::parse(&format!("ws_{tag}")).unwrap();
+    let domain = format!("{tag}.example.com");
+    let admin = app.token(ws.as_str(), "admin", "admin").await;
+    for (user, role, opt_out) in [
+        ("admin", "admin", json!([])),
+        ("staff", "staff", json!([])),
+        ("quiet", "staff", json!(["disconnected"])),
+        ("viewer", "client_viewer", json!([])),
+    ] {
+        let r = app
+            .http
+            .put(app.url(&format!("/v1/members/{user}")))
+            .bearer_auth(&admin)
+            .json(&json!({"email": format!("{user}@{domain}"), "role": role, "email_opt_out": opt_out}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let now = Utc::now();
+    let mut connections = Vec::new();
+    for i in 0..n {
+        let secret = SecretRef::for_owner(&app.stack.app.config.secret_prefix, &ws, &format!("key{i}"));
+        app.stack
+            .app
+            .vault
+            .put(&secret.0, &secrecy::SecretString::from(r#"{"api_key":"pk_SUPERSECRETKEY0123456789"}"#.to_owned()))
+            .await
+            .unwrap();
+        let c = Connection {
+            id: ConnectionId::generate(),
+            workspace_id: ws.clone(),
+            platform: PlatformId::parse("klaviyo").unwrap(),
+            name: format!("Klaviyo {i}"),
+            role: ConnectionRole::Source,
+            client: Some(ClientRef { id: ClientId::parse(&format!("c{i}")).unwrap(), name: format!("Acme {i}") }),
+            credential: Credential::ApiKey {
+                secret,
+                hint: "6789".into(),
+                last_verified_at: now,
+                fingerprint: String::new(),
+            },
+            status: Status::Connected,
+            streams: vec![],
+            cursors: BTreeMap::new(),
+            initial_sync_done: true,
+            last_synced_at: Some(now),
+            last_error: None,
+            account: None,
+            params: BTreeMap::new(),
+            upload_schedule: None,
+            running: None,
+            created_by: UserId::parse("admin").unwrap(),
+            created_at: now,
+            updated_at: now,
+        };
+        app.stack.app.repo.create(&c).await.unwrap();
+        connections.push(c);
+    }
+    World { app, ws, domain, connections }
+}
+
+async fn emit(w: &World, event: AlertEvent) {
+    shared::jobs::enqueue(&w.app.stack.app, QueueKind::Notify, &event, 0).await.unwrap();
+}
+
+fn disconnected(w: &World, i: usize) -> AlertEvent {
+    AlertEvent::ConnectionDisconnected {
+        workspace_id: w.ws.clone(),
+        connection_id: w.connections[i].id.clone(),
+        reason: "api_key_invalid".into(),
+    }
+}
+
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
+        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
+    };
+}
+
+both!(one_email_per_incident_then_a_recovery_notice, many_breaking_at_once_send_one_digest);
+
+async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
+    let w = world(backend, 1).await;
+    // The same problem, reported three times (retries, redeliveries).
+    for _ in 0..3 {
+        emit(&w, disconnected(&w, 0)).await;
+    }
+    notify(&w.app).await;
+    let mails = sent(&w.app, &w.domain).await;
+    let mut to: Vec<&str> = mails.iter().map(|m| m.0.as_str()).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        [format!("admin@{}", w.domain), format!("staff@{}", w.domain)],
+        "once each; no viewer; opt-out respected"
+    );
+    let (_, subject, body) = &mails[0];
+    assert!(
+        subject.contains("Klaviyo 0") && subject.contains("Acme 0") && subject.contains("disconnected"),
+        "{subject}"
+    );
+    assert!(body.contains("API key") && body.contains("https://app.example.com/reconnect"), "{body}");
+    assert!(!body.contains("pk_SUPERSECRETKEY"), "no key in an email");
+
+    // In the app: one notification, with the reconnect action.
+    let staff = w.app.token(w.ws.as_str(), "staff", "staff").await;
+    let list: Value =
+        w.app.http.get(w.app.url("/v1/notifications")).bearer_auth(&staff).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["notifications"].as_array().unwrap().len(), 1, "{list}");
+    let n = &list["notifications"][0];
+    assert_eq!(
+        (n["data_source"].as_str(), n["client_name"].as_str(), n["reason_code"].as_str()),
+        (Some("Klaviyo 0"), Some("Acme 0"), Some("api_key_invalid"))
+    );
+    assert_eq!(n["action"]["kind"], "replace_key");
+    let viewer = w.app.token(w.ws.as_str(), "viewer", "client_viewer").await;
+    assert_eq!(w.app.http.get(w.app.url("/v1/notifications")).bearer_auth(&viewer).send().await.unwrap().status(), 403);
+
+    // Recovery closes the incident with a short notice.
+    w.app.clock.advance(chrono::Duration::minutes(5));
+    emit(&w, AlertEvent::Recovered { workspace_id: w.ws.clone(), connection_id: w.connections[0].id.clone() }).await;
+    emit(&w, AlertEvent::Recovered { workspace_id: w.ws.clone(), connection_id: w.connections[0].id.clone() }).await;
+    notify(&w.app).await;
+    let mails = sent(&w.app, &w.domain).await;
+    let recovered: Vec<_> = mails.iter().filter(|m| m.1.contains("recovered")).collect();
+    assert_eq!(recovered.len(), 3, "admin, staff and the member who muted disconnections (recovered is on): {mails:?}");
+    let list: Value =
+        w.app.http.get(w.app.url("/v1/notifications")).bearer_auth(&staff).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["notifications"][0]["kind"], "recovered");
+    assert_eq!(list["unread"], 2);
+    let r: Value = w
+        .app
+        .http
+        .post(w.app.url("/v1/notifications/read-all"))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["marked_read"], 2);
+    // A new failure after recovery is a new incident: alerts again.
+    emit(&w, disconnected(&w, 0)).await;
+    notify(&w.app).await;
+    assert_eq!(sent(&w.app, &w.domain).await.len(), mails.len() + 2);
+}
+
+async fn many_breaking_at_once_send_one_digest(backend: Backend) {
+    let w = world(backend, 3).await;
+    for i in 0..3 {
+        emit(&w, disconnected(&w, i)).await;
+    }
+    notify(&w.app).await;
+    let mails = sent(&w.app, &w.domain).await;
+    assert_eq!(mails.len(), 2, "one digest each for admin and staff: {mails:?}");
+    for (_, subject, body) in &mails {
+        assert_eq!(subject, "3 data sources need attention");
+        for i in 0..3 {
+            assert!(body.contains(&format!("Klaviyo {i}")), "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_flush_sends_nothing_twice() {
+    let w = world(Backend::Embedded, 1).await;
+    emit(&w, disconnected(&w, 0)).await;
+    // Deliver every message twice, as SQS may.
+    let q = &w.app.stack.app.queue;
+    loop {
+        let batch = q.receive(QueueKind::Notify, 10, 60).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            for _ in 0..2 {
+                let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
+                shared::jobs::deliver_alert(&w.app.stack.app, event).await.unwrap();
+            }
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+    assert_eq!(sent(&w.app, &w.domain).await.len(), 2);
+}
+
+#[tokio::test]
+async fn members_are_managed_by_admins_and_mute_their_own_email() {
+    let w = world(Backend::Embedded, 0).await;
+    let staff = w.app.token(w.ws.as_str(), "staff", "staff").await;
+    let admin = w.app.token(w.ws.as_str(), "admin", "admin").await;
+    assert_eq!(w.app.http.get(w.app.url("/v1/members")).bearer_auth(&staff).send().await.unwrap().status(), 403);
+    let list: Value =
+        w.app.http.get(w.app.url("/v1/members")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["members"].as_array().unwrap().len(), 4);
+    let bad = w
+        .app
+        .http
+        .put(w.app.url("/v1/members/x"))
+        .bearer_auth(&admin)
+        .json(&json!({"email": "nope", "role": "staff"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let r = w
+        .app
+        .http
+        .patch(w.app.url("/v1/members/me"))
+        .bearer_auth(&staff)
+        .json(&json!({"email_opt_out": ["sync_failed", "recovered"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["email_opt_out"], json!(["sync_failed", "recovered"]));
+}
