@@ -11,6 +11,7 @@
 //! * `uploads`: custom costs files, direct, presigned and automated.
 //! * `sync`: the sync engine, every pagination style and failure.
 //! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
+//! * `reconnect`: reconnect, shared and named authorizations.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
@@ -25,5 +26,6 @@ mod local_stack;
 mod logs;
 mod oauth;
 mod ports;
+mod reconnect;
 mod sync;
 mod uploads;

@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod api;
 pub mod apikey;
 pub mod app;
+pub mod authorizations;
 pub mod catalog;
 pub mod config;
 pub mod costs;

@@ -48,7 +48,9 @@ pub struct ClientInput {
 #[serde(deny_unknown_fields)]
 pub struct StartRequest {
     pub platform: String,
-    /// The human name of the authorization (and of the data source).
+    /// The human name of the authorization (and of the data source);
+    /// a reconnect keeps the authorization's name when this is empty.
+    #[serde(default)]
     pub name: String,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
@@ -59,6 +61,20 @@ pub struct StartRequest {
     pub role: Option<ConnectionRole>,
     #[serde(default)]
     pub client: Option<ClientInput>,
+    /// Reconnect: the same flow, bound to an existing authorization.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectTarget>,
+    /// With `reconnect`: accept another platform account than before.
+    #[serde(default)]
+    pub switch_account: bool,
+}
+
+/// What a reconnect repairs: an authorization, or the one a connection uses.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectTarget {
+    pub authorization_id: Option<String>,
+    pub connection_id: Option<String>,
 }
 
 /// What `start` stores under the hash of the state, for the callback.
@@ -76,6 +92,16 @@ pub struct PendingGrant {
     pub client: Option<ClientRef>,
     /// PKCE verifier (short-lived, single use, never leaves the store).
     pub pkce_verifier: Option<String>,
+    /// Reconnect: the authorization to repair, the account it must stay
+    /// with (unless `switch_account`), and the connection it started from.
+    #[serde(default)]
+    pub reconnect: Option<AuthorizationId>,
+    #[serde(default)]
+    pub expected_account: Option<String>,
+    #[serde(default)]
+    pub switch_account: bool,
+    #[serde(default)]
+    pub from_connection: Option<ConnectionId>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -138,8 +164,45 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     caller.require(Role::Staff)?;
     let entry = app.catalog.get(&request.platform)?;
     let spec = oauth_spec(entry)?;
-    let name = crate::api::check_name(&request.name)?;
-    entry.check_params(&request.params)?;
+    // A reconnect is bound to an authorization of the caller's workspace.
+    let mut params = request.params.clone();
+    let mut name = request.name.clone();
+    let (mut reconnect, mut expected_account, mut from_connection) = (None, None, None);
+    if let Some(target) = &request.reconnect {
+        let auth_id = match (&target.authorization_id, &target.connection_id) {
+            (Some(a), _) => AuthorizationId::parse(a)?,
+            (None, Some(c)) => {
+                let c = app.repo.connection(&caller.workspace_id, &ConnectionId::parse(c)?).await?.value;
+                from_connection = Some(c.id.clone());
+                c.authorization_id().cloned().ok_or_else(|| {
+                    Error::invalid(
+                        "reconnect.connection_id",
+                        "this connection does not use OAuth; replace its key instead",
+                    )
+                })?
+            }
+            (None, None) => return Err(Error::invalid("reconnect", "name an authorization_id or a connection_id")),
+        };
+        let auth = app.repo.authorization(&caller.workspace_id, &auth_id).await?.value;
+        if auth.platform != entry.id {
+            return Err(Error::invalid("platform", format!("the authorization is for {}", auth.platform)));
+        }
+        if params.is_empty() {
+            params = auth
+                .params
+                .iter()
+                .filter(|(k, _)| entry.params.iter().any(|p| &p.name == *k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+        }
+        if name.trim().is_empty() {
+            name = auth.name.clone();
+        }
+        expected_account = auth.account.as_ref().map(|a| a.id.clone());
+        reconnect = Some(auth.id);
+    }
+    let name = crate::api::check_name(&name)?;
+    entry.check_params(&params)?;
     let return_origin = check_return_to(app, &request.return_to)?;
     let role = request.role.unwrap_or(ConnectionRole::Source);
     if !entry.roles.contains(&role) {
@@ -168,7 +231,7 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     let now = app.clock.now();
     let expires_at = now + Duration::seconds(STATE_TTL_SECONDS);
 
-    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, &request.params)?)
+    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, &params)?)
         .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
     {
         let mut q = url.query_pairs_mut();
@@ -195,13 +258,17 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         user_id: caller.user_id.clone(),
         platform: entry.id.clone(),
         name,
-        params: request.params,
+        params,
         return_to: request.return_to,
         return_origin,
         mode: request.mode,
         role,
         client,
         pkce_verifier: verifier,
+        reconnect,
+        expected_account,
+        switch_account: request.switch_account,
+        from_connection,
         expires_at,
     };
     let (pk, sk) = state_key(state.secret());
@@ -240,6 +307,8 @@ pub enum CallbackError {
     AppNotConfigured,
     #[error("connection_test_failed")]
     ConnectionTestFailed,
+    #[error("account_mismatch")]
+    AccountMismatch,
     #[error("internal_error")]
     Internal,
 }
@@ -255,6 +324,7 @@ impl CallbackError {
             CallbackError::InvalidCallback => "invalid_callback",
             CallbackError::AppNotConfigured => "app_not_configured",
             CallbackError::ConnectionTestFailed => "connection_test_failed",
+            CallbackError::AccountMismatch => "account_mismatch",
             CallbackError::Internal => "internal_error",
         }
     }
@@ -271,6 +341,9 @@ impl CallbackError {
             CallbackError::InvalidCallback => "The platform's answer could not be verified.",
             CallbackError::AppNotConfigured => "The app credentials for this platform are missing or were rejected.",
             CallbackError::ConnectionTestFailed => "The connection test with the new authorization failed.",
+            CallbackError::AccountMismatch => {
+                "You signed in with another account than the one this authorization belongs to; nothing was changed."
+            }
             CallbackError::Internal => "Something went wrong on our side; nothing was saved.",
         }
     }
@@ -284,6 +357,9 @@ impl CallbackError {
             CallbackError::PlatformUnavailable | CallbackError::Internal => "Try again in a few minutes.",
             CallbackError::InvalidCallback => "Start the connection again; if it keeps failing, contact support.",
             CallbackError::AppNotConfigured => "Ask an admin to check the platform's app credentials.",
+            CallbackError::AccountMismatch => {
+                "Sign in to the platform with the account you used before, or reconnect choosing to switch accounts."
+            }
             CallbackError::ConnectionTestFailed => {
                 "Check that the account has the required role on the platform, then start again."
             }
@@ -303,7 +379,9 @@ pub struct CallbackResult {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Connected {
-    pub connection_id: ConnectionId,
+    /// The connection the flow created or started from (none when a
+    /// reconnected grant has no connection yet).
+    pub connection_id: Option<ConnectionId>,
     pub authorization_id: AuthorizationId,
 }
 
@@ -643,7 +721,7 @@ pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackRe
     let outcome = complete(app, &pending, query).await;
     match &outcome {
         Ok(c) => {
-            tracing::info!(platform = %pending.platform, connection = %c.connection_id, "oauth connected")
+            tracing::info!(platform = %pending.platform, connection = ?c.connection_id, reconnect = pending.reconnect.is_some(), "oauth connected")
         }
         Err(e) => {
             tracing::warn!(platform = %pending.platform, code = e.code(), "oauth callback failed")
@@ -711,6 +789,17 @@ async fn complete(
                 .map(|id| ExternalAccount { id: id.clone(), name: None })
         })
     });
+    if let Some(auth_id) = &pending.reconnect {
+        if let (Some(expected), Some(got)) = (&pending.expected_account, &account) {
+            if expected != &got.id && !pending.switch_account {
+                return Err(CallbackError::AccountMismatch);
+            }
+        }
+        return store_reconnect(app, entry, pending, auth_id, vars, account, tokens).await.map_err(|e| {
+            tracing::error!(error = %e, "storing a reconnected authorization failed");
+            CallbackError::Internal
+        });
+    }
     store_new(app, entry, pending, vars, account, tokens).await.map_err(|e| {
         tracing::error!(error = %e, "storing a new authorization failed");
         CallbackError::Internal
@@ -806,7 +895,68 @@ async fn store_new(
         // re-queues initial syncs that never started.
         tracing::error!(connection = %connection.id, error = %e, "initial sync not queued");
     }
-    Ok(Connected { connection_id: connection.id, authorization_id: auth_id })
+    Ok(Connected { connection_id: Some(connection.id), authorization_id: auth_id })
+}
+
+/// A reconnect: new tokens for the same authorization; every connection
+/// that uses it is restored, resumes from its cursors, and its incidents
+/// close.
+async fn store_reconnect(
+    app: &App,
+    entry: &PlatformEntry,
+    pending: &PendingGrant,
+    auth_id: &AuthorizationId,
+    vars: BTreeMap<String, String>,
+    account: Option<ExternalAccount>,
+    tokens: TokenSet,
+) -> Result<Connected, Error> {
+    let ws = &pending.workspace_id;
+    let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
+    let secret = app.repo.authorization(ws, auth_id).await?.value.secret;
+    // The new tokens replace the old (a new version of the same secret).
+    app.vault.put(&secret.0, &tokens.to_secret()).await?;
+    for attempt in 0..5 {
+        let current = app.repo.authorization(ws, auth_id).await?;
+        let now = app.clock.now();
+        let mut a = current.value;
+        a.apply(Event::Reconnected { initial_sync_done: true }, now)?;
+        a.expiry = lifecycle::expiry_facts(spec, &tokens, now);
+        a.next_check_at = Some(lifecycle::next_check(spec, &a.expiry, now));
+        a.scopes = tokens.scopes.clone();
+        a.params.extend(vars.clone());
+        if account.is_some() {
+            a.account = account.clone();
+        }
+        a.last_refreshed_at = Some(now);
+        a.refresh_lease = None;
+        a.expiring_alert_at = None;
+        match app.repo.save(&a, current.version).await {
+            Ok(_) => break,
+            Err(Error::Conflict { .. }) if attempt < 4 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let mut first = None;
+    for c in app.repo.list::<Connection>(ws).await?.into_iter().filter(|c| c.value.authorization_id() == Some(auth_id))
+    {
+        let mut conn = c.value;
+        first.get_or_insert(conn.id.clone());
+        if matches!(conn.status, Status::Disconnected { .. } | Status::Error { .. }) {
+            conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
+            conn.running = None;
+            if app.repo.save(&conn, c.version).await.is_ok() {
+                let kind = if conn.initial_sync_done { SyncKind::Incremental } else { SyncKind::Initial };
+                let _ = jobs::enqueue(app, QueueKind::Sync, &SyncJob::start(&conn, kind), 0).await;
+                let recovered =
+                    jobs::AlertEvent::Recovered { workspace_id: ws.clone(), connection_id: conn.id.clone() };
+                let _ = jobs::enqueue(app, QueueKind::Notify, &recovered, 0).await;
+            }
+        }
+    }
+    let recovered =
+        jobs::AlertEvent::AuthorizationRecovered { workspace_id: ws.clone(), authorization_id: auth_id.clone() };
+    let _ = jobs::enqueue(app, QueueKind::Notify, &recovered, 0).await;
+    Ok(Connected { connection_id: pending.from_connection.clone().or(first), authorization_id: auth_id.clone() })
 }
 
 impl From<HttpError> for CallbackError {

@@ -41,7 +41,9 @@ pub fn redirect_url(result: &CallbackResult) -> Option<String> {
         match &result.outcome {
             Ok(c) => {
                 q.append_pair("status", "connected");
-                q.append_pair("connection_id", c.connection_id.as_str());
+                if let Some(id) = &c.connection_id {
+                    q.append_pair("connection_id", id.as_str());
+                }
                 q.append_pair("authorization_id", c.authorization_id.as_str());
             }
             Err(e) => {

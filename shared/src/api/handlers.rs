@@ -42,6 +42,26 @@ pub(super) async fn dispatch(
         RouteId::UpdateMe => update_me(app, caller()?, &request).await,
         RouteId::ReadNotification => read_notifications(app, caller()?, params.get("id").map(String::as_str)).await,
         RouteId::ReadAllNotifications => read_notifications(app, caller()?, None).await,
+        RouteId::CreateConnection => {
+            let c = crate::authorizations::create_connection(app, caller()?, json_body(&request)?).await?;
+            Ok(json(StatusCode::CREATED, &views::connection(&c, app.clock.now())))
+        }
+        RouteId::RenameAuthorization => {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Rename {
+                name: String,
+            }
+            let id = crate::ids::AuthorizationId::parse(params.get("id").map(String::as_str).unwrap_or(""))?;
+            let body: Rename = json_body(&request)?;
+            let a = crate::authorizations::rename(app, caller()?, &id, &body.name).await?;
+            Ok(json(StatusCode::OK, &views::authorization(&a, &[])))
+        }
+        RouteId::RemoveAuthorization => {
+            let id = crate::ids::AuthorizationId::parse(params.get("id").map(String::as_str).unwrap_or(""))?;
+            let n = crate::authorizations::remove(app, caller()?, &id).await?;
+            Ok(json(StatusCode::OK, &json!({"removed": true, "connections_disconnected": n})))
+        }
         RouteId::SyncNow => {
             crate::sync::sync_now(app, caller()?, &connection_id(&params)?).await?;
             Ok(json(StatusCode::ACCEPTED, &json!({"queued": true})))
@@ -302,13 +322,24 @@ async fn list_connections(app: &App, caller: &Caller, request: &Request) -> Resu
         .filter(|c| platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
         .filter(|c| client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
         .collect();
-    // Disconnected first, then errors, then the rest; newest first within.
+    // Default: disconnected first, then errors, then the rest; newest first within.
     let rank = |c: &Connection| match c.status.state_name() {
         "disconnected" => 0,
         "error" => 1,
-        _ => 2,
+        "pending_authorization" => 2,
+        "initial_sync_in_progress" => 3,
+        _ => 4,
     };
-    list.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.created_at.cmp(&a.created_at)));
+    match query.first("sort").unwrap_or("status") {
+        "status" => list.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.created_at.cmp(&a.created_at))),
+        "platform" => list.sort_by(|a, b| a.platform.cmp(&b.platform).then(a.name.cmp(&b.name))),
+        "client" => list.sort_by(|a, b| {
+            let name = |c: &Connection| c.client.as_ref().map(|cl| cl.name.to_lowercase());
+            name(a).is_none().cmp(&name(b).is_none()).then(name(a).cmp(&name(b)))
+        }),
+        "last_synced" => list.sort_by_key(|c| c.last_synced_at),
+        _ => return Err(Error::invalid("sort", "must be status, platform, client or last_synced")),
+    }
     let now = app.clock.now();
     let items: Vec<_> = list.iter().map(|c| views::connection(c, now)).collect();
     Ok(json(StatusCode::OK, &json!({"connections": items})))

@@ -79,6 +79,9 @@ pub enum RouteId {
     UpdateMe,
     ReadNotification,
     ReadAllNotifications,
+    CreateConnection,
+    RenameAuthorization,
+    RemoveAuthorization,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
@@ -107,7 +110,8 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
     route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
     route(RouteId::ReplaceApiKey, Method::PUT, "/v1/connections/{id}/api-key", Function::ApiKeyConnect, true),
-    route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
+        route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
+    route(RouteId::CreateConnection, Method::POST, "/v1/connections", Function::ConnectionsApi, true),
     route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
     route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
         route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
@@ -121,7 +125,9 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::IssueUploadToken, Method::POST, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
     route(RouteId::RevokeUploadTokens, Method::DELETE, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
     route(RouteId::AutomationUpload, Method::POST, "/v1/automation/uploads", Function::CsvUpload, false),
-    route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
+        route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
+    route(RouteId::RenameAuthorization, Method::PATCH, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
+    route(RouteId::RemoveAuthorization, Method::DELETE, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
         route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
     route(RouteId::ReadAllNotifications, Method::POST, "/v1/notifications/read-all", Function::ConnectionsApi, true),
     route(RouteId::ReadNotification, Method::POST, "/v1/notifications/{id}/read", Function::ConnectionsApi, true),
