@@ -143,7 +143,7 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
 }
 
 #[tokio::test]
-async fn a_revoked_sandbox_grant_shows_a_notification_and_an_email_in_the_outbox() {
+async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
     let dir = std::env::temp_dir().join(format!("connections-outbox-{}", uuid::Uuid::new_v4().simple()));
     let env = HashMap::from([
         ("DATA_DIR", dir.display().to_string()),
@@ -216,5 +216,46 @@ async fn a_revoked_sandbox_grant_shows_a_notification_and_an_email_in_the_outbox
         eml.contains("To: owner@example.com") && eml.contains("Subject: Sandbox store") && eml.contains("/reconnect?"),
         "{eml}"
     );
+
+    // Reconnect from the notification's action, with the same account.
+    let target = notes["notifications"][0]["action"]["connection_id"].as_str().unwrap().to_owned();
+    let started: Value = http
+        .post(format!("{base}/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&json!({"platform": "sandbox_oauth", "return_to": "https://app.example.com", "reconnect": {"connection_id": target}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r =
+        http.get(format!("{}&auto_approve=acct_out", started["authorize_url"].as_str().unwrap())).send().await.unwrap();
+    let page = http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("\"status\":\"connected\""), "{page}");
+    local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
+    local_stack::workers::drain(&stack, shared::ports::QueueKind::Notify).await.unwrap();
+    let mut view: Value = Value::Null;
+    for _ in 0..200 {
+        view = http
+            .get(format!("{base}/v1/connections/{target}"))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"]["state"] == "connected" && view["sync"].is_null() {
+            break;
+        }
+        tokio::task::yield_now().await;
+        local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
+    }
+    assert_eq!(view["status"]["state"], "connected", "{view}");
+    assert_eq!(view["progress"]["orders"]["records"], 2500);
+    let notes: Value =
+        http.get(format!("{base}/v1/notifications")).bearer_auth(&t).send().await.unwrap().json().await.unwrap();
+    assert!(notes["notifications"].as_array().unwrap().iter().any(|n| n["kind"] == "recovered"), "{notes}");
     let _ = std::fs::remove_dir_all(&dir);
 }

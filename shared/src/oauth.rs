@@ -943,10 +943,22 @@ async fn store_reconnect(
         first.get_or_insert(conn.id.clone());
         if matches!(conn.status, Status::Disconnected { .. } | Status::Error { .. }) {
             conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
-            conn.running = None;
             if app.repo.save(&conn, c.version).await.is_ok() {
-                let kind = if conn.initial_sync_done { SyncKind::Incremental } else { SyncKind::Initial };
-                let _ = jobs::enqueue(app, QueueKind::Sync, &SyncJob::start(&conn, kind), 0).await;
+                // A run the disconnection interrupted continues from its saved
+                // page; otherwise a new run starts from the cursors.
+                let job = match &conn.running {
+                    Some(run) => SyncJob::Sync {
+                        workspace_id: conn.workspace_id.clone(),
+                        connection_id: conn.id.clone(),
+                        kind: run.kind,
+                        run_id: Some(run.id.clone()),
+                    },
+                    None => {
+                        let kind = if conn.initial_sync_done { SyncKind::Incremental } else { SyncKind::Initial };
+                        SyncJob::start(&conn, kind)
+                    }
+                };
+                let _ = jobs::enqueue(app, QueueKind::Sync, &job, 0).await;
                 let recovered =
                     jobs::AlertEvent::Recovered { workspace_id: ws.clone(), connection_id: conn.id.clone() };
                 let _ = jobs::enqueue(app, QueueKind::Notify, &recovered, 0).await;
