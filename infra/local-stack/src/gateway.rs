@@ -97,7 +97,9 @@ async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
         return preflight(stack, request.headers().get(header::ORIGIN));
     }
     match (request.method(), path.as_str()) {
-        (&Method::GET, "/") => return crate::console::index(),
+        (&Method::GET, p) if crate::console::serve(p).is_some() => {
+            return crate::console::serve(p).expect("checked");
+        }
         (&Method::POST, "/dev/token") => return dev_token(stack, &request),
         _ => {}
     }

@@ -289,7 +289,7 @@ fn upload_response(upload: &crate::uploads::Upload) -> Response<Body> {
                 ),
                 None => {
                     let total = upload.report.as_ref().map_or(0, |r| r.error_total);
-                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows".to_owned(), format!("{total} rows have errors; nothing was imported."),
+                    (StatusCode::UNPROCESSABLE_ENTITY, "invalid_rows".to_owned(), if total == 1 { "1 row has errors; nothing was imported.".to_owned() } else { format!("{total} rows have errors; nothing was imported.") },
                      "Fix the rows listed in upload.errors and upload again, or upload with import_valid_rows=true to import only the valid rows.".to_owned())
                 }
             };
