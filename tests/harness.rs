@@ -234,6 +234,25 @@ pub fn error_code(body: &serde_json::Value) -> String {
     e["code"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Runs the OAuth flow (start, approve as `account`, callback); returns the posted message.
+pub async fn oauth_flow(app: &TestApp, token: &str, body: serde_json::Value, account: &str) -> serde_json::Value {
+    let (status, started) = {
+        let r = app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(status, 200, "{started}");
+    let r = app
+        .http
+        .get(format!("{}&auto_approve={account}", started["authorize_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    let page = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let start = page.find(r#"id="result">"#).unwrap() + r#"id="result">"#.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str::<serde_json::Value>(&page[start..end]).unwrap()["message"].clone()
+}
+
 // ------------------------------------------------------------ fake platform
 
 /// A request the fake platform received.

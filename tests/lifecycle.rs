@@ -25,25 +25,14 @@ const ORIGIN: &str = "https://app.example.com";
 /// Connects the sandbox OAuth platform through the real flow.
 async fn connect_sandbox(app: &TestApp, ws: &str, account: &str) -> (Authorization, Connection) {
     let t = app.token(ws, "u", "staff").await;
-    let started: Value = app
-        .http
-        .post(app.url("/v1/connect/start"))
-        .bearer_auth(&t)
-        .json(&json!({"platform": "sandbox_oauth", "name": "Agency grant", "return_to": ORIGIN}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = app
-        .http
-        .get(format!("{}&auto_approve={account}", started["authorize_url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let page = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
-    assert!(page.contains("\"status\":\"connected\""), "{page}");
+    let message = crate::harness::oauth_flow(
+        app,
+        &t,
+        json!({"platform": "sandbox_oauth", "name": "Agency grant", "return_to": ORIGIN}),
+        account,
+    )
+    .await;
+    assert_eq!(message["status"], "connected", "{message}");
     let ws = WorkspaceId::parse(ws).unwrap();
     let auth = app.stack.app.repo.list::<Authorization>(&ws).await.unwrap().pop().unwrap().value;
     let conn = app.stack.app.repo.list::<Connection>(&ws).await.unwrap().pop().unwrap().value;

@@ -10,29 +10,13 @@ use shared::domain::*;
 use shared::ids::*;
 use shared::ports::QueueKind;
 
-use crate::harness::{error_code, spawn_app_on, Backend, TestApp};
+use crate::harness::{error_code, oauth_flow as oauth, spawn_app_on, Backend, TestApp};
 
 const ORIGIN: &str = "https://app.example.com";
 
 async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
     let r = app.http.post(app.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-/// Runs the OAuth flow (start, approve as `account`, callback); returns the posted message.
-async fn oauth(app: &TestApp, token: &str, body: Value, account: &str) -> Value {
-    let (status, started) = post(app, token, "/v1/connect/start", body).await;
-    assert_eq!(status, 200, "{started}");
-    let r = app
-        .http
-        .get(format!("{}&auto_approve={account}", started["authorize_url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let page = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
-    let start = page.find(r#"id="result">"#).unwrap() + r#"id="result">"#.len();
-    let end = start + page[start..].find("</script>").unwrap();
-    serde_json::from_str::<Value>(&page[start..end]).unwrap()["message"].clone()
 }
 
 async fn conn(app: &TestApp, ws: &WorkspaceId, id: &str) -> Connection {

@@ -225,39 +225,26 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
     }
     let account = validate(app, entry, &key).await?;
     let now = app.clock.now();
-    let id = ConnectionId::generate();
-    let secret = SecretRef::for_owner(&app.config.secret_prefix, &caller.workspace_id, id.as_str());
-    let mut connection = Connection {
-        id,
-        workspace_id: caller.workspace_id.clone(),
-        platform: entry.id.clone(),
+    let mut connection = Connection::new(
+        caller.workspace_id.clone(),
+        entry.id.clone(),
         name,
-        role: ConnectionRole::Source,
+        ConnectionRole::Source,
         client,
-        credential: Credential::ApiKey {
-            secret: secret.clone(),
-            hint: key.hint.clone(),
-            last_verified_at: now,
-            fingerprint: key.fingerprint.clone(),
-        },
-        status: Status::PendingAuthorization,
-        streams: entry
-            .streams
-            .iter()
-            .map(|s| StreamSelection { name: s.name.clone(), selected: s.default_selected })
-            .collect(),
-        cursors: BTreeMap::new(),
-        initial_sync_done: false,
-        last_synced_at: None,
-        last_error: None,
-        account,
-        params: key.params.clone(),
-        upload_schedule: None,
-        running: None,
-        created_by: caller.user_id.clone(),
-        created_at: now,
-        updated_at: now,
+        Credential::FileUpload,
+        entry.default_streams(),
+        caller.user_id.clone(),
+        now,
+    );
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, &caller.workspace_id, connection.id.as_str());
+    connection.credential = Credential::ApiKey {
+        secret: secret.clone(),
+        hint: key.hint.clone(),
+        last_verified_at: now,
+        fingerprint: key.fingerprint.clone(),
     };
+    connection.account = account;
+    connection.params = key.params.clone();
     connection.apply(Event::CredentialsAccepted, now)?;
     app.vault.put(&secret.0, &secret_json(&key)).await?;
     if let Err(e) = app.repo.create(&connection).await {

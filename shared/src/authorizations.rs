@@ -2,7 +2,6 @@
 //! connections (data sources and export destinations) that choose them.
 
 use serde::Deserialize;
-use std::collections::BTreeMap;
 
 use crate::app::App;
 use crate::catalog::AuthMethod;
@@ -37,8 +36,7 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
     if !entry.roles.contains(&role) {
         return Err(Error::invalid("role", format!("{} does not take this role", entry.name)));
     }
-    let mut streams: Vec<StreamSelection> =
-        entry.streams.iter().map(|s| StreamSelection { name: s.name.clone(), selected: s.default_selected }).collect();
+    let mut streams = entry.default_streams();
     if let Some(selected) = &request.selected_streams {
         for name in selected {
             if !streams.iter().any(|s| &s.name == name) {
@@ -50,32 +48,25 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
         }
     }
     let now = app.clock.now();
-    let mut c = Connection {
-        id: ConnectionId::generate(),
-        workspace_id: caller.workspace_id.clone(),
-        platform: auth.platform.clone(),
-        name: crate::api::check_name(&request.name)?,
-        role,
-        client: match request.client {
-            Some(cl) => Some(ClientRef { id: ClientId::parse(&cl.id)?, name: crate::api::check_name(&cl.name)? }),
-            None => None,
-        },
-        credential: Credential::Authorization { authorization_id: auth.id.clone() },
-        status: Status::PendingAuthorization,
-        // Destinations receive exports; they have nothing to sync.
-        streams: if role == ConnectionRole::Source { streams } else { vec![] },
-        cursors: BTreeMap::new(),
-        initial_sync_done: false,
-        last_synced_at: None,
-        last_error: None,
-        account: None,
-        params: BTreeMap::new(),
-        upload_schedule: None,
-        running: None,
-        created_by: caller.user_id.clone(),
-        created_at: now,
-        updated_at: now,
+    let client = match request.client {
+        Some(cl) => Some(ClientRef { id: ClientId::parse(&cl.id)?, name: crate::api::check_name(&cl.name)? }),
+        None => None,
     };
+    // Destinations receive exports; they have nothing to sync.
+    let streams = if role == ConnectionRole::Source { streams } else { vec![] };
+    let name = crate::api::check_name(&request.name)?;
+    let credential = Credential::Authorization { authorization_id: auth.id.clone() };
+    let mut c = Connection::new(
+        caller.workspace_id.clone(),
+        auth.platform.clone(),
+        name,
+        role,
+        client,
+        credential,
+        streams,
+        caller.user_id.clone(),
+        now,
+    );
     match auth.status {
         Status::Connected => {
             c.apply(Event::CredentialsAccepted, now)?;

@@ -845,32 +845,17 @@ async fn store_new(
             expiring_alert_at: None,
         };
         auth.apply(Event::CredentialsAccepted, now)?;
-        let mut connection = Connection {
-            id: ConnectionId::generate(),
-            workspace_id: pending.workspace_id.clone(),
-            platform: pending.platform.clone(),
-            name: pending.name.clone(),
-            role: pending.role,
-            client: pending.client.clone(),
-            credential: Credential::Authorization { authorization_id: auth_id.clone() },
-            status: Status::PendingAuthorization,
-            streams: entry
-                .streams
-                .iter()
-                .map(|s| StreamSelection { name: s.name.clone(), selected: s.default_selected })
-                .collect(),
-            cursors: BTreeMap::new(),
-            initial_sync_done: false,
-            last_synced_at: None,
-            last_error: None,
-            account: None,
-            params: BTreeMap::new(),
-            upload_schedule: None,
-            running: None,
-            created_by: pending.user_id.clone(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut connection = Connection::new(
+            pending.workspace_id.clone(),
+            pending.platform.clone(),
+            pending.name.clone(),
+            pending.role,
+            pending.client.clone(),
+            Credential::Authorization { authorization_id: auth_id.clone() },
+            entry.default_streams(),
+            pending.user_id.clone(),
+            now,
+        );
         connection.apply(Event::CredentialsAccepted, now)?;
         app.repo.create(&auth).await?;
         if let Err(e) = app.repo.create(&connection).await {

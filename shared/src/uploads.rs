@@ -11,7 +11,6 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
-use std::collections::BTreeMap;
 
 use crate::app::App;
 use crate::catalog::AuthMethod;
@@ -155,28 +154,18 @@ pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Resul
         Some(c) => Some(ClientRef { id: ClientId::parse(&c.id)?, name: crate::api::check_name(&c.name)? }),
         None => None,
     };
-    let connection = Connection {
-        id: ConnectionId::generate(),
-        workspace_id: caller.workspace_id.clone(),
-        platform: entry.id.clone(),
-        name: crate::api::check_name(&request.name)?,
-        role: ConnectionRole::Source,
+    let mut connection = Connection::new(
+        caller.workspace_id.clone(),
+        entry.id.clone(),
+        crate::api::check_name(&request.name)?,
+        ConnectionRole::Source,
         client,
-        credential: Credential::FileUpload,
-        status: Status::PendingAuthorization,
-        streams: vec![StreamSelection { name: "costs".into(), selected: true }],
-        cursors: BTreeMap::new(),
-        initial_sync_done: false,
-        last_synced_at: None,
-        last_error: None,
-        account: None,
-        params: BTreeMap::new(),
-        upload_schedule: request.upload_schedule,
-        running: None,
-        created_by: caller.user_id.clone(),
-        created_at: now,
-        updated_at: now,
-    };
+        Credential::FileUpload,
+        vec![StreamSelection { name: "costs".into(), selected: true }],
+        caller.user_id.clone(),
+        now,
+    );
+    connection.upload_schedule = request.upload_schedule;
     app.repo.create(&connection).await?;
     Ok(connection)
 }

@@ -339,6 +339,14 @@ impl PlatformEntry {
         Ok(())
     }
 
+    /// The streams a new connection starts with, selected by default or not.
+    pub fn default_streams(&self) -> Vec<crate::domain::StreamSelection> {
+        self.streams
+            .iter()
+            .map(|s| crate::domain::StreamSelection { name: s.name.clone(), selected: s.default_selected })
+            .collect()
+    }
+
     /// Validates connect-time params against the entry: every declared one
     /// present and matching its pattern, nothing undeclared.
     pub fn check_params(&self, given: &BTreeMap<String, String>) -> Result<(), Error> {

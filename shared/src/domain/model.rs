@@ -305,6 +305,44 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A new connection waiting for its credentials to be accepted, with
+    /// no sync history.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        workspace_id: WorkspaceId,
+        platform: PlatformId,
+        name: String,
+        role: ConnectionRole,
+        client: Option<ClientRef>,
+        credential: Credential,
+        streams: Vec<StreamSelection>,
+        created_by: UserId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Connection {
+            id: ConnectionId::generate(),
+            workspace_id,
+            platform,
+            name,
+            role,
+            client,
+            credential,
+            status: Status::PendingAuthorization,
+            streams,
+            cursors: BTreeMap::new(),
+            initial_sync_done: false,
+            last_synced_at: None,
+            last_error: None,
+            account: None,
+            params: BTreeMap::new(),
+            upload_schedule: None,
+            running: None,
+            created_by,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// Applies an event through the state machine and keeps the derived
     /// fields (last synced, last error) in step.
     pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
