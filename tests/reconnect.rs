@@ -175,6 +175,39 @@ async fn removing_an_authorization_disconnects_dependants_and_revokes_it() {
     let list: Value =
         app.http.get(app.url("/v1/authorizations")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["authorizations"], json!([]));
+    // The data source moves to another authorization of the platform and resumes.
+    let other = oauth(
+        &app,
+        &admin,
+        json!({"platform": "sandbox_oauth", "name": "Replacement", "return_to": ORIGIN}),
+        "acct_new",
+    )
+    .await;
+    let new_auth = other["authorization_id"].as_str().unwrap().to_owned();
+    for m in app.stack.app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap() {
+        app.stack.app.queue.ack(QueueKind::Sync, &m.receipt).await.unwrap();
+    }
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{conn_id}")))
+        .bearer_auth(&staff)
+        .json(&json!({"authorization_id": new_auth}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let moved = conn(&app, &ws, &conn_id).await;
+    assert_eq!(moved.authorization_id().map(|a| a.as_str()), Some(new_auth.as_str()));
+    assert_eq!(moved.status, Status::InitialSyncInProgress);
+    assert!(app
+        .stack
+        .app
+        .queue
+        .receive(QueueKind::Sync, 10, 60)
+        .await
+        .unwrap()
+        .iter()
+        .any(|j| j.body.contains(&conn_id)));
     let r = app.http.delete(&path).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }

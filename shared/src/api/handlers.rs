@@ -359,6 +359,10 @@ struct ConnectionPatch {
     /// File connections: `daily`, `weekly`, `monthly`, or null for none.
     #[serde(default)]
     upload_schedule: Option<serde_json::Value>,
+    /// OAuth connections: use another authorization of the same platform
+    /// (after one was removed); a disconnected connection resumes.
+    #[serde(default)]
+    authorization_id: Option<String>,
 }
 
 pub(crate) fn check_name(name: &str) -> Result<String, Error> {
@@ -393,6 +397,28 @@ async fn patch_connection(
             s.selected = selected.contains(&s.name);
         }
     }
+    let mut resume = false;
+    if let Some(auth_id) = &patch.authorization_id {
+        if !matches!(c.credential, Credential::Authorization { .. }) {
+            return Err(Error::invalid("authorization_id", "only OAuth connections use an authorization"));
+        }
+        let auth =
+            app.repo.authorization(&caller.workspace_id, &crate::ids::AuthorizationId::parse(auth_id)?).await?.value;
+        if auth.platform != c.platform {
+            return Err(Error::invalid(
+                "authorization_id",
+                format!("the authorization is for {}, not {}", auth.platform, c.platform),
+            ));
+        }
+        if !auth.status.has_credentials() && auth.status != crate::domain::Status::Connected {
+            return Err(Error::invalid("authorization_id", "that authorization is disconnected; reconnect it first"));
+        }
+        c.credential = Credential::Authorization { authorization_id: auth.id.clone() };
+        if matches!(c.status, crate::domain::Status::Disconnected { .. }) {
+            c.apply(crate::domain::Event::Reconnected { initial_sync_done: c.initial_sync_done }, app.clock.now())?;
+            resume = c.role == crate::domain::ConnectionRole::Source;
+        }
+    }
     if let Some(schedule) = patch.upload_schedule {
         if !matches!(c.credential, Credential::FileUpload) {
             return Err(Error::invalid("upload_schedule", "only file connections have an upload schedule"));
@@ -402,6 +428,11 @@ async fn patch_connection(
     }
     c.updated_at = app.clock.now();
     app.repo.save(&c, current.version).await?;
+    if resume {
+        let kind =
+            if c.initial_sync_done { crate::domain::SyncKind::Incremental } else { crate::domain::SyncKind::Initial };
+        crate::jobs::enqueue(app, crate::ports::QueueKind::Sync, &crate::jobs::SyncJob::start(&c, kind), 0).await?;
+    }
     Ok(json(StatusCode::OK, &views::connection(&c, app.clock.now())))
 }
 
