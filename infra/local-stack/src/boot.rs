@@ -84,6 +84,7 @@ pub async fn boot(
     };
     let banner = format!(
         "connections local stack listening on {base} ({backend})\n  \
+         console:   {base}/  (open it in a browser)\n  \
          health:    {base}/health\n  \
          catalog:   {base}/v1/providers\n  \
          dev token: curl -s -X POST {base}/dev/token -H 'content-type: application/json' \
