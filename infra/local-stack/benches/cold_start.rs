@@ -47,7 +47,9 @@ async fn runtime_api() -> (String, tokio::sync::mpsc::Receiver<Instant>) {
                         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
                     }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
