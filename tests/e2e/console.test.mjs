@@ -113,13 +113,17 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   assert.equal(revoked.revoked, 1);
   await row(page, "sandbox_oauth").locator(".badge.disconnected").waitFor({ timeout: 150_000 });
   await page.check("#only-disconnected");
-  assert.equal(await page.locator("#connections tbody tr").count(), 1);
+  await page.waitForFunction(() => {
+    const rows = document.querySelectorAll("#connections tbody tr");
+    return rows.length === 1 && rows[0].dataset.state === "disconnected";
+  });
   await page.click("#bell");
   await page.locator("#notifications button.reconnect").first().waitFor();
   await page.screenshot({ path: join(shots, "05-disconnected-notification.png"), fullPage: true });
 
   // Reconnect from the notification: connected again.
   await page.uncheck("#only-disconnected");
+  await page.waitForFunction(() => document.querySelectorAll("#connections tbody tr").length === 3);
   await approveInPopup(context, () => page.locator("#notifications button.reconnect").first().click(), "acct_demo");
   await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
   assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 2\.0\).*connected/);

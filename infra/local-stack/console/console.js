@@ -180,13 +180,18 @@ function progress(c) {
   return parts.join(", ");
 }
 
+let generation = 0;
 async function refresh() {
+  // Only the newest refresh paints: an older one that answers late (the
+  // periodic refresh racing a filter change) is dropped.
+  const mine = ++generation;
   const filter = $("only-disconnected").checked ? "?status=disconnected" : "";
   const [cs, auths, notes] = await Promise.all([
     call("GET", "/v1/connections" + filter),
     call("GET", "/v1/authorizations"),
     call("GET", "/v1/notifications"),
   ]);
+  if (mine !== generation) return;
   const body = $("connections").querySelector("tbody");
   body.replaceChildren();
   for (const c of cs.data.connections) {
