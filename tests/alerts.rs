@@ -5,7 +5,6 @@
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 use shared::domain::*;
 use shared::ids::*;
@@ -106,33 +105,20 @@ async fn world(backend: Backend, n: usize) -> World {
             .put(&secret.0, &secrecy::SecretString::from(r#"{"api_key":"pk_SUPERSECRETKEY0123456789"}"#.to_owned()))
             .await
             .unwrap();
-        let c = Connection {
-            id: ConnectionId::generate(),
-            workspace_id: ws.clone(),
-            platform: PlatformId::parse("klaviyo").unwrap(),
-            name: format!("Klaviyo {i}"),
-            role: ConnectionRole::Source,
-            client: Some(ClientRef { id: ClientId::parse(&format!("c{i}")).unwrap(), name: format!("Acme {i}") }),
-            credential: Credential::ApiKey {
-                secret,
-                hint: "6789".into(),
-                last_verified_at: now,
-                fingerprint: String::new(),
-            },
-            status: Status::Connected,
-            streams: vec![],
-            cursors: BTreeMap::new(),
-            initial_sync_done: true,
-            last_synced_at: Some(now),
-            last_error: None,
-            account: None,
-            params: BTreeMap::new(),
-            upload_schedule: None,
-            running: None,
-            created_by: UserId::parse("admin").unwrap(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut c = Connection::new(
+            ws.clone(),
+            PlatformId::parse("klaviyo").unwrap(),
+            format!("Klaviyo {i}"),
+            ConnectionRole::Source,
+            Some(ClientRef { id: ClientId::parse(&format!("c{i}")).unwrap(), name: format!("Acme {i}") }),
+            Credential::ApiKey { secret, hint: "6789".into(), last_verified_at: now, fingerprint: String::new() },
+            vec![],
+            UserId::parse("admin").unwrap(),
+            now,
+        );
+        c.status = Status::Connected;
+        c.initial_sync_done = true;
+        c.last_synced_at = Some(now);
         app.stack.app.repo.create(&c).await.unwrap();
         connections.push(c);
     }
@@ -295,4 +281,24 @@ async fn members_are_managed_by_admins_and_mute_their_own_email() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["email_opt_out"], json!(["sync_failed", "recovered"]));
+    let stranger = w.app.token(w.ws.as_str(), "not_a_member", "staff").await;
+    let r = w
+        .app
+        .http
+        .patch(w.app.url("/v1/members/me"))
+        .bearer_auth(&stranger)
+        .json(&json!({"email_opt_out": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = w
+        .app
+        .http
+        .post(w.app.url("/v1/notifications/ntf_00000000000000000000000000000000/read"))
+        .bearer_auth(&staff)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -22,31 +22,23 @@ async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
 
 async fn seed_connection(app: &TestApp, workspace: &str, credential: Credential) -> Connection {
     let now = Utc::now();
-    let c = Connection {
-        id: ConnectionId::generate(),
-        workspace_id: WorkspaceId::parse(workspace).unwrap(),
-        platform: PlatformId::parse("sandbox_oauth").unwrap(),
-        name: "Sandbox store".into(),
-        role: ConnectionRole::Source,
-        client: Some(ClientRef { id: ClientId::parse("client_1").unwrap(), name: "Acme".into() }),
+    let mut c = Connection::new(
+        WorkspaceId::parse(workspace).unwrap(),
+        PlatformId::parse("sandbox_oauth").unwrap(),
+        "Sandbox store".into(),
+        ConnectionRole::Source,
+        Some(ClientRef { id: ClientId::parse("client_1").unwrap(), name: "Acme".into() }),
         credential,
-        status: Status::Connected,
-        streams: vec![
+        vec![
             StreamSelection { name: "orders".into(), selected: true },
             StreamSelection { name: "customers".into(), selected: false },
         ],
-        cursors: BTreeMap::new(),
-        initial_sync_done: true,
-        last_synced_at: Some(now),
-        last_error: None,
-        account: None,
-        params: BTreeMap::new(),
-        upload_schedule: None,
-        running: None,
-        created_by: UserId::parse("u_admin").unwrap(),
-        created_at: now,
-        updated_at: now,
-    };
+        UserId::parse("u_admin").unwrap(),
+        now,
+    );
+    c.status = Status::Connected;
+    c.initial_sync_done = true;
+    c.last_synced_at = Some(now);
     app.stack.app.repo.create(&c).await.unwrap();
     c
 }

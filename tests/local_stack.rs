@@ -25,6 +25,24 @@ async fn token(http: &reqwest::Client, base: &str) -> String {
     r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
 }
 
+/// The sandbox OAuth flow as a browser runs it: start, approve as
+/// `account`, follow the callback. Returns the callback page.
+async fn connect_sandbox(http: &reqwest::Client, base: &str, token: &str, body: Value, account: &str) -> String {
+    let started: Value = http
+        .post(format!("{base}/v1/connect/start"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let authorize = started["authorize_url"].as_str().unwrap_or_else(|| panic!("{started}"));
+    let r = http.get(format!("{authorize}&auto_approve={account}")).send().await.unwrap();
+    http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap()
+}
+
 #[tokio::test]
 async fn embedded_state_survives_a_restart() {
     let dir = std::env::temp_dir().join(format!("connections-boot-{}", uuid::Uuid::new_v4().simple()));
@@ -34,20 +52,14 @@ async fn embedded_state_survives_a_restart() {
 
     let (base, _first) = boot(env.clone()).await;
     let t = token(&http, &base).await;
-    let started: Value = http
-        .post(format!("{base}/v1/connect/start"))
-        .bearer_auth(&t)
-        .json(&json!({"platform": "sandbox_oauth", "name": "Kept", "return_to": "https://app.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let authorize = started["authorize_url"].as_str().expect("the sandbox app is seeded");
-    let r = http.get(format!("{authorize}&auto_approve=acct_kept")).send().await.unwrap();
-    let callback = r.headers()["location"].to_str().unwrap().to_owned();
-    let page = http.get(&callback).send().await.unwrap().text().await.unwrap();
+    let page = connect_sandbox(
+        &http,
+        &base,
+        &t,
+        json!({"platform": "sandbox_oauth", "name": "Kept", "return_to": "https://app.example.com"}),
+        "acct_kept",
+    )
+    .await;
     assert!(page.contains("\"status\":\"connected\""), "{page}");
 
     // A second stack on the same folder: the token (same dev key), the
@@ -101,22 +113,14 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let (base, stack) = boot(env.clone()).await;
     let t = token(&http, &base).await;
-    let started: Value = http
-        .post(format!("{base}/v1/connect/start"))
-        .bearer_auth(&t)
-        .json(&json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = http
-        .get(format!("{}&auto_approve=acct_sync", started["authorize_url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
-    let page = http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let page = connect_sandbox(
+        &http,
+        &base,
+        &t,
+        json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}),
+        "acct_sync",
+    )
+    .await;
     assert!(page.contains("connected"));
     // Whatever the background consumer has not taken yet, take now.
     local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
@@ -161,19 +165,14 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let started: Value = http
-        .post(format!("{base}/v1/connect/start"))
-        .bearer_auth(&t)
-        .json(&json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r =
-        http.get(format!("{}&auto_approve=acct_out", started["authorize_url"].as_str().unwrap())).send().await.unwrap();
-    http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    connect_sandbox(
+        &http,
+        &base,
+        &t,
+        json!({"platform": "sandbox_oauth", "name": "Sandbox store", "return_to": "https://app.example.com"}),
+        "acct_out",
+    )
+    .await;
     // The user revokes the app on the sandbox platform; a sweep notices.
     let revoked: Value = http
         .post(format!("{base}/sandbox/control/revoke?account=acct_out"))
@@ -219,19 +218,7 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
 
     // Reconnect from the notification's action, with the same account.
     let target = notes["notifications"][0]["action"]["connection_id"].as_str().unwrap().to_owned();
-    let started: Value = http
-        .post(format!("{base}/v1/connect/start"))
-        .bearer_auth(&t)
-        .json(&json!({"platform": "sandbox_oauth", "return_to": "https://app.example.com", "reconnect": {"connection_id": target}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r =
-        http.get(format!("{}&auto_approve=acct_out", started["authorize_url"].as_str().unwrap())).send().await.unwrap();
-    let page = http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
+    let page = connect_sandbox(&http, &base, &t, json!({"platform": "sandbox_oauth", "return_to": "https://app.example.com", "reconnect": {"connection_id": target}}), "acct_out").await;
     assert!(page.contains("\"status\":\"connected\""), "{page}");
     local_stack::workers::drain(&stack, shared::ports::QueueKind::Sync).await.unwrap();
     local_stack::workers::drain(&stack, shared::ports::QueueKind::Notify).await.unwrap();

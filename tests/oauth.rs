@@ -560,6 +560,16 @@ async fn byo_platforms_take_the_workspace_app_credentials() {
     let page = visit(&app, &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_byo").await).await;
     assert_eq!(page.message()["status"], "connected");
     assert!(!app.dump_state().await.contains("sandbox-secret"));
+    // A platform that uses the deployment's own app takes no workspace credentials.
+    let r = app
+        .http
+        .put(app.url("/v1/providers/shopify/credentials"))
+        .bearer_auth(&admin)
+        .json(&json!({"client_id": "x", "client_secret": "y"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
 }
 
 #[test]

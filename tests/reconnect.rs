@@ -175,6 +175,23 @@ async fn removing_an_authorization_disconnects_dependants_and_revokes_it() {
     let list: Value =
         app.http.get(app.url("/v1/authorizations")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(list["authorizations"], json!([]));
+    // Not to another platform's authorization.
+    let now = app.clock_now();
+    let mut foreign = auth.clone();
+    foreign.id = AuthorizationId::generate();
+    foreign.platform = PlatformId::parse("google_ads").unwrap();
+    foreign.status = Status::Connected;
+    foreign.updated_at = now;
+    app.stack.app.repo.create(&foreign).await.unwrap();
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{conn_id}")))
+        .bearer_auth(&staff)
+        .json(&json!({"authorization_id": foreign.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
     // The data source moves to another authorization of the platform and resumes.
     let other = oauth(
         &app,

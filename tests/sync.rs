@@ -160,31 +160,18 @@ async fn connect(s: &Setup, ws: &str, access: &str, n: usize, streams: &[&str]) 
     app.repo.create(&auth).await.unwrap();
     let mut connections = Vec::new();
     for i in 0..n {
-        let c = Connection {
-            id: ConnectionId::generate(),
-            workspace_id: ws.clone(),
-            platform: auth.platform.clone(),
-            name: format!("Source {i}"),
-            role: ConnectionRole::Source,
-            client: Some(ClientRef {
-                id: ClientId::parse(&format!("client_{i}")).unwrap(),
-                name: format!("Client {i}"),
-            }),
-            credential: Credential::Authorization { authorization_id: id.clone() },
-            status: Status::InitialSyncInProgress,
-            streams: streams.iter().map(|s| StreamSelection { name: s.to_string(), selected: true }).collect(),
-            cursors: BTreeMap::new(),
-            initial_sync_done: false,
-            last_synced_at: None,
-            last_error: None,
-            account: None,
-            params: BTreeMap::new(),
-            upload_schedule: None,
-            running: None,
-            created_by: UserId::parse("u").unwrap(),
-            created_at: now,
-            updated_at: now,
-        };
+        let mut c = Connection::new(
+            ws.clone(),
+            auth.platform.clone(),
+            format!("Source {i}"),
+            ConnectionRole::Source,
+            Some(ClientRef { id: ClientId::parse(&format!("client_{i}")).unwrap(), name: format!("Client {i}") }),
+            Credential::Authorization { authorization_id: id.clone() },
+            streams.iter().map(|s| StreamSelection { name: s.to_string(), selected: true }).collect(),
+            UserId::parse("u").unwrap(),
+            now,
+        );
+        c.status = Status::InitialSyncInProgress;
         app.repo.create(&c).await.unwrap();
         connections.push(c);
     }
@@ -442,4 +429,14 @@ async fn sync_now_queues_a_run_from_the_cursors() {
     let first_of_run = &s.fake.requests_to("/cursor")[3];
     assert_eq!(first_of_run.query.get("updated_since").map(String::as_str), Some("2026-11-25T00:00:00Z"));
     assert_eq!(first_of_run.query.get("cursor"), None, "a new run starts at the first page");
+    // While a run is under way, sync now says so.
+    let v = s.app.stack.app.repo.connection(&cs[0].workspace_id, &cs[0].id).await.unwrap();
+    let mut running = v.value;
+    running.running =
+        Some(RunInfo { id: SyncRunId::generate(), kind: SyncKind::Incremental, started_at: s.app.clock_now() });
+    s.app.stack.app.repo.save(&running, v.version).await.unwrap();
+    let r =
+        s.app.http.post(s.app.url(&format!("/v1/connections/{}/sync", cs[0].id))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert_eq!(crate::harness::error_code(&r.json().await.unwrap()), "sync_in_progress");
 }

@@ -8,7 +8,6 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -95,40 +94,24 @@ async fn sync_once(total: usize) -> (f64, u64) {
     let ports = EmbeddedPorts::open(&config, Some(&dir), clock.clone()).unwrap();
     let app = App::assemble(config, ports.ports(clock)).unwrap();
     let ws = WorkspaceId::parse("ws_bench").unwrap();
-    let id = ConnectionId::generate();
-    let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, id.as_str());
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, "bench-key");
     app.vault
         .put(&secret.0, &secrecy::SecretString::from(r#"{"api_key":"sandbox-valid-bench"}"#.to_owned()))
         .await
         .unwrap();
     let now = chrono::Utc::now();
-    let connection = Connection {
-        id,
-        workspace_id: ws,
-        platform: PlatformId::parse("sandbox_api_key").unwrap(),
-        name: "Bench".into(),
-        role: ConnectionRole::Source,
-        client: None,
-        credential: Credential::ApiKey {
-            secret,
-            hint: "ench".into(),
-            last_verified_at: now,
-            fingerprint: String::new(),
-        },
-        status: Status::InitialSyncInProgress,
-        streams: vec![StreamSelection { name: "orders".into(), selected: true }],
-        cursors: BTreeMap::new(),
-        initial_sync_done: false,
-        last_synced_at: None,
-        last_error: None,
-        account: None,
-        params: BTreeMap::new(),
-        upload_schedule: None,
-        running: None,
-        created_by: UserId::parse("bench").unwrap(),
-        created_at: now,
-        updated_at: now,
-    };
+    let mut connection = Connection::new(
+        ws,
+        PlatformId::parse("sandbox_api_key").unwrap(),
+        "Bench".into(),
+        ConnectionRole::Source,
+        None,
+        Credential::ApiKey { secret, hint: "ench".into(), last_verified_at: now, fingerprint: String::new() },
+        vec![StreamSelection { name: "orders".into(), selected: true }],
+        UserId::parse("bench").unwrap(),
+        now,
+    );
+    connection.status = Status::InitialSyncInProgress;
     app.repo.create(&connection).await.unwrap();
     let started = Instant::now();
     let outcome = shared::sync::run_job(

@@ -97,20 +97,8 @@ pub(super) async fn dispatch(
             let caller = caller()?;
             caller.require(Role::Staff)?;
             let id = connection_id(&params)?;
-            crate::uploads::file_connection(app, &caller.workspace_id, &id).await?;
-            let options = upload_options(&request)?;
-            let body = csv_body(&request)?;
-            let upload = crate::uploads::ingest_bytes(
-                app,
-                &caller.workspace_id,
-                &id,
-                crate::uploads::UploadSource::Direct,
-                &options,
-                Some(caller.user_id.clone()),
-                body,
-            )
-            .await?;
-            Ok(upload_response(&upload))
+            let by = Some(caller.user_id.clone());
+            upload_file(app, &caller.workspace_id, &id, crate::uploads::UploadSource::Direct, by, &request).await
         }
         RouteId::AutomationUpload => {
             let token = request
@@ -120,20 +108,7 @@ pub(super) async fn dispatch(
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .ok_or(Error::Unauthenticated("an upload token is required"))?;
             let (ws, id) = crate::uploads::resolve_token(app, token.trim()).await?;
-            crate::uploads::file_connection(app, &ws, &id).await?;
-            let options = upload_options(&request)?;
-            let body = csv_body(&request)?;
-            let upload = crate::uploads::ingest_bytes(
-                app,
-                &ws,
-                &id,
-                crate::uploads::UploadSource::Automation,
-                &options,
-                None,
-                body,
-            )
-            .await?;
-            Ok(upload_response(&upload))
+            upload_file(app, &ws, &id, crate::uploads::UploadSource::Automation, None, &request).await
         }
         RouteId::PresignUpload => {
             let caller = caller()?;
@@ -245,6 +220,23 @@ pub(crate) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Err
         };
         Error::MalformedBody(format!("{kind} (line {}, column {})", e.line(), e.column()))
     })
+}
+
+/// A CSV file in the request body, for a file connection: ingested whole
+/// or not at all (direct and automation uploads alike).
+async fn upload_file(
+    app: &App,
+    ws: &crate::ids::WorkspaceId,
+    id: &ConnectionId,
+    source: crate::uploads::UploadSource,
+    by: Option<crate::ids::UserId>,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    crate::uploads::file_connection(app, ws, id).await?;
+    let options = upload_options(request)?;
+    let body = csv_body(request)?;
+    let upload = crate::uploads::ingest_bytes(app, ws, id, source, &options, by, body).await?;
+    Ok(upload_response(&upload))
 }
 
 fn upload_options(request: &Request) -> Result<crate::uploads::UploadOptions, Error> {
