@@ -6,9 +6,9 @@
 use chrono::Utc;
 use serde_json::{json, Value};
 
+use shared::domain::ids::*;
+use shared::domain::messages::AlertEvent;
 use shared::domain::*;
-use shared::ids::*;
-use shared::jobs::AlertEvent;
 use shared::ports::QueueKind;
 
 use crate::harness::{spawn_app_on, Backend, TestApp};
@@ -59,7 +59,7 @@ async fn notify(app: &TestApp) {
         }
         for m in batch {
             let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
-            shared::jobs::deliver_alert(&app.stack.app, event).await.unwrap();
+            shared::entry::lambda::deliver_alert(&app.stack.app, event).await.unwrap();
             q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
         }
     }
@@ -126,7 +126,7 @@ async fn world(backend: Backend, n: usize) -> World {
 }
 
 async fn emit(w: &World, event: AlertEvent) {
-    shared::jobs::enqueue(&w.app.stack.app, QueueKind::Notify, &event, 0).await.unwrap();
+    w.app.stack.app.send(&event, 0).await.unwrap();
 }
 
 fn disconnected(w: &World, i: usize) -> AlertEvent {
@@ -243,7 +243,7 @@ async fn a_redelivered_flush_sends_nothing_twice() {
         for m in batch {
             for _ in 0..2 {
                 let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
-                shared::jobs::deliver_alert(&w.app.stack.app, event).await.unwrap();
+                shared::entry::lambda::deliver_alert(&w.app.stack.app, event).await.unwrap();
             }
             q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
         }

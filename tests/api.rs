@@ -5,8 +5,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use shared::domain::ids::*;
 use shared::domain::*;
-use shared::ids::*;
 
 use crate::harness::{error_code, spawn_app, TestApp};
 

@@ -6,8 +6,8 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use shared::domain::ids::WorkspaceId;
 use shared::domain::{Connection, Credential, DisconnectReason, Event, StreamCursor};
-use shared::ids::WorkspaceId;
 use shared::ports::QueueKind;
 
 use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp};
@@ -121,7 +121,7 @@ async fn a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued(backend: Ba
     }
     let c = &connections(&app, "ws_k").await[0];
     let Credential::ApiKey { secret, .. } = &c.credential else { panic!("api key credential") };
-    let stored = shared::apikey::load_key(&app.stack.app, secret).await.unwrap();
+    let stored = shared::platform::api_key::load_key(app.stack.app.vault.as_ref(), secret).await.unwrap();
     use secrecy::ExposeSecret;
     assert_eq!(stored.values["api_key"].expose_secret(), KLAVIYO_OK);
 
@@ -244,7 +244,7 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     let id = created["id"].as_str().unwrap().to_owned();
     // The connection has synced and then lost its key.
     let ws = WorkspaceId::parse("ws_x").unwrap();
-    let cid = shared::ids::ConnectionId::parse(&id).unwrap();
+    let cid = shared::domain::ids::ConnectionId::parse(&id).unwrap();
     let v = app.stack.app.repo.connection(&ws, &cid).await.unwrap();
     let mut c = v.value;
     let now = app.clock_now();
@@ -269,7 +269,8 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     let Credential::ApiKey { secret, .. } = &c.credential else { panic!() };
     use secrecy::ExposeSecret;
     assert_eq!(
-        shared::apikey::load_key(&app.stack.app, secret).await.unwrap().values["api_key"].expose_secret(),
+        shared::platform::api_key::load_key(app.stack.app.vault.as_ref(), secret).await.unwrap().values["api_key"]
+            .expose_secret(),
         KLAVIYO_OK,
         "the old key stays in force"
     );
@@ -281,7 +282,8 @@ async fn replacing_a_key_validates_first_and_keeps_history() {
     assert_eq!(body["status"]["state"], "connected", "reconnected, not re-synced from scratch");
     assert_eq!(body["progress"]["profiles"]["records"], 420, "cursors kept");
     assert_eq!(
-        shared::apikey::load_key(&app.stack.app, secret).await.unwrap().values["api_key"].expose_secret(),
+        shared::platform::api_key::load_key(app.stack.app.vault.as_ref(), secret).await.unwrap().values["api_key"]
+            .expose_secret(),
         "pk_new0123456789abcdefABCDWXYZ"
     );
     let jobs = app.stack.app.queue.receive(QueueKind::Sync, 10, 30).await.unwrap();

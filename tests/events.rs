@@ -4,8 +4,8 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use std::path::{Path, PathBuf};
 
-use shared::api::{self, Function};
-use shared::jobs;
+use shared::entry::http::{self as api, Function};
+use shared::entry::lambda as jobs;
 
 use crate::harness::{config, embedded_app, error_code};
 
@@ -83,7 +83,7 @@ async fn sqs_batches_report_exactly_the_failed_messages() {
     let response = jobs::sync_worker(
         &app,
         event,
-        shared::sync::Budget::until(std::time::Instant::now() + std::time::Duration::from_secs(60)),
+        shared::flows::sync::Budget::until(std::time::Instant::now() + std::time::Duration::from_secs(60)),
     )
     .await;
     let mut failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
@@ -103,7 +103,7 @@ async fn sqs_batches_report_exactly_the_failed_messages() {
 async fn the_scheduled_sweep_event_runs_a_sweep() {
     let (app, _) = embedded_app(config(&[]));
     let _event: serde_json::Value = serde_json::from_str(&read("expiry-sweep/scheduled.json")).unwrap();
-    let report = shared::sweep::sweep(&app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&app).await.unwrap();
     assert_eq!(report.items_read, 0);
 }
 

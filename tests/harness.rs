@@ -12,9 +12,9 @@ use shared::adapters::{
     aws,
     clock::{ManualClock, SystemClock},
 };
-use shared::app::{App, EmbeddedPorts, Ports};
 use shared::config::Config;
 use shared::ports::Clock;
+use shared::wiring::{App, EmbeddedPorts, Ports};
 
 /// The moto server of this test binary: its endpoint.
 pub fn moto() -> &'static str {

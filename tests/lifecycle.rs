@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use shared::domain::error::StoreError;
+use shared::domain::ids::*;
+use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::error::StoreError;
-use shared::ids::*;
-use shared::oauth::TokenSet;
 use shared::ports::{Due, Item, Page, Precondition, QueueKind, StateStore};
 
 use crate::harness::{
@@ -50,7 +50,7 @@ async fn share(app: &TestApp, c: &Connection) -> Connection {
 }
 
 async fn tokens(app: &TestApp, auth: &Authorization) -> TokenSet {
-    shared::tokens::tokens_of(&app.stack.app, auth).await.unwrap()
+    shared::flows::refresh::tokens_of(&app.stack.app, auth).await.unwrap()
 }
 
 async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
@@ -90,7 +90,7 @@ async fn concurrent_refreshers_make_exactly_one_token_request(backend: Backend) 
     for _ in 0..8 {
         let (a, stale) = (app.stack.app.clone(), before.access_token.clone());
         let (ws, id) = (auth.workspace_id.clone(), auth.id.clone());
-        tasks.push(tokio::spawn(async move { shared::tokens::refresh(&a, &ws, &id, Some(&stale)).await }));
+        tasks.push(tokio::spawn(async move { shared::flows::refresh::refresh(&a, &ws, &id, Some(&stale)).await }));
     }
     let mut seen = std::collections::BTreeSet::new();
     for t in tasks {
@@ -111,7 +111,7 @@ async fn a_revoked_grant_is_found_by_the_sweep_with_one_alert(backend: Backend) 
     assert_eq!(app.sandbox().revoke_account("acct_rv"), 1);
     // The sandbox grant is probed every minute: the next sweep finds it.
     app.clock.advance(Duration::minutes(2));
-    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!((report.items_read, report.disconnected), (1, 1), "{report:?}");
     assert_eq!(reload_auth(&app, &auth).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
     for c in [&c1, &c2] {
@@ -124,7 +124,7 @@ async fn a_revoked_grant_is_found_by_the_sweep_with_one_alert(backend: Backend) 
     assert_eq!(alerts[0]["connection_ids"].as_array().unwrap().len(), 2);
     // Disconnected grants leave the due index: later sweeps read nothing.
     app.clock.advance(Duration::days(2));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
     assert!(drain_alerts(&app).await.is_empty());
 }
 
@@ -177,16 +177,19 @@ async fn rotation_keeps_the_newest_refresh_token_when_a_refresher_crashes() {
     // The refresh reaches the platform (the refresh token rotates) and the
     // vault, then the process dies before it records the refresh.
     let second =
-        shared::tokens::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&first.access_token)).await.unwrap();
+        shared::flows::refresh::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&first.access_token))
+            .await
+            .unwrap();
     assert_ne!(second.refresh_token, first.refresh_token);
     assert_eq!(tokens(&app, &auth).await.refresh_token, second.refresh_token, "the rotated token is in the vault");
     assert!(reload_auth(&app, &auth).await.refresh_lease.is_some(), "the crashed refresher's lease remains");
     // After the lease expires, the next refresh uses the newest refresh
     // token (the old one would make the sandbox revoke the whole grant).
     app.clock.advance(Duration::seconds(31));
-    let third = shared::tokens::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&second.access_token))
-        .await
-        .unwrap();
+    let third =
+        shared::flows::refresh::refresh(&app.stack.app, &auth.workspace_id, &auth.id, Some(&second.access_token))
+            .await
+            .unwrap();
     assert_ne!(third.access_token, second.access_token);
     assert!(reload_auth(&app, &auth).await.status.has_credentials());
     let me = app.http.get(app.url("/sandbox/api/me")).bearer_auth(&third.access_token).send().await.unwrap();
@@ -224,30 +227,26 @@ async fn seed(app: &TestApp, ws: &str, expires_in: Option<i64>) -> Authorization
     };
     a.vault.put(&secret.0, &t.to_secret()).await.unwrap();
     let spec = a.catalog.get("sandbox_oauth").unwrap().oauth.clone().unwrap();
-    let expiry = shared::lifecycle::expiry_facts(&spec, &t, now);
-    let auth = Authorization {
+    let expiry = shared::domain::policy::expiry_facts(&spec, &t, now);
+    let next_check = Some(shared::domain::policy::next_check(&spec, &expiry, now));
+    let mut auth = Authorization::new(
         id,
-        workspace_id: ws,
-        platform: PlatformId::parse("sandbox_oauth").unwrap(),
-        name: "Grant".into(),
-        account: None,
-        scopes: vec![],
-        params: BTreeMap::new(),
-        status: Status::Connected,
-        next_check_at: Some(shared::lifecycle::next_check(&spec, &expiry, now)),
+        ws,
+        PlatformId::parse("sandbox_oauth").unwrap(),
+        "Grant".into(),
+        None,
+        vec![],
+        BTreeMap::new(),
         expiry,
+        next_check,
         secret,
-        created_by: UserId::parse("u").unwrap(),
-        created_at: now,
-        updated_at: now,
-        last_refreshed_at: Some(now),
-        refresh_failures: 0,
-        refresh_lease: None,
-        expiring_alert_at: None,
-    };
+        UserId::parse("u").unwrap(),
+        now,
+    );
+    auth.status = Status::Connected;
     a.repo.create(&auth).await.unwrap();
     shared::platform::AppCredentials::store(
-        a,
+        a.vault.as_ref(),
         &SecretRef::for_app(&a.config.secret_prefix, "sandbox_oauth"),
         "client-1",
         &secrecy::SecretString::from("s".to_owned()),
@@ -271,7 +270,7 @@ async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
     let app = fake_app(&fake, json!({"kind": "rotating"}), json!({})).await;
     let auth = seed(&app, "ws_tr", Some(3600)).await;
     app.clock.advance(Duration::minutes(50));
-    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!(report.transient_failures, 1, "{report:?}");
     let after = reload_auth(&app, &auth).await;
     assert_eq!(after.status, Status::Connected, "a transient failure does not disconnect");
@@ -280,12 +279,12 @@ async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
     assert!(cooldown >= Duration::minutes(30), "a cooldown, not a storm: {cooldown}");
     // Not due during the cooldown: no token request.
     let calls_before = token_calls.load(Ordering::SeqCst);
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().items_read, 0);
     assert_eq!(token_calls.load(Ordering::SeqCst), calls_before);
     // Days of failures: then, and only then, disconnected.
     for _ in 0..40 {
         app.clock.advance(Duration::hours(6));
-        shared::sweep::sweep(&app.stack.app).await.unwrap();
+        shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
         if !reload_auth(&app, &auth).await.status.has_credentials() {
             break;
         }
@@ -307,7 +306,7 @@ async fn non_rotating_refresh_keeps_the_refresh_token() {
     let app = fake_app(&fake, json!({"kind": "non_rotating", "idle_expiry_days": 180}), json!({})).await;
     let auth = seed(&app, "ws_nr", Some(3600)).await;
     app.clock.advance(Duration::minutes(46));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
     let t = tokens(&app, &auth).await;
     assert_eq!((t.access_token.as_str(), t.refresh_token.as_deref()), ("at-2", Some("rt-1")));
     let after = reload_auth(&app, &auth).await;
@@ -325,21 +324,21 @@ async fn long_lived_tokens_warn_ahead_then_disconnect_at_expiry() {
     let auth = seed(&app, "ws_ll", Some(60 * 86400)).await;
     // Daily probes while far from the end.
     app.clock.advance(Duration::days(1));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
     app.clock.advance(Duration::days(53) + Duration::hours(1));
-    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!(report.expiring_alerts, 1, "{report:?}");
     let alerts = drain_alerts(&app).await;
     assert_eq!(alerts[0]["type"], "expiring_soon");
     // Once: the following days probe but do not warn again.
     for _ in 0..5 {
         app.clock.advance(Duration::days(1));
-        let r = shared::sweep::sweep(&app.stack.app).await.unwrap();
+        let r = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
         assert_eq!(r.expiring_alerts, 0);
     }
     assert!(drain_alerts(&app).await.is_empty());
     app.clock.advance(Duration::days(2));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
     assert_eq!(
         reload_auth(&app, &auth).await.status,
         Status::Disconnected { reason: DisconnectReason::ReauthorizationRequired }
@@ -360,10 +359,10 @@ async fn grants_without_expiry_are_probed_and_revocation_is_found() {
     let auth = seed(&app, "ws_ne", None).await;
     assert!(auth.next_check_at.unwrap() <= app.clock_now() + Duration::hours(24), "never assumed eternal");
     app.clock.advance(Duration::hours(25));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().probed, 1);
     revoked.store(true, Ordering::SeqCst);
     app.clock.advance(Duration::hours(25));
-    assert_eq!(shared::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().disconnected, 1);
     assert_eq!(reload_auth(&app, &auth).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
     let _: Option<Due> = None;
 }

@@ -71,7 +71,7 @@ async fn embedded_state_survives_a_restart() {
     let auths = second
         .app
         .repo
-        .list::<shared::domain::Authorization>(&shared::ids::WorkspaceId::parse("ws_boot").unwrap())
+        .list::<shared::domain::Authorization>(&shared::domain::ids::WorkspaceId::parse("ws_boot").unwrap())
         .await
         .unwrap();
     assert!(second.app.vault.get(&auths[0].value.secret.0).await.unwrap().is_some());
@@ -183,12 +183,12 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
         .await
         .unwrap();
     assert_eq!(revoked["revoked"], 1);
-    let ws = shared::ids::WorkspaceId::parse("ws_boot").unwrap();
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_boot").unwrap();
     let auth = stack.app.repo.list::<shared::domain::Authorization>(&ws).await.unwrap().pop().unwrap();
     let mut due = auth.value.clone();
     due.next_check_at = Some(chrono::Utc::now() - chrono::Duration::seconds(1));
     stack.app.repo.save(&due, auth.version).await.unwrap();
-    let report = shared::sweep::sweep(&stack.app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&stack.app).await.unwrap();
     assert_eq!(report.disconnected, 1, "{report:?}");
     local_stack::workers::drain(&stack, shared::ports::QueueKind::Notify).await.unwrap();
     let list: Value = http

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::fmt::MakeWriter;
 
-use shared::api::{self, Function};
+use shared::entry::http::{self as api, Function};
 
 use crate::harness::{config, embedded_app, spawn_app};
 

@@ -13,11 +13,14 @@
 //! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
 //! * `reconnect`: reconnect, shared and named authorizations.
 //! * `logs`: secrets that pass through handlers reach no log line.
+//! * `architecture`: the layers of `shared/src` import only downwards, and
+//!   only the store builds table keys.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
 mod alerts;
 mod api;
 mod apikey;
+mod architecture;
 mod contract;
 mod events;
 mod harness;

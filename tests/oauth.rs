@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use shared::domain::ids::WorkspaceId;
+use shared::domain::tokens::TokenSet;
 use shared::domain::{Authorization, SecretRef};
-use shared::ids::WorkspaceId;
-use shared::oauth::TokenSet;
 use shared::ports::QueueKind;
 
 use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, FakePlatform, Recorded, Reply, TestApp};
@@ -281,7 +281,7 @@ async fn app_for(platform: &str, fake: &FakePlatform, patch: Value, client_secre
     let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
     let secret = SecretRef::for_app(&app.stack.app.config.secret_prefix, platform);
     shared::platform::AppCredentials::store(
-        &app.stack.app,
+        app.stack.app.vault.as_ref(),
         &secret,
         "client-123",
         &secrecy::SecretString::from(client_secret.to_owned()),

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
-use shared::app::Ports;
-use shared::error::{StoreError, VaultError};
+use shared::domain::error::{StoreError, VaultError};
 use shared::ports::{Due, Email, Item, Precondition, QueueKind};
+use shared::wiring::Ports;
 
 /// Generates `embedded::$case` and `aws::$case` from one async fn.
 macro_rules! both {

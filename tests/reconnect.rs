@@ -6,8 +6,8 @@
 
 use serde_json::{json, Value};
 
+use shared::domain::ids::*;
 use shared::domain::*;
-use shared::ids::*;
 use shared::ports::QueueKind;
 
 use crate::harness::{error_code, oauth_flow as oauth, spawn_app_on, Backend, TestApp};
@@ -26,7 +26,7 @@ async fn conn(app: &TestApp, ws: &WorkspaceId, id: &str) -> Connection {
 async fn revoke_and_sweep(app: &TestApp, account: &str) {
     assert_eq!(app.sandbox().revoke_account(account), 1);
     app.clock.advance(chrono::Duration::minutes(2));
-    let report = shared::sweep::sweep(&app.stack.app).await.unwrap();
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!(report.disconnected, 1, "{report:?}");
 }
 
@@ -78,7 +78,7 @@ async fn one_reconnect_restores_every_connection_of_the_grant(backend: Backend) 
         assert_eq!(conn(&app, &ws, id).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
     }
     let auth = app.stack.app.repo.authorization(&ws, &AuthorizationId::parse(&auth_id).unwrap()).await.unwrap().value;
-    let old = shared::tokens::tokens_of(&app.stack.app, &auth).await.unwrap();
+    let old = shared::flows::refresh::tokens_of(&app.stack.app, &auth).await.unwrap();
 
     // Reconnect from the first connection (as from its notification).
     let msg = oauth(
@@ -107,7 +107,7 @@ async fn one_reconnect_restores_every_connection_of_the_grant(backend: Backend) 
     assert_eq!(auths.len(), 1, "the same authorization, not a new one");
     assert_eq!(auths[0].value.status, Status::Connected);
     assert_ne!(
-        shared::tokens::tokens_of(&app.stack.app, &auths[0].value).await.unwrap().access_token,
+        shared::flows::refresh::tokens_of(&app.stack.app, &auths[0].value).await.unwrap().access_token,
         old.access_token
     );
     let alerts: Vec<String> =
@@ -126,7 +126,7 @@ async fn another_account_is_refused_and_changes_nothing(backend: Backend) {
     revoke_and_sweep(&app, "acct_one").await;
     let id = AuthorizationId::parse(&auth_id).unwrap();
     let before = app.stack.app.repo.authorization(&ws, &id).await.unwrap().value;
-    let tokens_before = shared::tokens::tokens_of(&app.stack.app, &before).await.unwrap();
+    let tokens_before = shared::flows::refresh::tokens_of(&app.stack.app, &before).await.unwrap();
 
     let reconnect =
         json!({"platform": "sandbox_oauth", "return_to": ORIGIN, "reconnect": {"authorization_id": auth_id}});
@@ -135,7 +135,7 @@ async fn another_account_is_refused_and_changes_nothing(backend: Backend) {
     let after = app.stack.app.repo.authorization(&ws, &id).await.unwrap().value;
     assert_eq!((after.status, after.account.clone()), (before.status, before.account.clone()));
     assert_eq!(
-        shared::tokens::tokens_of(&app.stack.app, &after).await.unwrap().access_token,
+        shared::flows::refresh::tokens_of(&app.stack.app, &after).await.unwrap().access_token,
         tokens_before.access_token,
         "nothing overwritten"
     );
@@ -160,7 +160,7 @@ async fn removing_an_authorization_disconnects_dependants_and_revokes_it() {
     let (auth_id, conn_id) =
         (msg["authorization_id"].as_str().unwrap().to_owned(), msg["connection_id"].as_str().unwrap().to_owned());
     let auth = app.stack.app.repo.authorization(&ws, &AuthorizationId::parse(&auth_id).unwrap()).await.unwrap().value;
-    let tokens = shared::tokens::tokens_of(&app.stack.app, &auth).await.unwrap();
+    let tokens = shared::flows::refresh::tokens_of(&app.stack.app, &auth).await.unwrap();
     let path = app.url(&format!("/v1/authorizations/{auth_id}"));
     assert_eq!(app.http.delete(&path).bearer_auth(&staff).send().await.unwrap().status(), 403);
     let r: Value = app.http.delete(&path).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();

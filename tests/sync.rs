@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shared::domain::ids::*;
+use shared::domain::messages::SyncJob;
+use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::ids::*;
-use shared::jobs::SyncJob;
-use shared::oauth::TokenSet;
+use shared::flows::sync::{Budget, Outcome};
 use shared::ports::QueueKind;
-use shared::sync::{Budget, Outcome};
 
 use crate::harness::{spawn_app_on, Backend, FakePlatform, Recorded, Reply, TestApp};
 
@@ -183,7 +183,7 @@ fn budget() -> Budget {
 }
 
 async fn run(s: &Setup, c: &Connection, budget: Budget) -> Result<Outcome, shared::Error> {
-    shared::sync::run_job(&s.app.stack.app, &SyncJob::start(c, SyncKind::Initial), budget).await
+    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(c, SyncKind::Initial), budget).await
 }
 
 async fn reload(s: &Setup, c: &Connection) -> Connection {
@@ -270,13 +270,13 @@ async fn a_deadline_stops_cleanly_and_the_continuation_resumes(backend: Backend)
         let messages = queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
         let Some(m) = messages.first() else { break };
         let job: SyncJob = serde_json::from_str(&m.body).unwrap();
-        let outcome = shared::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap();
+        let outcome = shared::flows::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap();
         queue.ack(QueueKind::Sync, &m.receipt).await.unwrap();
         jobs_run += 1;
         if outcome == Outcome::Completed {
             // Redelivered after it completed: harmless.
             assert_eq!(
-                shared::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap(),
+                shared::flows::sync::run_job(&s.app.stack.app, &job, one_page).await.unwrap(),
                 Outcome::Skipped("a continuation of a run that is over")
             );
         }
@@ -340,7 +340,7 @@ async fn rate_limits_and_server_errors_are_waited_out_within_bounds() {
     let (_, cs) = connect(&s, "ws_5xx", "good-token", 1, &["cursor"]).await;
     s.fail.lock().unwrap().insert("/cursor".into(), (0..5).map(|_| Reply::Json(500, json!({}))).collect());
     let job = SyncJob::start(&cs[0], SyncKind::Initial);
-    assert!(shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.is_err());
+    assert!(shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.is_err());
     let failed = reload(&s, &cs[0]).await;
     assert_eq!(failed.status, Status::Error { reason: FailureReason::PlatformUnavailable });
     assert!(failed.last_error.unwrap().message.contains("unavailable"));
@@ -354,7 +354,7 @@ async fn a_401_refreshes_once_through_the_shared_path() {
     let (auth, cs) = connect(&s, "ws_401", "expired-token", 1, &["cursor"]).await;
     assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
     assert_eq!(s.token_requests.load(Ordering::SeqCst), 1);
-    let tokens = shared::tokens::tokens_of(&s.app.stack.app, &auth).await.unwrap();
+    let tokens = shared::flows::refresh::tokens_of(&s.app.stack.app, &auth).await.unwrap();
     assert_eq!(
         (tokens.access_token.as_str(), tokens.refresh_token.as_deref()),
         ("good-token", Some("rt-2")),
@@ -396,7 +396,7 @@ async fn a_malformed_page_is_an_error_naming_the_page() {
     let (_, cs) = connect(&s, "ws_mal", "good-token", 1, &["cursor"]).await;
     s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
     let job = SyncJob::start(&cs[0], SyncKind::Initial);
-    let err = shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
+    let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
     assert!(err.to_string().contains("cursor page 1"), "{err}");
     let failed = reload(&s, &cs[0]).await;
     assert_eq!(failed.status, Status::Error { reason: FailureReason::MalformedResponse });
@@ -408,7 +408,7 @@ async fn a_next_link_to_another_host_is_refused() {
     let s = setup(Backend::Embedded, &["evil"]).await;
     let (_, cs) = connect(&s, "ws_evil", "good-token", 1, &["evil"]).await;
     let job = SyncJob::start(&cs[0], SyncKind::Initial);
-    let err = shared::jobs::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
+    let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
     assert!(err.to_string().contains("another host"), "{err}");
 }
 
@@ -425,7 +425,7 @@ async fn sync_now_queues_a_run_from_the_cursors() {
     assert!(jobs[0].body.contains("incremental"));
     // The incremental run asks from the saved cursor.
     let job: SyncJob = serde_json::from_str(&jobs[0].body).unwrap();
-    shared::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
+    shared::flows::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
     let first_of_run = &s.fake.requests_to("/cursor")[3];
     assert_eq!(first_of_run.query.get("updated_since").map(String::as_str), Some("2026-11-25T00:00:00Z"));
     assert_eq!(first_of_run.query.get("cursor"), None, "a new run starts at the first page");

@@ -132,10 +132,10 @@ async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
         let upload_id = presigned["upload"]["id"].as_str().unwrap();
         let event = json!({"detail-type": "Object Created", "source": "aws.s3",
                            "detail": {"object": {"key": format!("uploads/ws_big/{id}/{upload_id}.csv")}}});
-        let done = shared::jobs::upload_landed(&app.stack.app, event.clone()).await.unwrap();
+        let done = shared::entry::lambda::upload_landed(&app.stack.app, event.clone()).await.unwrap();
         assert_eq!(done["state"], "ingested");
         // Redelivered: nothing happens twice.
-        assert_eq!(shared::jobs::upload_landed(&app.stack.app, event).await.unwrap()["state"], "ingested");
+        assert_eq!(shared::entry::lambda::upload_landed(&app.stack.app, event).await.unwrap()["state"], "ingested");
     }
     let upload_id = presigned["upload"]["id"].as_str().unwrap();
     let got: Value = app

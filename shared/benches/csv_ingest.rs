@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shared::adapters::clock::SystemClock;
-use shared::app::{App, EmbeddedPorts};
 use shared::costs::{self, Options};
+use shared::domain::ids::{UserId, WorkspaceId};
+use shared::domain::upload::{UploadOptions, UploadSource, UploadState};
 use shared::domain::{Caller, Role};
-use shared::ids::{UserId, WorkspaceId};
-use shared::uploads::{self, UploadOptions, UploadSource};
+use shared::flows::file_uploads as uploads;
+use shared::wiring::{App, EmbeddedPorts};
 
 fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -100,8 +101,9 @@ fn main() {
             .unwrap();
             let started = Instant::now();
             let reader = tokio::fs::File::open(&file).await.unwrap();
-            let done = uploads::ingest(&app, upload, 1, Box::new(reader), uploads::LARGE_LIMITS).await.unwrap();
-            assert_eq!(done.state, uploads::UploadState::Ingested);
+            let done =
+                uploads::ingest(&app, upload, 1, Box::new(reader), shared::domain::upload::LARGE_LIMITS).await.unwrap();
+            assert_eq!(done.state, UploadState::Ingested);
             bytes as f64 / 1e6 / started.elapsed().as_secs_f64()
         });
         println!("{mb:>8} {rows:>10} {validate:>16.1} {ingest:>16.1} {:>14.1}", peak_rss_mb());

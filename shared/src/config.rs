@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::error::Error;
-use crate::ports::QueueKind;
+use crate::domain::error::Error;
+use crate::domain::messages::QueueKind;
 
 /// Which adapter set backs the ports.
 #[derive(Clone, Debug, PartialEq, Eq)]

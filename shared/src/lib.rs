@@ -1,38 +1,31 @@
-//! The common crate of the connections service.
+//! The common crate of the connections service, in layers; each imports
+//! only the layers below it (`tests/architecture.rs` enforces it):
 //!
-//! * [`domain`]: the model (workspaces, authorizations, connections, sync runs,
-//!   notifications) and the one status state machine, with no I/O.
-//! * [`catalog`]: the platform catalog, as data, with deployment overrides.
-//! * [`ports`]: the small traits through which the domain talks to the world.
-//! * [`adapters`]: an AWS and an embedded implementation of every port.
-//! * [`repo`]: typed, workspace-scoped persistence on top of the state store.
-//! * [`api`]: HTTP routes, identity, the single error-to-HTTP mapping.
-//! * [`jobs`]: queue messages and the queue/schedule handlers.
+//! 1. [`domain`], [`catalog`], [`costs`]: the model, the status machine,
+//!    the token policy, input rules, queue messages; the platform catalog
+//!    as data; the costs CSV rules. Pure: no I/O.
+//! 2. [`ports`], [`config`]: the traits through which the service talks to
+//!    the world, and its settings.
+//! 3. [`adapters`] (AWS and embedded implementations of the ports),
+//!    [`store`] (the typed repository: every table key in one place) and
+//!    [`platform`] (HTTP to platforms from catalog data; one token client).
+//! 4. [`flows`]: one journey per file.
+//! 5. [`entry`]: the HTTP routes and thin handlers, and the Lambda glue.
+//! 6. [`wiring`]: environment → configuration → adapters → [`App`], for
+//!    `functions/`, the local stack and the tests.
 
 pub mod adapters;
-pub mod alerts;
-pub mod api;
-pub mod apikey;
-pub mod app;
-pub mod authorizations;
 pub mod catalog;
 pub mod config;
 pub mod costs;
 pub mod domain;
-pub mod error;
-pub mod ids;
-pub mod jobs;
-pub mod lifecycle;
-pub mod oauth;
+pub mod entry;
+pub mod flows;
 pub mod platform;
 pub mod ports;
-pub mod repo;
-pub mod sweep;
-pub mod sync;
-pub mod telemetry;
-pub mod tokens;
-pub mod uploads;
+pub mod store;
+pub mod wiring;
 
-pub use app::App;
 pub use config::Config;
-pub use error::Error;
+pub use domain::error::Error;
+pub use flows::App;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{HttpError, MailError, QueueError, SinkError, StoreError, VaultError};
+use crate::domain::error::{HttpError, MailError, QueueError, SinkError, StoreError, VaultError};
 
 // ---------------------------------------------------------------- state store
 
@@ -83,26 +83,7 @@ pub trait SecretVault: Send + Sync {
 
 // ---------------------------------------------------------------------- queue
 
-/// The queues of the service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueueKind {
-    /// Sync jobs, consumed by the sync worker.
-    Sync,
-    /// Alert events, consumed by the notifier.
-    Notify,
-}
-
-impl QueueKind {
-    pub const ALL: [QueueKind; 2] = [QueueKind::Sync, QueueKind::Notify];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            QueueKind::Sync => "sync",
-            QueueKind::Notify => "notify",
-        }
-    }
-}
+pub use crate::domain::messages::QueueKind;
 
 /// A message taken from a queue, invisible to others until acked or until
 /// its visibility timeout passes.

@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    shared::telemetry::init_lambda();
+    shared::wiring::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    lambda_http::run(shared::api::service(app, shared::api::Function::ConnectStart)).await
+    lambda_http::run(shared::entry::http::service(app, shared::entry::http::Function::ConnectStart)).await
 }

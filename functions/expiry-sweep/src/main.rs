@@ -2,7 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_lambda();
+    shared::wiring::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    lambda_runtime::run(shared::jobs::sweep_service(app)).await
+    lambda_runtime::run(shared::entry::lambda::sweep_service(app)).await
 }

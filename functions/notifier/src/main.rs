@@ -2,8 +2,9 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_lambda();
+    shared::wiring::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    let handler = |app: shared::App, event, _deadline_ms: u64| async move { shared::jobs::notifier(&app, event).await };
-    lambda_runtime::run(shared::jobs::sqs_service(app, handler)).await
+    let handler =
+        |app: shared::App, event, _deadline_ms: u64| async move { shared::entry::lambda::notifier(&app, event).await };
+    lambda_runtime::run(shared::entry::lambda::sqs_service(app, handler)).await
 }

@@ -3,10 +3,10 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_lambda();
+    shared::wiring::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
     let handler = |app: shared::App, event, deadline_ms: u64| async move {
-        shared::jobs::sync_worker(&app, event, shared::jobs::budget_from_deadline(deadline_ms)).await
+        shared::entry::lambda::sync_worker(&app, event, shared::entry::lambda::budget_from_deadline(deadline_ms)).await
     };
-    lambda_runtime::run(shared::jobs::sqs_service(app, handler)).await
+    lambda_runtime::run(shared::entry::lambda::sqs_service(app, handler)).await
 }

@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::telemetry::init_lambda();
+    shared::wiring::telemetry::init_lambda();
     let app = shared::App::from_env().await?;
-    lambda_runtime::run(shared::jobs::upload_landed_service(app)).await
+    lambda_runtime::run(shared::entry::lambda::upload_landed_service(app)).await
 }

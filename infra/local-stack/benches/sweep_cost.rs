@@ -16,11 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use shared::adapters::{aws, clock::SystemClock};
-use shared::app::{App, EmbeddedPorts, Ports};
+use shared::domain::ids::*;
+use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::ids::*;
-use shared::oauth::TokenSet;
-use shared::repo::Entity;
+use shared::store::Entity;
+use shared::wiring::{App, EmbeddedPorts, Ports};
 
 async fn fake_token_endpoint(calls: Arc<AtomicUsize>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,7 +74,7 @@ async fn seed(app: &App, n: usize, batch: Option<(&aws_sdk_dynamodb::Client, &st
     let ws = WorkspaceId::parse("ws_sweep").unwrap();
     let spec = app.catalog.get("sandbox_oauth").unwrap().oauth.clone().unwrap();
     shared::platform::AppCredentials::store(
-        app,
+        app.vault.as_ref(),
         &SecretRef::for_app(&app.config.secret_prefix, "sandbox_oauth"),
         "client",
         &secrecy::SecretString::from("secret".to_owned()),
@@ -99,32 +99,28 @@ async fn seed(app: &App, n: usize, batch: Option<(&aws_sdk_dynamodb::Client, &st
             app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
             due += 1;
         }
-        let expiry = shared::lifecycle::expiry_facts(&spec, &tokens, now);
-        let auth = Authorization {
+        let expiry = shared::domain::policy::expiry_facts(&spec, &tokens, now);
+        // The due 1% are overdue; the rest are checked in days.
+        let next_check = Some(if is_due {
+            now - chrono::Duration::minutes(1)
+        } else {
+            shared::domain::policy::next_check(&spec, &expiry, now)
+        });
+        let mut auth = Authorization::new(
             id,
-            workspace_id: ws.clone(),
-            platform: PlatformId::parse("sandbox_oauth").unwrap(),
-            name: format!("Grant {i}"),
-            account: None,
-            scopes: vec![],
-            params: BTreeMap::new(),
-            status: Status::Connected,
-            // The due 1% are overdue; the rest are checked in days.
-            next_check_at: Some(if is_due {
-                now - chrono::Duration::minutes(1)
-            } else {
-                shared::lifecycle::next_check(&spec, &expiry, now)
-            }),
+            ws.clone(),
+            PlatformId::parse("sandbox_oauth").unwrap(),
+            format!("Grant {i}"),
+            None,
+            vec![],
+            BTreeMap::new(),
             expiry,
+            next_check,
             secret,
-            created_by: UserId::parse("bench").unwrap(),
-            created_at: now,
-            updated_at: now,
-            last_refreshed_at: Some(now),
-            refresh_failures: 0,
-            refresh_lease: None,
-            expiring_alert_at: None,
-        };
+            UserId::parse("bench").unwrap(),
+            now,
+        );
+        auth.status = Status::Connected;
         match batch {
             None => {
                 app.repo.create(&auth).await.unwrap();
@@ -161,7 +157,7 @@ async fn seed(app: &App, n: usize, batch: Option<(&aws_sdk_dynamodb::Client, &st
 
 async fn run(name: &str, app: &App, calls: &AtomicUsize, due: usize) {
     let started = Instant::now();
-    let report = shared::sweep::sweep(app).await.unwrap();
+    let report = shared::flows::sweep::sweep(app).await.unwrap();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     println!(
         "{name:>9} {due:>6} {:>11} {:>9} {:>9} {ms:>10.0} {:>8}",

@@ -13,11 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::adapters::clock::SystemClock;
-use shared::app::{App, EmbeddedPorts};
+use shared::domain::ids::*;
+use shared::domain::messages::SyncJob;
 use shared::domain::*;
-use shared::ids::*;
-use shared::jobs::SyncJob;
-use shared::sync::{Budget, Outcome};
+use shared::flows::sync::{Budget, Outcome};
+use shared::wiring::{App, EmbeddedPorts};
 
 const PAGE: usize = 1000;
 
@@ -114,7 +114,7 @@ async fn sync_once(total: usize) -> (f64, u64) {
     connection.status = Status::InitialSyncInProgress;
     app.repo.create(&connection).await.unwrap();
     let started = Instant::now();
-    let outcome = shared::sync::run_job(
+    let outcome = shared::flows::sync::run_job(
         &app,
         &SyncJob::start(&connection, SyncKind::Initial),
         Budget::until(Instant::now() + Duration::from_secs(3600)),

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::adapters::{aws, clock::SystemClock};
-use shared::app::{App, EmbeddedPorts};
 use shared::config::{Backend, Config};
 use shared::ports::Clock;
+use shared::wiring::{App, EmbeddedPorts};
 
 use crate::{devtoken::DevTokens, sandbox::Sandbox, seed_sandbox_app, workers, LocalStack};
 

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
+use shared::domain::ids::{UserId, WorkspaceId};
 use shared::domain::Role;
-use shared::ids::{UserId, WorkspaceId};
 use shared::Error;
 
 pub const ISSUER: &str = "connections-local";

@@ -11,7 +11,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
-use shared::api::{self, error};
+use shared::entry::http::{self as api, error};
 use shared::Error;
 
 use crate::LocalStack;

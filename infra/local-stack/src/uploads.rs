@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use tokio::io::AsyncWriteExt;
 
-use shared::api::{self, error};
+use shared::entry::http::{self as api, error};
 use shared::Error;
 
 use crate::gateway::Reply;
@@ -35,19 +35,19 @@ pub async fn presigned_put(stack: &LocalStack, request: Request<Incoming>) -> Re
     if !sink.verify_presigned(&key, expires, signature, now) {
         return fail(&Error::Unauthenticated("the upload URL is invalid or expired"));
     }
-    let limit = shared::uploads::LARGE_LIMITS.max_bytes;
+    let limit = shared::domain::upload::LARGE_LIMITS.max_bytes;
     let mut body = request.into_body();
     let mut written: u64 = 0;
     match sink.path_of(&key) {
         Some(path) => {
             if let Some(dir) = path.parent() {
                 if let Err(e) = tokio::fs::create_dir_all(dir).await {
-                    return fail(&Error::Sink(shared::error::SinkError::Unavailable(e.to_string())));
+                    return fail(&Error::Sink(shared::domain::error::SinkError::Unavailable(e.to_string())));
                 }
             }
             let tmp = path.with_extension("part");
             let Ok(mut file) = tokio::fs::File::create(&tmp).await else {
-                return fail(&Error::Sink(shared::error::SinkError::Unavailable("cannot write".into())));
+                return fail(&Error::Sink(shared::domain::error::SinkError::Unavailable("cannot write".into())));
             };
             while let Some(frame) = body.frame().await {
                 let Ok(frame) = frame else { return fail(&Error::MalformedBody("the upload was interrupted".into())) };
@@ -58,12 +58,14 @@ pub async fn presigned_put(stack: &LocalStack, request: Request<Incoming>) -> Re
                         return fail(&Error::PayloadTooLarge { limit: limit as usize });
                     }
                     if file.write_all(chunk).await.is_err() {
-                        return fail(&Error::Sink(shared::error::SinkError::Unavailable("write failed".into())));
+                        return fail(&Error::Sink(shared::domain::error::SinkError::Unavailable(
+                            "write failed".into(),
+                        )));
                     }
                 }
             }
             if file.flush().await.is_err() || tokio::fs::rename(&tmp, &path).await.is_err() {
-                return fail(&Error::Sink(shared::error::SinkError::Unavailable("write failed".into())));
+                return fail(&Error::Sink(shared::domain::error::SinkError::Unavailable("write failed".into())));
             }
         }
         None => {
@@ -76,7 +78,7 @@ pub async fn presigned_put(stack: &LocalStack, request: Request<Incoming>) -> Re
             }
         }
     }
-    match shared::uploads::process_landed(&stack.app, &key).await {
+    match shared::flows::file_uploads::process_landed(&stack.app, &key).await {
         Ok(Some(upload)) => {
             let (parts, body) =
                 api::json(StatusCode::OK, &serde_json::json!({"upload_id": upload.id, "state": upload.state}))

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::jobs;
+use shared::entry::lambda as jobs;
 use shared::ports::{QueueKind, Received};
 use shared::Error;
 
@@ -47,8 +47,9 @@ pub async fn run_batch(stack: &LocalStack, queue: QueueKind) -> Result<usize, Er
     let response = match queue {
         QueueKind::Sync => {
             // A Lambda-sized budget: long syncs continue in a new job.
-            let budget =
-                shared::sync::Budget::until(std::time::Instant::now() + Duration::from_secs(SYNC_BUDGET_SECONDS));
+            let budget = shared::flows::sync::Budget::until(
+                std::time::Instant::now() + Duration::from_secs(SYNC_BUDGET_SECONDS),
+            );
             jobs::sync_worker(&stack.app, event, budget).await
         }
         QueueKind::Notify => jobs::notifier(&stack.app, event).await,
@@ -112,7 +113,7 @@ async fn schedule_sweep(stack: Arc<LocalStack>, every: Duration) {
     let mut ticker = tokio::time::interval(every);
     loop {
         ticker.tick().await;
-        if let Err(e) = shared::sweep::sweep(&stack.app).await {
+        if let Err(e) = shared::flows::sweep::sweep(&stack.app).await {
             tracing::error!(error = %e, "expiry sweep");
         }
     }

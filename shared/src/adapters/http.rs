@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use std::time::Duration;
 
-use crate::error::HttpError;
+use crate::domain::error::HttpError;
 use crate::ports::PlatformHttp;
 
 /// The largest platform response body read (larger ones are an error).

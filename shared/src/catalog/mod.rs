@@ -10,9 +10,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use crate::domain::error::Error;
+use crate::domain::ids::PlatformId;
 use crate::domain::ConnectionRole;
-use crate::error::Error;
-use crate::ids::PlatformId;
 
 const BUILT_IN: &str = include_str!("platforms.json");
 
@@ -107,6 +107,15 @@ pub enum RefreshKind {
     /// A short-lived token is exchanged for a long-lived one that cannot be
     /// refreshed (Meta).
     LongLivedExchange,
+}
+
+impl RefreshKind {
+    /// Whether a refresh token renews the grant (the sweep refreshes ahead
+    /// of expiry, a 401 refreshes once); otherwise the grant is probed and
+    /// ends with its token.
+    pub fn is_refreshable(self) -> bool {
+        matches!(self, RefreshKind::Rotating | RefreshKind::NonRotating)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,16 @@
-//! The model of the product, with no I/O.
+//! The model of the product, with no I/O: ids, entities, the one status
+//! state machine, the token policy, the rules for what people type, the
+//! queue messages, and the errors every layer speaks.
 
+pub mod error;
+pub mod ids;
+pub mod input;
+pub mod messages;
 pub mod model;
+pub mod policy;
 pub mod status;
+pub mod tokens;
+pub mod upload;
 
 pub use model::*;
 pub use status::{DisconnectReason, Event, FailureReason, Status, Subject};

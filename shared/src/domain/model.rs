@@ -5,9 +5,9 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+use super::error::Error;
+use super::ids::*;
 use super::status::{self, DisconnectReason, Event, Status, Subject};
-use crate::error::Error;
-use crate::ids::*;
 
 /// A member's role in a workspace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -176,6 +176,46 @@ impl Lease {
 }
 
 impl Authorization {
+    /// A new grant waiting for its credentials to be accepted: tokens in
+    /// the vault under `secret`, expiry facts and the next sweep check from
+    /// the token policy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: AuthorizationId,
+        workspace_id: WorkspaceId,
+        platform: PlatformId,
+        name: String,
+        account: Option<ExternalAccount>,
+        scopes: Vec<String>,
+        params: BTreeMap<String, String>,
+        expiry: TokenExpiry,
+        next_check_at: Option<DateTime<Utc>>,
+        secret: SecretRef,
+        created_by: UserId,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Authorization {
+            id,
+            workspace_id,
+            platform,
+            name,
+            account,
+            scopes,
+            params,
+            status: Status::PendingAuthorization,
+            expiry,
+            next_check_at,
+            secret,
+            created_by,
+            created_at: now,
+            updated_at: now,
+            last_refreshed_at: Some(now),
+            refresh_failures: 0,
+            refresh_lease: None,
+            expiring_alert_at: None,
+        }
+    }
+
     pub fn apply(&mut self, event: Event, now: DateTime<Utc>) -> Result<(), Error> {
         self.status = status::next(Subject::Authorization, &self.status, &event)?;
         if matches!(event, Event::CredentialsAccepted | Event::Reconnected { .. }) {
@@ -375,6 +415,21 @@ impl Connection {
         Ok(())
     }
 
+    /// The kind of run that comes next: the initial sync until it has
+    /// completed once, incremental runs from the cursors after that.
+    pub fn next_sync_kind(&self) -> SyncKind {
+        if self.initial_sync_done {
+            SyncKind::Incremental
+        } else {
+            SyncKind::Initial
+        }
+    }
+
+    /// Whether the connection shows a problem that a reconnect repairs.
+    pub fn is_broken(&self) -> bool {
+        matches!(self.status, Status::Disconnected { .. } | Status::Error { .. })
+    }
+
     pub fn authorization_id(&self) -> Option<&AuthorizationId> {
         match &self.credential {
             Credential::Authorization { authorization_id } => Some(authorization_id),
@@ -415,36 +470,44 @@ pub enum SyncKind {
     Incremental,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncRunState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-}
-
-/// Progress of one stream within a run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StreamProgress {
-    pub records: u64,
-    pub pages: u64,
-    pub done: bool,
-}
-
-/// One run of a sync, with its progress (shown while it runs).
+/// One problem of one connection or authorization: alerted once when it
+/// opens, and once more when it closes (recovery).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SyncRun {
-    pub id: SyncRunId,
-    pub workspace_id: WorkspaceId,
-    pub connection_id: ConnectionId,
-    pub kind: SyncKind,
-    pub state: SyncRunState,
-    #[serde(default)]
-    pub streams: BTreeMap<String, StreamProgress>,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub error: Option<LastError>,
+pub struct Incident {
+    pub id: String,
+    pub kind: AlertKind,
+    pub reason: String,
+    pub connection_ids: Vec<ConnectionId>,
+    pub authorization_id: Option<AuthorizationId>,
+    pub opened_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+impl Incident {
+    /// What an incident is about: the grant when there is one, else the
+    /// (first) connection. One subject has at most one open incident a kind.
+    pub fn subject_of(connections: &[ConnectionId], authorization: Option<&AuthorizationId>) -> String {
+        authorization.map(|a| a.to_string()).or_else(|| connections.first().map(|c| c.to_string())).unwrap_or_default()
+    }
+
+    pub fn subject(&self) -> String {
+        Self::subject_of(&self.connection_ids, self.authorization_id.as_ref())
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.closed_at.is_none()
+    }
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::SyncFailed => "sync_failed",
+            AlertKind::Disconnected => "disconnected",
+            AlertKind::ExpiringSoon => "expiring_soon",
+            AlertKind::Recovered => "recovered",
+        }
+    }
 }
 
 /// What a notification offers to do.

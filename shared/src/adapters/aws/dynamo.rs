@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::Client;
 use std::collections::HashMap;
 
 use super::describe;
-use crate::error::StoreError;
+use crate::domain::error::StoreError;
 use crate::ports::{Due, Item, Page, Precondition, StateStore};
 
 /// The name of the sparse due-work index.

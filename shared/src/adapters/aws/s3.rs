@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::describe;
 use crate::adapters::embedded::check_sink_key;
-use crate::error::SinkError;
+use crate::domain::error::SinkError;
 use crate::ports::RecordSink;
 
 /// An S3 client; path-style addressing when an endpoint is overridden

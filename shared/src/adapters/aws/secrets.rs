@@ -4,7 +4,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::describe;
 use crate::adapters::embedded::check_secret_name;
-use crate::error::VaultError;
+use crate::domain::error::VaultError;
 use crate::ports::SecretVault;
 
 /// The vault on AWS Secrets Manager: one secret per grant or key, named

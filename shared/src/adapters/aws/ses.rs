@@ -3,7 +3,7 @@ use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
 use aws_sdk_sesv2::Client;
 
 use super::describe;
-use crate::error::MailError;
+use crate::domain::error::MailError;
 use crate::ports::{Email, Mailer};
 
 /// The mailer on SES v2.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::describe;
 use crate::adapters::embedded::MAX_MESSAGE_BYTES;
-use crate::error::QueueError;
+use crate::domain::error::QueueError;
 use crate::ports::{JobQueue, QueueKind, Received};
 
 /// The job queue on SQS; each queue has a DLQ by redrive policy.

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::MailError;
+use crate::domain::error::MailError;
 use crate::ports::{Email, Mailer};
 
 /// The embedded mailer: keeps what it sends, and writes each email to

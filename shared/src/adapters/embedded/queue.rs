@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 use super::JsonFile;
-use crate::error::QueueError;
+use crate::domain::error::QueueError;
 use crate::ports::{Clock, JobQueue, QueueKind, Received};
 
 /// The largest message SQS takes.

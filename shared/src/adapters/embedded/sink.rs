@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::error::SinkError;
+use crate::domain::error::SinkError;
 use crate::ports::RecordSink;
 
 /// The embedded record sink: files under `records/` in the data folder, or

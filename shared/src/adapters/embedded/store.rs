@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::JsonFile;
-use crate::error::StoreError;
+use crate::domain::error::StoreError;
 use crate::ports::{Due, Item, Page, Precondition, StateStore};
 
 #[derive(Clone, Serialize, Deserialize)]

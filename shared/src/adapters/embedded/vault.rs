@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::JsonFile;
-use crate::error::VaultError;
+use crate::domain::error::VaultError;
 use crate::ports::SecretVault;
 
 /// The embedded secret vault: `vault.json` (mode 0600) under the data folder.

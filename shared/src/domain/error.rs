@@ -1,0 +1,147 @@
+//! Errors of the domain and of the ports. They carry no secret values: a
+//! message may name a field, a platform or an id, never a token or key.
+//! The mapping to HTTP status, error code and action lives in exactly one
+//! place: [`crate::entry::http::error`].
+
+use super::status::{Event, Status, Subject};
+
+/// Everything a use case can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{kind} not found")]
+    NotFound { kind: &'static str },
+    #[error("no route for this method and path")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("authentication required: {0}")]
+    Unauthenticated(&'static str),
+    #[error("this action needs the {needed} role")]
+    Forbidden { needed: &'static str },
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: String, reason: String },
+    #[error("the request body is not valid JSON for this route: {0}")]
+    MalformedBody(String),
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("unsupported media type; expected {expected}")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("unknown platform {0}")]
+    UnknownPlatform(String),
+    #[error("platform {platform} does not connect with {method}")]
+    WrongAuthMethod { platform: String, method: &'static str },
+    #[error("platform {platform} uses an auth method this service cannot perform yet")]
+    UnsupportedAuthMethod { platform: String },
+    #[error("a {subject} cannot go from {from} on {event}")]
+    InvalidTransition { subject: Subject, from: String, event: String },
+    #[error("the {kind} was changed by someone else; reload and retry")]
+    Conflict { kind: &'static str },
+    #[error("the platform did not accept the API key: {0:?}")]
+    ApiKeyRejected(KeyProblem),
+    #[error("return_to is not on an allowed origin")]
+    ReturnToNotAllowed,
+    #[error("a page of the platform was malformed: {0}")]
+    MalformedPage(String),
+    #[error("a sync of this connection is already running")]
+    SyncInProgress,
+    #[error("the OAuth app of {platform} is not configured")]
+    AppNotConfigured { platform: String, byo: bool },
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidInput { field: field.into(), reason: reason.into() }
+    }
+
+    pub fn invalid_transition(subject: Subject, from: &Status, event: &Event) -> Self {
+        Error::InvalidTransition { subject, from: from.state_name().to_owned(), event: event.name().to_owned() }
+    }
+}
+
+/// Why a platform did not accept an API key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyProblem {
+    Invalid,
+    InsufficientScope,
+    Expired,
+    /// 5xx, timeout, refused connection, redirect: retryable, never "invalid".
+    PlatformUnavailable,
+    RateLimited {
+        retry_after: Option<u64>,
+    },
+    /// The platform answered 404: the store URL (or base URL) is wrong.
+    NotFound,
+}
+
+/// State store failures.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StoreError {
+    /// A conditional write found the item in another state (exists, missing,
+    /// or at another version).
+    #[error("state store: condition failed")]
+    ConditionFailed,
+    #[error("state store unavailable: {0}")]
+    Unavailable(String),
+    #[error("state store item is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Secret vault failures. Never carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("secret vault unavailable: {0}")]
+    Unavailable(String),
+    #[error("secret vault: invalid secret name")]
+    InvalidName,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    #[error("queue message is too large ({0} bytes)")]
+    TooLarge(usize),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mailer throttled")]
+    Throttled,
+    #[error("mail rejected: {0}")]
+    Rejected(String),
+    #[error("mailer unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("record sink unavailable: {0}")]
+    Unavailable(String),
+    #[error("record sink: invalid key")]
+    InvalidKey,
+}
+
+/// Platform HTTP failures (transport level; HTTP statuses are responses).
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("platform request timed out")]
+    Timeout,
+    #[error("platform unreachable: {0}")]
+    Connect(String),
+    #[error("platform request failed: {0}")]
+    Other(String),
+}

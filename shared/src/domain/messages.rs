@@ -1,0 +1,116 @@
+//! The messages of the service's queues: sync jobs and alert events. They
+//! carry ids, names and reason codes, never a token or key.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AuthorizationId, ConnectionId, SyncRunId, WorkspaceId};
+use super::model::{Connection, SyncKind};
+
+/// The queues of the service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueKind {
+    /// Sync jobs, consumed by the sync worker.
+    Sync,
+    /// Alert events, consumed by the notifier.
+    Notify,
+}
+
+impl QueueKind {
+    pub const ALL: [QueueKind; 2] = [QueueKind::Sync, QueueKind::Notify];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueKind::Sync => "sync",
+            QueueKind::Notify => "notify",
+        }
+    }
+}
+
+/// A message of the sync queue.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SyncJob {
+    Sync {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        kind: SyncKind,
+        /// A continuation carries the run it continues.
+        #[serde(default)]
+        run_id: Option<SyncRunId>,
+    },
+}
+
+impl SyncJob {
+    /// A new run of a connection (not a continuation).
+    pub fn start(connection: &Connection, kind: SyncKind) -> Self {
+        SyncJob::Sync {
+            workspace_id: connection.workspace_id.clone(),
+            connection_id: connection.id.clone(),
+            kind,
+            run_id: None,
+        }
+    }
+}
+
+/// A message of the notification queue: something people should hear of.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum AlertEvent {
+    ConnectionDisconnected {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        reason: String,
+    },
+    /// A grant was lost: every connection that uses it is disconnected (one alert).
+    AuthorizationDisconnected {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+        connection_ids: Vec<ConnectionId>,
+        reason: String,
+    },
+    SyncFailed {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        reason: String,
+    },
+    ExpiringSoon {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// A grant works again (reconnected).
+    AuthorizationRecovered {
+        workspace_id: WorkspaceId,
+        authorization_id: AuthorizationId,
+    },
+    /// Send the workspace's pending emails (a delayed message: the digest window).
+    Flush {
+        workspace_id: WorkspaceId,
+        flush_id: String,
+    },
+    Recovered {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+    },
+}
+
+impl SyncJob {
+    /// The next run of a connection: initial or incremental, by its history.
+    pub fn next_run(connection: &Connection) -> Self {
+        Self::start(connection, connection.next_sync_kind())
+    }
+
+    /// A job that continues the run under way, else starts the next run.
+    pub fn resume(connection: &Connection) -> Self {
+        match &connection.running {
+            Some(run) => SyncJob::Sync {
+                workspace_id: connection.workspace_id.clone(),
+                connection_id: connection.id.clone(),
+                kind: run.kind,
+                run_id: Some(run.id.clone()),
+            },
+            None => Self::next_run(connection),
+        }
+    }
+}

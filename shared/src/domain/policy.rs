@@ -1,0 +1,102 @@
+//! Token lifecycle policy: what is known of a grant's lifetime, and when the
+//! sweep should next look at it. Grants without a known expiry are never
+//! assumed eternal: they are probed now and then.
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::model::TokenExpiry;
+use super::tokens::TokenSet;
+use crate::catalog::{OAuthSpec, RefreshKind};
+
+/// Refresh this long before an access token expires.
+pub const REFRESH_MARGIN_MINUTES: i64 = 15;
+/// Warn this long before a grant that cannot be refreshed runs out.
+pub const EXPIRING_SOON_DAYS: i64 = 7;
+/// Probe grants with no known expiry this often.
+pub const PROBE_HOURS: i64 = 24;
+
+/// The expiry facts of freshly obtained tokens, by the entry's policy.
+pub fn expiry_facts(spec: &OAuthSpec, tokens: &TokenSet, now: DateTime<Utc>) -> TokenExpiry {
+    let policy = &spec.refresh;
+    TokenExpiry {
+        access_expires_at: tokens.expires_at,
+        refresh_expires_at: tokens.refresh_expires_at,
+        idle_expires_at: policy.idle_expiry_days.map(|d| now + Duration::days(d.into())),
+        reauthorize_by: match policy.kind {
+            RefreshKind::LongLivedExchange => tokens.expires_at,
+            _ => policy.reauthorize_days.map(|d| now + Duration::days(d.into())),
+        },
+    }
+}
+
+/// When the sweep should next look at a grant.
+pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) -> DateTime<Utc> {
+    let refreshable = spec.refresh.kind.is_refreshable();
+    let probe = spec.probe_minutes.map(|m| Duration::minutes(m.into())).unwrap_or(Duration::hours(PROBE_HOURS));
+    let mut candidates = vec![now + probe];
+    if refreshable {
+        if let Some(at) = expiry.access_expires_at {
+            candidates.push(at - Duration::minutes(REFRESH_MARGIN_MINUTES));
+        }
+        // Exercise idle-expiring refresh tokens well before they die.
+        if let Some(at) = expiry.idle_expires_at {
+            candidates.push(at - Duration::days(EXPIRING_SOON_DAYS));
+        }
+    }
+    for at in [expiry.reauthorize_by, expiry.refresh_expires_at].into_iter().flatten() {
+        candidates.push(at - Duration::days(EXPIRING_SOON_DAYS));
+    }
+    let earliest = candidates.into_iter().min().unwrap_or(now);
+    earliest.max(now + Duration::minutes(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, CatalogOptions};
+
+    fn spec(id: &str) -> OAuthSpec {
+        let c = Catalog::load(&CatalogOptions { include_sandbox: true, ..Default::default() }).unwrap();
+        c.get(id).unwrap().oauth.clone().unwrap()
+    }
+
+    fn tokens(now: DateTime<Utc>, expires_in: Option<i64>) -> TokenSet {
+        TokenSet {
+            access_token: "t".into(),
+            refresh_token: Some("r".into()),
+            expires_at: expires_in.map(|s| now + Duration::seconds(s)),
+            refresh_expires_at: None,
+            scopes: vec![],
+            obtained_at: now,
+        }
+    }
+
+    #[test]
+    fn refreshable_tokens_are_checked_before_they_expire() {
+        let now = Utc::now();
+        let s = spec("google_ads");
+        let e = expiry_facts(&s, &tokens(now, Some(3600)), now);
+        assert_eq!(next_check(&s, &e, now), now + Duration::minutes(45));
+        assert_eq!(e.idle_expires_at, Some(now + Duration::days(180)));
+    }
+
+    #[test]
+    fn meta_long_lived_tokens_must_be_reauthorized_and_warned_ahead() {
+        let now = Utc::now();
+        let s = spec("meta_ads");
+        let e = expiry_facts(&s, &tokens(now, Some(60 * 86400)), now);
+        assert_eq!(e.reauthorize_by, Some(now + Duration::days(60)));
+        // Not refreshable: probed daily until the warning window.
+        assert_eq!(next_check(&s, &e, now), now + Duration::hours(PROBE_HOURS));
+        let late = now + Duration::days(54);
+        assert_eq!(next_check(&s, &e, late), late + Duration::minutes(1));
+    }
+
+    #[test]
+    fn grants_without_expiry_are_probed() {
+        let now = Utc::now();
+        let s = spec("stripe");
+        let e = expiry_facts(&s, &tokens(now, None), now);
+        assert_eq!(next_check(&s, &e, now), now + Duration::hours(PROBE_HOURS));
+    }
+}

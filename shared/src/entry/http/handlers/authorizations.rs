@@ -1,0 +1,53 @@
+//! Named authorizations: list with the connections that use each, rename,
+//! remove.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json_body, param};
+use crate::domain::error::Error;
+use crate::domain::ids::AuthorizationId;
+use crate::domain::{Authorization, Caller, Connection};
+use crate::entry::http::{json, views, Params};
+use crate::flows::{authorizations, App};
+
+pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+    let connections: Vec<Connection> =
+        app.repo.list::<Connection>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
+    let auths = app.repo.list::<Authorization>(&caller.workspace_id).await?;
+    let items: Vec<_> = auths
+        .iter()
+        .map(|a| {
+            let used: Vec<&Connection> =
+                connections.iter().filter(|c| c.authorization_id() == Some(&a.value.id)).collect();
+            views::authorization(&a.value, &used)
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({"authorizations": items})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rename {
+    name: String,
+}
+
+pub(super) async fn rename(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    let id = AuthorizationId::parse(param(params, "id"))?;
+    let body: Rename = json_body(request)?;
+    let a = authorizations::rename(app, caller, &id, &body.name).await?;
+    Ok(json(StatusCode::OK, &views::authorization(&a, &[])))
+}
+
+pub(super) async fn remove(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+    let id = AuthorizationId::parse(param(params, "id"))?;
+    let n = authorizations::remove(app, caller, &id).await?;
+    Ok(json(StatusCode::OK, &json!({"removed": true, "connections_disconnected": n})))
+}

@@ -1,0 +1,58 @@
+//! Connections: list, create on an authorization, read, change, remove,
+//! sync now.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use super::{connection_id, json_body, query};
+use crate::domain::error::Error;
+use crate::domain::Caller;
+use crate::entry::http::{json, views, Params};
+use crate::flows::{authorizations, connections, sync, App};
+
+pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let q = connections::ListQuery {
+        status: query(request, "status"),
+        platform: query(request, "platform"),
+        client: query(request, "client"),
+        sort: query(request, "sort"),
+    };
+    let list = connections::list(app, caller, &q).await?;
+    let now = app.clock.now();
+    let items: Vec<_> = list.iter().map(|c| views::connection(c, now)).collect();
+    Ok(json(StatusCode::OK, &json!({"connections": items})))
+}
+
+pub(super) async fn create(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let c = authorizations::create_connection(app, caller, json_body(request)?).await?;
+    Ok(json(StatusCode::CREATED, &views::connection(&c, app.clock.now())))
+}
+
+pub(super) async fn get(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+    let c = connections::get(app, caller, &connection_id(params)?).await?;
+    Ok(json(StatusCode::OK, &views::connection(&c, app.clock.now())))
+}
+
+pub(super) async fn patch(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    // The role is checked before the id and the body are read.
+    caller.require(crate::domain::Role::Staff)?;
+    let id = connection_id(params)?;
+    let c = connections::patch(app, caller, &id, json_body(request)?).await?;
+    Ok(json(StatusCode::OK, &views::connection(&c, app.clock.now())))
+}
+
+pub(super) async fn remove(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+    connections::remove(app, caller, &connection_id(params)?).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("static response"))
+}
+
+pub(super) async fn sync_now(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+    sync::sync_now(app, caller, &connection_id(params)?).await?;
+    Ok(json(StatusCode::ACCEPTED, &json!({"queued": true})))
+}

@@ -1,0 +1,42 @@
+//! Members: list, add or replace, a member's own email settings.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{json_body, param};
+use crate::domain::error::Error;
+use crate::domain::ids::UserId;
+use crate::domain::{AlertKind, Caller};
+use crate::entry::http::{json, Params};
+use crate::flows::{members, App};
+
+pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+    let members = members::list(app, caller).await?;
+    Ok(json(StatusCode::OK, &json!({"members": members})))
+}
+
+pub(super) async fn upsert(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    caller.require(crate::domain::Role::Admin)?;
+    let user_id = UserId::parse(param(params, "user_id"))?;
+    let member = members::upsert(app, caller, user_id, json_body(request)?).await?;
+    Ok(json(StatusCode::OK, &json!(member)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MePatch {
+    email_opt_out: Vec<AlertKind>,
+}
+
+pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let patch: MePatch = json_body(request)?;
+    let me = members::set_email_opt_out(app, caller, patch.email_opt_out).await?;
+    Ok(json(StatusCode::OK, &json!(me)))
+}

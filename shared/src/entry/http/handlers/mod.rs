@@ -1,0 +1,132 @@
+//! The route handlers, one file an area. Each parses the request, calls
+//! one flow with the verified caller, and renders the result with a view;
+//! rules live in the flows, errors become HTTP in `error.rs` only.
+
+mod authorizations;
+mod connect;
+mod connections;
+mod members;
+mod notifications;
+mod uploads;
+
+use http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::{identity, json, Params, Route, RouteId};
+use crate::domain::error::Error;
+use crate::domain::ids::ConnectionId;
+use crate::domain::upload::DIRECT_LIMITS;
+use crate::flows::App;
+
+/// The largest JSON body taken.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+pub(super) async fn dispatch(
+    app: &App,
+    route: &Route,
+    params: Params,
+    request: Request,
+) -> Result<Response<Body>, Error> {
+    let caller = if route.auth { Some(identity::caller(&request, &app.config)?) } else { None };
+    let caller = || caller.as_ref().ok_or(Error::Unauthenticated("no verified token"));
+    let (p, r) = (&params, &request);
+    match route.id {
+        RouteId::Health => Ok(json(StatusCode::OK, &json!({"status": "ok"}))),
+        RouteId::Providers => connect::providers(app),
+        RouteId::ProviderCredentials => connect::provider_credentials(app, caller()?, p, r).await,
+        RouteId::ConnectStart => connect::start(app, caller()?, r).await,
+        RouteId::OauthCallback => connect::callback(app, r).await,
+        RouteId::ApiKeyConnect => connect::api_key(app, caller()?, r).await,
+        RouteId::ReplaceApiKey => connect::replace_api_key(app, caller()?, p, r).await,
+        RouteId::ListConnections => connections::list(app, caller()?, r).await,
+        RouteId::CreateConnection => connections::create(app, caller()?, r).await,
+        RouteId::GetConnection => connections::get(app, caller()?, p).await,
+        RouteId::PatchConnection => connections::patch(app, caller()?, p, r).await,
+        RouteId::DeleteConnection => connections::remove(app, caller()?, p).await,
+        RouteId::SyncNow => connections::sync_now(app, caller()?, p).await,
+        RouteId::ListAuthorizations => authorizations::list(app, caller()?).await,
+        RouteId::RenameAuthorization => authorizations::rename(app, caller()?, p, r).await,
+        RouteId::RemoveAuthorization => authorizations::remove(app, caller()?, p).await,
+        RouteId::ListMembers => members::list(app, caller()?).await,
+        RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
+        RouteId::UpdateMe => members::update_me(app, caller()?, r).await,
+        RouteId::ListNotifications => notifications::list(app, caller()?).await,
+        RouteId::ReadNotification => notifications::read(app, caller()?, p.get("id").map(String::as_str)).await,
+        RouteId::ReadAllNotifications => notifications::read(app, caller()?, None).await,
+        RouteId::CreateFileConnection => uploads::create_connection(app, caller()?, r).await,
+        RouteId::Upload => uploads::upload(app, caller()?, p, r).await,
+        RouteId::AutomationUpload => uploads::automation_upload(app, r).await,
+        RouteId::PresignUpload => uploads::presign(app, caller()?, p, r).await,
+        RouteId::ListUploads => uploads::list(app, caller()?, p).await,
+        RouteId::GetUpload => uploads::get(app, caller()?, p).await,
+        RouteId::ExportCosts => uploads::export(app, caller()?, p).await,
+        RouteId::IssueUploadToken => uploads::issue_token(app, caller()?, p).await,
+        RouteId::RevokeUploadTokens => uploads::revoke_tokens(app, caller()?, p).await,
+    }
+}
+
+/// The `{id}` of a connection route.
+pub(super) fn connection_id(params: &Params) -> Result<ConnectionId, Error> {
+    ConnectionId::parse(param(params, "id"))
+}
+
+/// A path parameter ("" when absent: the id parsers refuse it).
+pub(super) fn param<'p>(params: &'p Params, name: &str) -> &'p str {
+    params.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// A query-string parameter.
+pub(super) fn query(request: &Request, name: &str) -> Option<String> {
+    request.query_string_parameters().first(name).map(str::to_owned)
+}
+
+fn body_bytes(request: &Request) -> &[u8] {
+    match request.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        #[allow(unreachable_patterns)]
+        _ => &[],
+    }
+}
+
+/// Parses a JSON body: 415 without a JSON content type, 413 past the limit,
+/// 400 for malformed JSON or a wrong shape (the serde message names the
+/// field, never the value).
+pub(super) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Error> {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !content_type.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
+        return Err(Error::UnsupportedMediaType { expected: "application/json" });
+    }
+    let bytes = body_bytes(request);
+    if bytes.len() > MAX_JSON_BODY {
+        return Err(Error::PayloadTooLarge { limit: MAX_JSON_BODY });
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        // serde_json's messages describe positions and expected types;
+        // "invalid value: string \"...\"" would echo input, so keep only the
+        // category and position.
+        let kind = match e.classify() {
+            serde_json::error::Category::Syntax | serde_json::error::Category::Eof => "not valid JSON",
+            serde_json::error::Category::Data => "a field is missing or has the wrong type",
+            serde_json::error::Category::Io => "unreadable",
+        };
+        Error::MalformedBody(format!("{kind} (line {}, column {})", e.line(), e.column()))
+    })
+}
+
+/// A CSV body: `text/csv`, at most the direct-upload limit.
+pub(super) fn csv_body(request: &Request) -> Result<Vec<u8>, Error> {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if mime != "text/csv" && mime != "application/csv" {
+        return Err(Error::UnsupportedMediaType { expected: "text/csv" });
+    }
+    let bytes = body_bytes(request);
+    if bytes.len() as u64 > DIRECT_LIMITS.max_bytes {
+        return Err(Error::PayloadTooLarge { limit: DIRECT_LIMITS.max_bytes as usize });
+    }
+    Ok(bytes.to_vec())
+}

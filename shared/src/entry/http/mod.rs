@@ -1,0 +1,241 @@
+//! The HTTP API: one route table (served by API Gateway in AWS and by the
+//! local gateway locally), identity from JWT-authorizer claims, JSON
+//! everywhere, and one error shape.
+
+pub mod callback_page;
+pub mod error;
+mod handlers;
+pub mod identity;
+pub mod views;
+
+use http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use std::collections::HashMap;
+
+use crate::domain::error::Error;
+use crate::flows::App;
+
+/// The HTTP Lambda functions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Function {
+    ConnectStart,
+    OauthCallback,
+    ApiKeyConnect,
+    CsvUpload,
+    ConnectionsApi,
+}
+
+impl Function {
+    pub const ALL: [Function; 5] = [
+        Function::ConnectStart,
+        Function::OauthCallback,
+        Function::ApiKeyConnect,
+        Function::CsvUpload,
+        Function::ConnectionsApi,
+    ];
+
+    /// The folder under `functions/` and the binary name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::ConnectStart => "connect-start",
+            Function::OauthCallback => "oauth-callback",
+            Function::ApiKeyConnect => "api-key-connect",
+            Function::CsvUpload => "csv-upload",
+            Function::ConnectionsApi => "connections-api",
+        }
+    }
+}
+
+/// What a route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    Health,
+    Providers,
+    ConnectStart,
+    OauthCallback,
+    ApiKeyConnect,
+    ListConnections,
+    GetConnection,
+    PatchConnection,
+    DeleteConnection,
+    Upload,
+    ListAuthorizations,
+    ListNotifications,
+    ProviderCredentials,
+    ReplaceApiKey,
+    CreateFileConnection,
+    PresignUpload,
+    ListUploads,
+    GetUpload,
+    ExportCosts,
+    IssueUploadToken,
+    RevokeUploadTokens,
+    AutomationUpload,
+    SyncNow,
+    ListMembers,
+    UpsertMember,
+    UpdateMe,
+    ReadNotification,
+    ReadAllNotifications,
+    CreateConnection,
+    RenameAuthorization,
+    RemoveAuthorization,
+}
+
+/// One route: method, path template (`{name}` segments), the function that
+/// serves it, and whether it needs a verified caller.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub id: RouteId,
+    pub method: Method,
+    pub path: &'static str,
+    pub function: Function,
+    pub auth: bool,
+}
+
+const fn route(id: RouteId, method: Method, path: &'static str, function: Function, auth: bool) -> Route {
+    Route { id, method, path, function, auth }
+}
+
+/// Every route of the API. `docs/openapi.json` and `template.yaml` list the
+/// same ones (a test checks).
+#[rustfmt::skip]
+pub const ROUTES: &[Route] = &[
+    route(RouteId::Health, Method::GET, "/health", Function::ConnectionsApi, false),
+    route(RouteId::Providers, Method::GET, "/v1/providers", Function::ConnectionsApi, false),
+    route(RouteId::ConnectStart, Method::POST, "/v1/connect/start", Function::ConnectStart, true),
+    route(RouteId::ProviderCredentials, Method::PUT, "/v1/providers/{id}/credentials", Function::ConnectStart, true),
+    route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
+    route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
+    route(RouteId::ReplaceApiKey, Method::PUT, "/v1/connections/{id}/api-key", Function::ApiKeyConnect, true),
+        route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),
+    route(RouteId::CreateConnection, Method::POST, "/v1/connections", Function::ConnectionsApi, true),
+    route(RouteId::GetConnection, Method::GET, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::PatchConnection, Method::PATCH, "/v1/connections/{id}", Function::ConnectionsApi, true),
+        route(RouteId::DeleteConnection, Method::DELETE, "/v1/connections/{id}", Function::ConnectionsApi, true),
+    route(RouteId::SyncNow, Method::POST, "/v1/connections/{id}/sync", Function::ConnectionsApi, true),
+    route(RouteId::CreateFileConnection, Method::POST, "/v1/connections/file-upload", Function::CsvUpload, true),
+    route(RouteId::Upload, Method::POST, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
+    route(RouteId::PresignUpload, Method::POST, "/v1/connections/{id}/uploads/presigned", Function::CsvUpload, true),
+    route(RouteId::ListUploads, Method::GET, "/v1/connections/{id}/uploads", Function::CsvUpload, true),
+    route(RouteId::GetUpload, Method::GET, "/v1/connections/{id}/uploads/{upload_id}", Function::CsvUpload, true),
+    route(RouteId::ExportCosts, Method::GET, "/v1/connections/{id}/costs/export", Function::CsvUpload, true),
+    route(RouteId::IssueUploadToken, Method::POST, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
+    route(RouteId::RevokeUploadTokens, Method::DELETE, "/v1/connections/{id}/upload-tokens", Function::CsvUpload, true),
+    route(RouteId::AutomationUpload, Method::POST, "/v1/automation/uploads", Function::CsvUpload, false),
+        route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
+    route(RouteId::RenameAuthorization, Method::PATCH, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
+    route(RouteId::RemoveAuthorization, Method::DELETE, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
+        route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
+    route(RouteId::ReadAllNotifications, Method::POST, "/v1/notifications/read-all", Function::ConnectionsApi, true),
+    route(RouteId::ReadNotification, Method::POST, "/v1/notifications/{id}/read", Function::ConnectionsApi, true),
+    route(RouteId::ListMembers, Method::GET, "/v1/members", Function::ConnectionsApi, true),
+    route(RouteId::UpdateMe, Method::PATCH, "/v1/members/me", Function::ConnectionsApi, true),
+    route(RouteId::UpsertMember, Method::PUT, "/v1/members/{user_id}", Function::ConnectionsApi, true),
+];
+
+pub type Params = HashMap<&'static str, String>;
+
+fn match_path(template: &'static str, path: &str) -> Option<Params> {
+    let mut params = Params::new();
+    let mut t = template.split('/');
+    let mut p = path.split('/');
+    loop {
+        match (t.next(), p.next()) {
+            (None, None) => return Some(params),
+            (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    if ps.is_empty() {
+                        return None;
+                    }
+                    params.insert(name, ps.to_owned());
+                } else if ts != ps {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route of a request: `RouteNotFound`, or `MethodNotAllowed` when
+/// the path exists with other methods.
+pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params), Error> {
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let mut path_known = false;
+    for r in ROUTES {
+        if let Some(params) = match_path(r.path, path) {
+            if r.method == method {
+                return Ok((r, params));
+            }
+            path_known = true;
+        }
+    }
+    Err(if path_known { Error::MethodNotAllowed } else { Error::RouteNotFound })
+}
+
+/// JSON response with the given status.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .header("x-content-type-options", "nosniff")
+        .body(Body::Text(value.to_string()))
+        .expect("static response parts are valid")
+}
+
+/// Handles one request for one function: the entry point of every HTTP
+/// Lambda and of the local gateway.
+pub async fn handle(app: &App, function: Function, request: Request) -> Response<Body> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let found = find_route(&method, &path).and_then(|(route, params)| {
+        if route.function == function {
+            Ok((route, params))
+        } else {
+            Err(Error::RouteNotFound)
+        }
+    });
+    let (route_id, result) = match found {
+        Ok((route, params)) => (Some(route.id), handlers::dispatch(app, route, params, request).await),
+        Err(e) => (None, Err(e)),
+    };
+    let response = result.unwrap_or_else(|e| error::response(&e));
+    tracing::info!(
+        function = function.name(),
+        method = %method,
+        route = ?route_id,
+        status = response.status().as_u16(),
+        "request"
+    );
+    response
+}
+
+/// A `lambda_http` service for one function (what each HTTP `main` runs).
+pub fn service(
+    app: App,
+    function: Function,
+) -> impl lambda_http::Service<Request, Response = Response<Body>, Error = std::convert::Infallible, Future: Send> {
+    lambda_http::service_fn(move |request: Request| {
+        let app = app.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(&app, function, request).await) }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_match_exactly() {
+        let (r, p) = find_route(&Method::GET, "/v1/connections/conn_1").unwrap();
+        assert_eq!(r.id, RouteId::GetConnection);
+        assert_eq!(p["id"], "conn_1");
+        assert_eq!(find_route(&Method::GET, "/v1/connections/").unwrap().0.id, RouteId::ListConnections);
+        assert_eq!(find_route(&Method::POST, "/v1/connections/api-key").unwrap().0.id, RouteId::ApiKeyConnect);
+        assert!(matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed)));
+        assert!(matches!(find_route(&Method::GET, "/v1/connections/x/y"), Err(Error::RouteNotFound)));
+        assert!(matches!(find_route(&Method::GET, "/v2/providers"), Err(Error::RouteNotFound)));
+    }
+}

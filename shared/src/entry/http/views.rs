@@ -1,0 +1,117 @@
+//! What the API shows of each entity: never a secret, never a vault name.
+
+use serde_json::{json, Value};
+
+use crate::catalog::PlatformEntry;
+use crate::domain::{Authorization, Connection, Credential, Notification, Status};
+
+fn status(s: &Status) -> Value {
+    json!({"state": s.state_name(), "reason": s.reason_code()})
+}
+
+pub fn provider(e: &PlatformEntry) -> Value {
+    json!({
+        "id": e.id,
+        "name": e.name,
+        "category": e.category,
+        "method": e.method,
+        "roles": e.roles,
+        "required_role": e.required_role,
+        "docs_url": e.docs_url,
+        "credentials": e.credentials,
+        "params": e.params.iter().map(|p| json!({"name": p.name, "label": p.label, "pattern": p.pattern, "example": p.example, "help": p.help})).collect::<Vec<_>>(),
+        "key_fields": e.api_key.as_ref().map(|k| k.fields.iter().map(|f| json!({"name": f.name, "label": f.label, "secret": f.secret, "pattern": f.pattern})).collect::<Vec<_>>()),
+        "key_help": e.api_key.as_ref().and_then(|k| k.help.clone()),
+        "scopes": e.oauth.as_ref().map(|o| o.default_scopes.clone()).unwrap_or_default(),
+        "streams": e.streams.iter().map(|s| json!({"name": s.name, "default_selected": s.default_selected})).collect::<Vec<_>>(),
+        "sandbox": e.sandbox,
+        "note": e.note,
+    })
+}
+
+pub fn connection(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Value {
+    let credential = match &c.credential {
+        Credential::Authorization { authorization_id } => {
+            json!({"kind": "authorization", "authorization_id": authorization_id})
+        }
+        Credential::ApiKey { hint, last_verified_at, .. } => {
+            json!({"kind": "api_key", "hint": format!("…{hint}"), "last_verified_at": last_verified_at})
+        }
+        Credential::FileUpload => json!({"kind": "file_upload"}),
+    };
+    json!({
+        "id": c.id,
+        "platform": c.platform,
+        "name": c.name,
+        "role": c.role,
+        "client": c.client,
+        "credential": credential,
+        "account": c.account,
+        "params": c.params,
+        "status": status(&c.status),
+        "streams": c.streams,
+                "progress": c.cursors.iter().map(|(k, v)| (k.clone(), json!({
+            "records": v.records,
+            "pages": v.pages,
+            "records_this_run": v.records_this_run,
+            "pages_this_run": v.pages_this_run,
+            "total": v.total,
+            "percent": v.total.filter(|t| *t > 0).map(|t| (v.records_this_run.min(t) * 100 / t) as u8),
+            "complete": v.complete,
+            "updated_at": v.updated_at,
+        }))).collect::<serde_json::Map<_, _>>(),
+        "sync": c.running.as_ref().map(|r| json!({"run_id": r.id, "kind": r.kind, "started_at": r.started_at})),
+        "initial_sync_done": c.initial_sync_done,
+        "upload_schedule": c.upload_schedule,
+        "upload_overdue": c.upload_schedule.is_some_and(|s| c.last_synced_at.unwrap_or(c.created_at) + s.overdue_after() < now),
+        "last_synced_at": c.last_synced_at,
+        "last_error": c.last_error,
+        "created_at": c.created_at,
+        "updated_at": c.updated_at,
+    })
+}
+
+pub fn authorization(a: &Authorization, used_by: &[&Connection]) -> Value {
+    json!({
+        "id": a.id,
+        "platform": a.platform,
+        "name": a.name,
+        "account": a.account,
+        "scopes": a.scopes,
+        "params": a.params,
+        "status": status(&a.status),
+        "expiry": a.expiry,
+        "last_refreshed_at": a.last_refreshed_at,
+        "created_by": a.created_by,
+        "created_at": a.created_at,
+        "connections": used_by.iter().map(|c| json!({"id": c.id, "name": c.name, "client": c.client, "status": status(&c.status)})).collect::<Vec<_>>(),
+    })
+}
+
+pub fn notification(n: &Notification) -> Value {
+    serde_json::to_value(n).unwrap_or(Value::Null)
+}
+
+pub fn upload(u: &crate::domain::upload::Upload) -> Value {
+    let report = u.report.as_ref();
+    json!({
+        "id": u.id,
+        "connection_id": u.connection_id,
+        "state": u.state,
+        "source": u.source,
+        "period": u.period,
+        "import_valid_rows": u.import_valid_rows,
+        "bytes": report.map(|r| r.bytes),
+        "rows": report.map(|r| r.rows),
+        "valid_rows": report.map(|r| r.valid_rows),
+        "error_total": report.map(|r| r.error_total),
+        "errors": report.map(|r| r.errors.clone()).unwrap_or_default(),
+        "file_error": u.file_error,
+        "first_date": report.and_then(|r| r.first_date),
+        "last_date": report.and_then(|r| r.last_date),
+        "duplicate_of": u.duplicate_of,
+        "replaced_by": u.replaced_by,
+        "created_at": u.created_at,
+        "finished_at": u.finished_at,
+    })
+}

@@ -1,0 +1,128 @@
+//! Named authorizations: several per platform in a workspace, shared by the
+//! connections (data sources and export destinations) that choose them.
+
+use serde::Deserialize;
+
+use super::disconnect::disconnect_connection;
+use super::refresh::tokens_of;
+use super::App;
+use crate::catalog::AuthMethod;
+use crate::domain::error::Error;
+use crate::domain::ids::*;
+use crate::domain::input::{check_client, check_name, select_streams, ClientInput};
+use crate::domain::messages::SyncJob;
+use crate::domain::*;
+
+/// The body of `POST /v1/connections`: a data source or destination on an
+/// existing authorization. The member needs no platform permission of their
+/// own: the connection uses the grant of the member who authorized.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub authorization_id: String,
+    pub name: String,
+    #[serde(default)]
+    pub role: Option<ConnectionRole>,
+    #[serde(default)]
+    pub client: Option<ClientInput>,
+    #[serde(default)]
+    pub selected_streams: Option<Vec<String>>,
+}
+
+pub async fn create_connection(app: &App, caller: &Caller, request: CreateRequest) -> Result<Connection, Error> {
+    caller.require(Role::Staff)?;
+    let auth =
+        app.repo.authorization(&caller.workspace_id, &AuthorizationId::parse(&request.authorization_id)?).await?.value;
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    let role = request.role.unwrap_or(ConnectionRole::Source);
+    if !entry.roles.contains(&role) {
+        return Err(Error::invalid("role", format!("{} does not take this role", entry.name)));
+    }
+    let mut streams = entry.default_streams();
+    if let Some(selected) = &request.selected_streams {
+        select_streams(&mut streams, selected, &entry.name)?;
+    }
+    let now = app.clock.now();
+    let client = check_client(request.client.as_ref())?;
+    // Destinations receive exports; they have nothing to sync.
+    let streams = if role == ConnectionRole::Source { streams } else { vec![] };
+    let name = check_name(&request.name)?;
+    let credential = Credential::Authorization { authorization_id: auth.id.clone() };
+    let mut c = Connection::new(
+        caller.workspace_id.clone(),
+        auth.platform.clone(),
+        name,
+        role,
+        client,
+        credential,
+        streams,
+        caller.user_id.clone(),
+        now,
+    );
+    match auth.status {
+        Status::Connected => {
+            c.apply(Event::CredentialsAccepted, now)?;
+            if role == ConnectionRole::Destination {
+                c.apply(Event::InitialSyncCompleted, now)?;
+            }
+        }
+        Status::Disconnected { reason } => {
+            c.apply(Event::CredentialsLost(reason), now)?;
+        }
+        _ => {}
+    }
+    app.repo.create(&c).await?;
+    if c.status == Status::InitialSyncInProgress {
+        app.send(&SyncJob::start(&c, SyncKind::Initial), 0).await?;
+    }
+    Ok(c)
+}
+
+/// `PATCH /v1/authorizations/{id}`: rename in place.
+pub async fn rename(app: &App, caller: &Caller, id: &AuthorizationId, name: &str) -> Result<Authorization, Error> {
+    caller.require(Role::Staff)?;
+    let current = app.repo.authorization(&caller.workspace_id, id).await?;
+    let mut a = current.value;
+    a.name = check_name(name)?;
+    a.updated_at = app.clock.now();
+    app.repo.save(&a, current.version).await?;
+    Ok(a)
+}
+
+/// `DELETE /v1/authorizations/{id}` (admin): disconnects what used it
+/// (`authorization_removed`), revokes it at the platform where it can be,
+/// deletes its secret, then the authorization.
+pub async fn remove(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<usize, Error> {
+    caller.require(Role::Admin)?;
+    let current = app.repo.authorization(&caller.workspace_id, id).await?;
+    let auth = current.value.clone();
+    let mut disconnected = 0;
+    for c in app.repo.connections_of(&caller.workspace_id, id).await? {
+        let was = c.value.status;
+        disconnect_connection(app, &c.value, DisconnectReason::AuthorizationRemoved).await?;
+        if !matches!(was, Status::Disconnected { .. }) {
+            disconnected += 1;
+        }
+    }
+    if let Err(e) = revoke_at_platform(app, &auth).await {
+        tracing::warn!(authorization = %id, error = %e, "revocation at the platform failed; the grant is removed here");
+    }
+    app.vault.delete(&auth.secret.0).await?;
+    let latest = app.repo.authorization(&caller.workspace_id, id).await?;
+    app.repo.delete(&latest.value, latest.version).await?;
+    tracing::info!(authorization = %id, disconnected, "authorization removed");
+    Ok(disconnected)
+}
+
+/// RFC 7009 revocation, where the catalog has a revoke URL.
+async fn revoke_at_platform(app: &App, auth: &Authorization) -> Result<(), Error> {
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    let (Some(spec), AuthMethod::Oauth2) = (&entry.oauth, entry.method) else { return Ok(()) };
+    if spec.revoke_url.is_none() {
+        return Ok(());
+    }
+    let Ok(tokens) = tokens_of(app, auth).await else { return Ok(()) };
+    let creds = app.app_credentials(entry, &auth.workspace_id).await?;
+    let token = tokens.refresh_token.clone().unwrap_or(tokens.access_token.clone());
+    app.token_client().revoke(entry, &auth.params, &creds, &token).await
+}

@@ -1,0 +1,147 @@
+//! API-key connect: a key is checked with the platform's cheap validation
+//! request (from the catalog) before anything is stored; a valid key goes
+//! to the vault only, and the connection shows a 4-character hint.
+
+use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use super::App;
+use crate::catalog::{AuthMethod, PlatformEntry};
+use crate::domain::error::Error;
+use crate::domain::ids::*;
+use crate::domain::input::{check_client, check_name, ClientInput};
+use crate::domain::messages::SyncJob;
+use crate::domain::*;
+use crate::platform::api_key::{check_fields, secret_json, validate};
+
+/// The body of `POST /v1/connections/api-key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectRequest {
+    pub platform: String,
+    pub name: String,
+    /// Field name → value, as the catalog's `key_fields` list them.
+    pub credentials: BTreeMap<String, SecretString>,
+    #[serde(default)]
+    pub client: Option<ClientInput>,
+    /// Create a second connection even if this key is already connected.
+    #[serde(default)]
+    pub allow_duplicate: bool,
+}
+
+/// The body of `PUT /v1/connections/{id}/api-key`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceRequest {
+    pub credentials: BTreeMap<String, SecretString>,
+}
+
+fn api_key_entry<'a>(app: &'a App, platform: &str) -> Result<&'a PlatformEntry, Error> {
+    let entry = app.catalog.get(platform)?;
+    if entry.method != AuthMethod::ApiKey || entry.api_key.is_none() {
+        let method = if matches!(entry.method, AuthMethod::Oauth2 | AuthMethod::Oauth1) {
+            "an API key (it uses OAuth)"
+        } else {
+            "an API key (it takes file uploads)"
+        };
+        return Err(Error::WrongAuthMethod { platform: entry.name.clone(), method });
+    }
+    Ok(entry)
+}
+
+/// What `connect` did.
+pub struct Outcome {
+    pub connection: Connection,
+    /// True when the same key was already connected and nothing was created.
+    pub existing: bool,
+}
+
+/// `POST /v1/connections/api-key`.
+pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Result<Outcome, Error> {
+    caller.require(Role::Staff)?;
+    let entry = api_key_entry(app, &request.platform)?;
+    let name = check_name(&request.name)?;
+    let client = check_client(request.client.as_ref())?;
+    let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
+    if !request.allow_duplicate {
+        let existing = app.repo.list::<Connection>(&caller.workspace_id).await?.into_iter().map(|v| v.value).find(|c| {
+            c.platform == entry.id && matches!(&c.credential, Credential::ApiKey { fingerprint, .. } if fingerprint == &key.fingerprint)
+        });
+        if let Some(connection) = existing {
+            return Ok(Outcome { connection, existing: true });
+        }
+    }
+    let account = validate(app.http.as_ref(), entry, &key).await?;
+    let now = app.clock.now();
+    let mut connection = Connection::new(
+        caller.workspace_id.clone(),
+        entry.id.clone(),
+        name,
+        ConnectionRole::Source,
+        client,
+        Credential::FileUpload,
+        entry.default_streams(),
+        caller.user_id.clone(),
+        now,
+    );
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, &caller.workspace_id, connection.id.as_str());
+    connection.credential = Credential::ApiKey {
+        secret: secret.clone(),
+        hint: key.hint.clone(),
+        last_verified_at: now,
+        fingerprint: key.fingerprint.clone(),
+    };
+    connection.account = account;
+    connection.params = key.params.clone();
+    connection.apply(Event::CredentialsAccepted, now)?;
+    app.vault_first(&secret, &secret_json(&key), app.repo.create(&connection)).await?;
+    app.send_or_log(&SyncJob::start(&connection, SyncKind::Initial), "initial sync").await;
+    tracing::info!(platform = %entry.id, connection = %connection.id, "api key connected");
+    Ok(Outcome { connection, existing: false })
+}
+
+/// `PUT /v1/connections/{id}/api-key`: validates the new key first; the old
+/// one stays in force until the new one passes. History and cursors stay;
+/// a connection disconnected for its key is reconnected.
+pub async fn replace(
+    app: &App,
+    caller: &Caller,
+    id: &ConnectionId,
+    request: ReplaceRequest,
+) -> Result<Connection, Error> {
+    caller.require(Role::Staff)?;
+    let current = app.repo.connection(&caller.workspace_id, id).await?;
+    let entry = api_key_entry(app, current.value.platform.as_str())?;
+    let Credential::ApiKey { secret, .. } = &current.value.credential else {
+        return Err(Error::invalid("connection", "this connection does not use an API key"));
+    };
+    let secret = secret.clone();
+    let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
+    let account = validate(app.http.as_ref(), entry, &key).await?;
+    let now: DateTime<Utc> = app.clock.now();
+    let mut c = current.value.clone();
+    c.credential = Credential::ApiKey {
+        secret: secret.clone(),
+        hint: key.hint.clone(),
+        last_verified_at: now,
+        fingerprint: key.fingerprint.clone(),
+    };
+    c.params = key.params.clone();
+    if account.is_some() {
+        c.account = account;
+    }
+    if c.is_broken() {
+        c.apply(Event::Reconnected { initial_sync_done: c.initial_sync_done }, now)?;
+    }
+    c.updated_at = now;
+    // The new key replaces the old only now that it has passed.
+    app.vault.put(&secret.0, &secret_json(&key)).await?;
+    app.repo.save(&c, current.version).await?;
+    if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
+        app.send_or_log(&SyncJob::next_run(&c), "sync after a key replacement").await;
+    }
+    tracing::info!(connection = %c.id, "api key replaced");
+    Ok(c)
+}

@@ -1,0 +1,135 @@
+//! The connections of a workspace: listed (filtered and sorted), read,
+//! changed (name, streams, upload schedule, the authorization it uses) and
+//! removed. Moving a disconnected connection to a working authorization
+//! brings it back and resumes its sync.
+
+use serde::Deserialize;
+
+use super::App;
+use crate::domain::error::Error;
+use crate::domain::ids::*;
+use crate::domain::input::{check_name, select_streams};
+use crate::domain::messages::SyncJob;
+use crate::domain::*;
+
+/// Filters and order of `GET /v1/connections`.
+#[derive(Clone, Debug, Default)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub platform: Option<String>,
+    pub client: Option<String>,
+    /// `status` (default), `platform`, `client` or `last_synced`.
+    pub sort: Option<String>,
+}
+
+/// The connections of the caller's workspace. Default order: disconnected
+/// first, then errors, then the rest; newest first within.
+pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<Connection>, Error> {
+    let mut list: Vec<Connection> = app
+        .repo
+        .list::<Connection>(&caller.workspace_id)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|c| query.status.as_deref().is_none_or(|s| c.status.state_name() == s))
+        .filter(|c| query.platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
+        .filter(|c| query.client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
+        .collect();
+    let rank = |c: &Connection| match c.status.state_name() {
+        "disconnected" => 0,
+        "error" => 1,
+        "pending_authorization" => 2,
+        "initial_sync_in_progress" => 3,
+        _ => 4,
+    };
+    match query.sort.as_deref().unwrap_or("status") {
+        "status" => list.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.created_at.cmp(&a.created_at))),
+        "platform" => list.sort_by(|a, b| a.platform.cmp(&b.platform).then(a.name.cmp(&b.name))),
+        "client" => list.sort_by(|a, b| {
+            let name = |c: &Connection| c.client.as_ref().map(|cl| cl.name.to_lowercase());
+            name(a).is_none().cmp(&name(b).is_none()).then(name(a).cmp(&name(b)))
+        }),
+        "last_synced" => list.sort_by_key(|c| c.last_synced_at),
+        _ => return Err(Error::invalid("sort", "must be status, platform, client or last_synced")),
+    }
+    Ok(list)
+}
+
+pub async fn get(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connection, Error> {
+    Ok(app.repo.connection(&caller.workspace_id, id).await?.value)
+}
+
+/// The body of `PATCH /v1/connections/{id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Patch {
+    pub name: Option<String>,
+    /// Names of the streams to sync.
+    pub selected_streams: Option<Vec<String>>,
+    /// File connections: `daily`, `weekly`, `monthly`, or null for none.
+    #[serde(default)]
+    pub upload_schedule: Option<serde_json::Value>,
+    /// OAuth connections: use another authorization of the same platform
+    /// (after one was removed); a disconnected connection resumes.
+    #[serde(default)]
+    pub authorization_id: Option<String>,
+}
+
+/// `PATCH /v1/connections/{id}`.
+pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) -> Result<Connection, Error> {
+    caller.require(Role::Staff)?;
+    let current = app.repo.connection(&caller.workspace_id, id).await?;
+    let mut c = current.value;
+    if let Some(name) = &patch.name {
+        c.name = check_name(name)?;
+    }
+    if let Some(selected) = &patch.selected_streams {
+        select_streams(&mut c.streams, selected, "this connection")?;
+    }
+    let mut resume = false;
+    if let Some(auth_id) = &patch.authorization_id {
+        if !matches!(c.credential, Credential::Authorization { .. }) {
+            return Err(Error::invalid("authorization_id", "only OAuth connections use an authorization"));
+        }
+        let auth = app.repo.authorization(&caller.workspace_id, &AuthorizationId::parse(auth_id)?).await?.value;
+        if auth.platform != c.platform {
+            return Err(Error::invalid(
+                "authorization_id",
+                format!("the authorization is for {}, not {}", auth.platform, c.platform),
+            ));
+        }
+        if !auth.status.has_credentials() && auth.status != Status::Connected {
+            return Err(Error::invalid("authorization_id", "that authorization is disconnected; reconnect it first"));
+        }
+        c.credential = Credential::Authorization { authorization_id: auth.id.clone() };
+        if matches!(c.status, Status::Disconnected { .. }) {
+            c.apply(Event::Reconnected { initial_sync_done: c.initial_sync_done }, app.clock.now())?;
+            resume = c.role == ConnectionRole::Source;
+        }
+    }
+    if let Some(schedule) = patch.upload_schedule {
+        if !matches!(c.credential, Credential::FileUpload) {
+            return Err(Error::invalid("upload_schedule", "only file connections have an upload schedule"));
+        }
+        c.upload_schedule = serde_json::from_value(schedule)
+            .map_err(|_| Error::invalid("upload_schedule", "must be daily, weekly, monthly or null"))?;
+    }
+    c.updated_at = app.clock.now();
+    app.repo.save(&c, current.version).await?;
+    if resume {
+        app.send(&SyncJob::next_run(&c), 0).await?;
+    }
+    Ok(c)
+}
+
+/// `DELETE /v1/connections/{id}`: its own key dies with it; a shared
+/// authorization stays.
+pub async fn remove(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(), Error> {
+    caller.require(Role::Staff)?;
+    let current = app.repo.connection(&caller.workspace_id, id).await?;
+    app.repo.delete(&current.value, current.version).await?;
+    if let Credential::ApiKey { secret, .. } = &current.value.credential {
+        app.vault.delete(&secret.0).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Losing a grant or a key: the authorization and every connection that
+//! uses it move to disconnected (with the reason) once; one alert names
+//! every connection it took down, and a second call changes nothing.
+
+use super::App;
+use crate::domain::error::Error;
+use crate::domain::ids::*;
+use crate::domain::messages::AlertEvent;
+use crate::domain::*;
+use crate::store::Change;
+
+/// Disconnects an authorization and every connection that uses it, each
+/// once (a second call changes nothing and raises no second alert).
+pub async fn disconnect_authorization(
+    app: &App,
+    ws: &WorkspaceId,
+    id: &AuthorizationId,
+    reason: DisconnectReason,
+) -> Result<(), Error> {
+    let now = app.clock.now();
+    let (was_connected, _) = app
+        .repo
+        .update_authorization(ws, id, |auth| {
+            if matches!(auth.status, Status::Disconnected { .. }) {
+                return Ok(Change::Keep(false));
+            }
+            auth.apply(Event::CredentialsLost(reason), now)?;
+            auth.next_check_at = None;
+            auth.refresh_lease = None;
+            Ok(Change::Save(true))
+        })
+        .await?;
+    let mut newly = Vec::new();
+    for c in app.repo.connections_of(ws, id).await? {
+        let id_of = c.value.id.clone();
+        if mark_disconnected(app, &c.value, reason).await? {
+            newly.push(id_of);
+        }
+    }
+    if was_connected || !newly.is_empty() {
+        // One alert for the grant, naming every connection it took down.
+        let event = AlertEvent::AuthorizationDisconnected {
+            workspace_id: ws.clone(),
+            authorization_id: id.clone(),
+            connection_ids: newly,
+            reason: reason.code().to_owned(),
+        };
+        app.send_or_log(&event, "disconnection alert").await;
+    }
+    Ok(())
+}
+
+/// Disconnects one connection (if it is not already) and raises its alert.
+pub async fn disconnect_connection(app: &App, c: &Connection, reason: DisconnectReason) -> Result<(), Error> {
+    let (ws, id) = (c.workspace_id.clone(), c.id.clone());
+    if mark_disconnected(app, c, reason).await? {
+        let event = AlertEvent::ConnectionDisconnected {
+            workspace_id: ws,
+            connection_id: id.clone(),
+            reason: reason.code().to_owned(),
+        };
+        app.send_or_log(&event, "disconnection alert").await;
+    }
+    Ok(())
+}
+
+/// Moves a connection to disconnected; false if it already was.
+async fn mark_disconnected(app: &App, c: &Connection, reason: DisconnectReason) -> Result<bool, Error> {
+    let (newly, _) = app
+        .repo
+        .update_connection(&c.workspace_id, &c.id, |c| {
+            if matches!(c.status, Status::Disconnected { .. }) {
+                return Ok(Change::Keep(false));
+            }
+            c.apply(Event::CredentialsLost(reason), app.clock.now())?;
+            Ok(Change::Save(true))
+        })
+        .await?;
+    if newly {
+        tracing::warn!(connection = %c.id, reason = reason.code(), "connection disconnected");
+    }
+    Ok(newly)
+}

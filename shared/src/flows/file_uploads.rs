@@ -1,0 +1,516 @@
+//! File-upload connections (custom costs): uploads by hand, by presigned
+//! URL for large files, or by an automation token; all-or-nothing
+//! ingestion; duplicate content recognised; a period replaced whole.
+//!
+//! Valid rows are written as JSON Lines parts under
+//! `costs/{workspace}/{connection}/{upload}/` while the file streams through
+//! the validator; the upload's item turning `ingested` is the commit. A file
+//! with errors is rejected whole (its parts deleted) unless the user chose to
+//! import the valid rows.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::App;
+use crate::catalog::AuthMethod;
+use crate::costs::{self, FileError, Limits, Options, Report};
+use crate::domain::error::{Error, StoreError};
+use crate::domain::ids::*;
+use crate::domain::input::{check_client, check_name, ClientInput};
+use crate::domain::upload::*;
+use crate::domain::*;
+use crate::store::uploads::ContentClaim;
+use crate::store::{keys, Change, Versioned};
+
+/// A file connection of the caller's workspace.
+pub async fn file_connection(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<Versioned<Connection>, Error> {
+    let c = app.repo.connection(ws, id).await?;
+    if !matches!(c.value.credential, Credential::FileUpload) {
+        return Err(Error::invalid("connection", "this connection does not take file uploads"));
+    }
+    Ok(c)
+}
+
+/// The body of `POST /v1/connections/file-upload`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub platform: String,
+    pub name: String,
+    #[serde(default)]
+    pub client: Option<ClientInput>,
+    #[serde(default)]
+    pub upload_schedule: Option<UploadSchedule>,
+}
+
+/// `POST /v1/connections/file-upload`: a connection that takes files. It
+/// waits for its first file in `pending_authorization`.
+pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Result<Connection, Error> {
+    caller.require(Role::Staff)?;
+    let entry = app.catalog.get(&request.platform)?;
+    if entry.method != AuthMethod::FileUpload {
+        return Err(Error::WrongAuthMethod { platform: entry.name.clone(), method: "file uploads" });
+    }
+    let now = app.clock.now();
+    let client = check_client(request.client.as_ref())?;
+    let mut connection = Connection::new(
+        caller.workspace_id.clone(),
+        entry.id.clone(),
+        check_name(&request.name)?,
+        ConnectionRole::Source,
+        client,
+        Credential::FileUpload,
+        vec![StreamSelection { name: "costs".into(), selected: true }],
+        caller.user_id.clone(),
+        now,
+    );
+    connection.upload_schedule = request.upload_schedule;
+    app.repo.create(&connection).await?;
+    Ok(connection)
+}
+
+/// Validates a stream and stages its valid rows, in constant memory: one
+/// thread validates, a second serializes batches of valid rows as JSON Lines
+/// parts, and the async side stores each part; bounded channels keep at most
+/// a few batches in flight whatever the file's size.
+async fn stage(
+    app: &App,
+    upload: &Upload,
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    limits: Limits,
+) -> (Result<Report, FileError>, Vec<String>) {
+    let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Vec<costs::CostRow>>(1);
+    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let options = Options { period: upload.period };
+    // Large reads: each read of a file or S3 stream is one round trip.
+    let bridge = tokio_util::io::SyncIoBridge::new(tokio::io::BufReader::with_capacity(1 << 20, reader));
+    let validation = tokio::task::spawn_blocking(move || {
+        let mut batch = Vec::with_capacity(PART_ROWS);
+        let result = costs::validate(bridge, limits, &options, |row| {
+            batch.push(row);
+            if batch.len() == PART_ROWS {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(PART_ROWS));
+                rows_tx.send(full).map_err(|_| std::io::Error::other("staging stopped"))?;
+            }
+            Ok(())
+        });
+        if result.is_ok() && !batch.is_empty() {
+            let _ = rows_tx.send(batch);
+        }
+        result
+    });
+    let serializer = tokio::task::spawn_blocking(move || {
+        for rows in rows_rx {
+            let mut out = Vec::with_capacity(rows.len() * 160);
+            for row in &rows {
+                row.write_json_line(&mut out);
+            }
+            if bytes_tx.blocking_send(out).is_err() {
+                return;
+            }
+        }
+    });
+    let mut parts = Vec::new();
+    let mut write_error = None;
+    while let Some(bytes) = bytes_rx.recv().await {
+        if write_error.is_some() {
+            continue;
+        }
+        let key = keys::upload_part(upload, parts.len() + 1);
+        match app.sink.put(&key, bytes::Bytes::from(bytes), "application/x-ndjson").await {
+            Ok(()) => parts.push(key),
+            Err(e) => write_error = Some(e.to_string()),
+        }
+    }
+    let _ = serializer.await;
+    let result = match validation.await {
+        Ok(r) => r,
+        Err(e) => Err(FileError { code: "internal_error".into(), message: format!("validation stopped: {e}") }),
+    };
+    match write_error {
+        Some(e) => {
+            tracing::error!(upload = %upload.id, error = %e, "staging failed");
+            (
+                Err(FileError {
+                    code: "storage_unavailable".into(),
+                    message: "The file could not be stored; try again.".into(),
+                }),
+                parts,
+            )
+        }
+        None => (result, parts),
+    }
+}
+
+async fn discard(app: &App, parts: &[String]) {
+    for key in parts {
+        if let Err(e) = app.sink.delete(key).await {
+            tracing::warn!(error = %e, "a staged part was not deleted");
+        }
+    }
+}
+
+/// Takes a file for an upload: validate, stage, and commit or reject.
+/// Returns the upload as it ended.
+pub async fn ingest(
+    app: &App,
+    mut upload: Upload,
+    version: u64,
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    limits: Limits,
+) -> Result<Upload, Error> {
+    let (result, parts) = stage(app, &upload, reader, limits).await;
+    let now = app.clock.now();
+    upload.finished_at = Some(now);
+    match result {
+        Err(file_error) => {
+            discard(app, &parts).await;
+            upload.state = UploadState::Rejected;
+            upload.file_error = Some(file_error);
+        }
+        Ok(report) if report.valid_rows == 0 || (report.error_total > 0 && !upload.import_valid_rows) => {
+            discard(app, &parts).await;
+            upload.state = UploadState::Rejected;
+            upload.report = Some(report);
+        }
+        Ok(report) => return commit(app, upload, version, report, parts).await,
+    }
+    app.repo.save(&upload, version).await?;
+    Ok(upload)
+}
+
+/// An upload of the same connection, by the id a claim or pointer holds.
+async fn upload_by_id(app: &App, upload: &Upload, id: &str) -> Option<Versioned<Upload>> {
+    let id = UploadId::parse(id).ok()?;
+    app.repo.upload(&upload.workspace_id, &upload.connection_id, &id).await.ok()
+}
+
+async fn commit(
+    app: &App,
+    mut upload: Upload,
+    version: u64,
+    report: Report,
+    parts: Vec<String>,
+) -> Result<Upload, Error> {
+    let ws = upload.workspace_id.clone();
+    // 1. Claim the content: the same bytes are ingested once per connection.
+    let claim = match app.repo.claim_content(&ws, &upload.connection_id, &report.sha256, &upload.id).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            discard(app, &parts).await;
+            return Err(e);
+        }
+    };
+    if let ContentClaim::HeldBy { holder, version: claim_version } = claim {
+        let live = upload_by_id(app, &upload, &holder).await.is_some_and(|u| u.value.state == UploadState::Ingested);
+        if live {
+            discard(app, &parts).await;
+            upload.state = UploadState::Duplicate;
+            upload.duplicate_of = UploadId::parse(&holder).ok();
+            upload.report = Some(report);
+            app.repo.save(&upload, version).await?;
+            return Ok(upload);
+        }
+        // The holder was replaced, rejected or never finished: take the claim over.
+        let retaken =
+            app.repo.retake_content(&ws, &upload.connection_id, &report.sha256, &upload.id, claim_version).await;
+        if let Err(e) = retaken {
+            discard(app, &parts).await;
+            return Err(e);
+        }
+    }
+    // 2. The period now points at this upload; the one before is replaced.
+    let mut replaced = None;
+    if let Some(period) = upload.period {
+        match app.repo.point_period(&ws, &upload.connection_id, &String::from(period), &upload.id).await {
+            Ok(previous) => replaced = previous,
+            Err(e) => {
+                discard(app, &parts).await;
+                return Err(e);
+            }
+        }
+    }
+    // 3. The commit point.
+    upload.state = UploadState::Ingested;
+    upload.parts = parts;
+    let rows = report.valid_rows;
+    upload.report = Some(report);
+    app.repo.save(&upload, version).await?;
+    if let Some(old) = replaced.filter(|id| id != upload.id.as_str()) {
+        if let Some(mut previous) = upload_by_id(app, &upload, &old).await {
+            previous.value.state = UploadState::Replaced;
+            previous.value.replaced_by = Some(upload.id.clone());
+            if let Err(e) = app.repo.save(&previous.value, previous.version).await {
+                tracing::error!(upload = %old, error = %e, "replaced upload not marked");
+            }
+        }
+    }
+    // 4. The connection shows the last upload.
+    record_on_connection(app, &upload, rows).await?;
+    tracing::info!(upload = %upload.id, rows, "upload ingested");
+    Ok(upload)
+}
+
+async fn record_on_connection(app: &App, upload: &Upload, rows: u64) -> Result<(), Error> {
+    app.repo
+        .update_connection(&upload.workspace_id, &upload.connection_id, |c| {
+            let now = app.clock.now();
+            match c.status {
+                Status::PendingAuthorization => {
+                    c.apply(Event::CredentialsAccepted, now)?;
+                    c.apply(Event::InitialSyncCompleted, now)?;
+                }
+                Status::InitialSyncInProgress => c.apply(Event::InitialSyncCompleted, now)?,
+                Status::Connected | Status::Error { .. } => c.apply(Event::SyncSucceeded, now)?,
+                Status::Disconnected { .. } => c.apply(Event::Reconnected { initial_sync_done: true }, now)?,
+            }
+            let cursor = c.cursors.entry("costs".into()).or_default();
+            cursor.records += rows;
+            cursor.complete = true;
+            cursor.updated_at = Some(now);
+            Ok(Change::Save(()))
+        })
+        .await?;
+    Ok(())
+}
+
+/// A new upload item for a file about to arrive.
+pub async fn begin(
+    app: &App,
+    ws: &WorkspaceId,
+    connection: &ConnectionId,
+    source: UploadSource,
+    options: &UploadOptions,
+    by: Option<UserId>,
+) -> Result<Upload, Error> {
+    let upload = Upload {
+        id: UploadId::generate(),
+        workspace_id: ws.clone(),
+        connection_id: connection.clone(),
+        state: UploadState::AwaitingFile,
+        source,
+        period: options.period,
+        import_valid_rows: options.import_valid_rows,
+        report: None,
+        file_error: None,
+        parts: vec![],
+        duplicate_of: None,
+        replaced_by: None,
+        created_by: by,
+        created_at: app.clock.now(),
+        finished_at: None,
+    };
+    app.repo.create(&upload).await?;
+    Ok(upload)
+}
+
+/// A file whose bytes are all here (direct and automation uploads).
+pub async fn ingest_bytes(
+    app: &App,
+    ws: &WorkspaceId,
+    connection: &ConnectionId,
+    source: UploadSource,
+    options: &UploadOptions,
+    by: Option<UserId>,
+    body: Vec<u8>,
+) -> Result<Upload, Error> {
+    if body.len() as u64 > DIRECT_LIMITS.max_bytes {
+        return Err(Error::PayloadTooLarge { limit: DIRECT_LIMITS.max_bytes as usize });
+    }
+    let upload = begin(app, ws, connection, source, options, by).await?;
+    ingest(app, upload, 1, Box::new(std::io::Cursor::new(body)), DIRECT_LIMITS).await
+}
+
+/// A presigned file landed (S3 event, or the local stack's upload route).
+pub async fn process_landed(app: &App, key: &str) -> Result<Option<Upload>, Error> {
+    let Some((ws, conn, upload_id)) = keys::parse_upload_object(key) else { return Ok(None) };
+    let current = match app.repo.upload(&ws, &conn, &upload_id).await {
+        Ok(u) => u,
+        Err(Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if current.value.state != UploadState::AwaitingFile {
+        // A redelivered event: the file was already taken.
+        return Ok(Some(current.value));
+    }
+    let Some(reader) = app.sink.open(key).await? else { return Ok(None) };
+    Ok(Some(ingest(app, current.value, current.version, reader, LARGE_LIMITS).await?))
+}
+
+/// Where a presigned upload's file must land.
+pub fn object_key(upload: &Upload) -> String {
+    keys::upload_object(upload)
+}
+
+/// The ingested costs of a connection as a spreadsheet-safe CSV.
+pub async fn export(
+    app: &App,
+    ws: &WorkspaceId,
+    connection: &ConnectionId,
+    max_bytes: usize,
+) -> Result<Vec<u8>, Error> {
+    let uploads = app.repo.uploads(ws, connection).await?;
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let io = |e: csv::Error| Error::Config(format!("export: {e}"));
+    out.write_record([
+        "date",
+        "category",
+        "description",
+        "amount",
+        "currency",
+        "sku",
+        "channel",
+        "recurrence",
+        "upload_id",
+    ])
+    .map_err(io)?;
+    for upload in uploads.into_iter().map(|v| v.value).filter(|u| u.state == UploadState::Ingested) {
+        for key in &upload.parts {
+            let Some(bytes) = app.sink.get(key).await? else { continue };
+            for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                let row: costs::CostRow =
+                    serde_json::from_slice(line).map_err(|e| Error::Store(StoreError::Corrupt(e.to_string())))?;
+                let recurrence = serde_json::to_value(row.recurrence)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                out.write_record([
+                    row.date.to_string().as_str(),
+                    &costs::spreadsheet_safe(&row.category),
+                    &costs::spreadsheet_safe(&row.description),
+                    &row.amount.to_string(),
+                    &row.currency,
+                    &costs::spreadsheet_safe(&row.sku),
+                    &costs::spreadsheet_safe(&row.channel),
+                    &recurrence,
+                    upload.id.as_str(),
+                ])
+                .map_err(io)?;
+            }
+            if out.get_ref().len() > max_bytes {
+                return Err(Error::PayloadTooLarge { limit: max_bytes });
+            }
+        }
+    }
+    out.into_inner().map_err(|e| Error::Config(format!("export: {e}")))
+}
+
+// ------------------------------------------------------- automation tokens
+
+/// Issues an upload token for a file connection: shown once, stored as a
+/// hash only.
+pub async fn issue_token(
+    app: &App,
+    caller: &Caller,
+    connection: &ConnectionId,
+) -> Result<(String, DateTime<Utc>), Error> {
+    caller.require(Role::Admin)?;
+    file_connection(app, &caller.workspace_id, connection).await?;
+    let token = format!("upl_{}", oauth2::CsrfToken::new_random_len(32).secret());
+    let now = app.clock.now();
+    app.repo.put_upload_token(&token, &caller.workspace_id, connection, &caller.user_id, now).await?;
+    Ok((token, now))
+}
+
+/// Revokes every upload token of a connection; returns how many.
+pub async fn revoke_tokens(app: &App, caller: &Caller, connection: &ConnectionId) -> Result<usize, Error> {
+    caller.require(Role::Admin)?;
+    file_connection(app, &caller.workspace_id, connection).await?;
+    app.repo.delete_upload_tokens(&caller.workspace_id, connection).await
+}
+
+/// The connection an upload token is for.
+pub async fn resolve_token(app: &App, token: &str) -> Result<(WorkspaceId, ConnectionId), Error> {
+    if !token.starts_with("upl_") || token.len() > 128 {
+        return Err(Error::Unauthenticated("not an upload token"));
+    }
+    app.repo.upload_token(token).await?.ok_or(Error::Unauthenticated("unknown or revoked upload token"))
+}
+
+// ------------------------------------------------------------ the routes' journeys
+
+/// A file whose bytes are all in the request, for a file connection:
+/// ingested whole or not at all.
+async fn upload_file(
+    app: &App,
+    ws: &WorkspaceId,
+    id: &ConnectionId,
+    source: UploadSource,
+    by: Option<UserId>,
+    options: &UploadOptions,
+    body: Vec<u8>,
+) -> Result<Upload, Error> {
+    file_connection(app, ws, id).await?;
+    ingest_bytes(app, ws, id, source, options, by, body).await
+}
+
+/// `POST /v1/connections/{id}/uploads` by a member (staff).
+pub async fn upload_as_member(
+    app: &App,
+    caller: &Caller,
+    id: &ConnectionId,
+    options: &UploadOptions,
+    body: Vec<u8>,
+) -> Result<Upload, Error> {
+    caller.require(Role::Staff)?;
+    let by = Some(caller.user_id.clone());
+    upload_file(app, &caller.workspace_id, id, UploadSource::Direct, by, options, body).await
+}
+
+/// `POST /v1/automation/uploads` with an upload token.
+pub async fn upload_with_token(
+    app: &App,
+    token: &str,
+    options: &UploadOptions,
+    body: Vec<u8>,
+) -> Result<Upload, Error> {
+    let (ws, id) = resolve_token(app, token).await?;
+    upload_file(app, &ws, &id, UploadSource::Automation, None, options, body).await
+}
+
+/// A presigned URL that takes one large file.
+pub struct Presigned {
+    pub upload: Upload,
+    pub url: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// `POST /v1/connections/{id}/uploads/presigned` (staff).
+pub async fn presign(
+    app: &App,
+    caller: &Caller,
+    id: &ConnectionId,
+    options: &UploadOptions,
+) -> Result<Presigned, Error> {
+    caller.require(Role::Staff)?;
+    file_connection(app, &caller.workspace_id, id).await?;
+    let upload =
+        begin(app, &caller.workspace_id, id, UploadSource::Presigned, options, Some(caller.user_id.clone())).await?;
+    let ttl = std::time::Duration::from_secs(PRESIGN_SECONDS);
+    let url = app.sink.presign_put(&object_key(&upload), ttl).await?;
+    let expires_at = app.clock.now() + chrono::Duration::seconds(PRESIGN_SECONDS as i64);
+    Ok(Presigned { upload, url, expires_at })
+}
+
+/// The uploads of a file connection, newest first.
+pub async fn list(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<Upload>, Error> {
+    file_connection(app, &caller.workspace_id, id).await?;
+    let mut list: Vec<Upload> =
+        app.repo.uploads(&caller.workspace_id, id).await?.into_iter().map(|u| u.value).collect();
+    list.sort_by_key(|u| std::cmp::Reverse(u.created_at));
+    Ok(list)
+}
+
+/// One upload of a connection.
+pub async fn get(app: &App, caller: &Caller, id: &ConnectionId, upload: &UploadId) -> Result<Upload, Error> {
+    Ok(app.repo.upload(&caller.workspace_id, id, upload).await?.value)
+}
+
+/// The largest export answered in one response.
+pub const MAX_EXPORT_BYTES: usize = 5 * 1024 * 1024;
+
+/// `GET /v1/connections/{id}/costs/export`.
+pub async fn export_costs(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<u8>, Error> {
+    file_connection(app, &caller.workspace_id, id).await?;
+    export(app, &caller.workspace_id, id, MAX_EXPORT_BYTES).await
+}

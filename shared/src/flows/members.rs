@@ -1,0 +1,58 @@
+//! The members of a workspace, as the product keeps them: who gets alerts,
+//! and which kinds of email each turned off.
+
+use serde::Deserialize;
+
+use super::App;
+use crate::domain::error::Error;
+use crate::domain::ids::UserId;
+use crate::domain::input::{check_email, check_name};
+use crate::domain::*;
+
+/// The body of `PUT /v1/members/{user_id}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberInput {
+    pub email: String,
+    pub role: String,
+    #[serde(default)]
+    pub display_name: Option<String>,
+    #[serde(default)]
+    pub email_opt_out: Vec<AlertKind>,
+}
+
+/// Every member (admin).
+pub async fn list(app: &App, caller: &Caller) -> Result<Vec<Member>, Error> {
+    caller.require(Role::Admin)?;
+    Ok(app.repo.list::<Member>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect())
+}
+
+/// Adds or replaces a member (admin).
+pub async fn upsert(app: &App, caller: &Caller, user_id: UserId, input: MemberInput) -> Result<Member, Error> {
+    caller.require(Role::Admin)?;
+    let member = Member {
+        workspace_id: caller.workspace_id.clone(),
+        user_id,
+        email: check_email(&input.email)?,
+        display_name: input.display_name.as_deref().map(check_name).transpose()?,
+        role: Role::parse(&input.role)?,
+        email_opt_out: input.email_opt_out,
+        updated_at: app.clock.now(),
+    };
+    app.repo.upsert(&member).await?;
+    Ok(member)
+}
+
+/// A member turns email off (or on) per alert kind.
+pub async fn set_email_opt_out(app: &App, caller: &Caller, opt_out: Vec<AlertKind>) -> Result<Member, Error> {
+    let current = app
+        .repo
+        .member(&caller.workspace_id, &caller.user_id)
+        .await
+        .map_err(|_| Error::NotFound { kind: "member (an admin adds members first)" })?;
+    let mut me = current.value;
+    me.email_opt_out = opt_out;
+    me.updated_at = app.clock.now();
+    app.repo.save(&me, current.version).await?;
+    Ok(me)
+}

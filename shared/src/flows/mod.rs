@@ -1,0 +1,110 @@
+//! The journeys, one a file, named after what a person does or what the
+//! system does on its own. They speak the domain, persist through the
+//! store, reach platforms through the platform layer, and know nothing of
+//! HTTP routes, Lambda events or how the adapters were built.
+//!
+//! | file | journey |
+//! |---|---|
+//! | [`connect_oauth`] | start an OAuth connect, and its callback |
+//! | [`reconnect`] | new tokens for a grant: every connection that uses it comes back |
+//! | [`connect_api_key`] | connect with an API key, replace a key |
+//! | [`file_uploads`] | file connections: upload, ingest, export, automation tokens |
+//! | [`connections`] | list, read, change and remove connections; sync now |
+//! | [`authorizations`] | named grants: connect a source on one, rename, remove |
+//! | [`providers`] | the catalog, and a workspace's own OAuth app |
+//! | [`members`] | who gets alerts, and their email settings |
+//! | [`notifications`] | the in-app tray |
+//! | [`refresh`] | renew a grant's tokens (single flight) |
+//! | [`disconnect`] | a grant or connection is lost: once, with one alert |
+//! | [`sync`] | one sync job: page through streams into the sink |
+//! | [`sweep`] | the scheduled look at grants that are due |
+//! | [`alerts`] | incidents become notifications and emails, once |
+
+pub mod alerts;
+pub mod authorizations;
+pub mod connect_api_key;
+pub mod connect_oauth;
+pub mod connections;
+pub mod disconnect;
+pub mod file_uploads;
+pub mod members;
+pub mod notifications;
+pub mod providers;
+pub mod reconnect;
+pub mod refresh;
+pub mod sweep;
+pub mod sync;
+
+use secrecy::SecretString;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::catalog::{Catalog, PlatformEntry};
+use crate::config::Config;
+use crate::domain::error::Error;
+use crate::domain::ids::WorkspaceId;
+use crate::domain::SecretRef;
+use crate::platform::token_client::TokenClient;
+use crate::platform::AppCredentials;
+use crate::ports::{Clock, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault};
+use crate::store::queues::{self, Message};
+use crate::store::Repo;
+
+/// The ports and settings the journeys run on, built once per cold start
+/// by `wiring`. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub catalog: Arc<Catalog>,
+    pub repo: Repo,
+    pub vault: Arc<dyn SecretVault>,
+    pub queue: Arc<dyn JobQueue>,
+    pub mailer: Arc<dyn Mailer>,
+    pub sink: Arc<dyn RecordSink>,
+    pub clock: Arc<dyn Clock>,
+    pub http: Arc<dyn PlatformHttp>,
+}
+
+impl App {
+    /// Sends a queue message (a sync job or an alert event).
+    pub async fn send<M: Message>(&self, message: &M, delay_seconds: u32) -> Result<String, Error> {
+        queues::send(self.queue.as_ref(), message, delay_seconds).await
+    }
+
+    /// Sends a message whose loss a later step makes good; a failure is logged.
+    pub async fn send_or_log<M: Message>(&self, message: &M, what: &str) {
+        if let Err(e) = self.send(message, 0).await {
+            tracing::error!(error = %e, "{what} not queued");
+        }
+    }
+
+    /// The OAuth app of a platform for a workspace.
+    pub async fn app_credentials(&self, entry: &PlatformEntry, ws: &WorkspaceId) -> Result<AppCredentials, Error> {
+        AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await
+    }
+
+    /// The token-endpoint client, with this deployment's redirect URI.
+    pub fn token_client(&self) -> TokenClient<'_> {
+        TokenClient { http: self.http.as_ref(), clock: self.clock.as_ref(), redirect_uri: self.config.callback_url() }
+    }
+
+    /// Stores a secret, then does `write`; when `write` fails the secret is
+    /// deleted again, so nothing is left half-written.
+    pub async fn vault_first<T>(
+        &self,
+        secret: &SecretRef,
+        value: &SecretString,
+        write: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        self.vault.put(&secret.0, value).await?;
+        match write.await {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                if let Err(cleanup) = self.vault.delete(&secret.0).await {
+                    tracing::error!(error = %cleanup, "could not remove the secret of a write that failed");
+                }
+                Err(e)
+            }
+        }
+    }
+}

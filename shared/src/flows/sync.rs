@@ -1,0 +1,652 @@
+//! The sync engine. A job pages through each selected stream of a
+//! connection as the catalog declares it, writes each page's records to the
+//! record sink under a deterministic key (a redelivered job rewrites the
+//! same objects), and saves the stream's cursor after every page. Before its
+//! deadline it stops and queues its own continuation, so no progress is lost
+//! and no page is fetched twice without need. A lease (conditional write
+//! with expiry) keeps two workers off one connection.
+
+use bytes::Bytes;
+use rand::Rng;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::disconnect::{disconnect_authorization, disconnect_connection};
+use super::refresh::{self as tokens, RefreshError};
+use super::App;
+use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
+use crate::domain::error::{Error, HttpError};
+use crate::domain::ids::*;
+use crate::domain::messages::{AlertEvent, SyncJob};
+use crate::domain::*;
+use crate::platform::{self, api_key, Credentials};
+use crate::store::{keys, Change, Versioned};
+
+/// Retries of one page on 429/5xx/timeouts before the job gives up.
+const MAX_ATTEMPTS: u32 = 5;
+/// Waits up to this long inline; longer waits become a delayed continuation.
+const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
+/// Stop this long before the deadline.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+/// How long a job may run.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    pub deadline: Instant,
+    /// Stop after this many pages (tests simulate a deadline with it).
+    pub max_pages: Option<u64>,
+}
+
+impl Budget {
+    pub fn until(deadline: Instant) -> Self {
+        Self { deadline, max_pages: None }
+    }
+
+    fn exhausted(&self, pages: u64) -> bool {
+        self.max_pages.is_some_and(|m| pages >= m) || Instant::now() + DEADLINE_MARGIN >= self.deadline
+    }
+}
+
+/// What a job did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every selected stream is done.
+    Completed,
+    /// Stopped before the deadline (or a long Retry-After); continuation queued.
+    Continued { delay_seconds: u32 },
+    /// Another worker holds the connection, or there is nothing to sync.
+    Skipped(&'static str),
+    /// The credentials are gone; the connection is disconnected.
+    Disconnected(DisconnectReason),
+    /// A failure a person must look at (403); the connection shows it.
+    Failed(FailureReason),
+}
+
+/// Where a stream's paging stands, kept in its cursor between pages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "t", content = "v", rename_all = "snake_case")]
+enum PageState {
+    Url(String),
+    Token(String),
+    Number(u64),
+    Offset(u64),
+    SinceId(String),
+}
+
+// -------------------------------------------------------------- credentials
+
+enum Creds {
+    OAuth { authorization: AuthorizationId, access: SecretString },
+    Key(Credentials),
+}
+
+impl Creds {
+    fn as_credentials(&self, extra: &BTreeMap<String, SecretString>) -> Credentials {
+        let mut values = match self {
+            Creds::OAuth { access, .. } => Credentials::access_token(access).values,
+            Creds::Key(c) => c.values.clone(),
+        };
+        for (k, v) in extra {
+            values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Credentials { values }
+    }
+}
+
+// ------------------------------------------------------------------- engine
+
+struct Run<'a> {
+    app: &'a App,
+    entry: &'a PlatformEntry,
+    connection: Connection,
+    version: u64,
+    vars: BTreeMap<String, String>,
+    creds: Creds,
+    extra: BTreeMap<String, SecretString>,
+    pages: u64,
+    refreshed: bool,
+}
+
+/// Runs one sync job within its budget.
+pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome, Error> {
+    let SyncJob::Sync { workspace_id, connection_id, kind, run_id } = job;
+    let current = match app.repo.connection(workspace_id, connection_id).await {
+        Ok(c) => c,
+        Err(Error::NotFound { .. }) => return Ok(Outcome::Skipped("the connection was deleted")),
+        Err(e) => return Err(e),
+    };
+    if !current.value.status.has_credentials() {
+        return Ok(Outcome::Skipped("the connection has no usable credentials"));
+    }
+    if matches!(current.value.credential, Credential::FileUpload) {
+        return Ok(Outcome::Skipped("file connections are not synced"));
+    }
+    let owner = uuid::Uuid::new_v4().to_string();
+    let ttl = chrono::Duration::from_std(budget.deadline.saturating_duration_since(Instant::now())).unwrap_or_default()
+        + chrono::Duration::minutes(1);
+    let now = app.clock.now();
+    let Some(lease) = app.repo.acquire_sync_lease(workspace_id, connection_id, &owner, now, ttl).await? else {
+        return Ok(Outcome::Skipped("another worker is syncing this connection"));
+    };
+    let result = run_leased(app, current.value, current.version, *kind, run_id.clone(), budget).await;
+    app.repo.release_sync_lease(workspace_id, connection_id, lease).await;
+    result
+}
+
+async fn run_leased(
+    app: &App,
+    mut connection: Connection,
+    mut version: u64,
+    kind: SyncKind,
+    run_id: Option<SyncRunId>,
+    budget: Budget,
+) -> Result<Outcome, Error> {
+    let entry = app.catalog.get(connection.platform.as_str())?;
+    let now = app.clock.now();
+    // A continuation of a run that is over (a redelivered message) does nothing.
+    if run_id.is_some() && connection.running.as_ref().map(|r| &r.id) != run_id.as_ref() {
+        return Ok(Outcome::Skipped("a continuation of a run that is over"));
+    }
+    // A new run starts every stream from its incremental cursor.
+    let continuing = run_id.is_some();
+    if !continuing {
+        connection.running = Some(RunInfo { id: SyncRunId::generate(), kind, started_at: now });
+        for cursor in connection.cursors.values_mut() {
+            cursor.page = None;
+            cursor.complete = false;
+            cursor.pages_this_run = 0;
+        }
+        version = app.repo.save(&connection, version).await?;
+    }
+    let (creds, mut vars, extra) = match credentials(app, &connection).await {
+        Ok(c) => c,
+        Err(Lost(reason)) => return Ok(Outcome::Disconnected(reason)),
+        Err(Other(e)) => return Err(e),
+    };
+    vars.extend(connection.params.clone());
+    let mut run = Run { app, entry, connection, version, vars, creds, extra, pages: 0, refreshed: false };
+    let selected: Vec<StreamSpec> = entry
+        .streams
+        .iter()
+        .filter(|s| run.connection.streams.iter().any(|sel| sel.name == s.name && sel.selected))
+        .cloned()
+        .collect();
+    for stream in &selected {
+        if run.connection.cursors.get(&stream.name).is_some_and(|c| c.complete) {
+            continue;
+        }
+        match sync_stream(&mut run, stream, budget).await? {
+            StreamEnd::Done => {}
+            StreamEnd::Stop(outcome) => {
+                if let Outcome::Continued { delay_seconds } = outcome {
+                    continue_later(app, &run.connection, kind, delay_seconds).await?;
+                }
+                return Ok(outcome);
+            }
+        }
+    }
+    finish(run).await
+}
+
+enum StreamEnd {
+    Done,
+    Stop(Outcome),
+}
+
+enum CredError {
+    Lost(DisconnectReason),
+    Other(Error),
+}
+use CredError::{Lost, Other};
+
+async fn credentials(
+    app: &App,
+    c: &Connection,
+) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), CredError> {
+    match &c.credential {
+        Credential::Authorization { authorization_id } => {
+            let auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
+            if let Status::Disconnected { reason } = auth.status {
+                return Err(Lost(reason));
+            }
+            let tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
+            let entry = app.catalog.get(auth.platform.as_str()).map_err(Other)?;
+            let extra = match app.app_credentials(entry, &c.workspace_id).await {
+                Ok(app_creds) => app_creds.api_values(),
+                Err(_) => BTreeMap::new(),
+            };
+            Ok((
+                Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
+                auth.params.clone(),
+                extra,
+            ))
+        }
+        Credential::ApiKey { secret, .. } => {
+            let key = api_key::load_key(app.vault.as_ref(), secret).await.map_err(Other)?;
+            Ok((Creds::Key(key), BTreeMap::new(), BTreeMap::new()))
+        }
+        Credential::FileUpload => Err(Other(Error::invalid("connection", "file connections are not synced"))),
+    }
+}
+
+fn pointer_of(field: &str) -> String {
+    if field.starts_with('/') {
+        field.to_owned()
+    } else {
+        format!("/{}", field.replace('.', "/"))
+    }
+}
+
+fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
+    let mut url = platform::api_url(run.entry, &stream.path, &run.vars)?;
+    let cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
+    {
+        let mut q = url.query_pairs_mut();
+        if let (Some(param), Some(size)) = (&stream.page_size_param, stream.page_size) {
+            q.append_pair(param, &size.to_string());
+        }
+        if let (Some(param), Some(value)) = (&stream.cursor_param, &cursor) {
+            q.append_pair(param, value);
+        }
+    }
+    Ok(url)
+}
+
+fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
+    let base = first_url(run, stream)?;
+    let Some(state) = state else {
+        if let Pagination::PageNumber { param, start } = &stream.pagination {
+            let mut url = base;
+            url.query_pairs_mut().append_pair(param, &start.to_string());
+            return Ok(url);
+        }
+        return Ok(base);
+    };
+    let mut url = base.clone();
+    match (state, &stream.pagination) {
+        (PageState::Url(next), _) => {
+            let next = base.join(next).map_err(|_| Error::invalid("next", "not a URL"))?;
+            // Credentials go only to the platform's own origin.
+            if next.origin() != base.origin() {
+                return Err(Error::invalid("next", "the next page is on another host"));
+            }
+            return Ok(next);
+        }
+        (PageState::Token(t), Pagination::CursorInBody { param, .. }) => {
+            url.query_pairs_mut().append_pair(param, t);
+        }
+        (PageState::Number(n), Pagination::PageNumber { param, .. })
+        | (PageState::Offset(n), Pagination::Offset { param }) => {
+            url.query_pairs_mut().append_pair(param, &n.to_string());
+        }
+        (PageState::SinceId(id), Pagination::SinceId { param, .. }) => {
+            url.query_pairs_mut().append_pair(param, id);
+        }
+        _ => return Err(Error::invalid("cursor", "the saved page does not match the stream's pagination")),
+    }
+    Ok(url)
+}
+
+fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    for value in headers.get_all(http::header::LINK) {
+        for part in value.to_str().ok()?.split(',') {
+            let mut pieces = part.split(';');
+            let target = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
+            if pieces.any(|p| {
+                let p = p.trim().replace(' ', "");
+                p == "rel=\"next\"" || p == "rel=next"
+            }) {
+                return Some(target.to_owned());
+            }
+        }
+    }
+    None
+}
+
+fn next_state(
+    stream: &StreamSpec,
+    state: Option<&PageState>,
+    doc: &serde_json::Value,
+    headers: &http::HeaderMap,
+    count: usize,
+) -> Option<PageState> {
+    let full_page = stream.page_size.is_none_or(|size| count >= size as usize) && count > 0;
+    match &stream.pagination {
+        Pagination::None => None,
+        Pagination::LinkHeader => next_link(headers).map(PageState::Url),
+        Pagination::CursorInBody { next_pointer, .. } => match doc.pointer(next_pointer) {
+            Some(serde_json::Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => {
+                Some(PageState::Url(s.clone()))
+            }
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(PageState::Token(s.clone())),
+            Some(serde_json::Value::Number(n)) => Some(PageState::Token(n.to_string())),
+            _ => None,
+        },
+        Pagination::PageNumber { start, .. } => {
+            let current = match state {
+                Some(PageState::Number(n)) => *n,
+                _ => u64::from(*start),
+            };
+            full_page.then_some(PageState::Number(current + 1))
+        }
+        Pagination::Offset { .. } => {
+            let current = match state {
+                Some(PageState::Offset(n)) => *n,
+                _ => 0,
+            };
+            full_page.then_some(PageState::Offset(current + count as u64))
+        }
+        Pagination::SinceId { id_field, .. } => {
+            let last = doc_records(stream, doc)
+                .and_then(|r| r.last().and_then(|l| platform::pointer_str(l, &pointer_of(id_field))));
+            if full_page {
+                last.map(PageState::SinceId)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn doc_records<'d>(stream: &StreamSpec, doc: &'d serde_json::Value) -> Option<&'d Vec<serde_json::Value>> {
+    let at = if stream.records_pointer.is_empty() { Some(doc) } else { doc.pointer(&stream.records_pointer) };
+    at?.as_array()
+}
+
+/// What fetching a page came to.
+enum Fetched {
+    Page(http::Response<Bytes>),
+    /// The token was refreshed: fetch the same page again.
+    Retry,
+    Stop(Outcome),
+}
+
+/// Sends a page request: waits out short 429/5xx backoffs, asks for a
+/// continuation on long ones, refreshes once on a 401.
+async fn fetch(run: &mut Run<'_>, url: &url::Url) -> Result<Fetched, Error> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let creds = run.creds.as_credentials(&run.extra);
+        let request = platform::api_get(run.entry, url.clone(), &run.vars, &creds)?;
+        let response = run.app.http.send(request).await;
+        let status = response.as_ref().map(|r| r.status()).ok();
+        let wait = match status {
+            Some(s) if s.is_success() => return Ok(Fetched::Page(response.expect("checked"))),
+            Some(http::StatusCode::UNAUTHORIZED) => return unauthorized(run).await,
+            Some(http::StatusCode::FORBIDDEN) => {
+                return Ok(Fetched::Stop(Outcome::Failed(FailureReason::PermissionDenied)))
+            }
+            Some(s) if s == http::StatusCode::TOO_MANY_REQUESTS || s.is_server_error() || s.is_redirection() => {
+                let r = response.as_ref().expect("checked");
+                let retry_after = r
+                    .headers()
+                    .get(http::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                retry_after.map(Duration::from_secs).unwrap_or_else(|| backoff(attempt))
+            }
+            Some(s) => return Err(platform_error(format!("the platform answered {s} for a page"))),
+            None => backoff(attempt),
+        };
+        if attempt >= MAX_ATTEMPTS {
+            let what = if status == Some(http::StatusCode::TOO_MANY_REQUESTS) { "rate limited" } else { "unavailable" };
+            return Err(platform_error(format!("the platform stayed {what} after {MAX_ATTEMPTS} attempts")));
+        }
+        if wait > MAX_INLINE_WAIT {
+            return Ok(Fetched::Stop(Outcome::Continued { delay_seconds: wait.as_secs().min(900) as u32 }));
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+fn platform_error(message: String) -> Error {
+    Error::Http(HttpError::Other(message))
+}
+
+/// Exponential backoff with full jitter: up to 100 ms × 2^attempt, and
+/// never past the inline bound (only a platform's Retry-After defers a job).
+fn backoff(attempt: u32) -> Duration {
+    let cap = 100u64.saturating_mul(1 << attempt.min(6)).min(MAX_INLINE_WAIT.as_millis() as u64);
+    Duration::from_millis(rand::rng().random_range(0..=cap))
+}
+
+/// A 401: one refresh through the shared path, then the grant is revoked.
+async fn unauthorized(run: &mut Run<'_>) -> Result<Fetched, Error> {
+    match &run.creds {
+        Creds::Key(_) => {
+            disconnect_connection(run.app, &run.connection, DisconnectReason::ApiKeyInvalid).await?;
+            Ok(Fetched::Stop(Outcome::Disconnected(DisconnectReason::ApiKeyInvalid)))
+        }
+        Creds::OAuth { authorization, access } if !run.refreshed => {
+            use secrecy::ExposeSecret;
+            run.refreshed = true;
+            let (id, stale) = (authorization.clone(), access.expose_secret().to_owned());
+            match tokens::refresh(run.app, &run.connection.workspace_id, &id, Some(&stale)).await {
+                Ok(fresh) => {
+                    run.creds = Creds::OAuth { authorization: id, access: SecretString::from(fresh.access_token) };
+                    Ok(Fetched::Retry)
+                }
+                Err(RefreshError::Lost(reason)) => Ok(Fetched::Stop(Outcome::Disconnected(reason))),
+                Err(RefreshError::Transient) => Err(platform_error("the token could not be refreshed yet".into())),
+            }
+        }
+        Creds::OAuth { authorization, .. } => {
+            // Refreshed and still refused: the grant is revoked.
+            let id = authorization.clone();
+            disconnect_authorization(run.app, &run.connection.workspace_id, &id, DisconnectReason::TokenRevoked)
+                .await?;
+            Ok(Fetched::Stop(Outcome::Disconnected(DisconnectReason::TokenRevoked)))
+        }
+    }
+}
+
+async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> Result<StreamEnd, Error> {
+    loop {
+        if budget.exhausted(run.pages) {
+            return Ok(StreamEnd::Stop(Outcome::Continued { delay_seconds: 0 }));
+        }
+        let cursor = run.connection.cursors.get(&stream.name).cloned().unwrap_or_default();
+        let state: Option<PageState> = cursor.page.as_deref().and_then(|p| serde_json::from_str(p).ok());
+        let url = page_url(run, stream, state.as_ref())?;
+        let response = loop {
+            match fetch(run, &url).await? {
+                Fetched::Page(r) => break r,
+                Fetched::Retry => continue,
+                Fetched::Stop(outcome) => return Ok(StreamEnd::Stop(outcome)),
+            }
+        };
+        let page_name = format!("{} page {}", stream.name, cursor.pages_this_run + 1);
+        let doc: serde_json::Value =
+            serde_json::from_slice(response.body()).map_err(|_| malformed(&page_name, "is not JSON"))?;
+        let records = doc_records(stream, &doc)
+            .ok_or_else(|| malformed(&page_name, "has no record list where the catalog says"))?;
+        let next = next_state(stream, state.as_ref(), &doc, response.headers(), records.len());
+        let mut lines = Vec::with_capacity(response.body().len() + records.len());
+        let mut max_cursor = cursor.cursor.clone();
+        let cursor_pointer = stream.cursor_field.as_deref().map(pointer_of);
+        for record in records {
+            serde_json::to_writer(&mut lines, record).map_err(|e| Error::Config(e.to_string()))?;
+            lines.push(b'\n');
+            if let Some(p) = &cursor_pointer {
+                if let Some(v) = platform::pointer_str(record, p) {
+                    if max_cursor.as_ref().is_none_or(|m| v > *m) {
+                        max_cursor = Some(v);
+                    }
+                }
+            }
+        }
+        let total = stream.total_pointer.as_deref().and_then(|p| doc.pointer(p)).and_then(|t| t.as_u64());
+        // Deterministic key: a redelivered job rewrites the same object.
+        let key = keys::record_batch(&run.connection.workspace_id, &run.connection.id, &stream.name, cursor.pages);
+        run.app.sink.put(&key, Bytes::from(lines), "application/x-ndjson").await?;
+        run.pages += 1;
+        let now = run.app.clock.now();
+        let count = records.len() as u64;
+        let done = next.is_none();
+        save_cursor(run, &stream.name, |c| {
+            c.pages += 1;
+            c.pages_this_run += 1;
+            c.records += count;
+            c.records_this_run += count;
+            c.total = total.or(c.total);
+            c.page = next.as_ref().map(|s| serde_json::to_string(s).expect("page state serializes"));
+            c.updated_at = Some(now);
+            if done {
+                c.complete = true;
+                c.cursor = max_cursor.clone();
+            }
+        })
+        .await?;
+        if done {
+            return Ok(StreamEnd::Done);
+        }
+    }
+}
+
+fn malformed(page: &str, why: &str) -> Error {
+    Error::MalformedPage(format!("{page} {why}"))
+}
+
+/// Saves one stream's cursor (we hold the lease; a concurrent API edit only
+/// costs a re-read, and keeps the cursors this run wrote).
+async fn save_cursor(run: &mut Run<'_>, stream: &str, change: impl Fn(&mut StreamCursor)) -> Result<(), Error> {
+    let mine = run.connection.cursors.clone();
+    let now = run.app.clock.now();
+    let held = Versioned { value: run.connection.clone(), version: run.version };
+    let ((), saved) = run
+        .app
+        .repo
+        .update_from(held, |c| {
+            c.cursors = mine.clone();
+            change(c.cursors.entry(stream.to_owned()).or_default());
+            c.updated_at = now;
+            Ok(Change::Save(()))
+        })
+        .await?;
+    run.connection = saved.value;
+    run.version = saved.version;
+    Ok(())
+}
+
+async fn continue_later(app: &App, c: &Connection, kind: SyncKind, delay_seconds: u32) -> Result<(), Error> {
+    let job = SyncJob::Sync {
+        workspace_id: c.workspace_id.clone(),
+        connection_id: c.id.clone(),
+        kind,
+        run_id: c.running.as_ref().map(|r| r.id.clone()),
+    };
+    app.send(&job, delay_seconds).await?;
+    tracing::info!(connection = %c.id, delay_seconds, "sync continues in a new job");
+    Ok(())
+}
+
+async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
+    let app = run.app;
+    let cursors = run.connection.cursors.clone();
+    let held = Versioned { value: run.connection, version: run.version };
+    let (was_error, saved) = app
+        .repo
+        .update_from(held, |c| {
+            let was_error = matches!(c.status, Status::Error { .. });
+            c.cursors = cursors.clone();
+            if c.status.has_credentials() {
+                let event = if c.initial_sync_done { Event::SyncSucceeded } else { Event::InitialSyncCompleted };
+                c.apply(event, app.clock.now())?;
+            }
+            c.running = None;
+            Ok(Change::Save(was_error))
+        })
+        .await?;
+    let c = saved.value;
+    if was_error {
+        let e = AlertEvent::Recovered { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone() };
+        app.send_or_log(&e, "recovery alert").await;
+    }
+    tracing::info!(connection = %c.id, "sync completed");
+    Ok(Outcome::Completed)
+}
+
+/// Marks a connection in error after a failed job and raises the alert.
+pub async fn record_failure(
+    app: &App,
+    ws: &WorkspaceId,
+    id: &ConnectionId,
+    reason: FailureReason,
+    message: String,
+) -> Result<(), Error> {
+    let (failed, _) = app
+        .repo
+        .update_connection(ws, id, |c| {
+            if !c.status.has_credentials() {
+                return Ok(Change::Keep(false));
+            }
+            c.apply(Event::SyncFailed(reason), app.clock.now())?;
+            if let Some(e) = c.last_error.as_mut() {
+                e.message = message.clone();
+            }
+            Ok(Change::Save(true))
+        })
+        .await?;
+    if failed {
+        let event = AlertEvent::SyncFailed {
+            workspace_id: ws.clone(),
+            connection_id: id.clone(),
+            reason: reason.code().to_owned(),
+        };
+        app.send(&event, 0).await?;
+    }
+    Ok(())
+}
+
+/// One job of the sync worker: run it within the budget; a failure marks
+/// the connection in error (and raises its alert) and is returned, so SQS
+/// retries it and dead-letters it after its last receive.
+pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), Error> {
+    let SyncJob::Sync { workspace_id, connection_id, .. } = &job;
+    match run_job(app, &job, budget).await {
+        Ok(outcome) => {
+            tracing::info!(connection = %connection_id, ?outcome, "sync job done");
+            if let Outcome::Failed(reason) = outcome {
+                let message = format!("The platform refused access to the data ({}).", reason.code());
+                record_failure(app, workspace_id, connection_id, reason, message).await?;
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let reason = match &e {
+                Error::MalformedPage(_) => FailureReason::MalformedResponse,
+                Error::Http(_) => FailureReason::PlatformUnavailable,
+                _ => FailureReason::Internal,
+            };
+            let message = match &e {
+                Error::MalformedPage(page) => format!("The platform sent a malformed page: {page}."),
+                Error::Http(h) => format!("The platform could not be read: {h}."),
+                _ => "The sync failed on our side; it will be retried.".to_owned(),
+            };
+            if let Err(record) = record_failure(app, workspace_id, connection_id, reason, message).await {
+                tracing::error!(connection = %connection_id, error = %record, "sync failure not recorded");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// `POST /v1/connections/{id}/sync`: runs a connection again from its cursors.
+pub async fn sync_now(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(), Error> {
+    caller.require(Role::Staff)?;
+    let c = app.repo.connection(&caller.workspace_id, id).await?.value;
+    if matches!(c.credential, Credential::FileUpload) {
+        return Err(Error::invalid("connection", "file connections are updated by uploads, not synced"));
+    }
+    if !c.status.has_credentials() {
+        return Err(Error::invalid("connection", "reconnect it first: it has no usable credentials"));
+    }
+    if c.running.is_some() {
+        return Err(Error::SyncInProgress);
+    }
+    app.send(&SyncJob::next_run(&c), 0).await?;
+    Ok(())
+}

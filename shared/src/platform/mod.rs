@@ -1,0 +1,152 @@
+//! Talking to platforms, as the catalog describes them: URL templates,
+//! authentication headers and JSON pointers here; the OAuth app credentials
+//! ([`app_credentials`]), the one token-endpoint client ([`token_client`]),
+//! the identity request ([`identity`]) and API-key checks ([`api_key`]).
+
+pub mod api_key;
+pub mod app_credentials;
+pub mod identity;
+pub mod token_client;
+
+pub use app_credentials::AppCredentials;
+
+use bytes::Bytes;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+
+use crate::catalog::PlatformEntry;
+use crate::domain::error::Error;
+
+/// Fills `{name}` placeholders; a placeholder with no value is an error
+/// (a request must never go out half-built).
+pub fn fill(template: &str, vars: &BTreeMap<String, String>) -> Result<String, Error> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        let value =
+            vars.get(name).ok_or_else(|| Error::Config(format!("no value for {{{name}}} in a catalog template")))?;
+        out.push_str(value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A URL for `path`: absolute as is, else relative to the API base URL.
+pub fn api_url(entry: &PlatformEntry, path: &str, vars: &BTreeMap<String, String>) -> Result<url::Url, Error> {
+    let raw = if path.starts_with("http://") || path.starts_with("https://") {
+        fill(path, vars)?
+    } else {
+        let base = entry.api.as_ref().ok_or_else(|| Error::Config(format!("{}: no api.base_url", entry.id)))?;
+        format!("{}{}", fill(&base.base_url, vars)?.trim_end_matches('/'), fill(path, vars)?)
+    };
+    url::Url::parse(&raw).map_err(|_| Error::Config(format!("{}: bad URL from the catalog", entry.id)))
+}
+
+/// The credentials a request authenticates with. Values are secrets.
+#[derive(Default)]
+pub struct Credentials {
+    pub values: BTreeMap<String, SecretString>,
+}
+
+impl Credentials {
+    pub fn access_token(token: &SecretString) -> Self {
+        Self { values: BTreeMap::from([("access_token".to_owned(), token.clone())]) }
+    }
+
+    /// An access token with what the catalog's headers may use of the app
+    /// (its client id, a developer token): the values of every request made
+    /// with a grant.
+    pub fn for_grant(access: &SecretString, app: Option<AppCredentials>) -> Self {
+        let mut c = Self::access_token(access);
+        if let Some(app) = app {
+            c.values.extend(app.api_values());
+        }
+        c
+    }
+}
+
+/// HTTP Basic authentication of a client (RFC 7617), marked sensitive so
+/// it never prints.
+pub fn basic_auth(user: &str, password: &str) -> Result<http::HeaderValue, Error> {
+    use base64::Engine;
+    let pair = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    sensitive(&format!("Basic {pair}"))
+}
+
+fn fill_secret(template: &str, vars: &BTreeMap<String, String>, creds: &Credentials) -> Result<String, Error> {
+    let mut all = vars.clone();
+    for (k, v) in &creds.values {
+        all.insert(k.clone(), v.expose_secret().to_owned());
+    }
+    fill(template, &all)
+}
+
+fn sensitive(value: &str) -> Result<http::HeaderValue, Error> {
+    let mut v = http::HeaderValue::from_str(value)
+        .map_err(|_| Error::invalid("credentials", "contain characters a header cannot carry"))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A GET of the platform's API with its authentication and fixed headers.
+pub fn api_get(
+    entry: &PlatformEntry,
+    url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+) -> Result<http::Request<Bytes>, Error> {
+    let mut req =
+        http::Request::builder().method(http::Method::GET).uri(url.as_str()).header("accept", "application/json");
+    if let Some(api) = &entry.api {
+        if let Some((name, template)) = &api.auth_header {
+            req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
+        }
+        if let Some((user, pass)) = &api.basic_auth {
+            let get = |k: &str| creds.values.get(k).map(|v| v.expose_secret().to_owned()).unwrap_or_default();
+            req = req.header("authorization", basic_auth(&get(user), &get(pass))?);
+        }
+        for (name, template) in &api.headers {
+            req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
+        }
+    }
+    req.body(Bytes::new()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
+}
+
+/// A string (or number, as text) at a JSON pointer.
+pub fn pointer_str(value: &serde_json::Value, pointer: &str) -> Option<String> {
+    match value.pointer(pointer)? {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_replaces_every_placeholder_or_fails() {
+        let vars = BTreeMap::from([("shop".to_owned(), "a.myshopify.com".to_owned())]);
+        assert_eq!(fill("https://{shop}/admin", &vars).unwrap(), "https://a.myshopify.com/admin");
+        assert!(fill("https://{store}/x", &vars).is_err());
+        assert_eq!(fill("no placeholders", &vars).unwrap(), "no placeholders");
+    }
+
+    #[test]
+    fn pointers_read_strings_and_numbers() {
+        let v = serde_json::json!({"shop": {"id": 42, "name": "A"}, "empty": ""});
+        assert_eq!(pointer_str(&v, "/shop/id").as_deref(), Some("42"));
+        assert_eq!(pointer_str(&v, "/shop/name").as_deref(), Some("A"));
+        assert_eq!(pointer_str(&v, "/empty"), None);
+        assert_eq!(pointer_str(&v, "/missing"), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! The control items of alerting: incidents (one open per subject and
+//! kind), emails waiting for their flush, the batch a flush took, and the
+//! claim of each send (so no email goes out twice).
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{keys, workspace_pk, Repo, Versioned};
+use crate::domain::error::{Error, StoreError};
+use crate::domain::ids::{UserId, WorkspaceId};
+use crate::domain::{AlertKind, Incident};
+use crate::ports::{Item, Precondition};
+
+fn item(ws: &WorkspaceId, sk: String, version: u64, body: serde_json::Value) -> Item {
+    Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None }
+}
+
+fn to_body<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_body<T: DeserializeOwned>(body: serde_json::Value) -> Result<T, StoreError> {
+    serde_json::from_value(body).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// A conditional write whose losing side is not an error: `false`.
+async fn put_if(repo: &Repo, item: &Item, pre: Precondition) -> Result<bool, Error> {
+    match repo.store().put(item, pre).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Repo {
+    /// The incident of a subject and kind, open or closed.
+    pub async fn incident(
+        &self,
+        ws: &WorkspaceId,
+        subject: &str,
+        kind: AlertKind,
+    ) -> Result<Option<Versioned<Incident>>, Error> {
+        let found = self.store().get(&workspace_pk(ws), &keys::incident(subject, kind.as_str())).await?;
+        Ok(match found {
+            Some(i) => Some(Versioned { value: from_body(i.body)?, version: i.version }),
+            None => None,
+        })
+    }
+
+    /// Writes an incident: a new one (`read_at` None) or over the one read
+    /// at that version. `false` when a concurrent writer got there first.
+    pub async fn put_incident(
+        &self,
+        ws: &WorkspaceId,
+        incident: &Incident,
+        read_at: Option<u64>,
+    ) -> Result<bool, Error> {
+        let sk = keys::incident(&incident.subject(), incident.kind.as_str());
+        let (version, pre) = match read_at {
+            Some(v) => (v + 1, Precondition::Version(v)),
+            None => (1, Precondition::Absent),
+        };
+        put_if(self, &item(ws, sk, version, to_body(incident)?), pre).await
+    }
+
+    /// The open incidents of a subject (a connection or an authorization).
+    pub async fn open_incidents(&self, ws: &WorkspaceId, subject: &str) -> Result<Vec<Versioned<Incident>>, Error> {
+        let page = self.store().query(&workspace_pk(ws), &keys::incidents_of(subject), None, 10).await?;
+        let mut open = Vec::new();
+        for i in page.items {
+            let incident: Incident = from_body(i.body)?;
+            if incident.is_open() {
+                open.push(Versioned { value: incident, version: i.version });
+            }
+        }
+        Ok(open)
+    }
+
+    /// Adds an email to the workspace's pending list (once per key).
+    pub async fn queue_mail<T: Serialize>(&self, ws: &WorkspaceId, key: &str, mail: &T) -> Result<(), Error> {
+        put_if(self, &item(ws, keys::pending_mail(key), 1, to_body(mail)?), Precondition::Absent).await?;
+        Ok(())
+    }
+
+    /// The emails one flush sends: taken from the pending list once (a
+    /// redelivered flush gets the same batch back; a later flush finds only
+    /// what came after).
+    pub async fn take_mail_batch<T: Serialize + DeserializeOwned>(
+        &self,
+        ws: &WorkspaceId,
+        flush_id: &str,
+    ) -> Result<Vec<T>, Error> {
+        let store = self.store();
+        let batch_sk = keys::mail_batch(flush_id);
+        if let Some(b) = store.get(&workspace_pk(ws), &batch_sk).await? {
+            return Ok(from_body(b.body["pending"].clone())?);
+        }
+        let page = store.query(&workspace_pk(ws), keys::PENDING_MAIL, None, 200).await?;
+        if page.items.is_empty() {
+            return Ok(Vec::new()); // an earlier flush of this window took them
+        }
+        let pending: Vec<(Item, T)> =
+            page.items.into_iter().filter_map(|i| from_body(i.body.clone()).ok().map(|p| (i, p))).collect();
+        let all: Vec<&T> = pending.iter().map(|(_, p)| p).collect();
+        put_if(self, &item(ws, batch_sk.clone(), 1, serde_json::json!({"pending": all})), Precondition::Absent).await?;
+        let mut mine = Vec::new();
+        for (i, p) in pending {
+            // Only what this flush takes is its to send.
+            if store.delete(&i.pk, &i.sk, Precondition::Exists).await.is_ok() {
+                mine.push(p);
+            }
+        }
+        let body = serde_json::json!({"pending": mine});
+        store.put(&item(ws, batch_sk, 2, body), Precondition::Version(1)).await.ok();
+        Ok(mine)
+    }
+
+    /// Claims one send of a batch to a member; `false` if it was sent (or
+    /// is being sent) already.
+    pub async fn claim_send(&self, ws: &WorkspaceId, batch: &str, user: &UserId) -> Result<bool, Error> {
+        let claim = item(ws, keys::mail_sent(batch, user), 1, serde_json::json!({"state": "sending"}));
+        put_if(self, &claim, Precondition::Absent).await
+    }
+
+    /// Records a claimed send as done.
+    pub async fn mark_sent(&self, ws: &WorkspaceId, batch: &str, user: &UserId, message_id: &str) {
+        let body = serde_json::json!({"state": "sent", "message_id": message_id});
+        self.store().put(&item(ws, keys::mail_sent(batch, user), 2, body), Precondition::Version(1)).await.ok();
+    }
+
+    /// Releases a claim whose send is known to have failed, so a retry may send.
+    pub async fn release_send(&self, ws: &WorkspaceId, batch: &str, user: &UserId) {
+        self.store().delete(&workspace_pk(ws), &keys::mail_sent(batch, user), Precondition::Version(1)).await.ok();
+    }
+}

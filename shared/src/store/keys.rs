@@ -1,0 +1,237 @@
+//! Every key of the one table, and every object key of the record sink, in
+//! one place. No other module builds a key (the architecture test checks).
+//!
+//! The table: every item of a workspace lives in the partition
+//! `WS#{workspace}`, so no read or write can reach another workspace's items.
+//! Items that arrive without a workspace (OAuth state, upload tokens) live in
+//! their own partition and carry the workspace they are bound to.
+//!
+//! | partition | sort key | what |
+//! |---|---|---|
+//! | `WS#{ws}` | `CONN#{id}` | a connection |
+//! | `WS#{ws}` | `AUTH#{id}` | an authorization (in the due index) |
+//! | `WS#{ws}` | `MEMBER#{user}` | a member |
+//! | `WS#{ws}` | `NTF#{time}#{id}` | an in-app notification |
+//! | `WS#{ws}` | `UPLOAD#{conn}#{id}` | an uploaded file |
+//! | `WS#{ws}` | `UPHASH#{conn}#{sha256}` | the upload that holds some content |
+//! | `WS#{ws}` | `UPPERIOD#{conn}#{month}` | the upload that holds a month |
+//! | `WS#{ws}` | `UPTOKENREF#{conn}#{hash}` | an upload token of a connection |
+//! | `WS#{ws}` | `SYNCLEASE#{conn}` | the sync lease of a connection |
+//! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
+//! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush |
+//! | `WS#{ws}` | `MAILBATCH#{flush}` | what one flush took |
+//! | `WS#{ws}` | `MAILSENT#{batch}#{user}` | the claim of one send |
+//! | `OAUTH#{sha256(state)}` | `STATE` | a started OAuth flow (TTL) |
+//! | `UPTOKEN#{sha256(token)}` | `TOKEN` | an upload token |
+
+use sha2::Digest;
+
+use super::Entity;
+use crate::domain::ids::{ConnectionId, UploadId, UserId, WorkspaceId};
+use crate::domain::upload::Upload;
+use crate::domain::{Authorization, Connection, Member, Notification};
+use crate::ports::Due;
+
+/// How many shards the due-work index is spread over.
+pub const DUE_SHARDS: u16 = 8;
+
+pub fn workspace_pk(ws: &WorkspaceId) -> String {
+    format!("WS#{}", ws.as_str())
+}
+
+fn shard_of(key: &str) -> u16 {
+    // FNV-1a: stable across builds and platforms.
+    let mut h: u32 = 0x811c9dc5;
+    for b in key.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x01000193);
+    }
+    (h % DUE_SHARDS as u32) as u16
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+// ------------------------------------------------------------------ entities
+
+impl Entity for Connection {
+    const KIND: &'static str = "connection";
+    const SK_PREFIX: &'static str = "CONN#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        connection_sk(&self.id)
+    }
+}
+
+pub(super) fn connection_sk(id: &ConnectionId) -> String {
+    format!("CONN#{id}")
+}
+
+impl Entity for Authorization {
+    const KIND: &'static str = "authorization";
+    const SK_PREFIX: &'static str = "AUTH#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        format!("AUTH#{}", self.id)
+    }
+    fn due(&self) -> Option<Due> {
+        self.next_check_at.map(|at| Due { shard: shard_of(self.id.as_str()), at: at.timestamp() })
+    }
+}
+
+impl Entity for Member {
+    const KIND: &'static str = "member";
+    const SK_PREFIX: &'static str = "MEMBER#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        member_sk(&self.user_id)
+    }
+}
+
+pub(super) fn member_sk(id: &UserId) -> String {
+    format!("MEMBER#{id}")
+}
+
+impl Entity for Notification {
+    const KIND: &'static str = "notification";
+    const SK_PREFIX: &'static str = "NTF#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        // Newest first when read in reverse; ids break ties.
+        format!("NTF#{}#{}", self.created_at.format("%Y%m%dT%H%M%S%.6fZ"), self.id)
+    }
+}
+
+impl Entity for Upload {
+    const KIND: &'static str = "upload";
+    const SK_PREFIX: &'static str = "UPLOAD#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        upload_sk(&self.connection_id, self.id.as_str())
+    }
+}
+
+pub(super) fn upload_sk(connection: &ConnectionId, upload: &str) -> String {
+    format!("UPLOAD#{connection}#{upload}")
+}
+
+pub(super) fn uploads_of(connection: &ConnectionId) -> String {
+    format!("UPLOAD#{connection}#")
+}
+
+// ------------------------------------------------------------ control items
+
+pub(super) fn oauth_state(state: &str) -> (String, String) {
+    (format!("OAUTH#{}", sha256_hex(state)), "STATE".to_owned())
+}
+
+pub(super) fn sync_lease(connection: &ConnectionId) -> String {
+    format!("SYNCLEASE#{connection}")
+}
+
+pub(super) fn incident(subject: &str, kind: &str) -> String {
+    format!("INCIDENT#{subject}#{kind}")
+}
+
+pub(super) fn incidents_of(subject: &str) -> String {
+    format!("INCIDENT#{subject}#")
+}
+
+pub(super) fn pending_mail(incident: &str) -> String {
+    format!("PENDINGMAIL#{incident}")
+}
+
+pub(super) const PENDING_MAIL: &str = "PENDINGMAIL#";
+
+pub(super) fn mail_batch(flush_id: &str) -> String {
+    format!("MAILBATCH#{flush_id}")
+}
+
+pub(super) fn mail_sent(batch: &str, user: &UserId) -> String {
+    format!("MAILSENT#{batch}#{user}")
+}
+
+pub(super) fn upload_hash(connection: &ConnectionId, sha256: &str) -> String {
+    format!("UPHASH#{connection}#{sha256}")
+}
+
+pub(super) fn upload_period(connection: &ConnectionId, period: &str) -> String {
+    format!("UPPERIOD#{connection}#{period}")
+}
+
+/// The partition and sort key of an upload token (kept as a hash only).
+pub(super) fn upload_token(token: &str) -> (String, String) {
+    (format!("UPTOKEN#{}", sha256_hex(token)), "TOKEN".to_owned())
+}
+
+/// The workspace's reference to an upload token's partition.
+pub(super) fn upload_token_ref(connection: &ConnectionId, token_pk: &str) -> String {
+    format!("UPTOKENREF#{connection}#{token_pk}")
+}
+
+pub(super) fn upload_token_refs(connection: &ConnectionId) -> String {
+    format!("UPTOKENREF#{connection}#")
+}
+
+/// The token partition a reference points at.
+pub(super) fn upload_token_of_ref(ref_sk: &str) -> Option<(String, String)> {
+    ref_sk.rsplit_once('#').map(|(_, h)| (format!("UPTOKEN#{h}"), "TOKEN".to_owned()))
+}
+
+// -------------------------------------------------------------- object keys
+
+/// Where one page of a stream's records lands: numbered by the stream's
+/// page count, so a redelivered job rewrites the same object.
+pub fn record_batch(ws: &WorkspaceId, connection: &ConnectionId, stream: &str, page: u64) -> String {
+    format!("records/{ws}/{connection}/{stream}/batch-{page:010}.jsonl")
+}
+
+/// Where a presigned upload's file lands.
+pub fn upload_object(upload: &Upload) -> String {
+    format!("uploads/{}/{}/{}.csv", upload.workspace_id, upload.connection_id, upload.id)
+}
+
+/// The upload a landed object is for, if the key is one of ours.
+pub fn parse_upload_object(key: &str) -> Option<(WorkspaceId, ConnectionId, UploadId)> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let ["uploads", ws, conn, file] = parts[..] else { return None };
+    let upload = file.strip_suffix(".csv")?;
+    Some((WorkspaceId::parse(ws).ok()?, ConnectionId::parse(conn).ok()?, UploadId::parse(upload).ok()?))
+}
+
+/// One staged part of an upload's valid rows.
+pub fn upload_part(upload: &Upload, n: usize) -> String {
+    format!("costs/{}/{}/{}/part-{n:05}.jsonl", upload.workspace_id, upload.connection_id, upload.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landed_keys_are_ours_only_in_the_uploads_layout() {
+        let (ws, c, u) = (WorkspaceId::parse("ws_1").unwrap(), ConnectionId::generate(), UploadId::generate());
+        let key = format!("uploads/{ws}/{c}/{u}.csv");
+        assert_eq!(parse_upload_object(&key), Some((ws.clone(), c.clone(), u.clone())));
+        assert_eq!(parse_upload_object(&format!("costs/{ws}/{c}/{u}.csv")), None);
+        assert_eq!(parse_upload_object(&format!("uploads/{ws}/{c}/{u}.txt")), None);
+        assert_eq!(parse_upload_object("uploads/x"), None);
+    }
+
+    #[test]
+    fn shards_are_stable() {
+        assert_eq!(shard_of("auth_0"), shard_of("auth_0"));
+        assert!((0..100).map(|i| shard_of(&format!("auth_{i}"))).all(|s| s < DUE_SHARDS));
+    }
+}

@@ -1,0 +1,130 @@
+//! Environment → configuration → AWS or embedded adapters → the [`App`]
+//! the flows run on. Used by `functions/` (every Lambda's cold start), the
+//! local stack and the tests; nothing in the library below imports it.
+
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::adapters::{aws, clock::SystemClock, embedded, http::ReqwestHttp};
+use crate::catalog::{Catalog, CatalogOptions};
+use crate::config::{Backend, Config};
+use crate::domain::error::Error;
+pub use crate::flows::App;
+use crate::ports::{Clock, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault, StateStore};
+use crate::store::Repo;
+
+/// The ports, for building an [`App`] by hand (tests, the local stack).
+pub struct Ports {
+    pub store: Arc<dyn StateStore>,
+    pub vault: Arc<dyn SecretVault>,
+    pub queue: Arc<dyn JobQueue>,
+    pub mailer: Arc<dyn Mailer>,
+    pub sink: Arc<dyn RecordSink>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The embedded adapters, concrete, so the local stack and tests can reach
+/// their extras (queue wake-ups, sent mail, dead letters).
+pub struct EmbeddedPorts {
+    pub store: Arc<embedded::MemoryStore>,
+    pub vault: Arc<embedded::MemoryVault>,
+    pub queue: Arc<embedded::MemoryQueue>,
+    pub mailer: Arc<embedded::MemoryMailer>,
+    pub sink: Arc<embedded::FileSink>,
+}
+
+impl EmbeddedPorts {
+    pub fn open(config: &Config, data_dir: Option<&std::path::Path>, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+        let io = |what: &str, e: std::io::Error| Error::Config(format!("embedded {what}: {e}"));
+        Ok(Self {
+            store: Arc::new(embedded::MemoryStore::open(data_dir).map_err(|e| io("store", e))?),
+            vault: Arc::new(embedded::MemoryVault::open(data_dir).map_err(|e| io("vault", e))?),
+            queue: Arc::new(
+                embedded::MemoryQueue::open(data_dir, clock, config.max_receives).map_err(|e| io("queue", e))?,
+            ),
+            mailer: Arc::new(embedded::MemoryMailer::open(data_dir).map_err(|e| io("mailer", e))?),
+            sink: Arc::new(
+                embedded::FileSink::open(data_dir)
+                    .map_err(|e| io("sink", e))?
+                    .with_presign_base(&config.public_base_url),
+            ),
+        })
+    }
+
+    pub fn ports(&self, clock: Arc<dyn Clock>) -> Ports {
+        Ports {
+            store: self.store.clone(),
+            vault: self.vault.clone(),
+            queue: self.queue.clone(),
+            mailer: self.mailer.clone(),
+            sink: self.sink.clone(),
+            clock,
+        }
+    }
+}
+
+impl App {
+    /// Builds the app from the environment (every Lambda's cold start).
+    pub async fn from_env() -> Result<Self, Error> {
+        Self::from_config(Config::from_env()?).await
+    }
+
+    pub async fn from_config(config: Config) -> Result<Self, Error> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let ports = match &config.backend {
+            Backend::Embedded { data_dir } => {
+                EmbeddedPorts::open(&config, data_dir.as_deref(), clock.clone())?.ports(clock)
+            }
+            Backend::Aws { endpoint } => {
+                let sdk = match endpoint {
+                    Some(e) => {
+                        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
+                        aws::sdk_config_for_endpoint(e, &region).await
+                    }
+                    None => aws::sdk_config_from_env().await,
+                };
+                Self::aws_ports(&config, &sdk, clock)
+            }
+        };
+        Self::assemble(config, ports)
+    }
+
+    /// The AWS adapters on one SDK configuration.
+    pub fn aws_ports(config: &Config, sdk: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Ports {
+        Ports {
+            store: Arc::new(aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name)),
+            vault: Arc::new(aws::SecretsManagerVault::new(aws_sdk_secretsmanager::Client::new(sdk))),
+            queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
+            mailer: Arc::new(aws::SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
+            sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),
+            clock,
+        }
+    }
+
+    /// An app over the given ports, with the production HTTP client.
+    pub fn assemble(config: Config, ports: Ports) -> Result<Self, Error> {
+        let http = ReqwestHttp::new(Duration::from_secs(config.http_timeout_seconds))?;
+        Self::assemble_with_http(config, ports, Arc::new(http))
+    }
+
+    pub fn assemble_with_http(config: Config, ports: Ports, http: Arc<dyn PlatformHttp>) -> Result<Self, Error> {
+        let catalog = Catalog::load(&CatalogOptions {
+            public_base_url: config.public_base_url.clone(),
+            include_sandbox: config.sandbox_platforms,
+            overrides: config.catalog_overrides.clone(),
+        })?;
+        Ok(Self {
+            config: Arc::new(config),
+            catalog: Arc::new(catalog),
+            repo: Repo::new(ports.store),
+            vault: ports.vault,
+            queue: ports.queue,
+            mailer: ports.mailer,
+            sink: ports.sink,
+            clock: ports.clock,
+            http,
+        })
+    }
+}
