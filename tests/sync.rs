@@ -26,7 +26,14 @@ fn record(stream: &str, i: usize) -> Value {
 }
 
 /// The fake platform's data: each stream pages by its own style.
-fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>) -> Reply {
+fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio::sync::Notify) -> Reply {
+    // `hang@{cursor}`: the page at that cursor never answers (and says so).
+    if let Some(at) = r.query.get("cursor") {
+        if fail.lock().unwrap().contains_key(&format!("hang@{at}")) {
+            hung.notify_one();
+            return Reply::Hang;
+        }
+    }
     if let Some(queue) = fail.lock().unwrap().get_mut(&r.path) {
         if !queue.is_empty() {
             return queue.remove(0);
@@ -80,12 +87,16 @@ struct Setup {
     fake: FakePlatform,
     fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>>,
     token_requests: Arc<AtomicUsize>,
+    /// Notified when a page starts hanging.
+    hung: Arc<tokio::sync::Notify>,
 }
 
 async fn setup(backend: Backend, streams: &[&str]) -> Setup {
     let fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>> = Arc::default();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let (f, t) = (fail.clone(), token_requests.clone());
+    let hung = Arc::new(tokio::sync::Notify::new());
+    let h = hung.clone();
     let refresh_mode = fail.clone();
     let fake = FakePlatform::start(move |r: &Recorded| {
         if r.path == "/token" {
@@ -98,7 +109,7 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
                 json!({"access_token": "good-token", "refresh_token": "rt-2", "expires_in": 3600}),
             );
         }
-        serve(r, &f)
+        serve(r, &f, &h)
     })
     .await;
     let all = json!([
@@ -117,7 +128,7 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
     .to_string();
     let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
     let _ = streams;
-    Setup { app, fake, fail, token_requests }
+    Setup { app, fake, fail, token_requests, hung }
 }
 
 /// An OAuth authorization (with tokens in the vault) and `n` connections
@@ -305,8 +316,14 @@ async fn a_held_lease_keeps_a_second_worker_off() {
         expires_at: None,
     };
     s.app.stack.app.repo.store().put(&lease, shared::ports::Precondition::Absent).await.unwrap();
-    assert!(matches!(run(&s, c, budget()).await.unwrap(), Outcome::Skipped(_)));
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Busy);
     assert!(s.fake.requests_to("/cursor").is_empty());
+    // The job is not done: the worker reports it failed, so SQS delivers it
+    // again later instead of deleting it, and the connection shows no error.
+    let job = SyncJob::start(c, SyncKind::Initial);
+    let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
+    assert!(matches!(err, shared::Error::SyncInProgress), "{err}");
+    assert_eq!(reload(&s, c).await.status, Status::InitialSyncInProgress);
     // Once it expires, the connection is free again.
     s.app.clock.advance(chrono::Duration::minutes(6));
     assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
@@ -401,6 +418,13 @@ async fn a_malformed_page_is_an_error_naming_the_page() {
     let failed = reload(&s, &cs[0]).await;
     assert_eq!(failed.status, Status::Error { reason: FailureReason::MalformedResponse });
     assert!(failed.last_error.unwrap().message.contains("cursor page 1"));
+    // Nothing it left behind blocks the next run: sync now is accepted.
+    let t = s.app.token("ws_mal", "u", "staff").await;
+    let r =
+        s.app.http.post(s.app.url(&format!("/v1/connections/{}/sync", cs[0].id))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    assert_eq!(reload(&s, &cs[0]).await.status, Status::Connected);
 }
 
 #[tokio::test]
@@ -426,6 +450,7 @@ async fn sync_now_queues_a_run_from_the_cursors() {
     // The incremental run asks from the saved cursor.
     let job: SyncJob = serde_json::from_str(&jobs[0].body).unwrap();
     shared::flows::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
+    s.app.stack.app.queue.ack(QueueKind::Sync, &jobs[0].receipt).await.unwrap();
     let first_of_run = &s.fake.requests_to("/cursor")[3];
     assert_eq!(first_of_run.query.get("updated_since").map(String::as_str), Some("2026-11-25T00:00:00Z"));
     assert_eq!(first_of_run.query.get("cursor"), None, "a new run starts at the first page");
@@ -435,8 +460,88 @@ async fn sync_now_queues_a_run_from_the_cursors() {
     running.running =
         Some(RunInfo { id: SyncRunId::generate(), kind: SyncKind::Incremental, started_at: s.app.clock_now() });
     s.app.stack.app.repo.save(&running, v.version).await.unwrap();
+    let (ws, id) = (&cs[0].workspace_id, &cs[0].id);
+    let ttl = chrono::Duration::minutes(2);
+    s.app.stack.app.repo.acquire_sync_lease(ws, id, "a-live-worker", s.app.clock_now(), ttl).await.unwrap().unwrap();
     let r =
         s.app.http.post(s.app.url(&format!("/v1/connections/{}/sync", cs[0].id))).bearer_auth(&t).send().await.unwrap();
     assert_eq!(r.status(), 409);
     assert_eq!(crate::harness::error_code(&r.json().await.unwrap()), "sync_in_progress");
+    // Once the worker's lease has expired (it died), sync now continues
+    // the interrupted run instead of answering 409 forever.
+    s.app.clock.advance(chrono::Duration::minutes(3));
+    let r =
+        s.app.http.post(s.app.url(&format!("/v1/connections/{}/sync", cs[0].id))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let jobs = s.app.stack.app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
+    let job: SyncJob = serde_json::from_str(&jobs[0].body).unwrap();
+    let SyncJob::Sync { run_id, .. } = job;
+    assert_eq!(run_id, running.running.as_ref().map(|r| r.id.clone()), "a continuation of the interrupted run");
+}
+
+/// Kills a worker while it waits for page 2 of the `cursor` stream: the
+/// batch's future is dropped, so nothing is released or acknowledged.
+async fn kill_worker_at_page_2(s: &Setup) {
+    s.fail.lock().unwrap().insert("hang@10".into(), vec![]);
+    tokio::select! {
+        _ = local_stack::workers::run_batch(&s.app.stack, QueueKind::Sync) => panic!("page 2 should hang"),
+        _ = s.hung.notified() => {}
+    }
+    s.fail.lock().unwrap().remove("hang@10");
+}
+
+/// Every record of the stream, each exactly once, and page 1 fetched once.
+async fn assert_written_once(s: &Setup, c: &Connection) {
+    let records = stored_records(s, c, "cursor").await;
+    let mut ids: Vec<String> = records.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    let expected: Vec<String> = (0..RECORDS).map(|i| format!("cursor-{i:03}")).collect();
+    assert_eq!(ids, expected, "every record exactly once");
+    let first_pages = s.fake.requests_to("/cursor").iter().filter(|r| !r.query.contains_key("cursor")).count();
+    assert_eq!(first_pages, 1, "the run continued from its saved page");
+    let c = reload(s, c).await;
+    assert_eq!(c.status, Status::Connected);
+    assert!(c.running.is_none());
+}
+
+#[tokio::test]
+async fn a_worker_killed_between_pages_is_taken_over_and_the_run_completes_once() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_crash", "good-token", 1, &["cursor"]).await;
+    s.app.stack.app.send(&SyncJob::start(&cs[0], SyncKind::Initial), 0).await.unwrap();
+    kill_worker_at_page_2(&s).await;
+    assert_eq!(stored_records(&s, &cs[0], "cursor").await.len(), PAGE, "page 1 was written before the kill");
+    // Time passes: the message becomes visible again; the dead worker's
+    // lease expires and the next delivery takes over.
+    let visibility = chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1);
+    for _ in 0..3 {
+        s.app.clock.advance(visibility);
+        local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    }
+    assert_written_once(&s, &cs[0]).await;
+}
+
+#[tokio::test]
+async fn the_sweep_requeues_a_run_whose_worker_died_and_whose_message_was_lost() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_lost", "good-token", 1, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    app.send(&SyncJob::start(&cs[0], SyncKind::Initial), 0).await.unwrap();
+    kill_worker_at_page_2(&s).await;
+    // The message is gone (dead-lettered, or deleted by mistake).
+    s.app.clock.advance(chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1));
+    for m in app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap() {
+        app.queue.ack(QueueKind::Sync, &m.receipt).await.unwrap();
+    }
+    // Within the stall window the sweep leaves the run alone...
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().stalled_runs_requeued, 0);
+    // ...after it, the run is re-queued once, and completes.
+    s.app.clock.advance(chrono::Duration::minutes(shared::domain::policy::RUN_STALL_MINUTES));
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().stalled_runs_requeued, 1);
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().stalled_runs_requeued, 0, "once per stall window");
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    assert_written_once(&s, &cs[0]).await;
+    // A finished run leaves the index: nothing more to look at.
+    s.app.clock.advance(chrono::Duration::hours(1));
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().stalled_runs_requeued, 0);
 }

@@ -14,6 +14,11 @@ pub const REFRESH_MARGIN_MINUTES: i64 = 15;
 pub const EXPIRING_SOON_DAYS: i64 = 7;
 /// Probe grants with no known expiry this often.
 pub const PROBE_HOURS: i64 = 24;
+/// A sync run that saved no progress for this long, and whose lease is
+/// free, is re-queued by the sweep (longer than the sync queue's
+/// visibility timeout and the longest delayed continuation, so SQS's own
+/// redelivery comes first).
+pub const RUN_STALL_MINUTES: i64 = 20;
 
 /// The expiry facts of freshly obtained tokens, by the entry's policy.
 pub fn expiry_facts(spec: &OAuthSpec, tokens: &TokenSet, now: DateTime<Utc>) -> TokenExpiry {

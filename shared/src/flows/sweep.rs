@@ -9,6 +9,9 @@
 //! * grants with no known expiry are probed with the cheap identity request;
 //! * transient failures are retried with a growing cooldown, and only a
 //!   long run of them (days) disconnects.
+//!
+//! It also re-queues sync runs that stalled (their worker died and their
+//! message is gone): see `flows::sync::requeue_stalled_runs`.
 
 use chrono::{DateTime, Duration, Utc};
 use secrecy::SecretString;
@@ -47,6 +50,9 @@ pub struct SweepReport {
     pub disconnected: usize,
     pub transient_failures: usize,
     pub unchanged: usize,
+    /// Sync runs that had stalled (their worker died) and were re-queued.
+    #[serde(default)]
+    pub stalled_runs_requeued: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +96,14 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
             Done::Unchanged => report.unchanged += 1,
         }
     }
+    // Runs whose worker died and whose message is gone continue.
+    report.stalled_runs_requeued = match super::sync::requeue_stalled_runs(app).await {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::error!(error = %e, "stalled sync runs not checked");
+            0
+        }
+    };
     tracing::info!(?report, "expiry sweep");
     Ok(report)
 }

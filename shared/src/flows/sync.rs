@@ -3,8 +3,16 @@
 //! record sink under a deterministic key (a redelivered job rewrites the
 //! same objects), and saves the stream's cursor after every page. Before its
 //! deadline it stops and queues its own continuation, so no progress is lost
-//! and no page is fetched twice without need. A lease (conditional write
-//! with expiry) keeps two workers off one connection.
+//! and no page is fetched twice without need.
+//!
+//! A worker may die at any instruction. A short lease (a conditional write
+//! with an expiry, renewed before every page attempt) keeps two workers off
+//! one connection and frees it soon after its holder dies; the interrupted
+//! run stays on the connection (`running`) with its saved pages. Whatever
+//! comes next continues that run from its saved page: the redelivered
+//! message, "sync now", or the sweep, which re-queues runs that made no
+//! progress for [`crate::domain::policy::RUN_STALL_MINUTES`]. A job that meets a live lease
+//! is not acknowledged, so SQS delivers it again later.
 
 use bytes::Bytes;
 use rand::Rng;
@@ -30,6 +38,8 @@ const MAX_ATTEMPTS: u32 = 5;
 const MAX_INLINE_WAIT: Duration = Duration::from_secs(2);
 /// Stop this long before the deadline.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+/// Time kept for writing a page and saving its cursor after the request.
+const SAVE_MARGIN: Duration = Duration::from_secs(5);
 
 /// How long a job may run.
 #[derive(Clone, Copy, Debug)]
@@ -47,6 +57,25 @@ impl Budget {
     fn exhausted(&self, pages: u64) -> bool {
         self.max_pages.is_some_and(|m| pages >= m) || Instant::now() + DEADLINE_MARGIN >= self.deadline
     }
+
+    /// Whether an attempt that may take `worst` (the request's timeout, an
+    /// inline wait, writing the page) still ends before the deadline.
+    pub fn allows(&self, worst: Duration) -> bool {
+        Instant::now() + worst < self.deadline
+    }
+}
+
+/// The longest one page attempt can take: the HTTP timeout, the longest
+/// inline wait, and writing the page with its cursor.
+pub fn attempt_worst(http_timeout: Duration) -> Duration {
+    http_timeout + MAX_INLINE_WAIT + SAVE_MARGIN
+}
+
+/// How long a sync lease lasts without renewal: two attempts' worth, so a
+/// live worker (which renews before every attempt) never loses it, and a
+/// dead worker's lease is free a minute or two after it died.
+pub fn lease_ttl(http_timeout: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(attempt_worst(http_timeout) * 2).unwrap_or_default() + chrono::Duration::seconds(30)
 }
 
 /// What a job did.
@@ -56,7 +85,10 @@ pub enum Outcome {
     Completed,
     /// Stopped before the deadline (or a long Retry-After); continuation queued.
     Continued { delay_seconds: u32 },
-    /// Another worker holds the connection, or there is nothing to sync.
+    /// Another worker holds a live lease on the connection: the job is
+    /// not done and must come again later (the message is not acknowledged).
+    Busy,
+    /// There is nothing to do (deleted, no credentials, a stale continuation).
     Skipped(&'static str),
     /// The credentials are gone; the connection is disconnected.
     Disconnected(DisconnectReason),
@@ -100,6 +132,7 @@ impl Creds {
 struct Run<'a> {
     app: &'a App,
     entry: &'a PlatformEntry,
+    lease: Lease,
     connection: Connection,
     version: u64,
     vars: BTreeMap<String, String>,
@@ -124,24 +157,35 @@ pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome
         return Ok(Outcome::Skipped("file connections are not synced"));
     }
     let owner = uuid::Uuid::new_v4().to_string();
-    let ttl = chrono::Duration::from_std(budget.deadline.saturating_duration_since(Instant::now())).unwrap_or_default()
-        + chrono::Duration::minutes(1);
+    let http_timeout = Duration::from_secs(app.config.http_timeout_seconds);
+    let ttl = lease_ttl(http_timeout);
     let now = app.clock.now();
-    let Some(lease) = app.repo.acquire_sync_lease(workspace_id, connection_id, &owner, now, ttl).await? else {
-        return Ok(Outcome::Skipped("another worker is syncing this connection"));
+    let Some(version) = app.repo.acquire_sync_lease(workspace_id, connection_id, &owner, now, ttl).await? else {
+        return Ok(Outcome::Busy);
     };
-    let result = run_leased(app, current.value, current.version, *kind, run_id.clone(), budget).await;
-    app.repo.release_sync_lease(workspace_id, connection_id, lease).await;
+    let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout) };
+    let result = run_leased(app, current.value, current.version, *kind, run_id.clone(), budget, &mut lease).await;
+    app.repo.release_sync_lease(workspace_id, connection_id, lease.version).await;
     result
+}
+
+/// The lease this worker holds, renewed before every page attempt.
+#[derive(Clone)]
+struct Lease {
+    owner: String,
+    version: u64,
+    ttl: chrono::Duration,
+    attempt_worst: Duration,
 }
 
 async fn run_leased(
     app: &App,
     mut connection: Connection,
     mut version: u64,
-    kind: SyncKind,
+    mut kind: SyncKind,
     run_id: Option<SyncRunId>,
     budget: Budget,
+    lease: &mut Lease,
 ) -> Result<Outcome, Error> {
     let entry = app.catalog.get(connection.platform.as_str())?;
     let now = app.clock.now();
@@ -149,8 +193,19 @@ async fn run_leased(
     if run_id.is_some() && connection.running.as_ref().map(|r| &r.id) != run_id.as_ref() {
         return Ok(Outcome::Skipped("a continuation of a run that is over"));
     }
+    // A run that was interrupted (its worker died, or failed) continues from
+    // its saved pages, whatever job comes: starting over would fetch and
+    // write its pages again.
+    let continuing = match (&run_id, &connection.running) {
+        (Some(_), _) => true,
+        (None, Some(interrupted)) => {
+            tracing::warn!(connection = %connection.id, run = %interrupted.id, "continuing an interrupted run");
+            kind = interrupted.kind;
+            true
+        }
+        (None, None) => false,
+    };
     // A new run starts every stream from its incremental cursor.
-    let continuing = run_id.is_some();
     if !continuing {
         connection.running = Some(RunInfo { id: SyncRunId::generate(), kind, started_at: now });
         for cursor in connection.cursors.values_mut() {
@@ -166,7 +221,8 @@ async fn run_leased(
         Err(Other(e)) => return Err(e),
     };
     vars.extend(connection.params.clone());
-    let mut run = Run { app, entry, connection, version, vars, creds, extra, pages: 0, refreshed: false };
+    let mut run =
+        Run { app, entry, lease: lease.clone(), connection, version, vars, creds, extra, pages: 0, refreshed: false };
     let selected: Vec<StreamSpec> = entry
         .streams
         .iter()
@@ -177,7 +233,9 @@ async fn run_leased(
         if run.connection.cursors.get(&stream.name).is_some_and(|c| c.complete) {
             continue;
         }
-        match sync_stream(&mut run, stream, budget).await? {
+        let end = sync_stream(&mut run, stream, budget).await;
+        lease.version = run.lease.version;
+        match end? {
             StreamEnd::Done => {}
             StreamEnd::Stop(outcome) => {
                 if let Outcome::Continued { delay_seconds } = outcome {
@@ -365,10 +423,23 @@ enum Fetched {
 
 /// Sends a page request: waits out short 429/5xx backoffs, asks for a
 /// continuation on long ones, refreshes once on a 401.
-async fn fetch(run: &mut Run<'_>, url: &url::Url) -> Result<Fetched, Error> {
+async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetched, Error> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        // Only an attempt that can finish before the deadline is started;
+        // the page is fetched again by the continuation.
+        if !budget.allows(run.lease.attempt_worst) {
+            return Ok(Fetched::Stop(Outcome::Continued { delay_seconds: 0 }));
+        }
+        // Renew the lease; a worker that lost it (it stalled past the lease
+        // and another took over) stops at once.
+        let (ws, conn) = (&run.connection.workspace_id, &run.connection.id);
+        let now = run.app.clock.now();
+        match run.app.repo.acquire_sync_lease(ws, conn, &run.lease.owner, now, run.lease.ttl).await? {
+            Some(version) => run.lease.version = version,
+            None => return Ok(Fetched::Stop(Outcome::Skipped("the lease was taken over by another worker"))),
+        }
         let creds = run.creds.as_credentials(&run.extra);
         let request = platform::api_get(run.entry, url.clone(), &run.vars, &creds)?;
         let response = run.app.http.send(request).await;
@@ -452,7 +523,7 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         let state: Option<PageState> = cursor.page.as_deref().and_then(|p| serde_json::from_str(p).ok());
         let url = page_url(run, stream, state.as_ref())?;
         let response = loop {
-            match fetch(run, &url).await? {
+            match fetch(run, &url, budget).await? {
                 Fetched::Page(r) => break r,
                 Fetched::Retry => continue,
                 Fetched::Stop(outcome) => return Ok(StreamEnd::Stop(outcome)),
@@ -607,6 +678,12 @@ pub async fn record_failure(
 pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), Error> {
     let SyncJob::Sync { workspace_id, connection_id, .. } = &job;
     match run_job(app, &job, budget).await {
+        Ok(Outcome::Busy) => {
+            // Not acknowledged: SQS delivers it again after its visibility
+            // timeout, when the lease has been released or has expired.
+            tracing::info!(connection = %connection_id, "another worker holds the connection; the job comes again later");
+            Err(Error::SyncInProgress)
+        }
         Ok(outcome) => {
             tracing::info!(connection = %connection_id, ?outcome, "sync job done");
             if let Outcome::Failed(reason) = outcome {
@@ -645,8 +722,66 @@ pub async fn sync_now(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(
         return Err(Error::invalid("connection", "reconnect it first: it has no usable credentials"));
     }
     if c.running.is_some() {
-        return Err(Error::SyncInProgress);
+        if app.repo.sync_lease_live(&c.workspace_id, &c.id, app.clock.now()).await? {
+            return Err(Error::SyncInProgress);
+        }
+        // The run's worker died or failed: continue it from its saved page.
+        tracing::warn!(connection = %c.id, "sync now continues an interrupted run");
     }
-    app.send(&SyncJob::next_run(&c), 0).await?;
+    app.send(&SyncJob::resume(&c), 0).await?;
     Ok(())
+}
+
+/// Re-queues the runs that made no progress for [`crate::domain::policy::RUN_STALL_MINUTES`]
+/// and whose lease is free (their worker died and their message was lost or
+/// dead-lettered): each continues from its saved page. Reads only the
+/// stalled runs (the due index). Returns how many were re-queued.
+pub async fn requeue_stalled_runs(app: &App) -> Result<usize, Error> {
+    let now = app.clock.now();
+    let mut requeued = 0;
+    for stalled in app.repo.due_runs(now, 500).await? {
+        let c = &stalled.value;
+        if c.running.is_none() || app.repo.sync_lease_live(&c.workspace_id, &c.id, now).await? {
+            continue;
+        }
+        // Look again in a stall window, whatever happens next.
+        let mut touched = c.clone();
+        touched.updated_at = now;
+        if app.repo.save(&touched, stalled.version).await.is_err() {
+            continue; // changed meanwhile: it is moving
+        }
+        if c.status.has_credentials() {
+            app.send(&SyncJob::resume(c), 0).await?;
+            tracing::warn!(connection = %c.id, "a stalled sync run was re-queued");
+            requeued += 1;
+        }
+    }
+    Ok(requeued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_starts_only_if_its_worst_case_ends_before_the_deadline() {
+        // At the production timeout (20 s) one attempt may take 27 s.
+        let worst = attempt_worst(Duration::from_secs(20));
+        assert!(worst >= Duration::from_secs(27));
+        let close = Budget::until(Instant::now() + Duration::from_secs(25));
+        assert!(!close.exhausted(0), "the page margin alone would start it");
+        assert!(!close.allows(worst), "but the attempt could not end in time");
+        assert!(Budget::until(Instant::now() + Duration::from_secs(60)).allows(worst));
+    }
+
+    #[test]
+    fn a_live_workers_lease_outlasts_its_attempts_and_a_dead_ones_expires_before_redelivery() {
+        let ttl = lease_ttl(Duration::from_secs(20));
+        // Renewed before every attempt, it outlasts two of them.
+        assert!(ttl > chrono::Duration::from_std(attempt_worst(Duration::from_secs(20)) * 2).unwrap());
+        // The sync queue's visibility timeout (template.yaml) is 960 s: the
+        // redelivered message finds the dead worker's lease expired.
+        assert!(ttl < chrono::Duration::seconds(960));
+        assert!(ttl < chrono::Duration::minutes(crate::domain::policy::RUN_STALL_MINUTES));
+    }
 }

@@ -28,12 +28,16 @@ use sha2::Digest;
 
 use super::Entity;
 use crate::domain::ids::{ConnectionId, UploadId, UserId, WorkspaceId};
+use crate::domain::policy::RUN_STALL_MINUTES;
 use crate::domain::upload::Upload;
 use crate::domain::{Authorization, Connection, Member, Notification};
 use crate::ports::Due;
 
-/// How many shards the due-work index is spread over.
+/// How many shards the due-work index is spread over (for each kind of
+/// due work).
 pub const DUE_SHARDS: u16 = 8;
+/// The shards of sync runs to look at start here (authorizations: 0..8).
+pub const RUN_SHARDS_FROM: u16 = 16;
 
 pub fn workspace_pk(ws: &WorkspaceId) -> String {
     format!("WS#{}", ws.as_str())
@@ -63,6 +67,14 @@ impl Entity for Connection {
     }
     fn sk(&self) -> String {
         connection_sk(&self.id)
+    }
+    /// A connection with a run under way is due for a look by the sweep
+    /// when it has saved no progress for a stall window.
+    fn due(&self) -> Option<Due> {
+        self.running.as_ref().map(|_| Due {
+            shard: RUN_SHARDS_FROM + shard_of(self.id.as_str()),
+            at: (self.updated_at + chrono::Duration::minutes(RUN_STALL_MINUTES)).timestamp(),
+        })
     }
 }
 

@@ -9,8 +9,9 @@ use crate::domain::ids::{ConnectionId, WorkspaceId};
 use crate::ports::{Item, Precondition};
 
 impl Repo {
-    /// Takes the lease for `owner` until `now + ttl` unless another owner
-    /// holds it unexpired. Returns the lease's version (to release it).
+    /// Takes (or, for its holder, renews) the lease for `owner` until
+    /// `now + ttl`, unless another owner holds it unexpired. Returns the
+    /// lease's version (to release it); `None` when another holds it.
     pub async fn acquire_sync_lease(
         &self,
         ws: &WorkspaceId,
@@ -48,6 +49,22 @@ impl Repo {
             Err(StoreError::ConditionFailed) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Whether someone holds the connection's lease unexpired.
+    pub async fn sync_lease_live(
+        &self,
+        ws: &WorkspaceId,
+        conn: &ConnectionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, Error> {
+        let current = self.store().get(&workspace_pk(ws), &keys::sync_lease(conn)).await?;
+        Ok(current.is_some_and(|item| {
+            item.body["until"]
+                .as_str()
+                .and_then(|u| DateTime::parse_from_rfc3339(u).ok())
+                .is_some_and(|u| u.with_timezone(&Utc) > now)
+        }))
     }
 
     /// Releases a lease taken at `version` (it expires anyway).
