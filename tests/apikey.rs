@@ -95,7 +95,77 @@ macro_rules! both {
     };
 }
 
-both!(a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued, every_refusal_has_its_code_and_stores_nothing);
+both!(
+    a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued,
+    every_refusal_has_its_code_and_stores_nothing,
+    the_same_key_sent_concurrently_connects_once
+);
+
+async fn the_same_key_sent_concurrently_connects_once(backend: Backend) {
+    let (app, fake) = app_with_fakes(backend).await;
+    let app = std::sync::Arc::new(app);
+    let t = app.token("ws_race", "u", "staff").await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (app, t) = (app.clone(), t.clone());
+        tasks.spawn(async move { connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await });
+    }
+    let mut outcomes = Vec::new();
+    while let Some(done) = tasks.join_next().await {
+        let (status, _, body) = done.unwrap();
+        outcomes.push((status, body["existing"].as_bool(), body["id"].as_str().unwrap_or_default().to_owned()));
+    }
+    let created: Vec<_> = outcomes.iter().filter(|o| o.0 == 201).collect();
+    assert_eq!(created.len(), 1, "{outcomes:?}");
+    let id = &created[0].2;
+    for o in outcomes.iter().filter(|o| o.0 != 201) {
+        assert_eq!((o.0, o.1, &o.2), (200, Some(true), id), "{outcomes:?}");
+    }
+    assert_eq!(connections(&app, "ws_race").await.len(), 1);
+    assert_eq!(fake.requests_to("/api/accounts/").len(), 1, "validated once");
+    // Removing the connection frees the key: it connects anew.
+    let r = app.http.delete(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, _, again) = connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await;
+    assert_eq!((status, again["existing"].as_bool()), (201, Some(false)), "{again}");
+}
+
+#[tokio::test]
+async fn fingerprints_are_keyed_by_the_deployment() {
+    use sha2::Digest;
+    let (app, _fake) = app_with_fakes(Backend::Embedded).await;
+    let t = app.token("ws_fp", "u", "staff").await;
+    assert_eq!(connect(&app, &t, klaviyo_body(KLAVIYO_OK)).await.0, 201);
+    let c = &connections(&app, "ws_fp").await[0];
+    let Credential::ApiKey { fingerprint, .. } = &c.credential else { panic!("api key credential") };
+    // Not the plain hash of what a guesser knows (platform, workspace, key).
+    let mut plain = sha2::Sha256::new();
+    plain.update(b"klaviyows_fp\0");
+    plain.update(KLAVIYO_OK.as_bytes());
+    assert_ne!(fingerprint, &hex::encode(plain.finalize()));
+    // Another deployment (another key) fingerprints the same key otherwise.
+    let (other, _f) = app_with_fakes(Backend::Embedded).await;
+    let t2 = other.token("ws_fp", "u", "staff").await;
+    assert_eq!(connect(&other, &t2, klaviyo_body(KLAVIYO_OK)).await.0, 201);
+    let Credential::ApiKey { fingerprint: f2, .. } = &connections(&other, "ws_fp").await[0].credential else {
+        panic!("api key credential")
+    };
+    assert_ne!(fingerprint, f2);
+    // The fingerprint key lives in the vault only.
+    assert!(!app.dump_state().await.contains(
+        &app.stack
+            .app
+            .vault
+            .get(&shared::domain::SecretRef::fingerprint_key(&app.stack.app.config.secret_prefix).0)
+            .await
+            .unwrap()
+            .map(|k| {
+                use secrecy::ExposeSecret;
+                k.expose_secret().to_owned()
+            })
+            .unwrap()
+    ));
+}
 
 async fn a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued(backend: Backend) {
     let (app, fake) = app_with_fakes(backend).await;

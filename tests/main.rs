@@ -15,6 +15,7 @@
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `architecture`: the layers of `shared/src` import only downwards, and
 //!   only the store builds table keys.
+//! * `iam`: each function's IAM policy is exactly what its code needs.
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
 mod alerts;
@@ -24,6 +25,7 @@ mod architecture;
 mod contract;
 mod events;
 mod harness;
+mod iam;
 mod lifecycle;
 mod local_stack;
 mod logs;

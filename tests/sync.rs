@@ -432,8 +432,18 @@ async fn a_next_link_to_another_host_is_refused() {
     let s = setup(Backend::Embedded, &["evil"]).await;
     let (_, cs) = connect(&s, "ws_evil", "good-token", 1, &["evil"]).await;
     let job = SyncJob::start(&cs[0], SyncKind::Initial);
-    let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
-    assert!(err.to_string().contains("another host"), "{err}");
+    // The platform's fault, which retrying cannot fix: recorded on the
+    // connection with its own code, and the job is done (not retried into
+    // the dead-letter queue).
+    shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap();
+    let c = reload(&s, &cs[0]).await;
+    assert_eq!(c.status, Status::Error { reason: FailureReason::NextPageOnAnotherHost });
+    let last = c.last_error.unwrap();
+    assert_eq!(last.code, "next_page_on_another_host");
+    assert!(last.message.contains("another host"), "{}", last.message);
+    assert_eq!(s.fake.requests_to("/evil").len(), 1, "the foreign link was not followed");
+    let alerts = s.app.stack.app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
+    assert!(alerts.iter().any(|m| m.body.contains("next_page_on_another_host")));
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! The mapping to HTTP status, error code and action lives in exactly one
 //! place: [`crate::entry::http::error`].
 
-use super::status::{Event, Status, Subject};
+use super::status::{Event, FailureReason, Status, Subject};
 
 /// Everything a use case can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +42,10 @@ pub enum Error {
     ReturnToNotAllowed,
     #[error("a page of the platform was malformed: {0}")]
     MalformedPage(String),
+    /// The platform answered in a way retrying cannot fix; the connection
+    /// shows the reason and the job is not retried.
+    #[error("the platform's answer cannot be used: {detail}")]
+    PlatformFault { reason: FailureReason, detail: String },
     #[error("a sync of this connection is already running")]
     SyncInProgress,
     #[error("the OAuth app of {platform} is not configured")]

@@ -102,6 +102,12 @@ impl SecretRef {
         SecretRef(format!("{prefix}/apps/{platform}"))
     }
 
+    /// The deployment's key for fingerprints of API keys (a keyed hash, so a
+    /// fingerprint reveals nothing of a key without it).
+    pub fn fingerprint_key(prefix: &str) -> Self {
+        SecretRef(format!("{prefix}/fingerprint-key"))
+    }
+
     /// A workspace's own (BYO) OAuth app credentials of a platform.
     pub fn for_workspace_app(prefix: &str, workspace: &WorkspaceId, platform: &str) -> Self {
         SecretRef(format!("{prefix}/ws/{}/apps/{platform}", workspace.as_str()))
@@ -252,8 +258,8 @@ pub enum Credential {
         secret: SecretRef,
         hint: String,
         last_verified_at: DateTime<Utc>,
-        /// SHA-256 of platform, workspace and key: finds a key submitted
-        /// twice without keeping the key.
+        /// HMAC-SHA256, under the deployment's fingerprint key, of platform,
+        /// workspace and key: finds a key submitted twice without keeping it.
         #[serde(default)]
         fingerprint: String,
     },

@@ -110,6 +110,9 @@ pub enum FailureReason {
     MalformedResponse,
     PermissionDenied,
     RetriesExhausted,
+    /// The platform's next-page link points to another host: following it
+    /// would send the credentials there. Retrying cannot help.
+    NextPageOnAnotherHost,
     Internal,
 }
 
@@ -121,6 +124,7 @@ impl FailureReason {
             FailureReason::MalformedResponse => "malformed_response",
             FailureReason::PermissionDenied => "permission_denied",
             FailureReason::RetriesExhausted => "retries_exhausted",
+            FailureReason::NextPageOnAnotherHost => "next_page_on_another_host",
             FailureReason::Internal => "internal",
         }
     }

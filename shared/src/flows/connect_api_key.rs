@@ -14,7 +14,8 @@ use crate::domain::ids::*;
 use crate::domain::input::{check_client, check_name, ClientInput};
 use crate::domain::messages::SyncJob;
 use crate::domain::*;
-use crate::platform::api_key::{check_fields, secret_json, validate};
+use crate::platform::api_key::{check_fields, fingerprint_key, secret_json, validate};
+use crate::store::api_keys::KeyClaim;
 
 /// The body of `POST /v1/connections/api-key`.
 #[derive(Deserialize)]
@@ -64,16 +65,8 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
     let entry = api_key_entry(app, &request.platform)?;
     let name = check_name(&request.name)?;
     let client = check_client(request.client.as_ref())?;
-    let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
-    if !request.allow_duplicate {
-        let existing = app.repo.list::<Connection>(&caller.workspace_id).await?.into_iter().map(|v| v.value).find(|c| {
-            c.platform == entry.id && matches!(&c.credential, Credential::ApiKey { fingerprint, .. } if fingerprint == &key.fingerprint)
-        });
-        if let Some(connection) = existing {
-            return Ok(Outcome { connection, existing: true });
-        }
-    }
-    let account = validate(app.http.as_ref(), entry, &key).await?;
+    let fp_key = fingerprint_key(app.vault.as_ref(), &app.config.secret_prefix).await?;
+    let key = check_fields(entry, &caller.workspace_id, &request.credentials, &fp_key)?;
     let now = app.clock.now();
     let mut connection = Connection::new(
         caller.workspace_id.clone(),
@@ -86,20 +79,77 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         caller.user_id.clone(),
         now,
     );
-    let secret = SecretRef::for_owner(&app.config.secret_prefix, &caller.workspace_id, connection.id.as_str());
-    connection.credential = Credential::ApiKey {
-        secret: secret.clone(),
-        hint: key.hint.clone(),
-        last_verified_at: now,
-        fingerprint: key.fingerprint.clone(),
-    };
-    connection.account = account;
-    connection.params = key.params.clone();
-    connection.apply(Event::CredentialsAccepted, now)?;
-    app.vault_first(&secret, &secret_json(&key), app.repo.create(&connection)).await?;
+    let (ws, platform) = (&caller.workspace_id, entry.id.as_str());
+    // The same key connects once: a uniqueness claim, not a look at the list
+    // (which concurrent requests would all pass).
+    if !request.allow_duplicate {
+        if let Some(existing) = claim_key(app, ws, platform, &key.fingerprint, &connection.id).await? {
+            return Ok(Outcome { connection: existing, existing: true });
+        }
+    }
+    let created = async {
+        let account = validate(app.http.as_ref(), entry, &key).await?;
+        let secret = SecretRef::for_owner(&app.config.secret_prefix, ws, connection.id.as_str());
+        connection.credential = Credential::ApiKey {
+            secret: secret.clone(),
+            hint: key.hint.clone(),
+            last_verified_at: now,
+            fingerprint: key.fingerprint.clone(),
+        };
+        connection.account = account;
+        connection.params = key.params.clone();
+        connection.apply(Event::CredentialsAccepted, now)?;
+        app.vault_first(&secret, &secret_json(&key), app.repo.create(&connection)).await
+    }
+    .await;
+    if let Err(e) = created {
+        app.repo.release_api_key(ws, platform, &key.fingerprint, &connection.id).await;
+        return Err(e);
+    }
+    if request.allow_duplicate {
+        // The first connection of a key holds its claim; a duplicate does not.
+        app.repo.claim_api_key(ws, platform, &key.fingerprint, &connection.id, now).await.ok();
+    }
     app.send_or_log(&SyncJob::start(&connection, SyncKind::Initial), "initial sync").await;
     tracing::info!(platform = %entry.id, connection = %connection.id, "api key connected");
     Ok(Outcome { connection, existing: false })
+}
+
+/// Claims a key for `conn`, or finds the connection that holds it. A claim
+/// whose connection does not exist yet is one whose key is being checked
+/// with the platform: wait for it (at most one validation's time), then
+/// take over a claim its request left behind when it died.
+async fn claim_key(
+    app: &App,
+    ws: &WorkspaceId,
+    platform: &str,
+    fingerprint: &str,
+    conn: &ConnectionId,
+) -> Result<Option<Connection>, Error> {
+    const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+    let patience = std::time::Duration::from_secs(app.config.http_timeout_seconds + 5);
+    let started = std::time::Instant::now();
+    while started.elapsed() < patience * 2 {
+        let now = app.clock.now();
+        let KeyClaim::HeldBy { connection, claimed_at, version } =
+            app.repo.claim_api_key(ws, platform, fingerprint, conn, now).await?
+        else {
+            return Ok(None);
+        };
+        match app.repo.connection(ws, &connection).await {
+            Ok(holder) => return Ok(Some(holder.value)),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let stale = chrono::Duration::from_std(patience * 2).unwrap_or_default();
+        let abandoned = started.elapsed() >= patience || claimed_at.is_some_and(|at| now - at > stale);
+        if abandoned && version > 0 && app.repo.retake_api_key(ws, platform, fingerprint, conn, version, now).await? {
+            tracing::warn!(connection = %connection, "took over the claim of an API key whose request died");
+            return Ok(None);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Err(Error::Conflict { kind: "API key (it is being connected by another request)" })
 }
 
 /// `PUT /v1/connections/{id}/api-key`: validates the new key first; the old
@@ -118,7 +168,8 @@ pub async fn replace(
         return Err(Error::invalid("connection", "this connection does not use an API key"));
     };
     let secret = secret.clone();
-    let key = check_fields(entry, &caller.workspace_id, &request.credentials)?;
+    let fp_key = fingerprint_key(app.vault.as_ref(), &app.config.secret_prefix).await?;
+    let key = check_fields(entry, &caller.workspace_id, &request.credentials, &fp_key)?;
     let account = validate(app.http.as_ref(), entry, &key).await?;
     let now: DateTime<Utc> = app.clock.now();
     let mut c = current.value.clone();
@@ -139,6 +190,13 @@ pub async fn replace(
     // The new key replaces the old only now that it has passed.
     app.vault.put(&secret.0, &secret_json(&key)).await?;
     app.repo.save(&c, current.version).await?;
+    // The claim follows the key (best effort: a duplicate may hold the new one).
+    if let Credential::ApiKey { fingerprint: old, .. } = &current.value.credential {
+        if old != &key.fingerprint {
+            app.repo.release_api_key(&c.workspace_id, c.platform.as_str(), old, &c.id).await;
+            app.repo.claim_api_key(&c.workspace_id, c.platform.as_str(), &key.fingerprint, &c.id, now).await.ok();
+        }
+    }
     if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
         app.send_or_log(&SyncJob::next_run(&c), "sync after a key replacement").await;
     }

@@ -328,7 +328,10 @@ fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Re
             let next = base.join(next).map_err(|_| Error::invalid("next", "not a URL"))?;
             // Credentials go only to the platform's own origin.
             if next.origin() != base.origin() {
-                return Err(Error::invalid("next", "the next page is on another host"));
+                return Err(Error::PlatformFault {
+                    reason: FailureReason::NextPageOnAnotherHost,
+                    detail: format!("the next page of {} is on another host; it was not fetched", stream.name),
+                });
             }
             return Ok(next);
         }
@@ -691,6 +694,12 @@ pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), E
                 record_failure(app, workspace_id, connection_id, reason, message).await?;
             }
             Ok(())
+        }
+        Err(Error::PlatformFault { reason, detail }) => {
+            // The platform's fault, and retrying cannot fix it: recorded, not retried.
+            tracing::warn!(connection = %connection_id, reason = reason.code(), "sync stopped: {detail}");
+            let message = format!("The platform's answer cannot be used: {detail}.");
+            record_failure(app, workspace_id, connection_id, reason, message).await
         }
         Err(e) => {
             let reason = match &e {

@@ -2,8 +2,8 @@
 //! for presence, length and character set, never echoed), the platform's
 //! cheap validation request, and the key as the vault keeps it.
 
+use hmac::Mac;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::Digest;
 use std::collections::BTreeMap;
 
 use super::{self as platform, Credentials};
@@ -30,6 +30,7 @@ pub fn check_fields(
     entry: &PlatformEntry,
     workspace: &WorkspaceId,
     given: &BTreeMap<String, SecretString>,
+    fingerprint_key: &SecretString,
 ) -> Result<CheckedKey, Error> {
     let spec = entry.api_key.as_ref().ok_or_else(|| Error::Config(format!("{}: no api_key", entry.id)))?;
     for name in given.keys() {
@@ -39,8 +40,10 @@ pub fn check_fields(
     }
     let mut secrets = BTreeMap::new();
     let mut params = BTreeMap::new();
-    let mut fingerprint = sha2::Sha256::new();
+    let mut fingerprint = hmac::Hmac::<sha2::Sha256>::new_from_slice(fingerprint_key.expose_secret().as_bytes())
+        .map_err(|_| Error::Config("the fingerprint key is unusable".into()))?;
     fingerprint.update(entry.id.as_str().as_bytes());
+    fingerprint.update(&[0]);
     fingerprint.update(workspace.as_str().as_bytes());
     for f in &spec.fields {
         let field = format!("credentials.{}", f.name);
@@ -54,7 +57,7 @@ pub fn check_fields(
                 format!("does not look like a {} {}; copy it again from {}", entry.name, f.label, entry.name),
             ));
         }
-        fingerprint.update([0]);
+        fingerprint.update(&[0]);
         fingerprint.update(raw.as_bytes());
         if f.secret {
             secrets.insert(f.name.clone(), SecretString::from(raw.to_owned()));
@@ -70,7 +73,7 @@ pub fn check_fields(
         .ok_or_else(|| Error::Config(format!("{}: no secret field", entry.id)))?;
     let chars: Vec<char> = first.expose_secret().chars().collect();
     let hint: String = chars[chars.len().saturating_sub(4)..].iter().collect();
-    Ok(CheckedKey { secrets, params, hint, fingerprint: hex::encode(fingerprint.finalize()) })
+    Ok(CheckedKey { secrets, params, hint, fingerprint: hex::encode(fingerprint.finalize().into_bytes()) })
 }
 
 /// The platform's cheap validation request. Returns the account it names.
@@ -138,6 +141,20 @@ pub async fn validate(
 pub fn secret_json(key: &CheckedKey) -> SecretString {
     let map: BTreeMap<&str, &str> = key.secrets.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
     SecretString::from(serde_json::to_string(&map).expect("strings serialize"))
+}
+
+/// The deployment's fingerprint key, from the vault. The template creates
+/// it; a deployment without one (the local stack, the tests) gets a random
+/// one on first use.
+pub async fn fingerprint_key(vault: &dyn SecretVault, prefix: &str) -> Result<SecretString, Error> {
+    let name = SecretRef::fingerprint_key(prefix);
+    if let Some(key) = vault.get(&name.0).await? {
+        return Ok(key);
+    }
+    let fresh = SecretString::from(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
+    vault.put(&name.0, &fresh).await?;
+    // Read back: two first uses at once both end with the one stored last.
+    Ok(vault.get(&name.0).await?.unwrap_or(fresh))
 }
 
 /// Reads the key fields of a connection back from the vault.

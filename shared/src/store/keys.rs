@@ -17,6 +17,7 @@
 //! | `WS#{ws}` | `UPPERIOD#{conn}#{month}` | the upload that holds a month |
 //! | `WS#{ws}` | `UPTOKENREF#{conn}#{hash}` | an upload token of a connection |
 //! | `WS#{ws}` | `SYNCLEASE#{conn}` | the sync lease of a connection |
+//! | `WS#{ws}` | `KEYCLAIM#{platform}#{fingerprint}` | the connection that holds an API key |
 //! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
 //! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush |
 //! | `WS#{ws}` | `MAILBATCH#{flush}` | what one flush took |
@@ -146,6 +147,10 @@ pub(super) fn uploads_of(connection: &ConnectionId) -> String {
 
 pub(super) fn oauth_state(state: &str) -> (String, String) {
     (format!("OAUTH#{}", sha256_hex(state)), "STATE".to_owned())
+}
+
+pub(super) fn api_key_claim(platform: &str, fingerprint: &str) -> String {
+    format!("KEYCLAIM#{platform}#{fingerprint}")
 }
 
 pub(super) fn sync_lease(connection: &ConnectionId) -> String {

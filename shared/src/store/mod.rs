@@ -5,6 +5,7 @@
 //! this layer sees an [`Item`].
 
 pub mod alerts;
+pub mod api_keys;
 pub mod keys;
 pub mod oauth_state;
 pub mod queues;

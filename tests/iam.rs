@@ -1,0 +1,189 @@
+//! The template's IAM policies, held to what each function's code calls.
+//! The table below is the need, function by function, with the flow that
+//! needs it; the test fails on a missing permission and on an extra one
+//! (least privilege), and on any write to the deployment's own app secrets
+//! (`apps/*`), which only operators change.
+
+use std::collections::BTreeSet;
+
+const TABLE: &str = "table";
+const DUE_INDEX: &str = "table/index/due";
+const SYNC_Q: &str = "queue/sync";
+const NOTIFY_Q: &str = "queue/notify";
+const DDB_RW: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"];
+const DDB_RWQ: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"];
+
+/// Actions on resources: secrets as `secret:{path}` under the deployment's
+/// prefix, S3 as `bucket/{prefix}`.
+type Statement = (Vec<&'static str>, Vec<&'static str>);
+
+/// Each function and its statements.
+#[rustfmt::skip]
+fn needs() -> Vec<(&'static str, Vec<Statement>)> {
+    vec![
+        // flows::connect_oauth::start (state, reconnect targets), flows::providers (BYO apps)
+        ("ConnectStartFunction", vec![
+            (DDB_RWQ.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:ws/*/apps/*"]),
+        ]),
+        // flows::connect_oauth::callback, flows::reconnect
+        ("OauthCallbackFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+        ]),
+        // flows::connect_api_key (claims, fingerprint key, keys, initial sync)
+        ("ApiKeyConnectFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:fingerprint-key-*"]),
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/conn_*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q]),
+        ]),
+        // flows::file_uploads (direct, automation, presigned)
+        ("CsvUploadFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
+            (vec!["s3:PutObject"], vec!["bucket/uploads/*"]),
+        ]),
+        // flows::file_uploads::process_landed
+        ("UploadProcessorFunction", vec![
+            (DDB_RWQ.to_vec(), vec![TABLE]),
+            (vec!["s3:GetObject"], vec!["bucket/uploads/*"]),
+            (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
+        ]),
+        // flows::connections, flows::authorizations (removal revokes at the
+        // platform, deletes secrets and alerts), flows::sync::sync_now
+        ("ConnectionsApiFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
+            (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+        ]),
+        // flows::sync (with flows::refresh on a 401)
+        ("SyncWorkerFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
+            (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
+            (vec!["s3:PutObject"], vec!["bucket/records/*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+        ]),
+        // flows::sweep (refresh, probe, alerts, stalled runs)
+        ("ExpirySweepFunction", vec![
+            (DDB_RWQ.to_vec(), vec![TABLE]),
+            (vec!["dynamodb:Query"], vec![DUE_INDEX]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
+            (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+        ]),
+        // flows::alerts
+        ("NotifierFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
+            (vec!["ses:SendEmail"], vec!["ses:identity/*"]),
+        ]),
+    ]
+}
+
+fn normalise(resource: &str) -> String {
+    let r = resource.trim().trim_start_matches("- ").trim();
+    let r = r.strip_prefix("!Sub ").or_else(|| r.strip_prefix("!GetAtt ")).unwrap_or(r);
+    let secret = "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:connections/${Stage}/";
+    if let Some(path) = r.strip_prefix(secret) {
+        return format!("secret:{path}");
+    }
+    if let Some(rest) = r.strip_prefix("arn:${AWS::Partition}:ses:${AWS::Region}:${AWS::AccountId}:") {
+        return format!("ses:{rest}");
+    }
+    match r {
+        "StateTable.Arn" => TABLE.into(),
+        "${StateTable.Arn}/index/due" => DUE_INDEX.into(),
+        "SyncQueue.Arn" => SYNC_Q.into(),
+        "NotifyQueue.Arn" => NOTIFY_Q.into(),
+        _ => r.replace("${RecordsBucket.Arn}/", "bucket/"),
+    }
+}
+
+/// The (action, resource) pairs a function's Policies grant.
+fn granted(template: &str, function: &str) -> BTreeSet<(String, String)> {
+    let start = template.find(&format!("\n  {function}:\n")).unwrap_or_else(|| panic!("{function} missing"));
+    // The function's block: up to the next resource (two spaces of indent)
+    // or the next top-level section.
+    let lines: Vec<&str> = template[start + 1..].lines().collect();
+    let next = lines
+        .iter()
+        .skip(1)
+        .position(|l| !l.is_empty() && (!l.starts_with("  ") || !l[2..].starts_with(' ')))
+        .map_or(lines.len(), |i| i + 1);
+    let block = lines[..next].join("\n");
+    let policies = &block[block.find("      Policies:").unwrap_or_else(|| panic!("{function} has no Policies"))..];
+    let mut out = BTreeSet::new();
+    let (mut actions, mut resources): (Vec<String>, Vec<String>) = (vec![], vec![]);
+    let mut in_resources = false;
+    let mut flush = |actions: &mut Vec<String>, resources: &mut Vec<String>| {
+        for a in actions.iter() {
+            for r in resources.iter() {
+                out.insert((a.clone(), normalise(r)));
+            }
+        }
+        actions.clear();
+        resources.clear();
+    };
+    for line in policies.lines() {
+        let l = line.trim();
+        if l.starts_with("- Effect:") {
+            flush(&mut actions, &mut resources);
+            assert_eq!(l, "- Effect: Allow", "{function}: only Allow statements");
+            in_resources = false;
+        } else if let Some(list) = l.strip_prefix("Action: [") {
+            actions = list.trim_end_matches(']').split(',').map(|a| a.trim().to_owned()).collect();
+        } else if let Some(r) = l.strip_prefix("Resource:") {
+            let r = r.trim();
+            if r.is_empty() {
+                in_resources = true;
+            } else if let Some(list) = r.strip_prefix('[') {
+                resources.extend(list.trim_end_matches(']').split(',').map(|x| x.trim().to_owned()));
+            } else {
+                resources.push(r.to_owned());
+            }
+        } else if in_resources && l.starts_with("- ") {
+            resources.push(l.to_owned());
+        }
+    }
+    flush(&mut actions, &mut resources);
+    out
+}
+
+#[test]
+fn every_function_has_exactly_the_permissions_its_code_needs() {
+    let template =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    for (function, statements) in needs() {
+        let expected: BTreeSet<(String, String)> = statements
+            .iter()
+            .flat_map(|(actions, resources)| {
+                actions.iter().flat_map(move |a| resources.iter().map(move |r| (a.to_string(), r.to_string())))
+            })
+            .collect();
+        let got = granted(&template, function);
+        let missing: Vec<_> = expected.difference(&got).collect();
+        let extra: Vec<_> = got.difference(&expected).collect();
+        assert!(missing.is_empty() && extra.is_empty(), "{function}:\n  missing {missing:?}\n  extra {extra:?}");
+        for (action, resource) in &got {
+            let writes = !action.ends_with("GetSecretValue");
+            assert!(
+                !(action.starts_with("secretsmanager:") && writes && resource.starts_with("secret:apps/")),
+                "{function} may change the deployment's app secrets ({action} on {resource})"
+            );
+            assert!(resource != "secret:*", "{function}: {action} on every secret of the deployment");
+        }
+    }
+}
+
+#[test]
+fn the_checker_reads_a_planted_permission() {
+    let planted = "\n  XFunction:\n    Properties:\n      Policies:\n        - Statement:\n            - Effect: Allow\n              Action: [secretsmanager:DeleteSecret]\n              Resource: !Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:connections/${Stage}/apps/*\n\n  Next:\n";
+    let got = granted(planted, "XFunction");
+    assert_eq!(got, BTreeSet::from([("secretsmanager:DeleteSecret".to_owned(), "secret:apps/*".to_owned())]));
+}
