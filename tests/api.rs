@@ -304,3 +304,40 @@ async fn cors_answers_allowed_origins_only() {
     let r = app.http.get(app.url("/health")).header("origin", "https://app.example.com").send().await.unwrap();
     assert_eq!(r.headers()["access-control-allow-origin"], "https://app.example.com");
 }
+
+#[tokio::test]
+async fn every_route_passes_its_cors_preflight_locally_and_in_the_template() {
+    let app = spawn_app().await;
+    for route in shared::entry::http::ROUTES {
+        let path = route.path.replace("{id}", "conn_0").replace("{upload_id}", "upl_0").replace("{user_id}", "u");
+        let r = app
+            .http
+            .request(reqwest::Method::OPTIONS, app.url(&path))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", route.method.as_str())
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{} {}", route.method, route.path);
+        let allowed = r.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
+        assert!(
+            allowed.split(", ").any(|m| m == route.method.as_str()),
+            "{} {}: preflight allows only {allowed}",
+            route.method,
+            route.path
+        );
+        assert_eq!(r.headers()["access-control-allow-headers"], shared::entry::http::CORS_HEADERS);
+    }
+    // API Gateway answers preflights in AWS: the template allows the same.
+    let template =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let line = template.lines().find(|l| l.trim_start().starts_with("AllowMethods:")).unwrap();
+    for method in shared::entry::http::cors_methods() {
+        assert!(line.contains(method), "template AllowMethods lacks {method}: {line}");
+    }
+    let headers = template.lines().find(|l| l.trim_start().starts_with("AllowHeaders:")).unwrap();
+    for h in shared::entry::http::CORS_HEADERS.split(", ") {
+        assert!(headers.contains(h), "template AllowHeaders lacks {h}");
+    }
+}

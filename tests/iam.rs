@@ -50,7 +50,7 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::file_uploads::process_landed
         ("UploadProcessorFunction", vec![
             (DDB_RWQ.to_vec(), vec![TABLE]),
-            (vec!["s3:GetObject"], vec!["bucket/uploads/*"]),
+            (vec!["s3:GetObject", "s3:DeleteObject"], vec!["bucket/uploads/*"]),
             (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
         ]),
         // flows::connections, flows::authorizations (removal revokes at the

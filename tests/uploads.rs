@@ -62,7 +62,11 @@ macro_rules! both {
     };
 }
 
-both!(a_good_file_is_ingested_once_and_exported_safely, a_large_file_goes_through_a_presigned_url);
+both!(
+    a_good_file_is_ingested_once_and_exported_safely,
+    a_large_file_goes_through_a_presigned_url,
+    a_presigned_file_over_the_limit_is_refused_before_it_is_read
+);
 
 async fn a_good_file_is_ingested_once_and_exported_safely(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
@@ -85,7 +89,7 @@ async fn a_good_file_is_ingested_once_and_exported_safely(backend: Backend) {
         "{csv}"
     );
     assert!(csv.contains("'@risk"));
-    assert!(csv.contains(",12.50,EUR,") && csv.contains(",-3.25,USD,"), "exact decimals: {csv}");
+    assert!(csv.contains(",12.50,\"EUR\",") && csv.contains(",-3.25,\"USD\","), "exact decimals: {csv}");
     assert_eq!(csv.lines().count(), 4);
 
     // The same bytes again: a duplicate, nothing new.
@@ -152,6 +156,66 @@ async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
     assert_eq!(got["valid_rows"], n);
     assert_eq!(got["source"], "presigned");
     assert_eq!(connection(&app, &t, &id).await["progress"]["costs"]["records"], n);
+    // Processed: the raw file is gone, and the URL used again (within its
+    // 15 minutes) changes nothing.
+    let raw = format!("uploads/ws_big/{id}/{upload_id}.csv");
+    assert!(app.stack.app.sink.get(&raw).await.unwrap().is_none(), "the processed raw file is deleted");
+    let replay = app.http.put(url).body("date,category,description,amount,currency\n").send().await.unwrap();
+    if backend == Backend::Moto {
+        assert!(replay.status().is_success());
+        let event = json!({"detail-type": "Object Created", "source": "aws.s3", "detail": {"object": {"key": raw}}});
+        shared::entry::lambda::upload_landed(&app.stack.app, event).await.unwrap();
+    }
+    assert!(app.stack.app.sink.get(&raw).await.unwrap().is_none(), "a replayed file is discarded");
+    let again: Value = app
+        .http
+        .get(app.url(&format!("/v1/connections/{id}/uploads/{upload_id}")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((again["state"].clone(), again["valid_rows"].clone()), (json!("ingested"), json!(n)));
+}
+
+async fn a_presigned_file_over_the_limit_is_refused_before_it_is_read(backend: Backend) {
+    let app = spawn_app_on(backend, &[("MAX_UPLOAD_BYTES", "1000")]).await;
+    let t = app.token("ws_lim", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    let presigned: Value = r.json().await.unwrap();
+    assert_eq!(presigned["max_bytes"], 1000, "the limit is announced");
+    let upload_id = presigned["upload"]["id"].as_str().unwrap();
+    // S3 takes a presigned PUT of any size: the processor checks the size
+    // before it reads a byte.
+    let key = format!("uploads/ws_lim/{id}/{upload_id}.csv");
+    let big = format!("date,category,description,amount,currency\n{}", "2026-11-01,x,y,1.00,EUR\n".repeat(100));
+    app.stack.app.sink.put(&key, bytes::Bytes::from(big), "text/csv").await.unwrap();
+    let done = shared::flows::file_uploads::process_landed(&app.stack.app, &key).await.unwrap().unwrap();
+    assert_eq!(done.state, shared::domain::upload::UploadState::Rejected);
+    assert_eq!(done.file_error.unwrap().code, "file_too_large");
+    assert!(app.stack.app.sink.get(&key).await.unwrap().is_none(), "the refused file is deleted");
+}
+
+#[tokio::test]
+async fn the_export_quotes_text_and_neutralises_full_width_formulas() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_q", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let csv = "date,category,description,amount,currency\n2026-11-01,shipping,x;=1+1,1.00,EUR\n2026-11-02,shipping,\u{FF1D}1+1,2.00,EUR\n";
+    let (status, up) = upload(&app, &t, &id, "", csv).await;
+    assert_eq!(status, 201, "{up}");
+    let out = export(&app, &t, &id).await;
+    assert!(out.contains("\"x;=1+1\""), "a ;-separated formula stays inside one quoted cell: {out}");
+    assert!(out.contains("\"'\u{FF1D}1+1\""), "full-width = is neutralised: {out}");
 }
 
 #[tokio::test]
@@ -234,7 +298,7 @@ async fn an_upload_for_a_period_replaces_the_earlier_one() {
     let (status, b) = upload(&app, &t, &id, "?period=2026-11", second).await;
     assert_eq!(status, 201);
     let csv = export(&app, &t, &id).await;
-    assert!(csv.contains(",11,EUR,") && !csv.contains(",10,EUR,"), "{csv}");
+    assert!(csv.contains(",11,\"EUR\",") && !csv.contains(",10,\"EUR\","), "{csv}");
     let a_now: Value = app
         .http
         .get(app.url(&format!("/v1/connections/{id}/uploads/{}", a["id"].as_str().unwrap())))
@@ -279,7 +343,10 @@ async fn automation_tokens_upload_for_one_connection_until_revoked() {
     assert_eq!(issue(staff.clone()).await.unwrap().status(), 403);
     let r = issue(admin.clone()).await.unwrap();
     assert_eq!(r.status(), 201);
-    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let issued = r.json::<Value>().await.unwrap();
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let expires: chrono::DateTime<chrono::Utc> = issued["expires_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!((expires - app.clock_now()).num_days(), 365, "a year, shown at issue");
     assert!(!app.dump_state().await.contains(&token), "only a hash is kept");
     let push = |token: &str| {
         app.http
@@ -309,4 +376,20 @@ async fn automation_tokens_upload_for_one_connection_until_revoked() {
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["revoked"], 1);
     assert_eq!(push(&token).await.unwrap().status(), 401);
+
+    // A token stops at its expiry...
+    let r = issue(admin.clone()).await.unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    assert_eq!(push(&token).await.unwrap().status(), 200, "the same file again: a duplicate");
+    app.clock.advance(chrono::Duration::days(366));
+    let r = push(&token).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("expired"));
+    // ...and dies with its connection.
+    let r = issue(admin.clone()).await.unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let r = app.http.delete(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(push(&token).await.unwrap().status(), 401);
+    assert!(!app.dump_state().await.contains("UPTOKEN"), "no token item outlives its connection");
 }

@@ -46,6 +46,10 @@ pub struct Config {
     pub app_base_url: String,
     /// Alerts that arrive within this window go out as one digest email.
     pub digest_window_seconds: u32,
+    /// The largest file a presigned upload takes (checked before it is read).
+    pub max_upload_bytes: u64,
+    /// How long an automation upload token works.
+    pub upload_token_days: u32,
 }
 
 impl Config {
@@ -119,6 +123,9 @@ impl Config {
             http_timeout_seconds: number("HTTP_TIMEOUT_SECONDS", 20)?,
             vault_writes_per_second: number("VAULT_WRITES_PER_SECOND", 20)? as u32,
             digest_window_seconds: number("DIGEST_WINDOW_SECONDS", 60)?.min(900) as u32,
+            max_upload_bytes: number("MAX_UPLOAD_BYTES", crate::domain::upload::LARGE_LIMITS.max_bytes)?
+                .min(crate::domain::upload::LARGE_LIMITS.max_bytes),
+            upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
             stage,
             backend,
         };

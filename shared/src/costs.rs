@@ -271,9 +271,13 @@ pub fn parse_amount(s: &str) -> Result<Decimal, &'static str> {
     Ok(d)
 }
 
-/// Whether a spreadsheet would read the text as a formula.
+/// Whether a spreadsheet would read the text as a formula: it starts
+/// (after any spaces) with a formula character or its full-width form
+/// (which some spreadsheets normalise), or with a tab or carriage return.
 pub fn is_formula_like(s: &str) -> bool {
-    matches!(s.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+    let first = s.trim_start_matches(' ').chars().next();
+    s.starts_with(['\t', '\r'])
+        || matches!(first, Some('=' | '+' | '-' | '@' | '\u{FF1D}' | '\u{FF0B}' | '\u{FF0D}' | '\u{FF20}'))
 }
 
 /// Text as a spreadsheet export must write it: formula-like text gets a
@@ -675,5 +679,9 @@ mod tests {
             assert!(spreadsheet_safe(s).starts_with('\''), "{s:?}");
         }
         assert_eq!(spreadsheet_safe("Courier"), "Courier");
+        // Full-width forms, and formulas behind leading spaces.
+        for s in ["\u{FF1D}1+1", "\u{FF0B}1", "\u{FF20}SUM(A1)", "  =1+1", " -2"] {
+            assert!(spreadsheet_safe(s).starts_with('\''), "{s:?}");
+        }
     }
 }

@@ -133,6 +133,8 @@ pub trait RecordSink: Send + Sync {
     /// Writes the object whole (a rewrite of the same key replaces it).
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), SinkError>;
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError>;
+    /// The size of an object in bytes, without reading it.
+    async fn size(&self, key: &str) -> Result<Option<u64>, SinkError>;
     /// Keys under a prefix, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError>;
     /// Deletes an object; deleting a missing one is fine.

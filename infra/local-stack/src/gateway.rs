@@ -62,8 +62,9 @@ fn preflight(stack: &LocalStack, origin: Option<&HeaderValue>) -> Reply {
     cors(stack, origin, r.headers_mut());
     if r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
         let h = r.headers_mut();
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PATCH, DELETE, OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        let methods = api::cors_methods().join(", ");
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_str(&methods).expect("method names"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(api::CORS_HEADERS));
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
     }
     r

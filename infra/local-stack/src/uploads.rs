@@ -35,7 +35,7 @@ pub async fn presigned_put(stack: &LocalStack, request: Request<Incoming>) -> Re
     if !sink.verify_presigned(&key, expires, signature, now) {
         return fail(&Error::Unauthenticated("the upload URL is invalid or expired"));
     }
-    let limit = shared::domain::upload::LARGE_LIMITS.max_bytes;
+    let limit = stack.app.config.max_upload_bytes;
     let mut body = request.into_body();
     let mut written: u64 = 0;
     match sink.path_of(&key) {

@@ -128,6 +128,10 @@ pub async fn remove(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(),
     caller.require(Role::Staff)?;
     let current = app.repo.connection(&caller.workspace_id, id).await?;
     app.repo.delete(&current.value, current.version).await?;
+    if matches!(current.value.credential, Credential::FileUpload) {
+        // Its upload tokens die with it.
+        app.repo.delete_upload_tokens(&caller.workspace_id, id).await?;
+    }
     if let Credential::ApiKey { secret, fingerprint, .. } = &current.value.credential {
         app.vault.delete(&secret.0).await?;
         app.repo.release_api_key(&caller.workspace_id, current.value.platform.as_str(), fingerprint, id).await;

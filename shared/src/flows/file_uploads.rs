@@ -330,11 +330,38 @@ pub async fn process_landed(app: &App, key: &str) -> Result<Option<Upload>, Erro
         Err(e) => return Err(e),
     };
     if current.value.state != UploadState::AwaitingFile {
-        // A redelivered event: the file was already taken.
+        // A redelivered event, or the presigned URL used again: a processed
+        // upload never changes, and a file that lands again is discarded.
+        discard_raw(app, key).await;
         return Ok(Some(current.value));
     }
+    let limits = Limits { max_bytes: app.config.max_upload_bytes, max_rows: LARGE_LIMITS.max_rows };
+    // The size is checked before a byte is read.
+    let Some(size) = app.sink.size(key).await? else { return Ok(None) };
+    if size > limits.max_bytes {
+        let mut upload = current.value;
+        upload.state = UploadState::Rejected;
+        upload.finished_at = Some(app.clock.now());
+        upload.file_error = Some(FileError {
+            code: "file_too_large".into(),
+            message: format!("The file has {size} bytes; at most {} are taken.", limits.max_bytes),
+        });
+        app.repo.save(&upload, current.version).await?;
+        discard_raw(app, key).await;
+        return Ok(Some(upload));
+    }
     let Some(reader) = app.sink.open(key).await? else { return Ok(None) };
-    Ok(Some(ingest(app, current.value, current.version, reader, LARGE_LIMITS).await?))
+    let done = ingest(app, current.value, current.version, reader, limits).await?;
+    // Processed: its rows are staged, the raw file goes (so nothing can
+    // replace what was processed).
+    discard_raw(app, key).await;
+    Ok(Some(done))
+}
+
+async fn discard_raw(app: &App, key: &str) {
+    if let Err(e) = app.sink.delete(key).await {
+        tracing::warn!(error = %e, "a landed upload file was not deleted; the bucket's lifecycle removes it");
+    }
 }
 
 /// Where a presigned upload's file must land.
@@ -350,7 +377,9 @@ pub async fn export(
     max_bytes: usize,
 ) -> Result<Vec<u8>, Error> {
     let uploads = app.repo.uploads(ws, connection).await?;
-    let mut out = csv::Writer::from_writer(Vec::new());
+    // Every text field quoted: a spreadsheet whose list separator is `;` would
+    // otherwise split `x;=1+1` into a cell that starts a formula.
+    let mut out = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::NonNumeric).from_writer(Vec::new());
     let io = |e: csv::Error| Error::Config(format!("export: {e}"));
     out.write_record([
         "date",
@@ -399,17 +428,21 @@ pub async fn export(
 
 /// Issues an upload token for a file connection: shown once, stored as a
 /// hash only.
-pub async fn issue_token(
-    app: &App,
-    caller: &Caller,
-    connection: &ConnectionId,
-) -> Result<(String, DateTime<Utc>), Error> {
+pub async fn issue_token(app: &App, caller: &Caller, connection: &ConnectionId) -> Result<IssuedToken, Error> {
     caller.require(Role::Admin)?;
     file_connection(app, &caller.workspace_id, connection).await?;
     let token = format!("upl_{}", oauth2::CsrfToken::new_random_len(32).secret());
     let now = app.clock.now();
-    app.repo.put_upload_token(&token, &caller.workspace_id, connection, &caller.user_id, now).await?;
-    Ok((token, now))
+    let expires_at = now + chrono::Duration::days(i64::from(app.config.upload_token_days));
+    app.repo.put_upload_token(&token, &caller.workspace_id, connection, &caller.user_id, now, expires_at).await?;
+    Ok(IssuedToken { token, created_at: now, expires_at })
+}
+
+/// An upload token as issued: shown once.
+pub struct IssuedToken {
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Revokes every upload token of a connection; returns how many.
@@ -424,7 +457,12 @@ pub async fn resolve_token(app: &App, token: &str) -> Result<(WorkspaceId, Conne
     if !token.starts_with("upl_") || token.len() > 128 {
         return Err(Error::Unauthenticated("not an upload token"));
     }
-    app.repo.upload_token(token).await?.ok_or(Error::Unauthenticated("unknown or revoked upload token"))
+    let (ws, connection, expires_at) =
+        app.repo.upload_token(token).await?.ok_or(Error::Unauthenticated("unknown or revoked upload token"))?;
+    if expires_at.is_some_and(|at| at <= app.clock.now()) {
+        return Err(Error::Unauthenticated("the upload token has expired; an admin issues a new one"));
+    }
+    Ok((ws, connection))
 }
 
 // ------------------------------------------------------------ the routes' journeys

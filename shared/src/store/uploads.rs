@@ -93,11 +93,15 @@ impl Repo {
         connection: &ConnectionId,
         created_by: &UserId,
         now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
     ) -> Result<(), Error> {
         let (pk, sk) = keys::upload_token(token);
-        let body = serde_json::json!({"workspace_id": ws, "connection_id": connection, "created_by": created_by, "created_at": now});
+        let body = serde_json::json!({"workspace_id": ws, "connection_id": connection, "created_by": created_by,
+            "created_at": now, "expires_at": expires_at});
+        // The store drops it a day after it expires.
+        let ttl = Some(expires_at.timestamp() + 86_400);
         self.store()
-            .put(&Item { pk: pk.clone(), sk, version: 1, body, due: None, expires_at: None }, Precondition::Absent)
+            .put(&Item { pk: pk.clone(), sk, version: 1, body, due: None, expires_at: ttl }, Precondition::Absent)
             .await?;
         let reference = control(ws, keys::upload_token_ref(connection, &pk), 1, serde_json::json!({}));
         self.store().put(&reference, Precondition::Absent).await?;
@@ -117,12 +121,17 @@ impl Repo {
         Ok(page.items.len())
     }
 
-    /// The workspace and connection an upload token is for, if it is known.
-    pub async fn upload_token(&self, token: &str) -> Result<Option<(WorkspaceId, ConnectionId)>, Error> {
+    /// The workspace and connection an upload token is for, and when it
+    /// expires, if it is known.
+    pub async fn upload_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(WorkspaceId, ConnectionId, Option<DateTime<Utc>>)>, Error> {
         let (pk, sk) = keys::upload_token(token);
         let Some(item) = self.store().get(&pk, &sk).await? else { return Ok(None) };
         let ws = WorkspaceId::parse(item.body["workspace_id"].as_str().unwrap_or_default())?;
         let conn = ConnectionId::parse(item.body["connection_id"].as_str().unwrap_or_default())?;
-        Ok(Some((ws, conn)))
+        let expires_at = item.body["expires_at"].as_str().and_then(|t| t.parse().ok());
+        Ok(Some((ws, conn, expires_at)))
     }
 }

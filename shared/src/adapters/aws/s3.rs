@@ -61,6 +61,15 @@ impl RecordSink for S3Sink {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, SinkError> {
+        check_sink_key(key)?;
+        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+            Ok(out) => Ok(out.content_length().map(|n| n.max(0) as u64)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         check_sink_key(key)?;
         self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(unavailable)?;

@@ -110,6 +110,18 @@ impl RecordSink for FileSink {
         }
     }
 
+    async fn size(&self, key: &str) -> Result<Option<u64>, SinkError> {
+        check_key(key)?;
+        let Some(root) = &self.root else {
+            return Ok(self.memory.lock().expect("sink lock").get(key).map(|b| b.len() as u64));
+        };
+        match tokio::fs::metadata(root.join(key)).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         check_key(key)?;
         let Some(root) = &self.root else {

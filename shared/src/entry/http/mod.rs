@@ -134,6 +134,21 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::UpsertMember, Method::PUT, "/v1/members/{user_id}", Function::ConnectionsApi, true),
 ];
 
+/// The methods a browser may send cross-origin: every method of a route,
+/// and the preflight's own. The template's `CorsConfiguration` lists the
+/// same (a test checks).
+pub fn cors_methods() -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = ROUTES.iter().map(|r| r.method.as_str()).collect();
+    methods.push("OPTIONS");
+    let order = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    methods.sort_by_key(|m| order.iter().position(|o| o == m).unwrap_or(order.len()));
+    methods.dedup();
+    methods
+}
+
+/// The request headers a browser may send cross-origin.
+pub const CORS_HEADERS: &str = "authorization, content-type";
+
 pub type Params = HashMap<&'static str, String>;
 
 fn match_path(template: &'static str, path: &str) -> Option<Params> {

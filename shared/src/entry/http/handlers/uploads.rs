@@ -8,7 +8,7 @@ use serde_json::json;
 use super::{connection_id, csv_body, json_body, param};
 use crate::domain::error::Error;
 use crate::domain::ids::UploadId;
-use crate::domain::upload::{Upload, UploadOptions, UploadState, LARGE_LIMITS};
+use crate::domain::upload::{Upload, UploadOptions, UploadState};
 use crate::domain::{Caller, Role};
 use crate::entry::http::{json, views, Params};
 use crate::flows::{file_uploads, App};
@@ -67,7 +67,7 @@ pub(super) async fn presign(
     Ok(json(
         StatusCode::CREATED,
         &json!({"upload": views::upload(&p.upload), "upload_url": p.url, "method": "PUT", "expires_at": p.expires_at,
-                "max_bytes": LARGE_LIMITS.max_bytes}),
+                "max_bytes": app.config.max_upload_bytes}),
     ))
 }
 
@@ -96,10 +96,10 @@ pub(super) async fn export(app: &App, caller: &Caller, params: &Params) -> Resul
 }
 
 pub(super) async fn issue_token(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
-    let (token, created_at) = file_uploads::issue_token(app, caller, &connection_id(params)?).await?;
+    let issued = file_uploads::issue_token(app, caller, &connection_id(params)?).await?;
     Ok(json(
         StatusCode::CREATED,
-        &json!({"token": token, "created_at": created_at,
+        &json!({"token": issued.token, "created_at": issued.created_at, "expires_at": issued.expires_at,
         "note": "Shown once. Send it as `Authorization: Bearer <token>` to POST /v1/automation/uploads."}),
     ))
 }
