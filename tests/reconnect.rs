@@ -144,6 +144,7 @@ async fn another_account_is_refused_and_changes_nothing(backend: Backend) {
     switch["switch_account"] = json!(true);
     let msg = oauth(&app, &admin, switch, "acct_two").await;
     assert_eq!(msg["status"], "connected");
+    assert!(msg.get("warning").is_none(), "the platform named the account: it was checked");
     let switched = app.stack.app.repo.authorization(&ws, &id).await.unwrap().value;
     assert_eq!(switched.account.unwrap().id, "acct_two");
 }
@@ -327,4 +328,23 @@ async fn the_list_sorts_and_filters() {
     assert_eq!(get("?client=ca").await, vec![c2.clone()]);
     let r = app.http.get(app.url("/v1/connections?sort=size")).bearer_auth(&admin).send().await.unwrap();
     assert_eq!(r.status(), 422);
+}
+
+#[tokio::test]
+async fn a_reconnect_the_platform_cannot_check_says_so() {
+    // A platform with no identity request names no account.
+    let overrides = json!({"platforms": {"sandbox_oauth": {"identity": null}}}).to_string();
+    let app = spawn_app_on(Backend::Embedded, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let admin = app.token("ws_noid", "u", "admin").await;
+    let msg =
+        oauth(&app, &admin, json!({"platform": "sandbox_oauth", "name": "Main", "return_to": ORIGIN}), "acct_one")
+            .await;
+    assert_eq!(msg["status"], "connected");
+    let auth_id = msg["authorization_id"].as_str().unwrap().to_owned();
+    let reconnect =
+        json!({"platform": "sandbox_oauth", "return_to": ORIGIN, "reconnect": {"authorization_id": auth_id}});
+    let msg = oauth(&app, &admin, reconnect, "acct_two").await;
+    assert_eq!(msg["status"], "connected");
+    assert_eq!(msg["warning"], "account_not_verified", "{msg}");
+    assert!(msg["warning_message"].as_str().unwrap().contains("could not be checked"));
 }

@@ -36,6 +36,9 @@ struct Claims {
     #[serde(skip_serializing_if = "Option::is_none")]
     email: Option<String>,
     iat: i64,
+    /// Not before: a token is refused until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
     exp: i64,
 }
 
@@ -65,6 +68,8 @@ impl DevTokens {
         let path = dir.join("dev-jwt.key");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
+                // Only its owner may read the signing key.
+                restrict_to_owner(&path)?;
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
                     .map_err(|_| std::io::Error::other(format!("{} is not base64", path.display())))?;
@@ -73,7 +78,7 @@ impl DevTokens {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(dir)?;
                 let key = fresh();
-                std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(&key))?;
+                write_owner_only(&path, base64::engine::general_purpose::STANDARD.encode(&key).as_bytes())?;
                 Ok(Self { key })
             }
             Err(e) => Err(e),
@@ -89,20 +94,16 @@ impl DevTokens {
         let workspace = WorkspaceId::parse(&request.workspace_id)?;
         let user = UserId::parse(&request.user_id)?;
         let role = Role::parse(&request.role)?;
-        if let Some(email) = &request.email {
-            let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.'));
-            if !ok {
-                return Err(Error::invalid("email", "must be an email address"));
-            }
-        }
+        let email = request.email.as_deref().map(shared::domain::input::check_email).transpose()?;
         let claims = Claims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
             sub: user.to_string(),
             workspace_id: workspace.to_string(),
             role: role.as_str().into(),
-            email: request.email.clone(),
+            email,
             iat: now,
+            nbf: Some(now),
             exp: now + LIFETIME_SECONDS,
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(&self.key))
@@ -117,10 +118,12 @@ impl DevTokens {
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.validate_nbf = true;
         let data =
             jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.key), &validation).map_err(|e| {
                 match e.kind() {
                     jsonwebtoken::errors::ErrorKind::ExpiredSignature => "the token expired",
+                    jsonwebtoken::errors::ErrorKind::ImmatureSignature => "the token is not valid yet",
                     _ => "the token is not valid",
                 }
             })?;
@@ -138,5 +141,67 @@ impl DevTokens {
             claims.insert("email".into(), email);
         }
         Ok(claims)
+    }
+}
+
+/// Creates a file only its owner can read and write (0600 on Unix).
+fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(bytes)
+}
+
+/// Makes an existing key file readable by its owner only.
+fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let _ = path;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> TokenRequest {
+        serde_json::from_value(serde_json::json!({"workspace_id": "ws", "user_id": "u", "role": "staff"})).unwrap()
+    }
+
+    #[test]
+    fn the_key_file_is_readable_by_its_owner_only() {
+        let dir = std::env::temp_dir().join(format!("devtoken-{}", uuid::Uuid::new_v4().simple()));
+        let tokens = DevTokens::load_or_create(Some(&dir)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("dev-jwt.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            // A key file left readable by all is tightened when loaded.
+            std::fs::set_permissions(dir.join("dev-jwt.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+            let again = DevTokens::load_or_create(Some(&dir)).unwrap();
+            assert_eq!(again.key, tokens.key);
+            let mode = std::fs::metadata(dir.join("dev-jwt.key")).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_token_is_refused_before_its_not_before() {
+        let tokens = DevTokens::with_key(vec![7; 32]);
+        let now = chrono::Utc::now().timestamp();
+        let (ok, _) = tokens.mint(&request(), now).unwrap();
+        assert!(tokens.verify(&ok).is_ok());
+        let (early, _) = tokens.mint(&request(), now + 3600).unwrap();
+        assert_eq!(tokens.verify(&early).unwrap_err(), "the token is not valid yet");
     }
 }

@@ -8,22 +8,37 @@ use super::error::Error;
 use super::ids::ClientId;
 use super::model::{ClientRef, StreamSelection};
 
+/// Characters a name must not hold although they are not control
+/// characters: line and paragraph separators (they break email subjects and
+/// headers) and bidirectional controls (they make a name read as another).
+fn is_disguising(c: char) -> bool {
+    matches!(c, '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A name people give (a data source, an authorization, a client, a member):
-/// trimmed, 1 to 100 characters, no control characters.
+/// trimmed, 1 to 100 characters, no control characters, no line separators
+/// and no bidirectional overrides.
 pub fn check_name(name: &str) -> Result<String, Error> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid("name", "must be 1 to 100 printable characters"));
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(|c| c.is_control() || is_disguising(c)) {
+        return Err(Error::invalid(
+            "name",
+            "must be 1 to 100 printable characters, without line breaks or direction controls",
+        ));
     }
     Ok(name.to_owned())
 }
 
-/// An email address, trimmed.
+/// One email address, trimmed: a local part, one `@`, a domain; nothing
+/// that would make it a list or a display name (`,` `;` `<` `>` `"`).
 pub fn check_email(email: &str) -> Result<String, Error> {
     let e = email.trim();
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'))
-        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+        && e.matches('@').count() == 1
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !d.contains("..")
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control() || is_disguising(c) || ",;<>\"()[]\\:".contains(c));
     if ok {
         Ok(e.to_owned())
     } else {
@@ -74,6 +89,28 @@ mod tests {
         assert!(check_name("   ").is_err());
         assert!(check_name(&"x".repeat(101)).is_err());
         assert!(check_name("a\u{7}b").is_err());
+        for disguised in ["Acme\u{2028}Bcc: x", "Acme\u{2029}Inc", "\u{202E}gnp.exe", "A\u{2066}B\u{2069}", "A\u{200F}"]
+        {
+            assert!(check_name(disguised).is_err(), "{disguised:?}");
+        }
+        assert_eq!(check_name("Café Zoë — 北京").unwrap(), "Café Zoë — 北京");
+    }
+
+    #[test]
+    fn an_email_is_one_address() {
+        assert_eq!(check_email(" ops@example.com ").unwrap(), "ops@example.com");
+        for many in [
+            "a@example.com,b@example.com",
+            "a@example.com;b@example.com",
+            "Ops <ops@example.com>",
+            "a@b@example.com",
+            "\"a b\"@example.com",
+            "a@example..com",
+            "a@example.com.",
+            "a@localhost",
+        ] {
+            assert!(check_email(many).is_err(), "{many}");
+        }
     }
 
     #[test]

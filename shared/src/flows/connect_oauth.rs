@@ -361,6 +361,10 @@ pub struct Connected {
     /// reconnected grant has no connection yet).
     pub connection_id: Option<ConnectionId>,
     pub authorization_id: AuthorizationId,
+    /// On a reconnect: whether the platform said which account signed in,
+    /// so that it could be checked against the one the grant belongs to.
+    /// `false` when the platform gives no identity: the answer says so.
+    pub account_checked: bool,
 }
 
 fn map_identity_error(e: IdentityError) -> CallbackError {
@@ -497,12 +501,19 @@ async fn complete(
                 return Err(CallbackError::AccountMismatch);
             }
         }
+        // Without an identity from the platform (or a known account before)
+        // the account cannot be checked: the answer says so.
+        let account_checked = account.is_some() && pending.expected_account.is_some();
+        if !account_checked {
+            tracing::warn!(platform = %pending.platform, "reconnect: the platform names no account; not checked");
+        }
         let grant = reconnect::NewTokens { vars, account, tokens };
         return reconnect::restore(app, entry, &pending.workspace_id, auth_id, grant)
             .await
             .map(|restored| Connected {
                 connection_id: pending.from_connection.clone().or(restored.first_connection),
                 authorization_id: auth_id.clone(),
+                account_checked,
             })
             .map_err(|e| {
                 tracing::error!(error = %e, "storing a reconnected authorization failed");
@@ -571,7 +582,7 @@ async fn store_new(
     // If this is lost the connection stays "initial sync in progress" and
     // "sync now" starts it.
     app.send_or_log(&SyncJob::start(&connection, SyncKind::Initial), "initial sync").await;
-    Ok(Connected { connection_id: Some(connection.id), authorization_id: auth_id })
+    Ok(Connected { connection_id: Some(connection.id), authorization_id: auth_id, account_checked: true })
 }
 
 impl From<HttpError> for CallbackError {

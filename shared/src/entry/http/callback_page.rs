@@ -24,6 +24,12 @@ static SCRIPT_HASH: LazyLock<String> =
 /// The message posted to the opener: the postMessage contract.
 pub fn message(result: &CallbackResult) -> serde_json::Value {
     match &result.outcome {
+        Ok(c) if !c.account_checked => {
+            json!({"type": "connections:oauth", "status": "connected", "connection_id": c.connection_id,
+                   "authorization_id": c.authorization_id, "error_code": null, "message": null,
+                   "warning": "account_not_verified",
+                   "warning_message": "The platform does not say which account signed in, so it could not be checked against the account this authorization belongs to. Check that the data is the one you expect."})
+        }
         Ok(c) => {
             json!({"type": "connections:oauth", "status": "connected", "connection_id": c.connection_id,
                         "authorization_id": c.authorization_id, "error_code": null, "message": null})
@@ -45,6 +51,9 @@ pub fn redirect_url(result: &CallbackResult) -> Option<String> {
                     q.append_pair("connection_id", id.as_str());
                 }
                 q.append_pair("authorization_id", c.authorization_id.as_str());
+                if !c.account_checked {
+                    q.append_pair("warning", "account_not_verified");
+                }
             }
             Err(e) => {
                 q.append_pair("status", "error");
