@@ -400,3 +400,43 @@ fn a_key_reaches_no_log_line() {
     assert!(!logs.contains(KLAVIYO_OK) && !logs.contains("pk_invalid0123456789abcdefABCD"));
     let _ = BTreeMap::<String, String>::new();
 }
+
+#[tokio::test]
+async fn a_store_url_on_an_internal_address_is_refused_in_every_form() {
+    // The real catalog's pattern (https store URLs), and loopback not
+    // allowed, as in a deployment.
+    let app = spawn_app_on(Backend::Embedded, &[("ALLOW_LOOPBACK_PLATFORMS", "false")]).await;
+    let t = app.token("ws_ssrf", "u", "staff").await;
+    // A loopback listener that records any connection: nothing may reach it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let reached = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        while let Ok((_socket, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let hosts = [
+        "127.0.0.1",
+        "localhost",
+        "2130706433",
+        "0x7f.1",
+        "127.1",
+        "0177.0.0.1",
+        "169.254.169.254",
+        "10.0.0.1",
+        "192.168.0.1",
+        "100.64.0.1",
+        "0.0.0.0",
+    ];
+    for host in hosts {
+        let body = json!({"platform": "woocommerce", "name": "Woo", "credentials": {
+            "store_url": format!("https://{host}:{port}"),
+            "consumer_key": "ck_0123456789abcdef0123", "consumer_secret": "cs_0123456789abcdef0123"}});
+        let (status, _, r) = connect(&app, &t, body).await;
+        assert_eq!((status, error_code(&r).as_str()), (422, "address_not_allowed"), "{host}: {r}");
+    }
+    assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection reached this machine");
+    assert!(connections(&app, "ws_ssrf").await.is_empty());
+}

@@ -141,6 +141,7 @@ pub async fn spawn_app_wrapped(
     let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let mut pairs = vec![
         ("SANDBOX_PLATFORMS", "true"),
+        ("ALLOW_LOOPBACK_PLATFORMS", "true"),
         ("PUBLIC_BASE_URL", base.as_str()),
         ("ALLOWED_ORIGINS", "https://app.example.com"),
         ("HTTP_TIMEOUT_SECONDS", "2"),

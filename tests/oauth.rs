@@ -625,3 +625,35 @@ async fn the_sandbox_consent_page_works_as_a_browser_would_use_it() {
     assert_eq!(done.message()["status"], "connected", "{}", done.body);
     assert_eq!(authorizations(&app, "ws_page").await[0].account.as_ref().unwrap().id, "acct_form");
 }
+
+#[tokio::test]
+async fn bigcommerce_context_must_be_a_store_hash_before_it_reaches_a_url() {
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/oauth2/token" => Reply::Json(
+            200,
+            json!({"access_token": "bc_FAKE", "scope": "store_v2_orders_read_only", "context": "stores/abc123"}),
+        ),
+        _ => Reply::Json(200, json!({"data": {"id": "abc123", "name": "Demo"}})),
+    })
+    .await;
+    let patch = json!({"oauth": {"authorize_url": "{fake}/oauth2/authorize", "token_url": "{fake}/oauth2/token"},
+                       "api": {"base_url": "{fake}/{context}/v3"}, "identity": null});
+    let app = app_for("bigcommerce", &fake, patch, "bc_secret").await;
+    let t = app.token("ws_bc", "u", "staff").await;
+    for context in ["stores/abc123/../../admin", "stores/abc123?x=1", "evil.example.com/stores/x", "stores/"] {
+        let (state, _) = state_of(&app, &t, start_body("bigcommerce")).await;
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", "good")
+            .append_pair("scope", "store_v2_orders_read_only")
+            .append_pair("context", context)
+            .append_pair("state", &state)
+            .finish();
+        let page = visit(&app, &app.url(&format!("/v1/oauth/callback?{q}"))).await;
+        assert_eq!(page.message()["error_code"], "invalid_callback", "{context}");
+    }
+    assert!(fake.requests_to("/oauth2/token").is_empty(), "no token request for a forged context");
+    let (state, _) = state_of(&app, &t, start_body("bigcommerce")).await;
+    let q = format!("code=good&scope=store_v2_orders_read_only&context=stores%2Fabc123&state={state}");
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?{q}"))).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+}

@@ -50,6 +50,10 @@ pub struct Config {
     pub max_upload_bytes: u64,
     /// How long an automation upload token works.
     pub upload_token_days: u32,
+    /// Whether platform requests may go to this machine (loopback): on for
+    /// the local stack's sandboxes and the tests' fakes, off in AWS. No
+    /// other internal address is ever reached.
+    pub allow_loopback_platforms: bool,
 }
 
 impl Config {
@@ -126,6 +130,7 @@ impl Config {
             max_upload_bytes: number("MAX_UPLOAD_BYTES", crate::domain::upload::LARGE_LIMITS.max_bytes)?
                 .min(crate::domain::upload::LARGE_LIMITS.max_bytes),
             upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
+            allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
             stage,
             backend,
         };

@@ -60,6 +60,7 @@ fn config(base: &str, extra: &[(&str, String)]) -> shared::Config {
     let extra: BTreeMap<String, String> = extra.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     shared::Config::from_lookup(|k| match k {
         "SANDBOX_PLATFORMS" => Some("true".into()),
+        "ALLOW_LOOPBACK_PLATFORMS" => Some("true".into()),
         "CATALOG_OVERRIDES" => Some(o.clone()),
         "VAULT_WRITES_PER_SECOND" => Some("1000".into()),
         _ => extra.get(k).cloned(),

@@ -86,6 +86,7 @@ async fn sync_once(total: usize) -> (f64, u64) {
     .to_string();
     let config = shared::Config::from_lookup(|k| match k {
         "SANDBOX_PLATFORMS" => Some("true".into()),
+        "ALLOW_LOOPBACK_PLATFORMS" => Some("true".into()),
         "CATALOG_OVERRIDES" => Some(overrides.clone()),
         _ => None,
     })

@@ -30,6 +30,8 @@ pub async fn boot(
     let aws_endpoint = env("CONNECTIONS_BACKEND").as_deref() == Some("aws") && env("AWS_ENDPOINT_URL").is_some();
     let mut config = Config::from_lookup(|k| match k {
         "SANDBOX_PLATFORMS" => env(k).or(Some("true".into())),
+        // The sandboxes live on this machine.
+        "ALLOW_LOOPBACK_PLATFORMS" => env(k).or(Some("true".into())),
         "DATA_DIR" => env(k).or(Some(".local/data".into())),
         "PUBLIC_BASE_URL" => env(k).or(Some(base.clone())),
         "ALLOWED_ORIGINS" => env(k).or(Some(base.clone())),

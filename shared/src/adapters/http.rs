@@ -1,13 +1,53 @@
 //! The platform HTTP client: follows no redirects (a redirect is answered to
 //! the caller, never followed with credentials attached), with connect and
-//! total timeouts, and a body size cap.
+//! total timeouts, and a body size cap. It connects only to addresses the
+//! network policy allows (`domain::network`): a host written as an address
+//! is checked before the request, and a name is resolved by a resolver that
+//! drops every address the policy refuses, so the check is on the address
+//! the client connects to (DNS rebinding cannot slip past it).
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::domain::error::HttpError;
+use crate::domain::network::{address_allowed, literal_address};
 use crate::ports::PlatformHttp;
+
+/// A name that resolved to no allowed address.
+#[derive(Debug)]
+struct ForbiddenHost(String);
+
+impl std::fmt::Display for ForbiddenHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} resolves to no address this service may connect to", self.0)
+    }
+}
+
+impl std::error::Error for ForbiddenHost {}
+
+/// Resolves with the system resolver and keeps only allowed addresses.
+struct FilteringResolver {
+    allow_loopback: bool,
+}
+
+impl reqwest::dns::Resolve for FilteringResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_loopback = self.allow_loopback;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> =
+                found.into_iter().filter(|a| address_allowed(a.ip(), allow_loopback)).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(ForbiddenHost(host)) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
 
 /// The largest platform response body read (larger ones are an error).
 pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
@@ -15,18 +55,23 @@ pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 #[derive(Clone)]
 pub struct ReqwestHttp {
     client: reqwest::Client,
+    allow_loopback: bool,
 }
 
 impl ReqwestHttp {
-    pub fn new(timeout: Duration) -> Result<Self, HttpError> {
+    /// `allow_loopback`: whether platforms on this machine may be reached
+    /// (the local stack's sandboxes, the tests' fake platforms); no other
+    /// internal address ever is.
+    pub fn new(timeout: Duration, allow_loopback: bool) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
+            .dns_resolver(Arc::new(FilteringResolver { allow_loopback }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .timeout(timeout)
             .user_agent(concat!("connections-service/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| HttpError::Other(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self { client, allow_loopback })
     }
 }
 
@@ -34,6 +79,13 @@ fn classify(e: reqwest::Error) -> HttpError {
     // reqwest's Display may include the URL; URLs we build carry no secrets
     // (tokens go in headers or bodies), but strip it anyway.
     let e = e.without_url();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    while let Some(s) = source {
+        if let Some(forbidden) = s.downcast_ref::<ForbiddenHost>() {
+            return HttpError::ForbiddenAddress(forbidden.0.clone());
+        }
+        source = s.source();
+    }
     if e.is_timeout() {
         HttpError::Timeout
     } else if e.is_connect() {
@@ -47,6 +99,13 @@ fn classify(e: reqwest::Error) -> HttpError {
 impl PlatformHttp for ReqwestHttp {
     async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
         let request = reqwest::Request::try_from(request).map_err(classify)?;
+        // A host written as an address is connected to as is: check it here
+        // (the URL parser has normalised `2130706433`, `0x7f.1` and the like).
+        if let Some(ip) = literal_address(request.url()) {
+            if !address_allowed(ip, self.allow_loopback) {
+                return Err(HttpError::ForbiddenAddress(ip.to_string()));
+            }
+        }
         let mut response = self.client.execute(request).await.map_err(classify)?;
         let mut builder = http::Response::builder().status(response.status());
         if let Some(headers) = builder.headers_mut() {

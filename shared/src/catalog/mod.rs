@@ -165,6 +165,10 @@ pub struct OAuthSpec {
     /// Further callback parameters to keep (`selling_partner_id`, `context`).
     #[serde(default)]
     pub callback_params: Vec<String>,
+    /// Patterns the values of callback parameters must match whole (they
+    /// reach URL templates: BigCommerce's `context` is `stores/{hash}`).
+    #[serde(default)]
+    pub callback_param_patterns: BTreeMap<String, String>,
     /// JSON pointer to the token object in the token response, if nested.
     pub token_pointer: Option<String>,
     /// Verify the HMAC of the callback query (Shopify).

@@ -46,6 +46,8 @@ pub enum Error {
     /// shows the reason and the job is not retried.
     #[error("the platform's answer cannot be used: {detail}")]
     PlatformFault { reason: FailureReason, detail: String },
+    #[error("the address {host} is not a public address")]
+    AddressNotAllowed { host: String },
     #[error("a sync of this connection is already running")]
     SyncInProgress,
     #[error("the OAuth app of {platform} is not configured")]
@@ -142,6 +144,9 @@ pub enum SinkError {
 /// Platform HTTP failures (transport level; HTTP statuses are responses).
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
+    /// The host is (or resolves only to) an internal address.
+    #[error("the platform address {0} is not a public address")]
+    ForbiddenAddress(String),
     #[error("platform request timed out")]
     Timeout,
     #[error("platform unreachable: {0}")]

@@ -7,6 +7,7 @@ pub mod ids;
 pub mod input;
 pub mod messages;
 pub mod model;
+pub mod network;
 pub mod policy;
 pub mod status;
 pub mod tokens;

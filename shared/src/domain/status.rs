@@ -113,6 +113,8 @@ pub enum FailureReason {
     /// The platform's next-page link points to another host: following it
     /// would send the credentials there. Retrying cannot help.
     NextPageOnAnotherHost,
+    /// The platform's address is (or resolves to) an internal address.
+    AddressNotAllowed,
     Internal,
 }
 
@@ -125,6 +127,7 @@ impl FailureReason {
             FailureReason::PermissionDenied => "permission_denied",
             FailureReason::RetriesExhausted => "retries_exhausted",
             FailureReason::NextPageOnAnotherHost => "next_page_on_another_host",
+            FailureReason::AddressNotAllowed => "address_not_allowed",
             FailureReason::Internal => "internal",
         }
     }

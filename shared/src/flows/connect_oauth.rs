@@ -471,6 +471,15 @@ async fn complete(
     for name in &spec.callback_params {
         if let Some(v) = query.get(name) {
             if name != "hmac" && name != "signature" {
+                // A value that reaches a URL template must be what the
+                // platform sends, whole (no path, host or query tricks).
+                if let Some(pattern) = spec.callback_param_patterns.get(name) {
+                    let re =
+                        regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| CallbackError::Internal)?;
+                    if !re.is_match(v) {
+                        return Err(CallbackError::InvalidCallback);
+                    }
+                }
                 vars.insert(name.clone(), v.clone());
             }
         }

@@ -446,6 +446,12 @@ async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetc
         let creds = run.creds.as_credentials(&run.extra);
         let request = platform::api_get(run.entry, url.clone(), &run.vars, &creds)?;
         let response = run.app.http.send(request).await;
+        if let Err(HttpError::ForbiddenAddress(host)) = &response {
+            return Err(Error::PlatformFault {
+                reason: FailureReason::AddressNotAllowed,
+                detail: format!("{host} is not a public address; nothing was sent to it"),
+            });
+        }
         let status = response.as_ref().map(|r| r.status()).ok();
         let wait = match status {
             Some(s) if s.is_success() => return Ok(Fetched::Page(response.expect("checked"))),

@@ -88,6 +88,9 @@ pub async fn validate(
     let request = platform::api_get(entry, url, &key.params, &creds)?;
     let response = match http.send(request).await {
         Ok(r) => r,
+        Err(crate::domain::error::HttpError::ForbiddenAddress(host)) => {
+            return Err(Error::AddressNotAllowed { host });
+        }
         Err(e) => {
             tracing::warn!(platform = %entry.id, error = %e, "key validation request failed");
             return Err(Error::ApiKeyRejected(KeyProblem::PlatformUnavailable));

@@ -105,7 +105,7 @@ impl App {
 
     /// An app over the given ports, with the production HTTP client.
     pub fn assemble(config: Config, ports: Ports) -> Result<Self, Error> {
-        let http = ReqwestHttp::new(Duration::from_secs(config.http_timeout_seconds))?;
+        let http = ReqwestHttp::new(Duration::from_secs(config.http_timeout_seconds), config.allow_loopback_platforms)?;
         Self::assemble_with_http(config, ports, Arc::new(http))
     }
 

@@ -134,6 +134,7 @@ pub fn describe(e: &Error) -> Described {
         ),
                 Error::MalformedPage(page) => d(S::BAD_GATEWAY, "malformed_response", format!("The platform sent a malformed page: {page}."), "It is retried; if it persists, contact support."),
         Error::PlatformFault { reason, detail } => d(S::BAD_GATEWAY, reason.code(), format!("The platform's answer cannot be used: {detail}."), "Contact the platform's support; retrying will not help."),
+        Error::AddressNotAllowed { host } => d(S::UNPROCESSABLE_ENTITY, "address_not_allowed", format!("{host} is not a public internet address: it is (or resolves to) a private, loopback, link-local or otherwise internal address."), "Use the platform's public address (for a store, its public https URL)."),
         Error::SyncInProgress => d(S::CONFLICT, "sync_in_progress", "A sync of this connection is already running.", "Wait for it to finish; its progress shows on the connection."),
         Error::ReturnToNotAllowed => d(S::UNPROCESSABLE_ENTITY, "return_to_not_allowed", "return_to must be a URL on one of the deployment's allowed origins.", "Use your frontend's origin as configured in ALLOWED_ORIGINS (template parameter AllowedOrigins)."),
         Error::AppNotConfigured { platform, byo: true } => d(S::UNPROCESSABLE_ENTITY, "app_not_configured", format!("{platform} needs this workspace's own OAuth app (client id and secret)."), format!("An admin enters them with PUT /v1/providers/{{id}}/credentials, from the {platform} developer console.")),
