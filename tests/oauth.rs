@@ -657,3 +657,52 @@ async fn bigcommerce_context_must_be_a_store_hash_before_it_reaches_a_url() {
     let page = visit(&app, &app.url(&format!("/v1/oauth/callback?{q}"))).await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
 }
+
+#[tokio::test]
+async fn the_callback_gives_the_platform_one_deadline_and_stores_nothing_when_it_passes() {
+    let hang_identity = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let h = hang_identity.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| match r.path.as_str() {
+        "/token" if r.form()["code"] == "hang" => Reply::Hang,
+        "/token" => {
+            Reply::Json(200, json!({"access_token": "tk_FAKE", "refresh_token": "rt_FAKE", "expires_in": 3600}))
+        }
+        "/me" if h.load(std::sync::atomic::Ordering::SeqCst) => Reply::Hang,
+        "/me" => Reply::Json(200, json!({"id": "acct_1"})),
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let overrides = json!({"platforms": {"sandbox_oauth": {
+        "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
+        "api": {"base_url": fake.base}, "identity": {"path": "/me", "account_id_pointer": "/id"}}}})
+    .to_string();
+    // The budget (1 s) ends before the HTTP client's own timeout (2 s).
+    let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str()), ("CALLBACK_BUDGET_SECONDS", "1")]).await;
+    let t = app.token("ws_dl", "u", "staff").await;
+    // The token request takes the whole budget.
+    let (state, _) = state_of(&app, &t, start_body("sandbox_oauth")).await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=hang&state={state}"))).await;
+    assert_eq!(page.message()["error_code"], "platform_timeout", "{}", page.body);
+    // The token comes quickly, the identity request uses what is left.
+    hang_identity.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (state, _) = state_of(&app, &t, start_body("sandbox_oauth")).await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=good&state={state}"))).await;
+    assert_eq!(page.message()["error_code"], "platform_timeout", "{}", page.body);
+    assert!(page.message()["message"].as_str().unwrap().contains("nothing was saved"));
+    assert!(authorizations(&app, "ws_dl").await.is_empty(), "nothing stored");
+    assert_nowhere(&app, &["tk_FAKE", "rt_FAKE"], &[&page.body]).await;
+}
+
+#[test]
+fn the_callback_function_outlives_its_platform_budget() {
+    let template =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml")).unwrap();
+    let block = &template[template.find("\n  OauthCallbackFunction:").unwrap()..];
+    let timeout: u64 = block
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Timeout: "))
+        .and_then(|t| t.parse().ok())
+        .expect("the callback's Timeout");
+    // The budget, then the writes (state, vault, items, queue) with room to spare.
+    assert!(timeout >= shared::config::DEFAULT_CALLBACK_BUDGET_SECONDS + 5, "{timeout} s");
+}

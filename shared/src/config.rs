@@ -7,6 +7,10 @@ use crate::domain::error::Error;
 use crate::domain::messages::QueueKind;
 
 /// Which adapter set backs the ports.
+/// The default of `CALLBACK_BUDGET_SECONDS`: the callback function's timeout
+/// (25 s in template.yaml) less 7 s for the state, vault and queue writes.
+pub const DEFAULT_CALLBACK_BUDGET_SECONDS: u64 = 18;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Backend {
     /// In-process adapters, persisted under `data_dir` (memory if `None`).
@@ -54,6 +58,10 @@ pub struct Config {
     /// the local stack's sandboxes and the tests' fakes, off in AWS. No
     /// other internal address is ever reached.
     pub allow_loopback_platforms: bool,
+    /// The time the OAuth callback gives the platform, all its requests
+    /// together (token, long-lived exchange, identity); the callback
+    /// function's timeout leaves room after it for storing the grant.
+    pub callback_budget_seconds: u64,
 }
 
 impl Config {
@@ -131,6 +139,7 @@ impl Config {
                 .min(crate::domain::upload::LARGE_LIMITS.max_bytes),
             upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
             allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
+            callback_budget_seconds: number("CALLBACK_BUDGET_SECONDS", DEFAULT_CALLBACK_BUDGET_SECONDS)?.clamp(1, 60),
             stage,
             backend,
         };

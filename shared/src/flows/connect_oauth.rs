@@ -287,6 +287,8 @@ pub enum CallbackError {
     ConnectionTestFailed,
     #[error("account_mismatch")]
     AccountMismatch,
+    #[error("platform_timeout")]
+    PlatformTimeout,
     #[error("internal_error")]
     Internal,
 }
@@ -303,6 +305,7 @@ impl CallbackError {
             CallbackError::AppNotConfigured => "app_not_configured",
             CallbackError::ConnectionTestFailed => "connection_test_failed",
             CallbackError::AccountMismatch => "account_mismatch",
+            CallbackError::PlatformTimeout => "platform_timeout",
             CallbackError::Internal => "internal_error",
         }
     }
@@ -323,6 +326,7 @@ impl CallbackError {
                 "You signed in with another account than the one this authorization belongs to; nothing was changed."
             }
             CallbackError::Internal => "Something went wrong on our side; nothing was saved.",
+            CallbackError::PlatformTimeout => "The platform took too long to answer; nothing was saved.",
         }
     }
 
@@ -332,7 +336,9 @@ impl CallbackError {
             CallbackError::PermissionsDenied | CallbackError::InsufficientPermissions => {
                 "Start again, approve every requested permission, with an account that has the required role."
             }
-            CallbackError::PlatformUnavailable | CallbackError::Internal => "Try again in a few minutes.",
+            CallbackError::PlatformUnavailable | CallbackError::Internal | CallbackError::PlatformTimeout => {
+                "Try again in a few minutes."
+            }
             CallbackError::InvalidCallback => "Start the connection again; if it keeps failing, contact support.",
             CallbackError::AppNotConfigured => "Ask an admin to check the platform's app credentials.",
             CallbackError::AccountMismatch => {
@@ -421,7 +427,10 @@ pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackRe
             return CallbackResult { return_origin: None, return_to: None, mode: ReturnMode::Popup, outcome: Err(e) }
         }
     };
-    let outcome = complete(app, &pending, query).await;
+    // One deadline for every request to the platform, so the function
+    // always has time left to store the grant (or to say why not).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(app.config.callback_budget_seconds);
+    let outcome = complete(app, &pending, query, deadline).await;
     match &outcome {
         Ok(c) => {
             tracing::info!(platform = %pending.platform, connection = ?c.connection_id, reconnect = pending.reconnect.is_some(), "oauth connected")
@@ -438,10 +447,19 @@ pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackRe
     }
 }
 
+/// A platform request within the callback's deadline.
+async fn within<T>(
+    deadline: tokio::time::Instant,
+    request: impl std::future::Future<Output = T>,
+) -> Result<T, CallbackError> {
+    tokio::time::timeout_at(deadline, request).await.map_err(|_| CallbackError::PlatformTimeout)
+}
+
 async fn complete(
     app: &App,
     pending: &PendingGrant,
     query: &BTreeMap<String, String>,
+    deadline: tokio::time::Instant,
 ) -> Result<Connected, CallbackError> {
     let entry = app.catalog.get(pending.platform.as_str()).map_err(|_| CallbackError::Internal)?;
     let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
@@ -484,17 +502,16 @@ async fn complete(
             }
         }
     }
-    let tokens = app
-        .token_client()
-        .request(entry, &vars, &creds, Grant::Code { code, verifier: pending.pkce_verifier.as_deref() })
-        .await
-        .map_err(map_token_error)?;
+    let token_client = app.token_client();
+    let grant = Grant::Code { code, verifier: pending.pkce_verifier.as_deref() };
+    let tokens = within(deadline, token_client.request(entry, &vars, &creds, grant)).await?.map_err(map_token_error)?;
     if spec.required_scopes.iter().any(|s| !tokens.scopes.contains(s)) {
         return Err(CallbackError::InsufficientPermissions);
     }
     let access = SecretString::from(tokens.access_token.clone());
-    let account = identity::identify(app.http.as_ref(), entry, &vars, &Credentials::for_grant(&access, Some(creds)))
-        .await
+    let id_creds = Credentials::for_grant(&access, Some(creds));
+    let account = within(deadline, identity::identify(app.http.as_ref(), entry, &vars, &id_creds))
+        .await?
         .map_err(map_identity_error)?;
     let account = account.or_else(|| {
         spec.callback_params.iter().find_map(|p| {
