@@ -170,7 +170,7 @@ pub async fn spawn_app_wrapped(
         }
     };
     local_stack::seed_sandbox_app(&app).await.expect("seed sandbox app");
-    let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone())));
+    let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone(), format!("{}/sandbox", app.config.public_base_url))));
     let stack = Arc::new(LocalStack {
         tokens: DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec()),
         sandbox,

@@ -189,7 +189,9 @@ async fn consent_denied_is_reported_and_consumes_the_state() {
     let t = app.token("ws_d", "u", "staff").await;
     let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
     let state = query_of(started["authorize_url"].as_str().unwrap())["state"].clone();
-    let url = app.url(&format!("/v1/oauth/callback?error=access_denied&state={state}"));
+    // As the sandbox answers: with its issuer (RFC 9207).
+    let iss = app.url("/sandbox");
+    let url = app.url(&format!("/v1/oauth/callback?error=access_denied&state={state}&iss={iss}"));
     let page = visit(&app, &url).await;
     assert_eq!(page.message()["status"], "error");
     assert_eq!(page.message()["error_code"], "permissions_denied");
@@ -509,7 +511,7 @@ async fn token_endpoint_failures_map_to_clear_codes_and_store_nothing() {
         _ => Reply::Json(200, json!({"access_token": "SHOULD_NOT_BE_FETCHED"})),
     })
     .await;
-    let patch = json!({"oauth": {"authorize_url": "{fake}/authorize", "token_url": "{fake}/token"}, "api": {"base_url": "{fake}"}});
+    let patch = json!({"oauth": {"authorize_url": "{fake}/authorize", "token_url": "{fake}/token", "issuer": null, "iss_parameter": false}, "api": {"base_url": "{fake}"}});
     let app = app_for("sandbox_oauth", &fake, patch, "s3cret").await;
     let t = app.token("ws_f", "u", "staff").await;
     for (kind, code) in [
@@ -673,7 +675,8 @@ async fn the_callback_gives_the_platform_one_deadline_and_stores_nothing_when_it
     })
     .await;
     let overrides = json!({"platforms": {"sandbox_oauth": {
-        "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
+        "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base),
+                  "issuer": null, "iss_parameter": false},
         "api": {"base_url": fake.base}, "identity": {"path": "/me", "account_id_pointer": "/id"}}}})
     .to_string();
     // The budget (1 s) ends before the HTTP client's own timeout (2 s).
@@ -705,4 +708,82 @@ fn the_callback_function_outlives_its_platform_budget() {
         .expect("the callback's Timeout");
     // The budget, then the writes (state, vault, items, queue) with room to spare.
     assert!(timeout >= shared::config::DEFAULT_CALLBACK_BUDGET_SECONDS + 5, "{timeout} s");
+}
+
+#[tokio::test]
+async fn an_answer_from_another_authorization_server_is_refused_before_any_token_request() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_iss", "u", "staff").await;
+    let iss = app.url("/sandbox");
+    // Approved at the sandbox, which names itself.
+    let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
+    let callback = approve(&app, started["authorize_url"].as_str().unwrap(), "acct_iss").await;
+    let q = query_of(&callback);
+    assert_eq!(q["iss"], iss, "the sandbox sends iss");
+    // Another server's name, or none from a server that always sends it:
+    // refused, and the code is never exchanged.
+    for forged in [
+        format!("code={}&state={}&iss=https%3A%2F%2Fevil.example.com", q["code"], q["state"]),
+        format!("code={}&state={}", q["code"], q["state"]),
+    ] {
+        let (_, started) = start(&app, &t, start_body("sandbox_oauth")).await;
+        let state = query_of(started["authorize_url"].as_str().unwrap())["state"].clone();
+        let forged = forged.replace(&format!("state={}", q["state"]), &format!("state={state}"));
+        let page = visit(&app, &app.url(&format!("/v1/oauth/callback?{forged}"))).await;
+        assert_eq!(page.message()["error_code"], "issuer_mismatch", "{forged}");
+    }
+    assert_eq!(app.sandbox().token_requests(), 0, "no token request for a mixed-up answer");
+    // The real answer still works.
+    let page = visit(&app, &callback).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+}
+
+#[tokio::test]
+async fn a_provider_declared_by_its_issuer_alone_is_discovered_from_its_metadata() {
+    // The deployment adds a provider by its issuer: the sandbox's.
+    let overrides = json!({"platforms": {"acme_idp": {
+        "name": "Acme IdP", "category": "analytics", "method": "oauth2", "roles": ["source"],
+        "required_role": "Any user", "docs_url": "https://acme.example.com/docs",
+        "oauth": {"issuer": "{public_base_url}/sandbox", "default_scopes": ["read"], "pkce": true,
+                  "client_auth": "basic", "refresh": {"kind": "rotating"}},
+        "api": {"base_url": "{public_base_url}/sandbox/api", "auth_header": ["Authorization", "Bearer {access_token}"]},
+        "identity": {"path": "/me", "account_id_pointer": "/id"}
+    }}})
+    .to_string();
+    let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let base = app.stack.app.config.public_base_url.clone();
+    shared::platform::AppCredentials::store(
+        app.stack.app.vault.as_ref(),
+        &SecretRef::for_app(&app.stack.app.config.secret_prefix, "acme_idp"),
+        "sandbox-client",
+        &secrecy::SecretString::from("sandbox-secret".to_owned()),
+    )
+    .await
+    .unwrap();
+    // RFC 8414's address of its metadata is served.
+    let m: Value = app
+        .http
+        .get(app.url("/.well-known/oauth-authorization-server/sandbox"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["issuer"], format!("{base}/sandbox"));
+    assert_eq!(m["authorization_response_iss_parameter_supported"], true);
+    let t = app.token("ws_idp", "u", "staff").await;
+    let (status, started) = start(&app, &t, start_body("acme_idp")).await;
+    assert_eq!(status, 200, "{started}");
+    let authorize_url = started["authorize_url"].as_str().unwrap();
+    assert!(authorize_url.starts_with(&format!("{base}/sandbox/oauth/authorize?")), "{authorize_url}");
+    let callback = approve(&app, authorize_url, "acct_idp").await;
+    // The metadata says the server sends iss: without it, refused.
+    let stripped: String = callback.split('&').filter(|p| !p.starts_with("iss=")).collect::<Vec<_>>().join("&");
+    assert_eq!(visit(&app, &stripped).await.message()["error_code"], "issuer_mismatch");
+    let (_, started) = start(&app, &t, start_body("acme_idp")).await;
+    let callback = approve(&app, started["authorize_url"].as_str().unwrap(), "acct_idp").await;
+    let page = visit(&app, &callback).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+    assert_eq!(authorizations(&app, "ws_idp").await[0].account.as_ref().unwrap().id, "acct_idp");
 }

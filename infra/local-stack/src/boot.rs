@@ -67,7 +67,10 @@ pub async fn boot(
         }
     };
     let tokens = DevTokens::load_or_create(data_dir.as_deref())?;
-    let sandbox = app.config.sandbox_platforms.then(|| Arc::new(Sandbox::new(clock.clone())));
+    let sandbox = app
+        .config
+        .sandbox_platforms
+        .then(|| Arc::new(Sandbox::new(clock.clone(), format!("{}/sandbox", app.config.public_base_url))));
     if sandbox.is_some() {
         seed_sandbox_app(&app).await?;
     }

@@ -88,6 +88,12 @@ pub async fn serve_request(stack: Arc<LocalStack>, request: Request<Incoming>) -
 
 async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
     let path = request.uri().path().to_owned();
+    if path == "/.well-known/oauth-authorization-server/sandbox" {
+        return match &stack.sandbox {
+            Some(s) => bytes_reply(s.metadata()),
+            None => error_reply(&Error::RouteNotFound),
+        };
+    }
     if path == "/sandbox" || path.starts_with("/sandbox/") {
         return match &stack.sandbox {
             Some(s) => bytes_reply(s.handle(&request)),

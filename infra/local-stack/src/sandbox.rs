@@ -62,6 +62,9 @@ struct State {
 pub struct Sandbox {
     state: Mutex<State>,
     clock: Arc<dyn Clock>,
+    /// Its issuer identifier (`{public base}/sandbox`): published in its
+    /// metadata and sent as `iss` with every authorization response.
+    issuer: String,
 }
 
 type Resp = Response<Bytes>;
@@ -139,8 +142,27 @@ fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
 }
 
 impl Sandbox {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { state: Mutex::new(State::default()), clock }
+    pub fn new(clock: Arc<dyn Clock>, issuer: impl Into<String>) -> Self {
+        Self { state: Mutex::new(State::default()), clock, issuer: issuer.into() }
+    }
+
+    /// Its authorization server metadata (RFC 8414).
+    pub fn metadata(&self) -> Resp {
+        let i = &self.issuer;
+        json_resp(
+            StatusCode::OK,
+            json!({
+                "issuer": i,
+                "authorization_endpoint": format!("{i}/oauth/authorize"),
+                "token_endpoint": format!("{i}/oauth/token"),
+                "revocation_endpoint": format!("{i}/oauth/revoke"),
+                "response_types_supported": ["code"],
+                "grant_types_supported": ["authorization_code", "refresh_token"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+                "authorization_response_iss_parameter_supported": true
+            }),
+        )
     }
 
     /// Revokes every grant of an account, as a user would on the platform.
@@ -164,6 +186,7 @@ impl Sandbox {
         let path = req.uri().path().trim_start_matches("/sandbox");
         match (req.method(), path) {
             (&Method::GET, "/oauth/authorize") => self.authorize(req),
+            (&Method::GET, "/.well-known/openid-configuration") => self.metadata(),
             (&Method::POST, "/oauth/decision") => self.decision(&form(req.body())),
             (&Method::POST, "/oauth/token") => self.token(req),
             (&Method::POST, "/oauth/revoke") => self.revoke(req),
@@ -227,7 +250,11 @@ impl Sandbox {
             return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
         };
         if get("decision") != "approve" {
-            target.query_pairs_mut().append_pair("error", "access_denied").append_pair("state", &get("state"));
+            target
+                .query_pairs_mut()
+                .append_pair("error", "access_denied")
+                .append_pair("state", &get("state"))
+                .append_pair("iss", &self.issuer);
             return redirect(target.as_str());
         }
         let account = get("account");
@@ -249,7 +276,11 @@ impl Sandbox {
                 expires_at: self.clock.now() + Duration::minutes(5),
             },
         );
-        target.query_pairs_mut().append_pair("code", &code).append_pair("state", &get("state"));
+        target
+            .query_pairs_mut()
+            .append_pair("code", &code)
+            .append_pair("state", &get("state"))
+            .append_pair("iss", &self.issuer);
         redirect(target.as_str())
     }
 

@@ -136,8 +136,22 @@ pub struct RefreshPolicy {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OAuthSpec {
+    /// The endpoints; may be left out when `issuer` is given: they are then
+    /// read from the issuer's published metadata (RFC 8414 / OpenID
+    /// Connect discovery).
+    #[serde(default)]
     pub authorize_url: String,
+    #[serde(default)]
     pub token_url: String,
+    /// The authorization server's issuer identifier. The callback refuses
+    /// an `iss` that differs (RFC 9207: mix-up defence).
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// The server sends `iss` with every authorization response
+    /// (`authorization_response_iss_parameter_supported`): a missing one is
+    /// refused too.
+    #[serde(default)]
+    pub iss_parameter: bool,
     pub revoke_url: Option<String>,
     /// OAuth 1.0a only: the request-token endpoint.
     pub request_token_url: Option<String>,
@@ -337,6 +351,18 @@ impl PlatformEntry {
         };
         match self.method {
             AuthMethod::Oauth2 | AuthMethod::Oauth1 => need(self.oauth.is_some(), "an OAuth entry needs `oauth`")?,
+            _ => {}
+        }
+        if let Some(o) = &self.oauth {
+            let endpoints = !o.authorize_url.is_empty() && !o.token_url.is_empty();
+            need(
+                endpoints || o.issuer.is_some(),
+                "`oauth` needs authorize_url and token_url, or an issuer to discover them",
+            )?;
+            need(!o.iss_parameter || o.issuer.is_some(), "`iss_parameter` needs the `issuer`")?;
+        }
+        match self.method {
+            AuthMethod::Oauth2 | AuthMethod::Oauth1 => {}
             AuthMethod::ApiKey => need(self.api_key.is_some(), "an API-key entry needs `api_key`")?,
             AuthMethod::FileUpload => {}
         }

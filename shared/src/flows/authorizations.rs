@@ -117,6 +117,8 @@ pub async fn remove(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<
 /// RFC 7009 revocation, where the catalog has a revoke URL.
 async fn revoke_at_platform(app: &App, auth: &Authorization) -> Result<(), Error> {
     let entry = app.catalog.get(auth.platform.as_str())?;
+    let resolved = crate::platform::discovery::resolve(app.http.as_ref(), entry).await?;
+    let entry = resolved.as_ref();
     let (Some(spec), AuthMethod::Oauth2) = (&entry.oauth, entry.method) else { return Ok(()) };
     if spec.revoke_url.is_none() {
         return Ok(());

@@ -19,6 +19,7 @@ use crate::domain::messages::SyncJob;
 use crate::domain::policy;
 use crate::domain::tokens::TokenSet;
 use crate::domain::*;
+use crate::platform::discovery;
 use crate::platform::identity::{self, IdentityError};
 use crate::platform::token_client::{verify_query_hmac, Grant, TokenError};
 use crate::platform::{self, Credentials};
@@ -96,6 +97,12 @@ pub struct PendingGrant {
     pub switch_account: bool,
     #[serde(default)]
     pub from_connection: Option<ConnectionId>,
+    /// The authorization server the flow went to, and whether it sends
+    /// `iss` with its answer (RFC 9207): checked before any token request.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub iss_required: bool,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -153,7 +160,10 @@ fn oauth_spec(entry: &PlatformEntry) -> Result<&OAuthSpec, Error> {
 pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<Started, Error> {
     caller.require(Role::Staff)?;
     let entry = app.catalog.get(&request.platform)?;
-    let spec = oauth_spec(entry)?;
+    oauth_spec(entry)?;
+    // Endpoints from the issuer's metadata where the catalog gives only it.
+    let resolved = discovery::resolve(app.http.as_ref(), entry).await?;
+    let (entry, spec) = (resolved.as_ref(), oauth_spec(resolved.as_ref())?);
     // A reconnect is bound to an authorization of the caller's workspace.
     let mut params = request.params.clone();
     let mut name = request.name.clone();
@@ -256,6 +266,8 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         expected_account,
         switch_account: request.switch_account,
         from_connection,
+        issuer: spec.issuer.clone(),
+        iss_required: spec.iss_parameter,
         expires_at,
     };
     app.repo.put_oauth_state(state.secret(), &pending, expires_at).await?;
@@ -289,6 +301,8 @@ pub enum CallbackError {
     AccountMismatch,
     #[error("platform_timeout")]
     PlatformTimeout,
+    #[error("issuer_mismatch")]
+    IssuerMismatch,
     #[error("internal_error")]
     Internal,
 }
@@ -306,6 +320,7 @@ impl CallbackError {
             CallbackError::ConnectionTestFailed => "connection_test_failed",
             CallbackError::AccountMismatch => "account_mismatch",
             CallbackError::PlatformTimeout => "platform_timeout",
+            CallbackError::IssuerMismatch => "issuer_mismatch",
             CallbackError::Internal => "internal_error",
         }
     }
@@ -327,12 +342,17 @@ impl CallbackError {
             }
             CallbackError::Internal => "Something went wrong on our side; nothing was saved.",
             CallbackError::PlatformTimeout => "The platform took too long to answer; nothing was saved.",
+            CallbackError::IssuerMismatch => {
+                "The answer did not come from the authorization server this connection was started with; nothing was sent to it."
+            }
         }
     }
 
     pub fn action(self) -> &'static str {
         match self {
-            CallbackError::InvalidState | CallbackError::TokenExpired => "Start the connection again from the app.",
+            CallbackError::InvalidState | CallbackError::TokenExpired | CallbackError::IssuerMismatch => {
+                "Start the connection again from the app."
+            }
             CallbackError::PermissionsDenied | CallbackError::InsufficientPermissions => {
                 "Start again, approve every requested permission, with an account that has the required role."
             }
@@ -461,7 +481,19 @@ async fn complete(
     query: &BTreeMap<String, String>,
     deadline: tokio::time::Instant,
 ) -> Result<Connected, CallbackError> {
+    // The answer must come from the server the flow went to (RFC 9207),
+    // checked before anything else is done with it.
+    if let Some(expected) = &pending.issuer {
+        match query.get("iss") {
+            Some(iss) if iss != expected => return Err(CallbackError::IssuerMismatch),
+            None if pending.iss_required => return Err(CallbackError::IssuerMismatch),
+            _ => {}
+        }
+    }
     let entry = app.catalog.get(pending.platform.as_str()).map_err(|_| CallbackError::Internal)?;
+    let resolved =
+        discovery::resolve(app.http.as_ref(), entry).await.map_err(|_| CallbackError::PlatformUnavailable)?;
+    let entry = resolved.as_ref();
     let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
     if let Some(error) = query.get("error") {
         return Err(match error.as_str() {

@@ -75,6 +75,9 @@ async fn refresh_holding_lease(
     tokens: TokenSet,
 ) -> Result<TokenSet, RefreshError> {
     let entry = app.catalog.get(auth.platform.as_str()).map_err(|_| RefreshError::Transient)?;
+    let resolved =
+        crate::platform::discovery::resolve(app.http.as_ref(), entry).await.map_err(|_| RefreshError::Transient)?;
+    let entry = resolved.as_ref();
     let spec = entry.oauth.as_ref().ok_or(RefreshError::Transient)?;
     let Some(refresh_token) = tokens.refresh_token.clone().filter(|_| spec.refresh.kind.is_refreshable()) else {
         // Nothing to renew with: the grant is over.

@@ -5,6 +5,7 @@
 
 pub mod api_key;
 pub mod app_credentials;
+pub mod discovery;
 pub mod identity;
 pub mod token_client;
 
