@@ -341,3 +341,95 @@ async fn every_route_passes_its_cors_preflight_locally_and_in_the_template() {
         assert!(headers.contains(h), "template AllowHeaders lacks {h}");
     }
 }
+
+async fn send_json(app: &TestApp, method: reqwest::Method, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let r = app.http.request(method, app.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn client_viewers_see_only_the_clients_they_are_given() {
+    let app = spawn_app().await;
+    let admin = app.token("ws_cv", "admin", "admin").await;
+    let mut files = BTreeMap::new();
+    for (client, name) in [("client_a", "Acme"), ("client_b", "Bolt")] {
+        let body = json!({"platform": "custom_costs", "name": format!("Costs {name}"), "client": {"id": client, "name": name}});
+        let (status, c) = send_json(&app, reqwest::Method::POST, "/v1/connections/file-upload", &admin, body).await;
+        assert_eq!(status, 201, "{c}");
+        files.insert(client, c["id"].as_str().unwrap().to_owned());
+        let start = json!({"platform": "sandbox_oauth", "name": format!("Ads {name}"), "return_to": "https://app.example.com/x",
+                           "client": {"id": client, "name": name}});
+        let msg = crate::harness::oauth_flow(&app, &admin, start, &format!("acct_{client}")).await;
+        assert_eq!(msg["status"], "connected", "{msg}");
+    }
+    let member = json!({"email": "viewer@example.com", "role": "client_viewer", "client_ids": ["client_a"]});
+    let (status, m) = send_json(&app, reqwest::Method::PUT, "/v1/members/viewer", &admin, member).await;
+    assert_eq!(status, 200, "{m}");
+    let viewer = app.token("ws_cv", "viewer", "client_viewer").await;
+
+    let (_, list) = get(&app, "/v1/connections", Some(&viewer)).await;
+    let list = list["connections"].as_array().unwrap().clone();
+    assert_eq!(list.len(), 2, "the two connections of client A");
+    assert!(list.iter().all(|c| c["client"]["id"] == "client_a"));
+    let (_, all) = get(&app, "/v1/connections", Some(&admin)).await;
+    let b_oauth = all["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client"]["id"] == "client_b" && c["credential"]["kind"] == "authorization")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(get(&app, &format!("/v1/connections/{b_oauth}"), Some(&viewer)).await.0, 404);
+    let (_, auths) = get(&app, "/v1/authorizations", Some(&viewer)).await;
+    let auths = auths["authorizations"].as_array().unwrap();
+    assert_eq!(auths.len(), 1);
+    assert!(auths[0]["connections"].as_array().unwrap().iter().all(|c| c["client"]["id"] == "client_a"));
+    let (a, b) = (&files["client_a"], &files["client_b"]);
+    assert_eq!(
+        app.http
+            .get(app.url(&format!("/v1/connections/{a}/costs/export")))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    for path in [format!("/v1/connections/{b}/costs/export"), format!("/v1/connections/{b}/uploads")] {
+        assert_eq!(app.http.get(app.url(&path)).bearer_auth(&viewer).send().await.unwrap().status(), 404, "{path}");
+    }
+    // A client viewer the workspace never gave a client sees nothing.
+    let stranger = app.token("ws_cv", "nobody", "client_viewer").await;
+    assert_eq!(get(&app, "/v1/connections", Some(&stranger)).await.1["connections"], json!([]));
+    assert_eq!(get(&app, "/v1/authorizations", Some(&stranger)).await.1["authorizations"], json!([]));
+    // Staff still see the whole workspace.
+    assert_eq!(all["connections"].as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn with_required_membership_only_members_get_in_and_their_own_role_counts() {
+    let app = crate::harness::spawn_app_with(&[("REQUIRE_MEMBERSHIP", "true")]).await;
+    // A workspace with no member yet takes its first admin from the token...
+    let founder = app.token("ws_mem", "founder", "admin").await;
+    let me = json!({"email": "founder@example.com", "role": "admin"});
+    assert_eq!(send_json(&app, reqwest::Method::PUT, "/v1/members/founder", &founder, me).await.0, 200);
+    let staff = json!({"email": "member@example.com", "role": "staff"});
+    assert_eq!(send_json(&app, reqwest::Method::PUT, "/v1/members/member", &founder, staff).await.0, 200);
+    // ...after that, a token names only members, whatever role it claims.
+    let stranger = app.token("ws_mem", "stranger", "admin").await;
+    let (status, body) = get(&app, "/v1/connections", Some(&stranger)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "not_a_member"));
+    // The member's role counts, not the token's.
+    let inflated = app.token("ws_mem", "member", "admin").await;
+    assert_eq!(get(&app, "/v1/connections", Some(&inflated)).await.0, 200);
+    let (status, body) = get(&app, "/v1/members", Some(&inflated)).await;
+    assert_eq!((status, error_code(&body).as_str()), (403, "forbidden"));
+    assert_eq!(get(&app, "/v1/members", Some(&founder)).await.0, 200);
+    // Without the setting the identity provider's claims count.
+    let open = spawn_app().await;
+    let stranger = open.token("ws_mem", "stranger", "admin").await;
+    assert_eq!(get(&open, "/v1/members", Some(&stranger)).await.0, 200);
+}

@@ -81,6 +81,7 @@ fn main() {
             let ports = EmbeddedPorts::open(&config, Some(&data), clock.clone()).unwrap();
             let app = App::assemble(config, ports.ports(clock)).unwrap();
             let caller = Caller {
+                clients: None,
                 workspace_id: WorkspaceId::parse("ws_bench").unwrap(),
                 user_id: UserId::parse("bench").unwrap(),
                 role: Role::Admin,

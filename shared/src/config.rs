@@ -62,6 +62,9 @@ pub struct Config {
     /// together (token, long-lived exchange, identity); the callback
     /// function's timeout leaves room after it for storing the grant.
     pub callback_budget_seconds: u64,
+    /// A caller must be a member of the workspace its token names, and the
+    /// member's role is the one that counts (not the token's).
+    pub require_membership: bool,
 }
 
 impl Config {
@@ -139,6 +142,7 @@ impl Config {
                 .min(crate::domain::upload::LARGE_LIMITS.max_bytes),
             upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
             allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
+            require_membership: flag("REQUIRE_MEMBERSHIP", false)?,
             callback_budget_seconds: number("CALLBACK_BUDGET_SECONDS", DEFAULT_CALLBACK_BUDGET_SECONDS)?.clamp(1, 60),
             stage,
             backend,

@@ -18,6 +18,8 @@ pub enum Error {
     Unauthenticated(&'static str),
     #[error("this action needs the {needed} role")]
     Forbidden { needed: &'static str },
+    #[error("the caller is not a member of this workspace")]
+    NotAMember,
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: String, reason: String },
     #[error("the request body is not valid JSON for this route: {0}")]

@@ -47,9 +47,21 @@ pub struct Caller {
     pub user_id: UserId,
     pub role: Role,
     pub email: Option<String>,
+    /// The clients a client viewer is given (from the member record); `None`
+    /// for staff and admins, who see the whole workspace.
+    pub clients: Option<Vec<ClientId>>,
 }
 
 impl Caller {
+    /// Whether the caller may see a connection: staff and admins see every
+    /// one of their workspace, a client viewer those of the clients given.
+    pub fn may_see(&self, c: &Connection) -> bool {
+        match &self.clients {
+            None => true,
+            Some(mine) => c.client.as_ref().is_some_and(|cl| mine.contains(&cl.id)),
+        }
+    }
+
     /// Fails unless the caller has at least `needed`.
     pub fn require(&self, needed: Role) -> Result<(), Error> {
         if self.role >= needed {
@@ -81,6 +93,9 @@ pub struct Member {
     /// Alert kinds this member turned email off for.
     #[serde(default)]
     pub email_opt_out: Vec<AlertKind>,
+    /// The clients a client viewer may see (ignored for other roles).
+    #[serde(default)]
+    pub client_ids: Vec<ClientId>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -597,6 +612,7 @@ mod tests {
             user_id: UserId::parse("u").unwrap(),
             role: Role::Staff,
             email: None,
+            clients: None,
         };
         assert!(caller.require(Role::Staff).is_ok());
         assert!(caller.require(Role::ClientViewer).is_ok());

@@ -78,6 +78,29 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
     Ok(c)
 }
 
+/// The authorizations of the workspace, each with the connections that use
+/// it. A client viewer sees only those behind the connections they may see.
+pub async fn list(app: &App, caller: &Caller) -> Result<Vec<(Authorization, Vec<Connection>)>, Error> {
+    let connections: Vec<Connection> = app
+        .repo
+        .list::<Connection>(&caller.workspace_id)
+        .await?
+        .into_iter()
+        .map(|v| v.value)
+        .filter(|c| caller.may_see(c))
+        .collect();
+    let mut out = Vec::new();
+    for a in app.repo.list::<Authorization>(&caller.workspace_id).await? {
+        let used: Vec<Connection> =
+            connections.iter().filter(|c| c.authorization_id() == Some(&a.value.id)).cloned().collect();
+        if caller.clients.is_some() && used.is_empty() {
+            continue;
+        }
+        out.push((a.value, used));
+    }
+    Ok(out)
+}
+
 /// `PATCH /v1/authorizations/{id}`: rename in place.
 pub async fn rename(app: &App, caller: &Caller, id: &AuthorizationId, name: &str) -> Result<Authorization, Error> {
     caller.require(Role::Staff)?;

@@ -31,6 +31,7 @@ pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<C
         .await?
         .into_iter()
         .map(|v| v.value)
+        .filter(|c| caller.may_see(c))
         .filter(|c| query.status.as_deref().is_none_or(|s| c.status.state_name() == s))
         .filter(|c| query.platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
         .filter(|c| query.client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
@@ -56,7 +57,11 @@ pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<C
 }
 
 pub async fn get(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connection, Error> {
-    Ok(app.repo.connection(&caller.workspace_id, id).await?.value)
+    let c = app.repo.connection(&caller.workspace_id, id).await?.value;
+    if !caller.may_see(&c) {
+        return Err(Error::NotFound { kind: "connection" });
+    }
+    Ok(c)
 }
 
 /// The body of `PATCH /v1/connections/{id}`.

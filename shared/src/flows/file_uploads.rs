@@ -530,9 +530,18 @@ pub async fn presign(
     Ok(Presigned { upload, url, expires_at })
 }
 
+/// A file connection the caller may see (a client viewer: of their clients).
+async fn visible_file_connection(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connection, Error> {
+    let c = file_connection(app, &caller.workspace_id, id).await?.value;
+    if !caller.may_see(&c) {
+        return Err(Error::NotFound { kind: "connection" });
+    }
+    Ok(c)
+}
+
 /// The uploads of a file connection, newest first.
 pub async fn list(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<Upload>, Error> {
-    file_connection(app, &caller.workspace_id, id).await?;
+    visible_file_connection(app, caller, id).await?;
     let mut list: Vec<Upload> =
         app.repo.uploads(&caller.workspace_id, id).await?.into_iter().map(|u| u.value).collect();
     list.sort_by_key(|u| std::cmp::Reverse(u.created_at));
@@ -541,6 +550,9 @@ pub async fn list(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<U
 
 /// One upload of a connection.
 pub async fn get(app: &App, caller: &Caller, id: &ConnectionId, upload: &UploadId) -> Result<Upload, Error> {
+    if caller.clients.is_some() {
+        visible_file_connection(app, caller, id).await?;
+    }
     Ok(app.repo.upload(&caller.workspace_id, id, upload).await?.value)
 }
 
@@ -549,6 +561,6 @@ pub const MAX_EXPORT_BYTES: usize = 5 * 1024 * 1024;
 
 /// `GET /v1/connections/{id}/costs/export`.
 pub async fn export_costs(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<u8>, Error> {
-    file_connection(app, &caller.workspace_id, id).await?;
+    visible_file_connection(app, caller, id).await?;
     export(app, &caller.workspace_id, id, MAX_EXPORT_BYTES).await
 }

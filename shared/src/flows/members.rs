@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::App;
 use crate::domain::error::Error;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{ClientId, UserId};
 use crate::domain::input::{check_email, check_name};
 use crate::domain::*;
 
@@ -19,6 +19,39 @@ pub struct MemberInput {
     pub display_name: Option<String>,
     #[serde(default)]
     pub email_opt_out: Vec<AlertKind>,
+    /// For a client viewer: the clients they may see.
+    #[serde(default)]
+    pub client_ids: Vec<String>,
+}
+
+/// Who the verified caller is in the workspace. With `REQUIRE_MEMBERSHIP`
+/// the caller must be a member and the member's role counts; a workspace
+/// with no member yet takes its first admin from the token, so that admin
+/// can add the others. A client viewer is given the clients of their member
+/// record (none without one).
+pub async fn authenticate(app: &App, mut caller: Caller) -> Result<Caller, Error> {
+    let member = match app.repo.member(&caller.workspace_id, &caller.user_id).await {
+        Ok(m) => Some(m.value),
+        Err(Error::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    if app.config.require_membership {
+        match &member {
+            Some(m) => caller.role = m.role,
+            None => {
+                let bootstrap =
+                    caller.role == Role::Admin && app.repo.list::<Member>(&caller.workspace_id).await?.is_empty();
+                if !bootstrap {
+                    return Err(Error::NotAMember);
+                }
+                tracing::warn!(workspace = %caller.workspace_id, "a workspace with no members takes its first admin from the token");
+            }
+        }
+    }
+    if caller.role == Role::ClientViewer {
+        caller.clients = Some(member.map(|m| m.client_ids).unwrap_or_default());
+    }
+    Ok(caller)
 }
 
 /// Every member (admin).
@@ -37,6 +70,7 @@ pub async fn upsert(app: &App, caller: &Caller, user_id: UserId, input: MemberIn
         display_name: input.display_name.as_deref().map(check_name).transpose()?,
         role: Role::parse(&input.role)?,
         email_opt_out: input.email_opt_out,
+        client_ids: input.client_ids.iter().map(|c| ClientId::parse(c)).collect::<Result<_, _>>()?,
         updated_at: app.clock.now(),
     };
     app.repo.upsert(&member).await?;

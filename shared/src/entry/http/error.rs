@@ -74,6 +74,12 @@ pub fn describe(e: &Error) -> Described {
             format!("This action needs the {needed} role."),
             "Ask an admin of the workspace.",
         ),
+        Error::NotAMember => d(
+            S::FORBIDDEN,
+            "not_a_member",
+            "You are not a member of this workspace.",
+            "Ask an admin of the workspace to add you (PUT /v1/members/{user_id}).",
+        ),
         Error::InvalidInput { field, reason } => d(
             S::UNPROCESSABLE_ENTITY,
             "invalid_input",

@@ -38,5 +38,6 @@ pub fn caller_from_claims(claims: &HashMap<String, String>, config: &Config) -> 
         user_id: UserId::parse(user).map_err(|_| Error::Unauthenticated("the token's user id is malformed"))?,
         role: Role::parse(role).map_err(|_| Error::Unauthenticated("the token's role is unknown"))?,
         email: claim("email").map(str::to_owned),
+        clients: None,
     })
 }

@@ -9,22 +9,14 @@ use serde_json::json;
 use super::{json_body, param};
 use crate::domain::error::Error;
 use crate::domain::ids::AuthorizationId;
-use crate::domain::{Authorization, Caller, Connection};
+use crate::domain::{Caller, Connection};
 use crate::entry::http::{json, views, Params};
 use crate::flows::{authorizations, App};
 
 pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
-    let connections: Vec<Connection> =
-        app.repo.list::<Connection>(&caller.workspace_id).await?.into_iter().map(|v| v.value).collect();
-    let auths = app.repo.list::<Authorization>(&caller.workspace_id).await?;
-    let items: Vec<_> = auths
-        .iter()
-        .map(|a| {
-            let used: Vec<&Connection> =
-                connections.iter().filter(|c| c.authorization_id() == Some(&a.value.id)).collect();
-            views::authorization(&a.value, &used)
-        })
-        .collect();
+    let list = authorizations::list(app, caller).await?;
+    let items: Vec<_> =
+        list.iter().map(|(a, used)| views::authorization(a, &used.iter().collect::<Vec<&Connection>>())).collect();
     Ok(json(StatusCode::OK, &json!({"authorizations": items})))
 }
 

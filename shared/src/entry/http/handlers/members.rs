@@ -12,6 +12,12 @@ use crate::domain::{AlertKind, Caller};
 use crate::entry::http::{json, Params};
 use crate::flows::{members, App};
 
+/// The verified caller as the workspace knows them (membership, role,
+/// clients).
+pub(super) async fn authenticate_caller(app: &App, caller: Caller) -> Result<Caller, Error> {
+    members::authenticate(app, caller).await
+}
+
 pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
     let members = members::list(app, caller).await?;
     Ok(json(StatusCode::OK, &json!({"members": members})))

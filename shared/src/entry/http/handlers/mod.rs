@@ -29,7 +29,10 @@ pub(super) async fn dispatch(
     params: Params,
     request: Request,
 ) -> Result<Response<Body>, Error> {
-    let caller = if route.auth { Some(identity::caller(&request, &app.config)?) } else { None };
+    let caller = match route.auth {
+        true => Some(members::authenticate_caller(app, identity::caller(&request, &app.config)?).await?),
+        false => None,
+    };
     let caller = || caller.as_ref().ok_or(Error::Unauthenticated("no verified token"));
     let (p, r) = (&params, &request);
     match route.id {
