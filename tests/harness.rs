@@ -179,7 +179,13 @@ pub async fn spawn_app_wrapped(
         app,
     });
     tokio::spawn(local_stack::serve(listener, stack.clone()));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    // A browser: no redirect followed by itself, and a cookie jar (the
+    // OAuth flow is bound to the browser that launched it).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .cookie_store(true)
+        .build()
+        .expect("client");
     TestApp { base, stack, http, clock, mailer, dump }
 }
 
@@ -236,18 +242,26 @@ pub fn error_code(body: &serde_json::Value) -> String {
 }
 
 /// Runs the OAuth flow (start, approve as `account`, callback); returns the posted message.
+/// Opens a flow's launch URL in `browser` (a client with a cookie jar), as
+/// the popup does: the browser gets the flow's cookie and is sent on to the
+/// platform. Returns the platform's authorize URL.
+pub async fn launch(browser: &reqwest::Client, started: &serde_json::Value) -> String {
+    let url = started["launch_url"].as_str().unwrap_or_else(|| panic!("no launch_url: {started}"));
+    let r = browser.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 302, "launch: {}", r.text().await.unwrap_or_default());
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"), "{cookie}");
+    r.headers()["location"].to_str().unwrap().to_owned()
+}
+
 pub async fn oauth_flow(app: &TestApp, token: &str, body: serde_json::Value, account: &str) -> serde_json::Value {
     let (status, started) = {
         let r = app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body).send().await.unwrap();
         (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
     };
     assert_eq!(status, 200, "{started}");
-    let r = app
-        .http
-        .get(format!("{}&auto_approve={account}", started["authorize_url"].as_str().unwrap()))
-        .send()
-        .await
-        .unwrap();
+    let authorize_url = launch(&app.http, &started).await;
+    let r = app.http.get(format!("{authorize_url}&auto_approve={account}")).send().await.unwrap();
     let page = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap();
     let start = page.find(r#"id="result">"#).unwrap() + r#"id="result">"#.len();
     let end = start + page[start..].find("</script>").unwrap();

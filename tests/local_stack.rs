@@ -38,7 +38,7 @@ async fn connect_sandbox(http: &reqwest::Client, base: &str, token: &str, body: 
         .json()
         .await
         .unwrap();
-    let authorize = started["authorize_url"].as_str().unwrap_or_else(|| panic!("{started}"));
+    let authorize = crate::harness::launch(http, &started).await;
     let r = http.get(format!("{authorize}&auto_approve={account}")).send().await.unwrap();
     http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap().text().await.unwrap()
 }
@@ -48,7 +48,8 @@ async fn embedded_state_survives_a_restart() {
     let dir = std::env::temp_dir().join(format!("connections-boot-{}", uuid::Uuid::new_v4().simple()));
     let env =
         HashMap::from([("DATA_DIR", dir.display().to_string()), ("ALLOWED_ORIGINS", "https://app.example.com".into())]);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
 
     let (base, _first) = boot(env.clone()).await;
     let t = token(&http, &base).await;
@@ -110,7 +111,8 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
         ),
         ("ALLOWED_ORIGINS", "https://app.example.com".into()),
     ]);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     let (base, stack) = boot(env.clone()).await;
     let t = token(&http, &base).await;
     let page = connect_sandbox(
@@ -154,7 +156,8 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
         ("ALLOWED_ORIGINS", "https://app.example.com".into()),
         ("DIGEST_WINDOW_SECONDS", "0".into()),
     ]);
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
     let (base, stack) = boot(env).await;
     let t = token(&http, &base).await;
     let r = http

@@ -19,9 +19,17 @@ use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, FakePlat
 
 const ORIGIN: &str = "https://app.example.com";
 
+/// Starts a flow and launches it in the test's browser (which keeps the
+/// flow's cookie), as the popup does; `authorize_url` is where the launch
+/// sent the browser.
 async fn start(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
     let r = app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body).send().await.unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
+    let status = r.status().as_u16();
+    let mut started: Value = r.json().await.unwrap();
+    if status == 200 {
+        started["authorize_url"] = json!(crate::harness::launch(&app.http, &started).await);
+    }
+    (status, started)
 }
 
 fn query_of(url: &str) -> BTreeMap<String, String> {
@@ -786,4 +794,65 @@ async fn a_provider_declared_by_its_issuer_alone_is_discovered_from_its_metadata
     let page = visit(&app, &callback).await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     assert_eq!(authorizations(&app, "ws_idp").await[0].account.as_ref().unwrap().id, "acct_idp");
+}
+
+#[tokio::test]
+async fn a_flow_finished_in_another_browser_than_it_started_in_is_refused() {
+    let app = spawn_app_with(&[]).await;
+    let attacker = app.token("ws_attacker", "mallory", "staff").await;
+    // The attacker starts a flow in their workspace and launches it in
+    // their own browser (app.http), then sends the platform's link to a
+    // victim, whose browser has no cookie of this flow.
+    let (_, started) = start(&app, &attacker, start_body("sandbox_oauth")).await;
+    let authorize_url = started["authorize_url"].as_str().unwrap();
+    let victim = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = victim.get(format!("{authorize_url}&auto_approve=acct_victim")).send().await.unwrap();
+    let callback = r.headers()["location"].to_str().unwrap().to_owned();
+    let body = victim.get(&callback).send().await.unwrap().text().await.unwrap();
+    let page = Page { status: 200, headers: Default::default(), body };
+    assert_eq!(page.message()["error_code"], "browser_mismatch", "{}", page.body);
+    assert_eq!(app.sandbox().token_requests(), 0, "the victim's code is never exchanged");
+    assert!(authorizations(&app, "ws_attacker").await.is_empty(), "no grant lands in the attacker's workspace");
+}
+
+#[tokio::test]
+async fn a_launch_is_single_use_short_lived_and_sets_a_first_party_cookie() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_launch", "u", "staff").await;
+    let r = app
+        .http
+        .post(app.url("/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&start_body("sandbox_oauth"))
+        .send()
+        .await
+        .unwrap();
+    let started: Value = r.json().await.unwrap();
+    assert!(started.get("authorize_url").is_none(), "the platform's URL is reached only through the launch");
+    let launch_url = started["launch_url"].as_str().unwrap().to_owned();
+    assert!(launch_url.starts_with(&app.url("/v1/oauth/launch?l=")), "on the API's own origin");
+    let r = app.http.get(&launch_url).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/v1/oauth", "Max-Age=600"] {
+        assert!(cookie.contains(attribute), "{attribute} in {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http on loopback only: {cookie}");
+    assert!(r.headers()["location"].to_str().unwrap().starts_with(&app.url("/sandbox/oauth/authorize?")));
+    // Used once already.
+    let again = visit(&app, &launch_url).await;
+    assert_eq!(again.message()["error_code"], "invalid_state");
+    // A launch link that travelled goes stale in two minutes.
+    let r = app
+        .http
+        .post(app.url("/v1/connect/start"))
+        .bearer_auth(&t)
+        .json(&start_body("sandbox_oauth"))
+        .send()
+        .await
+        .unwrap();
+    let late: Value = r.json().await.unwrap();
+    app.clock.advance(chrono::Duration::seconds(121));
+    let page = visit(&app, late["launch_url"].as_str().unwrap()).await;
+    assert_eq!(page.message()["error_code"], "invalid_state");
 }

@@ -96,8 +96,9 @@ async function connectOAuth(p, reconnect) {
     $("connect-message").textContent = `${r.data.error.code}: ${r.data.error.message}`;
     return;
   }
-  if (!popup) { location.href = r.data.authorize_url; return; }
-  popup.location = r.data.authorize_url;
+  // The launch URL binds the flow to this browser, then goes on to the platform.
+  if (!popup) { location.href = r.data.launch_url; return; }
+  popup.location = r.data.launch_url;
 }
 
 window.addEventListener("message", (event) => {

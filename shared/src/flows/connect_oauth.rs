@@ -103,6 +103,9 @@ pub struct PendingGrant {
     pub issuer: Option<String>,
     #[serde(default)]
     pub iss_required: bool,
+    /// SHA-256 of the nonce the launch put in the starting browser's cookie.
+    #[serde(default)]
+    pub browser_binding: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
 
@@ -115,11 +118,71 @@ impl fmt::Debug for PendingGrant {
     }
 }
 
-/// The answer of `start`.
+/// The answer of `start`: where the browser goes to begin (on this API's
+/// own origin; it binds the flow to that browser, then sends it on to the
+/// platform).
 #[derive(Debug, Serialize)]
 pub struct Started {
-    pub authorize_url: String,
+    pub launch_url: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// How long a launch URL may wait to be opened: the frontend opens it at
+/// once; a link that travels (to a victim) goes stale.
+pub const LAUNCH_TTL_SECONDS: i64 = 120;
+
+/// What a launch needs, kept under the hash of its single-use token.
+#[derive(Serialize, Deserialize)]
+struct PendingLaunch {
+    authorize_url: String,
+    cookie_name: String,
+    nonce: String,
+    expires_at: DateTime<Utc>,
+}
+
+/// A launch as the browser gets it: a cookie, then the platform.
+pub struct Launched {
+    pub authorize_url: String,
+    pub cookie_name: String,
+    pub nonce: String,
+    pub max_age_seconds: i64,
+}
+
+/// The cookie that binds a flow to its browser: one per flow (flows in two
+/// tabs do not collide), named after its state.
+pub fn cookie_name(state: &str) -> String {
+    use sha2::Digest;
+    format!("oauthflow_{}", &hex::encode(sha2::Sha256::digest(state.as_bytes()))[..16])
+}
+
+fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// `GET /v1/oauth/launch`: takes a launch once, within its time.
+pub async fn launch(app: &App, token: &str) -> Result<Launched, CallbackError> {
+    if token.len() < 16 || token.len() > 256 {
+        return Err(CallbackError::InvalidState);
+    }
+    let pending: PendingLaunch = match app.repo.take_oauth_launch(token).await {
+        Ok(Some(p)) => p,
+        Ok(None) | Err(crate::domain::error::StoreError::Corrupt(_)) => return Err(CallbackError::InvalidState),
+        Err(e) => {
+            tracing::error!(error = %e, "state store unavailable in launch");
+            return Err(CallbackError::PlatformUnavailable);
+        }
+    };
+    let now = app.clock.now();
+    if pending.expires_at <= now {
+        return Err(CallbackError::InvalidState);
+    }
+    Ok(Launched {
+        authorize_url: pending.authorize_url,
+        cookie_name: pending.cookie_name,
+        nonce: pending.nonce,
+        max_age_seconds: STATE_TTL_SECONDS,
+    })
 }
 
 /// Checks `return_to`: an absolute http(s) URL without credentials whose
@@ -219,6 +282,7 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     let app_creds = app.app_credentials(entry, &caller.workspace_id).await?;
 
     let state = oauth2::CsrfToken::new_random_len(32);
+    let nonce = oauth2::CsrfToken::new_random_len(32);
     let (challenge, verifier) = if spec.pkce {
         let (c, v) = oauth2::PkceCodeChallenge::new_random_sha256();
         (Some(c), Some(v.secret().to_owned()))
@@ -268,11 +332,24 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         from_connection,
         issuer: spec.issuer.clone(),
         iss_required: spec.iss_parameter,
+        browser_binding: Some(sha256_hex(nonce.secret())),
         expires_at,
     };
     app.repo.put_oauth_state(state.secret(), &pending, expires_at).await?;
+    let launch_token = oauth2::CsrfToken::new_random_len(32);
+    let launch_expires = now + Duration::seconds(LAUNCH_TTL_SECONDS);
+    let launch = PendingLaunch {
+        authorize_url: url.to_string(),
+        cookie_name: cookie_name(state.secret()),
+        nonce: nonce.secret().to_owned(),
+        expires_at: launch_expires,
+    };
+    app.repo.put_oauth_launch(launch_token.secret(), &launch, launch_expires).await?;
+    let mut launch_url = url::Url::parse(&format!("{}/v1/oauth/launch", app.config.public_base_url))
+        .map_err(|_| Error::Config("PUBLIC_BASE_URL is not a URL".into()))?;
+    launch_url.query_pairs_mut().append_pair("l", launch_token.secret());
     tracing::info!(platform = %entry.id, workspace = %caller.workspace_id, "oauth flow started");
-    Ok(Started { authorize_url: url.to_string(), expires_at })
+    Ok(Started { launch_url: launch_url.to_string(), expires_at: launch_expires })
 }
 
 // ------------------------------------------------------------------ callback
@@ -303,6 +380,8 @@ pub enum CallbackError {
     PlatformTimeout,
     #[error("issuer_mismatch")]
     IssuerMismatch,
+    #[error("browser_mismatch")]
+    BrowserMismatch,
     #[error("internal_error")]
     Internal,
 }
@@ -321,6 +400,7 @@ impl CallbackError {
             CallbackError::AccountMismatch => "account_mismatch",
             CallbackError::PlatformTimeout => "platform_timeout",
             CallbackError::IssuerMismatch => "issuer_mismatch",
+            CallbackError::BrowserMismatch => "browser_mismatch",
             CallbackError::Internal => "internal_error",
         }
     }
@@ -345,6 +425,9 @@ impl CallbackError {
             CallbackError::IssuerMismatch => {
                 "The answer did not come from the authorization server this connection was started with; nothing was sent to it."
             }
+            CallbackError::BrowserMismatch => {
+                "This authorization was finished in another browser than the one that started it; nothing was saved."
+            }
         }
     }
 
@@ -352,6 +435,9 @@ impl CallbackError {
         match self {
             CallbackError::InvalidState | CallbackError::TokenExpired | CallbackError::IssuerMismatch => {
                 "Start the connection again from the app."
+            }
+            CallbackError::BrowserMismatch => {
+                "Start the connection again from the app, and approve it in the window it opens."
             }
             CallbackError::PermissionsDenied | CallbackError::InsufficientPermissions => {
                 "Start again, approve every requested permission, with an account that has the required role."
@@ -432,7 +518,11 @@ async fn take_state(app: &App, state: &str) -> Result<PendingGrant, CallbackErro
 }
 
 /// `GET /v1/oauth/callback`.
-pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackResult {
+pub async fn callback(
+    app: &App,
+    query: &BTreeMap<String, String>,
+    cookies: &BTreeMap<String, String>,
+) -> CallbackResult {
     let Some(state) = query.get("state") else {
         return CallbackResult {
             return_origin: None,
@@ -447,6 +537,21 @@ pub async fn callback(app: &App, query: &BTreeMap<String, String>) -> CallbackRe
             return CallbackResult { return_origin: None, return_to: None, mode: ReturnMode::Popup, outcome: Err(e) }
         }
     };
+    // The flow must end in the browser that started it (RFC 9700 §4.7.1):
+    // a link minted in one workspace and approved in another person's
+    // browser puts nothing anywhere.
+    if let Some(binding) = &pending.browser_binding {
+        let given = cookies.get(&cookie_name(state)).map(|nonce| sha256_hex(nonce));
+        if given.as_ref() != Some(binding) {
+            tracing::warn!(platform = %pending.platform, "oauth callback in another browser than the one that started it");
+            return CallbackResult {
+                return_origin: Some(pending.return_origin.clone()),
+                return_to: Some(pending.return_to.clone()),
+                mode: pending.mode,
+                outcome: Err(CallbackError::BrowserMismatch),
+            };
+        }
+    }
     // One deadline for every request to the platform, so the function
     // always has time left to store the grant (or to say why not).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(app.config.callback_budget_seconds);

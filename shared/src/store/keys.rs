@@ -23,6 +23,7 @@
 //! | `WS#{ws}` | `MAILBATCH#{flush}` | what one flush took |
 //! | `WS#{ws}` | `MAILSENT#{batch}#{user}` | the claim of one send |
 //! | `OAUTH#{sha256(state)}` | `STATE` | a started OAuth flow (TTL) |
+//! | `OAUTHLAUNCH#{sha256(launch)}` | `LAUNCH` | its single-use launch (TTL) |
 //! | `UPTOKEN#{sha256(token)}` | `TOKEN` | an upload token |
 
 use sha2::Digest;
@@ -151,6 +152,11 @@ pub(super) fn oauth_state(state: &str) -> (String, String) {
 
 pub(super) fn api_key_claim(platform: &str, fingerprint: &str) -> String {
     format!("KEYCLAIM#{platform}#{fingerprint}")
+}
+
+/// A flow's single-use launch (the browser binding is made there).
+pub(super) fn oauth_launch(token: &str) -> (String, String) {
+    (format!("OAUTHLAUNCH#{}", sha256_hex(token)), "LAUNCH".to_owned())
 }
 
 pub(super) fn sync_lease(connection: &ConnectionId) -> String {

@@ -35,4 +35,30 @@ impl Repo {
             Err(e) => Err(e),
         }
     }
+
+    /// Stores a flow's launch under the hash of its single-use token.
+    pub async fn put_oauth_launch<T: Serialize>(
+        &self,
+        token: &str,
+        value: &T,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let (pk, sk) = keys::oauth_launch(token);
+        let body = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let item = Item { pk, sk, version: 1, body, due: None, expires_at: Some(expires_at.timestamp()) };
+        self.store().put(&item, Precondition::Absent).await?;
+        Ok(())
+    }
+
+    /// Takes a launch once (deleted atomically); `None` when unknown or used.
+    pub async fn take_oauth_launch<T: DeserializeOwned>(&self, token: &str) -> Result<Option<T>, StoreError> {
+        let (pk, sk) = keys::oauth_launch(token);
+        match self.store().delete(&pk, &sk, Precondition::Exists).await {
+            Ok(Some(item)) => {
+                serde_json::from_value(item.body).map(Some).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            Ok(None) | Err(StoreError::ConditionFailed) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

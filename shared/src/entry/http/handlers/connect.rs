@@ -39,7 +39,73 @@ pub(super) async fn start(app: &App, caller: &Caller, request: &Request) -> Resu
 pub(super) async fn callback(app: &App, request: &Request) -> Result<Response<Body>, Error> {
     let query: std::collections::BTreeMap<String, String> =
         request.query_string_parameters().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
-    Ok(callback_page::render(&connect_oauth::callback(app, &query).await))
+    let cookies = cookies_of(request);
+    let result = connect_oauth::callback(app, &query, &cookies).await;
+    let mut response = callback_page::render(&result);
+    // The flow's cookie has done its work.
+    if let Some(state) = query.get("state") {
+        let name = connect_oauth::cookie_name(state);
+        if cookies.contains_key(&name) {
+            let gone = flow_cookie(app, name, String::new(), cookie::time::Duration::ZERO);
+            if let Ok(v) = http::HeaderValue::from_str(&gone.to_string()) {
+                response.headers_mut().append(http::header::SET_COOKIE, v);
+            }
+        }
+    }
+    Ok(response)
+}
+
+/// The cookies of a request (API Gateway passes them in the Cookie header).
+fn cookies_of(request: &Request) -> std::collections::BTreeMap<String, String> {
+    request
+        .headers()
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie::Cookie::split_parse(v.to_owned()).filter_map(Result::ok).collect::<Vec<_>>())
+        .map(|c| (c.name().to_owned(), c.value().to_owned()))
+        .collect()
+}
+
+/// The cookie that binds a flow to the browser: first-party, `HttpOnly`,
+/// `SameSite=Lax` (sent on the platform's top-level redirect back), only to
+/// `/v1/oauth`, `Secure` unless the API itself is plain http (loopback).
+fn flow_cookie(app: &App, name: String, value: String, max_age: cookie::time::Duration) -> cookie::Cookie<'static> {
+    cookie::Cookie::build((name, value))
+        .path("/v1/oauth")
+        .http_only(true)
+        .same_site(cookie::SameSite::Lax)
+        .secure(app.config.public_base_url.starts_with("https://"))
+        .max_age(max_age)
+        .build()
+}
+
+/// `GET /v1/oauth/launch?l=…`: the browser that opens it is the one the flow
+/// is bound to; then on to the platform.
+pub(super) async fn launch(app: &App, request: &Request) -> Result<Response<Body>, Error> {
+    let token = request.query_string_parameters().first("l").unwrap_or_default().to_owned();
+    match connect_oauth::launch(app, &token).await {
+        Ok(l) => {
+            let cookie = flow_cookie(app, l.cookie_name, l.nonce, cookie::time::Duration::seconds(l.max_age_seconds));
+            Ok(Response::builder()
+                .status(StatusCode::FOUND)
+                .header(http::header::LOCATION, l.authorize_url)
+                .header(http::header::SET_COOKIE, cookie.to_string())
+                .header(http::header::CACHE_CONTROL, "no-store")
+                .header("referrer-policy", "no-referrer")
+                .body(Body::Empty)
+                .expect("valid launch response"))
+        }
+        Err(e) => {
+            let result = connect_oauth::CallbackResult {
+                return_origin: None,
+                return_to: None,
+                mode: connect_oauth::ReturnMode::Popup,
+                outcome: Err(e),
+            };
+            Ok(callback_page::render(&result))
+        }
+    }
 }
 
 pub(super) async fn api_key(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
