@@ -16,12 +16,15 @@
 //! * `architecture`: the layers of `shared/src` import only downwards, and
 //!   only the store builds table keys.
 //! * `iam`: each function's IAM policy is exactly what its code needs.
+//! * `conformance`: every catalog request held to the vendor's published
+//!   API description (tests/conformance/facts.json).
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
 
 mod alerts;
 mod api;
 mod apikey;
 mod architecture;
+mod conformance;
 mod contract;
 mod events;
 mod harness;

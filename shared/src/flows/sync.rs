@@ -298,18 +298,8 @@ fn pointer_of(field: &str) -> String {
 }
 
 fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
-    let mut url = platform::api_url(run.entry, &stream.path, &run.vars)?;
     let cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
-    {
-        let mut q = url.query_pairs_mut();
-        if let (Some(param), Some(size)) = (&stream.page_size_param, stream.page_size) {
-            q.append_pair(param, &size.to_string());
-        }
-        if let (Some(param), Some(value)) = (&stream.cursor_param, &cursor) {
-            q.append_pair(param, value);
-        }
-    }
-    Ok(url)
+    platform::stream_first_url(run.entry, stream, &run.vars, cursor.as_deref())
 }
 
 fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {

@@ -51,6 +51,31 @@ pub fn api_url(entry: &PlatformEntry, path: &str, vars: &BTreeMap<String, String
     url::Url::parse(&raw).map_err(|_| Error::Config(format!("{}: bad URL from the catalog", entry.id)))
 }
 
+/// The first page of a stream: its path, the page size, and the
+/// incremental cursor when there is one (what the sync engine requests).
+pub fn stream_first_url(
+    entry: &PlatformEntry,
+    stream: &crate::catalog::StreamSpec,
+    vars: &BTreeMap<String, String>,
+    cursor: Option<&str>,
+) -> Result<url::Url, Error> {
+    let mut url = api_url(entry, &stream.path, vars)?;
+    {
+        let mut q = url.query_pairs_mut();
+        if let (Some(param), Some(size)) = (&stream.page_size_param, stream.page_size) {
+            q.append_pair(param, &size.to_string());
+        }
+        if let (Some(param), Some(value)) = (&stream.cursor_param, cursor) {
+            q.append_pair(param, value);
+        }
+    }
+    // No query at all rather than an empty `?`.
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    Ok(url)
+}
+
 /// The credentials a request authenticates with. Values are secrets.
 #[derive(Default)]
 pub struct Credentials {

@@ -1,0 +1,275 @@
+//! Every request the catalog can make, held to the API description its
+//! vendor publishes (the facts `infra/conformance/generate.py` extracts
+//! from `../shared/vendor-api` into `tests/conformance/facts.json`): the
+//! operation exists for that method and path, its required query parameters
+//! and headers are sent, a success status we treat as success is one it
+//! returns, and the record list and paging fields we read are in its
+//! response. The requests are built by the production code
+//! (`platform::api_url`, `platform::stream_first_url`, `platform::api_get`).
+//!
+//! A platform either has facts or is listed below with the reason it has
+//! none; a request the descriptions do not cover is listed with the reason.
+
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+use shared::catalog::{Catalog, CatalogOptions, Pagination, PlatformEntry};
+use shared::platform::{self, Credentials};
+
+#[derive(Deserialize)]
+struct Facts {
+    platforms: BTreeMap<String, PlatformFacts>,
+}
+
+#[derive(Deserialize)]
+struct PlatformFacts {
+    sources: Vec<String>,
+    operations: Vec<Operation>,
+}
+
+#[derive(Clone, Deserialize)]
+struct Operation {
+    method: String,
+    url: String,
+    required_query: Vec<String>,
+    required_headers: Vec<String>,
+    success: Vec<u16>,
+    response_pointers: Vec<String>,
+    source: String,
+}
+
+/// Platforms no published machine-readable description covers (see
+/// ../shared/vendor-api/SOURCES.md), or whose description does not cover
+/// the API style the catalog uses.
+const UNDESCRIBED: &[(&str, &str)] = &[
+    ("woocommerce", "no official description is published"),
+    ("recharge", "no official description is published"),
+    ("snapchat_ads", "no official description is published"),
+    ("google_ads", "no discovery document is published; the REST bindings live in protos"),
+    (
+        "shopify",
+        "the published description is the GraphQL Admin schema; the catalog uses REST (issue: move to GraphQL)",
+    ),
+    ("custom_costs", "file uploads: no API"),
+    ("microsoft_ads", "a SOAP service (WSDL); the catalog makes no REST request to it yet"),
+    ("x_ads", "OAuth 1.0a: the catalog makes no request to it yet"),
+];
+
+/// Requests of a described platform that its descriptions do not cover.
+const UNCOVERED: &[(&str, &str, &str)] = &[(
+    "tiktok_ads",
+    "/oauth2/advertiser/get/",
+    "TikTok's published descriptions do not cover oauth2/advertiser/get (SOURCES.md)",
+)];
+
+/// Hosts the same API answers on under another name.
+const HOST_ALIASES: &[(&str, &str)] = &[("ads-api.twitter.com", "ads-api.x.com")];
+
+fn facts() -> Facts {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/facts.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("tests/conformance/facts.json")).expect("facts parse")
+}
+
+fn catalog() -> Catalog {
+    Catalog::load(&CatalogOptions {
+        public_base_url: "https://connections.example.com".into(),
+        include_sandbox: false,
+        overrides: None,
+    })
+    .expect("the catalog loads")
+}
+
+/// Values for the templates of a request, as a real connection has them.
+fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
+    let mut v: BTreeMap<String, String> =
+        entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "na".into()))).collect();
+    v.insert("context".into(), "stores/abc123".into());
+    v.insert("store_url".into(), "https://store.example.com".into());
+    v
+}
+
+fn normalise_host(host: &str) -> &str {
+    HOST_ALIASES.iter().find(|(from, _)| *from == host).map(|(_, to)| *to).unwrap_or(host)
+}
+
+/// `https://host/a/{b}/c` → (host, segments); a `{...}` segment matches any.
+fn split(url: &str) -> (String, Vec<String>) {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let mut parts = rest.split('/');
+    let host = normalise_host(parts.next().unwrap_or_default()).to_owned();
+    let segments: Vec<String> = parts.filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    (host, segments)
+}
+
+fn matches(described: &str, requested: &url::Url) -> bool {
+    let (dh, ds) = split(described);
+    let (rh, rs) = split(requested.as_str());
+    let var = |s: &str| s.starts_with('{') && s.ends_with('}');
+    // A description's server may itself hold a variable (BigCommerce's
+    // `stores/{store_hash}`): compare host, then segments.
+    (dh == rh || var(&dh)) && ds.len() == rs.len() && ds.iter().zip(&rs).all(|(d, r)| var(d) || d == r)
+}
+
+/// One request the catalog makes, as the production code builds it.
+struct Request {
+    what: String,
+    url: url::Url,
+    headers: BTreeSet<String>,
+    records_pointer: Option<String>,
+    next_pointer: Option<String>,
+}
+
+fn requests(entry: &PlatformEntry) -> Vec<Request> {
+    let vars = vars(entry);
+    let creds = Credentials {
+        values: ["access_token", "api_key", "client_id", "developer_token"]
+            .into_iter()
+            .map(|k| (k.to_owned(), secrecy::SecretString::from("x".to_owned())))
+            .collect(),
+    };
+    let headers = |url: &url::Url| -> BTreeSet<String> {
+        let r = platform::api_get(entry, url.clone(), &vars, &creds).expect("the request builds");
+        r.headers().keys().map(|k| k.as_str().to_owned()).collect()
+    };
+    let mut out = Vec::new();
+    if let Some(identity) = &entry.identity {
+        let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
+        out.push(Request {
+            what: "identity".into(),
+            headers: headers(&url),
+            url,
+            records_pointer: None,
+            next_pointer: None,
+        });
+    }
+    if let Some(key) = &entry.api_key {
+        let url = platform::api_url(entry, &key.validate.path, &vars).expect("key check URL");
+        out.push(Request {
+            what: "key check".into(),
+            headers: headers(&url),
+            url,
+            records_pointer: None,
+            next_pointer: None,
+        });
+    }
+    for stream in &entry.streams {
+        let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
+        let next_pointer = match &stream.pagination {
+            Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
+            _ => None,
+        };
+        out.push(Request {
+            what: format!("stream {}", stream.name),
+            headers: headers(&url),
+            url,
+            records_pointer: Some(stream.records_pointer.clone()),
+            next_pointer,
+        });
+    }
+    out
+}
+
+/// What a platform's requests do against its facts: one line a problem.
+fn conformance(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
+    let mut problems = Vec::new();
+    let described_hosts: BTreeSet<String> = facts.operations.iter().map(|o| split(&o.url).0).collect();
+    for request in requests(entry) {
+        let path = request.url.path().to_owned();
+        if UNCOVERED.iter().any(|(p, suffix, _)| *p == entry.id.as_str() && path.ends_with(suffix)) {
+            continue;
+        }
+        let (host, _) = split(request.url.as_str());
+        if !described_hosts.contains(&host) && !described_hosts.iter().any(|h| h.starts_with('{')) {
+            // Another service (an OpenID Connect userinfo endpoint, say):
+            // nothing describes it here.
+            continue;
+        }
+        let Some(op) = facts.operations.iter().find(|o| o.method == "GET" && matches(&o.url, &request.url)) else {
+            problems.push(format!(
+                "{} {}: GET {} is not in the vendor's description ({})",
+                entry.id,
+                request.what,
+                request.url,
+                facts.sources.join(", ")
+            ));
+            continue;
+        };
+        let sent: BTreeSet<String> = request.url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        for q in &op.required_query {
+            if !sent.contains(q) {
+                problems.push(format!(
+                    "{} {}: the required query parameter {q} is missing ({})",
+                    entry.id, request.what, op.source
+                ));
+            }
+        }
+        for h in &op.required_headers {
+            if !request.headers.contains(h) && h != "content-type" {
+                problems
+                    .push(format!("{} {}: the required header {h} is missing ({})", entry.id, request.what, op.source));
+            }
+        }
+        if !op.success.is_empty() && !op.success.contains(&200) {
+            problems.push(format!(
+                "{} {}: 200 is not a success status of {} ({:?})",
+                entry.id, request.what, op.url, op.success
+            ));
+        }
+        if !op.response_pointers.is_empty() {
+            let known: BTreeSet<&str> = op.response_pointers.iter().map(String::as_str).collect();
+            for (what, pointer) in [("record list", &request.records_pointer), ("next page", &request.next_pointer)] {
+                if let Some(p) = pointer.as_deref().filter(|p| !p.is_empty()) {
+                    if !known.contains(p) {
+                        problems.push(format!(
+                            "{} {}: the {what} {p} is not in the response of {} ({})",
+                            entry.id, request.what, op.url, op.source
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn every_catalog_request_is_one_the_vendor_describes() {
+    let (facts, catalog) = (facts(), catalog());
+    let mut problems = Vec::new();
+    for entry in catalog.entries() {
+        match facts.platforms.get(entry.id.as_str()).filter(|f| f.operations.iter().any(|o| o.method == "GET")) {
+            Some(f) => problems.extend(conformance(entry, f)),
+            None => assert!(
+                UNDESCRIBED.iter().any(|(id, _)| *id == entry.id.as_str()),
+                "{} has no conformance facts: add its vendor's description to the generator, or say why in UNDESCRIBED",
+                entry.id
+            ),
+        }
+    }
+    assert!(problems.is_empty(), "the catalog disagrees with the vendors' descriptions:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_planted_mistake_fails() {
+    let (facts, catalog) = (facts(), catalog());
+    // A wrong path.
+    let mut pinterest = catalog.get("pinterest_ads").unwrap().clone();
+    pinterest.streams[0].path = "/ad_acounts".into();
+    let problems = conformance(&pinterest, &facts.platforms["pinterest_ads"]);
+    assert!(
+        problems.iter().any(|p| p.contains("/ad_acounts") && p.contains("not in the vendor's description")),
+        "{problems:?}"
+    );
+    // A missing required parameter.
+    let mut seller = catalog.get("amazon_seller").unwrap().clone();
+    let orders = seller.streams.iter_mut().find(|s| s.name == "orders").unwrap();
+    orders.path = "/orders/v0/orders".into();
+    let problems = conformance(&seller, &facts.platforms["amazon_seller"]);
+    assert!(problems.iter().any(|p| p.contains("MarketplaceIds")), "{problems:?}");
+    // A record list that is not where the response has it.
+    let mut stripe = catalog.get("stripe").unwrap().clone();
+    stripe.streams[0].records_pointer = "/items".into();
+    let problems = conformance(&stripe, &facts.platforms["stripe"]);
+    assert!(problems.iter().any(|p| p.contains("record list /items")), "{problems:?}");
+}
