@@ -273,3 +273,68 @@ fn a_planted_mistake_fails() {
     let problems = conformance(&stripe, &facts.platforms["stripe"]);
     assert!(problems.iter().any(|p| p.contains("record list /items")), "{problems:?}");
 }
+
+/// Warn this far ahead of a vendor's end of service for a pinned version.
+const SUNSET_MARGIN_DAYS: i64 = 60;
+
+/// What is wrong with an entry's pinned version, as of `today`.
+fn version_problems(entry: &PlatformEntry, today: chrono::NaiveDate) -> Vec<String> {
+    let mut problems = Vec::new();
+    let versioned = entry.api.is_some() && !entry.sandbox;
+    let Some(v) = &entry.api_version else {
+        if versioned {
+            problems.push(format!("{}: no api_version (the version it pins, its sunset and the source)", entry.id));
+        }
+        return problems;
+    };
+    // The version is the one the entry's URLs, paths or headers carry.
+    let api = entry.api.as_ref().expect("a versioned entry has an api");
+    let mut paths: Vec<&str> = entry.streams.iter().map(|s| s.path.as_str()).collect();
+    paths.extend(entry.identity.as_ref().map(|i| i.path.as_str()));
+    let segment = format!("/{}/", v.pinned);
+    let carried = api.base_url.contains(&v.pinned)
+        || api.headers.values().any(|h| h == &v.pinned)
+        || paths.iter().any(|p| p.contains(&segment));
+    if !carried {
+        problems.push(format!("{}: pins {} but its URLs and headers carry no such version", entry.id, v.pinned));
+    }
+    if let Some(sunset) = v.sunset {
+        let left = (sunset - today).num_days();
+        if left < SUNSET_MARGIN_DAYS {
+            problems.push(format!(
+                "{}: version {} ends on {sunset} ({left} days from today): move to a current version ({})",
+                entry.id, v.pinned, v.source
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn pinned_api_versions_are_declared_carried_and_live_for_60_more_days() {
+    let today = chrono::Utc::now().date_naive();
+    let problems: Vec<String> = catalog().entries().flat_map(|e| version_problems(e, today)).collect();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_version_near_its_sunset_or_not_carried_fails() {
+    let catalog = catalog();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    // Google Ads as the catalog had it: v21, sunset on 2026-08-05.
+    let mut ads = catalog.get("google_ads").unwrap().clone();
+    ads.api.as_mut().unwrap().base_url = "https://googleads.googleapis.com/v21".into();
+    ads.api_version = Some(shared::catalog::ApiVersion {
+        pinned: "v21".into(),
+        sunset: chrono::NaiveDate::from_ymd_opt(2026, 8, 5),
+        source: "developers.google.com/google-ads/api/docs/sunset-dates".into(),
+    });
+    assert!(version_problems(&ads, today).iter().any(|p| p.contains("ends on 2026-08-05")));
+    // Within 60 days of its end is too late too.
+    ads.api_version.as_mut().unwrap().sunset = chrono::NaiveDate::from_ymd_opt(2027, 1, 10);
+    assert!(version_problems(&ads, today).iter().any(|p| p.contains("ends on 2027-01-10")));
+    // A declared version the entry does not actually send.
+    let mut klaviyo = catalog.get("klaviyo").unwrap().clone();
+    klaviyo.api.as_mut().unwrap().headers.insert("revision".into(), "2025-07-15".into());
+    assert!(version_problems(&klaviyo, today).iter().any(|p| p.contains("carry no such version")));
+}

@@ -338,6 +338,22 @@ pub struct PlatformEntry {
     pub sandbox: bool,
     /// Shown when the entry cannot be used yet.
     pub note: Option<String>,
+    /// The API version the entry pins, and when the vendor stops serving it.
+    #[serde(default)]
+    pub api_version: Option<ApiVersion>,
+}
+
+/// An API version pinned in an entry's URLs or headers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiVersion {
+    /// As it appears in the entry (`2026-10`, `v25.0`, `v1.3`).
+    pub pinned: String,
+    /// The vendor's published end of service for it, if it has one.
+    #[serde(default)]
+    pub sunset: Option<chrono::NaiveDate>,
+    /// Where the date (or its absence) comes from.
+    pub source: String,
 }
 
 impl PlatformEntry {

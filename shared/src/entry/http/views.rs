@@ -26,6 +26,7 @@ pub fn provider(e: &PlatformEntry) -> Value {
         "streams": e.streams.iter().map(|s| json!({"name": s.name, "default_selected": s.default_selected})).collect::<Vec<_>>(),
         "sandbox": e.sandbox,
         "note": e.note,
+        "api_version": e.api_version,
     })
 }
 
