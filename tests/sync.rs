@@ -72,6 +72,12 @@ fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio:
             Reply::Json(200, json!({"items": page(after)}))
         }
         "single" => Reply::Json(200, json!({"items": page(0)})),
+        // Snapchat's shape: each record inside a wrapper with a status.
+        "wrapped" => Reply::Json(
+            200,
+            json!({"request_status": "SUCCESS", "organizations": page(0).into_iter()
+            .map(|r| json!({"sub_request_status": "SUCCESS", "organization": r})).collect::<Vec<_>>()}),
+        ),
         "evil" => Reply::JsonWith(
             200,
             vec![("link", "<http://127.0.0.2:9/steal>; rel=\"next\"".into())],
@@ -119,6 +125,7 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
         {"name": "offset", "path": "/offset", "records_pointer": "/items", "pagination": {"style": "offset", "param": "offset"}, "page_size": 10},
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
+        {"name": "wrapped", "path": "/wrapped", "records_pointer": "/organizations", "record_pointer": "/organization", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "evil", "path": "/evil", "records_pointer": "", "pagination": {"style": "link_header"}, "default_selected": false}
     ]);
     let overrides = json!({"platforms": {"sandbox_oauth": {
@@ -554,4 +561,15 @@ async fn the_sweep_requeues_a_run_whose_worker_died_and_whose_message_was_lost()
     // A finished run leaves the index: nothing more to look at.
     s.app.clock.advance(chrono::Duration::hours(1));
     assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().stalled_runs_requeued, 0);
+}
+
+#[tokio::test]
+async fn wrapped_records_are_stored_without_their_wrappers() {
+    let s = setup(Backend::Embedded, &["wrapped"]).await;
+    let (_, cs) = connect(&s, "ws_wrap", "good-token", 1, &["wrapped"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let records = stored_records(&s, &cs[0], "wrapped").await;
+    assert_eq!(records.len(), PAGE);
+    assert_eq!(records[0]["id"], "wrapped-000", "the record, not its wrapper");
+    assert!(records[0].get("sub_request_status").is_none());
 }

@@ -165,8 +165,13 @@ pub struct OAuthSpec {
     pub pkce: bool,
     #[serde(default)]
     pub extra_authorize_params: BTreeMap<String, String>,
+    /// Further fields of the token request; values may use the flow's
+    /// parameters (`{context}`, `{scope}` from BigCommerce's callback).
     #[serde(default)]
     pub extra_token_params: BTreeMap<String, String>,
+    /// Send the scopes with a refresh (Microsoft identity platform).
+    #[serde(default)]
+    pub scope_on_refresh: bool,
     #[serde(default)]
     pub client_auth: ClientAuth,
     #[serde(default = "client_id")]
@@ -299,6 +304,14 @@ pub struct StreamSpec {
     pub cursor_field: Option<String>,
     /// Query parameter that takes the cursor (`updated_at_min`).
     pub cursor_param: Option<String>,
+    /// How the cursor is written into its parameter, `{cursor}` standing for
+    /// the value (Klaviyo: `greater-than(updated,{cursor})` in `filter`).
+    #[serde(default)]
+    pub cursor_format: Option<String>,
+    /// JSON pointer to the record inside each item of the list, when the
+    /// platform wraps them (Snapchat: `/organization`).
+    #[serde(default)]
+    pub record_pointer: Option<String>,
     pub page_size_param: Option<String>,
     pub page_size: Option<u32>,
     /// JSON pointer to the total record count, when the platform gives one.

@@ -537,7 +537,12 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         let mut lines = Vec::with_capacity(response.body().len() + records.len());
         let mut max_cursor = cursor.cursor.clone();
         let cursor_pointer = stream.cursor_field.as_deref().map(pointer_of);
-        for record in records {
+        for item in records {
+            // The record itself, where the platform wraps each one.
+            let record = match &stream.record_pointer {
+                Some(p) => item.pointer(p).unwrap_or(item),
+                None => item,
+            };
             serde_json::to_writer(&mut lines, record).map_err(|e| Error::Config(e.to_string()))?;
             lines.push(b'\n');
             if let Some(p) = &cursor_pointer {

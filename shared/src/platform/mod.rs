@@ -66,7 +66,10 @@ pub fn stream_first_url(
             q.append_pair(param, &size.to_string());
         }
         if let (Some(param), Some(value)) = (&stream.cursor_param, cursor) {
-            q.append_pair(param, value);
+            match &stream.cursor_format {
+                Some(format) => q.append_pair(param, &format.replace("{cursor}", value)),
+                None => q.append_pair(param, value),
+            };
         }
     }
     // No query at all rather than an empty `?`.
@@ -129,8 +132,12 @@ pub fn api_get(
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<http::Request<Bytes>, Error> {
-    let mut req =
-        http::Request::builder().method(http::Method::GET).uri(url.as_str()).header("accept", "application/json");
+    let mut req = http::Request::builder().method(http::Method::GET).uri(url.as_str());
+    // One Accept: the entry's own (Klaviyo's JSON:API type), else JSON.
+    let own_accept = entry.api.as_ref().is_some_and(|a| a.headers.keys().any(|k| k.eq_ignore_ascii_case("accept")));
+    if !own_accept {
+        req = req.header("accept", "application/json");
+    }
     if let Some(api) = &entry.api {
         if let Some((name, template)) = &api.auth_header {
             req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
@@ -165,6 +172,28 @@ mod tests {
         assert_eq!(fill("https://{shop}/admin", &vars).unwrap(), "https://a.myshopify.com/admin");
         assert!(fill("https://{store}/x", &vars).is_err());
         assert_eq!(fill("no placeholders", &vars).unwrap(), "no placeholders");
+    }
+
+    #[test]
+    fn klaviyo_profiles_page_incrementally_with_one_accept_header() {
+        use crate::catalog::{Catalog, CatalogOptions};
+        let catalog = Catalog::load(&CatalogOptions::default()).unwrap();
+        let entry = catalog.get("klaviyo").unwrap();
+        let profiles = entry.streams.iter().find(|s| s.name == "profiles").unwrap();
+        let vars = BTreeMap::new();
+        let url = stream_first_url(entry, profiles, &vars, Some("2026-11-01T00:00:00+00:00")).unwrap();
+        let q: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(q["page[size]"], "100");
+        assert_eq!(q["filter"], "greater-than(updated,2026-11-01T00:00:00+00:00)");
+        // The first run has no cursor: no filter.
+        let first = stream_first_url(entry, profiles, &vars, None).unwrap();
+        assert!(!first.query_pairs().any(|(k, _)| k == "filter"));
+        let creds =
+            Credentials { values: BTreeMap::from([("api_key".to_owned(), SecretString::from("pk_x".to_owned()))]) };
+        let request = api_get(entry, url, &vars, &creds).unwrap();
+        let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
+        assert_eq!(accepts, vec!["application/vnd.api+json"], "one Accept header");
+        assert_eq!(request.headers()["revision"], "2026-07-15");
     }
 
     #[test]

@@ -159,10 +159,18 @@ impl TokenClient<'_> {
             Grant::Refresh { refresh_token } => {
                 fields.push(("grant_type".into(), "refresh_token".into()));
                 fields.push(("refresh_token".into(), refresh_token.into()));
+                if spec.scope_on_refresh && !spec.default_scopes.is_empty() {
+                    fields.push(("scope".into(), spec.default_scopes.join(&spec.scope_separator)));
+                }
             }
         }
         for (k, v) in &spec.extra_token_params {
-            fields.push((k.clone(), v.clone()));
+            // A value may name a parameter of the flow; one the flow lacks
+            // is left out rather than sent half-built.
+            match platform::fill(v, vars) {
+                Ok(value) => fields.push((k.clone(), value)),
+                Err(_) => tracing::debug!(platform = %entry.id, field = %k, "token field without a value left out"),
+            }
         }
         let req = http::Request::builder().method(http::Method::POST).uri(&url).header("accept", "application/json");
         let mut req = authenticate_client(spec, creds, req, &mut fields).map_err(|_| TokenError::InvalidClient)?;
@@ -305,5 +313,74 @@ mod tests {
         assert_eq!(classify_error_body(S::INTERNAL_SERVER_ERROR, b"oops"), TokenError::Unavailable);
         assert_eq!(classify_error_body(S::FOUND, b""), TokenError::Unavailable);
         assert_eq!(classify_error_body(S::TOO_MANY_REQUESTS, b""), TokenError::Unavailable);
+    }
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+    use crate::catalog::{Catalog, CatalogOptions};
+    use std::sync::Mutex;
+
+    /// Answers every request with tokens and keeps what it was sent.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<http::Request<bytes::Bytes>>>);
+
+    #[async_trait::async_trait]
+    impl PlatformHttp for Recording {
+        async fn send(&self, request: http::Request<bytes::Bytes>) -> Result<http::Response<bytes::Bytes>, HttpError> {
+            self.0.lock().unwrap().push(request);
+            let body = r#"{"access_token":"a","refresh_token":"r","expires_in":3600}"#;
+            Ok(http::Response::builder().status(200).body(bytes::Bytes::from(body)).unwrap())
+        }
+    }
+
+    struct Fixed;
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+        }
+    }
+
+    fn form(r: &http::Request<bytes::Bytes>) -> BTreeMap<String, String> {
+        url::form_urlencoded::parse(r.body()).into_owned().collect()
+    }
+
+    fn creds() -> AppCredentials {
+        AppCredentials {
+            client_id: "id".into(),
+            client_secret: SecretString::from("s".to_owned()),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bigcommerce_sends_the_callbacks_context_and_scope_with_the_code() {
+        let catalog = Catalog::load(&CatalogOptions::default()).unwrap();
+        let http = Recording::default();
+        let client = TokenClient { http: &http, clock: &Fixed, redirect_uri: "https://x/cb".into() };
+        let vars = BTreeMap::from([
+            ("context".to_owned(), "stores/abc123".to_owned()),
+            ("scope".to_owned(), "store_v2_orders_read_only".to_owned()),
+        ]);
+        let entry = catalog.get("bigcommerce").unwrap();
+        client.request(entry, &vars, &creds(), Grant::Code { code: "c", verifier: None }).await.unwrap();
+        let sent = form(&http.0.lock().unwrap()[0]);
+        assert_eq!(sent["context"], "stores/abc123");
+        assert_eq!(sent["scope"], "store_v2_orders_read_only");
+        assert_eq!(sent["grant_type"], "authorization_code");
+    }
+
+    #[tokio::test]
+    async fn microsoft_sends_its_scopes_with_a_refresh_and_others_do_not() {
+        let catalog = Catalog::load(&CatalogOptions::default()).unwrap();
+        let http = Recording::default();
+        let client = TokenClient { http: &http, clock: &Fixed, redirect_uri: "https://x/cb".into() };
+        let grant = || Grant::Refresh { refresh_token: "rt" };
+        client.request(catalog.get("microsoft_ads").unwrap(), &BTreeMap::new(), &creds(), grant()).await.unwrap();
+        client.request(catalog.get("google_ads").unwrap(), &BTreeMap::new(), &creds(), grant()).await.unwrap();
+        let sent = http.0.lock().unwrap();
+        assert_eq!(form(&sent[0])["scope"], "https://ads.microsoft.com/msads.manage offline_access");
+        assert!(!form(&sent[1]).contains_key("scope"));
     }
 }
