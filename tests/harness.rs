@@ -294,6 +294,8 @@ pub enum Reply {
     Redirect(String),
     /// Never answers (the client's timeout fires).
     Hang,
+    /// A status with no body at all (204 No Content).
+    Empty(u16),
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -353,6 +355,9 @@ impl FakePlatform {
                                 Reply::Redirect(to) => http::Response::builder()
                                     .status(302)
                                     .header("location", to)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new())),
+                                Reply::Empty(status) => http::Response::builder()
+                                    .status(status)
                                     .body(http_body_util::Full::new(bytes::Bytes::new())),
                                 Reply::Hang => {
                                     std::future::pending::<()>().await;

@@ -72,6 +72,20 @@ fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio:
             Reply::Json(200, json!({"items": page(after)}))
         }
         "single" => Reply::Json(200, json!({"items": page(0)})),
+        // The newest record first (in another time zone), then older ones,
+        // then no content at all.
+        "mixed" => match q("cursor") {
+            None => Reply::Json(
+                200,
+                json!({"data": [
+                {"id": "m-0", "updated_at": "2026-11-05T10:00:00-05:00"},
+                {"id": "m-1", "updated_at": "2026-11-05T09:00:00Z"}], "next": "1"}),
+            ),
+            Some(1) => {
+                Reply::Json(200, json!({"data": [{"id": "m-2", "updated_at": "2026-11-05T14:00:00Z"}], "next": "2"}))
+            }
+            _ => Reply::Empty(204),
+        },
         // Snapchat's shape: each record inside a wrapper with a status.
         "wrapped" => Reply::Json(
             200,
@@ -125,6 +139,7 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
         {"name": "offset", "path": "/offset", "records_pointer": "/items", "pagination": {"style": "offset", "param": "offset"}, "page_size": 10},
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
+        {"name": "mixed", "path": "/mixed", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "default_selected": false},
         {"name": "wrapped", "path": "/wrapped", "records_pointer": "/organizations", "record_pointer": "/organization", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "evil", "path": "/evil", "records_pointer": "", "pagination": {"style": "link_header"}, "default_selected": false}
     ]);
@@ -572,4 +587,23 @@ async fn wrapped_records_are_stored_without_their_wrappers() {
     assert_eq!(records.len(), PAGE);
     assert_eq!(records[0]["id"], "wrapped-000", "the record, not its wrapper");
     assert!(records[0].get("sub_request_status").is_none());
+}
+
+#[tokio::test]
+async fn the_cursor_is_the_latest_of_the_whole_run_and_no_content_ends_the_stream() {
+    let s = setup(Backend::Embedded, &["mixed"]).await;
+    let (_, cs) = connect(&s, "ws_mixed", "good-token", 1, &["mixed"]).await;
+    // Page 3 answers 204 with no body: the end, not a malformed page.
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let c = reload(&s, &cs[0]).await;
+    // 10:00-05:00 is 15:00Z: later than 14:00Z on the last page with
+    // records, and than 09:00Z beside it (text order would say otherwise).
+    assert_eq!(c.cursors["mixed"].cursor.as_deref(), Some("2026-11-05T10:00:00-05:00"));
+    assert_eq!(stored_records(&s, &cs[0], "mixed").await.len(), 3);
+    // The next run asks from it, in the platform's own format.
+    let job = SyncJob::start(&c, SyncKind::Incremental);
+    shared::flows::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
+    let asked =
+        s.fake.requests_to("/mixed").into_iter().filter(|r| r.query.contains_key("updated_since")).collect::<Vec<_>>();
+    assert_eq!(asked[0].query["updated_since"], "2026-11-05T10:00:00-05:00");
 }

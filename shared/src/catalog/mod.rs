@@ -304,6 +304,9 @@ pub struct StreamSpec {
     pub cursor_field: Option<String>,
     /// Query parameter that takes the cursor (`updated_at_min`).
     pub cursor_param: Option<String>,
+    /// How cursor values compare (dates with their offsets, numbers).
+    #[serde(default)]
+    pub cursor_type: CursorType,
     /// How the cursor is written into its parameter, `{cursor}` standing for
     /// the value (Klaviyo: `greater-than(updated,{cursor})` in `filter`).
     #[serde(default)]
@@ -322,6 +325,23 @@ pub struct StreamSpec {
 
 fn yes() -> bool {
     true
+}
+
+/// How the values of a stream's cursor field compare.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CursorType {
+    /// An RFC 3339 date, else an RFC 2822 date, else a number, else text.
+    #[default]
+    Auto,
+    /// ISO 8601 / RFC 3339, offsets honoured.
+    Iso8601,
+    /// RFC 2822 (`Tue, 05 Nov 2026 10:00:00 -0500`).
+    Rfc2822,
+    /// Seconds (or milliseconds) since the epoch.
+    Epoch,
+    /// Compared as text.
+    Text,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

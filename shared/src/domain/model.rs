@@ -308,6 +308,10 @@ pub struct StreamCursor {
     /// The total the platform announces, when it does.
     #[serde(default)]
     pub total: Option<u64>,
+    /// The greatest cursor value of the run under way (it becomes `cursor`
+    /// when the stream completes), kept page by page.
+    #[serde(default)]
+    pub run_max: Option<String>,
     pub complete: bool,
     pub updated_at: Option<DateTime<Utc>>,
 }

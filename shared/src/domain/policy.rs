@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::model::TokenExpiry;
 use super::tokens::TokenSet;
-use crate::catalog::{OAuthSpec, RefreshKind};
+use crate::catalog::{CursorType, OAuthSpec, RefreshKind};
 
 /// Refresh this long before an access token expires.
 pub const REFRESH_MARGIN_MINUTES: i64 = 15;
@@ -55,6 +55,48 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
     earliest.max(now + Duration::minutes(1))
 }
 
+/// A cursor value as it compares.
+#[derive(Debug, PartialEq, PartialOrd)]
+enum Ordered {
+    Time(DateTime<Utc>),
+    Number(f64),
+    Text(String),
+}
+
+fn ordered(kind: CursorType, v: &str) -> Ordered {
+    let time = |v: &str| DateTime::parse_from_rfc3339(v).ok().map(|t| t.with_timezone(&Utc));
+    let mail = |v: &str| DateTime::parse_from_rfc2822(v).ok().map(|t| t.with_timezone(&Utc));
+    let number = |v: &str| v.trim().parse::<f64>().ok();
+    match kind {
+        CursorType::Iso8601 => time(v).map(Ordered::Time),
+        CursorType::Rfc2822 => mail(v).map(Ordered::Time),
+        CursorType::Epoch => number(v).map(Ordered::Number),
+        CursorType::Text => None,
+        CursorType::Auto => time(v).or_else(|| mail(v)).map(Ordered::Time).or_else(|| number(v).map(Ordered::Number)),
+    }
+    .unwrap_or_else(|| Ordered::Text(v.to_owned()))
+}
+
+/// Whether cursor value `candidate` is later than `current`, compared as
+/// the stream's type says (a date with its offset, a number), never as
+/// text when they parse: `2026-11-05T10:00:00-05:00` is later than
+/// `2026-11-05T14:00:00Z`.
+pub fn cursor_later(kind: CursorType, candidate: &str, current: &str) -> bool {
+    match (ordered(kind, candidate), ordered(kind, current)) {
+        (Ordered::Time(a), Ordered::Time(b)) => a > b,
+        (Ordered::Number(a), Ordered::Number(b)) => a > b,
+        _ => candidate > current,
+    }
+}
+
+/// The later of two optional cursor values (the first when they tie).
+pub fn later_cursor(kind: CursorType, a: Option<String>, b: Option<String>) -> Option<String> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if cursor_later(kind, &b, &a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +116,20 @@ mod tests {
             scopes: vec![],
             obtained_at: now,
         }
+    }
+
+    #[test]
+    fn cursors_compare_as_what_they_are() {
+        use CursorType::*;
+        // An offset makes the text order wrong.
+        assert!(cursor_later(Auto, "2026-11-05T10:00:00-05:00", "2026-11-05T14:00:00Z"));
+        assert!(cursor_later(Iso8601, "2026-11-05T10:00:00-05:00", "2026-11-05T14:00:00Z"));
+        assert!(cursor_later(Rfc2822, "Thu, 05 Nov 2026 10:00:00 -0500", "Thu, 05 Nov 2026 14:00:00 +0000"));
+        assert!(cursor_later(Epoch, "1000", "999"), "numbers, not text");
+        assert!(cursor_later(Auto, "1000", "999"));
+        assert!(!cursor_later(Text, "1000", "999"), "text when declared so");
+        assert_eq!(later_cursor(Auto, Some("5".into()), None), Some("5".into()));
+        assert_eq!(later_cursor(Auto, Some("5".into()), Some("10".into())), Some("10".into()));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
 use crate::domain::error::{Error, HttpError};
 use crate::domain::ids::*;
 use crate::domain::messages::{AlertEvent, SyncJob};
+use crate::domain::policy;
 use crate::domain::*;
 use crate::platform::{self, api_key, Credentials};
 use crate::store::{keys, Change, Versioned};
@@ -212,6 +213,7 @@ async fn run_leased(
             cursor.page = None;
             cursor.complete = false;
             cursor.pages_this_run = 0;
+            cursor.run_max = None;
         }
         version = app.repo.save(&connection, version).await?;
     }
@@ -529,13 +531,27 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
             }
         };
         let page_name = format!("{} page {}", stream.name, cursor.pages_this_run + 1);
-        let doc: serde_json::Value =
-            serde_json::from_slice(response.body()).map_err(|_| malformed(&page_name, "is not JSON"))?;
-        let records = doc_records(stream, &doc)
-            .ok_or_else(|| malformed(&page_name, "has no record list where the catalog says"))?;
-        let next = next_state(stream, state.as_ref(), &doc, response.headers(), records.len());
+        // No content (204, or an empty body): the stream has no more data.
+        let no_content = response.status() == http::StatusCode::NO_CONTENT
+            || response.body().iter().all(|b| b.is_ascii_whitespace());
+        let doc: serde_json::Value = if no_content {
+            serde_json::Value::Array(Vec::new())
+        } else {
+            serde_json::from_slice(response.body()).map_err(|_| malformed(&page_name, "is not JSON"))?
+        };
+        let empty = Vec::new();
+        let records = match doc_records(stream, &doc) {
+            Some(r) => r,
+            None if no_content => &empty,
+            None => return Err(malformed(&page_name, "has no record list where the catalog says")),
+        };
+        let next =
+            if no_content { None } else { next_state(stream, state.as_ref(), &doc, response.headers(), records.len()) };
         let mut lines = Vec::with_capacity(response.body().len() + records.len());
-        let mut max_cursor = cursor.cursor.clone();
+        // The greatest cursor of the whole run (not of this page only),
+        // compared as the stream's type says.
+        let kind = stream.cursor_type;
+        let mut max_cursor = policy::later_cursor(kind, cursor.cursor.clone(), cursor.run_max.clone());
         let cursor_pointer = stream.cursor_field.as_deref().map(pointer_of);
         for item in records {
             // The record itself, where the platform wraps each one.
@@ -547,7 +563,7 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
             lines.push(b'\n');
             if let Some(p) = &cursor_pointer {
                 if let Some(v) = platform::pointer_str(record, p) {
-                    if max_cursor.as_ref().is_none_or(|m| v > *m) {
+                    if max_cursor.as_ref().is_none_or(|m| policy::cursor_later(kind, &v, m)) {
                         max_cursor = Some(v);
                     }
                 }
@@ -556,7 +572,9 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         let total = stream.total_pointer.as_deref().and_then(|p| doc.pointer(p)).and_then(|t| t.as_u64());
         // Deterministic key: a redelivered job rewrites the same object.
         let key = keys::record_batch(&run.connection.workspace_id, &run.connection.id, &stream.name, cursor.pages);
-        run.app.sink.put(&key, Bytes::from(lines), "application/x-ndjson").await?;
+        if !records.is_empty() {
+            run.app.sink.put(&key, Bytes::from(lines), "application/x-ndjson").await?;
+        }
         run.pages += 1;
         let now = run.app.clock.now();
         let count = records.len() as u64;
@@ -569,9 +587,11 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
             c.total = total.or(c.total);
             c.page = next.as_ref().map(|s| serde_json::to_string(s).expect("page state serializes"));
             c.updated_at = Some(now);
+            c.run_max = max_cursor.clone();
             if done {
                 c.complete = true;
                 c.cursor = max_cursor.clone();
+                c.run_max = None;
             }
         })
         .await?;
