@@ -72,6 +72,8 @@ fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio:
             Reply::Json(200, json!({"items": page(after)}))
         }
         "single" => Reply::Json(200, json!({"items": page(0)})),
+        // TikTok's shape: errors answer 200 with a code.
+        "tiktok" => Reply::Json(200, json!({"code": 0, "message": "OK", "data": {"list": page(0)}})),
         // The newest record first (in another time zone), then older ones,
         // then no content at all.
         "mixed" => match q("cursor") {
@@ -112,6 +114,12 @@ struct Setup {
 }
 
 async fn setup(backend: Backend, streams: &[&str]) -> Setup {
+    setup_with(backend, streams, json!({})).await
+}
+
+/// As `setup`, with more of the platform's `api` declared (an error
+/// envelope, refresh on 403).
+async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Setup {
     let fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>> = Arc::default();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let (f, t) = (fail.clone(), token_requests.clone());
@@ -138,6 +146,7 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
         {"name": "page", "path": "/page", "records_pointer": "/items", "pagination": {"style": "page_number", "param": "page", "start": 1}, "page_size": 10},
         {"name": "offset", "path": "/offset", "records_pointer": "/items", "pagination": {"style": "offset", "param": "offset"}, "page_size": 10},
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
+        {"name": "tiktok", "path": "/tiktok", "records_pointer": "/data/list", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
         {"name": "mixed", "path": "/mixed", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "default_selected": false},
         {"name": "wrapped", "path": "/wrapped", "records_pointer": "/organizations", "record_pointer": "/organization", "pagination": {"style": "none"}, "default_selected": false},
@@ -145,7 +154,8 @@ async fn setup(backend: Backend, streams: &[&str]) -> Setup {
     ]);
     let overrides = json!({"platforms": {"sandbox_oauth": {
         "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
-        "api": {"base_url": fake.base, "auth_header": ["Authorization", "Bearer {access_token}"]},
+        "api": {"base_url": fake.base, "auth_header": ["Authorization", "Bearer {access_token}"],
+                "error_envelope": api_extra.get("error_envelope"), "refresh_on_forbidden": api_extra.get("refresh_on_forbidden").cloned().unwrap_or(json!(false))},
         "streams": all}}})
     .to_string();
     let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
@@ -606,4 +616,70 @@ async fn the_cursor_is_the_latest_of_the_whole_run_and_no_content_ends_the_strea
     let asked =
         s.fake.requests_to("/mixed").into_iter().filter(|r| r.query.contains_key("updated_since")).collect::<Vec<_>>();
     assert_eq!(asked[0].query["updated_since"], "2026-11-05T10:00:00-05:00");
+}
+
+fn tiktok_envelope() -> Value {
+    json!({"error_envelope": {"code_pointer": "/code", "ok_codes": [0], "revoked_codes": [40105], "throttled_codes": [40100]}})
+}
+
+#[tokio::test]
+async fn an_error_in_a_200_body_is_read_as_the_platform_means_it() {
+    let s = setup_with(Backend::Embedded, &["tiktok"], tiktok_envelope()).await;
+    let (_, cs) = connect(&s, "ws_tt", "good-token", 1, &["tiktok"]).await;
+    // Throttled (40100 over HTTP 200): waited out, then the records.
+    s.fail
+        .lock()
+        .unwrap()
+        .insert("/tiktok".into(), vec![Reply::Json(200, json!({"code": 40100, "message": "Too many requests"}))]);
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(s.fake.requests_to("/tiktok").len(), 2);
+    assert_eq!(stored_records(&s, &cs[0], "tiktok").await.len(), PAGE, "the error body was not stored as records");
+    // Revoked (40105 over HTTP 200): one refresh, and a refused one
+    // disconnects the grant.
+    let (_, cs) = connect(&s, "ws_tt2", "good-token", 1, &["tiktok"]).await;
+    s.fail.lock().unwrap().insert("revoked".into(), vec![]);
+    s.fail
+        .lock()
+        .unwrap()
+        .insert("/tiktok".into(), vec![Reply::Json(200, json!({"code": 40105, "message": "Access token is expired"}))]);
+    let outcome = run(&s, &cs[0], budget()).await.unwrap();
+    assert!(matches!(outcome, Outcome::Disconnected(_)), "{outcome:?}");
+    assert!(matches!(reload(&s, &cs[0]).await.status, Status::Disconnected { .. }));
+    // Another code: a platform error, not records.
+    let (_, cs) = connect(&s, "ws_tt3", "good-token", 1, &["tiktok"]).await;
+    s.fail.lock().unwrap().remove("revoked");
+    s.fail
+        .lock()
+        .unwrap()
+        .insert("/tiktok".into(), vec![Reply::Json(200, json!({"code": 40002, "message": "Invalid param"}))]);
+    let err = run(&s, &cs[0], budget()).await.unwrap_err();
+    assert!(err.to_string().contains("40002"), "{err}");
+}
+
+#[tokio::test]
+async fn rate_limiting_that_outlasts_the_retries_continues_later_instead_of_failing() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_slow", "good-token", 1, &["cursor"]).await;
+    s.fail.lock().unwrap().insert("/cursor".into(), (0..6).map(|_| Reply::Json(429, json!({}))).collect());
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Continued { delay_seconds: 60 });
+    let c = reload(&s, &cs[0]).await;
+    assert_eq!(c.status, Status::InitialSyncInProgress, "no failure");
+    assert!(c.last_error.is_none());
+}
+
+#[tokio::test]
+async fn a_403_refreshes_once_where_the_platform_uses_it_for_expired_tokens() {
+    let s = setup_with(Backend::Embedded, &["cursor"], json!({"refresh_on_forbidden": true})).await;
+    let (_, cs) = connect(&s, "ws_403", "good-token", 1, &["cursor"]).await;
+    s.fail
+        .lock()
+        .unwrap()
+        .insert("/cursor".into(), vec![Reply::Json(403, json!({"errors": [{"code": "Unauthorized"}]}))]);
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(s.token_requests.load(Ordering::SeqCst), 1, "one refresh");
+    // Without the declaration a 403 is a permission problem.
+    let plain = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&plain, "ws_403b", "good-token", 1, &["cursor"]).await;
+    plain.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(403, json!({}))]);
+    assert_eq!(run(&plain, &cs[0], budget()).await.unwrap(), Outcome::Failed(FailureReason::PermissionDenied));
 }

@@ -225,6 +225,30 @@ pub struct ApiSpec {
     pub basic_auth: Option<(String, String)>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Errors the platform answers in the body, whatever the HTTP status.
+    #[serde(default)]
+    pub error_envelope: Option<ErrorEnvelope>,
+    /// A 403 may mean an expired token (SP-API): refresh once, then judge.
+    #[serde(default)]
+    pub refresh_on_forbidden: bool,
+}
+
+/// Where a platform puts its error code, and what the codes mean (TikTok:
+/// HTTP 200 with `code` ≠ 0; Meta: `error.code` 190 for a revoked token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorEnvelope {
+    /// JSON pointer to the code.
+    pub code_pointer: String,
+    /// Codes that mean success (TikTok: 0); any other present code is an error.
+    #[serde(default)]
+    pub ok_codes: Vec<i64>,
+    /// The grant is revoked or expired.
+    #[serde(default)]
+    pub revoked_codes: Vec<i64>,
+    /// Slow down.
+    #[serde(default)]
+    pub throttled_codes: Vec<i64>,
 }
 
 /// A cheap request: identity or key validation.

@@ -206,7 +206,14 @@ async fn probe(
     let Some(request) = identity::request(entry, &a.params, &creds)? else {
         return reschedule(app, auth, None).await.map(|_| Done::Unchanged);
     };
-    let status = app.http.send(request).await.map(|r| r.status()).ok();
+    let answer = app.http.send(request).await.ok();
+    // An error in the body counts as its status would (TikTok answers 200).
+    let status = answer.as_ref().map(|r| match crate::platform::envelope(entry, r.body()) {
+        crate::platform::Envelope::Revoked(_) => http::StatusCode::UNAUTHORIZED,
+        crate::platform::Envelope::Throttled(_) => http::StatusCode::TOO_MANY_REQUESTS,
+        crate::platform::Envelope::Failed(_) => http::StatusCode::BAD_GATEWAY,
+        crate::platform::Envelope::Clear => r.status(),
+    });
     match status {
         Some(s) if s.is_success() => {
             reschedule(app, auth, None).await?;

@@ -445,27 +445,52 @@ async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetc
             });
         }
         let status = response.as_ref().map(|r| r.status()).ok();
-        let wait = match status {
-            Some(s) if s.is_success() => return Ok(Fetched::Page(response.expect("checked"))),
-            Some(http::StatusCode::UNAUTHORIZED) => return unauthorized(run).await,
-            Some(http::StatusCode::FORBIDDEN) => {
+        // Errors some platforms answer in the body, whatever the status
+        // (TikTok: 200 with a code; Meta: OAuthException 190 over 400).
+        let said =
+            response.as_ref().map(|r| platform::envelope(run.entry, r.body())).unwrap_or(platform::Envelope::Clear);
+        let throttled =
+            matches!(said, platform::Envelope::Throttled(_)) || status == Some(http::StatusCode::TOO_MANY_REQUESTS);
+        let retry_after = response
+            .as_ref()
+            .ok()
+            .and_then(|r| r.headers().get(http::header::RETRY_AFTER))
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let refresh_on_forbidden = run.entry.api.as_ref().is_some_and(|a| a.refresh_on_forbidden);
+        let wait = match (status, said) {
+            (_, platform::Envelope::Revoked(_)) => return unauthorized(run).await,
+            (_, platform::Envelope::Failed(code)) => {
+                return Err(platform_error(format!("the platform answered error code {code} for a page")))
+            }
+            _ if throttled => retry_after.unwrap_or_else(|| backoff(attempt)),
+            (Some(s), _) if s.is_success() => return Ok(Fetched::Page(response.expect("checked"))),
+            (Some(http::StatusCode::UNAUTHORIZED), _) => return unauthorized(run).await,
+            // SP-API answers 403 for an expired token: refresh once first.
+            (Some(http::StatusCode::FORBIDDEN), _) if refresh_on_forbidden && !run.refreshed => {
+                match refresh_once(run).await? {
+                    Some(stop) => return Ok(stop),
+                    None => return Ok(Fetched::Retry),
+                }
+            }
+            (Some(http::StatusCode::FORBIDDEN), _) => {
                 return Ok(Fetched::Stop(Outcome::Failed(FailureReason::PermissionDenied)))
             }
-            Some(s) if s == http::StatusCode::TOO_MANY_REQUESTS || s.is_server_error() || s.is_redirection() => {
-                let r = response.as_ref().expect("checked");
-                let retry_after = r
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                retry_after.map(Duration::from_secs).unwrap_or_else(|| backoff(attempt))
+            (Some(s), _) if s.is_server_error() || s.is_redirection() => {
+                retry_after.unwrap_or_else(|| backoff(attempt))
             }
-            Some(s) => return Err(platform_error(format!("the platform answered {s} for a page"))),
-            None => backoff(attempt),
+            (Some(s), _) => return Err(platform_error(format!("the platform answered {s} for a page"))),
+            (None, _) => backoff(attempt),
         };
         if attempt >= MAX_ATTEMPTS {
-            let what = if status == Some(http::StatusCode::TOO_MANY_REQUESTS) { "rate limited" } else { "unavailable" };
-            return Err(platform_error(format!("the platform stayed {what} after {MAX_ATTEMPTS} attempts")));
+            if throttled {
+                // Rate limiting is no failure: the run goes on, later, at
+                // the platform's pace (SP-API getOrders: one call a minute).
+                let delay = wait.max(Duration::from_secs(60)).as_secs().min(900) as u32;
+                return Ok(Fetched::Stop(Outcome::Continued { delay_seconds: delay }));
+            }
+            return Err(platform_error(format!("the platform stayed unavailable after {MAX_ATTEMPTS} attempts")));
         }
         if wait > MAX_INLINE_WAIT {
             return Ok(Fetched::Stop(Outcome::Continued { delay_seconds: wait.as_secs().min(900) as u32 }));
@@ -492,19 +517,7 @@ async fn unauthorized(run: &mut Run<'_>) -> Result<Fetched, Error> {
             disconnect_connection(run.app, &run.connection, DisconnectReason::ApiKeyInvalid).await?;
             Ok(Fetched::Stop(Outcome::Disconnected(DisconnectReason::ApiKeyInvalid)))
         }
-        Creds::OAuth { authorization, access } if !run.refreshed => {
-            use secrecy::ExposeSecret;
-            run.refreshed = true;
-            let (id, stale) = (authorization.clone(), access.expose_secret().to_owned());
-            match tokens::refresh(run.app, &run.connection.workspace_id, &id, Some(&stale)).await {
-                Ok(fresh) => {
-                    run.creds = Creds::OAuth { authorization: id, access: SecretString::from(fresh.access_token) };
-                    Ok(Fetched::Retry)
-                }
-                Err(RefreshError::Lost(reason)) => Ok(Fetched::Stop(Outcome::Disconnected(reason))),
-                Err(RefreshError::Transient) => Err(platform_error("the token could not be refreshed yet".into())),
-            }
-        }
+        Creds::OAuth { .. } if !run.refreshed => Ok(refresh_once(run).await?.unwrap_or(Fetched::Retry)),
         Creds::OAuth { authorization, .. } => {
             // Refreshed and still refused: the grant is revoked.
             let id = authorization.clone();
@@ -512,6 +525,25 @@ async fn unauthorized(run: &mut Run<'_>) -> Result<Fetched, Error> {
                 .await?;
             Ok(Fetched::Stop(Outcome::Disconnected(DisconnectReason::TokenRevoked)))
         }
+    }
+}
+
+/// One refresh through the shared single-flight path: `None` when the
+/// page can be asked again with the new token.
+async fn refresh_once(run: &mut Run<'_>) -> Result<Option<Fetched>, Error> {
+    use secrecy::ExposeSecret;
+    let Creds::OAuth { authorization, access } = &run.creds else {
+        return Ok(Some(Fetched::Stop(Outcome::Failed(FailureReason::PermissionDenied))));
+    };
+    run.refreshed = true;
+    let (id, stale) = (authorization.clone(), access.expose_secret().to_owned());
+    match tokens::refresh(run.app, &run.connection.workspace_id, &id, Some(&stale)).await {
+        Ok(fresh) => {
+            run.creds = Creds::OAuth { authorization: id, access: SecretString::from(fresh.access_token) };
+            Ok(None)
+        }
+        Err(RefreshError::Lost(reason)) => Ok(Some(Fetched::Stop(Outcome::Disconnected(reason)))),
+        Err(RefreshError::Transient) => Err(platform_error("the token could not be refreshed yet".into())),
     }
 }
 

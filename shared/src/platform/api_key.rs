@@ -96,6 +96,15 @@ pub async fn validate(
             return Err(Error::ApiKeyRejected(KeyProblem::PlatformUnavailable));
         }
     };
+    // Errors in the body, whatever the status.
+    match platform::envelope(entry, response.body()) {
+        platform::Envelope::Revoked(_) => return Err(Error::ApiKeyRejected(KeyProblem::Invalid)),
+        platform::Envelope::Throttled(_) => {
+            return Err(Error::ApiKeyRejected(KeyProblem::RateLimited { retry_after: None }))
+        }
+        platform::Envelope::Failed(_) => return Err(Error::ApiKeyRejected(KeyProblem::PlatformUnavailable)),
+        platform::Envelope::Clear => {}
+    }
     let status = response.status();
     let problem = match status.as_u16() {
         200..=299 => None,

@@ -153,6 +153,38 @@ pub fn api_get(
     req.body(Bytes::new()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
 }
 
+/// What a platform's answer says in its error envelope, if it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Envelope {
+    /// No error in the body (or the entry declares no envelope).
+    Clear,
+    /// The grant is revoked or expired: as a 401.
+    Revoked(i64),
+    /// Rate limited: as a 429.
+    Throttled(i64),
+    /// Another error: the platform refused.
+    Failed(i64),
+}
+
+/// Reads the entry's error envelope from an answer's body.
+pub fn envelope(entry: &PlatformEntry, body: &[u8]) -> Envelope {
+    let Some(spec) = entry.api.as_ref().and_then(|a| a.error_envelope.as_ref()) else { return Envelope::Clear };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else { return Envelope::Clear };
+    let Some(code) = doc.pointer(&spec.code_pointer).and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()))
+    else {
+        return Envelope::Clear;
+    };
+    if spec.ok_codes.contains(&code) {
+        Envelope::Clear
+    } else if spec.revoked_codes.contains(&code) {
+        Envelope::Revoked(code)
+    } else if spec.throttled_codes.contains(&code) {
+        Envelope::Throttled(code)
+    } else {
+        Envelope::Failed(code)
+    }
+}
+
 /// A string (or number, as text) at a JSON pointer.
 pub fn pointer_str(value: &serde_json::Value, pointer: &str) -> Option<String> {
     match value.pointer(pointer)? {
@@ -194,6 +226,23 @@ mod tests {
         let accepts: Vec<_> = request.headers().get_all("accept").iter().collect();
         assert_eq!(accepts, vec!["application/vnd.api+json"], "one Accept header");
         assert_eq!(request.headers()["revision"], "2026-07-15");
+    }
+
+    #[test]
+    fn error_envelopes_read_as_the_catalog_declares() {
+        use crate::catalog::{Catalog, CatalogOptions};
+        let catalog = Catalog::load(&CatalogOptions::default()).unwrap();
+        let (tiktok, meta, stripe) =
+            (catalog.get("tiktok_ads").unwrap(), catalog.get("meta_ads").unwrap(), catalog.get("stripe").unwrap());
+        assert_eq!(envelope(tiktok, br#"{"code":0,"data":{}}"#), Envelope::Clear);
+        assert_eq!(envelope(tiktok, br#"{"code":40100,"message":"x"}"#), Envelope::Throttled(40100));
+        assert_eq!(envelope(tiktok, br#"{"code":40105}"#), Envelope::Revoked(40105));
+        assert_eq!(envelope(tiktok, br#"{"code":40002}"#), Envelope::Failed(40002));
+        let revoked = br#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190}}"#;
+        assert_eq!(envelope(meta, revoked), Envelope::Revoked(190));
+        assert_eq!(envelope(meta, br#"{"error":{"code":17}}"#), Envelope::Throttled(17));
+        assert_eq!(envelope(meta, br#"{"data":[]}"#), Envelope::Clear);
+        assert_eq!(envelope(stripe, br#"{"code":5}"#), Envelope::Clear, "no envelope declared");
     }
 
     #[test]
