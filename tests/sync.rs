@@ -146,6 +146,8 @@ async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Set
         {"name": "page", "path": "/page", "records_pointer": "/items", "pagination": {"style": "page_number", "param": "page", "start": 1}, "page_size": 10},
         {"name": "offset", "path": "/offset", "records_pointer": "/items", "pagination": {"style": "offset", "param": "offset"}, "page_size": 10},
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
+        {"name": "windowed", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "default_selected": false},
+        {"name": "alone", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor", "alone": true}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "page_size_param": "limit", "page_size": 10, "default_selected": false},
         {"name": "tiktok", "path": "/tiktok", "records_pointer": "/data/list", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
         {"name": "mixed", "path": "/mixed", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "default_selected": false},
@@ -155,7 +157,8 @@ async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Set
     let overrides = json!({"platforms": {"sandbox_oauth": {
         "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
         "api": {"base_url": fake.base, "auth_header": ["Authorization", "Bearer {access_token}"],
-                "error_envelope": api_extra.get("error_envelope"), "refresh_on_forbidden": api_extra.get("refresh_on_forbidden").cloned().unwrap_or(json!(false))},
+                "error_envelope": api_extra.get("error_envelope"), "refresh_on_forbidden": api_extra.get("refresh_on_forbidden").cloned().unwrap_or(json!(false)),
+                "rate_limit_header": api_extra.get("rate_limit_header")},
         "streams": all}}})
     .to_string();
     let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
@@ -682,4 +685,44 @@ async fn a_403_refreshes_once_where_the_platform_uses_it_for_expired_tokens() {
     let (_, cs) = connect(&plain, "ws_403b", "good-token", 1, &["cursor"]).await;
     plain.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(403, json!({}))]);
     assert_eq!(run(&plain, &cs[0], budget()).await.unwrap(), Outcome::Failed(FailureReason::PermissionDenied));
+}
+
+#[tokio::test]
+async fn a_first_run_reads_the_history_window_and_a_page_token_goes_alone() {
+    let s = setup(Backend::Embedded, &["windowed", "alone"]).await;
+    let (_, cs) = connect(&s, "ws_win", "good-token", 1, &["windowed"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let first = &s.fake.requests_to("/cursor")[0];
+    let since = (s.app.clock_now() - chrono::Duration::days(730)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert_eq!(first.query["updated_since"], since, "two years back, as the platform needs a start");
+    // A token that must go alone: the later pages carry nothing else.
+    let (_, cs) = connect(&s, "ws_alone", "good-token", 1, &["alone"]).await;
+    let before = s.fake.requests_to("/cursor").len();
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let asked = &s.fake.requests_to("/cursor")[before..];
+    assert!(asked[0].query.contains_key("limit") && asked[0].query.contains_key("updated_since"));
+    for later in &asked[1..] {
+        assert_eq!(later.query.keys().collect::<Vec<_>>(), vec!["cursor"], "{:?}", later.query);
+    }
+}
+
+#[tokio::test]
+async fn the_platforms_announced_rate_paces_a_connection_and_a_long_wait_continues_later() {
+    let s = setup_with(Backend::Embedded, &["cursor"], json!({"rate_limit_header": "x-amzn-RateLimit-Limit"})).await;
+    let (_, cs) = connect(&s, "ws_rate", "good-token", 1, &["cursor"]).await;
+    // SP-API getOrders: 0.0167 requests a second, a minute apart.
+    let first_page =
+        json!({"data": (0..PAGE).map(|i| record("cursor", i)).collect::<Vec<_>>(), "next": "10", "total": RECORDS});
+    s.fail.lock().unwrap().insert(
+        "/cursor".into(),
+        vec![Reply::JsonWith(200, vec![("x-amzn-RateLimit-Limit", "0.0167".into())], first_page)],
+    );
+    let outcome = run(&s, &cs[0], budget()).await.unwrap();
+    assert!(
+        matches!(outcome, Outcome::Continued { delay_seconds } if (59..=60).contains(&delay_seconds)),
+        "{outcome:?}"
+    );
+    assert_eq!(s.fake.requests_to("/cursor").len(), 1, "no second request before its time");
+    assert_eq!(stored_records(&s, &cs[0], "cursor").await.len(), PAGE);
+    assert!(reload(&s, &cs[0]).await.last_error.is_none(), "slow, not failed");
 }

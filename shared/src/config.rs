@@ -65,6 +65,8 @@ pub struct Config {
     /// A caller must be a member of the workspace its token names, and the
     /// member's role is the one that counts (not the token's).
     pub require_membership: bool,
+    /// How far back a first sync reads where the platform needs a start.
+    pub history_days: u32,
 }
 
 impl Config {
@@ -143,6 +145,7 @@ impl Config {
             upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
             allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
             require_membership: flag("REQUIRE_MEMBERSHIP", false)?,
+            history_days: number("HISTORY_DAYS", 730)?.clamp(1, 3650) as u32,
             callback_budget_seconds: number("CALLBACK_BUDGET_SECONDS", DEFAULT_CALLBACK_BUDGET_SECONDS)?.clamp(1, 60),
             stage,
             backend,

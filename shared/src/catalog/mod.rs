@@ -231,6 +231,10 @@ pub struct ApiSpec {
     /// A 403 may mean an expired token (SP-API): refresh once, then judge.
     #[serde(default)]
     pub refresh_on_forbidden: bool,
+    /// A header with the requests per second the platform allows
+    /// (`x-amzn-RateLimit-Limit`): requests of a connection are paced by it.
+    #[serde(default)]
+    pub rate_limit_header: Option<String>,
 }
 
 /// Where a platform puts its error code, and what the codes mean (TikTok:
@@ -300,6 +304,10 @@ pub enum Pagination {
     CursorInBody {
         next_pointer: String,
         param: String,
+        /// Later pages send the token alone, without the first page's
+        /// parameters (Recharge 2021-11).
+        #[serde(default)]
+        alone: bool,
     },
     /// RFC 8288 `Link: <...>; rel="next"`.
     LinkHeader,
@@ -328,6 +336,10 @@ pub struct StreamSpec {
     pub cursor_field: Option<String>,
     /// Query parameter that takes the cursor (`updated_at_min`).
     pub cursor_param: Option<String>,
+    /// The first run asks from the history window back (SP-API getOrders
+    /// requires `CreatedAfter` or `LastUpdatedAfter`).
+    #[serde(default)]
+    pub initial_window: bool,
     /// How cursor values compare (dates with their offsets, numbers).
     #[serde(default)]
     pub cursor_type: CursorType,

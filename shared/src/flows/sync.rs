@@ -141,6 +141,8 @@ struct Run<'a> {
     extra: BTreeMap<String, SecretString>,
     pages: u64,
     refreshed: bool,
+    /// No request before then: the platform's announced rate.
+    not_before: Option<Instant>,
 }
 
 /// Runs one sync job within its budget.
@@ -223,8 +225,19 @@ async fn run_leased(
         Err(Other(e)) => return Err(e),
     };
     vars.extend(connection.params.clone());
-    let mut run =
-        Run { app, entry, lease: lease.clone(), connection, version, vars, creds, extra, pages: 0, refreshed: false };
+    let mut run = Run {
+        app,
+        entry,
+        lease: lease.clone(),
+        connection,
+        version,
+        vars,
+        creds,
+        extra,
+        pages: 0,
+        refreshed: false,
+        not_before: None,
+    };
     let selected: Vec<StreamSpec> = entry
         .streams
         .iter()
@@ -300,7 +313,12 @@ fn pointer_of(field: &str) -> String {
 }
 
 fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
-    let cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
+    let mut cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
+    if cursor.is_none() && stream.initial_window {
+        // The first run reads the history window.
+        let start = run.app.clock.now() - chrono::Duration::days(i64::from(run.app.config.history_days));
+        cursor = Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
     platform::stream_first_url(run.entry, stream, &run.vars, cursor.as_deref())
 }
 
@@ -327,7 +345,10 @@ fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Re
             }
             return Ok(next);
         }
-        (PageState::Token(t), Pagination::CursorInBody { param, .. }) => {
+        (PageState::Token(t), Pagination::CursorInBody { param, alone, .. }) => {
+            if *alone {
+                url.set_query(None);
+            }
             url.query_pairs_mut().append_pair(param, t);
         }
         (PageState::Number(n), Pagination::PageNumber { param, .. })
@@ -435,9 +456,27 @@ async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetc
             Some(version) => run.lease.version = version,
             None => return Ok(Fetched::Stop(Outcome::Skipped("the lease was taken over by another worker"))),
         }
+        // The platform's pace: wait inline when it is short, else go on later.
+        if let Some(at) = run.not_before {
+            let wait = at.saturating_duration_since(Instant::now());
+            if wait > MAX_INLINE_WAIT {
+                return Ok(Fetched::Stop(Outcome::Continued { delay_seconds: wait.as_secs().clamp(1, 900) as u32 }));
+            }
+            tokio::time::sleep(wait).await;
+        }
         let creds = run.creds.as_credentials(&run.extra);
         let request = platform::api_get(run.entry, url.clone(), &run.vars, &creds)?;
         let response = run.app.http.send(request).await;
+        if let (Ok(r), Some(header)) = (&response, run.entry.api.as_ref().and_then(|a| a.rate_limit_header.as_ref())) {
+            let per_second = r
+                .headers()
+                .get(header.as_str())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<f64>().ok());
+            if let Some(rate) = per_second.filter(|r| *r > 0.0) {
+                run.not_before = Some(Instant::now() + Duration::from_secs_f64((1.0 / rate).min(900.0)));
+            }
+        }
         if let Err(HttpError::ForbiddenAddress(host)) = &response {
             return Err(Error::PlatformFault {
                 reason: FailureReason::AddressNotAllowed,
