@@ -85,6 +85,7 @@ fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
         entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "na".into()))).collect();
     v.insert("context".into(), "stores/abc123".into());
     v.insert("store_url".into(), "https://store.example.com".into());
+    entry.expand_params(&mut v);
     v
 }
 
@@ -337,4 +338,29 @@ fn a_version_near_its_sunset_or_not_carried_fails() {
     let mut klaviyo = catalog.get("klaviyo").unwrap().clone();
     klaviyo.api.as_mut().unwrap().headers.insert("revision".into(), "2025-07-15".into());
     assert!(version_problems(&klaviyo, today).iter().any(|p| p.contains("carry no such version")));
+}
+
+#[test]
+fn a_region_chooses_every_host_and_the_default_marketplace() {
+    let catalog = catalog();
+    let seller = catalog.get("amazon_seller").unwrap();
+    let mut eu = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
+    seller.expand_params(&mut eu);
+    let spec = seller.oauth.as_ref().unwrap();
+    assert_eq!(
+        platform::fill(&spec.authorize_url, &eu).unwrap(),
+        "https://sellercentral-europe.amazon.com/apps/authorize/consent"
+    );
+    assert_eq!(platform::fill(&spec.token_url, &eu).unwrap(), "https://api.amazon.co.uk/auth/o2/token");
+    let orders = seller.streams.iter().find(|s| s.name == "orders").unwrap();
+    let url = platform::stream_first_url(seller, orders, &eu, None).unwrap();
+    assert_eq!(url.host_str(), Some("sellingpartnerapi-eu.amazon.com"));
+    assert!(url.query_pairs().any(|(k, v)| k == "MarketplaceIds" && v == "A1PA6795UKMFR9"), "{url}");
+    let ads = catalog.get("amazon_ads").unwrap();
+    let mut fe = BTreeMap::from([("region".to_owned(), "fe".to_owned())]);
+    ads.expand_params(&mut fe);
+    let spec = ads.oauth.as_ref().unwrap();
+    assert_eq!(platform::fill(&spec.authorize_url, &fe).unwrap(), "https://apac.account.amazon.com/ap/oa");
+    assert_eq!(platform::fill(&spec.token_url, &fe).unwrap(), "https://api.amazon.co.jp/auth/o2/token");
+    assert_eq!(platform::api_url(ads, "/v2/profiles", &fe).unwrap().host_str(), Some("advertising-api-fe.amazon.com"));
 }

@@ -445,25 +445,48 @@ async fn amazon_seller_uses_spapi_oauth_code_and_application_id() {
     let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
         "/auth/o2/token" => {
             let f = r.form();
-            if f["code"] == "good" && f["grant_type"] == "authorization_code" && f["client_secret"] == "amzn_secret" {
+            // LWA takes the client id, not the SP-API application id.
+            let lwa_client = f.get("application_id").or(f.get("client_id")).map(String::as_str);
+            if f["code"] == "good"
+                && f["grant_type"] == "authorization_code"
+                && f["client_secret"] == "amzn_secret"
+                && lwa_client == Some("amzn1.application-oa2-client.demo")
+            {
                 Reply::Json(200, json!({"access_token": "Atza|FAKE_ACCESS", "refresh_token": "Atzr|FAKE_REFRESH", "token_type": "bearer", "expires_in": 3600}))
             } else {
                 Reply::Json(400, json!({"error": "invalid_grant"}))
             }
         }
+        // As the Sellers API describes it (sellers.json): storeName sits on the
+        // marketplace participation; no seller id is given.
         "/sellers/v1/marketplaceParticipations" if r.headers["x-amz-access-token"] == "Atza|FAKE_ACCESS" => {
-            Reply::Json(200, json!({"payload": [{"marketplace": {"id": "ATVPDKIKX0DER"}, "participation": {"sellerName": "Demo Seller"}}]}))
+            Reply::Json(200, json!({"payload": [{
+                "marketplace": {"id": "ATVPDKIKX0DER", "countryCode": "US", "name": "Amazon.com", "defaultCurrencyCode": "USD", "defaultLanguageCode": "en_US", "domainName": "www.amazon.com"},
+                "participation": {"isParticipating": true, "hasSuspendedListings": false},
+                "storeName": "Demo Store"}]}))
         }
         _ => Reply::Json(404, json!({})),
     })
     .await;
     let patch = json!({"oauth": {"authorize_url": "{fake}/apps/authorize/consent", "token_url": "{fake}/auth/o2/token"}, "api": {"base_url": "{fake}"}});
     let app = app_for("amazon_seller", &fake, patch, "amzn_secret").await;
+    // The app: its SP-API application id and its LWA client.
+    let app_secret = json!({"client_id": "amzn1.application-oa2-client.demo", "client_secret": "amzn_secret",
+                            "application_id": "amzn1.sp.solution.demo"});
+    app.stack
+        .app
+        .vault
+        .put(
+            &SecretRef::for_app(&app.stack.app.config.secret_prefix, "amazon_seller").0,
+            &secrecy::SecretString::from(app_secret.to_string()),
+        )
+        .await
+        .unwrap();
     let t = app.token("ws_amz", "u", "staff").await;
     let mut body = start_body("amazon_seller");
     body["params"] = json!({"region": "na"});
     let (state, authorize) = state_of(&app, &t, body).await;
-    assert_eq!(authorize["application_id"], "client-123");
+    assert_eq!(authorize["application_id"], "amzn1.sp.solution.demo", "the consent page takes the app id");
     let page = visit(
         &app,
         &app.url(&format!("/v1/oauth/callback?spapi_oauth_code=good&selling_partner_id=A1SELLER&state={state}")),
@@ -471,7 +494,9 @@ async fn amazon_seller_uses_spapi_oauth_code_and_application_id() {
     .await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     let auth = &authorizations(&app, "ws_amz").await[0];
-    assert_eq!(auth.account.as_ref().unwrap().name.as_deref(), Some("Demo Seller"));
+    let account = auth.account.as_ref().unwrap();
+    assert_eq!(account.id, "A1SELLER", "the selling partner is the account: another seller is caught at reconnect");
+    assert_eq!(account.name.as_deref(), Some("Demo Store"));
     assert!(auth.expiry.reauthorize_by.is_some(), "yearly re-authorization");
     assert_nowhere(&app, &["Atza|FAKE_ACCESS", "Atzr|FAKE_REFRESH"], &[&page.body]).await;
 }

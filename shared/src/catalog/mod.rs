@@ -172,6 +172,11 @@ pub struct OAuthSpec {
     /// Send the scopes with a refresh (Microsoft identity platform).
     #[serde(default)]
     pub scope_on_refresh: bool,
+    /// The authorize URL's client id is another value of the app
+    /// credentials than the token endpoint's (SP-API: the app's
+    /// `application_id`, while LWA takes the `client_id`).
+    #[serde(default)]
+    pub authorize_client_id_field: Option<String>,
     #[serde(default)]
     pub client_auth: ClientAuth,
     #[serde(default = "client_id")]
@@ -410,6 +415,11 @@ pub struct PlatformEntry {
     /// The API version the entry pins, and when the vendor stops serving it.
     #[serde(default)]
     pub api_version: Option<ApiVersion>,
+    /// What each value of a connect-time parameter implies: more template
+    /// values (a region's consent host, token host, API host and default
+    /// marketplace).
+    #[serde(default)]
+    pub param_values: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
 }
 
 /// An API version pinned in an entry's URLs or headers.
@@ -473,6 +483,19 @@ impl PlatformEntry {
 
     /// Validates connect-time params against the entry: every declared one
     /// present and matching its pattern, nothing undeclared.
+    /// Adds what the given parameters imply (`param_values`) to them.
+    pub fn expand_params(&self, params: &mut BTreeMap<String, String>) {
+        let implied: Vec<(String, String)> = self
+            .param_values
+            .iter()
+            .filter_map(|(name, by_value)| by_value.get(params.get(name)?))
+            .flat_map(|values| values.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect();
+        for (k, v) in implied {
+            params.entry(k).or_insert(v);
+        }
+    }
+
     pub fn check_params(&self, given: &BTreeMap<String, String>) -> Result<(), Error> {
         for name in given.keys() {
             if !self.params.iter().any(|p| &p.name == name) {

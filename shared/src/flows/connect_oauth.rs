@@ -266,6 +266,8 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     }
     let name = check_name(&name)?;
     entry.check_params(&params)?;
+    // What the parameters imply (a region's hosts and marketplace).
+    entry.expand_params(&mut params);
     let return_origin = check_return_to(app, &request.return_to)?;
     let role = request.role.unwrap_or(ConnectionRole::Source);
     if !entry.roles.contains(&role) {
@@ -296,7 +298,19 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
     {
         let mut q = url.query_pairs_mut();
-        q.append_pair(&spec.client_id_param, &app_creds.client_id);
+        // SP-API's consent page takes the app's id, LWA the client id.
+        let client_id = match &spec.authorize_client_id_field {
+            Some(field) => app_creds.extra.get(field).map(|v| {
+                use secrecy::ExposeSecret;
+                v.expose_secret().to_owned()
+            }),
+            None => Some(app_creds.client_id.clone()),
+        }
+        .ok_or_else(|| Error::AppNotConfigured {
+            platform: entry.name.clone(),
+            byo: entry.credentials == crate::catalog::CredentialSource::Byo,
+        })?;
+        q.append_pair(&spec.client_id_param, &client_id);
         q.append_pair("redirect_uri", &app.config.callback_url());
         q.append_pair("state", state.secret());
         if !spec.extra_authorize_params.contains_key("response_type") {
@@ -647,17 +661,15 @@ async fn complete(
     }
     let access = SecretString::from(tokens.access_token.clone());
     let id_creds = Credentials::for_grant(&access, Some(creds));
-    let account = within(deadline, identity::identify(app.http.as_ref(), entry, &vars, &id_creds))
-        .await?
-        .map_err(map_identity_error)?;
-    let account = account.or_else(|| {
-        spec.callback_params.iter().find_map(|p| {
-            query
-                .get(p)
-                .filter(|_| p == "selling_partner_id" || p == "context")
-                .map(|id| ExternalAccount { id: id.clone(), name: None })
-        })
-    });
+    // The account the callback names (SP-API's selling partner, BigCommerce's
+    // store) with the name the identity request gives, else the identity's.
+    let callback_account = spec
+        .callback_params
+        .iter()
+        .find_map(|p| query.get(p).filter(|_| p == "selling_partner_id" || p == "context").cloned());
+    let identified = identity::identify(app.http.as_ref(), entry, &vars, &id_creds, callback_account.as_deref());
+    let account = within(deadline, identified).await?.map_err(map_identity_error)?;
+    let account = account.or_else(|| callback_account.map(|id| ExternalAccount { id, name: None }));
     if let Some(auth_id) = &pending.reconnect {
         if let (Some(expected), Some(got)) = (&pending.expected_account, &account) {
             if expected != &got.id && !pending.switch_account {

@@ -37,11 +37,14 @@ pub fn request(
 
 /// The account the credentials belong to (`None` when the entry has no
 /// identity request, or the answer names no account).
+/// `known_id` is the account id the flow already knows (from the callback),
+/// for entries whose identity answer gives only a name.
 pub async fn identify(
     http: &dyn PlatformHttp,
     entry: &PlatformEntry,
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
+    known_id: Option<&str>,
 ) -> Result<Option<ExternalAccount>, IdentityError> {
     let Some(spec) = &entry.identity else { return Ok(None) };
     let Some(request) = request(entry, vars, creds).map_err(|_| IdentityError::Internal)? else { return Ok(None) };
@@ -65,7 +68,8 @@ pub async fn identify(
         return Err(IdentityError::Failed);
     }
     let doc: serde_json::Value = serde_json::from_slice(response.body()).map_err(|_| IdentityError::Failed)?;
-    let id = spec.account_id_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
+    let id =
+        spec.account_id_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p)).or(known_id.map(str::to_owned));
     let name = spec.account_name_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));
     Ok(id.map(|id| ExternalAccount { id, name }))
 }
