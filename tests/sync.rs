@@ -148,6 +148,7 @@ async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Set
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
         {"name": "windowed", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "default_selected": false},
         {"name": "alone", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor", "alone": true}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "page_size_param": "limit", "page_size": 10, "default_selected": false},
+        {"name": "credq", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}, "credential_query": {"app_id": "{client_id}", "secret": "{client_secret}"}, "default_selected": false},
         {"name": "tiktok", "path": "/tiktok", "records_pointer": "/data/list", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
         {"name": "mixed", "path": "/mixed", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "default_selected": false},
@@ -725,4 +726,16 @@ async fn the_platforms_announced_rate_paces_a_connection_and_a_long_wait_continu
     assert_eq!(s.fake.requests_to("/cursor").len(), 1, "no second request before its time");
     assert_eq!(stored_records(&s, &cs[0], "cursor").await.len(), PAGE);
     assert!(reload(&s, &cs[0]).await.last_error.is_none(), "slow, not failed");
+}
+
+#[tokio::test]
+async fn a_stream_may_send_the_apps_credentials_in_its_query_and_keeps_them_nowhere() {
+    // TikTok's advertiser/get takes app_id and secret as query parameters.
+    let s = setup(Backend::Embedded, &["credq"]).await;
+    let (_, cs) = connect(&s, "ws_credq", "good-token", 1, &["credq"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let asked = &s.fake.requests_to("/single")[0];
+    assert_eq!(asked.query["app_id"], "sandbox-client");
+    assert_eq!(asked.query["secret"], "sandbox-secret");
+    assert!(!s.app.dump_state().await.contains("sandbox-secret"), "the secret is in no stored item");
 }

@@ -172,6 +172,16 @@ pub struct OAuthSpec {
     /// Send the scopes with a refresh (Microsoft identity platform).
     #[serde(default)]
     pub scope_on_refresh: bool,
+    /// The fields of a revocation, as templates: `{token}` (the refresh
+    /// token, else the access token), `{client_id}`, `{account_id}` (the
+    /// grant's account) and the flow's parameters. Default: RFC 7009's
+    /// `token`. Stripe: `client_id` and `stripe_user_id`.
+    #[serde(default)]
+    pub revoke_fields: Option<BTreeMap<String, String>>,
+    /// The revocation authenticates with the client secret as a bearer token
+    /// (Stripe: the platform's secret key), not as the token endpoint does.
+    #[serde(default)]
+    pub revoke_bearer_secret: bool,
     /// The authorize URL's client id is another value of the app
     /// credentials than the token endpoint's (SP-API: the app's
     /// `application_id`, while LWA takes the `client_id`).
@@ -345,6 +355,10 @@ pub struct StreamSpec {
     /// requires `CreatedAfter` or `LastUpdatedAfter`).
     #[serde(default)]
     pub initial_window: bool,
+    /// Query parameters from the app credentials, as templates (TikTok's
+    /// `advertiser/get`: `app_id={client_id}`, `secret={client_secret}`).
+    #[serde(default)]
+    pub credential_query: BTreeMap<String, String>,
     /// How cursor values compare (dates with their offsets, numbers).
     #[serde(default)]
     pub cursor_type: CursorType,

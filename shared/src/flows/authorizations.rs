@@ -149,5 +149,6 @@ async fn revoke_at_platform(app: &App, auth: &Authorization) -> Result<(), Error
     let Ok(tokens) = tokens_of(app, auth).await else { return Ok(()) };
     let creds = app.app_credentials(entry, &auth.workspace_id).await?;
     let token = tokens.refresh_token.clone().unwrap_or(tokens.access_token.clone());
-    app.token_client().revoke(entry, &auth.params, &creds, &token).await
+    let account = auth.account.as_ref().map(|a| a.id.as_str());
+    app.token_client().revoke(entry, &auth.params, &creds, &token, account).await
 }

@@ -594,6 +594,7 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         let cursor = run.connection.cursors.get(&stream.name).cloned().unwrap_or_default();
         let state: Option<PageState> = cursor.page.as_deref().and_then(|p| serde_json::from_str(p).ok());
         let url = page_url(run, stream, state.as_ref())?;
+        let url = platform::with_credential_query(stream, url, &run.vars, &run.creds.as_credentials(&run.extra))?;
         let response = loop {
             match fetch(run, &url, budget).await? {
                 Fetched::Page(r) => break r,

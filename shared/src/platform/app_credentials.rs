@@ -72,11 +72,13 @@ impl AppCredentials {
         Ok(())
     }
 
-    /// What the catalog's API headers may use of the app: its extra values
-    /// (a developer token) and its client id.
+    /// What the catalog's request templates may use of the app: its extra
+    /// values (a developer token), its client id, and its secret (only a
+    /// template that names it sends it: TikTok's `advertiser/get`).
     pub fn api_values(self) -> BTreeMap<String, SecretString> {
         let mut values = self.extra;
         values.insert("client_id".into(), SecretString::from(self.client_id));
+        values.insert("client_secret".into(), self.client_secret);
         values
     }
 }

@@ -79,6 +79,25 @@ pub fn stream_first_url(
     Ok(url)
 }
 
+/// Adds a stream's query parameters that come from credentials (filled from
+/// secrets; the URL is sent, never stored or logged).
+pub fn with_credential_query(
+    stream: &crate::catalog::StreamSpec,
+    mut url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+) -> Result<url::Url, Error> {
+    if stream.credential_query.is_empty() {
+        return Ok(url);
+    }
+    let mut pairs = Vec::new();
+    for (name, template) in &stream.credential_query {
+        pairs.push((name.clone(), fill_secret(template, vars, creds)?));
+    }
+    url.query_pairs_mut().extend_pairs(pairs);
+    Ok(url)
+}
+
 /// The credentials a request authenticates with. Values are secrets.
 #[derive(Default)]
 pub struct Credentials {

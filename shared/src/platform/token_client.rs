@@ -244,15 +244,37 @@ impl TokenClient<'_> {
         vars: &BTreeMap<String, String>,
         creds: &AppCredentials,
         token: &str,
+        account_id: Option<&str>,
     ) -> Result<(), Error> {
         let Some(revoke_url) = entry.oauth.as_ref().and_then(|s| s.revoke_url.as_ref()) else { return Ok(()) };
         let spec = entry.oauth.as_ref().expect("checked above");
-        let mut fields = vec![("token".to_owned(), token.to_owned())];
+        let mut values = vars.clone();
+        values.insert("token".into(), token.to_owned());
+        values.insert("client_id".into(), creds.client_id.clone());
+        if let Some(account) = account_id {
+            values.insert("account_id".into(), account.to_owned());
+        }
+        let mut fields = Vec::new();
+        match &spec.revoke_fields {
+            Some(templates) => {
+                for (k, v) in templates {
+                    fields.push((k.clone(), platform::fill(v, &values)?));
+                }
+            }
+            None => fields.push(("token".to_owned(), token.to_owned())),
+        }
         let req = http::Request::builder()
             .method(http::Method::POST)
             .uri(platform::fill(revoke_url, vars)?)
             .header("content-type", "application/x-www-form-urlencoded");
-        let req = authenticate_client(spec, creds, req, &mut fields)?;
+        let req = if spec.revoke_bearer_secret {
+            let mut bearer = http::HeaderValue::from_str(&format!("Bearer {}", creds.client_secret.expose_secret()))
+                .map_err(|_| Error::Config("the client secret cannot be a header".into()))?;
+            bearer.set_sensitive(true);
+            req.header("authorization", bearer)
+        } else {
+            authenticate_client(spec, creds, req, &mut fields)?
+        };
         let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();
         let response =
             self.http.send(req.body(bytes::Bytes::from(body)).map_err(|e| Error::Config(e.to_string()))?).await?;
@@ -382,5 +404,28 @@ mod request_tests {
         let sent = http.0.lock().unwrap();
         assert_eq!(form(&sent[0])["scope"], "https://ads.microsoft.com/msads.manage offline_access");
         assert!(!form(&sent[1]).contains_key("scope"));
+    }
+
+    #[tokio::test]
+    async fn stripe_is_deauthorized_by_account_with_the_secret_key_and_others_by_token() {
+        let catalog = Catalog::load(&CatalogOptions::default()).unwrap();
+        let http = Recording::default();
+        let client = TokenClient { http: &http, clock: &Fixed, redirect_uri: "https://x/cb".into() };
+        let stripe = catalog.get("stripe").unwrap();
+        let creds = AppCredentials {
+            client_id: "ca_demo".into(),
+            client_secret: SecretString::from("sk_test_demo".to_owned()),
+            extra: BTreeMap::new(),
+        };
+        client.revoke(stripe, &BTreeMap::new(), &creds, "rt_x", Some("acct_123")).await.unwrap();
+        client.revoke(catalog.get("google_ads").unwrap(), &BTreeMap::new(), &creds, "rt_y", None).await.unwrap();
+        let sent = http.0.lock().unwrap();
+        assert_eq!(sent[0].uri().to_string(), "https://connect.stripe.com/oauth/deauthorize");
+        let f = form(&sent[0]);
+        assert_eq!((f["client_id"].as_str(), f["stripe_user_id"].as_str()), ("ca_demo", "acct_123"));
+        assert!(!f.contains_key("token") && !f.contains_key("client_secret"), "{f:?}");
+        assert_eq!(sent[0].headers()["authorization"], "Bearer sk_test_demo");
+        // RFC 7009 elsewhere: the token.
+        assert_eq!(form(&sent[1])["token"], "rt_y");
     }
 }
