@@ -25,6 +25,10 @@ struct Facts {
 struct PlatformFacts {
     sources: Vec<String>,
     operations: Vec<Operation>,
+    /// A GraphQL API: each query root field and the fields of what it
+    /// returns (of its nodes, for a connection).
+    #[serde(default)]
+    graphql: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -46,10 +50,6 @@ const UNDESCRIBED: &[(&str, &str)] = &[
     ("recharge", "no official description is published"),
     ("snapchat_ads", "no official description is published"),
     ("google_ads", "no discovery document is published; the REST bindings live in protos"),
-    (
-        "shopify",
-        "the published description is the GraphQL Admin schema; the catalog uses REST (issue: move to GraphQL)",
-    ),
     ("custom_costs", "file uploads: no API"),
     ("microsoft_ads", "a SOAP service (WSDL); the catalog makes no REST request to it yet"),
     ("x_ads", "OAuth 1.0a: the catalog makes no request to it yet"),
@@ -112,6 +112,71 @@ fn matches(described: &str, requested: &url::Url) -> bool {
     (dh == rh || var(&dh)) && ds.len() == rs.len() && ds.iter().zip(&rs).all(|(d, r)| var(d) || d == r)
 }
 
+/// The fields a GraphQL query selects at the first level under `within`
+/// (`nodes {` for a connection, `shop {` for an object).
+fn selected_fields(query: &str, within: &str) -> Vec<String> {
+    let Some(start) = query.find(within) else { return Vec::new() };
+    let (mut depth, mut args) = (1, 0);
+    let mut fields = Vec::new();
+    let mut word = String::new();
+    for c in query[start + within.len()..].chars() {
+        let in_word = args == 0 && (c.is_ascii_alphanumeric() || c == '_');
+        if in_word {
+            word.push(c);
+            continue;
+        }
+        if depth == 1 && !word.is_empty() {
+            fields.push(std::mem::take(&mut word));
+        }
+        word.clear();
+        match c {
+            '(' => args += 1,
+            ')' => args -= 1,
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    fields
+}
+
+/// The GraphQL requests of an entry (its streams, its identity), held to
+/// the published schema: the query root field, and the fields selected of
+/// what it returns.
+fn graphql_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut queries: Vec<(String, &shared::catalog::GraphqlSpec)> =
+        entry.streams.iter().filter_map(|s| s.graphql.as_ref().map(|q| (format!("stream {}", s.name), q))).collect();
+    if let Some(q) = entry.identity.as_ref().and_then(|i| i.graphql.as_ref()) {
+        queries.push(("identity".into(), q));
+    }
+    for (what, q) in queries {
+        let Some(known) = facts.graphql.get(&q.root_field) else {
+            problems.push(format!(
+                "{} {what}: the query root field {} is not in the published schema",
+                entry.id, q.root_field
+            ));
+            continue;
+        };
+        let within = if q.query.contains("nodes {") { "nodes {".to_owned() } else { format!("{} {{", q.root_field) };
+        let selected = selected_fields(&q.query, &within);
+        if selected.is_empty() {
+            problems.push(format!("{} {what}: no fields selected under {within}", entry.id));
+        }
+        for field in selected {
+            if !known.contains(&field) {
+                problems.push(format!("{} {what}: {}.{field} is not in the published schema", entry.id, q.root_field));
+            }
+        }
+    }
+    problems
+}
+
 /// One request the catalog makes, as the production code builds it.
 struct Request {
     what: String,
@@ -134,7 +199,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         r.headers().keys().map(|k| k.as_str().to_owned()).collect()
     };
     let mut out = Vec::new();
-    if let Some(identity) = &entry.identity {
+    if let Some(identity) = entry.identity.as_ref().filter(|i| i.graphql.is_none()) {
         let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
         out.push(Request {
             what: "identity".into(),
@@ -154,7 +219,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
             next_pointer: None,
         });
     }
-    for stream in &entry.streams {
+    for stream in entry.streams.iter().filter(|s| s.graphql.is_none()) {
         let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
         let next_pointer = match &stream.pagination {
             Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
@@ -239,8 +304,12 @@ fn every_catalog_request_is_one_the_vendor_describes() {
     let (facts, catalog) = (facts(), catalog());
     let mut problems = Vec::new();
     for entry in catalog.entries() {
-        match facts.platforms.get(entry.id.as_str()).filter(|f| f.operations.iter().any(|o| o.method == "GET")) {
-            Some(f) => problems.extend(conformance(entry, f)),
+        let described = |f: &&PlatformFacts| f.operations.iter().any(|o| o.method == "GET") || !f.graphql.is_empty();
+        match facts.platforms.get(entry.id.as_str()).filter(described) {
+            Some(f) => {
+                problems.extend(conformance(entry, f));
+                problems.extend(graphql_problems(entry, f));
+            }
             None => assert!(
                 UNDESCRIBED.iter().any(|(id, _)| *id == entry.id.as_str()),
                 "{} has no conformance facts: add its vendor's description to the generator, or say why in UNDESCRIBED",
@@ -273,6 +342,13 @@ fn a_planted_mistake_fails() {
     stripe.streams[0].records_pointer = "/items".into();
     let problems = conformance(&stripe, &facts.platforms["stripe"]);
     assert!(problems.iter().any(|p| p.contains("record list /items")), "{problems:?}");
+    // A GraphQL field the published schema does not have.
+    let mut shopify = catalog.get("shopify").unwrap().clone();
+    let q = shopify.streams[0].graphql.as_mut().unwrap();
+    q.query = q.query.replace("displayFinancialStatus", "financialStatuz");
+    let problems = graphql_problems(&shopify, &facts.platforms["shopify"]);
+    assert!(problems.iter().any(|p| p.contains("orders.financialStatuz")), "{problems:?}");
+    assert_eq!(problems.len(), 1, "only the planted one: {problems:?}");
 }
 
 /// Warn this far ahead of a vendor's end of service for a pinned version.

@@ -326,8 +326,13 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
                 Reply::Json(400, json!({"error": "invalid_request"}))
             }
         }
-        "/shops/demo.myshopify.com/admin/api/shop.json" if r.headers.get("x-shopify-access-token").is_some_and(|v| v == "shpat_FAKE_ACCESS") => {
-            Reply::Json(200, json!({"shop": {"id": 987654, "name": "Demo shop"}}))
+        // The GraphQL Admin API: one endpoint, a query in a POST.
+        "/shops/demo.myshopify.com/admin/api/graphql.json"
+            if r.method == "POST"
+                && r.headers.get("x-shopify-access-token").is_some_and(|v| v == "shpat_FAKE_ACCESS")
+                && serde_json::from_str::<Value>(&r.body).is_ok_and(|b| b["query"].as_str().is_some_and(|q| q.contains("shop {"))) =>
+        {
+            Reply::Json(200, json!({"data": {"shop": {"id": "gid://shopify/Shop/987654", "name": "Demo shop", "myshopifyDomain": "demo.myshopify.com"}}}))
         }
         _ => Reply::Json(404, json!({})),
     })
@@ -341,7 +346,7 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
 
     // A bad HMAC: refused before any token request.
     let (state, authorize) = state_of(&app, &t, body.clone()).await;
-    assert_eq!(authorize["scope"], "read_orders,read_customers,read_products");
+    assert_eq!(authorize["scope"], "read_orders,read_all_orders,read_customers,read_products", "history past 60 days");
     let mut q = BTreeMap::from([
         ("code".to_owned(), "good".to_owned()),
         ("shop".to_owned(), "demo.myshopify.com".to_owned()),
@@ -400,7 +405,7 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
     .await;
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     let auth = &authorizations(&app, "ws_shop").await[0];
-    assert_eq!(auth.account.as_ref().unwrap().id, "987654");
+    assert_eq!(auth.account.as_ref().unwrap().id, "gid://shopify/Shop/987654");
     assert_eq!(auth.params["shop"], "demo.myshopify.com");
     let tokens = tokens_of(&app, auth).await;
     assert_eq!(

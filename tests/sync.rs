@@ -72,6 +72,18 @@ fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio:
             Reply::Json(200, json!({"items": page(after)}))
         }
         "single" => Reply::Json(200, json!({"items": page(0)})),
+        // A GraphQL connection (Shopify's shape): the page cursor comes back
+        // as $after in the variables.
+        "graphql" => {
+            let body: Value = serde_json::from_str(&r.body).unwrap_or_default();
+            let start = body["variables"]["after"].as_str().and_then(|a| a.parse().ok()).unwrap_or(0usize);
+            let more = start + PAGE < RECORDS;
+            Reply::Json(
+                200,
+                json!({"data": {"items": {"nodes": page(start),
+                "pageInfo": {"hasNextPage": more, "endCursor": (start + PAGE).to_string()}}}}),
+            )
+        }
         // TikTok's shape: errors answer 200 with a code.
         "tiktok" => Reply::Json(200, json!({"code": 0, "message": "OK", "data": {"list": page(0)}})),
         // The newest record first (in another time zone), then older ones,
@@ -148,6 +160,7 @@ async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Set
         {"name": "since", "path": "/since", "records_pointer": "/items", "pagination": {"style": "since_id", "param": "since_id", "id_field": "id"}, "page_size": 10},
         {"name": "windowed", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "default_selected": false},
         {"name": "alone", "path": "/cursor", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor", "alone": true}, "cursor_field": "updated_at", "cursor_param": "updated_since", "initial_window": true, "page_size_param": "limit", "page_size": 10, "default_selected": false},
+        {"name": "gql", "path": "/graphql", "graphql": {"query": "query Items($first: Int!, $after: String, $query: String) { items(first: $first, after: $after, query: $query) { nodes { id updated_at } pageInfo { hasNextPage endCursor } } }", "root_field": "items", "filter": "updated_at:>'{cursor}'"}, "records_pointer": "/data/items/nodes", "pagination": {"style": "graphql_cursor", "end_cursor_pointer": "/data/items/pageInfo/endCursor", "has_next_pointer": "/data/items/pageInfo/hasNextPage"}, "cursor_field": "updated_at", "page_size": 10, "default_selected": false},
         {"name": "credq", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}, "credential_query": {"app_id": "{client_id}", "secret": "{client_secret}"}, "default_selected": false},
         {"name": "tiktok", "path": "/tiktok", "records_pointer": "/data/list", "pagination": {"style": "none"}, "default_selected": false},
         {"name": "single", "path": "/single", "records_pointer": "/items", "pagination": {"style": "none"}},
@@ -738,4 +751,30 @@ async fn a_stream_may_send_the_apps_credentials_in_its_query_and_keeps_them_nowh
     assert_eq!(asked.query["app_id"], "sandbox-client");
     assert_eq!(asked.query["secret"], "sandbox-secret");
     assert!(!s.app.dump_state().await.contains("sandbox-secret"), "the secret is in no stored item");
+}
+
+#[tokio::test]
+async fn a_graphql_stream_pages_by_its_end_cursor_and_filters_incremental_runs() {
+    let s = setup(Backend::Embedded, &["gql"]).await;
+    let (_, cs) = connect(&s, "ws_gql", "good-token", 1, &["gql"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let asked = s.fake.requests_to("/graphql");
+    assert_eq!(asked.len(), 3);
+    let vars: Vec<Value> =
+        asked.iter().map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["variables"].clone()).collect();
+    assert!(asked.iter().all(|r| r.method == "POST"));
+    assert_eq!(vars[0], json!({"first": 10, "after": null, "query": null}));
+    assert_eq!(vars[1]["after"], "10");
+    assert_eq!(vars[2]["after"], "20");
+    let mut ids: Vec<String> =
+        stored_records(&s, &cs[0], "gql").await.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), RECORDS, "every record once");
+    // The next run asks for what changed since the latest it saw.
+    let c = reload(&s, &cs[0]).await;
+    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(&c, SyncKind::Incremental), budget()).await.unwrap();
+    let last: Value = serde_json::from_str(&s.fake.requests_to("/graphql")[3].body).unwrap();
+    assert_eq!(last["variables"]["query"], format!("updated_at:>'{}'", c.cursors["gql"].cursor.clone().unwrap()));
+    assert_eq!(last["variables"]["after"], Value::Null);
 }

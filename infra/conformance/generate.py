@@ -240,9 +240,25 @@ def wsdl_ops(text, source):
 
 
 def graphql_facts(doc):
-    types = {t["name"]: t for t in doc["data"]["__schema"]["types"]} if "data" in doc else {t["name"]: t for t in doc["__schema"]["types"]}
-    query = types.get("QueryRoot") or types.get("Query") or {}
-    return sorted(f["name"] for f in query.get("fields") or [])
+    """For each query root field: the fields of what it returns (of its
+    nodes, for a connection)."""
+    schema = doc["data"]["__schema"] if "data" in doc else doc["__schema"]
+    types = {t["name"]: t for t in schema["types"]}
+    root = types.get(schema.get("queryType", {}).get("name", "QueryRoot")) or types.get("QueryRoot") or {}
+
+    def named(t):
+        while t and t.get("ofType"):
+            t = t["ofType"]
+        return (t or {}).get("name")
+
+    out = {}
+    for field in root.get("fields") or []:
+        target = types.get(named(field["type"])) or {}
+        if (target.get("name") or "").endswith("Connection"):
+            nodes = next((f for f in target.get("fields") or [] if f["name"] == "nodes"), None)
+            target = types.get(named(nodes["type"])) if nodes else {}
+        out[field["name"]] = sorted(f["name"] for f in (target or {}).get("fields") or [])
+    return out
 
 
 def generate(vendor):
@@ -256,7 +272,7 @@ def generate(vendor):
             if kind == "wsdl":
                 ops += wsdl_ops(path.read_text(encoding="utf-8"), rel)
             elif kind == "graphql":
-                entry["graphql_query_fields"] = graphql_facts(load(path))
+                entry["graphql"] = graphql_facts(load(path))
             elif kind == "meta":
                 ops += meta_ops(load(path), rel, meta_version)
             elif kind == "postman":

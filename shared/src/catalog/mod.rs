@@ -283,6 +283,24 @@ pub struct RequestSpec {
     pub account_name_pointer: Option<String>,
     /// Where the granted scopes are listed (Recharge `token_information`).
     pub scopes_pointer: Option<String>,
+    /// Sent as a GraphQL query (POST to `path`) instead of a GET.
+    #[serde(default)]
+    pub graphql: Option<GraphqlSpec>,
+}
+
+/// A GraphQL query, POSTed as `{"query", "variables"}` to the request's path.
+/// Its variables: `$first` (the page size), `$after` (the page cursor) and
+/// `$query` (the incremental filter).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GraphqlSpec {
+    pub query: String,
+    /// The query root field it reads (held to the published schema).
+    pub root_field: String,
+    /// The search filter of an incremental run, `{cursor}` standing for the
+    /// value (Shopify: `updated_at:>'{cursor}'`).
+    #[serde(default)]
+    pub filter: Option<String>,
 }
 
 fn get() -> String {
@@ -315,6 +333,12 @@ pub struct ApiKeySpec {
 #[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pagination {
     None,
+    /// GraphQL connections: `pageInfo.endCursor` goes back as `$after` while
+    /// `pageInfo.hasNextPage` is true.
+    GraphqlCursor {
+        end_cursor_pointer: String,
+        has_next_pointer: String,
+    },
     /// The next cursor is in the body; sent back as `param`.
     CursorInBody {
         next_pointer: String,
@@ -355,6 +379,9 @@ pub struct StreamSpec {
     /// requires `CreatedAfter` or `LastUpdatedAfter`).
     #[serde(default)]
     pub initial_window: bool,
+    /// Sent as a GraphQL query instead of a GET (Shopify's Admin API).
+    #[serde(default)]
+    pub graphql: Option<GraphqlSpec>,
     /// Query parameters from the app credentials, as templates (TikTok's
     /// `advertiser/get`: `app_id={client_id}`, `secret={client_secret}`).
     #[serde(default)]

@@ -312,14 +312,26 @@ fn pointer_of(field: &str) -> String {
     }
 }
 
-fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
-    let mut cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
+/// Where a run of a stream starts: its saved cursor, else (for a stream
+/// that needs a start) the history window.
+fn run_cursor(run: &Run<'_>, stream: &StreamSpec) -> Option<String> {
+    let cursor = run.connection.cursors.get(&stream.name).and_then(|c| c.cursor.clone());
     if cursor.is_none() && stream.initial_window {
-        // The first run reads the history window.
         let start = run.app.clock.now() - chrono::Duration::days(i64::from(run.app.config.history_days));
-        cursor = Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        return Some(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     }
-    platform::stream_first_url(run.entry, stream, &run.vars, cursor.as_deref())
+    cursor
+}
+
+fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
+    platform::stream_first_url(run.entry, stream, &run.vars, run_cursor(run, stream).as_deref())
+}
+
+/// What one page asks: a GET, or a GraphQL query (its page cursor in the
+/// variables).
+enum Ask {
+    Get(url::Url),
+    Graphql { url: url::Url, query: String, variables: serde_json::Value },
 }
 
 fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
@@ -345,6 +357,8 @@ fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Re
             }
             return Ok(next);
         }
+        // A GraphQL page's cursor goes in its variables, not its URL.
+        (PageState::Token(_), Pagination::GraphqlCursor { .. }) => {}
         (PageState::Token(t), Pagination::CursorInBody { param, alone, .. }) => {
             if *alone {
                 url.set_query(None);
@@ -389,6 +403,11 @@ fn next_state(
     let full_page = stream.page_size.is_none_or(|size| count >= size as usize) && count > 0;
     match &stream.pagination {
         Pagination::None => None,
+        Pagination::GraphqlCursor { end_cursor_pointer, has_next_pointer } => {
+            let more = doc.pointer(has_next_pointer).and_then(|v| v.as_bool()).unwrap_or(false);
+            let end = doc.pointer(end_cursor_pointer).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+            end.filter(|_| more).map(|e| PageState::Token(e.to_owned()))
+        }
         Pagination::LinkHeader => next_link(headers).map(PageState::Url),
         Pagination::CursorInBody { next_pointer, .. } => match doc.pointer(next_pointer) {
             Some(serde_json::Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => {
@@ -439,7 +458,7 @@ enum Fetched {
 
 /// Sends a page request: waits out short 429/5xx backoffs, asks for a
 /// continuation on long ones, refreshes once on a 401.
-async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetched, Error> {
+async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, Error> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -465,7 +484,12 @@ async fn fetch(run: &mut Run<'_>, url: &url::Url, budget: Budget) -> Result<Fetc
             tokio::time::sleep(wait).await;
         }
         let creds = run.creds.as_credentials(&run.extra);
-        let request = platform::api_get(run.entry, url.clone(), &run.vars, &creds)?;
+        let request = match ask {
+            Ask::Get(url) => platform::api_get(run.entry, url.clone(), &run.vars, &creds)?,
+            Ask::Graphql { url, query, variables } => {
+                platform::graphql_post(run.entry, url.clone(), &run.vars, &creds, query, variables.clone())?
+            }
+        };
         let response = run.app.http.send(request).await;
         if let (Ok(r), Some(header)) = (&response, run.entry.api.as_ref().and_then(|a| a.rate_limit_header.as_ref())) {
             let per_second = r
@@ -595,8 +619,20 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         let state: Option<PageState> = cursor.page.as_deref().and_then(|p| serde_json::from_str(p).ok());
         let url = page_url(run, stream, state.as_ref())?;
         let url = platform::with_credential_query(stream, url, &run.vars, &run.creds.as_credentials(&run.extra))?;
+        let ask = match &stream.graphql {
+            Some(q) => {
+                let after = match &state {
+                    Some(PageState::Token(t)) => Some(t.as_str()),
+                    _ => None,
+                };
+                let cursor = run_cursor(run, stream);
+                let variables = platform::graphql_variables(q, stream.page_size, after, cursor.as_deref());
+                Ask::Graphql { url, query: q.query.clone(), variables }
+            }
+            None => Ask::Get(url),
+        };
         let response = loop {
-            match fetch(run, &url, budget).await? {
+            match fetch(run, &ask, budget).await? {
                 Fetched::Page(r) => break r,
                 Fetched::Retry => continue,
                 Fetched::Stop(outcome) => return Ok(StreamEnd::Stop(outcome)),

@@ -32,7 +32,10 @@ pub fn request(
 ) -> Result<Option<http::Request<Bytes>>, Error> {
     let Some(spec) = &entry.identity else { return Ok(None) };
     let url = platform::api_url(entry, &spec.path, vars)?;
-    platform::api_get(entry, url, vars, creds).map(Some)
+    match &spec.graphql {
+        Some(q) => platform::graphql_post(entry, url, vars, creds, &q.query, serde_json::json!({})).map(Some),
+        None => platform::api_get(entry, url, vars, creds).map(Some),
+    }
 }
 
 /// The account the credentials belong to (`None` when the entry has no

@@ -151,7 +151,50 @@ pub fn api_get(
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<http::Request<Bytes>, Error> {
-    let mut req = http::Request::builder().method(http::Method::GET).uri(url.as_str());
+    api_request(entry, url, vars, creds, None)
+}
+
+/// A GraphQL query to the platform's API: POST `{"query", "variables"}`,
+/// with the same authentication and headers as a GET.
+pub fn graphql_post(
+    entry: &PlatformEntry,
+    url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+    query: &str,
+    variables: serde_json::Value,
+) -> Result<http::Request<Bytes>, Error> {
+    let body = serde_json::json!({"query": query, "variables": variables});
+    api_request(entry, url, vars, creds, Some(Bytes::from(body.to_string())))
+}
+
+/// The variables of a GraphQL page: the page size, the page cursor, and the
+/// incremental filter when there is a cursor value.
+pub fn graphql_variables(
+    spec: &crate::catalog::GraphqlSpec,
+    page_size: Option<u32>,
+    after: Option<&str>,
+    cursor: Option<&str>,
+) -> serde_json::Value {
+    let filter = match (&spec.filter, cursor) {
+        (Some(f), Some(c)) => serde_json::Value::String(f.replace("{cursor}", c)),
+        _ => serde_json::Value::Null,
+    };
+    serde_json::json!({"first": page_size.unwrap_or(100), "after": after, "query": filter})
+}
+
+fn api_request(
+    entry: &PlatformEntry,
+    url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+    json_body: Option<Bytes>,
+) -> Result<http::Request<Bytes>, Error> {
+    let method = if json_body.is_some() { http::Method::POST } else { http::Method::GET };
+    let mut req = http::Request::builder().method(method).uri(url.as_str());
+    if json_body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
     // One Accept: the entry's own (Klaviyo's JSON:API type), else JSON.
     let own_accept = entry.api.as_ref().is_some_and(|a| a.headers.keys().any(|k| k.eq_ignore_ascii_case("accept")));
     if !own_accept {
@@ -169,7 +212,7 @@ pub fn api_get(
             req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
         }
     }
-    req.body(Bytes::new()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
+    req.body(json_body.unwrap_or_default()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
 }
 
 /// What a platform's answer says in its error envelope, if it has one.
