@@ -778,3 +778,94 @@ async fn a_graphql_stream_pages_by_its_end_cursor_and_filters_incremental_runs()
     assert_eq!(last["variables"]["query"], format!("updated_at:>'{}'", c.cursors["gql"].cursor.clone().unwrap()));
     assert_eq!(last["variables"]["after"], Value::Null);
 }
+
+#[tokio::test]
+async fn a_finished_run_schedules_the_next_and_the_scheduler_starts_it_once() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    let (_, cs) = connect(&s, "ws_sched", "good-token", 1, &["cursor"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let t0 = s.app.clock_now();
+    let c = reload(&s, &cs[0]).await;
+    assert_eq!(c.next_sync_at, Some(t0 + chrono::Duration::minutes(60)), "the platform's default interval");
+    // Not due yet: nothing is read but what is due, nothing queued.
+    let early = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((early.items_read, early.scheduled), (0, 0));
+    // Due: one incremental run, once.
+    s.app.clock.advance(chrono::Duration::minutes(61));
+    let due = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((due.items_read, due.scheduled), (1, 1));
+    assert_eq!(shared::flows::schedule::tick(app).await.unwrap().scheduled, 0, "the slot was claimed");
+    // The job waits the connection's own jitter (within a tenth of the
+    // interval), then runs from the cursors.
+    s.app.clock.advance(chrono::Duration::minutes(6));
+    let before = s.fake.requests_to("/cursor").len();
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    let asked = &s.fake.requests_to("/cursor")[before..];
+    assert!(!asked.is_empty() && asked[0].query.contains_key("updated_since"), "an incremental run");
+    let after = reload(&s, &cs[0]).await;
+    assert_eq!(after.next_sync_at, Some(s.app.clock_now() + chrono::Duration::minutes(60)));
+    assert!(after.last_synced_at > c.last_synced_at);
+}
+
+#[tokio::test]
+async fn a_disconnected_connection_leaves_the_schedule_and_a_failed_run_is_tried_again_soon() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    let (_, cs) = connect(&s, "ws_unsched", "good-token", 2, &["cursor"]).await;
+    for c in &cs {
+        assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+    }
+    // One is disconnected: when it comes due, it is taken off.
+    let v = app.repo.connection(&cs[0].workspace_id, &cs[0].id).await.unwrap();
+    let mut gone = v.value;
+    gone.apply(Event::CredentialsLost(DisconnectReason::TokenRevoked), s.app.clock_now()).unwrap();
+    app.repo.save(&gone, v.version).await.unwrap();
+    s.app.clock.advance(chrono::Duration::minutes(61));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((tick.scheduled, tick.unscheduled), (1, 1));
+    assert_eq!(reload(&s, &cs[0]).await.next_sync_at, None);
+    // A run that fails is tried again within 15 minutes, not an interval.
+    s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
+    let job = SyncJob::start(&cs[1], SyncKind::Incremental);
+    let _ = shared::entry::lambda::run_sync_job(app, job, budget()).await;
+    let failed = reload(&s, &cs[1]).await;
+    assert!(matches!(failed.status, Status::Error { .. }));
+    assert!(failed.running.is_some(), "the failed run keeps its progress, to be continued");
+    // Never a second run beside it: once it has stalled, the scheduler
+    // continues it instead of starting another.
+    s.fail.lock().unwrap().remove("/cursor");
+    s.app.clock.advance(chrono::Duration::minutes(61));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((tick.scheduled, tick.stalled_requeued), (0, 1));
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    let recovered = reload(&s, &cs[1]).await;
+    assert_eq!(recovered.status, Status::Connected);
+    assert!(recovered.running.is_none() && recovered.next_sync_at.is_some());
+}
+
+#[tokio::test]
+async fn a_connection_may_sync_at_its_own_interval_within_the_bounds() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_iv", "good-token", 1, &["cursor"]).await;
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    let t = s.app.token("ws_iv", "u", "staff").await;
+    let patch = |v: Value| {
+        s.app
+            .http
+            .patch(s.app.url(&format!("/v1/connections/{}", cs[0].id)))
+            .bearer_auth(&t)
+            .json(&json!({"sync_interval_minutes": v}))
+            .send()
+    };
+    let r = patch(json!(5)).await.unwrap();
+    assert_eq!(r.status(), 422, "below the deployment's floor (15)");
+    assert!(r.text().await.unwrap().contains("from 15 to 10080"));
+    let r: Value = patch(json!(120)).await.unwrap().json().await.unwrap();
+    assert_eq!(r["sync_interval_minutes"], 120);
+    let last: chrono::DateTime<chrono::Utc> = r["data_fresh_as_of"].as_str().unwrap().parse().unwrap();
+    let next: chrono::DateTime<chrono::Utc> = r["next_sync_at"].as_str().unwrap().parse().unwrap();
+    assert_eq!(next - last, chrono::Duration::minutes(120));
+    let r: Value = patch(Value::Null).await.unwrap().json().await.unwrap();
+    assert_eq!(r["sync_interval_minutes"], Value::Null, "back to the platform's");
+}

@@ -393,3 +393,30 @@ async fn automation_tokens_upload_for_one_connection_until_revoked() {
     assert_eq!(push(&token).await.unwrap().status(), 401);
     assert!(!app.dump_state().await.contains("UPTOKEN"), "no token item outlives its connection");
 }
+
+#[tokio::test]
+async fn an_upload_schedule_is_cleared_with_null() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_null", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({"upload_schedule": "monthly"})).await;
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(&t)
+        .json(&json!({"upload_schedule": null}))
+        .send()
+        .await
+        .unwrap();
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["upload_schedule"], Value::Null, "{c}");
+    // An absent field changes nothing.
+    let r = app
+        .http
+        .patch(app.url(&format!("/v1/connections/{id}")))
+        .bearer_auth(&t)
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["upload_schedule"], Value::Null);
+}

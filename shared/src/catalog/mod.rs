@@ -379,6 +379,10 @@ pub struct StreamSpec {
     /// requires `CreatedAfter` or `LastUpdatedAfter`).
     #[serde(default)]
     pub initial_window: bool,
+    /// How often it syncs (the connection's interval is the shortest of its
+    /// selected streams').
+    #[serde(default)]
+    pub sync_interval_minutes: Option<u32>,
     /// Sent as a GraphQL query instead of a GET (Shopify's Admin API).
     #[serde(default)]
     pub graphql: Option<GraphqlSpec>,
@@ -456,6 +460,9 @@ pub struct PlatformEntry {
     /// The API version the entry pins, and when the vendor stops serving it.
     #[serde(default)]
     pub api_version: Option<ApiVersion>,
+    /// How often its connections sync when no stream says otherwise.
+    #[serde(default)]
+    pub sync_interval_minutes: Option<u32>,
     /// What each value of a connect-time parameter implies: more template
     /// values (a region's consent host, token host, API host and default
     /// marketplace).
@@ -524,6 +531,18 @@ impl PlatformEntry {
 
     /// Validates connect-time params against the entry: every declared one
     /// present and matching its pattern, nothing undeclared.
+    /// The platform's interval for a selection of streams: the shortest of
+    /// the selected streams', else the entry's, else the service's default.
+    pub fn sync_interval(&self, selected: &[crate::domain::StreamSelection]) -> u32 {
+        self.streams
+            .iter()
+            .filter(|s| selected.iter().any(|sel| sel.selected && sel.name == s.name))
+            .filter_map(|s| s.sync_interval_minutes)
+            .min()
+            .or(self.sync_interval_minutes)
+            .unwrap_or(crate::domain::policy::DEFAULT_SYNC_INTERVAL_MINUTES)
+    }
+
     /// Adds what the given parameters imply (`param_values`) to them.
     pub fn expand_params(&self, params: &mut BTreeMap<String, String>) {
         let implied: Vec<(String, String)> = self

@@ -364,6 +364,12 @@ pub struct Connection {
     /// The sync run under way, if any.
     #[serde(default)]
     pub running: Option<RunInfo>,
+    /// When the scheduler runs it next (none: not scheduled).
+    #[serde(default)]
+    pub next_sync_at: Option<DateTime<Utc>>,
+    /// Its own sync interval, where it has one (else its platform's).
+    #[serde(default)]
+    pub sync_interval_minutes: Option<u32>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -402,6 +408,8 @@ impl Connection {
             params: BTreeMap::new(),
             upload_schedule: None,
             running: None,
+            next_sync_at: None,
+            sync_interval_minutes: None,
             created_by,
             created_at: now,
             updated_at: now,
@@ -448,6 +456,14 @@ impl Connection {
         } else {
             SyncKind::Initial
         }
+    }
+
+    /// Whether the scheduler syncs it: a data source that syncs from a
+    /// platform and has usable credentials.
+    pub fn is_scheduled_source(&self) -> bool {
+        self.role == ConnectionRole::Source
+            && !matches!(self.credential, Credential::FileUpload)
+            && self.status.has_credentials()
     }
 
     /// Whether the connection shows a problem that a reconnect repairs.
@@ -586,6 +602,8 @@ mod tests {
             params: BTreeMap::new(),
             upload_schedule: None,
             running: None,
+            next_sync_at: None,
+            sync_interval_minutes: None,
             created_by: UserId::parse("u").unwrap(),
             created_at: now,
             updated_at: now,

@@ -55,6 +55,32 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
     earliest.max(now + Duration::minutes(1))
 }
 
+/// A connection syncs this often when its platform says nothing.
+pub const DEFAULT_SYNC_INTERVAL_MINUTES: u32 = 60;
+/// The longest interval a connection may ask for (a week).
+pub const MAX_SYNC_INTERVAL_MINUTES: u32 = 7 * 24 * 60;
+/// A failed run is tried again within this, or its interval if shorter.
+pub const RETRY_AFTER_FAILURE_MINUTES: i64 = 15;
+
+/// The interval a connection syncs at: its own, else its platform's, never
+/// below the deployment's floor nor above a week.
+pub fn sync_interval(own: Option<u32>, platform: u32, floor: u32) -> u32 {
+    own.unwrap_or(platform).clamp(floor.clamp(1, MAX_SYNC_INTERVAL_MINUTES), MAX_SYNC_INTERVAL_MINUTES)
+}
+
+/// A connection's own delay within its slot, so that a thousand connections
+/// created together do not sync in the same second: spread over a tenth of
+/// the interval (at most five minutes), stable for a connection.
+pub fn jitter_seconds(connection_id: &str, interval_minutes: u32) -> u32 {
+    let span = (interval_minutes.saturating_mul(6)).clamp(1, 300);
+    let mut h: u32 = 0x811c9dc5;
+    for b in connection_id.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x01000193);
+    }
+    h % span
+}
+
 /// A cursor value as it compares.
 #[derive(Debug, PartialEq, PartialOrd)]
 enum Ordered {
@@ -116,6 +142,18 @@ mod tests {
             scopes: vec![],
             obtained_at: now,
         }
+    }
+
+    #[test]
+    fn intervals_keep_within_the_floor_and_a_week_and_jitter_spreads_connections() {
+        assert_eq!(sync_interval(None, 15, 30), 30, "the deployment's floor");
+        assert_eq!(sync_interval(Some(120), 15, 15), 120, "the connection's own");
+        assert_eq!(sync_interval(Some(100_000), 15, 15), MAX_SYNC_INTERVAL_MINUTES);
+        let spread: std::collections::BTreeSet<u32> =
+            (0..1000).map(|i| jitter_seconds(&format!("conn_{i:032x}"), 15)).collect();
+        assert!(spread.iter().all(|s| *s < 90), "within a tenth of 15 minutes");
+        assert!(spread.len() > 60, "a thousand connections spread over the span: {}", spread.len());
+        assert_eq!(jitter_seconds("conn_x", 60), jitter_seconds("conn_x", 60), "stable");
     }
 
     #[test]

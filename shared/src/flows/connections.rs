@@ -72,12 +72,22 @@ pub struct Patch {
     /// Names of the streams to sync.
     pub selected_streams: Option<Vec<String>>,
     /// File connections: `daily`, `weekly`, `monthly`, or null for none.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     pub upload_schedule: Option<serde_json::Value>,
     /// OAuth connections: use another authorization of the same platform
     /// (after one was removed); a disconnected connection resumes.
     #[serde(default)]
     pub authorization_id: Option<String>,
+    /// Its own sync interval in minutes (from the deployment's floor to a
+    /// week), or null for its platform's.
+    #[serde(default, deserialize_with = "present")]
+    pub sync_interval_minutes: Option<serde_json::Value>,
+}
+
+/// A field that is there, even as `null` (which clears it), as opposed to
+/// one that is absent (which changes nothing).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// `PATCH /v1/connections/{id}`.
@@ -110,6 +120,28 @@ pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) 
         if matches!(c.status, Status::Disconnected { .. }) {
             c.apply(Event::Reconnected { initial_sync_done: c.initial_sync_done }, app.clock.now())?;
             resume = c.role == ConnectionRole::Source;
+        }
+    }
+    if let Some(value) = patch.sync_interval_minutes {
+        let floor = app.config.sync_interval_floor_minutes;
+        let max = crate::domain::policy::MAX_SYNC_INTERVAL_MINUTES;
+        c.sync_interval_minutes = match value {
+            serde_json::Value::Null => None,
+            v => match v.as_u64().map(|n| n as u32).filter(|n| (floor..=max).contains(n)) {
+                Some(n) => Some(n),
+                None => {
+                    return Err(Error::invalid(
+                        "sync_interval_minutes",
+                        format!("must be a whole number of minutes from {floor} to {max}, or null for the platform's"),
+                    ))
+                }
+            },
+        };
+        // The next run moves with the interval (from the last one).
+        if c.next_sync_at.is_some() && c.running.is_none() {
+            let from = c.last_synced_at.unwrap_or(app.clock.now());
+            let next = from + chrono::Duration::minutes(i64::from(super::schedule::interval_minutes(app, &c)));
+            c.next_sync_at = Some(next.max(app.clock.now()));
         }
     }
     if let Some(schedule) = patch.upload_schedule {

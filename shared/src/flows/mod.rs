@@ -17,6 +17,7 @@
 //! | [`refresh`] | renew a grant's tokens (single flight) |
 //! | [`disconnect`] | a grant or connection is lost: once, with one alert |
 //! | [`sync`] | one sync job: page through streams into the sink |
+//! | [`schedule`] | the next incremental runs, and runs that stalled |
 //! | [`sweep`] | the scheduled look at grants that are due |
 //! | [`alerts`] | incidents become notifications and emails, once |
 
@@ -32,6 +33,7 @@ pub mod notifications;
 pub mod providers;
 pub mod reconnect;
 pub mod refresh;
+pub mod schedule;
 pub mod sweep;
 pub mod sync;
 

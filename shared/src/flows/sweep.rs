@@ -53,6 +53,9 @@ pub struct SweepReport {
     /// Sync runs that had stalled (their worker died) and were re-queued.
     #[serde(default)]
     pub stalled_runs_requeued: usize,
+    /// Incremental runs the scheduler queued.
+    #[serde(default)]
+    pub syncs_scheduled: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,14 +99,15 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
             Done::Unchanged => report.unchanged += 1,
         }
     }
-    // Runs whose worker died and whose message is gone continue.
-    report.stalled_runs_requeued = match super::sync::requeue_stalled_runs(app).await {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::error!(error = %e, "stalled sync runs not checked");
-            0
+    // The scheduler: the next incremental runs, and runs whose worker died
+    // and whose message is gone.
+    match super::schedule::tick(app).await {
+        Ok(s) => {
+            report.stalled_runs_requeued = s.stalled_requeued;
+            report.syncs_scheduled = s.scheduled;
         }
-    };
+        Err(e) => tracing::error!(error = %e, "the scheduler could not run"),
+    }
     tracing::info!(?report, "expiry sweep");
     Ok(report)
 }

@@ -755,11 +755,14 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
         .update_from(held, |c| {
             let was_error = matches!(c.status, Status::Error { .. });
             c.cursors = cursors.clone();
+            let now = app.clock.now();
             if c.status.has_credentials() {
                 let event = if c.initial_sync_done { Event::SyncSucceeded } else { Event::InitialSyncCompleted };
-                c.apply(event, app.clock.now())?;
+                c.apply(event, now)?;
             }
             c.running = None;
+            // The next run, at the connection's interval.
+            c.next_sync_at = super::schedule::next_after_success(app, c, now);
             Ok(Change::Save(was_error))
         })
         .await?;
@@ -786,9 +789,14 @@ pub async fn record_failure(
             if !c.status.has_credentials() {
                 return Ok(Change::Keep(false));
             }
-            c.apply(Event::SyncFailed(reason), app.clock.now())?;
+            let now = app.clock.now();
+            c.apply(Event::SyncFailed(reason), now)?;
             if let Some(e) = c.last_error.as_mut() {
                 e.message = message.clone();
+            }
+            // Tried again soon, within its interval.
+            if c.running.is_none() {
+                c.next_sync_at = super::schedule::next_after_failure(app, c, now);
             }
             Ok(Change::Save(true))
         })
@@ -868,33 +876,6 @@ pub async fn sync_now(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(
     }
     app.send(&SyncJob::resume(&c), 0).await?;
     Ok(())
-}
-
-/// Re-queues the runs that made no progress for [`crate::domain::policy::RUN_STALL_MINUTES`]
-/// and whose lease is free (their worker died and their message was lost or
-/// dead-lettered): each continues from its saved page. Reads only the
-/// stalled runs (the due index). Returns how many were re-queued.
-pub async fn requeue_stalled_runs(app: &App) -> Result<usize, Error> {
-    let now = app.clock.now();
-    let mut requeued = 0;
-    for stalled in app.repo.due_runs(now, 500).await? {
-        let c = &stalled.value;
-        if c.running.is_none() || app.repo.sync_lease_live(&c.workspace_id, &c.id, now).await? {
-            continue;
-        }
-        // Look again in a stall window, whatever happens next.
-        let mut touched = c.clone();
-        touched.updated_at = now;
-        if app.repo.save(&touched, stalled.version).await.is_err() {
-            continue; // changed meanwhile: it is moving
-        }
-        if c.status.has_credentials() {
-            app.send(&SyncJob::resume(c), 0).await?;
-            tracing::warn!(connection = %c.id, "a stalled sync run was re-queued");
-            requeued += 1;
-        }
-    }
-    Ok(requeued)
 }
 
 #[cfg(test)]

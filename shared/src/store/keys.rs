@@ -70,13 +70,16 @@ impl Entity for Connection {
     fn sk(&self) -> String {
         connection_sk(&self.id)
     }
-    /// A connection with a run under way is due for a look by the sweep
-    /// when it has saved no progress for a stall window.
+    /// A connection is due for the scheduler: with a run under way, when it
+    /// has saved no progress for a stall window; else at its next sync.
     fn due(&self) -> Option<Due> {
-        self.running.as_ref().map(|_| Due {
-            shard: RUN_SHARDS_FROM + shard_of(self.id.as_str()),
-            at: (self.updated_at + chrono::Duration::minutes(RUN_STALL_MINUTES)).timestamp(),
-        })
+        let shard = RUN_SHARDS_FROM + shard_of(self.id.as_str());
+        match &self.running {
+            Some(_) => {
+                Some(Due { shard, at: (self.updated_at + chrono::Duration::minutes(RUN_STALL_MINUTES)).timestamp() })
+            }
+            None => self.next_sync_at.map(|at| Due { shard, at: at.timestamp() }),
+        }
     }
 }
 

@@ -266,9 +266,13 @@ impl Repo {
         self.get_sk(ws, &keys::upload_sk(connection, id.as_str())).await
     }
 
-    /// Connections with a run under way that saved no progress for a stall
-    /// window by `until`, across every run shard.
-    pub async fn due_runs(&self, until: DateTime<Utc>, per_shard: usize) -> Result<Vec<Versioned<Connection>>, Error> {
+    /// Connections due by `until` (a sync to start, or a run that saved no
+    /// progress for a stall window), across every connection shard.
+    pub async fn due_connections(
+        &self,
+        until: DateTime<Utc>,
+        per_shard: usize,
+    ) -> Result<Vec<Versioned<Connection>>, Error> {
         let mut out = Vec::new();
         for shard in keys::RUN_SHARDS_FROM..keys::RUN_SHARDS_FROM + keys::DUE_SHARDS {
             for item in self.store.due(shard, until.timestamp(), per_shard).await? {
