@@ -516,8 +516,12 @@ async fn sync_now_queues_a_run_from_the_cursors() {
     // While a run is under way, sync now says so.
     let v = s.app.stack.app.repo.connection(&cs[0].workspace_id, &cs[0].id).await.unwrap();
     let mut running = v.value;
-    running.running =
-        Some(RunInfo { id: SyncRunId::generate(), kind: SyncKind::Incremental, started_at: s.app.clock_now() });
+    running.running = Some(RunInfo {
+        id: SyncRunId::generate(),
+        kind: SyncKind::Incremental,
+        started_at: s.app.clock_now(),
+        trigger: None,
+    });
     s.app.stack.app.repo.save(&running, v.version).await.unwrap();
     let (ws, id) = (&cs[0].workspace_id, &cs[0].id);
     let ttl = chrono::Duration::minutes(2);
@@ -868,4 +872,49 @@ async fn a_connection_may_sync_at_its_own_interval_within_the_bounds() {
     assert_eq!(next - last, chrono::Duration::minutes(120));
     let r: Value = patch(Value::Null).await.unwrap().json().await.unwrap();
     assert_eq!(r["sync_interval_minutes"], Value::Null, "back to the platform's");
+}
+
+#[tokio::test]
+async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let (_, cs) = connect(&s, "ws_hist", "good-token", 1, &["cursor"]).await;
+    let c = &cs[0];
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+    // A run that fails on a malformed page.
+    s.app.clock.advance(chrono::Duration::minutes(1));
+    s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
+    let job = SyncJob::start(&reload(&s, c).await, SyncKind::Incremental).triggered(SyncTrigger::Manual);
+    let _ = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await;
+    let t = s.app.token("ws_hist", "u", "staff").await;
+    let (http, base) = (s.app.http.clone(), s.app.url(&format!("/v1/connections/{}/runs", c.id)));
+    let get = |q: String| {
+        let (http, url, t) = (http.clone(), format!("{base}{q}"), t.clone());
+        async move { http.get(url).bearer_auth(t).send().await.unwrap() }
+    };
+    let all: Value = get(String::new()).await.json().await.unwrap();
+    let runs = all["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{all}");
+    assert_eq!(
+        (runs[0]["outcome"].as_str(), runs[0]["trigger"].as_str()),
+        (Some("failed"), Some("manual")),
+        "newest first"
+    );
+    assert_eq!(runs[0]["error_code"], "malformed_response");
+    assert_eq!((runs[1]["outcome"].as_str(), runs[1]["kind"].as_str()), (Some("succeeded"), Some("initial")));
+    assert_eq!(runs[1]["trigger"], "initial");
+    assert_eq!(runs[1]["streams"]["cursor"], json!({"records": RECORDS, "pages": 3}));
+    assert!(runs[1]["finished_at"].is_string());
+    // Paged with an opaque cursor.
+    let first: Value = get("?limit=1".into()).await.json().await.unwrap();
+    assert_eq!(first["runs"].as_array().unwrap().len(), 1);
+    let next = first["next_cursor"].as_str().unwrap().to_owned();
+    let second: Value = get(format!("?limit=1&cursor={next}")).await.json().await.unwrap();
+    assert_eq!(second["runs"][0]["id"], runs[1]["id"]);
+    assert_eq!(get("?limit=0".into()).await.status(), 422);
+    assert_eq!(get("?cursor=bm90LWEtY3Vyc29y".into()).await.status(), 422);
+    // Another workspace's connection is not there.
+    let other = s.app.token("ws_other", "u", "staff").await;
+    let r =
+        s.app.http.get(s.app.url(&format!("/v1/connections/{}/runs", c.id))).bearer_auth(other).send().await.unwrap();
+    assert_eq!(r.status(), 404);
 }

@@ -69,6 +69,8 @@ pub struct Config {
     pub history_days: u32,
     /// No connection syncs more often than this.
     pub sync_interval_floor_minutes: u32,
+    /// How long sync runs are kept in a connection's history.
+    pub run_retention_days: u32,
 }
 
 impl Config {
@@ -148,6 +150,7 @@ impl Config {
             allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
             require_membership: flag("REQUIRE_MEMBERSHIP", false)?,
             history_days: number("HISTORY_DAYS", 730)?.clamp(1, 3650) as u32,
+            run_retention_days: number("RUN_RETENTION_DAYS", 90)?.clamp(1, 3650) as u32,
             sync_interval_floor_minutes: number("SYNC_INTERVAL_FLOOR_MINUTES", 15)?.clamp(1, 1440) as u32,
             callback_budget_seconds: number("CALLBACK_BUDGET_SECONDS", DEFAULT_CALLBACK_BUDGET_SECONDS)?.clamp(1, 60),
             stage,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AuthorizationId, ConnectionId, SyncRunId, WorkspaceId};
-use super::model::{Connection, SyncKind};
+use super::model::{Connection, SyncKind, SyncTrigger};
 
 /// The queues of the service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,6 +38,9 @@ pub enum SyncJob {
         /// A continuation carries the run it continues.
         #[serde(default)]
         run_id: Option<SyncRunId>,
+        /// What started the run (recorded in its history).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger: Option<SyncTrigger>,
     },
 }
 
@@ -49,7 +52,14 @@ impl SyncJob {
             connection_id: connection.id.clone(),
             kind,
             run_id: None,
+            trigger: None,
         }
+    }
+
+    /// The same job, saying what started it.
+    pub fn triggered(self, by: SyncTrigger) -> Self {
+        let SyncJob::Sync { workspace_id, connection_id, kind, run_id, .. } = self;
+        SyncJob::Sync { workspace_id, connection_id, kind, run_id, trigger: Some(by) }
     }
 }
 
@@ -109,6 +119,7 @@ impl SyncJob {
                 connection_id: connection.id.clone(),
                 kind: run.kind,
                 run_id: Some(run.id.clone()),
+                trigger: None,
             },
             None => Self::next_run(connection),
         }

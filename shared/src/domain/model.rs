@@ -322,6 +322,9 @@ pub struct RunInfo {
     pub id: SyncRunId,
     pub kind: SyncKind,
     pub started_at: DateTime<Utc>,
+    /// What started it.
+    #[serde(default)]
+    pub trigger: Option<SyncTrigger>,
 }
 
 /// The last problem, as shown to people.
@@ -549,6 +552,55 @@ impl AlertKind {
             AlertKind::Recovered => "recovered",
         }
     }
+}
+
+/// What started a sync run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncTrigger {
+    /// The first sync after connecting.
+    Initial,
+    /// The scheduler, at the connection's interval.
+    Scheduled,
+    /// A person (sync now).
+    Manual,
+    /// A reconnect, a key replacement, a moved authorization.
+    Resumed,
+}
+
+/// How a sync run ended (or that it has not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    Disconnected,
+}
+
+/// What a run did in one stream.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRun {
+    pub records: u64,
+    pub pages: u64,
+}
+
+/// One run of a connection's sync, kept for its history.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub id: SyncRunId,
+    pub workspace_id: WorkspaceId,
+    pub connection_id: ConnectionId,
+    pub kind: SyncKind,
+    pub trigger: Option<SyncTrigger>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub streams: BTreeMap<String, StreamRun>,
+    pub outcome: RunOutcome,
+    pub error_code: Option<String>,
+    /// When the store drops it (the retention), epoch seconds.
+    pub expires_at: i64,
 }
 
 /// What a notification offers to do.

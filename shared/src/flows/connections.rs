@@ -64,6 +64,25 @@ pub async fn get(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connec
     Ok(c)
 }
 
+/// The most runs a page of history holds (the default is 20).
+pub const MAX_RUNS_PAGE: usize = 100;
+
+/// A page of a connection's sync runs, newest first.
+pub async fn runs(
+    app: &App,
+    caller: &Caller,
+    id: &ConnectionId,
+    cursor: Option<&str>,
+    limit: Option<usize>,
+) -> Result<(Vec<SyncRun>, Option<String>), Error> {
+    get(app, caller, id).await?;
+    let limit = limit.unwrap_or(20);
+    if !(1..=MAX_RUNS_PAGE).contains(&limit) {
+        return Err(Error::invalid("limit", format!("must be from 1 to {MAX_RUNS_PAGE}")));
+    }
+    app.repo.runs_page(&caller.workspace_id, id, cursor, limit).await
+}
+
 /// The body of `PATCH /v1/connections/{id}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -76,7 +76,7 @@ pub async fn resume_connection(app: &App, mut conn: Connection, version: u64) ->
     }
     conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
     if app.repo.save(&conn, version).await.is_ok() {
-        app.send_or_log(&SyncJob::resume(&conn), "resumed sync").await;
+        app.send_or_log(&SyncJob::resume(&conn).triggered(SyncTrigger::Resumed), "resumed sync").await;
         let recovered =
             AlertEvent::Recovered { workspace_id: conn.workspace_id.clone(), connection_id: conn.id.clone() };
         app.send_or_log(&recovered, "recovery alert").await;

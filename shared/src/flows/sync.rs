@@ -147,7 +147,7 @@ struct Run<'a> {
 
 /// Runs one sync job within its budget.
 pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome, Error> {
-    let SyncJob::Sync { workspace_id, connection_id, kind, run_id } = job;
+    let SyncJob::Sync { workspace_id, connection_id, kind, run_id, trigger } = job;
     let current = match app.repo.connection(workspace_id, connection_id).await {
         Ok(c) => c,
         Err(Error::NotFound { .. }) => return Ok(Outcome::Skipped("the connection was deleted")),
@@ -167,7 +167,8 @@ pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome
         return Ok(Outcome::Busy);
     };
     let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout) };
-    let result = run_leased(app, current.value, current.version, *kind, run_id.clone(), budget, &mut lease).await;
+    let start = Start { kind: *kind, run_id: run_id.clone(), trigger: *trigger };
+    let result = run_leased(app, current.value, current.version, start, budget, &mut lease).await;
     app.repo.release_sync_lease(workspace_id, connection_id, lease.version).await;
     result
 }
@@ -181,15 +182,22 @@ struct Lease {
     attempt_worst: Duration,
 }
 
+/// What a job asks of a run.
+struct Start {
+    kind: SyncKind,
+    run_id: Option<SyncRunId>,
+    trigger: Option<SyncTrigger>,
+}
+
 async fn run_leased(
     app: &App,
     mut connection: Connection,
     mut version: u64,
-    mut kind: SyncKind,
-    run_id: Option<SyncRunId>,
+    start: Start,
     budget: Budget,
     lease: &mut Lease,
 ) -> Result<Outcome, Error> {
+    let Start { mut kind, run_id, trigger } = start;
     let entry = app.catalog.get(connection.platform.as_str())?;
     let now = app.clock.now();
     // A continuation of a run that is over (a redelivered message) does nothing.
@@ -210,14 +218,17 @@ async fn run_leased(
     };
     // A new run starts every stream from its incremental cursor.
     if !continuing {
-        connection.running = Some(RunInfo { id: SyncRunId::generate(), kind, started_at: now });
+        let trigger = trigger.or((kind == SyncKind::Initial).then_some(SyncTrigger::Initial));
+        connection.running = Some(RunInfo { id: SyncRunId::generate(), kind, started_at: now, trigger });
         for cursor in connection.cursors.values_mut() {
             cursor.page = None;
             cursor.complete = false;
             cursor.pages_this_run = 0;
+            cursor.records_this_run = 0;
             cursor.run_max = None;
         }
         version = app.repo.save(&connection, version).await?;
+        record_run(app, &connection, RunOutcome::Running, None).await;
     }
     let (creds, mut vars, extra) = match credentials(app, &connection).await {
         Ok(c) => c,
@@ -740,14 +751,43 @@ async fn continue_later(app: &App, c: &Connection, kind: SyncKind, delay_seconds
         connection_id: c.id.clone(),
         kind,
         run_id: c.running.as_ref().map(|r| r.id.clone()),
+        trigger: None,
     };
     app.send(&job, delay_seconds).await?;
     tracing::info!(connection = %c.id, delay_seconds, "sync continues in a new job");
     Ok(())
 }
 
+/// Writes a run's record in the connection's history, as the connection
+/// shows it (a history that cannot be written never stops a sync).
+async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: Option<String>) {
+    let Some(info) = &c.running else { return };
+    let now = app.clock.now();
+    let record = SyncRun {
+        id: info.id.clone(),
+        workspace_id: c.workspace_id.clone(),
+        connection_id: c.id.clone(),
+        kind: info.kind,
+        trigger: info.trigger,
+        started_at: info.started_at,
+        finished_at: (outcome != RunOutcome::Running).then_some(now),
+        streams: c
+            .cursors
+            .iter()
+            .map(|(name, cur)| (name.clone(), StreamRun { records: cur.records_this_run, pages: cur.pages_this_run }))
+            .collect(),
+        outcome,
+        error_code,
+        expires_at: (info.started_at + chrono::Duration::days(i64::from(app.config.run_retention_days))).timestamp(),
+    };
+    if let Err(e) = app.repo.put_run(&record).await {
+        tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
+    }
+}
+
 async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     let app = run.app;
+    let finished_run = run.connection.clone();
     let cursors = run.connection.cursors.clone();
     let held = Versioned { value: run.connection, version: run.version };
     let (was_error, saved) = app
@@ -767,6 +807,7 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
         })
         .await?;
     let c = saved.value;
+    record_run(app, &finished_run, RunOutcome::Succeeded, None).await;
     if was_error {
         let e = AlertEvent::Recovered { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone() };
         app.send_or_log(&e, "recovery alert").await;
@@ -783,7 +824,7 @@ pub async fn record_failure(
     reason: FailureReason,
     message: String,
 ) -> Result<(), Error> {
-    let (failed, _) = app
+    let (failed, saved) = app
         .repo
         .update_connection(ws, id, |c| {
             if !c.status.has_credentials() {
@@ -802,6 +843,7 @@ pub async fn record_failure(
         })
         .await?;
     if failed {
+        record_run(app, &saved.value, RunOutcome::Failed, Some(reason.code().to_owned())).await;
         let event = AlertEvent::SyncFailed {
             workspace_id: ws.clone(),
             connection_id: id.clone(),
@@ -823,6 +865,13 @@ pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), E
             // timeout, when the lease has been released or has expired.
             tracing::info!(connection = %connection_id, "another worker holds the connection; the job comes again later");
             Err(Error::SyncInProgress)
+        }
+        Ok(Outcome::Disconnected(reason)) => {
+            if let Ok(c) = app.repo.connection(workspace_id, connection_id).await {
+                record_run(app, &c.value, RunOutcome::Disconnected, Some(reason.code().to_owned())).await;
+            }
+            tracing::info!(connection = %connection_id, reason = reason.code(), "sync job ended: disconnected");
+            Ok(())
         }
         Ok(outcome) => {
             tracing::info!(connection = %connection_id, ?outcome, "sync job done");
@@ -874,7 +923,7 @@ pub async fn sync_now(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(
         // The run's worker died or failed: continue it from its saved page.
         tracing::warn!(connection = %c.id, "sync now continues an interrupted run");
     }
-    app.send(&SyncJob::resume(&c), 0).await?;
+    app.send(&SyncJob::resume(&c).triggered(SyncTrigger::Manual), 0).await?;
     Ok(())
 }
 

@@ -17,6 +17,7 @@
 //! | `WS#{ws}` | `UPPERIOD#{conn}#{month}` | the upload that holds a month |
 //! | `WS#{ws}` | `UPTOKENREF#{conn}#{hash}` | an upload token of a connection |
 //! | `WS#{ws}` | `SYNCLEASE#{conn}` | the sync lease of a connection |
+//! | `WS#{ws}` | `RUN#{conn}#{countdown}#{run}` | a sync run, newest first (TTL) |
 //! | `WS#{ws}` | `KEYCLAIM#{platform}#{fingerprint}` | the connection that holds an API key |
 //! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
 //! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush |
@@ -126,6 +127,26 @@ impl Entity for Notification {
         // Newest first when read in reverse; ids break ties.
         format!("NTF#{}#{}", self.created_at.format("%Y%m%dT%H%M%S%.6fZ"), self.id)
     }
+}
+
+impl Entity for crate::domain::SyncRun {
+    const KIND: &'static str = "sync run";
+    const SK_PREFIX: &'static str = "RUN#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    /// Newest first: the start time counts down.
+    fn sk(&self) -> String {
+        let countdown = 9_999_999_999_999i64 - self.started_at.timestamp_millis();
+        format!("RUN#{}#{countdown:013}#{}", self.connection_id, self.id)
+    }
+    fn expires_at(&self) -> Option<i64> {
+        Some(self.expires_at)
+    }
+}
+
+pub(super) fn runs_of(connection: &ConnectionId) -> String {
+    format!("RUN#{connection}#")
 }
 
 impl Entity for Upload {

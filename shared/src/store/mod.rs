@@ -43,6 +43,10 @@ pub trait Entity: Serialize + DeserializeOwned {
     fn due(&self) -> Option<Due> {
         None
     }
+    /// When the store drops it (epoch seconds), if ever.
+    fn expires_at(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// What a change decided, in [`Repo::update_with_retry`].
@@ -77,7 +81,7 @@ impl Repo {
             version,
             body,
             due: value.due(),
-            expires_at: None,
+            expires_at: value.expires_at(),
         })
     }
 
@@ -245,6 +249,46 @@ impl Repo {
         id: &AuthorizationId,
     ) -> Result<Vec<Versioned<Connection>>, Error> {
         Ok(self.list::<Connection>(ws).await?.into_iter().filter(|c| c.value.authorization_id() == Some(id)).collect())
+    }
+
+    /// One page of a connection's sync runs, newest first, after `after`
+    /// (the cursor the previous page gave).
+    /// The cursor is opaque to callers: it names the last run read.
+    pub async fn runs_page(
+        &self,
+        ws: &WorkspaceId,
+        connection: &ConnectionId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<crate::domain::SyncRun>, Option<String>), Error> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let prefix = keys::runs_of(connection);
+        let after = match cursor {
+            None => None,
+            Some(c) => {
+                let sk =
+                    b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|sk| sk.starts_with(&prefix));
+                Some(sk.ok_or_else(|| {
+                    Error::invalid("cursor", "is not a cursor of this list; use next_cursor as given")
+                })?)
+            }
+        };
+        let page = self.store.query(&workspace_pk(ws), &prefix, after.as_deref(), limit).await?;
+        let next = page.next.map(|sk| b64.encode(sk));
+        let runs = page
+            .items
+            .into_iter()
+            .map(|i| Self::from_item(i).map(|v: Versioned<_>| v.value))
+            .collect::<Result<_, _>>()?;
+        Ok((runs, next))
+    }
+
+    /// Writes a run as it stands (only its worker writes it).
+    pub async fn put_run(&self, run: &crate::domain::SyncRun) -> Result<(), Error> {
+        let item = Self::to_item(run, 1)?;
+        self.store.put(&item, Precondition::None).await?;
+        Ok(())
     }
 
     /// The uploads of a file connection.

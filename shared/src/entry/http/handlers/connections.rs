@@ -52,6 +52,22 @@ pub(super) async fn remove(app: &App, caller: &Caller, params: &Params) -> Resul
     Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("static response"))
 }
 
+pub(super) async fn runs(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    let id = connection_id(params)?;
+    let limit = match query(request, "limit") {
+        Some(l) => Some(l.parse::<usize>().map_err(|_| Error::invalid("limit", "must be a whole number"))?),
+        None => None,
+    };
+    let cursor = query(request, "cursor");
+    let (runs, next) = connections::runs(app, caller, &id, cursor.as_deref(), limit).await?;
+    Ok(json(StatusCode::OK, &json!({"runs": runs, "next_cursor": next})))
+}
+
 pub(super) async fn sync_now(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
     sync::sync_now(app, caller, &connection_id(params)?).await?;
     Ok(json(StatusCode::ACCEPTED, &json!({"queued": true})))
