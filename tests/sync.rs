@@ -918,3 +918,150 @@ async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged() {
         s.app.http.get(s.app.url(&format!("/v1/connections/{}/runs", c.id))).bearer_auth(other).send().await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The alert events waiting in the notify queue (taken off it).
+async fn alert_events(s: &Setup) -> Vec<shared::domain::messages::AlertEvent> {
+    let q = &s.app.stack.app.queue;
+    let mut events = Vec::new();
+    loop {
+        let batch = q.receive(QueueKind::Notify, 10, 60).await.unwrap();
+        if batch.is_empty() {
+            return events;
+        }
+        for m in batch {
+            events.push(serde_json::from_str(&m.body).unwrap());
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+}
+
+fn not_syncing(events: &[shared::domain::messages::AlertEvent]) -> Vec<String> {
+    use shared::domain::messages::AlertEvent;
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AlertEvent::DataNotSyncing { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_and_recovers() {
+    use shared::domain::messages::AlertEvent;
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    let (_, cs) = connect(&s, "ws_stale", "good-token", 1, &["cursor"]).await;
+    let c = &cs[0];
+    let t = s.app.token("ws_stale", "u", "staff").await;
+    assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
+    alert_events(&s).await;
+    // The sync worker stops (its jobs pile up): two intervals are not yet stale.
+    s.app.clock.advance(chrono::Duration::minutes(121));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((tick.scheduled, tick.stale), (1, 0));
+    assert!(reload(&s, c).await.stale.is_none());
+    // Three intervals: stale, with its reason, and one alert.
+    s.app.clock.advance(chrono::Duration::minutes(60));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!(tick.stale, 1);
+    let view: Value = s
+        .app
+        .http
+        .get(s.app.url(&format!("/v1/connections/{}", c.id)))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["stale"], true, "{view}");
+    assert_eq!(view["stale_reason"]["code"], "no_successful_sync");
+    assert!(view["stale_reason"]["action"].as_str().unwrap().contains("run history"));
+    let events = alert_events(&s).await;
+    assert_eq!(not_syncing(&events), vec!["no_successful_sync".to_owned()]);
+    for e in events {
+        shared::entry::lambda::deliver_alert(app, e).await.unwrap();
+    }
+    let subject = c.id.to_string();
+    let open = app.repo.incident(&c.workspace_id, &subject, AlertKind::DataNotSyncing).await.unwrap().unwrap();
+    assert!(open.value.is_open());
+    // Still stale later: no second alert.
+    s.app.clock.advance(chrono::Duration::minutes(61));
+    shared::flows::schedule::tick(app).await.unwrap();
+    assert!(not_syncing(&alert_events(&s).await).is_empty(), "one alert per incident");
+    // The worker comes back: data flows, the mark is cleared, the incident closes.
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    let after = reload(&s, c).await;
+    assert!(after.stale.is_none() && after.last_synced_at == Some(s.app.clock_now()));
+    let events = alert_events(&s).await;
+    assert!(events.iter().any(|e| matches!(e, AlertEvent::Recovered { .. })), "{events:?}");
+    for e in events {
+        shared::entry::lambda::deliver_alert(app, e).await.unwrap();
+    }
+    let closed = app.repo.incident(&c.workspace_id, &subject, AlertKind::DataNotSyncing).await.unwrap().unwrap();
+    assert!(!closed.value.is_open());
+}
+
+#[tokio::test]
+async fn an_initial_sync_that_writes_nothing_for_15_minutes_is_stale_and_a_lost_first_job_is_sent_again() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    let (_, cs) = connect(&s, "ws_quiet", "good-token", 1, &["cursor"]).await;
+    // Accepted through the state machine, its first job never sent (the
+    // worker died before the send).
+    let v = app.repo.connection(&cs[0].workspace_id, &cs[0].id).await.unwrap();
+    let mut c = v.value;
+    c.status = Status::PendingAuthorization;
+    c.apply(Event::CredentialsAccepted, s.app.clock_now()).unwrap();
+    assert_eq!(c.next_sync_at, Some(s.app.clock_now() + chrono::Duration::minutes(15)));
+    app.repo.save(&c, v.version).await.unwrap();
+    s.app.clock.advance(chrono::Duration::minutes(14));
+    assert_eq!(shared::flows::schedule::tick(app).await.unwrap().items_read, 0);
+    s.app.clock.advance(chrono::Duration::minutes(1));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!((tick.stale, tick.scheduled), (1, 1), "stale, and its first sync is sent again");
+    assert_eq!(not_syncing(&alert_events(&s).await), vec!["initial_sync_wrote_nothing".to_owned()]);
+    s.app.clock.advance(chrono::Duration::minutes(6));
+    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    let done = reload(&s, &c).await;
+    assert!(done.initial_sync_done && done.stale.is_none() && done.records_written() > 0);
+    // Had the first job only been late, it comes after the sync it started
+    // again: it reads what is new, not the whole history a second time.
+    s.app.clock.advance(chrono::Duration::minutes(1));
+    let before = s.fake.requests_to("/cursor").len();
+    assert_eq!(run(&s, &done, budget()).await.unwrap(), Outcome::Completed);
+    let asked = &s.fake.requests_to("/cursor")[before..];
+    assert!(!asked.is_empty() && asked.iter().all(|r| r.query.contains_key("updated_since")), "incremental");
+    let (runs, _) = app.repo.runs_page(&c.workspace_id, &c.id, None, 1).await.unwrap();
+    assert_eq!((runs[0].kind, runs[0].trigger), (SyncKind::Incremental, None), "kept as what it was");
+}
+
+#[tokio::test]
+async fn an_initial_sync_under_way_that_has_written_nothing_is_found_at_15_minutes() {
+    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let app = &s.app.stack.app;
+    let (_, cs) = connect(&s, "ws_quiet_run", "good-token", 1, &["cursor"]).await;
+    // A run started and died before its first page was saved.
+    let v = app.repo.connection(&cs[0].workspace_id, &cs[0].id).await.unwrap();
+    let mut c = v.value;
+    c.running = Some(RunInfo {
+        id: SyncRunId::generate(),
+        kind: SyncKind::Initial,
+        started_at: s.app.clock_now(),
+        trigger: Some(SyncTrigger::Initial),
+    });
+    app.repo.save(&c, v.version).await.unwrap();
+    s.app.clock.advance(chrono::Duration::minutes(15));
+    let tick = shared::flows::schedule::tick(app).await.unwrap();
+    assert_eq!(
+        (tick.items_read, tick.stale),
+        (1, 1),
+        "read before its stall window ({} min)",
+        shared::domain::policy::RUN_STALL_MINUTES
+    );
+    assert_eq!(not_syncing(&alert_events(&s).await), vec!["initial_sync_wrote_nothing".to_owned()]);
+    // Marked: not read again until its stall window.
+    assert_eq!(shared::flows::schedule::tick(app).await.unwrap().items_read, 0);
+}

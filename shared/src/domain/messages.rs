@@ -103,6 +103,12 @@ pub enum AlertEvent {
         workspace_id: WorkspaceId,
         connection_id: ConnectionId,
     },
+    /// A connection's data stopped flowing (`reason`: a stale reason code).
+    DataNotSyncing {
+        workspace_id: WorkspaceId,
+        connection_id: ConnectionId,
+        reason: String,
+    },
 }
 
 impl SyncJob {

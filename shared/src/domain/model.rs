@@ -80,6 +80,7 @@ pub enum AlertKind {
     Disconnected,
     ExpiringSoon,
     Recovered,
+    DataNotSyncing,
 }
 
 /// A member of a workspace, as kept by the product (for alerts).
@@ -373,6 +374,9 @@ pub struct Connection {
     /// Its own sync interval, where it has one (else its platform's).
     #[serde(default)]
     pub sync_interval_minutes: Option<u32>,
+    /// Data has stopped flowing (an open `data_not_syncing` incident).
+    #[serde(default)]
+    pub stale: Option<Staleness>,
     pub created_by: UserId,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -413,6 +417,7 @@ impl Connection {
             running: None,
             next_sync_at: None,
             sync_interval_minutes: None,
+            stale: None,
             created_by,
             created_at: now,
             updated_at: now,
@@ -447,8 +452,22 @@ impl Connection {
             }
             Event::Reconnected { .. } | Event::CredentialsAccepted => self.last_error = None,
         }
+        // The scheduler looks at an initial sync that has not written
+        // anything by then, whatever became of its job (a message that was
+        // never sent is sent again; a quiet one raises `data_not_syncing`).
+        if matches!(self.status, Status::InitialSyncInProgress)
+            && self.next_sync_at.is_none()
+            && self.is_scheduled_source()
+        {
+            self.next_sync_at = Some(now + Duration::minutes(super::policy::INITIAL_SYNC_QUIET_MINUTES));
+        }
         self.updated_at = now;
         Ok(())
+    }
+
+    /// Records ever written, over every stream.
+    pub fn records_written(&self) -> u64 {
+        self.cursors.values().map(|c| c.records).sum()
     }
 
     /// The kind of run that comes next: the initial sync until it has
@@ -550,6 +569,7 @@ impl AlertKind {
             AlertKind::Disconnected => "disconnected",
             AlertKind::ExpiringSoon => "expiring_soon",
             AlertKind::Recovered => "recovered",
+            AlertKind::DataNotSyncing => "data_not_syncing",
         }
     }
 }
@@ -576,6 +596,45 @@ pub enum RunOutcome {
     Succeeded,
     Failed,
     Disconnected,
+}
+
+/// Why a connection's data stopped flowing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleReason {
+    /// No run has succeeded for three of its intervals.
+    NoSuccessfulSync,
+    /// Its initial sync has written nothing a quarter of an hour after it started.
+    InitialSyncWroteNothing,
+}
+
+impl StaleReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            StaleReason::NoSuccessfulSync => "no_successful_sync",
+            StaleReason::InitialSyncWroteNothing => "initial_sync_wrote_nothing",
+        }
+    }
+    pub fn message(self) -> &'static str {
+        match self {
+            StaleReason::NoSuccessfulSync => {
+                "No sync has succeeded for three sync intervals; the data shown is getting old."
+            }
+            StaleReason::InitialSyncWroteNothing => {
+                "The first sync has not written any data 15 minutes after it started."
+            }
+        }
+    }
+    pub fn action(self) -> &'static str {
+        "Open the connection's run history for the error; sync now, or reconnect if the platform refuses it."
+    }
+}
+
+/// Since when, and why, a connection's data has not been flowing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staleness {
+    pub reason: StaleReason,
+    pub since: DateTime<Utc>,
 }
 
 /// What a run did in one stream.
@@ -656,6 +715,7 @@ mod tests {
             running: None,
             next_sync_at: None,
             sync_interval_minutes: None,
+            stale: None,
             created_by: UserId::parse("u").unwrap(),
             created_at: now,
             updated_at: now,

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::model::TokenExpiry;
+use super::model::{Connection, StaleReason, TokenExpiry};
 use super::tokens::TokenSet;
 use crate::catalog::{CursorType, OAuthSpec, RefreshKind};
 
@@ -66,6 +66,31 @@ pub const RETRY_AFTER_FAILURE_MINUTES: i64 = 15;
 /// below the deployment's floor nor above a week.
 pub fn sync_interval(own: Option<u32>, platform: u32, floor: u32) -> u32 {
     own.unwrap_or(platform).clamp(floor.clamp(1, MAX_SYNC_INTERVAL_MINUTES), MAX_SYNC_INTERVAL_MINUTES)
+}
+
+/// An initial sync that has written nothing this long after it started
+/// (or after its connection was accepted) makes the connection stale.
+pub const INITIAL_SYNC_QUIET_MINUTES: i64 = 15;
+/// A connection whose last successful run is this many intervals old is stale.
+pub const STALE_AFTER_INTERVALS: i64 = 3;
+
+/// Whether a connection's data has stopped flowing, and why: only for a
+/// source the scheduler syncs (a disconnected one has its own incident).
+pub fn staleness(c: &Connection, interval_minutes: u32, now: DateTime<Utc>) -> Option<StaleReason> {
+    if !c.is_scheduled_source() {
+        return None;
+    }
+    if !c.initial_sync_done {
+        if c.records_written() > 0 {
+            return None; // a long first sync that is writing: flowing
+        }
+        let started = c.running.as_ref().map_or(c.created_at, |r| r.started_at);
+        return (now - started >= Duration::minutes(INITIAL_SYNC_QUIET_MINUTES))
+            .then_some(StaleReason::InitialSyncWroteNothing);
+    }
+    let fresh = c.last_synced_at.unwrap_or(c.created_at);
+    (now - fresh >= Duration::minutes(i64::from(interval_minutes) * STALE_AFTER_INTERVALS))
+        .then_some(StaleReason::NoSuccessfulSync)
 }
 
 /// A connection's own delay within its slot, so that a thousand connections

@@ -65,6 +65,14 @@ pub async fn handle(app: &App, event: AlertEvent) -> Result<(), Error> {
             let reason = format!("expires {}", expires_at.format("%Y-%m-%d"));
             open(app, &workspace_id, AlertKind::ExpiringSoon, &reason, vec![], Some(authorization_id)).await
         }
+        AlertEvent::DataNotSyncing { workspace_id, connection_id, reason } => {
+            // Data flowed again before this was delivered: nothing to say.
+            match app.repo.connection(&workspace_id, &connection_id).await {
+                Ok(c) if c.value.stale.is_some() => {}
+                _ => return Ok(()),
+            }
+            open(app, &workspace_id, AlertKind::DataNotSyncing, &reason, vec![connection_id], None).await
+        }
         AlertEvent::Recovered { workspace_id, connection_id } => {
             recover(app, &workspace_id, Some(&connection_id), None).await
         }
@@ -171,6 +179,12 @@ async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<(V
         match (incident.kind, d) {
             (AlertKind::Disconnected, Ok(r)) => format!("{} {}", r.message(), r.action()),
             (AlertKind::SyncFailed, _) => format!("The last sync failed ({code}); it is being retried."),
+            (AlertKind::DataNotSyncing, _) => {
+                match serde_json::from_value::<crate::domain::StaleReason>(serde_json::Value::String(code.to_owned())) {
+                    Ok(r) => format!("Data is not syncing: {} {}", r.message(), r.action()),
+                    Err(_) => format!("Data is not syncing ({code})."),
+                }
+            }
             (AlertKind::ExpiringSoon, _) => {
                 format!("The authorization {code}; reconnect before then to keep data flowing.")
             }
@@ -220,6 +234,7 @@ async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<(V
         AlertKind::SyncFailed => "sync failed",
         AlertKind::ExpiringSoon => "authorization expiring soon",
         AlertKind::Recovered => "recovered",
+        AlertKind::DataNotSyncing => "data not syncing",
     };
     Ok((lines, title.to_owned()))
 }
@@ -306,7 +321,13 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
     if batch.is_empty() {
         return Ok(());
     }
-    for kind in [AlertKind::Disconnected, AlertKind::SyncFailed, AlertKind::ExpiringSoon, AlertKind::Recovered] {
+    for kind in [
+        AlertKind::Disconnected,
+        AlertKind::SyncFailed,
+        AlertKind::DataNotSyncing,
+        AlertKind::ExpiringSoon,
+        AlertKind::Recovered,
+    ] {
         let items: Vec<&Pending> = batch.iter().filter(|p| p.kind == kind).collect();
         if items.is_empty() {
             continue;

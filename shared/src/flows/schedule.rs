@@ -19,9 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::App;
 use crate::domain::error::Error;
-use crate::domain::messages::SyncJob;
+use crate::domain::messages::{AlertEvent, SyncJob};
 use crate::domain::policy;
-use crate::domain::Connection;
+use crate::domain::{Connection, Staleness};
+use crate::store::Versioned;
 
 /// What one tick of the scheduler did.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,8 @@ pub struct ScheduleReport {
     pub stalled_requeued: usize,
     /// Connections taken off the schedule (disconnected, no longer synced).
     pub unscheduled: usize,
+    /// Connections found stale (one `data_not_syncing` alert each).
+    pub stale: usize,
 }
 
 /// Due connections read per shard per tick (the rest wait for the next).
@@ -61,12 +64,48 @@ pub fn next_after_failure(app: &App, c: &Connection, now: DateTime<Utc>) -> Opti
     c.is_scheduled_source().then(|| now + retry)
 }
 
+/// Marks a connection whose data stopped flowing (no success for three
+/// intervals; an initial sync quiet for a quarter of an hour) and raises one
+/// `data_not_syncing` alert: once, by the conditional write. The next
+/// successful run clears it and sends the recovery notice.
+async fn mark_stale(
+    app: &App,
+    item: &Versioned<Connection>,
+    now: DateTime<Utc>,
+) -> Result<Option<Versioned<Connection>>, Error> {
+    let c = &item.value;
+    let Some(reason) = policy::staleness(c, interval_minutes(app, c), now).filter(|_| c.stale.is_none()) else {
+        return Ok(None);
+    };
+    let mut marked = c.clone();
+    marked.stale = Some(Staleness { reason, since: now });
+    let Ok(version) = app.repo.save(&marked, item.version).await else {
+        return Ok(None); // changed meanwhile: looked at again next tick
+    };
+    tracing::warn!(connection = %c.id, reason = reason.code(), "data is not syncing");
+    let alert = AlertEvent::DataNotSyncing {
+        workspace_id: c.workspace_id.clone(),
+        connection_id: c.id.clone(),
+        reason: reason.code().to_owned(),
+    };
+    if let Err(e) = app.send(&alert, 0).await {
+        // Not alerted: unmark, so that the next tick tries again.
+        let _ = app.repo.save(c, version).await;
+        return Err(e);
+    }
+    Ok(Some(Versioned { value: marked, version }))
+}
+
 /// One tick of the scheduler.
 pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
     let now = app.clock.now();
     let due = app.repo.due_connections(now, PER_SHARD).await?;
     let mut report = ScheduleReport { items_read: due.len(), ..ScheduleReport::default() };
-    for item in due {
+    for mut item in due {
+        if let Some(marked) = mark_stale(app, &item, now).await? {
+            item = marked;
+            report.stale += 1;
+        }
         let c = item.value.clone();
         if c.running.is_some() {
             if app.repo.sync_lease_live(&c.workspace_id, &c.id, now).await? {
@@ -106,7 +145,7 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
         app.send(&SyncJob::next_run(&c).triggered(crate::domain::SyncTrigger::Scheduled), delay).await?;
         report.scheduled += 1;
     }
-    if report.scheduled + report.stalled_requeued + report.unscheduled > 0 {
+    if report.scheduled + report.stalled_requeued + report.unscheduled + report.stale > 0 {
         tracing::info!(?report, "scheduler");
     }
     Ok(report)

@@ -216,6 +216,11 @@ async fn run_leased(
         }
         (None, None) => false,
     };
+    // An initial job that comes after the initial sync completed (sent
+    // again by the scheduler's safety net, or redelivered) reads what is new.
+    if !continuing && kind == SyncKind::Initial && connection.initial_sync_done {
+        kind = SyncKind::Incremental;
+    }
     // A new run starts every stream from its incremental cursor.
     if !continuing {
         let trigger = trigger.or((kind == SyncKind::Initial).then_some(SyncTrigger::Initial));
@@ -793,7 +798,8 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     let (was_error, saved) = app
         .repo
         .update_from(held, |c| {
-            let was_error = matches!(c.status, Status::Error { .. });
+            // Recovered: from an error, or from data that had stopped flowing.
+            let was_error = matches!(c.status, Status::Error { .. }) || c.stale.take().is_some();
             c.cursors = cursors.clone();
             let now = app.clock.now();
             if c.status.has_credentials() {

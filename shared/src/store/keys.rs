@@ -31,7 +31,7 @@ use sha2::Digest;
 
 use super::Entity;
 use crate::domain::ids::{ConnectionId, UploadId, UserId, WorkspaceId};
-use crate::domain::policy::RUN_STALL_MINUTES;
+use crate::domain::policy::{INITIAL_SYNC_QUIET_MINUTES, RUN_STALL_MINUTES};
 use crate::domain::upload::Upload;
 use crate::domain::{Authorization, Connection, Member, Notification};
 use crate::ports::Due;
@@ -72,12 +72,17 @@ impl Entity for Connection {
         connection_sk(&self.id)
     }
     /// A connection is due for the scheduler: with a run under way, when it
-    /// has saved no progress for a stall window; else at its next sync.
+    /// has saved no progress for a stall window (sooner for an initial sync
+    /// that has written nothing, to be found stale); else at its next sync.
     fn due(&self) -> Option<Due> {
         let shard = RUN_SHARDS_FROM + shard_of(self.id.as_str());
         match &self.running {
-            Some(_) => {
-                Some(Due { shard, at: (self.updated_at + chrono::Duration::minutes(RUN_STALL_MINUTES)).timestamp() })
+            Some(run) => {
+                let mut at = self.updated_at + chrono::Duration::minutes(RUN_STALL_MINUTES);
+                if !self.initial_sync_done && self.stale.is_none() && self.records_written() == 0 {
+                    at = at.min(run.started_at + chrono::Duration::minutes(INITIAL_SYNC_QUIET_MINUTES));
+                }
+                Some(Due { shard, at: at.timestamp() })
             }
             None => self.next_sync_at.map(|at| Due { shard, at: at.timestamp() }),
         }

@@ -69,6 +69,13 @@ pub fn connection(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Value {
         "data_fresh_as_of": c.last_synced_at,
         "next_sync_at": c.next_sync_at,
         "sync_interval_minutes": c.sync_interval_minutes,
+        "stale": c.stale.is_some(),
+        "stale_reason": c.stale.map(|s| json!({
+            "code": s.reason.code(),
+            "message": s.reason.message(),
+            "action": s.reason.action(),
+            "since": s.since,
+        })),
         "last_error": c.last_error,
         "created_at": c.created_at,
         "updated_at": c.updated_at,
