@@ -24,8 +24,12 @@ use shared::ports::Clock;
 
 pub const CLIENT_ID: &str = "sandbox-client";
 pub const CLIENT_SECRET: &str = "sandbox-secret";
-/// Records per stream per account.
+/// Records per stream per account when the sandbox starts (one an hour
+/// from 2026-01-01); one more arrives every minute after that, so that a
+/// person can watch the next scheduled sync pick it up.
 pub const RECORDS_PER_STREAM: usize = 2500;
+/// The most records the sandbox grows by (a week of minutes and more).
+const MAX_NEW_RECORDS: i64 = 100_000;
 const ACCESS_SECONDS: i64 = 3600;
 
 struct Code {
@@ -65,6 +69,8 @@ pub struct Sandbox {
     /// Its issuer identifier (`{public base}/sandbox`): published in its
     /// metadata and sent as `iss` with every authorization response.
     issuer: String,
+    /// When it started: new records arrive a minute apart from then.
+    started: DateTime<Utc>,
 }
 
 type Resp = Response<Bytes>;
@@ -143,7 +149,8 @@ fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
 
 impl Sandbox {
     pub fn new(clock: Arc<dyn Clock>, issuer: impl Into<String>) -> Self {
-        Self { state: Mutex::new(State::default()), clock, issuer: issuer.into() }
+        let started = clock.now();
+        Self { state: Mutex::new(State::default()), clock, issuer: issuer.into(), started }
     }
 
     /// Its authorization server metadata (RFC 8414).
@@ -434,24 +441,77 @@ impl Sandbox {
             q.get("cursor").and_then(|c| c.strip_prefix("c").and_then(|n| n.parse().ok())).unwrap_or(0)
         };
         let base = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("valid date").with_timezone(&Utc);
-        // Incremental: only records updated after `updated_since` (one record an hour).
+        // The first records an hour apart from `base`, then one a minute
+        // after the sandbox started.
+        let minutes_up = (self.clock.now() - self.started).num_minutes().clamp(0, MAX_NEW_RECORDS);
+        let available = RECORDS_PER_STREAM + minutes_up as usize;
+        let updated_at = |i: usize| {
+            if i < RECORDS_PER_STREAM {
+                base + Duration::hours(i as i64)
+            } else {
+                self.started + Duration::minutes((i - RECORDS_PER_STREAM + 1) as i64)
+            }
+        };
+        // Incremental: only records updated after `updated_since`.
         let first = q
             .get("updated_since")
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|since| {
-                ((since.with_timezone(&Utc) - base).num_hours() + 1).clamp(0, RECORDS_PER_STREAM as i64) as usize
+                let since = since.with_timezone(&Utc);
+                let old = ((since - base).num_hours() + 1).clamp(0, RECORDS_PER_STREAM as i64) as usize;
+                let new = (since - self.started).num_minutes().clamp(0, minutes_up) as usize;
+                if old < RECORDS_PER_STREAM {
+                    old
+                } else {
+                    RECORDS_PER_STREAM + new
+                }
             })
             .unwrap_or(0);
         let start = start + first;
-        let end = (start + limit).min(RECORDS_PER_STREAM);
+        let end = (start + limit).min(available);
         let data: Vec<_> = (start..end)
             .map(|i| {
                 json!({"id": format!("{account}-{stream}-{i:05}"), "amount": format!("{}.{:02}", 10 + i % 90, i % 100),
-                       "updated_at": (base + Duration::hours(i as i64)).to_rfc3339()})
+                       "updated_at": updated_at(i).to_rfc3339()})
             })
             .collect();
-        let next = (end < RECORDS_PER_STREAM).then(|| format!("c{end}"));
-        let next = next.map(|_| format!("c{}", end - first));
-        json_resp(StatusCode::OK, json!({"data": data, "next": next, "total": RECORDS_PER_STREAM - first}))
+        let next = (end < available).then(|| format!("c{}", end - first));
+        json_resp(StatusCode::OK, json!({"data": data, "next": next, "total": available - first}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::adapters::clock::ManualClock;
+
+    fn page(sandbox: &Sandbox, query: &str) -> serde_json::Value {
+        let req = Request::get(format!("/sandbox/api/orders?limit=250{query}"))
+            .header(header::AUTHORIZATION, "Bearer sandbox-valid-demo")
+            .body(Bytes::new())
+            .unwrap();
+        serde_json::from_slice(sandbox.handle(&req).body()).unwrap()
+    }
+
+    #[test]
+    fn new_records_arrive_a_minute_apart_and_an_incremental_read_finds_only_them() {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let sandbox = Sandbox::new(clock.clone(), "http://127.0.0.1/sandbox");
+        assert_eq!(page(&sandbox, "")["total"], RECORDS_PER_STREAM);
+        let last_old = (DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").unwrap()
+            + Duration::hours(RECORDS_PER_STREAM as i64 - 1))
+        .to_rfc3339();
+        let since = |s: &str| format!("&updated_since={}", s.replace('+', "%2B"));
+        assert_eq!(page(&sandbox, &since(&last_old))["total"], 0, "nothing new yet");
+        clock.advance(Duration::minutes(3));
+        assert_eq!(page(&sandbox, "")["total"], RECORDS_PER_STREAM + 3);
+        let new = page(&sandbox, &since(&last_old));
+        assert_eq!(new["total"], 3);
+        let newest = new["data"][2]["updated_at"].as_str().unwrap().to_owned();
+        assert_eq!(new["data"][2]["id"], format!("acct_key-orders-{:05}", RECORDS_PER_STREAM + 2));
+        assert_eq!(page(&sandbox, &since(new["data"][0]["updated_at"].as_str().unwrap()))["total"], 2);
+        clock.advance(Duration::minutes(1));
+        let next = page(&sandbox, &since(&newest));
+        assert_eq!((next["total"].as_u64(), next["data"].as_array().unwrap().len()), (Some(1), 1));
     }
 }
