@@ -83,6 +83,11 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   await page.waitForFunction(() => document.querySelector("#connect-message").textContent.startsWith("Connected"));
   await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
   assert.match(await row(page, "sandbox_oauth").locator(".progress").innerText(), /100%/);
+  // Freshness, the next scheduled sync and the run history.
+  await page.waitForFunction(() => [...document.querySelectorAll("#connections td.next-sync")].some((td) => td.textContent));
+  await row(page, "sandbox_oauth").locator("button.history").click();
+  await page.locator('#runs tr[data-outcome="succeeded"]').first().waitFor();
+  assert.match(await page.locator("#runs").innerText(), /initial/);
   await page.screenshot({ path: join(shots, "02-connected.png"), fullPage: true });
 
   // Each magic key's outcome, then a good one.

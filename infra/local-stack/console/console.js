@@ -202,11 +202,14 @@ async function refresh() {
       actions.append(el("button", { type: "button", onclick: () => reconnect({ connection_id: c.id }, c.platform) }, "Reconnect"));
     }
     if (c.credential.kind === "file_upload") actions.append(el("button", { type: "button", onclick: () => showUpload(c) }, "Upload"));
+    actions.append(el("button", { type: "button", class: "history", onclick: () => showRuns(c) }, "History"));
+    const fresh = el("td", { class: "fresh" }, c.data_fresh_as_of ? new Date(c.data_fresh_as_of).toLocaleString() : "");
+    if (c.stale) fresh.append(" ", el("span", { class: "badge stale", title: c.stale_reason ? `${c.stale_reason.message} ${c.stale_reason.action}` : "" }, "not syncing"));
     body.append(el("tr", { "data-connection": c.id, "data-state": state },
       el("td", {}, c.name), el("td", {}, c.platform), el("td", {}, c.client ? c.client.name : ""),
       el("td", {}, el("span", { class: "badge " + state }, state.replaceAll("_", " ") + (c.status.reason ? ` (${c.status.reason})` : ""))),
       el("td", { class: "progress" }, progress(c)),
-      el("td", {}, c.last_synced_at ? new Date(c.last_synced_at).toLocaleString() : ""), actions));
+      fresh, el("td", { class: "next-sync" }, c.next_sync_at ? new Date(c.next_sync_at).toLocaleString() : ""), actions));
   }
   const al = $("authorizations");
   al.replaceChildren();
@@ -225,6 +228,23 @@ async function refresh() {
     }
     tray.append(li);
   }
+}
+
+// --- run history ------------------------------------------------------------
+async function showRuns(c) {
+  const r = await call("GET", `/v1/connections/${c.id}/runs?limit=20`);
+  $("runs").hidden = false;
+  $("runs-of").textContent = c.name;
+  const body = $("runs").querySelector("tbody");
+  body.replaceChildren();
+  for (const run of (r.data && r.data.runs) || []) {
+    const records = Object.values(run.streams || {}).reduce((n, s) => n + s.records, 0);
+    body.append(el("tr", { "data-outcome": run.outcome },
+      el("td", {}, new Date(run.started_at).toLocaleString()), el("td", {}, run.trigger || ""), el("td", {}, run.kind),
+      el("td", {}, el("span", { class: "badge " + run.outcome }, run.outcome + (run.error_code ? ` (${run.error_code})` : ""))),
+      el("td", {}, String(records)), el("td", {}, run.finished_at ? new Date(run.finished_at).toLocaleString() : "")));
+  }
+  if (!body.children.length) body.append(el("tr", {}, el("td", { colspan: "6" }, "No runs yet.")));
 }
 
 function reconnect(target, platform) {
