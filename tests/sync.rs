@@ -272,7 +272,12 @@ macro_rules! both {
     };
 }
 
-both!(every_pagination_style_syncs_every_record_once, a_deadline_stops_cleanly_and_the_continuation_resumes);
+both!(
+    every_pagination_style_syncs_every_record_once,
+    a_deadline_stops_cleanly_and_the_continuation_resumes,
+    every_run_is_kept_in_the_connections_history_newest_first_and_paged,
+    a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_and_recovers,
+);
 
 async fn every_pagination_style_syncs_every_record_once(backend: Backend) {
     let s = setup(backend, &STYLES).await;
@@ -874,9 +879,8 @@ async fn a_connection_may_sync_at_its_own_interval_within_the_bounds() {
     assert_eq!(r["sync_interval_minutes"], Value::Null, "back to the platform's");
 }
 
-#[tokio::test]
-async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged() {
-    let s = setup(Backend::Embedded, &["cursor"]).await;
+async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged(backend: Backend) {
+    let s = setup(backend, &["cursor"]).await;
     let (_, cs) = connect(&s, "ws_hist", "good-token", 1, &["cursor"]).await;
     let c = &cs[0];
     assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Completed);
@@ -946,10 +950,9 @@ fn not_syncing(events: &[shared::domain::messages::AlertEvent]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_and_recovers() {
+async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_and_recovers(backend: Backend) {
     use shared::domain::messages::AlertEvent;
-    let s = setup(Backend::Embedded, &["cursor"]).await;
+    let s = setup(backend, &["cursor"]).await;
     let app = &s.app.stack.app;
     let (_, cs) = connect(&s, "ws_stale", "good-token", 1, &["cursor"]).await;
     let c = &cs[0];
@@ -991,8 +994,10 @@ async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_a
     s.app.clock.advance(chrono::Duration::minutes(61));
     shared::flows::schedule::tick(app).await.unwrap();
     assert!(not_syncing(&alert_events(&s).await).is_empty(), "one alert per incident");
-    // The worker comes back: data flows, the mark is cleared, the incident closes.
-    local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.unwrap();
+    // The worker comes back (one of the queued jobs: SQS delays are real
+    // time on moto): data flows, the mark is cleared, the incident closes.
+    let job = SyncJob::next_run(&reload(&s, c).await).triggered(SyncTrigger::Scheduled);
+    shared::entry::lambda::run_sync_job(app, job, budget()).await.unwrap();
     let after = reload(&s, c).await;
     assert!(after.stale.is_none() && after.last_synced_at == Some(s.app.clock_now()));
     let events = alert_events(&s).await;
