@@ -171,8 +171,7 @@ async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
 
     // In the app: one notification, with the reconnect action.
     let staff = w.app.token(w.ws.as_str(), "staff", "staff").await;
-    let list: Value =
-        w.app.http.get(w.app.url("/v1/notifications")).bearer_auth(&staff).send().await.unwrap().json().await.unwrap();
+    let list: Value = w.app.get_json("/v1/notifications", &staff).await;
     assert_eq!(list["notifications"].as_array().unwrap().len(), 1, "{list}");
     let n = &list["notifications"][0];
     assert_eq!(
@@ -191,8 +190,7 @@ async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
     let mails = sent(&w.app, &w.domain).await;
     let recovered: Vec<_> = mails.iter().filter(|m| m.1.contains("recovered")).collect();
     assert_eq!(recovered.len(), 3, "admin, staff and the member who muted disconnections (recovered is on): {mails:?}");
-    let list: Value =
-        w.app.http.get(w.app.url("/v1/notifications")).bearer_auth(&staff).send().await.unwrap().json().await.unwrap();
+    let list: Value = w.app.get_json("/v1/notifications", &staff).await;
     assert_eq!(list["notifications"][0]["kind"], "recovered");
     assert_eq!(list["unread"], 2);
     let r: Value = w
@@ -257,8 +255,7 @@ async fn members_are_managed_by_admins_and_mute_their_own_email() {
     let staff = w.app.token(w.ws.as_str(), "staff", "staff").await;
     let admin = w.app.token(w.ws.as_str(), "admin", "admin").await;
     assert_eq!(w.app.http.get(w.app.url("/v1/members")).bearer_auth(&staff).send().await.unwrap().status(), 403);
-    let list: Value =
-        w.app.http.get(w.app.url("/v1/members")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let list: Value = w.app.get_json("/v1/members", &admin).await;
     assert_eq!(list["members"].as_array().unwrap().len(), 4);
     let bad = w
         .app

@@ -194,6 +194,11 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// GETs a route as the bearer of `token`: its JSON answer, whatever the status.
+    pub async fn get_json(&self, path: &str, token: &str) -> serde_json::Value {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap().json().await.unwrap()
+    }
+
     /// A development token for a member.
     pub async fn token(&self, workspace: &str, user: &str, role: &str) -> String {
         let r = self

@@ -173,8 +173,7 @@ async fn removing_an_authorization_disconnects_dependants_and_revokes_it() {
     assert!(app.stack.app.vault.get(&auth.secret.0).await.unwrap().is_none(), "the secret is deleted");
     let me = app.http.get(app.url("/sandbox/api/me")).bearer_auth(&tokens.access_token).send().await.unwrap();
     assert_eq!(me.status(), 401, "revoked at the platform");
-    let list: Value =
-        app.http.get(app.url("/v1/authorizations")).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+    let list: Value = app.get_json("/v1/authorizations", &admin).await;
     assert_eq!(list["authorizations"], json!([]));
     // Not to another platform's authorization.
     let now = app.clock_now();
@@ -271,8 +270,7 @@ async fn a_destination_uses_another_members_grant_and_authorizations_are_named()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let list: Value =
-        app.http.get(app.url("/v1/authorizations")).bearer_auth(&staff).send().await.unwrap().json().await.unwrap();
+    let list: Value = app.get_json("/v1/authorizations", &staff).await;
     let names: Vec<&str> =
         list["authorizations"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"Acme (main)") && names.contains(&"Second account"), "{names:?}");
@@ -303,16 +301,7 @@ async fn the_list_sorts_and_filters() {
         let app = &app;
         let admin = admin.clone();
         async move {
-            let v: Value = app
-                .http
-                .get(app.url(&format!("/v1/connections{q}")))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v: Value = app.get_json(&format!("/v1/connections{q}"), &admin).await;
             v["connections"]
                 .as_array()
                 .unwrap()

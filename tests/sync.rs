@@ -243,7 +243,7 @@ fn budget() -> Budget {
 }
 
 async fn run(s: &Setup, c: &Connection, budget: Budget) -> Result<Outcome, shared::Error> {
-    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(c, SyncKind::Initial), budget).await
+    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(c), budget).await
 }
 
 async fn reload(s: &Setup, c: &Connection) -> Connection {
@@ -303,17 +303,7 @@ async fn every_pagination_style_syncs_every_record_once(backend: Backend) {
     );
     // The progress shows on the API.
     let t = s.app.token("ws_sync", "u", "staff").await;
-    let view: Value = s
-        .app
-        .http
-        .get(s.app.url(&format!("/v1/connections/{}", c.id)))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = s.app.get_json(&format!("/v1/connections/{}", c.id), &t).await;
     assert_eq!(view["progress"]["cursor"]["percent"], 100);
     assert_eq!(view["status"]["state"], "connected");
 }
@@ -374,7 +364,7 @@ async fn a_held_lease_keeps_a_second_worker_off() {
     assert!(s.fake.requests_to("/cursor").is_empty());
     // The job is not done: the worker reports it failed, so SQS delivers it
     // again later instead of deleting it, and the connection shows no error.
-    let job = SyncJob::start(c, SyncKind::Initial);
+    let job = SyncJob::start(c);
     let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
     assert!(matches!(err, shared::Error::SyncInProgress), "{err}");
     assert_eq!(reload(&s, c).await.status, Status::InitialSyncInProgress);
@@ -410,7 +400,7 @@ async fn rate_limits_and_server_errors_are_waited_out_within_bounds() {
     // 5xx past the bound: the job fails, the connection shows the error.
     let (_, cs) = connect(&s, "ws_5xx", "good-token", 1, &["cursor"]).await;
     s.fail.lock().unwrap().insert("/cursor".into(), (0..5).map(|_| Reply::Json(500, json!({}))).collect());
-    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    let job = SyncJob::start(&cs[0]);
     assert!(shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.is_err());
     let failed = reload(&s, &cs[0]).await;
     assert_eq!(failed.status, Status::Error { reason: FailureReason::PlatformUnavailable });
@@ -466,7 +456,7 @@ async fn a_malformed_page_is_an_error_naming_the_page() {
     let s = setup(Backend::Embedded, &["cursor"]).await;
     let (_, cs) = connect(&s, "ws_mal", "good-token", 1, &["cursor"]).await;
     s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
-    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    let job = SyncJob::start(&cs[0]);
     let err = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.unwrap_err();
     assert!(err.to_string().contains("cursor page 1"), "{err}");
     let failed = reload(&s, &cs[0]).await;
@@ -485,7 +475,7 @@ async fn a_malformed_page_is_an_error_naming_the_page() {
 async fn a_next_link_to_another_host_is_refused() {
     let s = setup(Backend::Embedded, &["evil"]).await;
     let (_, cs) = connect(&s, "ws_evil", "good-token", 1, &["evil"]).await;
-    let job = SyncJob::start(&cs[0], SyncKind::Initial);
+    let job = SyncJob::start(&cs[0]);
     // The platform's fault, which retrying cannot fix: recorded on the
     // connection with its own code, and the job is done (not retried into
     // the dead-letter queue).
@@ -576,7 +566,7 @@ async fn assert_written_once(s: &Setup, c: &Connection) {
 async fn a_worker_killed_between_pages_is_taken_over_and_the_run_completes_once() {
     let s = setup(Backend::Embedded, &["cursor"]).await;
     let (_, cs) = connect(&s, "ws_crash", "good-token", 1, &["cursor"]).await;
-    s.app.stack.app.send(&SyncJob::start(&cs[0], SyncKind::Initial), 0).await.unwrap();
+    s.app.stack.app.send(&SyncJob::start(&cs[0]), 0).await.unwrap();
     kill_worker_at_page_2(&s).await;
     assert_eq!(stored_records(&s, &cs[0], "cursor").await.len(), PAGE, "page 1 was written before the kill");
     // Time passes: the message becomes visible again; the dead worker's
@@ -594,7 +584,7 @@ async fn the_sweep_requeues_a_run_whose_worker_died_and_whose_message_was_lost()
     let s = setup(Backend::Embedded, &["cursor"]).await;
     let (_, cs) = connect(&s, "ws_lost", "good-token", 1, &["cursor"]).await;
     let app = &s.app.stack.app;
-    app.send(&SyncJob::start(&cs[0], SyncKind::Initial), 0).await.unwrap();
+    app.send(&SyncJob::start(&cs[0]), 0).await.unwrap();
     kill_worker_at_page_2(&s).await;
     // The message is gone (dead-lettered, or deleted by mistake).
     s.app.clock.advance(chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1));
@@ -637,7 +627,7 @@ async fn the_cursor_is_the_latest_of_the_whole_run_and_no_content_ends_the_strea
     assert_eq!(c.cursors["mixed"].cursor.as_deref(), Some("2026-11-05T10:00:00-05:00"));
     assert_eq!(stored_records(&s, &cs[0], "mixed").await.len(), 3);
     // The next run asks from it, in the platform's own format.
-    let job = SyncJob::start(&c, SyncKind::Incremental);
+    let job = SyncJob::start(&c);
     shared::flows::sync::run_job(&s.app.stack.app, &job, budget()).await.unwrap();
     let asked =
         s.fake.requests_to("/mixed").into_iter().filter(|r| r.query.contains_key("updated_since")).collect::<Vec<_>>();
@@ -762,6 +752,25 @@ async fn a_stream_may_send_the_apps_credentials_in_its_query_and_keeps_them_nowh
     assert!(!s.app.dump_state().await.contains("sandbox-secret"), "the secret is in no stored item");
 }
 
+#[test]
+fn the_apps_credentials_in_a_query_reach_no_log_line_error_or_item_when_the_platform_fails() {
+    let (logs, (last_error, state)) = crate::logs::captured(async {
+        let s = setup(Backend::Embedded, &["credq"]).await;
+        let (_, cs) = connect(&s, "ws_credq_fail", "good-token", 1, &["credq"]).await;
+        let malformed = Reply::Json(200, json!({"items": "not a list"}));
+        s.fail.lock().unwrap().insert("/single".into(), vec![malformed]);
+        let job = SyncJob::start(&cs[0]);
+        assert!(shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await.is_err());
+        assert!(s.fake.requests_to("/single")[0].query.contains_key("secret"), "sent");
+        (reload(&s, &cs[0]).await.last_error, s.app.dump_state().await)
+    });
+    assert_eq!(last_error.as_ref().map(|e| e.code.as_str()), Some("malformed_response"));
+    assert!(logs.contains("hyper_util"), "the HTTP stack's own TRACE lines are in what was read");
+    for (place, text) in [("logs", logs.as_str()), ("the error", &format!("{last_error:?}")), ("items", &state)] {
+        assert!(!text.contains("sandbox-secret"), "the app's secret reached {place}");
+    }
+}
+
 #[tokio::test]
 async fn a_graphql_stream_pages_by_its_end_cursor_and_filters_incremental_runs() {
     let s = setup(Backend::Embedded, &["gql"]).await;
@@ -782,7 +791,7 @@ async fn a_graphql_stream_pages_by_its_end_cursor_and_filters_incremental_runs()
     assert_eq!(ids.len(), RECORDS, "every record once");
     // The next run asks for what changed since the latest it saw.
     let c = reload(&s, &cs[0]).await;
-    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(&c, SyncKind::Incremental), budget()).await.unwrap();
+    shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(&c), budget()).await.unwrap();
     let last: Value = serde_json::from_str(&s.fake.requests_to("/graphql")[3].body).unwrap();
     assert_eq!(last["variables"]["query"], format!("updated_at:>'{}'", c.cursors["gql"].cursor.clone().unwrap()));
     assert_eq!(last["variables"]["after"], Value::Null);
@@ -836,7 +845,7 @@ async fn a_disconnected_connection_leaves_the_schedule_and_a_failed_run_is_tried
     assert_eq!(reload(&s, &cs[0]).await.next_sync_at, None);
     // A run that fails is tried again within 15 minutes, not an interval.
     s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
-    let job = SyncJob::start(&cs[1], SyncKind::Incremental);
+    let job = SyncJob::start(&cs[1]);
     let _ = shared::entry::lambda::run_sync_job(app, job, budget()).await;
     let failed = reload(&s, &cs[1]).await;
     assert!(matches!(failed.status, Status::Error { .. }));
@@ -887,7 +896,7 @@ async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged(bac
     // A run that fails on a malformed page.
     s.app.clock.advance(chrono::Duration::minutes(1));
     s.fail.lock().unwrap().insert("/cursor".into(), vec![Reply::Json(200, json!({"data": "not a list"}))]);
-    let job = SyncJob::start(&reload(&s, c).await, SyncKind::Incremental).triggered(SyncTrigger::Manual);
+    let job = SyncJob::start(&reload(&s, c).await).triggered(SyncTrigger::Manual);
     let _ = shared::entry::lambda::run_sync_job(&s.app.stack.app, job, budget()).await;
     let t = s.app.token("ws_hist", "u", "staff").await;
     let (http, base) = (s.app.http.clone(), s.app.url(&format!("/v1/connections/{}/runs", c.id)));
@@ -908,6 +917,7 @@ async fn every_run_is_kept_in_the_connections_history_newest_first_and_paged(bac
     assert_eq!(runs[1]["trigger"], "initial");
     assert_eq!(runs[1]["streams"]["cursor"], json!({"records": RECORDS, "pages": 3}));
     assert!(runs[1]["finished_at"].is_string());
+    assert!(runs[0].get("workspace_id").is_none() && runs[0].get("kept_until").is_none(), "the documented shape");
     // Paged with an opaque cursor.
     let first: Value = get("?limit=1".into()).await.json().await.unwrap();
     assert_eq!(first["runs"].as_array().unwrap().len(), 1);
@@ -968,17 +978,7 @@ async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_a
     s.app.clock.advance(chrono::Duration::minutes(60));
     let tick = shared::flows::schedule::tick(app).await.unwrap();
     assert_eq!(tick.stale, 1);
-    let view: Value = s
-        .app
-        .http
-        .get(s.app.url(&format!("/v1/connections/{}", c.id)))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = s.app.get_json(&format!("/v1/connections/{}", c.id), &t).await;
     assert_eq!(view["stale"], true, "{view}");
     assert_eq!(view["stale_reason"]["code"], "no_successful_sync");
     assert!(view["stale_reason"]["action"].as_str().unwrap().contains("run history"));
@@ -996,7 +996,7 @@ async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_a
     assert!(not_syncing(&alert_events(&s).await).is_empty(), "one alert per incident");
     // The worker comes back (one of the queued jobs: SQS delays are real
     // time on moto): data flows, the mark is cleared, the incident closes.
-    let job = SyncJob::next_run(&reload(&s, c).await).triggered(SyncTrigger::Scheduled);
+    let job = SyncJob::start(&reload(&s, c).await).triggered(SyncTrigger::Scheduled);
     shared::entry::lambda::run_sync_job(app, job, budget()).await.unwrap();
     let after = reload(&s, c).await;
     assert!(after.stale.is_none() && after.last_synced_at == Some(s.app.clock_now()));
@@ -1036,7 +1036,7 @@ async fn an_initial_sync_that_writes_nothing_for_15_minutes_is_stale_and_a_lost_
     // again: it reads what is new, not the whole history a second time.
     s.app.clock.advance(chrono::Duration::minutes(1));
     let before = s.fake.requests_to("/cursor").len();
-    assert_eq!(run(&s, &done, budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(run(&s, &c, budget()).await.unwrap(), Outcome::Completed, "a first job sent before the sync completed");
     let asked = &s.fake.requests_to("/cursor")[before..];
     assert!(!asked.is_empty() && asked.iter().all(|r| r.query.contains_key("updated_since")), "incremental");
     let (runs, _) = app.repo.runs_page(&c.workspace_id, &c.id, None, 1).await.unwrap();

@@ -44,15 +44,7 @@ async fn export(app: &TestApp, token: &str, id: &str) -> String {
 }
 
 async fn connection(app: &TestApp, token: &str, id: &str) -> Value {
-    app.http
-        .get(app.url(&format!("/v1/connections/{id}")))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    app.get_json(&format!("/v1/connections/{id}"), token).await
 }
 
 macro_rules! both {
@@ -142,16 +134,7 @@ async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
         assert_eq!(shared::entry::lambda::upload_landed(&app.stack.app, event).await.unwrap()["state"], "ingested");
     }
     let upload_id = presigned["upload"]["id"].as_str().unwrap();
-    let got: Value = app
-        .http
-        .get(app.url(&format!("/v1/connections/{id}/uploads/{upload_id}")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json(&format!("/v1/connections/{id}/uploads/{upload_id}"), &t).await;
     assert_eq!(got["state"], "ingested", "{got}");
     assert_eq!(got["valid_rows"], n);
     assert_eq!(got["source"], "presigned");
@@ -167,16 +150,7 @@ async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
         shared::entry::lambda::upload_landed(&app.stack.app, event).await.unwrap();
     }
     assert!(app.stack.app.sink.get(&raw).await.unwrap().is_none(), "a replayed file is discarded");
-    let again: Value = app
-        .http
-        .get(app.url(&format!("/v1/connections/{id}/uploads/{upload_id}")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.get_json(&format!("/v1/connections/{id}/uploads/{upload_id}"), &t).await;
     assert_eq!((again["state"].clone(), again["valid_rows"].clone()), (json!("ingested"), json!(n)));
 }
 
@@ -299,16 +273,7 @@ async fn an_upload_for_a_period_replaces_the_earlier_one() {
     assert_eq!(status, 201);
     let csv = export(&app, &t, &id).await;
     assert!(csv.contains(",11,\"EUR\",") && !csv.contains(",10,\"EUR\","), "{csv}");
-    let a_now: Value = app
-        .http
-        .get(app.url(&format!("/v1/connections/{id}/uploads/{}", a["id"].as_str().unwrap())))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a_now: Value = app.get_json(&format!("/v1/connections/{id}/uploads/{}", a["id"].as_str().unwrap()), &t).await;
     assert_eq!((a_now["state"].as_str(), &a_now["replaced_by"]), (Some("replaced"), &b["id"]));
     // Rows must fall in the period.
     let (status, r) =
@@ -318,16 +283,7 @@ async fn an_upload_for_a_period_replaces_the_earlier_one() {
     // The earlier content, uploaded again, is not a duplicate of a replaced upload.
     let (status, again) = upload(&app, &t, &id, "?period=2026-11", first).await;
     assert_eq!((status, again["state"].as_str()), (201, Some("ingested")));
-    let list: Value = app
-        .http
-        .get(app.url(&format!("/v1/connections/{id}/uploads")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&format!("/v1/connections/{id}/uploads"), &t).await;
     assert_eq!(list["uploads"].as_array().unwrap().len(), 4);
 }
 

@@ -117,7 +117,7 @@ async fn sync_once(total: usize) -> (f64, u64) {
     let started = Instant::now();
     let outcome = shared::flows::sync::run_job(
         &app,
-        &SyncJob::start(&connection, SyncKind::Initial),
+        &SyncJob::start(&connection),
         Budget::until(Instant::now() + Duration::from_secs(3600)),
     )
     .await

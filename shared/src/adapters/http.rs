@@ -76,8 +76,9 @@ impl ReqwestHttp {
 }
 
 fn classify(e: reqwest::Error) -> HttpError {
-    // reqwest's Display may include the URL; URLs we build carry no secrets
-    // (tokens go in headers or bodies), but strip it anyway.
+    // reqwest's Display may include the URL, and a URL may carry an app's
+    // credentials where a platform demands them in the query (TikTok's
+    // advertiser/get): never keep it.
     let e = e.without_url();
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
     while let Some(s) = source {

@@ -5,36 +5,17 @@ use std::fmt;
 
 use super::error::Error;
 
-/// Identifiers minted by the service: a fixed prefix and 32 lowercase hex digits.
-macro_rules! minted_id {
-    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+/// A string newtype that is valid by construction: the struct, serde
+/// through its `parse`, `as_str`, `Display` and the conversion to `String`.
+/// Each kind writes its own `parse`.
+macro_rules! string_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
         impl $name {
-            pub const PREFIX: &'static str = $prefix;
-
-            /// A new random identifier (122 bits of randomness).
-            pub fn generate() -> Self {
-                Self(format!("{}_{}", $prefix, uuid::Uuid::new_v4().simple()))
-            }
-
-            pub fn parse(s: &str) -> Result<Self, Error> {
-                let ok = s
-                    .strip_prefix(concat!($prefix, "_"))
-                    .is_some_and(|rest| {
-                        rest.len() == 32
-                            && rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-                    });
-                if ok {
-                    Ok(Self(s.to_owned()))
-                } else {
-                    Err(Error::NotFound { kind: $kind })
-                }
-            }
-
             pub fn as_str(&self) -> &str {
                 &self.0
             }
@@ -56,6 +37,36 @@ macro_rules! minted_id {
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+/// Identifiers minted by the service: a fixed prefix and 32 lowercase hex digits.
+macro_rules! minted_id {
+    ($(#[$doc:meta])* $name:ident, $prefix:literal, $kind:literal) => {
+        string_newtype!($(#[$doc])* $name);
+
+        impl $name {
+            pub const PREFIX: &'static str = $prefix;
+
+            /// A new random identifier (122 bits of randomness).
+            pub fn generate() -> Self {
+                Self(format!("{}_{}", $prefix, uuid::Uuid::new_v4().simple()))
+            }
+
+            pub fn parse(s: &str) -> Result<Self, Error> {
+                let ok = s
+                    .strip_prefix(concat!($prefix, "_"))
+                    .is_some_and(|rest| {
+                        rest.len() == 32
+                            && rest.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    });
+                if ok {
+                    Ok(Self(s.to_owned()))
+                } else {
+                    Err(Error::NotFound { kind: $kind })
+                }
             }
         }
     };
@@ -96,10 +107,7 @@ minted_id!(
 /// 1 to 64 characters of `[A-Za-z0-9_.:@-]`.
 macro_rules! external_id {
     ($(#[$doc:meta])* $name:ident, $field:literal) => {
-        $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+        string_newtype!($(#[$doc])* $name);
 
         impl $name {
             pub fn parse(s: &str) -> Result<Self, Error> {
@@ -111,29 +119,6 @@ macro_rules! external_id {
                 } else {
                     Err(Error::invalid($field, "must be 1 to 64 characters of letters, digits and _.:@-"))
                 }
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = Error;
-            fn try_from(s: String) -> Result<Self, Error> {
-                Self::parse(&s)
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
             }
         }
     };
@@ -155,10 +140,10 @@ external_id!(
     "client_id"
 );
 
-/// A platform catalog id: `[a-z0-9_]{1,40}`.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PlatformId(String);
+string_newtype!(
+    /// A platform catalog id: `[a-z0-9_]{1,40}`.
+    PlatformId
+);
 
 impl PlatformId {
     pub fn parse(s: &str) -> Result<Self, Error> {
@@ -170,29 +155,6 @@ impl PlatformId {
         } else {
             Err(Error::UnknownPlatform(s.chars().take(40).collect()))
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for PlatformId {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self, Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<PlatformId> for String {
-    fn from(id: PlatformId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for PlatformId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -34,6 +34,9 @@ pub enum SyncJob {
     Sync {
         workspace_id: WorkspaceId,
         connection_id: ConnectionId,
+        /// The kind of run the connection was due for when this was sent
+        /// (for people reading the queue). The worker decides from the
+        /// connection as it finds it: a late first job runs incrementally.
         kind: SyncKind,
         /// A continuation carries the run it continues.
         #[serde(default)]
@@ -45,12 +48,13 @@ pub enum SyncJob {
 }
 
 impl SyncJob {
-    /// A new run of a connection (not a continuation).
-    pub fn start(connection: &Connection, kind: SyncKind) -> Self {
+    /// The next run of a connection (not a continuation): initial or
+    /// incremental by its history when it starts.
+    pub fn start(connection: &Connection) -> Self {
         SyncJob::Sync {
             workspace_id: connection.workspace_id.clone(),
             connection_id: connection.id.clone(),
-            kind,
+            kind: connection.next_sync_kind(),
             run_id: None,
             trigger: None,
         }
@@ -112,11 +116,6 @@ pub enum AlertEvent {
 }
 
 impl SyncJob {
-    /// The next run of a connection: initial or incremental, by its history.
-    pub fn next_run(connection: &Connection) -> Self {
-        Self::start(connection, connection.next_sync_kind())
-    }
-
     /// A job that continues the run under way, else starts the next run.
     pub fn resume(connection: &Connection) -> Self {
         match &connection.running {
@@ -127,7 +126,7 @@ impl SyncJob {
                 run_id: Some(run.id.clone()),
                 trigger: None,
             },
-            None => Self::next_run(connection),
+            None => Self::start(connection),
         }
     }
 }

@@ -658,8 +658,8 @@ pub struct SyncRun {
     pub streams: BTreeMap<String, StreamRun>,
     pub outcome: RunOutcome,
     pub error_code: Option<String>,
-    /// When the store drops it (the retention), epoch seconds.
-    pub expires_at: i64,
+    /// Kept until then (the retention), then dropped by the store.
+    pub kept_until: DateTime<Utc>,
 }
 
 /// What a notification offers to do.

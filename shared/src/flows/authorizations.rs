@@ -73,7 +73,7 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
     }
     app.repo.create(&c).await?;
     if c.status == Status::InitialSyncInProgress {
-        app.send(&SyncJob::start(&c, SyncKind::Initial), 0).await?;
+        app.send(&SyncJob::start(&c), 0).await?;
     }
     Ok(c)
 }
@@ -81,14 +81,7 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
 /// The authorizations of the workspace, each with the connections that use
 /// it. A client viewer sees only those behind the connections they may see.
 pub async fn list(app: &App, caller: &Caller) -> Result<Vec<(Authorization, Vec<Connection>)>, Error> {
-    let connections: Vec<Connection> = app
-        .repo
-        .list::<Connection>(&caller.workspace_id)
-        .await?
-        .into_iter()
-        .map(|v| v.value)
-        .filter(|c| caller.may_see(c))
-        .collect();
+    let connections = super::connections::visible(app, caller).await?;
     let mut out = Vec::new();
     for a in app.repo.list::<Authorization>(&caller.workspace_id).await? {
         let used: Vec<Connection> =

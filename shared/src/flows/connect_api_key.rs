@@ -110,7 +110,7 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         // The first connection of a key holds its claim; a duplicate does not.
         app.repo.claim_api_key(ws, platform, &key.fingerprint, &connection.id, now).await.ok();
     }
-    app.send_or_log(&SyncJob::start(&connection, SyncKind::Initial), "initial sync").await;
+    app.send_or_log(&SyncJob::start(&connection), "initial sync").await;
     tracing::info!(platform = %entry.id, connection = %connection.id, "api key connected");
     Ok(Outcome { connection, existing: false })
 }
@@ -198,7 +198,7 @@ pub async fn replace(
         }
     }
     if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
-        app.send_or_log(&SyncJob::next_run(&c), "sync after a key replacement").await;
+        app.send_or_log(&SyncJob::start(&c), "sync after a key replacement").await;
     }
     tracing::info!(connection = %c.id, "api key replaced");
     Ok(c)

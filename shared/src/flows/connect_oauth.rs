@@ -756,7 +756,7 @@ async fn store_new(
     let connection = app.vault_first(&secret, &tokens.to_secret(), write).await?;
     // If this is lost the connection stays "initial sync in progress" and
     // "sync now" starts it.
-    app.send_or_log(&SyncJob::start(&connection, SyncKind::Initial), "initial sync").await;
+    app.send_or_log(&SyncJob::start(&connection), "initial sync").await;
     Ok(Connected { connection_id: Some(connection.id), authorization_id: auth_id, account_checked: true })
 }
 

@@ -22,16 +22,19 @@ pub struct ListQuery {
     pub sort: Option<String>,
 }
 
+/// The connections of the caller's workspace that the caller may see (a
+/// client viewer: those of their clients).
+pub async fn visible(app: &App, caller: &Caller) -> Result<Vec<Connection>, Error> {
+    let all = app.repo.list::<Connection>(&caller.workspace_id).await?;
+    Ok(all.into_iter().map(|v| v.value).filter(|c| caller.may_see(c)).collect())
+}
+
 /// The connections of the caller's workspace. Default order: disconnected
 /// first, then errors, then the rest; newest first within.
 pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<Connection>, Error> {
-    let mut list: Vec<Connection> = app
-        .repo
-        .list::<Connection>(&caller.workspace_id)
+    let mut list: Vec<Connection> = visible(app, caller)
         .await?
         .into_iter()
-        .map(|v| v.value)
-        .filter(|c| caller.may_see(c))
         .filter(|c| query.status.as_deref().is_none_or(|s| c.status.state_name() == s))
         .filter(|c| query.platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
         .filter(|c| query.client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
@@ -173,7 +176,7 @@ pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) 
     c.updated_at = app.clock.now();
     app.repo.save(&c, current.version).await?;
     if resume {
-        app.send(&SyncJob::next_run(&c), 0).await?;
+        app.send(&SyncJob::start(&c), 0).await?;
     }
     Ok(c)
 }

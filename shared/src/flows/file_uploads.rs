@@ -467,6 +467,14 @@ pub async fn resolve_token(app: &App, token: &str) -> Result<(WorkspaceId, Conne
 
 // ------------------------------------------------------------ the routes' journeys
 
+/// The parts of an upload request as the route parsed them: their errors
+/// count only after the caller and the connection are checked (in this
+/// order: caller, connection, options, body).
+pub struct UploadParts {
+    pub options: Result<UploadOptions, Error>,
+    pub body: Result<Vec<u8>, Error>,
+}
+
 /// A file whose bytes are all in the request, for a file connection:
 /// ingested whole or not at all.
 async fn upload_file(
@@ -475,11 +483,11 @@ async fn upload_file(
     id: &ConnectionId,
     source: UploadSource,
     by: Option<UserId>,
-    options: &UploadOptions,
-    body: Vec<u8>,
+    parts: UploadParts,
 ) -> Result<Upload, Error> {
     file_connection(app, ws, id).await?;
-    ingest_bytes(app, ws, id, source, options, by, body).await
+    let options = parts.options?;
+    ingest_bytes(app, ws, id, source, &options, by, parts.body?).await
 }
 
 /// `POST /v1/connections/{id}/uploads` by a member (staff).
@@ -487,23 +495,17 @@ pub async fn upload_as_member(
     app: &App,
     caller: &Caller,
     id: &ConnectionId,
-    options: &UploadOptions,
-    body: Vec<u8>,
+    parts: UploadParts,
 ) -> Result<Upload, Error> {
     caller.require(Role::Staff)?;
     let by = Some(caller.user_id.clone());
-    upload_file(app, &caller.workspace_id, id, UploadSource::Direct, by, options, body).await
+    upload_file(app, &caller.workspace_id, id, UploadSource::Direct, by, parts).await
 }
 
 /// `POST /v1/automation/uploads` with an upload token.
-pub async fn upload_with_token(
-    app: &App,
-    token: &str,
-    options: &UploadOptions,
-    body: Vec<u8>,
-) -> Result<Upload, Error> {
+pub async fn upload_with_token(app: &App, token: &str, parts: UploadParts) -> Result<Upload, Error> {
     let (ws, id) = resolve_token(app, token).await?;
-    upload_file(app, &ws, &id, UploadSource::Automation, None, options, body).await
+    upload_file(app, &ws, &id, UploadSource::Automation, None, parts).await
 }
 
 /// A presigned URL that takes one large file.
@@ -518,12 +520,12 @@ pub async fn presign(
     app: &App,
     caller: &Caller,
     id: &ConnectionId,
-    options: &UploadOptions,
+    options: Result<UploadOptions, Error>,
 ) -> Result<Presigned, Error> {
     caller.require(Role::Staff)?;
     file_connection(app, &caller.workspace_id, id).await?;
     let upload =
-        begin(app, &caller.workspace_id, id, UploadSource::Presigned, options, Some(caller.user_id.clone())).await?;
+        begin(app, &caller.workspace_id, id, UploadSource::Presigned, &options?, Some(caller.user_id.clone())).await?;
     let ttl = std::time::Duration::from_secs(PRESIGN_SECONDS);
     let url = app.sink.presign_put(&object_key(&upload), ttl).await?;
     let expires_at = app.clock.now() + chrono::Duration::seconds(PRESIGN_SECONDS as i64);

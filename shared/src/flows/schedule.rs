@@ -142,7 +142,7 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
             continue;
         }
         let delay = policy::jitter_seconds(c.id.as_str(), interval).min(900);
-        app.send(&SyncJob::next_run(&c).triggered(crate::domain::SyncTrigger::Scheduled), delay).await?;
+        app.send(&SyncJob::start(&c).triggered(crate::domain::SyncTrigger::Scheduled), delay).await?;
         report.scheduled += 1;
     }
     if report.scheduled + report.stalled_requeued + report.unscheduled + report.stale > 0 {

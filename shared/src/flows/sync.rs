@@ -147,7 +147,7 @@ struct Run<'a> {
 
 /// Runs one sync job within its budget.
 pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome, Error> {
-    let SyncJob::Sync { workspace_id, connection_id, kind, run_id, trigger } = job;
+    let SyncJob::Sync { workspace_id, connection_id, run_id, trigger, .. } = job;
     let current = match app.repo.connection(workspace_id, connection_id).await {
         Ok(c) => c,
         Err(Error::NotFound { .. }) => return Ok(Outcome::Skipped("the connection was deleted")),
@@ -167,7 +167,7 @@ pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome
         return Ok(Outcome::Busy);
     };
     let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout) };
-    let start = Start { kind: *kind, run_id: run_id.clone(), trigger: *trigger };
+    let start = Start { run_id: run_id.clone(), trigger: *trigger };
     let result = run_leased(app, current.value, current.version, start, budget, &mut lease).await;
     app.repo.release_sync_lease(workspace_id, connection_id, lease.version).await;
     result
@@ -184,7 +184,6 @@ struct Lease {
 
 /// What a job asks of a run.
 struct Start {
-    kind: SyncKind,
     run_id: Option<SyncRunId>,
     trigger: Option<SyncTrigger>,
 }
@@ -197,7 +196,7 @@ async fn run_leased(
     budget: Budget,
     lease: &mut Lease,
 ) -> Result<Outcome, Error> {
-    let Start { mut kind, run_id, trigger } = start;
+    let Start { run_id, trigger } = start;
     let entry = app.catalog.get(connection.platform.as_str())?;
     let now = app.clock.now();
     // A continuation of a run that is over (a redelivered message) does nothing.
@@ -211,18 +210,15 @@ async fn run_leased(
         (Some(_), _) => true,
         (None, Some(interrupted)) => {
             tracing::warn!(connection = %connection.id, run = %interrupted.id, "continuing an interrupted run");
-            kind = interrupted.kind;
             true
         }
         (None, None) => false,
     };
-    // An initial job that comes after the initial sync completed (sent
-    // again by the scheduler's safety net, or redelivered) reads what is new.
-    if !continuing && kind == SyncKind::Initial && connection.initial_sync_done {
-        kind = SyncKind::Incremental;
-    }
-    // A new run starts every stream from its incremental cursor.
+    // A new run starts every stream from its incremental cursor; it is the
+    // initial sync until that has completed once (a first job that comes
+    // late, after the scheduler sent it again, reads only what is new).
     if !continuing {
+        let kind = connection.next_sync_kind();
         let trigger = trigger.or((kind == SyncKind::Initial).then_some(SyncTrigger::Initial));
         connection.running = Some(RunInfo { id: SyncRunId::generate(), kind, started_at: now, trigger });
         for cursor in connection.cursors.values_mut() {
@@ -270,7 +266,7 @@ async fn run_leased(
             StreamEnd::Done => {}
             StreamEnd::Stop(outcome) => {
                 if let Outcome::Continued { delay_seconds } = outcome {
-                    continue_later(app, &run.connection, kind, delay_seconds).await?;
+                    continue_later(app, &run.connection, delay_seconds).await?;
                 }
                 return Ok(outcome);
             }
@@ -750,14 +746,8 @@ async fn save_cursor(run: &mut Run<'_>, stream: &str, change: impl Fn(&mut Strea
     Ok(())
 }
 
-async fn continue_later(app: &App, c: &Connection, kind: SyncKind, delay_seconds: u32) -> Result<(), Error> {
-    let job = SyncJob::Sync {
-        workspace_id: c.workspace_id.clone(),
-        connection_id: c.id.clone(),
-        kind,
-        run_id: c.running.as_ref().map(|r| r.id.clone()),
-        trigger: None,
-    };
+async fn continue_later(app: &App, c: &Connection, delay_seconds: u32) -> Result<(), Error> {
+    let job = SyncJob::resume(c);
     app.send(&job, delay_seconds).await?;
     tracing::info!(connection = %c.id, delay_seconds, "sync continues in a new job");
     Ok(())
@@ -783,7 +773,7 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
             .collect(),
         outcome,
         error_code,
-        expires_at: (info.started_at + chrono::Duration::days(i64::from(app.config.run_retention_days))).timestamp(),
+        kept_until: info.started_at + chrono::Duration::days(i64::from(app.config.run_retention_days)),
     };
     if let Err(e) = app.repo.put_run(&record).await {
         tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
@@ -793,7 +783,7 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
 async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     let app = run.app;
     let finished_run = run.connection.clone();
-    let cursors = run.connection.cursors.clone();
+    let cursors = &finished_run.cursors;
     let held = Versioned { value: run.connection, version: run.version };
     let (was_error, saved) = app
         .repo

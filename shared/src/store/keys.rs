@@ -146,7 +146,7 @@ impl Entity for crate::domain::SyncRun {
         format!("RUN#{}#{countdown:013}#{}", self.connection_id, self.id)
     }
     fn expires_at(&self) -> Option<i64> {
-        Some(self.expires_at)
+        Some(self.kept_until.timestamp())
     }
 }
 

@@ -103,6 +103,20 @@ pub fn notification(n: &Notification) -> Value {
     serde_json::to_value(n).unwrap_or(Value::Null)
 }
 
+/// A sync run as the history lists it.
+pub fn run(r: &crate::domain::SyncRun) -> Value {
+    json!({
+        "id": r.id,
+        "kind": r.kind,
+        "trigger": r.trigger,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "streams": r.streams,
+        "outcome": r.outcome,
+        "error_code": r.error_code,
+    })
+}
+
 pub fn upload(u: &crate::domain::upload::Upload) -> Value {
     let report = u.report.as_ref();
     json!({

@@ -65,6 +65,7 @@ pub(super) async fn runs(
     };
     let cursor = query(request, "cursor");
     let (runs, next) = connections::runs(app, caller, &id, cursor.as_deref(), limit).await?;
+    let runs: Vec<_> = runs.iter().map(views::run).collect();
     Ok(json(StatusCode::OK, &json!({"runs": runs, "next_cursor": next})))
 }
 

@@ -9,13 +9,19 @@ use super::{connection_id, csv_body, json_body, param};
 use crate::domain::error::Error;
 use crate::domain::ids::UploadId;
 use crate::domain::upload::{Upload, UploadOptions, UploadState};
-use crate::domain::{Caller, Role};
+use crate::domain::Caller;
 use crate::entry::http::{json, views, Params};
-use crate::flows::{file_uploads, App};
+use crate::flows::file_uploads::{self, UploadParts};
+use crate::flows::App;
 
 fn upload_options(request: &Request) -> Result<UploadOptions, Error> {
     let q = request.query_string_parameters();
     UploadOptions::from_query(q.first("period"), q.first("import_valid_rows"))
+}
+
+/// Parsed here, judged by the flow after the caller and the connection.
+fn upload_parts(request: &Request) -> UploadParts {
+    UploadParts { options: upload_options(request), body: csv_body(request) }
 }
 
 pub(super) async fn create_connection(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
@@ -29,12 +35,8 @@ pub(super) async fn upload(
     params: &Params,
     request: &Request,
 ) -> Result<Response<Body>, Error> {
-    // Checked in this order: role, connection, options, body.
-    caller.require(Role::Staff)?;
     let id = connection_id(params)?;
-    file_uploads::file_connection(app, &caller.workspace_id, &id).await?;
-    let options = upload_options(request)?;
-    let upload = file_uploads::upload_as_member(app, caller, &id, &options, csv_body(request)?).await?;
+    let upload = file_uploads::upload_as_member(app, caller, &id, upload_parts(request)).await?;
     Ok(upload_response(&upload))
 }
 
@@ -46,11 +48,7 @@ pub(super) async fn automation_upload(app: &App, request: &Request) -> Result<Re
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(Error::Unauthenticated("an upload token is required"))?
         .trim();
-    // Checked in this order: token, connection, options, body.
-    let (ws, id) = file_uploads::resolve_token(app, token).await?;
-    file_uploads::file_connection(app, &ws, &id).await?;
-    let options = upload_options(request)?;
-    let upload = file_uploads::upload_with_token(app, token, &options, csv_body(request)?).await?;
+    let upload = file_uploads::upload_with_token(app, token, upload_parts(request)).await?;
     Ok(upload_response(&upload))
 }
 
@@ -60,10 +58,7 @@ pub(super) async fn presign(
     params: &Params,
     request: &Request,
 ) -> Result<Response<Body>, Error> {
-    caller.require(Role::Staff)?;
-    let id = connection_id(params)?;
-    file_uploads::file_connection(app, &caller.workspace_id, &id).await?;
-    let p = file_uploads::presign(app, caller, &id, &upload_options(request)?).await?;
+    let p = file_uploads::presign(app, caller, &connection_id(params)?, upload_options(request)).await?;
     Ok(json(
         StatusCode::CREATED,
         &json!({"upload": views::upload(&p.upload), "upload_url": p.url, "method": "PUT", "expires_at": p.expires_at,
