@@ -85,6 +85,7 @@ pub async fn aws_ports(config: &mut Config) -> Ports {
     config.table_name = resources.table;
     config.bucket_name = resources.bucket;
     config.queue_urls = resources.queue_urls;
+    config.event_bus_name = Some(resources.event_bus);
     verify_sender(&sdk, &config.alert_sender).await;
     App::aws_ports(config, &sdk, Arc::new(SystemClock))
 }
@@ -116,6 +117,8 @@ pub struct TestApp {
     pub clock: Arc<ManualClock>,
     /// The embedded mailer (None on moto: read moto's SES messages instead).
     pub mailer: Option<Arc<shared::adapters::embedded::MemoryMailer>>,
+    /// The embedded event bus (None on moto: read [`bus_tap`]'s queue instead).
+    pub bus: Option<Arc<shared::adapters::embedded::FileEventBus>>,
     dump: StateDump,
 }
 
@@ -150,6 +153,7 @@ pub async fn spawn_app_wrapped(
     let mut config = config(&pairs);
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let mut mailer = None;
+    let mut bus = None;
     let (app, queue, dump) = match backend {
         Backend::Embedded => {
             let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
@@ -157,6 +161,7 @@ pub async fn spawn_app_wrapped(
             p.store = wrap(p.store);
             let app = App::assemble(config, p).expect("app");
             mailer = Some(ports.mailer.clone());
+            bus = Some(ports.events.clone());
             (app, Some((ports.queue.clone(), ports.sink.clone())), StateDump::Embedded(ports.store.clone()))
         }
         Backend::Moto => {
@@ -186,7 +191,7 @@ pub async fn spawn_app_wrapped(
         .cookie_store(true)
         .build()
         .expect("client");
-    TestApp { base, stack, http, clock, mailer, dump }
+    TestApp { base, stack, http, clock, mailer, bus, dump }
 }
 
 impl TestApp {
@@ -387,5 +392,66 @@ impl FakePlatform {
 
     pub fn requests_to(&self, path: &str) -> Vec<Recorded> {
         self.requests().into_iter().filter(|r| r.path == path).collect()
+    }
+}
+
+/// Takes every message of the notification queue: the alerts (as JSON) and
+/// the events published for the deployer's backend.
+pub async fn drain_notify(app: &App) -> (Vec<serde_json::Value>, Vec<shared::domain::events::ServiceEvent>) {
+    use shared::domain::messages::{AlertEvent, QueueKind};
+    let (mut alerts, mut events) = (Vec::new(), Vec::new());
+    loop {
+        let batch = app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
+        if batch.is_empty() {
+            return (alerts, events);
+        }
+        for m in batch {
+            match serde_json::from_str::<AlertEvent>(&m.body).unwrap() {
+                AlertEvent::Publish { event, .. } => events.push(*event),
+                _ => alerts.push(serde_json::from_str(&m.body).unwrap()),
+            }
+            app.queue.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+}
+
+/// A queue that receives everything published on the app's EventBridge bus
+/// (a rule on the service's source with an SQS target), on moto.
+pub async fn bus_tap(app: &App) -> String {
+    let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
+    let bus = app.config.event_bus_name.clone().expect("a bus on moto");
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let url = sqs.create_queue().queue_name(format!("{bus}-tap")).send().await.unwrap().queue_url.unwrap();
+    let attrs = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn = attrs.attributes.unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    let events = aws_sdk_eventbridge::Client::new(&sdk);
+    let pattern = serde_json::json!({"source": [app.config.event_source]}).to_string();
+    events.put_rule().name("tap").event_bus_name(&bus).event_pattern(pattern).send().await.unwrap();
+    let target = aws_sdk_eventbridge::types::Target::builder().id("tap").arn(arn).build().unwrap();
+    events.put_targets().rule("tap").event_bus_name(&bus).targets(target).send().await.unwrap();
+    url
+}
+
+/// What reached the bus tap: EventBridge envelopes (`detail-type`, `source`, `detail`).
+pub async fn tapped(url: &str) -> Vec<serde_json::Value> {
+    let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let mut out = Vec::new();
+    loop {
+        let got = sqs.receive_message().queue_url(url).max_number_of_messages(10).send().await.unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            out.push(serde_json::from_str(m.body().unwrap()).unwrap());
+            sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+        }
     }
 }

@@ -40,18 +40,22 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:fingerprint-key-*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/conn_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q]),
+            // flows::events (connection.status_changed)
+            (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
         ]),
-        // flows::file_uploads (direct, automation, presigned)
+        // flows::file_uploads (direct, automation, presigned; events)
         ("CsvUploadFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
             (vec!["s3:PutObject"], vec!["bucket/uploads/*"]),
+            (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
         ]),
-        // flows::file_uploads::process_landed
+        // flows::file_uploads::process_landed (upload.processed)
         ("UploadProcessorFunction", vec![
             (DDB_RWQ.to_vec(), vec![TABLE]),
             (vec!["s3:GetObject", "s3:DeleteObject"], vec!["bucket/uploads/*"]),
             (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
+            (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
         ]),
         // flows::connections, flows::authorizations (removal revokes at the
         // platform, deletes secrets and alerts), flows::sync::sync_now
@@ -82,6 +86,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
             (vec!["ses:SendEmail"], vec!["ses:identity/*"]),
+            // flows::events::deliver: the bus, and the webhook's signing secret
+            (vec!["events:PutEvents"], vec!["bus"]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:webhook-*"]),
         ]),
     ]
 }
@@ -101,6 +108,7 @@ fn normalise(resource: &str) -> String {
         "${StateTable.Arn}/index/due" => DUE_INDEX.into(),
         "SyncQueue.Arn" => SYNC_Q.into(),
         "NotifyQueue.Arn" => NOTIFY_Q.into(),
+        "EventBus.Arn" => "bus".into(),
         _ => r.replace("${RecordsBucket.Arn}/", "bucket/"),
     }
 }

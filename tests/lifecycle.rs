@@ -14,7 +14,7 @@ use shared::domain::error::StoreError;
 use shared::domain::ids::*;
 use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::ports::{Due, Item, Page, Precondition, QueueKind, StateStore};
+use shared::ports::{Due, Item, Page, Precondition, StateStore};
 
 use crate::harness::{
     spawn_app_on, spawn_app_with, spawn_app_wrapped, Backend, FakePlatform, Recorded, Reply, TestApp,
@@ -23,7 +23,7 @@ use crate::harness::{
 const ORIGIN: &str = "https://app.example.com";
 
 /// Connects the sandbox OAuth platform through the real flow.
-async fn connect_sandbox(app: &TestApp, ws: &str, account: &str) -> (Authorization, Connection) {
+pub(crate) async fn connect_sandbox(app: &TestApp, ws: &str, account: &str) -> (Authorization, Connection) {
     let t = app.token(ws, "u", "staff").await;
     let message = crate::harness::oauth_flow(
         app,
@@ -58,18 +58,7 @@ async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
 }
 
 async fn drain_alerts(app: &TestApp) -> Vec<Value> {
-    let q = &app.stack.app.queue;
-    let mut out = Vec::new();
-    loop {
-        let batch = q.receive(QueueKind::Notify, 10, 60).await.unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        for m in batch {
-            out.push(serde_json::from_str(&m.body).unwrap());
-            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
-        }
-    }
+    crate::harness::drain_notify(&app.stack.app).await.0
 }
 
 macro_rules! both {

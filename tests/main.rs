@@ -12,6 +12,8 @@
 //! * `sync`: the sync engine, every pagination style and failure.
 //! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
 //! * `reconnect`: reconnect, shared and named authorizations.
+//! * `published`: events for the deployer's backend, on the bus and the
+//!   signed webhook, held to `docs/events.schema.json`.
 //! * `logs`: secrets that pass through handlers reach no log line.
 //! * `architecture`: the layers of `shared/src` import only downwards, and
 //!   only the store builds table keys.
@@ -34,6 +36,7 @@ mod local_stack;
 mod logs;
 mod oauth;
 mod ports;
+mod published;
 mod reconnect;
 mod sync;
 mod uploads;

@@ -111,7 +111,7 @@ async fn one_reconnect_restores_every_connection_of_the_grant(backend: Backend) 
         old.access_token
     );
     let alerts: Vec<String> =
-        app.stack.app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap().into_iter().map(|m| m.body).collect();
+        crate::harness::drain_notify(&app.stack.app).await.0.iter().map(|a| a.to_string()).collect();
     assert!(alerts.iter().any(|a| a.contains("authorization_recovered")), "{alerts:?}");
 }
 

@@ -405,8 +405,14 @@ async fn rate_limits_and_server_errors_are_waited_out_within_bounds() {
     let failed = reload(&s, &cs[0]).await;
     assert_eq!(failed.status, Status::Error { reason: FailureReason::PlatformUnavailable });
     assert!(failed.last_error.unwrap().message.contains("unavailable"));
-    let alerts = s.app.stack.app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
-    assert!(alerts.iter().any(|a| a.body.contains("sync_failed") && a.body.contains(cs[0].id.as_str())));
+    let messages = alert_events(&s).await;
+    let alerts: Vec<Value> = messages.iter().map(|m| serde_json::to_value(m).unwrap()).collect();
+    assert!(alerts.iter().any(|a| a["type"] == "sync_failed" && a["connection_id"] == cs[0].id.as_str()));
+    let types = crate::published::published_types(&messages);
+    assert!(
+        types.contains(&"sync.failed".to_owned()) && types.contains(&"connection.status_changed".to_owned()),
+        "{types:?}"
+    );
 }
 
 #[tokio::test]
@@ -441,12 +447,9 @@ async fn a_revoked_grant_disconnects_every_connection_that_uses_it() {
         assert_eq!(now.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked }, "{}", c.name);
         assert_eq!(now.last_error.unwrap().code, "token_revoked");
     }
-    let alerts = app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
+    let alerts: Vec<String> = crate::harness::drain_notify(app).await.0.iter().map(|a| a.to_string()).collect();
     assert_eq!(alerts.len(), 1, "one alert for the grant");
-    assert!(
-        alerts[0].body.contains("authorization_disconnected")
-            && cs.iter().all(|c| alerts[0].body.contains(c.id.as_str()))
-    );
+    assert!(alerts[0].contains("authorization_disconnected") && cs.iter().all(|c| alerts[0].contains(c.id.as_str())));
     // The second connection's job finds nothing to do.
     assert!(matches!(run(&s, &cs[1], budget()).await.unwrap(), Outcome::Skipped(_)));
 }
@@ -486,8 +489,8 @@ async fn a_next_link_to_another_host_is_refused() {
     assert_eq!(last.code, "next_page_on_another_host");
     assert!(last.message.contains("another host"), "{}", last.message);
     assert_eq!(s.fake.requests_to("/evil").len(), 1, "the foreign link was not followed");
-    let alerts = s.app.stack.app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap();
-    assert!(alerts.iter().any(|m| m.body.contains("next_page_on_another_host")));
+    let alerts = crate::harness::drain_notify(&s.app.stack.app).await.0;
+    assert!(alerts.iter().any(|m| m.to_string().contains("next_page_on_another_host")));
 }
 
 #[tokio::test]
@@ -984,6 +987,7 @@ async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_a
     assert!(view["stale_reason"]["action"].as_str().unwrap().contains("run history"));
     let events = alert_events(&s).await;
     assert_eq!(not_syncing(&events), vec!["no_successful_sync".to_owned()]);
+    assert_eq!(crate::published::published_types(&events), ["connection.stale"]);
     for e in events {
         shared::entry::lambda::deliver_alert(app, e).await.unwrap();
     }
@@ -1002,6 +1006,7 @@ async fn a_connection_with_no_success_for_three_intervals_is_stale_alerts_once_a
     assert!(after.stale.is_none() && after.last_synced_at == Some(s.app.clock_now()));
     let events = alert_events(&s).await;
     assert!(events.iter().any(|e| matches!(e, AlertEvent::Recovered { .. })), "{events:?}");
+    assert_eq!(crate::published::published_types(&events), ["sync.completed", "connection.fresh"]);
     for e in events {
         shared::entry::lambda::deliver_alert(app, e).await.unwrap();
     }

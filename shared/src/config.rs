@@ -71,6 +71,16 @@ pub struct Config {
     pub sync_interval_floor_minutes: u32,
     /// How long sync runs are kept in a connection's history.
     pub run_retention_days: u32,
+    /// The EventBridge bus events go to (aws backend; none: no bus).
+    pub event_bus_name: Option<String>,
+    /// The `source` of the service's events on the bus.
+    pub event_source: String,
+    /// The deployer's webhook, if events should also be POSTed there.
+    pub webhook_url: Option<String>,
+    /// The vault secret holding the webhook signing secret (`whsec_…`).
+    pub webhook_secret_name: String,
+    /// Deliveries of one event to the webhook before it is dead-lettered.
+    pub webhook_max_attempts: u32,
 }
 
 impl Config {
@@ -125,6 +135,15 @@ impl Config {
                 return Err(Error::Config(format!("ALLOWED_ORIGINS: {o} is not an origin (scheme://host[:port])")));
             }
         }
+        let allow_loopback_platforms = flag("ALLOW_LOOPBACK_PLATFORMS", false)?;
+        let webhook_url = get("WEBHOOK_URL");
+        if let Some(w) = &webhook_url {
+            let parsed = url::Url::parse(w).map_err(|_| Error::Config("WEBHOOK_URL must be an absolute URL".into()))?;
+            let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+            if parsed.scheme() != "https" && !(allow_loopback_platforms && loopback && parsed.scheme() == "http") {
+                return Err(Error::Config("WEBHOOK_URL must be an https URL".into()));
+            }
+        }
         let app_base_url =
             get("APP_BASE_URL").or_else(|| allowed_origins.first().cloned()).unwrap_or_else(|| public_base_url.clone());
         let config = Config {
@@ -147,7 +166,14 @@ impl Config {
             max_upload_bytes: number("MAX_UPLOAD_BYTES", crate::domain::upload::LARGE_LIMITS.max_bytes)?
                 .min(crate::domain::upload::LARGE_LIMITS.max_bytes),
             upload_token_days: number("UPLOAD_TOKEN_DAYS", 365)?.clamp(1, 3650) as u32,
-            allow_loopback_platforms: flag("ALLOW_LOOPBACK_PLATFORMS", false)?,
+            allow_loopback_platforms,
+            event_bus_name: get("EVENT_BUS_NAME"),
+            event_source: get("EVENT_SOURCE").unwrap_or_else(|| "connections-service".into()),
+            webhook_secret_name: get("WEBHOOK_SECRET_NAME").unwrap_or_else(|| {
+                format!("{}/webhook", get("SECRET_PREFIX").unwrap_or_else(|| format!("connections/{stage}")))
+            }),
+            webhook_url,
+            webhook_max_attempts: number("WEBHOOK_MAX_ATTEMPTS", 8)?.clamp(1, 20) as u32,
             require_membership: flag("REQUIRE_MEMBERSHIP", false)?,
             history_days: number("HISTORY_DAYS", 730)?.clamp(1, 3650) as u32,
             run_retention_days: number("RUN_RETENTION_DAYS", 90)?.clamp(1, 3650) as u32,
@@ -194,6 +220,18 @@ mod tests {
         assert_eq!(c.backend, Backend::Embedded { data_dir: None });
         assert_eq!(c.callback_url(), "http://127.0.0.1:3000/v1/oauth/callback");
         assert!(!c.sandbox_platforms);
+    }
+
+    #[test]
+    fn a_webhook_is_https_or_loopback_where_loopback_is_allowed() {
+        assert!(with(&[("WEBHOOK_URL", "https://hooks.example.com/x")]).is_ok());
+        let plain = with(&[("WEBHOOK_URL", "http://hooks.example.com/x")]).unwrap_err();
+        assert!(plain.to_string().contains("WEBHOOK_URL must be an https URL"), "{plain}");
+        assert!(with(&[("WEBHOOK_URL", "http://127.0.0.1:9/x")]).is_err());
+        assert!(with(&[("WEBHOOK_URL", "http://127.0.0.1:9/x"), ("ALLOW_LOOPBACK_PLATFORMS", "true")]).is_ok());
+        assert!(with(&[("WEBHOOK_URL", "not a url")]).is_err());
+        let c = with(&[("SECRET_PREFIX", "p")]).unwrap();
+        assert_eq!((c.webhook_secret_name.as_str(), c.webhook_max_attempts), ("p/webhook", 8));
     }
 
     #[test]

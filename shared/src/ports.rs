@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::error::{HttpError, MailError, QueueError, SinkError, StoreError, VaultError};
+use crate::domain::error::{BusError, HttpError, MailError, QueueError, SinkError, StoreError, VaultError};
+use crate::domain::events::ServiceEvent;
 
 // ---------------------------------------------------------------- state store
 
@@ -123,6 +124,15 @@ pub struct Email {
 pub trait Mailer: Send + Sync {
     /// Sends it; returns the provider's message id.
     async fn send(&self, email: &Email) -> Result<String, MailError>;
+}
+
+// ------------------------------------------------------------------ event bus
+
+/// Where the service's events go for the deployer's backend (an EventBridge
+/// bus, or a JSON-lines file locally). Webhooks are delivered beside it.
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, event: &ServiceEvent) -> Result<(), BusError>;
 }
 
 // ---------------------------------------------------------------- record sink

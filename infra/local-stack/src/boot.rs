@@ -58,6 +58,7 @@ pub async fn boot(
                     config.table_name = resources.table;
                     config.bucket_name = resources.bucket;
                     config.queue_urls = resources.queue_urls;
+                    config.event_bus_name = Some(resources.event_bus);
                     sdk
                 }
                 None => aws::sdk_config_from_env().await,
@@ -74,6 +75,31 @@ pub async fn boot(
     if sandbox.is_some() {
         seed_sandbox_app(&app).await?;
     }
+    let webhook = match shared::flows::events::ensure_webhook_secret(&app).await? {
+        None => String::new(),
+        Some(secret) => {
+            // The receiver needs the secret to check signatures: it goes to a
+            // private file in the data folder, never to the console.
+            let place = match &data_dir {
+                Some(dir) => {
+                    let path = dir.join("webhook-secret");
+                    shared::adapters::embedded::write_secret_file(
+                        &path,
+                        secrecy::ExposeSecret::expose_secret(&secret),
+                    )?;
+                    format!("secret in {}", path.display())
+                }
+                None => format!("secret in the vault as {}", app.config.webhook_secret_name),
+            };
+            format!("\n  webhook:   {} ({place})", app.config.webhook_url.as_deref().unwrap_or_default())
+        }
+    };
+    let events = match &data_dir {
+        Some(dir) => {
+            format!("\n  events:    {}", dir.join(shared::adapters::embedded::FileEventBus::FILE_NAME).display())
+        }
+        None => String::new(),
+    };
     let (embedded_queue, embedded_sink) = embedded.unzip();
     let stack = Arc::new(LocalStack { app, tokens, sandbox, embedded_queue, embedded_sink });
     let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS").map(|s| s.parse()).transpose()?.unwrap_or(60);
@@ -93,7 +119,8 @@ pub async fn boot(
          health:    {base}/health\n  \
          catalog:   {base}/v1/providers\n  \
          dev token: curl -s -X POST {base}/dev/token -H 'content-type: application/json' \
-         -d '{{\"workspace_id\":\"ws_demo\",\"user_id\":\"u_admin\",\"role\":\"admin\",\"email\":\"admin@example.com\"}}'"
+         -d '{{\"workspace_id\":\"ws_demo\",\"user_id\":\"u_admin\",\"role\":\"admin\",\"email\":\"admin@example.com\"}}'\
+         {events}{webhook}"
     );
     Ok(Booted { stack, banner })
 }

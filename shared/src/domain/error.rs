@@ -65,6 +65,8 @@ pub enum Error {
     #[error(transparent)]
     Mail(#[from] MailError),
     #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
     Http(#[from] HttpError),
@@ -132,6 +134,16 @@ pub enum MailError {
     #[error("mail rejected: {0}")]
     Rejected(String),
     #[error("mailer unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("event bus throttled")]
+    Throttled,
+    #[error("event bus refused the event: {0}")]
+    Rejected(String),
+    #[error("event bus unavailable: {0}")]
     Unavailable(String),
 }
 

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::events::ServiceEvent;
 use super::ids::{AuthorizationId, ConnectionId, SyncRunId, WorkspaceId};
 use super::model::{Connection, SyncKind, SyncTrigger};
 
@@ -112,6 +113,13 @@ pub enum AlertEvent {
         workspace_id: WorkspaceId,
         connection_id: ConnectionId,
         reason: String,
+    },
+    /// An event for the deployer's backend, to deliver to the bus and the
+    /// webhook (`attempt` > 0: a webhook retry, the bus already has it).
+    Publish {
+        event: Box<ServiceEvent>,
+        #[serde(default)]
+        attempt: u32,
     },
 }
 

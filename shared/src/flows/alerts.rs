@@ -80,6 +80,7 @@ pub async fn handle(app: &App, event: AlertEvent) -> Result<(), Error> {
             recover(app, &workspace_id, None, Some(&authorization_id)).await
         }
         AlertEvent::Flush { workspace_id, flush_id } => flush(app, &workspace_id, &flush_id).await,
+        AlertEvent::Publish { event, attempt } => super::events::deliver(app, *event, attempt).await,
     }
 }
 

@@ -75,6 +75,7 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
     if c.status == Status::InitialSyncInProgress {
         app.send(&SyncJob::start(&c), 0).await?;
     }
+    super::events::status_changed(app, None, &c).await;
     Ok(c)
 }
 

@@ -111,6 +111,7 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         app.repo.claim_api_key(ws, platform, &key.fingerprint, &connection.id, now).await.ok();
     }
     app.send_or_log(&SyncJob::start(&connection), "initial sync").await;
+    super::events::status_changed(app, None, &connection).await;
     tracing::info!(platform = %entry.id, connection = %connection.id, "api key connected");
     Ok(Outcome { connection, existing: false })
 }
@@ -200,6 +201,7 @@ pub async fn replace(
     if c.status == Status::InitialSyncInProgress || current.value.status != c.status {
         app.send_or_log(&SyncJob::start(&c), "sync after a key replacement").await;
     }
+    super::events::status_changed(app, Some(&current.value.status), &c).await;
     tracing::info!(connection = %c.id, "api key replaced");
     Ok(c)
 }

@@ -757,6 +757,7 @@ async fn store_new(
     // If this is lost the connection stays "initial sync in progress" and
     // "sync now" starts it.
     app.send_or_log(&SyncJob::start(&connection), "initial sync").await;
+    super::events::status_changed(app, None, &connection).await;
     Ok(Connected { connection_id: Some(connection.id), authorization_id: auth_id, account_checked: true })
 }
 

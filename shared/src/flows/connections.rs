@@ -116,6 +116,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::
 pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) -> Result<Connection, Error> {
     caller.require(Role::Staff)?;
     let current = app.repo.connection(&caller.workspace_id, id).await?;
+    let previous = current.value.status;
     let mut c = current.value;
     if let Some(name) = &patch.name {
         c.name = check_name(name)?;
@@ -178,6 +179,7 @@ pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) 
     if resume {
         app.send(&SyncJob::start(&c), 0).await?;
     }
+    super::events::status_changed(app, Some(&previous), &c).await;
     Ok(c)
 }
 
@@ -195,5 +197,7 @@ pub async fn remove(app: &App, caller: &Caller, id: &ConnectionId) -> Result<(),
         app.vault.delete(&secret.0).await?;
         app.repo.release_api_key(&caller.workspace_id, current.value.platform.as_str(), fingerprint, id).await;
     }
+    let removed = crate::domain::events::EventBody::ConnectionRemoved { connection: (&current.value).into() };
+    super::events::emit(app, &caller.workspace_id, removed).await;
     Ok(())
 }

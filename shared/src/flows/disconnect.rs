@@ -2,8 +2,9 @@
 //! uses it move to disconnected (with the reason) once; one alert names
 //! every connection it took down, and a second call changes nothing.
 
-use super::App;
+use super::{events, App};
 use crate::domain::error::Error;
+use crate::domain::events::{EventBody, Reason};
 use crate::domain::ids::*;
 use crate::domain::messages::AlertEvent;
 use crate::domain::*;
@@ -18,7 +19,7 @@ pub async fn disconnect_authorization(
     reason: DisconnectReason,
 ) -> Result<(), Error> {
     let now = app.clock.now();
-    let (was_connected, _) = app
+    let (was_connected, auth) = app
         .repo
         .update_authorization(ws, id, |auth| {
             if matches!(auth.status, Status::Disconnected { .. }) {
@@ -42,10 +43,16 @@ pub async fn disconnect_authorization(
         let event = AlertEvent::AuthorizationDisconnected {
             workspace_id: ws.clone(),
             authorization_id: id.clone(),
-            connection_ids: newly,
+            connection_ids: newly.clone(),
             reason: reason.code().to_owned(),
         };
         app.send_or_log(&event, "disconnection alert").await;
+        let body = EventBody::AuthorizationDisconnected {
+            authorization: (&auth.value).into(),
+            reason: Reason::new(reason.code(), reason.message()),
+            connection_ids: newly,
+        };
+        events::emit(app, ws, body).await;
     }
     Ok(())
 }
@@ -66,18 +73,20 @@ pub async fn disconnect_connection(app: &App, c: &Connection, reason: Disconnect
 
 /// Moves a connection to disconnected; false if it already was.
 async fn mark_disconnected(app: &App, c: &Connection, reason: DisconnectReason) -> Result<bool, Error> {
-    let (newly, _) = app
+    let (previous, saved) = app
         .repo
         .update_connection(&c.workspace_id, &c.id, |c| {
             if matches!(c.status, Status::Disconnected { .. }) {
-                return Ok(Change::Keep(false));
+                return Ok(Change::Keep(None));
             }
+            let previous = c.status;
             c.apply(Event::CredentialsLost(reason), app.clock.now())?;
-            Ok(Change::Save(true))
+            Ok(Change::Save(Some(previous)))
         })
         .await?;
-    if newly {
+    if let Some(previous) = previous {
         tracing::warn!(connection = %c.id, reason = reason.code(), "connection disconnected");
+        events::status_changed(app, Some(&previous), &saved.value).await;
     }
-    Ok(newly)
+    Ok(previous.is_some())
 }

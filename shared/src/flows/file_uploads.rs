@@ -15,6 +15,7 @@ use super::App;
 use crate::catalog::AuthMethod;
 use crate::costs::{self, FileError, Limits, Options, Report};
 use crate::domain::error::{Error, StoreError};
+use crate::domain::events::EventBody;
 use crate::domain::ids::*;
 use crate::domain::input::{check_client, check_name, ClientInput};
 use crate::domain::upload::*;
@@ -66,6 +67,7 @@ pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Resul
     );
     connection.upload_schedule = request.upload_schedule;
     app.repo.create(&connection).await?;
+    super::events::status_changed(app, None, &connection).await;
     Ok(connection)
 }
 
@@ -150,9 +152,32 @@ async fn discard(app: &App, parts: &[String]) {
     }
 }
 
-/// Takes a file for an upload: validate, stage, and commit or reject.
-/// Returns the upload as it ended.
+/// Takes a file for an upload: validate, stage, and commit or reject,
+/// then say so (`upload.processed`). Returns the upload as it ended.
 pub async fn ingest(
+    app: &App,
+    upload: Upload,
+    version: u64,
+    reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+    limits: Limits,
+) -> Result<Upload, Error> {
+    let upload = take(app, upload, version, reader, limits).await?;
+    announce(app, &upload).await;
+    Ok(upload)
+}
+
+/// `upload.processed`, for an upload that ended.
+async fn announce(app: &App, upload: &Upload) {
+    match app.repo.connection(&upload.workspace_id, &upload.connection_id).await {
+        Ok(c) => {
+            let body = EventBody::UploadProcessed { connection: (&c.value).into(), upload: upload.into() };
+            super::events::emit(app, &upload.workspace_id, body).await;
+        }
+        Err(e) => tracing::error!(upload = %upload.id, error = %e, "upload.processed not published"),
+    }
+}
+
+async fn take(
     app: &App,
     mut upload: Upload,
     version: u64,
@@ -252,9 +277,11 @@ async fn commit(
 }
 
 async fn record_on_connection(app: &App, upload: &Upload, rows: u64) -> Result<(), Error> {
-    app.repo
+    let (previous, saved) = app
+        .repo
         .update_connection(&upload.workspace_id, &upload.connection_id, |c| {
             let now = app.clock.now();
+            let previous = c.status;
             match c.status {
                 Status::PendingAuthorization => {
                     c.apply(Event::CredentialsAccepted, now)?;
@@ -268,9 +295,10 @@ async fn record_on_connection(app: &App, upload: &Upload, rows: u64) -> Result<(
             cursor.records += rows;
             cursor.complete = true;
             cursor.updated_at = Some(now);
-            Ok(Change::Save(()))
+            Ok(Change::Save(previous))
         })
         .await?;
+    super::events::status_changed(app, Some(&previous), &saved.value).await;
     Ok(())
 }
 
@@ -348,6 +376,7 @@ pub async fn process_landed(app: &App, key: &str) -> Result<Option<Upload>, Erro
         });
         app.repo.save(&upload, current.version).await?;
         discard_raw(app, key).await;
+        announce(app, &upload).await;
         return Ok(Some(upload));
     }
     let Some(reader) = app.sink.open(key).await? else { return Ok(None) };

@@ -27,6 +27,7 @@ pub mod connect_api_key;
 pub mod connect_oauth;
 pub mod connections;
 pub mod disconnect;
+pub mod events;
 pub mod file_uploads;
 pub mod members;
 pub mod notifications;
@@ -48,7 +49,7 @@ use crate::domain::ids::WorkspaceId;
 use crate::domain::SecretRef;
 use crate::platform::token_client::TokenClient;
 use crate::platform::AppCredentials;
-use crate::ports::{Clock, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault};
+use crate::ports::{Clock, EventBus, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault};
 use crate::store::queues::{self, Message};
 use crate::store::Repo;
 
@@ -63,6 +64,7 @@ pub struct App {
     pub queue: Arc<dyn JobQueue>,
     pub mailer: Arc<dyn Mailer>,
     pub sink: Arc<dyn RecordSink>,
+    pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub http: Arc<dyn PlatformHttp>,
 }

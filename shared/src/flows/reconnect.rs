@@ -6,9 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use super::App;
+use super::{events, App};
 use crate::catalog::PlatformEntry;
 use crate::domain::error::Error;
+use crate::domain::events::EventBody;
 use crate::domain::ids::*;
 use crate::domain::messages::{AlertEvent, SyncJob};
 use crate::domain::policy;
@@ -41,7 +42,8 @@ pub async fn restore(
     let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
     let secret = app.repo.authorization(ws, auth_id).await?.value.secret;
     app.vault.put(&secret.0, &grant.tokens.to_secret()).await?;
-    app.repo
+    let (_, auth) = app
+        .repo
         .update_authorization(ws, auth_id, |a| {
             let now = app.clock.now();
             a.apply(Event::Reconnected { initial_sync_done: true }, now)?;
@@ -59,12 +61,16 @@ pub async fn restore(
         })
         .await?;
     let mut first = None;
+    let mut connection_ids = Vec::new();
     for c in app.repo.connections_of(ws, auth_id).await? {
         first.get_or_insert(c.value.id.clone());
+        connection_ids.push(c.value.id.clone());
         resume_connection(app, c.value, c.version).await?;
     }
     let recovered = AlertEvent::AuthorizationRecovered { workspace_id: ws.clone(), authorization_id: auth_id.clone() };
     app.send_or_log(&recovered, "recovery alert").await;
+    events::emit(app, ws, EventBody::AuthorizationReconnected { authorization: (&auth.value).into(), connection_ids })
+        .await;
     Ok(Restored { first_connection: first })
 }
 
@@ -74,8 +80,10 @@ pub async fn resume_connection(app: &App, mut conn: Connection, version: u64) ->
     if !conn.is_broken() {
         return Ok(());
     }
+    let previous = conn.status;
     conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
     if app.repo.save(&conn, version).await.is_ok() {
+        events::status_changed(app, Some(&previous), &conn).await;
         app.send_or_log(&SyncJob::resume(&conn).triggered(SyncTrigger::Resumed), "resumed sync").await;
         let recovered =
             AlertEvent::Recovered { workspace_id: conn.workspace_id.clone(), connection_id: conn.id.clone() };

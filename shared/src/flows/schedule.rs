@@ -93,6 +93,12 @@ async fn mark_stale(
         let _ = app.repo.save(c, version).await;
         return Err(e);
     }
+    let body = crate::domain::events::EventBody::ConnectionStale {
+        connection: (&marked).into(),
+        reason: crate::domain::events::Reason::new(reason.code(), reason.message()),
+        since: now,
+    };
+    super::events::emit(app, &c.workspace_id, body).await;
     Ok(Some(Versioned { value: marked, version }))
 }
 

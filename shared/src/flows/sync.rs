@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use super::disconnect::{disconnect_authorization, disconnect_connection};
 use super::refresh::{self as tokens, RefreshError};
-use super::App;
+use super::{events, App};
 use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
 use crate::domain::error::{Error, HttpError};
+use crate::domain::events::{EventBody, Reason};
 use crate::domain::ids::*;
 use crate::domain::messages::{AlertEvent, SyncJob};
 use crate::domain::policy;
@@ -755,8 +756,8 @@ async fn continue_later(app: &App, c: &Connection, delay_seconds: u32) -> Result
 
 /// Writes a run's record in the connection's history, as the connection
 /// shows it (a history that cannot be written never stops a sync).
-async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: Option<String>) {
-    let Some(info) = &c.running else { return };
+async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: Option<String>) -> Option<SyncRun> {
+    let info = c.running.as_ref()?;
     let now = app.clock.now();
     let record = SyncRun {
         id: info.id.clone(),
@@ -778,6 +779,18 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
     if let Err(e) = app.repo.put_run(&record).await {
         tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
     }
+    Some(record)
+}
+
+/// `sync.completed` or `sync.failed` for a run that ended.
+async fn announce_run(app: &App, c: &Connection, run: Option<SyncRun>, failure: Option<Reason>) {
+    let Some(run) = run else { return };
+    let (connection, run) = (c.into(), (&run).into());
+    let body = match failure {
+        None => EventBody::SyncCompleted { connection, run },
+        Some(reason) => EventBody::SyncFailed { connection, run, reason },
+    };
+    events::emit(app, &c.workspace_id, body).await;
 }
 
 async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
@@ -785,11 +798,13 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     let finished_run = run.connection.clone();
     let cursors = &finished_run.cursors;
     let held = Versioned { value: run.connection, version: run.version };
-    let (was_error, saved) = app
+    let ((was_error, previous, stale), saved) = app
         .repo
         .update_from(held, |c| {
+            let previous = c.status;
+            let stale = c.stale.take();
             // Recovered: from an error, or from data that had stopped flowing.
-            let was_error = matches!(c.status, Status::Error { .. }) || c.stale.take().is_some();
+            let was_error = matches!(c.status, Status::Error { .. }) || stale.is_some();
             c.cursors = cursors.clone();
             let now = app.clock.now();
             if c.status.has_credentials() {
@@ -799,14 +814,24 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
             c.running = None;
             // The next run, at the connection's interval.
             c.next_sync_at = super::schedule::next_after_success(app, c, now);
-            Ok(Change::Save(was_error))
+            Ok(Change::Save((was_error, previous, stale)))
         })
         .await?;
     let c = saved.value;
-    record_run(app, &finished_run, RunOutcome::Succeeded, None).await;
+    let record = record_run(app, &finished_run, RunOutcome::Succeeded, None).await;
     if was_error {
         let e = AlertEvent::Recovered { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone() };
         app.send_or_log(&e, "recovery alert").await;
+    }
+    announce_run(app, &c, record, None).await;
+    events::status_changed(app, Some(&previous), &c).await;
+    if let Some(stale) = stale {
+        events::emit(
+            app,
+            &c.workspace_id,
+            EventBody::ConnectionFresh { connection: (&c).into(), stale_since: stale.since },
+        )
+        .await;
     }
     tracing::info!(connection = %c.id, "sync completed");
     Ok(Outcome::Completed)
@@ -820,12 +845,13 @@ pub async fn record_failure(
     reason: FailureReason,
     message: String,
 ) -> Result<(), Error> {
-    let (failed, saved) = app
+    let (previous, saved) = app
         .repo
         .update_connection(ws, id, |c| {
             if !c.status.has_credentials() {
-                return Ok(Change::Keep(false));
+                return Ok(Change::Keep(None));
             }
+            let previous = c.status;
             let now = app.clock.now();
             c.apply(Event::SyncFailed(reason), now)?;
             if let Some(e) = c.last_error.as_mut() {
@@ -835,11 +861,13 @@ pub async fn record_failure(
             if c.running.is_none() {
                 c.next_sync_at = super::schedule::next_after_failure(app, c, now);
             }
-            Ok(Change::Save(true))
+            Ok(Change::Save(Some(previous)))
         })
         .await?;
-    if failed {
-        record_run(app, &saved.value, RunOutcome::Failed, Some(reason.code().to_owned())).await;
+    if let Some(previous) = previous {
+        let record = record_run(app, &saved.value, RunOutcome::Failed, Some(reason.code().to_owned())).await;
+        announce_run(app, &saved.value, record, Reason::of_status(&saved.value.status)).await;
+        events::status_changed(app, Some(&previous), &saved.value).await;
         let event = AlertEvent::SyncFailed {
             workspace_id: ws.clone(),
             connection_id: id.clone(),
@@ -864,7 +892,8 @@ pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), E
         }
         Ok(Outcome::Disconnected(reason)) => {
             if let Ok(c) = app.repo.connection(workspace_id, connection_id).await {
-                record_run(app, &c.value, RunOutcome::Disconnected, Some(reason.code().to_owned())).await;
+                let record = record_run(app, &c.value, RunOutcome::Disconnected, Some(reason.code().to_owned())).await;
+                announce_run(app, &c.value, record, Some(Reason::new(reason.code(), reason.message()))).await;
             }
             tracing::info!(connection = %connection_id, reason = reason.code(), "sync job ended: disconnected");
             Ok(())

@@ -18,6 +18,7 @@
 //! | `WS#{ws}` | `UPTOKENREF#{conn}#{hash}` | an upload token of a connection |
 //! | `WS#{ws}` | `SYNCLEASE#{conn}` | the sync lease of a connection |
 //! | `WS#{ws}` | `RUN#{conn}#{countdown}#{run}` | a sync run, newest first (TTL) |
+//! | `WS#{ws}` | `WHFAIL#{countdown}#{event}` | an event the webhook never took, newest first (TTL) |
 //! | `WS#{ws}` | `KEYCLAIM#{platform}#{fingerprint}` | the connection that holds an API key |
 //! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
 //! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush |
@@ -144,6 +145,21 @@ impl Entity for crate::domain::SyncRun {
     fn sk(&self) -> String {
         let countdown = 9_999_999_999_999i64 - self.started_at.timestamp_millis();
         format!("RUN#{}#{countdown:013}#{}", self.connection_id, self.id)
+    }
+    fn expires_at(&self) -> Option<i64> {
+        Some(self.kept_until.timestamp())
+    }
+}
+
+impl Entity for crate::domain::events::FailedDelivery {
+    const KIND: &'static str = "failed delivery";
+    const SK_PREFIX: &'static str = "WHFAIL#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.event.workspace_id
+    }
+    fn sk(&self) -> String {
+        let countdown = 9_999_999_999_999i64 - self.failed_at.timestamp_millis();
+        format!("WHFAIL#{countdown:013}#{}", self.event.id)
     }
     fn expires_at(&self) -> Option<i64> {
         Some(self.kept_until.timestamp())

@@ -291,6 +291,24 @@ impl Repo {
         Ok(())
     }
 
+    /// Keeps an event the webhook never took (a redelivery rewrites it).
+    pub async fn put_failed_delivery(&self, failed: &crate::domain::events::FailedDelivery) -> Result<(), Error> {
+        let item = Self::to_item(failed, 1)?;
+        self.store.put(&item, Precondition::None).await?;
+        Ok(())
+    }
+
+    /// A workspace's failed deliveries, newest first.
+    pub async fn failed_deliveries(
+        &self,
+        ws: &WorkspaceId,
+        limit: usize,
+    ) -> Result<Vec<crate::domain::events::FailedDelivery>, Error> {
+        use crate::domain::events::FailedDelivery;
+        let page = self.store.query(&workspace_pk(ws), FailedDelivery::SK_PREFIX, None, limit).await?;
+        page.items.into_iter().map(|i| Self::from_item(i).map(|v: Versioned<FailedDelivery>| v.value)).collect()
+    }
+
     /// The uploads of a file connection.
     pub async fn uploads(
         &self,

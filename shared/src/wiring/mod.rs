@@ -12,7 +12,7 @@ use crate::catalog::{Catalog, CatalogOptions};
 use crate::config::{Backend, Config};
 use crate::domain::error::Error;
 pub use crate::flows::App;
-use crate::ports::{Clock, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault, StateStore};
+use crate::ports::{Clock, EventBus, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault, StateStore};
 use crate::store::Repo;
 
 /// The ports, for building an [`App`] by hand (tests, the local stack).
@@ -22,6 +22,7 @@ pub struct Ports {
     pub queue: Arc<dyn JobQueue>,
     pub mailer: Arc<dyn Mailer>,
     pub sink: Arc<dyn RecordSink>,
+    pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -33,6 +34,7 @@ pub struct EmbeddedPorts {
     pub queue: Arc<embedded::MemoryQueue>,
     pub mailer: Arc<embedded::MemoryMailer>,
     pub sink: Arc<embedded::FileSink>,
+    pub events: Arc<embedded::FileEventBus>,
 }
 
 impl EmbeddedPorts {
@@ -50,6 +52,7 @@ impl EmbeddedPorts {
                     .map_err(|e| io("sink", e))?
                     .with_presign_base(&config.public_base_url),
             ),
+            events: Arc::new(embedded::FileEventBus::open(data_dir).map_err(|e| io("event bus", e))?),
         })
     }
 
@@ -60,6 +63,7 @@ impl EmbeddedPorts {
             queue: self.queue.clone(),
             mailer: self.mailer.clone(),
             sink: self.sink.clone(),
+            events: self.events.clone(),
             clock,
         }
     }
@@ -99,6 +103,12 @@ impl App {
             queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
             mailer: Arc::new(aws::SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
             sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),
+            events: match &config.event_bus_name {
+                Some(bus) => {
+                    Arc::new(aws::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), bus, &config.event_source))
+                }
+                None => Arc::new(crate::adapters::NoBus),
+            },
             clock,
         }
     }
@@ -123,6 +133,7 @@ impl App {
             queue: ports.queue,
             mailer: ports.mailer,
             sink: ports.sink,
+            events: ports.events,
             clock: ports.clock,
             http,
         })

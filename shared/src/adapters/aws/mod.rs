@@ -3,12 +3,14 @@
 //! LocalStack) for local runs and tests.
 
 mod dynamo;
+mod eventbridge;
 mod s3;
 mod secrets;
 mod ses;
 mod sqs;
 
 pub use dynamo::DynamoStore;
+pub use eventbridge::{create_bus, EventBridgeBus};
 pub use s3::client as s3_client;
 pub use s3::S3Sink;
 pub use secrets::SecretsManagerVault;
@@ -52,10 +54,11 @@ pub struct Resources {
     pub table: String,
     pub bucket: String,
     pub queue_urls: HashMap<QueueKind, String>,
+    pub event_bus: String,
 }
 
 /// Creates the table (with its due-work index and TTL), the queues (each
-/// with a dead-letter queue) and the bucket, as `template.yaml` does. For
+/// with a dead-letter queue), the bucket and the event bus, as `template.yaml` does. For
 /// moto and LocalStack; a real deployment gets them from the template.
 pub async fn provision(sdk: &SdkConfig, prefix: &str, max_receives: u32) -> Result<Resources, String> {
     let table = format!("{prefix}-state");
@@ -68,5 +71,7 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str, max_receives: u32) -> Resu
     }
     let bucket = format!("{prefix}-records");
     s3::create_bucket(&s3::client(sdk), &bucket).await?;
-    Ok(Resources { table, bucket, queue_urls })
+    let event_bus = format!("{prefix}-events");
+    create_bus(&aws_sdk_eventbridge::Client::new(sdk), &event_bus).await?;
+    Ok(Resources { table, bucket, queue_urls, event_bus })
 }

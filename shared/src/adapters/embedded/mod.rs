@@ -2,12 +2,14 @@
 //! folder (written atomically on every change), so that a restart of the
 //! local stack loses nothing. Without a folder they live in memory (tests).
 
+mod events;
 mod mailer;
 mod queue;
 mod sink;
 mod store;
 mod vault;
 
+pub use events::FileEventBus;
 pub use mailer::MemoryMailer;
 pub use queue::MemoryQueue;
 pub(crate) use queue::MAX_MESSAGE_BYTES;
@@ -70,4 +72,12 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(not(unix))]
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
+}
+
+/// Writes a file only its owner can read (the local stack's webhook secret).
+pub fn write_secret_file(path: &Path, text: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    write_private(path, text.as_bytes())
 }

@@ -151,7 +151,7 @@ pub fn describe(e: &Error) -> Described {
             "The service is misconfigured.",
             "Contact the operators of this service; the logs name the setting.",
         ),
-        Error::Store(_) | Error::Vault(_) | Error::Queue(_) | Error::Sink(_) => d(
+        Error::Store(_) | Error::Vault(_) | Error::Queue(_) | Error::Sink(_) | Error::Bus(_) => d(
             S::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "A backing service is unavailable.",
