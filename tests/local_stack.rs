@@ -249,3 +249,58 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
     assert!(notes["notifications"].as_array().unwrap().iter().any(|n| n["kind"] == "recovered"), "{notes}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The done-when of the events: in the local stack, a connected sandbox
+/// source's events reach a loopback webhook, signed with the secret the
+/// stack keeps in its data folder, and the JSON-lines file.
+#[tokio::test]
+async fn a_loopback_webhook_receives_signed_events_from_the_running_stack() {
+    use crate::harness::{FakePlatform, Recorded, Reply};
+    let arrived = std::sync::Arc::new(tokio::sync::Notify::new());
+    let signal = arrived.clone();
+    let hook = FakePlatform::start(move |r: &Recorded| {
+        if r.body.contains("\"sync.completed\"") {
+            signal.notify_one();
+        }
+        Reply::Empty(204)
+    })
+    .await;
+    let dir = std::env::temp_dir().join(format!("connections-hook-{}", uuid::Uuid::new_v4().simple()));
+    let env = HashMap::from([
+        ("DATA_DIR", dir.display().to_string()),
+        ("ALLOWED_ORIGINS", "https://app.example.com".into()),
+        ("WEBHOOK_URL", format!("{}/hook", hook.base)),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let booted = local_stack::boot(&listener, |k| env.get(k).cloned()).await.unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    assert!(booted.banner.contains("events.jsonl") && booted.banner.contains("webhook-secret"), "{}", booted.banner);
+    tokio::spawn(local_stack::serve(listener, booted.stack));
+    let http =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let t = token(&http, &base).await;
+    let body = json!({"platform": "sandbox_oauth", "name": "Hooked", "return_to": "https://app.example.com"});
+    let page = connect_sandbox(&http, &base, &t, body, "acct_hook").await;
+    assert!(page.contains("\"status\":\"connected\""), "{page}");
+    // The stack's own workers sync it and deliver the events.
+    tokio::time::timeout(std::time::Duration::from_secs(20), arrived.notified()).await.expect("sync.completed arrived");
+    let secret = std::fs::read_to_string(dir.join("webhook-secret")).unwrap();
+    assert!(secret.starts_with("whsec_"));
+    let webhook = standardwebhooks::Webhook::new(&secret).unwrap();
+    let received = hook.requests_to("/hook");
+    for r in &received {
+        webhook.verify(r.body.as_bytes(), &r.headers).expect("signed with the data folder's secret");
+    }
+    let lines = std::fs::read_to_string(dir.join("events.jsonl")).unwrap();
+    for r in &received {
+        let id = serde_json::from_str::<Value>(&r.body).unwrap()["id"].as_str().unwrap().to_owned();
+        assert!(lines.contains(&id), "every delivered event is in events.jsonl");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("webhook-secret")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
