@@ -29,6 +29,7 @@ pub mod connections;
 pub mod disconnect;
 pub mod events;
 pub mod file_uploads;
+pub mod grants;
 pub mod members;
 pub mod notifications;
 pub mod providers;

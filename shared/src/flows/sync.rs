@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use super::disconnect::{disconnect_authorization, disconnect_connection};
 use super::refresh::{self as tokens, RefreshError};
+use super::grants::{credentials, CredError::*, Creds};
 use super::{events, App};
 use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
 use crate::domain::error::{Error, HttpError};
@@ -31,7 +32,7 @@ use crate::domain::ids::*;
 use crate::domain::messages::{AlertEvent, SyncJob};
 use crate::domain::policy;
 use crate::domain::*;
-use crate::platform::{self, api_key, Credentials};
+use crate::platform;
 use crate::store::{keys, Change, Versioned};
 
 /// Retries of one page on 429/5xx/timeouts before the job gives up.
@@ -107,26 +108,6 @@ enum PageState {
     Number(u64),
     Offset(u64),
     SinceId(String),
-}
-
-// -------------------------------------------------------------- credentials
-
-enum Creds {
-    OAuth { authorization: AuthorizationId, access: SecretString },
-    Key(Credentials),
-}
-
-impl Creds {
-    fn as_credentials(&self, extra: &BTreeMap<String, SecretString>) -> Credentials {
-        let mut values = match self {
-            Creds::OAuth { access, .. } => Credentials::access_token(access).values,
-            Creds::Key(c) => c.values.clone(),
-        };
-        for (k, v) in extra {
-            values.entry(k.clone()).or_insert_with(|| v.clone());
-        }
-        Credentials { values }
-    }
 }
 
 // ------------------------------------------------------------------- engine
@@ -232,12 +213,11 @@ async fn run_leased(
         version = app.repo.save(&connection, version).await?;
         record_run(app, &connection, RunOutcome::Running, None).await;
     }
-    let (creds, mut vars, extra) = match credentials(app, &connection).await {
+    let (creds, vars, extra) = match credentials(app, &connection).await {
         Ok(c) => c,
         Err(Lost(reason)) => return Ok(Outcome::Disconnected(reason)),
         Err(Other(e)) => return Err(e),
     };
-    vars.extend(connection.params.clone());
     let mut run = Run {
         app,
         entry,
@@ -279,42 +259,6 @@ async fn run_leased(
 enum StreamEnd {
     Done,
     Stop(Outcome),
-}
-
-enum CredError {
-    Lost(DisconnectReason),
-    Other(Error),
-}
-use CredError::{Lost, Other};
-
-async fn credentials(
-    app: &App,
-    c: &Connection,
-) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), CredError> {
-    match &c.credential {
-        Credential::Authorization { authorization_id } => {
-            let auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
-            if let Status::Disconnected { reason } = auth.status {
-                return Err(Lost(reason));
-            }
-            let tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
-            let entry = app.catalog.get(auth.platform.as_str()).map_err(Other)?;
-            let extra = match app.app_credentials(entry, &c.workspace_id).await {
-                Ok(app_creds) => app_creds.api_values(),
-                Err(_) => BTreeMap::new(),
-            };
-            Ok((
-                Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
-                auth.params.clone(),
-                extra,
-            ))
-        }
-        Credential::ApiKey { secret, .. } => {
-            let key = api_key::load_key(app.vault.as_ref(), secret).await.map_err(Other)?;
-            Ok((Creds::Key(key), BTreeMap::new(), BTreeMap::new()))
-        }
-        Credential::FileUpload => Err(Other(Error::invalid("connection", "file connections are not synced"))),
-    }
 }
 
 fn pointer_of(field: &str) -> String {

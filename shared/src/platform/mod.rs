@@ -151,7 +151,7 @@ pub fn api_get(
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<http::Request<Bytes>, Error> {
-    api_request(entry, url, vars, creds, None)
+    api_call(entry, http::Method::GET, url, vars, creds, None)
 }
 
 /// A GraphQL query to the platform's API: POST `{"query", "variables"}`,
@@ -165,7 +165,8 @@ pub fn graphql_post(
     variables: serde_json::Value,
 ) -> Result<http::Request<Bytes>, Error> {
     let body = serde_json::json!({"query": query, "variables": variables});
-    api_request(entry, url, vars, creds, Some(Bytes::from(body.to_string())))
+    let json = http::HeaderValue::from_static("application/json");
+    api_call(entry, http::Method::POST, url, vars, creds, Some((Bytes::from(body.to_string()), json)))
 }
 
 /// The variables of a GraphQL page: the page size, the page cursor, and the
@@ -183,18 +184,24 @@ pub fn graphql_variables(
     serde_json::json!({"first": page_size.unwrap_or(100), "after": after, "query": filter})
 }
 
-fn api_request(
+/// A request to the platform's API with its authentication and fixed
+/// headers: any method, and a body with its content type.
+pub fn api_call(
     entry: &PlatformEntry,
+    method: http::Method,
     url: url::Url,
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
-    json_body: Option<Bytes>,
+    body: Option<(Bytes, http::HeaderValue)>,
 ) -> Result<http::Request<Bytes>, Error> {
-    let method = if json_body.is_some() { http::Method::POST } else { http::Method::GET };
     let mut req = http::Request::builder().method(method).uri(url.as_str());
-    if json_body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
+    let body = match body {
+        Some((bytes, content_type)) => {
+            req = req.header(http::header::CONTENT_TYPE, content_type);
+            bytes
+        }
+        None => Bytes::new(),
+    };
     // One Accept: the entry's own (Klaviyo's JSON:API type), else JSON.
     let own_accept = entry.api.as_ref().is_some_and(|a| a.headers.keys().any(|k| k.eq_ignore_ascii_case("accept")));
     if !own_accept {
@@ -212,7 +219,7 @@ fn api_request(
             req = req.header(name.as_str(), sensitive(&fill_secret(template, vars, creds)?)?);
         }
     }
-    req.body(json_body.unwrap_or_default()).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
+    req.body(body).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
 }
 
 /// What a platform's answer says in its error envelope, if it has one.
