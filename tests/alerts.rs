@@ -137,13 +137,6 @@ fn disconnected(w: &World, i: usize) -> AlertEvent {
     }
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(one_email_per_incident_then_a_recovery_notice, many_breaking_at_once_send_one_digest);
 
 async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {

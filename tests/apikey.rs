@@ -88,13 +88,6 @@ async fn connections(app: &TestApp, ws: &str) -> Vec<Connection> {
     app.stack.app.repo.list::<Connection>(&ws).await.unwrap().into_iter().map(|v| v.value).collect()
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(
     a_valid_key_is_stored_only_in_the_vault_and_the_sync_queued,
     every_refusal_has_its_code_and_stores_nothing,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use shared::entry::http::{Function, ROUTES};
+use shared::entry::http::{Auth, Function, ROUTES};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -21,14 +21,20 @@ fn openapi_documents_exactly_the_served_routes() {
             if let Some(op) = item.get(method) {
                 documented.insert(format!("{} {path}", method.to_uppercase()));
                 assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path} has no responses");
-                let secured = op.get("security").map(|s| s.as_array().is_some_and(|a| !a.is_empty()));
+                // The operation's own security, else the document's (bearer).
+                let scheme = match op.get("security").and_then(|s| s.as_array()) {
+                    Some(a) if a.is_empty() => None,
+                    Some(a) => a[0].as_object().and_then(|o| o.keys().next().cloned()),
+                    None => Some("bearer".to_owned()),
+                };
                 let route = ROUTES.iter().find(|r| r.path == path && r.method.as_str().eq_ignore_ascii_case(method));
                 if let Some(route) = route {
-                    assert_eq!(
-                        secured.unwrap_or(true),
-                        route.auth,
-                        "{method} {path}: security does not match the route"
-                    );
+                    let expected = match route.auth {
+                        Auth::Public => None,
+                        Auth::User => Some("bearer"),
+                        Auth::Service => Some("awsIam"),
+                    };
+                    assert_eq!(scheme.as_deref(), expected, "{method} {path}: security does not match the route");
                 }
             }
         }

@@ -33,6 +33,11 @@ const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
     // The key's shape is checked before any platform request.
     ("api-key-connect/connect-klaviyo.json", Function::ApiKeyConnect, 422, Some("invalid_input")),
     ("csv-upload/upload-costs.json", Function::CsvUpload, 404, Some("not_found")),
+    // Service routes: API Gateway's IAM identity, the workspace header.
+    ("service-api/proxy-without-iam.json", Function::ServiceApi, 401, Some("unauthenticated")),
+    ("service-api/proxy-without-workspace.json", Function::ServiceApi, 401, Some("unauthenticated")),
+    ("service-api/proxy-unknown-connection.json", Function::ServiceApi, 404, Some("not_found")),
+    ("service-api/credentials-off.json", Function::ServiceApi, 403, Some("credentials_route_disabled")),
 ];
 
 const SQS_CASES: &[&str] = &["sync-worker/batch-with-poison.json", "notifier/batch.json"];

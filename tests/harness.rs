@@ -63,6 +63,9 @@ fn start_moto() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// The service token of test apps (the service routes' local stand-in for AWS IAM).
+pub const SERVICE_TOKEN: &str = "svc_test_service_token_of_the_harness";
+
 pub fn config(pairs: &[(&str, &str)]) -> Config {
     let map: std::collections::HashMap<String, String> =
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -178,6 +181,7 @@ pub async fn spawn_app_wrapped(
     let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone(), format!("{}/sandbox", app.config.public_base_url))));
     let stack = Arc::new(LocalStack {
         tokens: DevTokens::with_key(b"test-key-test-key-test-key-test-key".to_vec()),
+        service_token: local_stack::devtoken::ServiceToken::new(SERVICE_TOKEN),
         sandbox,
         embedded_queue: queue.as_ref().map(|(q, _)| q.clone()),
         embedded_sink: queue.map(|(_, s)| s),

@@ -65,6 +65,13 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
         ]),
+        // flows::service (proxy, credentials, audit; flows::refresh on a 401)
+        ("ServiceApiFunction", vec![
+            (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
+            (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
+            (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
+        ]),
         // flows::sync (with flows::refresh on a 401)
         ("SyncWorkerFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
@@ -194,4 +201,43 @@ fn the_checker_reads_a_planted_permission() {
     let planted = "\n  XFunction:\n    Properties:\n      Policies:\n        - Statement:\n            - Effect: Allow\n              Action: [secretsmanager:DeleteSecret]\n              Resource: !Sub arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:connections/${Stage}/apps/*\n\n  Next:\n";
     let got = granted(planted, "XFunction");
     assert_eq!(got, BTreeSet::from([("secretsmanager:DeleteSecret".to_owned(), "secret:apps/*".to_owned())]));
+}
+
+/// The service routes are for the deployer's backend: each is AWS_IAM in
+/// the template (and only they are), and the invoke policy the template
+/// offers the backend reaches those routes and nothing else.
+#[test]
+fn service_routes_take_aws_iam_and_the_invoke_policy_reaches_only_them() {
+    use shared::entry::http::{Auth, ROUTES};
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    // Every HttpApi event: its path and whether its authorizer is AWS_IAM.
+    let lines: Vec<&str> = template.lines().collect();
+    let mut iam_paths = BTreeSet::new();
+    let mut other_paths = BTreeSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(path) = line.trim().strip_prefix("Path: ") else { continue };
+        let block: Vec<&str> =
+            lines[i + 1..].iter().take_while(|l| !l.trim().starts_with("Path: ")).take(4).copied().collect();
+        let method = block.iter().find_map(|l| l.trim().strip_prefix("Method: ")).unwrap_or("?");
+        let key = format!("{method} {path}");
+        if block.iter().any(|l| l.trim() == "Authorizer: AWS_IAM") {
+            iam_paths.insert(key);
+        } else {
+            other_paths.insert(key);
+        }
+    }
+    let service: BTreeSet<String> =
+        ROUTES.iter().filter(|r| r.auth == Auth::Service).map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(service.len(), 6, "five proxy methods and the credentials route");
+    assert_eq!(iam_paths, service, "exactly the service routes are AWS_IAM");
+    assert!(other_paths.iter().all(|p| !p.contains("/v1/service/")));
+    assert!(template.contains("EnableIamAuthorizer: true"));
+    let policy =
+        template.split("\n  ServiceInvokePolicy:\n").nth(1).expect("ServiceInvokePolicy").split("\n\n").next().unwrap();
+    assert!(policy.contains("Action: [execute-api:Invoke]"), "{policy}");
+    let resources: Vec<&str> = policy.lines().filter_map(|l| l.trim().strip_prefix("Resource: ")).collect();
+    assert_eq!(
+        resources,
+        ["!Sub arn:${AWS::Partition}:execute-api:${AWS::Region}:${AWS::AccountId}:${HttpApi}/*/*/v1/service/*"]
+    );
 }

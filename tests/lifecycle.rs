@@ -61,13 +61,6 @@ async fn drain_alerts(app: &TestApp) -> Vec<Value> {
     crate::harness::drain_notify(&app.stack.app).await.0
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(concurrent_refreshers_make_exactly_one_token_request, a_revoked_grant_is_found_by_the_sweep_with_one_alert);
 
 async fn concurrent_refreshers_make_exactly_one_token_request(backend: Backend) {

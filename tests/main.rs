@@ -11,6 +11,7 @@
 //! * `uploads`: custom costs files, direct, presigned and automated.
 //! * `sync`: the sync engine, every pagination style and failure.
 //! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
+//! * `service`: the service routes (proxy, credentials) and the audit log.
 //! * `reconnect`: reconnect, shared and named authorizations.
 //! * `published`: events for the deployer's backend, on the bus and the
 //!   signed webhook, held to `docs/events.schema.json`.
@@ -21,6 +22,16 @@
 //! * `conformance`: every catalog request held to the vendor's published
 //!   API description (tests/conformance/facts.json).
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
+
+/// One behaviour case run on both backends: `mod embedded` and `mod moto`
+/// tests that call `case(Backend::Embedded)` and `case(Backend::Moto)`
+/// (the module using it imports `Backend`).
+macro_rules! both {
+    ($($case:ident),* $(,)?) => {
+        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
+        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
+    };
+}
 
 mod alerts;
 mod api;
@@ -38,5 +49,6 @@ mod oauth;
 mod ports;
 mod published;
 mod reconnect;
+mod service;
 mod sync;
 mod uploads;

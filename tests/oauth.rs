@@ -93,13 +93,6 @@ async fn assert_nowhere(app: &TestApp, secrets: &[&str], responses: &[&str]) {
     }
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(sandbox_connects_end_to_end_and_the_state_is_single_use, forged_expired_and_missing_states_make_no_token_request);
 
 async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backend) {

@@ -95,13 +95,6 @@ async fn on_bus(app: &TestApp, tap: Option<&str>) -> Vec<Value> {
     }
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(a_journey_publishes_signed_events_that_match_their_schema);
 
 async fn a_journey_publishes_signed_events_that_match_their_schema(backend: Backend) {

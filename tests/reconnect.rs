@@ -30,13 +30,6 @@ async fn revoke_and_sweep(app: &TestApp, account: &str) {
     assert_eq!(report.disconnected, 1, "{report:?}");
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(one_reconnect_restores_every_connection_of_the_grant, another_account_is_refused_and_changes_nothing);
 
 async fn one_reconnect_restores_every_connection_of_the_grant(backend: Backend) {

@@ -116,22 +116,27 @@ fn serve(r: &Recorded, fail: &Mutex<BTreeMap<String, Vec<Reply>>>, hung: &tokio:
     }
 }
 
-struct Setup {
-    app: TestApp,
-    fake: FakePlatform,
-    fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>>,
-    token_requests: Arc<AtomicUsize>,
+pub(crate) struct Setup {
+    pub(crate) app: TestApp,
+    pub(crate) fake: FakePlatform,
+    pub(crate) fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>>,
+    pub(crate) token_requests: Arc<AtomicUsize>,
     /// Notified when a page starts hanging.
     hung: Arc<tokio::sync::Notify>,
 }
 
-async fn setup(backend: Backend, streams: &[&str]) -> Setup {
+pub(crate) async fn setup(backend: Backend, streams: &[&str]) -> Setup {
     setup_with(backend, streams, json!({})).await
 }
 
 /// As `setup`, with more of the platform's `api` declared (an error
 /// envelope, refresh on 403).
-async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Setup {
+pub(crate) async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Setup {
+    setup_env(backend, streams, api_extra, &[]).await
+}
+
+/// As `setup_with`, with more of the deployment's settings.
+pub(crate) async fn setup_env(backend: Backend, streams: &[&str], api_extra: Value, env: &[(&str, &str)]) -> Setup {
     let fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>> = Arc::default();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let (f, t) = (fail.clone(), token_requests.clone());
@@ -175,14 +180,22 @@ async fn setup_with(backend: Backend, streams: &[&str], api_extra: Value) -> Set
                 "rate_limit_header": api_extra.get("rate_limit_header")},
         "streams": all}}})
     .to_string();
-    let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let mut settings = vec![("CATALOG_OVERRIDES", overrides.as_str())];
+    settings.extend_from_slice(env);
+    let app = spawn_app_on(backend, &settings).await;
     let _ = streams;
     Setup { app, fake, fail, token_requests, hung }
 }
 
 /// An OAuth authorization (with tokens in the vault) and `n` connections
 /// that share it.
-async fn connect(s: &Setup, ws: &str, access: &str, n: usize, streams: &[&str]) -> (Authorization, Vec<Connection>) {
+pub(crate) async fn connect(
+    s: &Setup,
+    ws: &str,
+    access: &str,
+    n: usize,
+    streams: &[&str],
+) -> (Authorization, Vec<Connection>) {
     let app = &s.app.stack.app;
     let now = s.app.clock_now();
     let ws = WorkspaceId::parse(ws).unwrap();
@@ -264,13 +277,6 @@ async fn stored_records(s: &Setup, c: &Connection, stream: &str) -> Vec<Value> {
 }
 
 const STYLES: [&str; 6] = ["cursor", "link", "page", "offset", "since", "single"];
-
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
 
 both!(
     every_pagination_style_syncs_every_record_once,

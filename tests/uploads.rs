@@ -47,13 +47,6 @@ async fn connection(app: &TestApp, token: &str, id: &str) -> Value {
     app.get_json(&format!("/v1/connections/{id}"), token).await
 }
 
-macro_rules! both {
-    ($($case:ident),* $(,)?) => {
-        mod embedded { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Embedded).await } )* }
-        mod moto { $( #[tokio::test] async fn $case() { super::$case(super::Backend::Moto).await } )* }
-    };
-}
-
 both!(
     a_good_file_is_ingested_once_and_exported_safely,
     a_large_file_goes_through_a_presigned_url,

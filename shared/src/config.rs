@@ -81,6 +81,10 @@ pub struct Config {
     pub webhook_secret_name: String,
     /// Deliveries of one event to the webhook before it is dead-lettered.
     pub webhook_max_attempts: u32,
+    /// Whether `GET /v1/service/connections/{id}/credentials` hands out tokens.
+    pub enable_credentials_route: bool,
+    /// How long service calls stay in the audit log.
+    pub audit_retention_days: u32,
 }
 
 impl Config {
@@ -174,6 +178,12 @@ impl Config {
             }),
             webhook_url,
             webhook_max_attempts: number("WEBHOOK_MAX_ATTEMPTS", 8)?.clamp(1, 20) as u32,
+            enable_credentials_route: flag("ENABLE_CREDENTIALS_ROUTE", false)?,
+            audit_retention_days: number(
+                "AUDIT_RETENTION_DAYS",
+                u64::from(crate::domain::audit::DEFAULT_AUDIT_RETENTION_DAYS),
+            )?
+            .clamp(1, 3650) as u32,
             require_membership: flag("REQUIRE_MEMBERSHIP", false)?,
             history_days: number("HISTORY_DAYS", 730)?.clamp(1, 3650) as u32,
             run_retention_days: number("RUN_RETENTION_DAYS", 90)?.clamp(1, 3650) as u32,

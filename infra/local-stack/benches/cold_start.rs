@@ -14,12 +14,13 @@ use http_body_util::Full;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "connect-start",
     "oauth-callback",
     "api-key-connect",
     "csv-upload",
     "connections-api",
+    "service-api",
     "sync-worker",
     "expiry-sweep",
     "notifier",

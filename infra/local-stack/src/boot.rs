@@ -101,7 +101,12 @@ pub async fn boot(
         None => String::new(),
     };
     let (embedded_queue, embedded_sink) = embedded.unzip();
-    let stack = Arc::new(LocalStack { app, tokens, sandbox, embedded_queue, embedded_sink });
+    let (service_token, service_token_file) = crate::devtoken::ServiceToken::load_or_create(data_dir.as_deref())?;
+    let service = match &service_token_file {
+        Some(path) => format!("\n  service:   /v1/service/... with the bearer token in {}", path.display()),
+        None => String::new(),
+    };
+    let stack = Arc::new(LocalStack { app, tokens, service_token, sandbox, embedded_queue, embedded_sink });
     let sweep_every: u64 = env("SWEEP_INTERVAL_SECONDS").map(|s| s.parse()).transpose()?.unwrap_or(60);
     workers::spawn(stack.clone(), Duration::from_secs(sweep_every.max(1)));
     let backend = match &stack.app.config.backend {
@@ -120,7 +125,7 @@ pub async fn boot(
          catalog:   {base}/v1/providers\n  \
          dev token: curl -s -X POST {base}/dev/token -H 'content-type: application/json' \
          -d '{{\"workspace_id\":\"ws_demo\",\"user_id\":\"u_admin\",\"role\":\"admin\",\"email\":\"admin@example.com\"}}'\
-         {events}{webhook}"
+         {events}{webhook}{service}"
     );
     Ok(Booted { stack, banner })
 }

@@ -5,6 +5,7 @@
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -168,6 +169,65 @@ fn restrict_to_owner(path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The local stand-in for AWS IAM on the service routes: one bearer token
+/// for the deployer's backend, kept in the data folder (`service-token`,
+/// owner-only) or given as `LOCAL_SERVICE_TOKEN`.
+pub struct ServiceToken {
+    digest: [u8; 32],
+}
+
+impl ServiceToken {
+    /// The name the audit log gives callers with this token.
+    pub const CALLER: &'static str = "local-service-token";
+
+    pub fn new(token: &str) -> Self {
+        Self { digest: sha2::Sha256::digest(token.as_bytes()).into() }
+    }
+
+    pub fn load_or_create(data_dir: Option<&Path>) -> std::io::Result<(Self, Option<std::path::PathBuf>)> {
+        if let Ok(token) = std::env::var("LOCAL_SERVICE_TOKEN") {
+            if token.len() >= 32 {
+                return Ok((Self::new(&token), None));
+            }
+            return Err(std::io::Error::other("LOCAL_SERVICE_TOKEN must be at least 32 characters"));
+        }
+        let fresh = || {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            format!("svc_{}", hex_of(&bytes))
+        };
+        let Some(dir) = data_dir else {
+            return Ok((Self::new(&fresh()), None));
+        };
+        let path = dir.join("service-token");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                restrict_to_owner(&path)?;
+                Ok((Self::new(text.trim()), Some(path)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                let token = fresh();
+                write_owner_only(&path, token.as_bytes())?;
+                Ok((Self::new(&token), Some(path)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a presented token is this one (compared as digests, so the
+    /// comparison's time says nothing about the token).
+    pub fn verify(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = sha2::Sha256::digest(presented.as_bytes()).into();
+        digest == self.digest
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +263,23 @@ mod tests {
         assert!(tokens.verify(&ok).is_ok());
         let (early, _) = tokens.mint(&request(), now + 3600).unwrap();
         assert_eq!(tokens.verify(&early).unwrap_err(), "the token is not valid yet");
+    }
+
+    #[test]
+    fn the_service_token_is_checked_whole_and_kept_owner_only() {
+        let dir = std::env::temp_dir().join(format!("svc-token-{}", uuid::Uuid::new_v4().simple()));
+        let (token, path) = ServiceToken::load_or_create(Some(&dir)).unwrap();
+        let path = path.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(token.verify(&text) && text.starts_with("svc_") && text.len() == 68);
+        assert!(!token.verify(&text[..67]) && !token.verify("") && !token.verify(&format!("{text}x")));
+        let (again, _) = ServiceToken::load_or_create(Some(&dir)).unwrap();
+        assert!(again.verify(&text), "the same token after a restart");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -114,23 +114,35 @@ async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
         Ok(found) => found,
         Err(e) => return error_reply(&e),
     };
-    let claims = if route.auth {
-        let token = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
-        let Some(token) = token else {
-            return error_reply(&Error::Unauthenticated("no bearer token"));
-        };
-        match stack.tokens.verify(token.trim()) {
-            Ok(c) => Some(c),
-            Err(why) => return error_reply(&Error::Unauthenticated(why)),
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let identity = match route.auth {
+        api::Auth::Public => Identity::None,
+        api::Auth::User => {
+            let Some(token) = bearer else {
+                return error_reply(&Error::Unauthenticated("no bearer token"));
+            };
+            match stack.tokens.verify(token) {
+                Ok(c) => Identity::Claims(c),
+                Err(why) => return error_reply(&Error::Unauthenticated(why)),
+            }
         }
-    } else {
-        None
+        // API Gateway refuses an unsigned call to an AWS_IAM route before the
+        // function runs (403); here the service token stands in for SigV4.
+        api::Auth::Service => match bearer {
+            Some(token) if stack.service_token.verify(token) => Identity::Service,
+            _ => {
+                return error_reply(&Error::Unauthenticated(
+                    "service routes take the local service token (.local/data/service-token)",
+                ))
+            }
+        },
     };
-    let event = to_event(&request, route.method.as_str(), route.path, &params, claims);
+    let event = to_event(&request, route.method.as_str(), route.path, &params, identity);
     let lambda_request = match lambda_http::request::from_str(&event.to_string()) {
         Ok(r) => r,
         Err(e) => return error_reply(&Error::MalformedBody(format!("gateway: {e}"))),
@@ -148,13 +160,22 @@ fn dev_token(stack: &LocalStack, request: &Request<Bytes>) -> Reply {
     }
 }
 
+/// Who the gateway verified, as API Gateway's authorizers pass it on.
+pub enum Identity {
+    None,
+    /// A JWT's claims (the JWT authorizer).
+    Claims(std::collections::HashMap<String, String>),
+    /// The service token (standing in for the AWS_IAM authorizer).
+    Service,
+}
+
 /// The API Gateway HTTP API payload v2.0 event of a request.
 pub fn to_event(
     request: &Request<Bytes>,
     method: &str,
     template: &str,
     params: &api::Params,
-    claims: Option<std::collections::HashMap<String, String>>,
+    identity: Identity,
 ) -> Value {
     let mut headers = Map::new();
     for (name, value) in request.headers() {
@@ -197,8 +218,16 @@ pub fn to_event(
         "requestId": uuid::Uuid::new_v4().to_string(), "routeKey": route_key, "stage": "$default",
         "time": now.format("%d/%b/%Y:%H:%M:%S %z").to_string(), "timeEpoch": now.timestamp_millis(),
     });
-    if let Some(claims) = claims {
-        context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}});
+    match identity {
+        Identity::Claims(claims) => context["authorizer"] = json!({"jwt": {"claims": claims, "scopes": null}}),
+        Identity::Service => {
+            context["authorizer"] = json!({"iam": {
+                "accessKey": "local", "accountId": "local", "callerId": crate::devtoken::ServiceToken::CALLER,
+                "cognitoIdentity": null, "principalOrgId": null,
+                "userArn": crate::devtoken::ServiceToken::CALLER, "userId": crate::devtoken::ServiceToken::CALLER,
+            }})
+        }
+        Identity::None => {}
     }
     let mut event = json!({
         "version": "2.0",

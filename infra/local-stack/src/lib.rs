@@ -26,6 +26,8 @@ pub use boot::{boot, BootError, Booted};
 pub struct LocalStack {
     pub app: App,
     pub tokens: devtoken::DevTokens,
+    /// The service routes' bearer token (AWS IAM in AWS).
+    pub service_token: devtoken::ServiceToken,
     /// `None` when the sandbox platforms are off.
     pub sandbox: Option<Arc<sandbox::Sandbox>>,
     /// The embedded queue, when embedded, for wake-ups without polling.

@@ -52,6 +52,18 @@ pub enum Error {
     AddressNotAllowed { host: String },
     #[error("a sync of this connection is already running")]
     SyncInProgress,
+    #[error("the connection is disconnected ({})", reason.code())]
+    ConnectionDisconnected { reason: super::status::DisconnectReason },
+    #[error("this connection has no platform API to call")]
+    NoPlatformApi,
+    #[error("the path is not a path of the platform's API: {0}")]
+    PathNotAllowed(&'static str),
+    #[error("the credentials route is off in this deployment")]
+    CredentialsRouteDisabled,
+    #[error("only OAuth connections have an access token")]
+    NotAnOAuthConnection,
+    #[error("the platform's token could not be renewed just now")]
+    RefreshPending,
     #[error("the OAuth app of {platform} is not configured")]
     AppNotConfigured { platform: String, byo: bool },
     #[error("configuration: {0}")]

@@ -2,6 +2,7 @@
 //! state machine, the token policy, the rules for what people type, the
 //! queue messages, and the errors every layer speaks.
 
+pub mod audit;
 pub mod error;
 pub mod events;
 pub mod ids;

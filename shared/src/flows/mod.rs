@@ -36,6 +36,7 @@ pub mod providers;
 pub mod reconnect;
 pub mod refresh;
 pub mod schedule;
+pub mod service;
 pub mod sweep;
 pub mod sync;
 

@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::disconnect::{disconnect_authorization, disconnect_connection};
-use super::refresh::{self as tokens, RefreshError};
 use super::grants::{credentials, CredError::*, Creds};
+use super::refresh::{self as tokens, RefreshError};
 use super::{events, App};
 use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
 use crate::domain::error::{Error, HttpError};

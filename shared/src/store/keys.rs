@@ -18,6 +18,7 @@
 //! | `WS#{ws}` | `UPTOKENREF#{conn}#{hash}` | an upload token of a connection |
 //! | `WS#{ws}` | `SYNCLEASE#{conn}` | the sync lease of a connection |
 //! | `WS#{ws}` | `RUN#{conn}#{countdown}#{run}` | a sync run, newest first (TTL) |
+//! | `WS#{ws}` | `AUDIT#{countdown}#{id}` | a service call, newest first (TTL) |
 //! | `WS#{ws}` | `WHFAIL#{countdown}#{event}` | an event the webhook never took, newest first (TTL) |
 //! | `WS#{ws}` | `KEYCLAIM#{platform}#{fingerprint}` | the connection that holds an API key |
 //! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
@@ -160,6 +161,21 @@ impl Entity for crate::domain::events::FailedDelivery {
     fn sk(&self) -> String {
         let countdown = 9_999_999_999_999i64 - self.failed_at.timestamp_millis();
         format!("WHFAIL#{countdown:013}#{}", self.event.id)
+    }
+    fn expires_at(&self) -> Option<i64> {
+        Some(self.kept_until.timestamp())
+    }
+}
+
+impl Entity for crate::domain::audit::AuditRecord {
+    const KIND: &'static str = "audit record";
+    const SK_PREFIX: &'static str = "AUDIT#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        let countdown = 9_999_999_999_999i64 - self.at.timestamp_millis();
+        format!("AUDIT#{countdown:013}#{}", self.id)
     }
     fn expires_at(&self) -> Option<i64> {
         Some(self.kept_until.timestamp())

@@ -261,27 +261,55 @@ impl Repo {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<crate::domain::SyncRun>, Option<String>), Error> {
+        self.page_of(ws, &keys::runs_of(connection), cursor, limit).await
+    }
+
+    /// One page of the items under a sort-key prefix (stored newest first),
+    /// after the opaque `cursor` the previous page gave.
+    async fn page_of<T: Entity>(
+        &self,
+        ws: &WorkspaceId,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<T>, Option<String>), Error> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let prefix = keys::runs_of(connection);
         let after = match cursor {
             None => None,
             Some(c) => {
-                let sk =
-                    b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|sk| sk.starts_with(&prefix));
+                let sk = b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|sk| sk.starts_with(prefix));
                 Some(sk.ok_or_else(|| {
                     Error::invalid("cursor", "is not a cursor of this list; use next_cursor as given")
                 })?)
             }
         };
-        let page = self.store.query(&workspace_pk(ws), &prefix, after.as_deref(), limit).await?;
+        let page = self.store.query(&workspace_pk(ws), prefix, after.as_deref(), limit).await?;
         let next = page.next.map(|sk| b64.encode(sk));
-        let runs = page
+        let values = page
             .items
             .into_iter()
-            .map(|i| Self::from_item(i).map(|v: Versioned<_>| v.value))
+            .map(|i| Self::from_item(i).map(|v: Versioned<T>| v.value))
             .collect::<Result<_, _>>()?;
-        Ok((runs, next))
+        Ok((values, next))
+    }
+
+    /// Records one service call.
+    pub async fn put_audit(&self, record: &crate::domain::audit::AuditRecord) -> Result<(), Error> {
+        let item = Self::to_item(record, 1)?;
+        self.store.put(&item, Precondition::Absent).await?;
+        Ok(())
+    }
+
+    /// One page of a workspace's audit log, newest first.
+    pub async fn audit_page(
+        &self,
+        ws: &WorkspaceId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<crate::domain::audit::AuditRecord>, Option<String>), Error> {
+        use crate::domain::audit::AuditRecord;
+        self.page_of(ws, AuditRecord::SK_PREFIX, cursor, limit).await
     }
 
     /// Writes a run as it stands (only its worker writes it).

@@ -145,6 +145,12 @@ pub fn describe(e: &Error) -> Described {
         Error::ReturnToNotAllowed => d(S::UNPROCESSABLE_ENTITY, "return_to_not_allowed", "return_to must be a URL on one of the deployment's allowed origins.", "Use your frontend's origin as configured in ALLOWED_ORIGINS (template parameter AllowedOrigins)."),
         Error::AppNotConfigured { platform, byo: true } => d(S::UNPROCESSABLE_ENTITY, "app_not_configured", format!("{platform} needs this workspace's own OAuth app (client id and secret)."), format!("An admin enters them with PUT /v1/providers/{{id}}/credentials, from the {platform} developer console.")),
         Error::AppNotConfigured { platform, byo: false } => d(S::SERVICE_UNAVAILABLE, "app_not_configured", format!("The OAuth app of {platform} is not set up in this deployment."), "The operators of this service must store its client id and secret in the vault."),
+        Error::ConnectionDisconnected { reason } => d(S::CONFLICT, "connection_disconnected", format!("The connection is disconnected: {}", reason.message()), reason.action()),
+        Error::NoPlatformApi => d(S::UNPROCESSABLE_ENTITY, "no_platform_api", "This connection has no platform API to call (file connections receive uploads).", "Use a connection of an OAuth or API-key platform."),
+        Error::PathNotAllowed(why) => d(S::BAD_REQUEST, "path_not_allowed", format!("The path cannot be sent to the platform: {why}."), "Give the path below the platform's API base, without `.` or `..` segments, as the platform documents it."),
+        Error::CredentialsRouteDisabled => d(S::FORBIDDEN, "credentials_route_disabled", "This deployment does not hand out platform credentials.", "Call the platform through the proxy route, or have the operators set EnableCredentialsRoute=true (ENABLE_CREDENTIALS_ROUTE)."),
+        Error::NotAnOAuthConnection => d(S::UNPROCESSABLE_ENTITY, "not_an_oauth_connection", "Only OAuth connections have an access token to hand out.", "Call the platform through the proxy route, which applies API keys too."),
+        Error::RefreshPending => d(S::SERVICE_UNAVAILABLE, "refresh_pending", "The platform's token could not be renewed just now.", RETRY),
         Error::Config(_) => d(
             S::INTERNAL_SERVER_ERROR,
             "misconfigured",

@@ -41,3 +41,21 @@ pub fn caller_from_claims(claims: &HashMap<String, String>, config: &Config) -> 
         clients: None,
     })
 }
+
+/// The deployer's service calling a service route: the IAM identity API
+/// Gateway verified (`AWS_IAM` route authorization; the local gateway puts
+/// `local-service-token` there for the local service token). There is no
+/// other way in: without it the route answers 401.
+pub fn service_caller(request: &Request) -> Result<String, Error> {
+    let iam = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.authorizer.as_ref().and_then(|a| a.iam.as_ref()),
+        #[allow(unreachable_patterns)]
+        _ => None,
+    };
+    let iam = iam.ok_or(Error::Unauthenticated("no verified AWS IAM caller"))?;
+    iam.user_arn
+        .clone()
+        .or_else(|| iam.caller_id.clone())
+        .filter(|c| !c.is_empty())
+        .ok_or(Error::Unauthenticated("no verified AWS IAM caller"))
+}

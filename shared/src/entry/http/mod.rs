@@ -23,15 +23,17 @@ pub enum Function {
     ApiKeyConnect,
     CsvUpload,
     ConnectionsApi,
+    ServiceApi,
 }
 
 impl Function {
-    pub const ALL: [Function; 5] = [
+    pub const ALL: [Function; 6] = [
         Function::ConnectStart,
         Function::OauthCallback,
         Function::ApiKeyConnect,
         Function::CsvUpload,
         Function::ConnectionsApi,
+        Function::ServiceApi,
     ];
 
     /// The folder under `functions/` and the binary name.
@@ -42,6 +44,7 @@ impl Function {
             Function::ApiKeyConnect => "api-key-connect",
             Function::CsvUpload => "csv-upload",
             Function::ConnectionsApi => "connections-api",
+            Function::ServiceApi => "service-api",
         }
     }
 }
@@ -82,22 +85,44 @@ pub enum RouteId {
     CreateConnection,
     RenameAuthorization,
     RemoveAuthorization,
+    Proxy,
+    ServiceCredentials,
+    ListAudit,
+}
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone (health, catalog, the OAuth callback, token-bearing uploads).
+    Public,
+    /// A person of a workspace, by a verified JWT.
+    User,
+    /// The deployer's own services, by AWS IAM (locally, the service token).
+    Service,
 }
 
 /// One route: method, path template (`{name}` segments), the function that
-/// serves it, and whether it needs a verified caller.
+/// serves it, and who may call it. A `{name+}` segment takes the rest of
+/// the path.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub id: RouteId,
     pub method: Method,
     pub path: &'static str,
     pub function: Function,
-    pub auth: bool,
+    pub auth: Auth,
 }
 
 const fn route(id: RouteId, method: Method, path: &'static str, function: Function, auth: bool) -> Route {
-    Route { id, method, path, function, auth }
+    Route { id, method, path, function, auth: if auth { Auth::User } else { Auth::Public } }
 }
+
+const fn service_route(id: RouteId, method: Method, path: &'static str) -> Route {
+    Route { id, method, path, function: Function::ServiceApi, auth: Auth::Service }
+}
+
+/// The path of the proxy routes (one per method).
+pub const PROXY_PATH: &str = "/v1/service/connections/{id}/proxy/{path+}";
 
 /// Every route of the API. `docs/openapi.json` and `template.yaml` list the
 /// same ones (a test checks).
@@ -136,6 +161,13 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::ListMembers, Method::GET, "/v1/members", Function::ConnectionsApi, true),
     route(RouteId::UpdateMe, Method::PATCH, "/v1/members/me", Function::ConnectionsApi, true),
     route(RouteId::UpsertMember, Method::PUT, "/v1/members/{user_id}", Function::ConnectionsApi, true),
+    route(RouteId::ListAudit, Method::GET, "/v1/audit", Function::ConnectionsApi, true),
+    service_route(RouteId::Proxy, Method::GET, PROXY_PATH),
+    service_route(RouteId::Proxy, Method::POST, PROXY_PATH),
+    service_route(RouteId::Proxy, Method::PUT, PROXY_PATH),
+    service_route(RouteId::Proxy, Method::PATCH, PROXY_PATH),
+    service_route(RouteId::Proxy, Method::DELETE, PROXY_PATH),
+    service_route(RouteId::ServiceCredentials, Method::GET, "/v1/service/connections/{id}/credentials"),
 ];
 
 /// The methods a browser may send cross-origin: every method of a route,
@@ -163,6 +195,15 @@ fn match_path(template: &'static str, path: &str) -> Option<Params> {
         match (t.next(), p.next()) {
             (None, None) => return Some(params),
             (Some(ts), Some(ps)) => {
+                if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix("+}")) {
+                    // Greedy: the rest of the path, at least one segment.
+                    let rest: Vec<&str> = std::iter::once(ps).chain(p.by_ref()).collect();
+                    if ps.is_empty() || t.next().is_some() {
+                        return None;
+                    }
+                    params.insert(name, rest.join("/"));
+                    return Some(params);
+                }
                 if let Some(name) = ts.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
                     if ps.is_empty() {
                         return None;
@@ -256,5 +297,9 @@ mod tests {
         assert!(matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed)));
         assert!(matches!(find_route(&Method::GET, "/v1/connections/x/y"), Err(Error::RouteNotFound)));
         assert!(matches!(find_route(&Method::GET, "/v2/providers"), Err(Error::RouteNotFound)));
+        let (r, p) = find_route(&Method::POST, "/v1/service/connections/conn_1/proxy/v1/orders/7.json").unwrap();
+        assert_eq!((r.id, r.auth, p["path"].as_str()), (RouteId::Proxy, Auth::Service, "v1/orders/7.json"));
+        assert!(find_route(&Method::GET, "/v1/service/connections/conn_1/proxy/").is_err());
+        assert!(find_route(&Method::GET, "/v1/service/connections/conn_1/proxy").is_err());
     }
 }

@@ -140,3 +140,17 @@ pub fn upload(u: &crate::domain::upload::Upload) -> Value {
         "finished_at": u.finished_at,
     })
 }
+
+/// One service call of the audit log.
+pub fn audit(r: &crate::domain::audit::AuditRecord) -> Value {
+    json!({
+        "id": r.id,
+        "caller": r.caller,
+        "connection_id": r.connection_id,
+        "route": r.route,
+        "request": r.request,
+        "status": r.status,
+        "error_code": r.error_code,
+        "at": r.at,
+    })
+}

@@ -7,6 +7,7 @@ mod connect;
 mod connections;
 mod members;
 mod notifications;
+mod service;
 mod uploads;
 
 use http::StatusCode;
@@ -14,7 +15,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::{identity, json, Params, Route, RouteId};
+use super::{identity, json, Auth, Params, Route, RouteId};
 use crate::domain::error::Error;
 use crate::domain::ids::ConnectionId;
 use crate::domain::upload::DIRECT_LIMITS;
@@ -29,9 +30,15 @@ pub(super) async fn dispatch(
     params: Params,
     request: Request,
 ) -> Result<Response<Body>, Error> {
+    // Service routes verify their own caller (and audit refusals too).
+    match route.id {
+        RouteId::Proxy => return service::proxy(app, &params, request).await,
+        RouteId::ServiceCredentials => return service::credentials(app, &params, request).await,
+        _ => {}
+    }
     let caller = match route.auth {
-        true => Some(members::authenticate_caller(app, identity::caller(&request, &app.config)?).await?),
-        false => None,
+        Auth::User => Some(members::authenticate_caller(app, identity::caller(&request, &app.config)?).await?),
+        Auth::Public | Auth::Service => None,
     };
     let caller = || caller.as_ref().ok_or(Error::Unauthenticated("no verified token"));
     let (p, r) = (&params, &request);
@@ -69,6 +76,8 @@ pub(super) async fn dispatch(
         RouteId::ExportCosts => uploads::export(app, caller()?, p).await,
         RouteId::IssueUploadToken => uploads::issue_token(app, caller()?, p).await,
         RouteId::RevokeUploadTokens => uploads::revoke_tokens(app, caller()?, p).await,
+        RouteId::ListAudit => members::audit(app, caller()?, r).await,
+        RouteId::Proxy | RouteId::ServiceCredentials => Err(Error::RouteNotFound),
     }
 }
 
@@ -87,7 +96,7 @@ pub(super) fn query(request: &Request, name: &str) -> Option<String> {
     request.query_string_parameters().first(name).map(str::to_owned)
 }
 
-fn body_bytes(request: &Request) -> &[u8] {
+pub(super) fn body_bytes(request: &Request) -> &[u8] {
     match request.body() {
         Body::Empty => &[],
         Body::Text(t) => t.as_bytes(),

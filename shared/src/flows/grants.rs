@@ -1,0 +1,78 @@
+//! The credentials a connection calls its platform with: the grant's access
+//! token (with what the catalog's headers may use of the OAuth app), or the
+//! API key; and the values the catalog's URL templates need (the grant's
+//! and the connection's params). Used by the sync engine and the proxy.
+
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+
+use super::refresh as tokens;
+use super::App;
+use crate::domain::error::Error;
+use crate::domain::ids::AuthorizationId;
+use crate::domain::*;
+use crate::platform::{api_key, Credentials};
+
+/// What a request authenticates with.
+pub enum Creds {
+    OAuth { authorization: AuthorizationId, access: SecretString },
+    Key(Credentials),
+}
+
+impl Creds {
+    /// The values the catalog's templates may use, `extra` (the app's) last.
+    pub fn as_credentials(&self, extra: &BTreeMap<String, SecretString>) -> Credentials {
+        let mut values = match self {
+            Creds::OAuth { access, .. } => Credentials::access_token(access).values,
+            Creds::Key(c) => c.values.clone(),
+        };
+        for (k, v) in extra {
+            values.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Credentials { values }
+    }
+}
+
+/// Why there are no credentials.
+pub enum CredError {
+    /// The grant is disconnected.
+    Lost(DisconnectReason),
+    Other(Error),
+}
+
+/// A connection's credentials, its URL-template values and the app's extra
+/// values.
+pub async fn credentials(
+    app: &App,
+    c: &Connection,
+) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), CredError> {
+    use CredError::{Lost, Other};
+    let (creds, mut vars, extra) = match &c.credential {
+        Credential::Authorization { authorization_id } => {
+            let auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
+            if let Status::Disconnected { reason } = auth.status {
+                return Err(Lost(reason));
+            }
+            let tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
+            let entry = app.catalog.get(auth.platform.as_str()).map_err(Other)?;
+            let extra = match app.app_credentials(entry, &c.workspace_id).await {
+                Ok(app_creds) => app_creds.api_values(),
+                Err(_) => BTreeMap::new(),
+            };
+            (
+                Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
+                auth.params.clone(),
+                extra,
+            )
+        }
+        Credential::ApiKey { secret, .. } => {
+            let key = api_key::load_key(app.vault.as_ref(), secret).await.map_err(Other)?;
+            (Creds::Key(key), BTreeMap::new(), BTreeMap::new())
+        }
+        Credential::FileUpload => {
+            return Err(Other(Error::invalid("connection", "file connections have no platform credentials")))
+        }
+    };
+    vars.extend(c.params.clone());
+    Ok((creds, vars, extra))
+}
