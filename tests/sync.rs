@@ -177,7 +177,7 @@ pub(crate) async fn setup_env(backend: Backend, streams: &[&str], api_extra: Val
         "oauth": {"authorize_url": format!("{}/authorize", fake.base), "token_url": format!("{}/token", fake.base)},
         "api": {"base_url": fake.base, "auth_header": ["Authorization", "Bearer {access_token}"],
                 "error_envelope": api_extra.get("error_envelope"), "refresh_on_forbidden": api_extra.get("refresh_on_forbidden").cloned().unwrap_or(json!(false)),
-                "rate_limit_header": api_extra.get("rate_limit_header")},
+                "rate_limit_header": api_extra.get("rate_limit_header"), "query_cost": api_extra.get("query_cost")},
         "streams": all}}})
     .to_string();
     let mut settings = vec![("CATALOG_OVERRIDES", overrides.as_str())];
@@ -641,6 +641,72 @@ async fn the_cursor_is_the_latest_of_the_whole_run_and_no_content_ends_the_strea
     let asked =
         s.fake.requests_to("/mixed").into_iter().filter(|r| r.query.contains_key("updated_since")).collect::<Vec<_>>();
     assert_eq!(asked[0].query["updated_since"], "2026-11-05T10:00:00-05:00");
+}
+
+/// Shopify's GraphQL Admin API, as its rate-limit documentation describes
+/// it: errors in a 200 body with `extensions.code`, and the cost budget in
+/// `extensions.cost`.
+fn shopify_graphql() -> Value {
+    json!({
+        "error_envelope": {"code_pointer": "/errors/0/extensions/code", "throttled_codes": ["THROTTLED"], "denied_codes": ["ACCESS_DENIED"]},
+        "query_cost": {"requested_pointer": "/extensions/cost/requestedQueryCost", "available_pointer": "/extensions/cost/throttleStatus/currentlyAvailable", "restore_rate_pointer": "/extensions/cost/throttleStatus/restoreRate"}
+    })
+}
+
+fn shopify_error(code: &str, message: &str, available: f64) -> Reply {
+    Reply::Json(
+        200,
+        json!({
+            "errors": [{"message": message, "extensions": {"code": code, "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+            "extensions": {"cost": {"requestedQueryCost": 12, "actualQueryCost": null, "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": available, "restoreRate": 100.0}}}
+        }),
+    )
+}
+
+#[tokio::test]
+async fn shopify_graphql_throttling_waits_for_the_cost_budget_and_access_denied_asks_a_person() {
+    let s = setup_with(Backend::Embedded, &["gql"], shopify_graphql()).await;
+    let (_, cs) = connect(&s, "ws_sg", "good-token", 1, &["gql"]).await;
+    // THROTTLED in a 200: waited out (the budget lacks 2 points at 100/s:
+    // 20 ms), then the pages, and no error body stored as records.
+    s.fail.lock().unwrap().insert("/graphql".into(), vec![shopify_error("THROTTLED", "Throttled", 10.0)]);
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
+    assert_eq!(stored_records(&s, &cs[0], "gql").await.len(), RECORDS);
+    assert_eq!(reload(&s, &cs[0]).await.status, Status::Connected);
+    // ACCESS_DENIED: a missing permission, shown on the connection, no retry.
+    let (_, cs) = connect(&s, "ws_sg2", "good-token", 1, &["gql"]).await;
+    let before = s.fake.requests_to("/graphql").len();
+    s.fail.lock().unwrap().insert(
+        "/graphql".into(),
+        vec![shopify_error("ACCESS_DENIED", "Access denied for orders field. Required access: `read_orders`", 1990.0)],
+    );
+    assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Failed(FailureReason::PermissionDenied));
+    assert_eq!(s.fake.requests_to("/graphql").len(), before + 1);
+    // Another code: a platform error, not records.
+    let (_, cs) = connect(&s, "ws_sg3", "good-token", 1, &["gql"]).await;
+    s.fail.lock().unwrap().insert("/graphql".into(), vec![shopify_error("INTERNAL_SERVER_ERROR", "oops", 1990.0)]);
+    assert!(run(&s, &cs[0], budget()).await.is_err());
+    assert!(stored_records(&s, &cs[0], "gql").await.is_empty());
+}
+
+#[test]
+fn the_cost_budget_says_how_long_to_wait() {
+    let overrides = json!({"platforms": {"sandbox_oauth": {"api": {"base_url": "https://x.example", "query_cost": shopify_graphql()["query_cost"]}}}});
+    let catalog = shared::catalog::Catalog::load(&shared::catalog::CatalogOptions {
+        public_base_url: "http://127.0.0.1:3000".into(),
+        include_sandbox: true,
+        overrides: Some(overrides.to_string()),
+    })
+    .unwrap();
+    let entry = catalog.get("sandbox_oauth").unwrap();
+    let body = |available: f64| {
+        json!({"data": {}, "extensions": {"cost": {"requestedQueryCost": 52, "throttleStatus": {"currentlyAvailable": available, "restoreRate": 50.0}}}})
+            .to_string()
+    };
+    let wait = |available| shared::platform::cost_wait(entry, body(available).as_bytes()).unwrap();
+    assert_eq!(wait(2.0), std::time::Duration::from_secs(1));
+    assert_eq!(wait(500.0), std::time::Duration::ZERO);
+    assert_eq!(shared::platform::cost_wait(entry, b"{}"), None);
 }
 
 fn tiktok_envelope() -> Value {

@@ -250,10 +250,44 @@ pub struct ApiSpec {
     /// (`x-amzn-RateLimit-Limit`): requests of a connection are paced by it.
     #[serde(default)]
     pub rate_limit_header: Option<String>,
+    /// A query-cost budget the platform reports in its answers (Shopify
+    /// GraphQL's `extensions.cost`): requests wait until it covers the next.
+    #[serde(default)]
+    pub query_cost: Option<QueryCost>,
+}
+
+/// Where an answer reports the cost budget of a GraphQL API (Shopify:
+/// `extensions.cost.requestedQueryCost` and `throttleStatus`), so the engine
+/// waits exactly until the budget covers the next query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryCost {
+    pub requested_pointer: String,
+    pub available_pointer: String,
+    pub restore_rate_pointer: String,
+}
+
+/// An error code as a platform writes it: a number (TikTok 40100) or text
+/// (Shopify `THROTTLED`); compared as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Code {
+    Number(i64),
+    Text(String),
+}
+
+impl Code {
+    pub fn text(&self) -> String {
+        match self {
+            Code::Number(n) => n.to_string(),
+            Code::Text(t) => t.clone(),
+        }
+    }
 }
 
 /// Where a platform puts its error code, and what the codes mean (TikTok:
-/// HTTP 200 with `code` ≠ 0; Meta: `error.code` 190 for a revoked token).
+/// HTTP 200 with `code` ≠ 0; Meta: `error.code` 190 for a revoked token;
+/// Shopify GraphQL: 200 with `errors[0].extensions.code`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ErrorEnvelope {
@@ -261,13 +295,16 @@ pub struct ErrorEnvelope {
     pub code_pointer: String,
     /// Codes that mean success (TikTok: 0); any other present code is an error.
     #[serde(default)]
-    pub ok_codes: Vec<i64>,
+    pub ok_codes: Vec<Code>,
     /// The grant is revoked or expired.
     #[serde(default)]
-    pub revoked_codes: Vec<i64>,
+    pub revoked_codes: Vec<Code>,
     /// Slow down.
     #[serde(default)]
-    pub throttled_codes: Vec<i64>,
+    pub throttled_codes: Vec<Code>,
+    /// The grant lacks a permission (Shopify `ACCESS_DENIED`): a person must act.
+    #[serde(default)]
+    pub denied_codes: Vec<Code>,
 }
 
 /// A cheap request: identity or key validation.

@@ -215,6 +215,7 @@ async fn probe(
     let status = answer.as_ref().map(|r| match crate::platform::envelope(entry, r.body()) {
         crate::platform::Envelope::Revoked(_) => http::StatusCode::UNAUTHORIZED,
         crate::platform::Envelope::Throttled(_) => http::StatusCode::TOO_MANY_REQUESTS,
+        crate::platform::Envelope::Denied(_) => http::StatusCode::FORBIDDEN,
         crate::platform::Envelope::Failed(_) => http::StatusCode::BAD_GATEWAY,
         crate::platform::Envelope::Clear => r.status(),
     });

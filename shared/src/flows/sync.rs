@@ -479,13 +479,25 @@ async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, 
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let refresh_on_forbidden = run.entry.api.as_ref().is_some_and(|a| a.refresh_on_forbidden);
+        // A GraphQL cost budget (Shopify): exactly how long until it covers
+        // the next query.
+        let cost_wait = response.as_ref().ok().and_then(|r| platform::cost_wait(run.entry, r.body()));
         let wait = match (status, said) {
             (_, platform::Envelope::Revoked(_)) => return unauthorized(run).await,
+            (_, platform::Envelope::Denied(_)) => {
+                return Ok(Fetched::Stop(Outcome::Failed(FailureReason::PermissionDenied)))
+            }
             (_, platform::Envelope::Failed(code)) => {
                 return Err(platform_error(format!("the platform answered error code {code} for a page")))
             }
-            _ if throttled => retry_after.unwrap_or_else(|| backoff(attempt)),
-            (Some(s), _) if s.is_success() => return Ok(Fetched::Page(response.expect("checked"))),
+            _ if throttled => retry_after.or(cost_wait).unwrap_or_else(|| backoff(attempt)),
+            (Some(s), _) if s.is_success() => {
+                // The budget is spent: the next page waits until it refills.
+                if let Some(w) = cost_wait.filter(|w| !w.is_zero()) {
+                    run.not_before = Some(Instant::now() + w);
+                }
+                return Ok(Fetched::Page(response.expect("checked")));
+            }
             (Some(http::StatusCode::UNAUTHORIZED), _) => return unauthorized(run).await,
             // SP-API answers 403 for an expired token: refresh once first.
             (Some(http::StatusCode::FORBIDDEN), _) if refresh_on_forbidden && !run.refreshed => {

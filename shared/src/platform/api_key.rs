@@ -102,6 +102,7 @@ pub async fn validate(
         platform::Envelope::Throttled(_) => {
             return Err(Error::ApiKeyRejected(KeyProblem::RateLimited { retry_after: None }))
         }
+        platform::Envelope::Denied(_) => return Err(Error::ApiKeyRejected(KeyProblem::InsufficientScope)),
         platform::Envelope::Failed(_) => return Err(Error::ApiKeyRejected(KeyProblem::PlatformUnavailable)),
         platform::Envelope::Clear => {}
     }

@@ -58,7 +58,9 @@ pub async fn identify(
     let status = response.status();
     match platform::envelope(entry, response.body()) {
         platform::Envelope::Throttled(_) => return Err(IdentityError::Unavailable),
-        platform::Envelope::Revoked(_) | platform::Envelope::Failed(_) => return Err(IdentityError::Failed),
+        platform::Envelope::Revoked(_) | platform::Envelope::Denied(_) | platform::Envelope::Failed(_) => {
+            return Err(IdentityError::Failed)
+        }
         platform::Envelope::Clear => {}
     }
     if status.is_server_error() || status == http::StatusCode::TOO_MANY_REQUESTS || status.is_redirection() {

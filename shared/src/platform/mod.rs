@@ -223,35 +223,56 @@ pub fn api_call(
 }
 
 /// What a platform's answer says in its error envelope, if it has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {
     /// No error in the body (or the entry declares no envelope).
     Clear,
     /// The grant is revoked or expired: as a 401.
-    Revoked(i64),
+    Revoked(String),
     /// Rate limited: as a 429.
-    Throttled(i64),
+    Throttled(String),
+    /// A permission is missing: as a 403.
+    Denied(String),
     /// Another error: the platform refused.
-    Failed(i64),
+    Failed(String),
 }
 
 /// Reads the entry's error envelope from an answer's body.
 pub fn envelope(entry: &PlatformEntry, body: &[u8]) -> Envelope {
     let Some(spec) = entry.api.as_ref().and_then(|a| a.error_envelope.as_ref()) else { return Envelope::Clear };
     let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else { return Envelope::Clear };
-    let Some(code) = doc.pointer(&spec.code_pointer).and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()))
-    else {
-        return Envelope::Clear;
+    let code = match doc.pointer(&spec.code_pointer) {
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => return Envelope::Clear,
     };
-    if spec.ok_codes.contains(&code) {
+    let listed = |codes: &[crate::catalog::Code]| codes.iter().any(|c| c.text() == code);
+    if listed(&spec.ok_codes) {
         Envelope::Clear
-    } else if spec.revoked_codes.contains(&code) {
+    } else if listed(&spec.revoked_codes) {
         Envelope::Revoked(code)
-    } else if spec.throttled_codes.contains(&code) {
+    } else if listed(&spec.throttled_codes) {
         Envelope::Throttled(code)
+    } else if listed(&spec.denied_codes) {
+        Envelope::Denied(code)
     } else {
         Envelope::Failed(code)
     }
+}
+
+/// How long until a GraphQL cost budget covers a query of the answer's
+/// requested cost (zero when it already does), from what the answer reports.
+pub fn cost_wait(entry: &PlatformEntry, body: &[u8]) -> Option<std::time::Duration> {
+    let spec = entry.api.as_ref()?.query_cost.as_ref()?;
+    let doc = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let number = |p: &str| doc.pointer(p).and_then(serde_json::Value::as_f64);
+    let (requested, available, rate) =
+        (number(&spec.requested_pointer)?, number(&spec.available_pointer)?, number(&spec.restore_rate_pointer)?);
+    if rate <= 0.0 {
+        return None;
+    }
+    let missing = (requested - available).max(0.0);
+    Some(std::time::Duration::from_secs_f64((missing / rate).min(900.0)))
 }
 
 /// A string (or number, as text) at a JSON pointer.
@@ -304,14 +325,23 @@ mod tests {
         let (tiktok, meta, stripe) =
             (catalog.get("tiktok_ads").unwrap(), catalog.get("meta_ads").unwrap(), catalog.get("stripe").unwrap());
         assert_eq!(envelope(tiktok, br#"{"code":0,"data":{}}"#), Envelope::Clear);
-        assert_eq!(envelope(tiktok, br#"{"code":40100,"message":"x"}"#), Envelope::Throttled(40100));
-        assert_eq!(envelope(tiktok, br#"{"code":40105}"#), Envelope::Revoked(40105));
-        assert_eq!(envelope(tiktok, br#"{"code":40002}"#), Envelope::Failed(40002));
+        assert_eq!(envelope(tiktok, br#"{"code":40100,"message":"x"}"#), Envelope::Throttled("40100".into()));
+        assert_eq!(envelope(tiktok, br#"{"code":40105}"#), Envelope::Revoked("40105".into()));
+        assert_eq!(envelope(tiktok, br#"{"code":40002}"#), Envelope::Failed("40002".into()));
         let revoked = br#"{"error":{"message":"Error validating access token","type":"OAuthException","code":190}}"#;
-        assert_eq!(envelope(meta, revoked), Envelope::Revoked(190));
-        assert_eq!(envelope(meta, br#"{"error":{"code":17}}"#), Envelope::Throttled(17));
+        assert_eq!(envelope(meta, revoked), Envelope::Revoked("190".into()));
+        assert_eq!(envelope(meta, br#"{"error":{"code":17}}"#), Envelope::Throttled("17".into()));
         assert_eq!(envelope(meta, br#"{"data":[]}"#), Envelope::Clear);
         assert_eq!(envelope(stripe, br#"{"code":5}"#), Envelope::Clear, "no envelope declared");
+        // Shopify GraphQL: text codes in a 200 body; REST's plain `errors` string is no code.
+        let shopify = catalog.get("shopify").unwrap();
+        let throttled = br#"{"errors":[{"message":"Throttled","extensions":{"code":"THROTTLED"}}],"extensions":{"cost":{"requestedQueryCost":752,"throttleStatus":{"maximumAvailable":2000.0,"currentlyAvailable":352,"restoreRate":100.0}}}}"#;
+        assert_eq!(envelope(shopify, throttled), Envelope::Throttled("THROTTLED".into()));
+        assert_eq!(cost_wait(shopify, throttled), Some(std::time::Duration::from_secs(4)));
+        let denied = br#"{"errors":[{"message":"Access denied","extensions":{"code":"ACCESS_DENIED"}}]}"#;
+        assert_eq!(envelope(shopify, denied), Envelope::Denied("ACCESS_DENIED".into()));
+        assert_eq!(envelope(shopify, br#"{"errors":"[API] Invalid API key or access token"}"#), Envelope::Clear);
+        assert_eq!(envelope(shopify, br#"{"data":{"orders":{"nodes":[]}}}"#), Envelope::Clear);
     }
 
     #[test]
