@@ -40,6 +40,12 @@ struct Operation {
     success: Vec<u16>,
     response_pointers: Vec<String>,
     source: String,
+    /// A SOAP operation's SOAPAction.
+    #[serde(default)]
+    action: Option<String>,
+    /// The SOAP headers a SOAP operation's input declares.
+    #[serde(default)]
+    soap_headers: Vec<String>,
 }
 
 /// Platforms no published machine-readable description covers (see
@@ -51,7 +57,6 @@ const UNDESCRIBED: &[(&str, &str)] = &[
     ("snapchat_ads", "no official description is published"),
     ("google_ads", "no discovery document is published; the REST bindings live in protos"),
     ("custom_costs", "file uploads: no API"),
-    ("microsoft_ads", "a SOAP service (WSDL); the catalog makes no REST request to it yet"),
     ("x_ads", "OAuth 1.0a: the catalog makes no request to it yet"),
 ];
 
@@ -177,6 +182,50 @@ fn graphql_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String>
     problems
 }
 
+/// The SOAP requests of an entry (its identity), held to the WSDL: the
+/// operation exists at that address, every SOAP header sent is one the
+/// operation declares, the body is the operation's request element, and
+/// the fields read are in its response element.
+fn soap_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
+    let Some((identity, soap)) = entry.identity.as_ref().and_then(|i| i.soap.as_ref().map(|s| (i, s))) else {
+        return Vec::new();
+    };
+    let id = &entry.id;
+    let url = platform::api_url(entry, &identity.path, &vars(entry)).expect("identity URL");
+    let Some(op) = facts
+        .operations
+        .iter()
+        .find(|o| o.method == "SOAP" && o.action.as_deref() == Some(soap.action.as_str()) && matches(&o.url, &url))
+    else {
+        return vec![format!("{id} identity: SOAP {} at {url} is not in the vendor's WSDL", soap.action)];
+    };
+    let mut problems = Vec::new();
+    let envelope = soap.envelope.replace(['{', '}'], "");
+    let Some(doc) = platform::document(envelope.as_bytes()) else {
+        return vec![format!("{id} identity: the SOAP envelope is not XML")];
+    };
+    for header in doc.pointer("/Envelope/Header").and_then(|h| h.as_object()).into_iter().flat_map(|h| h.keys()) {
+        if !op.soap_headers.contains(header) {
+            problems.push(format!(
+                "{id} identity: the SOAP header {header} is not one {} takes ({})",
+                soap.action, op.source
+            ));
+        }
+    }
+    let request = format!("{}Request", soap.action);
+    if doc.pointer(&format!("/Envelope/Body/{request}")).is_none() {
+        problems.push(format!("{id} identity: the SOAP body is not a {request}"));
+    }
+    for pointer in [&identity.account_id_pointer, &identity.account_name_pointer].into_iter().flatten() {
+        let inner = pointer.strip_prefix("/Envelope/Body").unwrap_or(pointer);
+        if !op.response_pointers.iter().any(|p| p == inner) {
+            problems
+                .push(format!("{id} identity: {pointer} is not in the response of {} ({})", soap.action, op.source));
+        }
+    }
+    problems
+}
+
 /// One request the catalog makes, as the production code builds it.
 struct Request {
     what: String,
@@ -199,7 +248,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         r.headers().keys().map(|k| k.as_str().to_owned()).collect()
     };
     let mut out = Vec::new();
-    if let Some(identity) = entry.identity.as_ref().filter(|i| i.graphql.is_none()) {
+    if let Some(identity) = entry.identity.as_ref().filter(|i| i.graphql.is_none() && i.soap.is_none()) {
         let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
         out.push(Request {
             what: "identity".into(),
@@ -304,11 +353,14 @@ fn every_catalog_request_is_one_the_vendor_describes() {
     let (facts, catalog) = (facts(), catalog());
     let mut problems = Vec::new();
     for entry in catalog.entries() {
-        let described = |f: &&PlatformFacts| f.operations.iter().any(|o| o.method == "GET") || !f.graphql.is_empty();
+        let described = |f: &&PlatformFacts| {
+            f.operations.iter().any(|o| o.method == "GET" || o.method == "SOAP") || !f.graphql.is_empty()
+        };
         match facts.platforms.get(entry.id.as_str()).filter(described) {
             Some(f) => {
                 problems.extend(conformance(entry, f));
                 problems.extend(graphql_problems(entry, f));
+                problems.extend(soap_problems(entry, f));
             }
             None => assert!(
                 UNDESCRIBED.iter().any(|(id, _)| *id == entry.id.as_str()),
@@ -318,6 +370,33 @@ fn every_catalog_request_is_one_the_vendor_describes() {
         }
     }
     assert!(problems.is_empty(), "the catalog disagrees with the vendors' descriptions:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn a_planted_soap_mistake_fails() {
+    let (facts, catalog) = (facts(), catalog());
+    let ms = &facts.platforms["microsoft_ads"];
+    let good = catalog.get("microsoft_ads").unwrap();
+    assert!(soap_problems(good, ms).is_empty(), "{:?}", soap_problems(good, ms));
+    let plant = |change: &dyn Fn(&mut shared::catalog::RequestSpec)| {
+        let mut entry = good.clone();
+        change(entry.identity.as_mut().unwrap());
+        soap_problems(&entry, ms)
+    };
+    let wrong_action = plant(&|i| i.soap.as_mut().unwrap().action = "GetUsers".into());
+    assert!(
+        wrong_action.iter().any(|p| p.contains("GetUsers") && p.contains("not in the vendor's WSDL")),
+        "{wrong_action:?}"
+    );
+    let wrong_field = plant(&|i| i.account_name_pointer = Some("/Envelope/Body/GetUserResponse/User/Login".into()));
+    assert!(wrong_field.iter().any(|p| p.contains("User/Login")), "{wrong_field:?}");
+    let wrong_header = plant(&|i| {
+        let s = i.soap.as_mut().unwrap();
+        s.envelope = s.envelope.replace("DeveloperToken>", "DevToken>");
+    });
+    assert!(wrong_header.iter().any(|p| p.contains("SOAP header DevToken")), "{wrong_header:?}");
+    let wrong_path = plant(&|i| i.path = "/CustomerManagement.svc".into());
+    assert!(!wrong_path.is_empty());
 }
 
 #[test]

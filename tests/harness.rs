@@ -310,6 +310,8 @@ pub enum Reply {
     Hang,
     /// A status with no body at all (204 No Content).
     Empty(u16),
+    /// Another content type (XML for SOAP services).
+    Text(u16, &'static str, String),
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -370,6 +372,10 @@ impl FakePlatform {
                                     .status(302)
                                     .header("location", to)
                                     .body(http_body_util::Full::new(bytes::Bytes::new())),
+                                Reply::Text(status, content_type, text) => http::Response::builder()
+                                    .status(status)
+                                    .header("content-type", content_type)
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(text))),
                                 Reply::Empty(status) => http::Response::builder()
                                     .status(status)
                                     .body(http_body_util::Full::new(bytes::Bytes::new())),

@@ -438,6 +438,70 @@ async fn tiktok_uses_a_json_body_with_app_id_secret_and_auth_code() {
     assert_nowhere(&app, &["tt_FAKE_ACCESS"], &[&page.body]).await;
 }
 
+/// Customer Management v13 as its WSDL describes GetUser: SOAP 1.1, the
+/// tokens as SOAP headers, the user (with a contact whose `Id` is not the
+/// user's) in `GetUserResponse`, and authentication faults as
+/// `AdApiFaultDetail` codes.
+fn ms_get_user_answer(user_id: &str) -> String {
+    format!(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header><h:TrackingId xmlns:h="https://bingads.microsoft.com/Customer/v13">t-1</h:TrackingId></s:Header><s:Body><GetUserResponse xmlns="https://bingads.microsoft.com/Customer/v13"><User xmlns:a="https://bingads.microsoft.com/Customer/v13/Entities" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><a:ContactInfo><a:Email>ads@example.com</a:Email><a:Id>999</a:Id></a:ContactInfo><a:CustomerId>5551</a:CustomerId><a:Id>{user_id}</a:Id><a:JobTitle i:nil="true"/><a:UserName>ads_owner</a:UserName></User><CustomerRoles/></GetUserResponse></s:Body></s:Envelope>"#
+    )
+}
+
+const MS_FAULT_105: &str = r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><s:Fault><faultcode>s:Server</faultcode><faultstring>Invalid client data. Check the SOAP fault details for more information.</faultstring><detail><AdApiFaultDetail xmlns="https://adapi.microsoft.com" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><TrackingId>t-2</TrackingId><Errors><AdApiError><Code>105</Code><Detail i:nil="true"/><ErrorCode>InvalidCredentials</ErrorCode><Message>Authentication failed. Either supplied credentials are invalid or the account is inactive.</Message></AdApiError></Errors></AdApiFaultDetail></detail></s:Fault></s:Body></s:Envelope>"#;
+
+#[tokio::test]
+async fn microsoft_ads_names_the_user_from_customer_management_get_user() {
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/token" => {
+            let f = r.form();
+            if f["code"] == "good" {
+                Reply::Json(200, json!({"access_token": "ms_ACCESS", "refresh_token": "ms_REFRESH", "expires_in": 3600, "scope": "https://ads.microsoft.com/msads.manage offline_access"}))
+            } else {
+                Reply::Json(200, json!({"access_token": "ms_REVOKED", "refresh_token": "ms_REFRESH", "expires_in": 3600, "scope": "https://ads.microsoft.com/msads.manage offline_access"}))
+            }
+        }
+        "/Api/CustomerManagement/v13/CustomerManagementService.svc" => {
+            let soap = r.headers.get("soapaction").and_then(|v| v.to_str().ok()) == Some("\"GetUser\"")
+                && r.headers["content-type"].to_str().unwrap().starts_with("text/xml")
+                && r.body.contains("<DeveloperToken>dev-token-1</DeveloperToken>")
+                && r.body.contains("<GetUserRequest");
+            if !soap {
+                Reply::Json(400, json!({}))
+            } else if r.body.contains("<AuthenticationToken>ms_ACCESS</AuthenticationToken>") {
+                Reply::Text(200, "text/xml; charset=utf-8", ms_get_user_answer("424242"))
+            } else {
+                Reply::Text(500, "text/xml; charset=utf-8", MS_FAULT_105.to_owned())
+            }
+        }
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    let patch = json!({"oauth": {"authorize_url": "{fake}/authorize", "token_url": "{fake}/token"},
+                       "api": {"base_url": "{fake}/Api/CustomerManagement/v13"}});
+    let app = app_for("microsoft_ads", &fake, patch, "ms_secret").await;
+    // The developer token sits with the app credentials.
+    let secret = SecretRef::for_app(&app.stack.app.config.secret_prefix, "microsoft_ads");
+    let stored = json!({"client_id": "client-123", "client_secret": "ms_secret", "developer_token": "dev-token-1"});
+    app.stack.app.vault.put(&secret.0, &secrecy::SecretString::from(stored.to_string())).await.unwrap();
+    let t = app.token("ws_ms", "u", "staff").await;
+    let (state, _) = state_of(&app, &t, start_body("microsoft_ads")).await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=good&state={state}"))).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+    let account = authorizations(&app, "ws_ms").await[0].account.clone().unwrap();
+    assert_eq!(
+        (account.id.as_str(), account.name.as_deref()),
+        ("424242", Some("ads_owner")),
+        "the user's Id, not its contact's"
+    );
+    // A fault 105 (invalid credentials) refuses the connection.
+    let (state, _) = state_of(&app, &t, start_body("microsoft_ads")).await;
+    let page = visit(&app, &app.url(&format!("/v1/oauth/callback?code=other&state={state}"))).await;
+    assert_ne!(page.message()["status"], "connected", "{}", page.body);
+    assert_eq!(authorizations(&app, "ws_ms").await.len(), 1);
+    assert_nowhere(&app, &["ms_ACCESS", "dev-token-1"], &[&page.body]).await;
+}
+
 #[tokio::test]
 async fn amazon_seller_uses_spapi_oauth_code_and_application_id() {
     let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {

@@ -234,9 +234,31 @@ def postman_ops(doc, source, env):
 
 
 def wsdl_ops(text, source):
-    names = sorted(set(re.findall(r'<wsdl:operation name="(\w+)"', text)))
-    return [{"method": "SOAP", "url": name, "required_query": [], "required_headers": [], "success": [],
-             "response_pointers": [], "source": source} for name in names]
+    """Each SOAP operation of a WSDL: the service address (`url`), its
+    SOAPAction (`action`), the SOAP headers its input declares
+    (`soap_headers`), and its response element's fields two levels deep as
+    pointers by local name (`/GetUserResponse/User/Id`)."""
+    location = (re.search(r'<soap:address location="([^"]+)"', text) or [None, ""])[1]
+    elements = {}  # top-level xs:element name -> its child (name, type) list
+    for m in re.finditer(r'<xs:element name="(\w+)">\s*<xs:complexType>(.*?)</xs:complexType>\s*</xs:element>', text, re.S):
+        elements[m[1]] = re.findall(r'<xs:element[^>]*?name="(\w+)"[^>]*?type="(?:\w+:)?(\w+)"', m[2])
+    types = {}  # complexType name -> its child element names (own sequence)
+    for m in re.finditer(r'<xs:complexType name="(\w+)">(.*?)</xs:complexType>', text, re.S):
+        types[m[1]] = re.findall(r'<xs:element[^>]*?name="(\w+)"', m[2])
+    ops = []
+    for m in re.finditer(r'<wsdl:operation name="(\w+)">\s*<soap:operation soapAction="([^"]*)"', text):
+        name, action = m[1], m[2]
+        headers = re.search(r'<wsdl:message name="%sRequest_Headers">(.*?)</wsdl:message>' % name, text, re.S)
+        soap_headers = sorted(re.findall(r'element="tns:(\w+)"', headers[1])) if headers else []
+        response = name + "Response"
+        pointers = []
+        for child, ctype in elements.get(response, []):
+            pointers.append("/%s/%s" % (response, child))
+            pointers += ["/%s/%s/%s" % (response, child, g) for g in types.get(ctype, [])]
+        ops.append({"method": "SOAP", "url": location, "action": action, "soap_headers": soap_headers,
+                    "required_query": [], "required_headers": [], "success": [],
+                    "response_pointers": sorted(pointers), "source": source})
+    return ops
 
 
 def graphql_facts(doc):
@@ -292,9 +314,9 @@ def generate(vendor):
         # The catalog reads with GET (and SOAP names Microsoft's operations):
         # only those are facts it can be held to.
         for op in (o for o in ops if o["method"] in ("GET", "SOAP")):
-            unique.setdefault((op["method"], op["url"]), op)
+            unique.setdefault((op["method"], op["url"], op.get("action")), op)
         entry["sources"] = described
-        entry["operations"] = sorted(unique.values(), key=lambda o: (o["url"], o["method"]))
+        entry["operations"] = sorted(unique.values(), key=lambda o: (o["url"], o["method"], o.get("action", "")))
         if platform == "meta_ads":
             entry["api_version"] = meta_version
         out[platform] = entry

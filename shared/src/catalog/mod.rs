@@ -323,6 +323,21 @@ pub struct RequestSpec {
     /// Sent as a GraphQL query (POST to `path`) instead of a GET.
     #[serde(default)]
     pub graphql: Option<GraphqlSpec>,
+    /// Sent as a SOAP call (POST of the envelope to `path`) instead of a
+    /// GET; the pointers then read the answer's XML by element names.
+    #[serde(default)]
+    pub soap: Option<SoapSpec>,
+}
+
+/// A SOAP 1.1 call: the operation (the `SOAPAction`) and the envelope, whose
+/// `{name}` placeholders are filled (XML-escaped) from the credentials and
+/// params (`{access_token}`, `{developer_token}`). Its answer is read as a
+/// tree of element local names: `/Envelope/Body/GetUserResponse/User/Id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SoapSpec {
+    pub action: String,
+    pub envelope: String,
 }
 
 /// A GraphQL query, POSTed as `{"query", "variables"}` to the request's path.

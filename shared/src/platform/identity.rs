@@ -32,9 +32,10 @@ pub fn request(
 ) -> Result<Option<http::Request<Bytes>>, Error> {
     let Some(spec) = &entry.identity else { return Ok(None) };
     let url = platform::api_url(entry, &spec.path, vars)?;
-    match &spec.graphql {
-        Some(q) => platform::graphql_post(entry, url, vars, creds, &q.query, serde_json::json!({})).map(Some),
-        None => platform::api_get(entry, url, vars, creds).map(Some),
+    match (&spec.graphql, &spec.soap) {
+        (Some(q), _) => platform::graphql_post(entry, url, vars, creds, &q.query, serde_json::json!({})).map(Some),
+        (None, Some(soap)) => platform::soap_post(entry, url, vars, creds, soap).map(Some),
+        (None, None) => platform::api_get(entry, url, vars, creds).map(Some),
     }
 }
 
@@ -72,7 +73,7 @@ pub async fn identify(
     if !status.is_success() {
         return Err(IdentityError::Failed);
     }
-    let doc: serde_json::Value = serde_json::from_slice(response.body()).map_err(|_| IdentityError::Failed)?;
+    let doc = platform::document(response.body()).ok_or(IdentityError::Failed)?;
     let id =
         spec.account_id_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p)).or(known_id.map(str::to_owned));
     let name = spec.account_name_pointer.as_deref().and_then(|p| platform::pointer_str(&doc, p));

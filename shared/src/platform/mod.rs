@@ -222,6 +222,59 @@ pub fn api_call(
     req.body(body).map_err(|e| Error::Config(format!("{}: {e}", entry.id)))
 }
 
+/// A SOAP call to the platform's API: the envelope POSTed as `text/xml`
+/// with its `SOAPAction`, the catalog's headers applied as for any request.
+pub fn soap_post(
+    entry: &PlatformEntry,
+    url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+    spec: &crate::catalog::SoapSpec,
+) -> Result<http::Request<Bytes>, Error> {
+    let mut all = vars.iter().map(|(k, v)| (k.clone(), xml_escape(v))).collect::<BTreeMap<_, _>>();
+    for (k, v) in &creds.values {
+        all.insert(k.clone(), xml_escape(v.expose_secret()));
+    }
+    let body = Bytes::from(fill(&spec.envelope, &all)?);
+    let xml = http::HeaderValue::from_static("text/xml; charset=utf-8");
+    let mut request = api_call(entry, http::Method::POST, url, vars, creds, Some((body, xml)))?;
+    let action = http::HeaderValue::from_str(&format!("\"{}\"", spec.action))
+        .map_err(|_| Error::Config(format!("{}: a SOAP action must be a header value", entry.id)))?;
+    request.headers_mut().insert("soapaction", action);
+    Ok(request)
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+}
+
+/// An answer's body as a JSON tree: JSON as is; XML (a SOAP answer) as
+/// nested objects of element local names, text leaves as strings, the
+/// first of repeated elements kept. `None` when it is neither.
+pub fn document(body: &[u8]) -> Option<serde_json::Value> {
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Some(v);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    if !text.trim_start().starts_with('<') {
+        return None;
+    }
+    let doc = roxmltree::Document::parse(text).ok()?;
+    fn tree(node: roxmltree::Node<'_, '_>) -> serde_json::Value {
+        let children: Vec<_> = node.children().filter(|c| c.is_element()).collect();
+        if children.is_empty() {
+            return serde_json::Value::String(node.text().unwrap_or("").trim().to_owned());
+        }
+        let mut map = serde_json::Map::new();
+        for child in children {
+            map.entry(child.tag_name().name().to_owned()).or_insert_with(|| tree(child));
+        }
+        serde_json::Value::Object(map)
+    }
+    let root = doc.root_element();
+    Some(serde_json::json!({ root.tag_name().name(): tree(root) }))
+}
+
 /// What a platform's answer says in its error envelope, if it has one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Envelope {
@@ -240,7 +293,7 @@ pub enum Envelope {
 /// Reads the entry's error envelope from an answer's body.
 pub fn envelope(entry: &PlatformEntry, body: &[u8]) -> Envelope {
     let Some(spec) = entry.api.as_ref().and_then(|a| a.error_envelope.as_ref()) else { return Envelope::Clear };
-    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) else { return Envelope::Clear };
+    let Some(doc) = document(body) else { return Envelope::Clear };
     let code = match doc.pointer(&spec.code_pointer) {
         Some(serde_json::Value::Number(n)) => n.to_string(),
         Some(serde_json::Value::String(s)) => s.clone(),
