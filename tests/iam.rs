@@ -21,17 +21,23 @@ type Statement = (Vec<&'static str>, Vec<&'static str>);
 #[rustfmt::skip]
 fn needs() -> Vec<(&'static str, Vec<Statement>)> {
     vec![
-        // flows::connect_oauth::start (state, reconnect targets), flows::providers (BYO apps)
+        // flows::connect_oauth::start (state, reconnect targets), flows::providers (BYO apps),
+        // flows::installs::claim (the install's tokens become a grant's; initial sync, events)
         ("ConnectStartFunction", vec![
-            (DDB_RWQ.to_vec(), vec![TABLE]),
+            (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:ws/*/apps/*"]),
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
+            (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
         ]),
         // flows::connect_oauth::callback, flows::reconnect
         ("OauthCallbackFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
+            // flows::installs::receive (an install the platform started)
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
         ]),
         // flows::connect_api_key (claims, fingerprint key, keys, initial sync)
@@ -82,7 +88,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         ]),
         // flows::sweep (refresh, probe, alerts, stalled runs)
         ("ExpirySweepFunction", vec![
-            (DDB_RWQ.to_vec(), vec![TABLE]),
+            (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::installs::expire
+            (vec!["secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
             (vec!["dynamodb:Query"], vec![DUE_INDEX]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),

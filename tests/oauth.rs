@@ -93,7 +93,11 @@ async fn assert_nowhere(app: &TestApp, secrets: &[&str], responses: &[&str]) {
     }
 }
 
-both!(sandbox_connects_end_to_end_and_the_state_is_single_use, forged_expired_and_missing_states_make_no_token_request);
+both!(
+    sandbox_connects_end_to_end_and_the_state_is_single_use,
+    forged_expired_and_missing_states_make_no_token_request,
+    an_unclaimed_install_expires_and_the_sweep_deletes_its_tokens
+);
 
 async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
@@ -280,8 +284,18 @@ async fn start_refuses_bad_input_with_clear_codes() {
 /// An app whose catalog points `platform` at a fake platform, with app
 /// credentials in the vault.
 async fn app_for(platform: &str, fake: &FakePlatform, patch: Value, client_secret: &str) -> TestApp {
+    app_for_on(Backend::Embedded, platform, fake, patch, client_secret).await
+}
+
+async fn app_for_on(
+    backend: Backend,
+    platform: &str,
+    fake: &FakePlatform,
+    patch: Value,
+    client_secret: &str,
+) -> TestApp {
     let overrides = json!({"platforms": {platform: patch}}).to_string().replace("{fake}", &fake.base);
-    let app = spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
     let secret = SecretRef::for_app(&app.stack.app.config.secret_prefix, platform);
     shared::platform::AppCredentials::store(
         app.stack.app.vault.as_ref(),
@@ -942,4 +956,155 @@ async fn a_launch_is_single_use_short_lived_and_sets_a_first_party_cookie() {
     app.clock.advance(chrono::Duration::seconds(121));
     let page = visit(&app, late["launch_url"].as_str().unwrap()).await;
     assert_eq!(page.message()["error_code"], "invalid_state");
+}
+
+/// BigCommerce as its app docs describe a control-panel install: the auth
+/// callback with `code`, `scope` and `context` and no state of ours; the
+/// token request with `context`, `scope` and the registered redirect URI.
+async fn bigcommerce_fake() -> (FakePlatform, Arc<Mutex<usize>>) {
+    let token_requests = Arc::new(Mutex::new(0usize));
+    let counter = token_requests.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| match r.path.as_str() {
+        "/oauth2/token" => {
+            *counter.lock().unwrap() += 1;
+            let f = r.form();
+            let ok = f["client_id"] == "client-123"
+                && f["client_secret"] == "bc_secret"
+                && f["grant_type"] == "authorization_code"
+                && f["context"] == "stores/abc123"
+                && f["scope"].contains("store_v2_orders_read_only")
+                && f["redirect_uri"].ends_with("/v1/oauth/callback")
+                && f["code"].starts_with("good");
+            if ok {
+                Reply::Json(
+                    200,
+                    json!({"access_token": format!("bc_ACCESS_{}", f["code"]), "scope": f["scope"],
+                    "user": {"id": 24654, "username": "merchant@example.com", "email": "merchant@example.com"},
+                    "owner": {"id": 24654, "username": "merchant@example.com", "email": "merchant@example.com"},
+                    "context": "stores/abc123", "account_uuid": "ed7ea3a8-2f4d-4bd6-8c0f-0d3d4c0c4d2a"}),
+                )
+            } else {
+                Reply::Json(400, json!({"error": "invalid_grant"}))
+            }
+        }
+        "/stores/abc123/v2/store" => {
+            Reply::Json(200, json!({"id": "abc123", "domain": "demo.example.com", "name": "Demo Store"}))
+        }
+        _ => Reply::Json(404, json!({})),
+    })
+    .await;
+    (fake, token_requests)
+}
+
+const BC_SCOPES: &str = "store_v2_orders_read_only store_v2_customers_read_only store_v2_products_read_only";
+
+/// The install page's claim (from the link's fragment).
+fn claim_of(page: &Page) -> String {
+    let at = page.body.find("#install=").unwrap_or_else(|| panic!("no claim link: {}", page.body));
+    page.body[at + "#install=".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+}
+
+async fn install(app: &TestApp, code: &str) -> Page {
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("code", code)
+        .append_pair("scope", BC_SCOPES)
+        .append_pair("context", "stores/abc123")
+        .finish();
+    visit(app, &app.url(&format!("/v1/oauth/callback?{q}"))).await
+}
+
+async fn claim(app: &TestApp, token: &str, body: Value) -> (u16, Value) {
+    let r = app.http.post(app.url("/v1/installs/claim")).bearer_auth(token).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_bigcommerce_control_panel_install_waits_for_a_workspace_to_claim_it_once() {
+    let (fake, token_requests) = bigcommerce_fake().await;
+    let patch = json!({"oauth": {"token_url": "{fake}/oauth2/token"}, "api": {"base_url": "{fake}/{context}/v3"},
+                       "identity": {"path": "{fake}/{context}/v2/store"}});
+    let app = app_for("bigcommerce", &fake, patch, "bc_secret").await;
+    // The merchant installs from BigCommerce: no state, no workspace yet.
+    let page = install(&app, "good-1").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("BigCommerce is installed") && page.body.contains("Demo Store"), "{}", page.body);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors https://*.bigcommerce.com https://*.mybigcommerce.com")
+            && !csp.contains("script-src")
+    );
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    let claim_token = claim_of(&page);
+    assert!(claim_token.starts_with("clm_") && claim_token.len() == 68, "{claim_token}");
+    assert_nowhere(&app, &["bc_ACCESS_good-1"], &[&page.body]).await;
+    // A client viewer may not claim; a made-up claim is unknown.
+    let viewer = app.token("ws_bc", "v", "client_viewer").await;
+    assert_eq!(claim(&app, &viewer, json!({"claim": claim_token})).await.0, 403);
+    let staff = app.token("ws_bc", "u", "staff").await;
+    let (status, body) = claim(&app, &staff, json!({"claim": "clm_0000"})).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));
+    // A member claims it: a grant and a connection of the workspace, syncing.
+    let (status, body) = claim(&app, &staff, json!({"claim": claim_token, "name": "Demo BC"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["reconnected"], false);
+    let auths = authorizations(&app, "ws_bc").await;
+    assert_eq!(auths.len(), 1);
+    assert_eq!(auths[0].account.as_ref().map(|a| a.name.as_deref()), Some(Some("Demo Store")));
+    assert_eq!(tokens_of(&app, &auths[0]).await.access_token, "bc_ACCESS_good-1");
+    let ws = WorkspaceId::parse("ws_bc").unwrap();
+    let conns = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap();
+    assert_eq!((conns.len(), conns[0].value.name.as_str()), (1, "Demo BC"));
+    assert_eq!(conns[0].value.status, shared::domain::Status::InitialSyncInProgress);
+    let jobs = app.stack.app.queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
+    assert!(jobs.iter().any(|j| j.body.contains(conns[0].value.id.as_str())), "the initial sync is queued");
+    // Once only: the same claim again finds nothing, and the waiting tokens are gone.
+    assert_eq!(claim(&app, &staff, json!({"claim": claim_token})).await.0, 404);
+    let far = app.clock_now() + chrono::Duration::days(30);
+    assert!(app.stack.app.repo.expired_installs(far, 10).await.unwrap().is_empty());
+    // Installed again (a reinstall): claiming it reconnects the same grant.
+    let again = claim_of(&install(&app, "good-2").await);
+    let (status, body) = claim(&app, &staff, json!({"claim": again})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["reconnected"].as_bool(), body["authorization_id"].as_str()),
+        (Some(true), Some(auths[0].id.as_str()))
+    );
+    assert_eq!(authorizations(&app, "ws_bc").await.len(), 1);
+    assert_eq!(tokens_of(&app, &auths[0]).await.access_token, "bc_ACCESS_good-2");
+    assert_eq!(*token_requests.lock().unwrap(), 2);
+}
+
+async fn an_unclaimed_install_expires_and_the_sweep_deletes_its_tokens(backend: Backend) {
+    let (fake, _) = bigcommerce_fake().await;
+    let patch = json!({"oauth": {"token_url": "{fake}/oauth2/token"}, "api": {"base_url": "{fake}/{context}/v3"},
+                       "identity": {"path": "{fake}/{context}/v2/store"}});
+    let app = app_for_on(backend, "bigcommerce", &fake, patch, "bc_secret").await;
+    let claim_token = claim_of(&install(&app, "good-3").await);
+    let staff = app.token("ws_bc2", "u", "staff").await;
+    let waiting = app.stack.app.repo.expired_installs(app.clock_now() + chrono::Duration::days(2), 10).await.unwrap();
+    assert_eq!(waiting.len(), 1);
+    let secret = waiting[0].1.secret.clone();
+    assert!(app.stack.app.vault.get(&secret.0).await.unwrap().is_some());
+    // Not yet: the sweep leaves it.
+    app.clock.advance(chrono::Duration::hours(23));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().installs_expired, 0);
+    app.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().installs_expired, 1);
+    assert!(app.stack.app.vault.get(&secret.0).await.unwrap().is_none(), "the tokens are gone");
+    assert_eq!(claim(&app, &staff, json!({"claim": claim_token})).await.0, 404);
+    assert!(authorizations(&app, "ws_bc2").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_stateless_callback_that_is_no_install_is_still_an_invalid_state() {
+    let (fake, token_requests) = bigcommerce_fake().await;
+    let patch = json!({"oauth": {"token_url": "{fake}/oauth2/token"}});
+    let app = app_for("bigcommerce", &fake, patch, "bc_secret").await;
+    // No context: not an install; a context that is no store hash: refused.
+    let page = visit(&app, &app.url("/v1/oauth/callback?code=good&scope=x")).await;
+    assert_eq!((page.status, page.message()["error_code"].as_str()), (400, Some("invalid_state")));
+    let page = visit(&app, &app.url("/v1/oauth/callback?code=good&scope=x&context=stores/../evil")).await;
+    assert_eq!(page.status, 400);
+    assert!(page.body.contains("Install failed"), "{}", page.body);
+    assert_eq!(*token_requests.lock().unwrap(), 0, "no token request for either");
 }

@@ -49,9 +49,30 @@ async function start() {
   if (payload.role === "admin" && payload.email) {
     await call("PUT", "/v1/members/" + encodeURIComponent(payload.sub), { email: payload.email, role: payload.role });
   }
+  showInstall();
   await loadCatalog();
   await refresh();
   setInterval(refresh, 1500);
+}
+
+// --- installs the platform started (the claim is in the URL's fragment) ----
+function showInstall() {
+  const claim = new URLSearchParams(location.hash.slice(1)).get("install");
+  if (!claim) return;
+  $("install").hidden = false;
+  $("install-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const name = $("install-name").value.trim();
+    const r = await call("POST", "/v1/installs/claim", name ? { claim, name } : { claim });
+    if (r.status === 200 || r.status === 201) {
+      $("install-result").textContent = r.data.reconnected ? "Reconnected the store's data source." : "Connected.";
+      history.replaceState(null, "", location.pathname);
+      $("install-form").hidden = true;
+      refresh();
+    } else {
+      $("install-result").textContent = `${r.data.error.message} ${r.data.error.action}`;
+    }
+  };
 }
 
 // --- catalog ---------------------------------------------------------------

@@ -203,6 +203,14 @@ pub struct OAuthSpec {
     /// reach URL templates: BigCommerce's `context` is `stores/{hash}`).
     #[serde(default)]
     pub callback_param_patterns: BTreeMap<String, String>,
+    /// The platform may start an install itself (BigCommerce's control
+    /// panel): a callback with no state but every `callback_params` is an
+    /// install, claimed later by a workspace. Deployment apps only.
+    #[serde(default)]
+    pub install_without_state: bool,
+    /// Who may show the install page in a frame (the platform's control panel).
+    #[serde(default)]
+    pub install_frame_ancestors: Vec<String>,
     /// JSON pointer to the token object in the token response, if nested.
     pub token_pointer: Option<String>,
     /// Verify the HMAC of the callback query (Shopify).

@@ -7,6 +7,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod input;
+pub mod install;
 pub mod messages;
 pub mod model;
 pub mod network;

@@ -124,6 +124,12 @@ impl SecretRef {
         SecretRef(format!("{prefix}/fingerprint-key"))
     }
 
+    /// The tokens of an install a platform started (BigCommerce's control
+    /// panel), until a workspace claims it.
+    pub fn for_install(prefix: &str, install: &str) -> Self {
+        SecretRef(format!("{prefix}/installs/{install}"))
+    }
+
     /// A workspace's own (BYO) OAuth app credentials of a platform.
     pub fn for_workspace_app(prefix: &str, workspace: &WorkspaceId, platform: &str) -> Self {
         SecretRef(format!("{prefix}/ws/{}/apps/{platform}", workspace.as_str()))

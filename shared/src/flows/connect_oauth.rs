@@ -613,7 +613,6 @@ async fn complete(
     let resolved =
         discovery::resolve(app.http.as_ref(), entry).await.map_err(|_| CallbackError::PlatformUnavailable)?;
     let entry = resolved.as_ref();
-    let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
     if let Some(error) = query.get("error") {
         return Err(match error.as_str() {
             "access_denied" | "user_denied" | "consent_required" => CallbackError::PermissionsDenied,
@@ -623,53 +622,15 @@ async fn complete(
         });
     }
     let creds = app.app_credentials(entry, &pending.workspace_id).await.map_err(|_| CallbackError::AppNotConfigured)?;
-    if spec.callback_hmac && !verify_query_hmac(query, &creds.client_secret) {
-        return Err(CallbackError::InvalidCallback);
-    }
     // Params the flow was started with must come back unchanged (Shopify `shop`).
     for (k, v) in &pending.params {
         if query.get(k).is_some_and(|given| given != v) {
             return Err(CallbackError::InvalidCallback);
         }
     }
-    let code = query
-        .get(&spec.code_param)
-        .filter(|c| !c.is_empty() && c.len() <= 4096)
-        .ok_or(CallbackError::InvalidCallback)?;
-    let mut vars = pending.params.clone();
-    for name in &spec.callback_params {
-        if let Some(v) = query.get(name) {
-            if name != "hmac" && name != "signature" {
-                // A value that reaches a URL template must be what the
-                // platform sends, whole (no path, host or query tricks).
-                if let Some(pattern) = spec.callback_param_patterns.get(name) {
-                    let re =
-                        regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| CallbackError::Internal)?;
-                    if !re.is_match(v) {
-                        return Err(CallbackError::InvalidCallback);
-                    }
-                }
-                vars.insert(name.clone(), v.clone());
-            }
-        }
-    }
-    let token_client = app.token_client();
-    let grant = Grant::Code { code, verifier: pending.pkce_verifier.as_deref() };
-    let tokens = within(deadline, token_client.request(entry, &vars, &creds, grant)).await?.map_err(map_token_error)?;
-    if spec.required_scopes.iter().any(|s| !tokens.scopes.contains(s)) {
-        return Err(CallbackError::InsufficientPermissions);
-    }
-    let access = SecretString::from(tokens.access_token.clone());
-    let id_creds = Credentials::for_grant(&access, Some(creds));
-    // The account the callback names (SP-API's selling partner, BigCommerce's
-    // store) with the name the identity request gives, else the identity's.
-    let callback_account = spec
-        .callback_params
-        .iter()
-        .find_map(|p| query.get(p).filter(|_| p == "selling_partner_id" || p == "context").cloned());
-    let identified = identity::identify(app.http.as_ref(), entry, &vars, &id_creds, callback_account.as_deref());
-    let account = within(deadline, identified).await?.map_err(map_identity_error)?;
-    let account = account.or_else(|| callback_account.map(|id| ExternalAccount { id, name: None }));
+    let granted =
+        exchange(app, entry, creds, pending.params.clone(), query, pending.pkce_verifier.as_deref(), deadline).await?;
+    let Granted { vars, account, tokens } = granted;
     if let Some(auth_id) = &pending.reconnect {
         if let (Some(expected), Some(got)) = (&pending.expected_account, &account) {
             if expected != &got.id && !pending.switch_account {
@@ -695,26 +656,113 @@ async fn complete(
                 CallbackError::Internal
             });
     }
-    store_new(app, entry, pending, vars, account, tokens).await.map_err(|e| {
+    store_new(app, entry, &pending.into(), vars, account, tokens).await.map_err(|e| {
         tracing::error!(error = %e, "storing a new authorization failed");
         CallbackError::Internal
     })
 }
 
+/// What a code exchange gave: the callback's values, the account, the tokens.
+pub(super) struct Granted {
+    pub vars: BTreeMap<String, String>,
+    pub account: Option<ExternalAccount>,
+    pub tokens: TokenSet,
+}
+
+/// The callback's checks and requests, within one deadline: its HMAC where
+/// the platform signs it, the code, the callback values (each whole, by its
+/// pattern), the token request, the required scopes, and the identity.
+pub(super) async fn exchange(
+    app: &App,
+    entry: &PlatformEntry,
+    creds: crate::platform::AppCredentials,
+    params: BTreeMap<String, String>,
+    query: &BTreeMap<String, String>,
+    verifier: Option<&str>,
+    deadline: tokio::time::Instant,
+) -> Result<Granted, CallbackError> {
+    let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
+    if spec.callback_hmac && !verify_query_hmac(query, &creds.client_secret) {
+        return Err(CallbackError::InvalidCallback);
+    }
+    let code = query
+        .get(&spec.code_param)
+        .filter(|c| !c.is_empty() && c.len() <= 4096)
+        .ok_or(CallbackError::InvalidCallback)?;
+    let mut vars = params;
+    for name in &spec.callback_params {
+        if let Some(v) = query.get(name) {
+            if name != "hmac" && name != "signature" {
+                // A value that reaches a URL template must be what the
+                // platform sends, whole (no path, host or query tricks).
+                if let Some(pattern) = spec.callback_param_patterns.get(name) {
+                    let re =
+                        regex_lite::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| CallbackError::Internal)?;
+                    if !re.is_match(v) {
+                        return Err(CallbackError::InvalidCallback);
+                    }
+                }
+                vars.insert(name.clone(), v.clone());
+            }
+        }
+    }
+    let token_client = app.token_client();
+    let grant = Grant::Code { code, verifier };
+    let tokens = within(deadline, token_client.request(entry, &vars, &creds, grant)).await?.map_err(map_token_error)?;
+    if spec.required_scopes.iter().any(|s| !tokens.scopes.contains(s)) {
+        return Err(CallbackError::InsufficientPermissions);
+    }
+    let access = SecretString::from(tokens.access_token.clone());
+    let id_creds = Credentials::for_grant(&access, Some(creds));
+    // The account the callback names (SP-API's selling partner, BigCommerce's
+    // store) with the name the identity request gives, else the identity's.
+    let callback_account = spec
+        .callback_params
+        .iter()
+        .find_map(|p| query.get(p).filter(|_| p == "selling_partner_id" || p == "context").cloned());
+    let identified = identity::identify(app.http.as_ref(), entry, &vars, &id_creds, callback_account.as_deref());
+    let account = within(deadline, identified).await?.map_err(map_identity_error)?;
+    let account = account.or_else(|| callback_account.map(|id| ExternalAccount { id, name: None }));
+    Ok(Granted { vars, account, tokens })
+}
+
+/// Who a new grant belongs to and what its connection is called.
+pub(super) struct GrantOwner<'a> {
+    pub workspace_id: &'a WorkspaceId,
+    pub user_id: &'a UserId,
+    pub platform: &'a PlatformId,
+    pub name: &'a str,
+    pub role: ConnectionRole,
+    pub client: Option<&'a ClientRef>,
+}
+
+impl<'a> From<&'a PendingGrant> for GrantOwner<'a> {
+    fn from(p: &'a PendingGrant) -> Self {
+        Self {
+            workspace_id: &p.workspace_id,
+            user_id: &p.user_id,
+            platform: &p.platform,
+            name: &p.name,
+            role: p.role,
+            client: p.client.as_ref(),
+        }
+    }
+}
+
 /// Vault first, then the authorization and connection, then the sync job.
 /// A failure after the vault write removes the secret again, so nothing is
 /// left half-written.
-async fn store_new(
+pub(super) async fn store_new(
     app: &App,
     entry: &PlatformEntry,
-    pending: &PendingGrant,
+    pending: &GrantOwner<'_>,
     vars: BTreeMap<String, String>,
     account: Option<ExternalAccount>,
     tokens: TokenSet,
 ) -> Result<Connected, Error> {
     let now = app.clock.now();
     let auth_id = AuthorizationId::generate();
-    let secret = SecretRef::for_owner(&app.config.secret_prefix, &pending.workspace_id, auth_id.as_str());
+    let secret = SecretRef::for_owner(&app.config.secret_prefix, pending.workspace_id, auth_id.as_str());
     let write = async {
         let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
         let expiry = policy::expiry_facts(spec, &tokens, now);
@@ -723,7 +771,7 @@ async fn store_new(
             auth_id.clone(),
             pending.workspace_id.clone(),
             pending.platform.clone(),
-            pending.name.clone(),
+            pending.name.to_owned(),
             account,
             tokens.scopes.clone(),
             vars,
@@ -737,9 +785,9 @@ async fn store_new(
         let mut connection = Connection::new(
             pending.workspace_id.clone(),
             pending.platform.clone(),
-            pending.name.clone(),
+            pending.name.to_owned(),
             pending.role,
-            pending.client.clone(),
+            pending.client.cloned(),
             Credential::Authorization { authorization_id: auth_id.clone() },
             entry.default_streams(),
             pending.user_id.clone(),

@@ -30,6 +30,7 @@ pub mod disconnect;
 pub mod events;
 pub mod file_uploads;
 pub mod grants;
+pub mod installs;
 pub mod members;
 pub mod notifications;
 pub mod providers;

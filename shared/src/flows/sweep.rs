@@ -56,6 +56,9 @@ pub struct SweepReport {
     /// Incremental runs the scheduler queued.
     #[serde(default)]
     pub syncs_scheduled: usize,
+    /// Installs nobody claimed in time, whose tokens were deleted.
+    #[serde(default)]
+    pub installs_expired: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +110,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
             report.syncs_scheduled = s.scheduled;
         }
         Err(e) => tracing::error!(error = %e, "the scheduler could not run"),
+    }
+    match super::installs::expire(app).await {
+        Ok(n) => report.installs_expired = n,
+        Err(e) => tracing::error!(error = %e, "expired installs could not be removed"),
     }
     tracing::info!(?report, "expiry sweep");
     Ok(report)

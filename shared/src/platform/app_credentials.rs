@@ -43,7 +43,16 @@ impl AppCredentials {
         entry: &PlatformEntry,
         workspace: &WorkspaceId,
     ) -> Result<Self, Error> {
-        let secret = Self::secret_ref(prefix, entry, workspace);
+        Self::load_at(vault, &Self::secret_ref(prefix, entry, workspace), entry).await
+    }
+
+    /// The deployment's own app of a platform (installs the platform starts
+    /// arrive before any workspace).
+    pub async fn load_deployment(vault: &dyn SecretVault, prefix: &str, entry: &PlatformEntry) -> Result<Self, Error> {
+        Self::load_at(vault, &SecretRef::for_app(prefix, entry.id.as_str()), entry).await
+    }
+
+    async fn load_at(vault: &dyn SecretVault, secret: &SecretRef, entry: &PlatformEntry) -> Result<Self, Error> {
         let stored = vault.get(&secret.0).await?.ok_or(Error::AppNotConfigured {
             platform: entry.name.clone(),
             byo: entry.credentials == CredentialSource::Byo,

@@ -28,6 +28,7 @@
 //! | `OAUTH#{sha256(state)}` | `STATE` | a started OAuth flow (TTL) |
 //! | `OAUTHLAUNCH#{sha256(launch)}` | `LAUNCH` | its single-use launch (TTL) |
 //! | `UPTOKEN#{sha256(token)}` | `TOKEN` | an upload token |
+//! | `INSTALL#{sha256(claim)}` | `INSTALL` | an install waiting for its workspace (due at its expiry) |
 
 use sha2::Digest;
 
@@ -43,6 +44,8 @@ use crate::ports::Due;
 pub const DUE_SHARDS: u16 = 8;
 /// The shards of sync runs to look at start here (authorizations: 0..8).
 pub const RUN_SHARDS_FROM: u16 = 16;
+/// The one shard of unclaimed installs (due when they expire).
+pub const INSTALL_SHARD: u16 = 32;
 
 pub fn workspace_pk(ws: &WorkspaceId) -> String {
     format!("WS#{}", ws.as_str())
@@ -206,6 +209,10 @@ pub(super) fn uploads_of(connection: &ConnectionId) -> String {
 }
 
 // ------------------------------------------------------------ control items
+
+pub(super) fn install(claim: &str) -> (String, String) {
+    (format!("INSTALL#{}", sha256_hex(claim)), "INSTALL".to_owned())
+}
 
 pub(super) fn oauth_state(state: &str) -> (String, String) {
     (format!("OAUTH#{}", sha256_hex(state)), "STATE".to_owned())

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod api_keys;
+pub mod installs;
 pub mod keys;
 pub mod oauth_state;
 pub mod queues;

@@ -118,3 +118,44 @@ pub fn render(result: &CallbackResult) -> Response<Body> {
         .body(Body::Text(page))
         .expect("valid response")
 }
+
+/// The page an install the platform started ends on, inside the platform's
+/// control panel (framed only by the hosts the catalog names): the link to
+/// the frontend with the single-use claim in its fragment (never sent to a
+/// server, never in a Referer), or what went wrong. No script at all.
+pub fn install(
+    result: &Result<crate::flows::installs::Received, CallbackError>,
+    app_base_url: &str,
+    frame_ancestors: &[String],
+) -> Response<Body> {
+    let body = match result {
+        Ok(r) => {
+            let link = format!("{}/#install={}", app_base_url.trim_end_matches('/'), r.claim);
+            let account = r.account.as_ref().map(|a| a.name.clone().unwrap_or_else(|| a.id.clone()));
+            format!(
+                "<h1>{platform} is installed</h1><p>{what} To finish, open the link below and choose the workspace \
+                 the data belongs to. It works once, until {until} (UTC).</p>\
+                 <p><a href=\"{link}\" target=\"_blank\" rel=\"noopener noreferrer\">Finish connecting</a></p>",
+                platform = escape_html(&r.platform),
+                what = escape_html(&account.map(|a| format!("Store: {a}.")).unwrap_or_default()),
+                until = r.expires_at.format("%Y-%m-%d %H:%M"),
+                link = escape_html(&link),
+            )
+        }
+        Err(e) => format!("<h1>Install failed</h1><p>{}</p>", escape_html(&format!("{} {}", e.message(), e.action()))),
+    };
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Install</title></head><body>{body}</body></html>"
+    );
+    let ancestors = if frame_ancestors.is_empty() { "'none'".to_owned() } else { frame_ancestors.join(" ") };
+    let csp = format!("default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors {ancestors}");
+    Response::builder()
+        .status(if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_REQUEST })
+        .header("referrer-policy", "no-referrer")
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
+        .header("content-type", "text/html; charset=utf-8")
+        .header("content-security-policy", csp)
+        .body(Body::Text(page))
+        .expect("valid response")
+}

@@ -88,6 +88,7 @@ pub enum RouteId {
     Proxy,
     ServiceCredentials,
     ListAudit,
+    ClaimInstall,
 }
 
 /// Who may call a route.
@@ -134,6 +135,7 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::ProviderCredentials, Method::PUT, "/v1/providers/{id}/credentials", Function::ConnectStart, true),
     route(RouteId::OauthCallback, Method::GET, "/v1/oauth/callback", Function::OauthCallback, false),
     route(RouteId::OauthLaunch, Method::GET, "/v1/oauth/launch", Function::OauthCallback, false),
+    route(RouteId::ClaimInstall, Method::POST, "/v1/installs/claim", Function::ConnectStart, true),
     route(RouteId::ApiKeyConnect, Method::POST, "/v1/connections/api-key", Function::ApiKeyConnect, true),
     route(RouteId::ReplaceApiKey, Method::PUT, "/v1/connections/{id}/api-key", Function::ApiKeyConnect, true),
         route(RouteId::ListConnections, Method::GET, "/v1/connections", Function::ConnectionsApi, true),

@@ -40,6 +40,14 @@ pub(super) async fn callback(app: &App, request: &Request) -> Result<Response<Bo
     let query: std::collections::BTreeMap<String, String> =
         request.query_string_parameters().iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
     let cookies = cookies_of(request);
+    // An install the platform started itself: no state of ours.
+    if !query.contains_key("state") {
+        if let Some(entry) = crate::flows::installs::install_platform(app, &query) {
+            let received = crate::flows::installs::receive(app, entry, &query).await;
+            let ancestors = entry.oauth.as_ref().map(|o| o.install_frame_ancestors.clone()).unwrap_or_default();
+            return Ok(callback_page::install(&received, &app.config.app_base_url, &ancestors));
+        }
+    }
     let result = connect_oauth::callback(app, &query, &cookies).await;
     let mut response = callback_page::render(&result);
     // The flow's cookie has done its work.
@@ -124,4 +132,19 @@ pub(super) async fn replace_api_key(
 ) -> Result<Response<Body>, Error> {
     let c = connect_api_key::replace(app, caller, &connection_id(params)?, json_body(request)?).await?;
     Ok(json(StatusCode::OK, &views::connection(&c, app.clock.now())))
+}
+
+/// `POST /v1/installs/claim`: an install the platform started becomes the
+/// caller's workspace's (201), or reconnects its store there (200).
+pub(super) async fn claim_install(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let claimed = crate::flows::installs::claim(app, caller, super::json_body(request)?).await?;
+    let status = if claimed.reconnected { StatusCode::OK } else { StatusCode::CREATED };
+    Ok(json(
+        status,
+        &serde_json::json!({
+            "connection_id": claimed.connection_id,
+            "authorization_id": claimed.authorization_id,
+            "reconnected": claimed.reconnected,
+        }),
+    ))
 }

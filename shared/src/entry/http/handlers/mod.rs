@@ -49,6 +49,7 @@ pub(super) async fn dispatch(
         RouteId::ConnectStart => connect::start(app, caller()?, r).await,
         RouteId::OauthCallback => connect::callback(app, r).await,
         RouteId::OauthLaunch => connect::launch(app, r).await,
+        RouteId::ClaimInstall => connect::claim_install(app, caller()?, r).await,
         RouteId::ApiKeyConnect => connect::api_key(app, caller()?, r).await,
         RouteId::ReplaceApiKey => connect::replace_api_key(app, caller()?, p, r).await,
         RouteId::ListConnections => connections::list(app, caller()?, r).await,
