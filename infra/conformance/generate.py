@@ -5,9 +5,11 @@ per platform, to tests/conformance/facts.json:
 
   for every operation the descriptions hold: the method, the URL template
   (server + path, `{name}` for a variable segment), the required query
-  parameters and headers, the success statuses, and the JSON pointers its
+  parameters and headers, the success statuses, the JSON pointers its
   success response has (objects' properties, two levels deep: where the
-  records and the paging fields are).
+  records and the paging fields are), and for a GET the lists it answers
+  with and their items' fields (type, and the description's example), from
+  which the tests' fakes build their pages.
 
 The facts are committed, so a fresh clone runs the test without
 ../shared; CI runs this again when ../shared is there and fails if the
@@ -97,6 +99,50 @@ def pointers(doc, schema, prefix="", depth=DEPTH, seen=()):
     return out
 
 
+def kind(doc, schema, seen=()):
+    """A field's type as the fakes need it: `integer`, `number`, `boolean`,
+    `date-time`, `date`, `string`, `object` or `array`."""
+    schema = resolve(doc, schema, seen)
+    for key in ("allOf", "oneOf", "anyOf"):
+        if not schema.get("type") and schema.get(key):
+            return kind(doc, schema[key][0], seen)
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = next((x for x in t if x != "null"), "string")
+    if t == "string" and schema.get("format") in ("date-time", "date"):
+        return schema["format"]
+    if t in ("integer", "number", "boolean", "string", "array"):
+        return t
+    return "object" if (t == "object" or schema.get("properties")) else "string"
+
+
+def record_lists(doc, schema, prefix="", depth=3, seen=()):
+    """Each list a response holds within `depth` levels (where records
+    are), as pointer -> {field: kind, or [kind, example]} of its items."""
+    out = {}
+    schema = resolve(doc, schema, seen)
+    if kind(doc, schema, seen) == "array" or "items" in schema:
+        items = resolve(doc, schema.get("items") or {}, seen)
+        parts = [items] + [resolve(doc, s, seen) for key in ("allOf", "oneOf", "anyOf") for s in items.get(key, [])]
+        fields = {}
+        for part in parts:
+            for name, sub in (part.get("properties") or {}).items():
+                sub = resolve(doc, sub, seen)
+                example = sub.get("example")
+                k = kind(doc, sub, seen)
+                fields[name] = [k, example] if isinstance(example, (str, int, float, bool)) else k
+        if fields:
+            out[prefix] = fields
+        return out
+    if depth == 0:
+        return out
+    parts = [schema] + [resolve(doc, s, seen) for key in ("allOf", "oneOf", "anyOf") for s in schema.get(key, [])]
+    for part in parts:
+        for name, sub in (part.get("properties") or {}).items():
+            out.update(record_lists(doc, sub, f"{prefix}/{name}", depth - 1, seen))
+    return out
+
+
 def url_join(base, path):
     return base.rstrip("/") + "/" + path.lstrip("/")
 
@@ -129,6 +175,7 @@ def openapi_ops(doc, source):
             headers = sorted({p["name"].lower() for p in params if p.get("in") == "header" and p.get("required")})
             success = sorted(int(c) for c in op.get("responses", {}) if str(c).isdigit() and 200 <= int(c) < 300)
             fields = set()
+            lists = {}
             for code in success:
                 response = resolve(doc, op["responses"][str(code)] if str(code) in op["responses"] else op["responses"][code])
                 schema = response.get("schema")
@@ -140,6 +187,8 @@ def openapi_ops(doc, source):
                             break
                 if schema:
                     fields |= pointers(doc, schema)
+                    if method == "get":
+                        lists.update(record_lists(doc, schema))
             ops.append({
                 "method": method.upper(),
                 "url": url_join(base, path),
@@ -147,6 +196,7 @@ def openapi_ops(doc, source):
                 "required_headers": headers,
                 "success": success,
                 "response_pointers": sorted(fields),
+                "record_lists": lists,
                 "source": source,
             })
     return ops
