@@ -278,3 +278,73 @@ async fn without_a_webhook_events_still_reach_the_bus_uploads_included() {
         (Some(1), Some(1))
     );
 }
+
+/// A queue that refuses notification messages while it is down.
+struct Flaky {
+    inner: Arc<dyn shared::ports::JobQueue>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::JobQueue for Flaky {
+    async fn send(
+        &self,
+        queue: QueueKind,
+        body: &str,
+        delay: u32,
+    ) -> Result<String, shared::domain::error::QueueError> {
+        if queue == QueueKind::Notify && self.down.load(Ordering::SeqCst) {
+            return Err(shared::domain::error::QueueError::Unavailable("down".into()));
+        }
+        self.inner.send(queue, body, delay).await
+    }
+    async fn receive(
+        &self,
+        queue: QueueKind,
+        max: u32,
+        visibility: u32,
+    ) -> Result<Vec<shared::ports::Received>, shared::domain::error::QueueError> {
+        self.inner.receive(queue, max, visibility).await
+    }
+    async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), shared::domain::error::QueueError> {
+        self.inner.ack(queue, receipt).await
+    }
+}
+
+#[tokio::test]
+async fn an_event_the_queue_refuses_is_kept_and_queued_by_the_next_sweep() {
+    use shared::domain::events::{EventBody, ServiceEvent};
+    let config = crate::harness::config(&[]);
+    let clock: Arc<dyn shared::ports::Clock> = Arc::new(shared::adapters::clock::SystemClock);
+    let embedded = shared::wiring::EmbeddedPorts::open(&config, None, clock.clone()).unwrap();
+    let mut ports = embedded.ports(clock);
+    let flaky = Arc::new(Flaky { inner: ports.queue.clone(), down: true.into() });
+    ports.queue = flaky.clone();
+    let app = shared::wiring::App::assemble(config, ports).unwrap();
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_outbox").unwrap();
+    let connection = shared::domain::Connection::new(
+        ws.clone(),
+        shared::domain::ids::PlatformId::parse("custom_costs").unwrap(),
+        "Costs".into(),
+        shared::domain::ConnectionRole::Source,
+        None,
+        shared::domain::Credential::FileUpload,
+        vec![],
+        shared::domain::ids::UserId::parse("u").unwrap(),
+        app.clock.now(),
+    );
+    let event =
+        ServiceEvent::new(&ws, EventBody::ConnectionRemoved { connection: (&connection).into() }, app.clock.now());
+    let id = event.id.clone();
+    // The queue is down: the event waits in the table, not lost.
+    shared::flows::events::publish(&app, event).await;
+    assert!(crate::harness::drain_notify(&app).await.1.is_empty());
+    // Still down at the next sweep: it stays.
+    assert_eq!(shared::flows::sweep::sweep(&app).await.unwrap().events_requeued, 0);
+    // Back up: the sweep queues it once, and forgets it.
+    flaky.down.store(false, Ordering::SeqCst);
+    assert_eq!(shared::flows::sweep::sweep(&app).await.unwrap().events_requeued, 1);
+    let (_, events) = crate::harness::drain_notify(&app).await;
+    assert_eq!(events.iter().map(|e| e.id.clone()).collect::<Vec<_>>(), [id]);
+    assert_eq!(shared::flows::sweep::sweep(&app).await.unwrap().events_requeued, 0);
+}

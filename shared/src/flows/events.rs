@@ -19,11 +19,29 @@ use crate::domain::events::{
 use crate::domain::messages::AlertEvent;
 use crate::domain::{Connection, Status};
 
-/// Queues an event for delivery. A queue that refuses it is logged: the
-/// change it describes is already saved and is not undone for it.
+/// Queues an event for delivery. A queue that refuses it gets it later:
+/// the event is kept in the table and the sweep queues it. Only when both
+/// refuse is it lost (logged); the change it describes stands either way.
 pub async fn publish(app: &App, event: ServiceEvent) {
+    let key = event.id.clone();
     let message = AlertEvent::Publish { event: Box::new(event), attempt: 0 };
-    app.send_or_log(&message, "event").await;
+    if let Err(e) = app.send(&message, 0).await {
+        tracing::warn!(error = %e, event = %key, "the queue refused an event; kept for the sweep");
+        if let Err(e) = app.repo.keep_in_outbox(&key, &message, app.clock.now()).await {
+            tracing::error!(error = %e, event = %key, "an event was lost: neither the queue nor the table took it");
+        }
+    }
+}
+
+/// The sweep's part: queues the events the queue refused before.
+pub async fn flush_outbox(app: &App) -> Result<usize, Error> {
+    let mut sent = 0;
+    for kept in app.repo.outbox(app.clock.now(), 100).await? {
+        app.send(&kept.message, 0).await?;
+        app.repo.forget(&kept).await?;
+        sent += 1;
+    }
+    Ok(sent)
 }
 
 /// Publishes an event of this workspace, made now.

@@ -59,6 +59,9 @@ pub struct SweepReport {
     /// Installs nobody claimed in time, whose tokens were deleted.
     #[serde(default)]
     pub installs_expired: usize,
+    /// Events the queue had refused, queued now.
+    #[serde(default)]
+    pub events_requeued: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,6 +113,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
             report.syncs_scheduled = s.scheduled;
         }
         Err(e) => tracing::error!(error = %e, "the scheduler could not run"),
+    }
+    match super::events::flush_outbox(app).await {
+        Ok(n) => report.events_requeued = n,
+        Err(e) => tracing::error!(error = %e, "kept events could not be queued yet"),
     }
     match super::installs::expire(app).await {
         Ok(n) => report.installs_expired = n,

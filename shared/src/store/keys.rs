@@ -28,6 +28,7 @@
 //! | `OAUTH#{sha256(state)}` | `STATE` | a started OAuth flow (TTL) |
 //! | `OAUTHLAUNCH#{sha256(launch)}` | `LAUNCH` | its single-use launch (TTL) |
 //! | `UPTOKEN#{sha256(token)}` | `TOKEN` | an upload token |
+//! | `OUTBOX#{event}` | `EVENT` | an event the queue refused, until the sweep queues it (due at once) |
 //! | `INSTALL#{sha256(claim)}` | `INSTALL` | an install waiting for its workspace (due at its expiry) |
 
 use sha2::Digest;
@@ -46,6 +47,8 @@ pub const DUE_SHARDS: u16 = 8;
 pub const RUN_SHARDS_FROM: u16 = 16;
 /// The one shard of unclaimed installs (due when they expire).
 pub const INSTALL_SHARD: u16 = 32;
+/// The one shard of events the queue refused (due at once).
+pub const OUTBOX_SHARD: u16 = 33;
 
 pub fn workspace_pk(ws: &WorkspaceId) -> String {
     format!("WS#{}", ws.as_str())
@@ -209,6 +212,10 @@ pub(super) fn uploads_of(connection: &ConnectionId) -> String {
 }
 
 // ------------------------------------------------------------ control items
+
+pub(super) fn outbox(key: &str) -> (String, String) {
+    (format!("OUTBOX#{key}"), "EVENT".to_owned())
+}
 
 pub(super) fn install(claim: &str) -> (String, String) {
     (format!("INSTALL#{}", sha256_hex(claim)), "INSTALL".to_owned())

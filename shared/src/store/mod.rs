@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod installs;
 pub mod keys;
 pub mod oauth_state;
+pub mod outbox;
 pub mod queues;
 pub mod sync_lease;
 pub mod uploads;
