@@ -132,13 +132,21 @@ async fn bodies_go_as_sent_and_the_platforms_status_and_rate_headers_come_back()
     assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
     assert!(r.headers().get("set-cookie").is_none());
     assert_eq!(s.fake.requests_to("/single")[1].headers["content-type"], "text/plain");
+    // A short wait the platform asks for is sat out for the caller.
+    s.fail.lock().unwrap().insert(
+        "/single".into(),
+        vec![Reply::JsonWith(429, vec![("retry-after", "0".into())], json!({"error": "slow down"}))],
+    );
+    let r = call(&s, reqwest::Method::GET, "ws_pb", &proxy_path(c, "single"), None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(s.fake.requests_to("/single").len(), 4, "the throttled call was made again");
     // DELETE and PATCH go too.
     for method in [reqwest::Method::DELETE, reqwest::Method::PATCH] {
         let r = call(&s, method.clone(), "ws_pb", &proxy_path(c, "single"), None).await;
         assert_eq!(r.status(), 200, "{method}");
     }
     let methods: Vec<String> = s.fake.requests_to("/single").iter().map(|r| r.method.clone()).collect();
-    assert_eq!(methods, ["POST", "PUT", "DELETE", "PATCH"]);
+    assert_eq!(methods, ["POST", "PUT", "GET", "GET", "DELETE", "PATCH"]);
 }
 
 #[tokio::test]

@@ -18,6 +18,11 @@ use crate::domain::ids::{ConnectionId, WorkspaceId};
 use crate::domain::{Caller, Connection, Credential, Role, Status};
 use crate::platform::{self, Envelope};
 
+/// The longest platform wait the proxy sits out for its caller.
+const MAX_THROTTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How many throttled answers the proxy waits out for one call.
+const MAX_THROTTLE_WAITS: u32 = 2;
+
 /// A service calling for a workspace.
 #[derive(Clone, Debug)]
 pub struct ServiceCaller {
@@ -75,7 +80,7 @@ pub async fn proxy(
             forward.content_type.clone().unwrap_or_else(|| http::HeaderValue::from_static("application/json"));
         (forward.body.clone(), content_type)
     });
-    let mut refreshed = false;
+    let (mut refreshed, mut waited) = (false, 0);
     loop {
         let mut request = platform::api_call(
             entry,
@@ -101,6 +106,26 @@ pub async fn proxy(
                 }
                 Err(RefreshError::Lost(reason)) => return Err(Error::ConnectionDisconnected { reason }),
                 Err(RefreshError::Transient) => return Err(Error::RefreshPending),
+            }
+        }
+        // Throttled with a short wait (`Retry-After`, or the GraphQL cost
+        // budget): waited out here, at most twice; a longer wait goes back
+        // to the caller with the platform's `Retry-After`.
+        let throttled = response.status() == http::StatusCode::TOO_MANY_REQUESTS
+            || matches!(platform::envelope(entry, response.body()), Envelope::Throttled(_));
+        if throttled && waited < MAX_THROTTLE_WAITS {
+            let retry_after = response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(std::time::Duration::from_secs);
+            if let Some(wait) = retry_after.or_else(|| platform::cost_wait(entry, response.body())) {
+                if wait <= MAX_THROTTLE_WAIT {
+                    waited += 1;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
             }
         }
         let (parts, body) = response.into_parts();
