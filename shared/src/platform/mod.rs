@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod app_credentials;
 pub mod discovery;
 pub mod identity;
+pub mod oauth1;
 pub mod token_client;
 
 pub use app_credentials::AppCredentials;
