@@ -637,6 +637,7 @@ async fn sync_from_pages(
             refresh_expires_at: None,
             scopes: vec![],
             obtained_at: now,
+            token_secret: None,
         };
         a.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
         // The app's values some requests carry (TikTok's app id and secret).

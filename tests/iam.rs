@@ -28,6 +28,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:ws/*/apps/*"]),
             (vec!["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
+            // flows::connect_oauth::start (OAuth 1.0a temporary credentials)
+            (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:oauth1/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
         ]),
@@ -36,6 +38,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
+            // flows::connect_oauth::callback (OAuth 1.0a temporary credentials, once)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:oauth1/*"]),
             // flows::installs::receive (an install the platform started)
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),

@@ -206,6 +206,7 @@ async fn seed(app: &TestApp, ws: &str, expires_in: Option<i64>) -> Authorization
         refresh_expires_at: None,
         scopes: vec![],
         obtained_at: now,
+        token_secret: None,
     };
     a.vault.put(&secret.0, &t.to_secret()).await.unwrap();
     let spec = a.catalog.get("sandbox_oauth").unwrap().oauth.clone().unwrap();

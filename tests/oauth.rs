@@ -258,7 +258,7 @@ async fn start_refuses_bad_input_with_clear_codes() {
     let cases = [
         (start_body("nope"), 422, "unknown_platform"),
         (start_body("klaviyo"), 422, "wrong_auth_method"),
-        (start_body("x_ads"), 422, "unsupported_auth_method"),
+        (start_body("x_ads"), 503, "app_not_configured"),
         (
             json!({"platform": "shopify", "name": "S", "params": {"shop": "evil.com"}, "return_to": ORIGIN}),
             422,
@@ -1107,4 +1107,129 @@ async fn a_stateless_callback_that_is_no_install_is_still_an_invalid_state() {
     assert_eq!(page.status, 400);
     assert!(page.body.contains("Install failed"), "{}", page.body);
     assert_eq!(*token_requests.lock().unwrap(), 0, "no token request for either");
+}
+
+/// The `oauth_*` parameters of an `Authorization: OAuth …` header.
+fn oauth_params(header: &str) -> BTreeMap<String, String> {
+    header
+        .trim_start_matches("OAuth ")
+        .split(',')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .map(|(k, v)| {
+            let v = v.trim_matches('"');
+            (k.to_owned(), percent_encoding_decode(v))
+        })
+        .collect()
+}
+
+fn percent_encoding_decode(v: &str) -> String {
+    url::form_urlencoded::parse(format!("v={}", v.replace('+', "%2B")).as_bytes()).next().unwrap().1.into_owned()
+}
+
+/// What X checks of a signed request: the signature, recomputed from the
+/// request with the secrets it knows for the consumer and the token.
+fn x_signature_ok(r: &Recorded, base: &str, token_secrets: &BTreeMap<&str, &str>) -> Option<BTreeMap<String, String>> {
+    let header = r.headers.get("authorization")?.to_str().ok()?;
+    let p = oauth_params(header);
+    if p.get("oauth_consumer_key")? != "client-123" || p.get("oauth_signature_method")? != "HMAC-SHA1" {
+        return None;
+    }
+    let token = p.get("oauth_token").map(String::as_str);
+    let token_secret = match token {
+        Some(t) => *token_secrets.get(t)?,
+        None => "",
+    };
+    let mut url = url::Url::parse(&format!("{base}{}", r.path)).ok()?;
+    if !r.query.is_empty() {
+        url.query_pairs_mut().extend_pairs(r.query.iter());
+    }
+    let keys = shared::platform::oauth1::Keys {
+        consumer_key: "client-123",
+        consumer_secret: "x_secret",
+        token: token.map(|t| (t, token_secret)),
+    };
+    let extra = shared::platform::oauth1::Extra {
+        callback: p.get("oauth_callback").map(String::as_str),
+        verifier: p.get("oauth_verifier").map(String::as_str),
+        nonce: p.get("oauth_nonce").map(String::as_str),
+        timestamp: p.get("oauth_timestamp").and_then(|t| t.parse().ok()),
+        version: p.contains_key("oauth_version"),
+    };
+    let expected = oauth_params(&shared::platform::oauth1::authorization(&r.method, &url, &[], &keys, &extra));
+    (expected.get("oauth_signature") == p.get("oauth_signature")).then_some(p)
+}
+
+#[tokio::test]
+async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed() {
+    let issued = Arc::new(Mutex::new(0usize));
+    let base = Arc::new(Mutex::new(String::new()));
+    let (n, b) = (issued.clone(), base.clone());
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        let base = b.lock().unwrap().clone();
+        let secrets = BTreeMap::from([
+            ("tmp-token-0000000001", "tmp-secret-1"),
+            ("tmp-token-0000000002", "tmp-secret-2"),
+            ("acc-token-1", "acc-secret-1"),
+        ]);
+        let Some(p) = x_signature_ok(r, &base, &secrets) else {
+            return Reply::Json(401, json!({"errors": [{"code": 32, "message": "Could not authenticate you."}]}));
+        };
+        let form = |s: &str| Reply::Text(200, "application/x-www-form-urlencoded", s.to_owned());
+        match r.path.as_str() {
+            "/oauth/request_token" if p.get("oauth_callback").is_some_and(|c| c.ends_with("/v1/oauth/callback")) => {
+                let mut n = n.lock().unwrap();
+                *n += 1;
+                form(&format!("oauth_token=tmp-token-000000000{n}&oauth_token_secret=tmp-secret-{n}&oauth_callback_confirmed=true"))
+            }
+            "/oauth/access_token" if p.get("oauth_token").map(String::as_str) == Some("tmp-token-0000000001") && p.get("oauth_verifier").map(String::as_str) == Some("ver-1") => {
+                form("oauth_token=acc-token-1&oauth_token_secret=acc-secret-1&user_id=6253282&screen_name=xads_owner")
+            }
+            "/12/accounts" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => Reply::Json(
+                200,
+                json!({"request": {"params": {}}, "data": [{"id": "18ce54d4x5t", "name": "Acme X"}], "data_type": "account", "total_count": 1, "next_cursor": null}),
+            ),
+            _ => Reply::Json(400, json!({"errors": [{"code": 215, "message": "Bad Authentication data."}]})),
+        }
+    })
+    .await;
+    *base.lock().unwrap() = fake.base.clone();
+    let patch = json!({"oauth": {"authorize_url": "{fake}/oauth/authorize", "token_url": "{fake}/oauth/access_token",
+                                 "request_token_url": "{fake}/oauth/request_token"},
+                       "api": {"base_url": "{fake}/12"}});
+    let app = app_for("x_ads", &fake, patch, "x_secret").await;
+    let t = app.token("ws_x", "u", "staff").await;
+    // Start: temporary credentials for the exact callback; the browser goes to X with the temporary token.
+    let (status, started) = start(&app, &t, start_body("x_ads")).await;
+    assert_eq!(status, 200, "{started}");
+    let authorize = started["authorize_url"].as_str().unwrap();
+    assert!(
+        authorize.starts_with(&format!("{}/oauth/authorize?oauth_token=tmp-token-0000000001", fake.base)),
+        "{authorize}"
+    );
+    // The person approves: X sends the browser back with the token and the verifier.
+    let page = visit(&app, &app.url("/v1/oauth/callback?oauth_token=tmp-token-0000000001&oauth_verifier=ver-1")).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+    let auth = authorizations(&app, "ws_x").await.pop().unwrap();
+    assert_eq!(
+        auth.account.as_ref().map(|a| (a.id.as_str(), a.name.as_deref())),
+        Some(("6253282", Some("xads_owner")))
+    );
+    let tokens = tokens_of(&app, &auth).await;
+    assert_eq!((tokens.access_token.as_str(), tokens.token_secret.as_deref()), ("acc-token-1", Some("acc-secret-1")));
+    // The callback is single use, and its temporary secret is gone.
+    let again = visit(&app, &app.url("/v1/oauth/callback?oauth_token=tmp-token-0000000001&oauth_verifier=ver-1")).await;
+    assert_eq!(again.message()["error_code"], "invalid_state");
+    // The initial sync: the accounts, signed with the token credentials.
+    local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
+    let ws = WorkspaceId::parse("ws_x").unwrap();
+    let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
+    assert_eq!(c.status, shared::domain::Status::Connected, "{:?}", c.last_error);
+    assert_eq!(c.cursors["accounts"].records, 1);
+    // Declined: `denied` names the flow; nothing is stored.
+    let (status, started) = start(&app, &t, start_body("x_ads")).await;
+    assert_eq!(status, 200, "{started}");
+    let page = visit(&app, &app.url("/v1/oauth/callback?denied=tmp-token-0000000002")).await;
+    assert_eq!(page.message()["error_code"], "permissions_denied", "{}", page.body);
+    assert_eq!(authorizations(&app, "ws_x").await.len(), 1);
+    assert_nowhere(&app, &["acc-secret-1", "tmp-secret-1", "tmp-secret-2"], &[&page.body]).await;
 }

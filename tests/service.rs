@@ -255,6 +255,7 @@ async fn the_credentials_route_hands_out_a_fresh_token_and_records_it() {
         refresh_expires_at: None,
         scopes: vec!["read".into()],
         obtained_at: now,
+        token_secret: None,
     };
     app.vault.put(&auth.secret.0, &soon.to_secret()).await.unwrap();
     let path = format!("/v1/service/connections/{}/credentials", cs[0].id);

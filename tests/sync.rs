@@ -208,6 +208,7 @@ pub(crate) async fn connect(
         refresh_expires_at: None,
         scopes: vec!["read".into()],
         obtained_at: now,
+        token_secret: None,
     };
     app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
     let auth = Authorization {

@@ -95,6 +95,7 @@ async fn seed(app: &App, n: usize, batch: Option<(&aws_sdk_dynamodb::Client, &st
             refresh_expires_at: None,
             scopes: vec![],
             obtained_at: now,
+            token_secret: None,
         };
         if is_due {
             app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();

@@ -124,6 +124,12 @@ impl SecretRef {
         SecretRef(format!("{prefix}/fingerprint-key"))
     }
 
+    /// The temporary credentials' secret of an OAuth 1.0a flow, under the
+    /// hash of its temporary token, until the callback takes it.
+    pub fn for_oauth1_flow(prefix: &str, token_hash: &str) -> Self {
+        SecretRef(format!("{prefix}/oauth1/{token_hash}"))
+    }
+
     /// The tokens of an install a platform started (BigCommerce's control
     /// panel), until a workspace claims it.
     pub fn for_install(prefix: &str, install: &str) -> Self {

@@ -166,6 +166,7 @@ mod tests {
             refresh_expires_at: None,
             scopes: vec![],
             obtained_at: now,
+            token_secret: None,
         }
     }
 

@@ -18,6 +18,9 @@ pub struct TokenSet {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub obtained_at: DateTime<Utc>,
+    /// OAuth 1.0a: the token's secret (the access token is `oauth_token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret: Option<String>,
 }
 
 impl fmt::Debug for TokenSet {

@@ -22,7 +22,7 @@ use crate::domain::*;
 use crate::platform::discovery;
 use crate::platform::identity::{self, IdentityError};
 use crate::platform::token_client::{verify_query_hmac, Grant, TokenError};
-use crate::platform::{self, Credentials};
+use crate::platform::{self, oauth1, Credentials};
 
 /// How long a started authorization may take.
 pub const STATE_TTL_SECONDS: i64 = 600;
@@ -206,8 +206,9 @@ pub fn check_return_to(app: &App, return_to: &str) -> Result<String, Error> {
 
 fn oauth_spec(entry: &PlatformEntry) -> Result<&OAuthSpec, Error> {
     match entry.method {
-        AuthMethod::Oauth2 => entry.oauth.as_ref().ok_or_else(|| Error::Config(format!("{}: no oauth", entry.id))),
-        AuthMethod::Oauth1 => Err(Error::UnsupportedAuthMethod { platform: entry.name.clone() }),
+        AuthMethod::Oauth2 | AuthMethod::Oauth1 => {
+            entry.oauth.as_ref().ok_or_else(|| Error::Config(format!("{}: no oauth", entry.id)))
+        }
         other => Err(Error::WrongAuthMethod {
             platform: entry.name.clone(),
             method: if other == AuthMethod::ApiKey {
@@ -217,6 +218,103 @@ fn oauth_spec(entry: &PlatformEntry) -> Result<&OAuthSpec, Error> {
             },
         }),
     }
+}
+
+/// An OAuth 2.0 authorize URL with a new state (and PKCE challenge):
+/// (state, URL, PKCE verifier).
+fn oauth2_authorize_url(
+    app: &App,
+    entry: &PlatformEntry,
+    spec: &OAuthSpec,
+    app_creds: &crate::platform::AppCredentials,
+    params: &BTreeMap<String, String>,
+) -> Result<(String, url::Url, Option<String>), Error> {
+    let state = oauth2::CsrfToken::new_random_len(32);
+    let (challenge, verifier) = if spec.pkce {
+        let (c, v) = oauth2::PkceCodeChallenge::new_random_sha256();
+        (Some(c), Some(v.secret().to_owned()))
+    } else {
+        (None, None)
+    };
+
+    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, params)?)
+        .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
+    {
+        let mut q = url.query_pairs_mut();
+        // SP-API's consent page takes the app's id, LWA the client id.
+        let client_id = match &spec.authorize_client_id_field {
+            Some(field) => app_creds.extra.get(field).map(|v| {
+                use secrecy::ExposeSecret;
+                v.expose_secret().to_owned()
+            }),
+            None => Some(app_creds.client_id.clone()),
+        }
+        .ok_or_else(|| Error::AppNotConfigured {
+            platform: entry.name.clone(),
+            byo: entry.credentials == crate::catalog::CredentialSource::Byo,
+        })?;
+        q.append_pair(&spec.client_id_param, &client_id);
+        q.append_pair("redirect_uri", &app.config.callback_url());
+        q.append_pair("state", state.secret());
+        if !spec.extra_authorize_params.contains_key("response_type") {
+            q.append_pair("response_type", "code");
+        }
+        if !spec.default_scopes.is_empty() {
+            q.append_pair("scope", &spec.default_scopes.join(&spec.scope_separator));
+        }
+        if let Some(c) = &challenge {
+            q.append_pair("code_challenge", c.as_str());
+            q.append_pair("code_challenge_method", "S256");
+        }
+        for (k, v) in &spec.extra_authorize_params {
+            q.append_pair(k, v);
+        }
+    }
+    Ok((state.secret().to_owned(), url, verifier))
+}
+
+/// OAuth 1.0a (RFC 5849 §2.1): temporary credentials for the exact callback
+/// URL, their secret to the vault until the callback, and the authorize URL
+/// with the temporary token, which is the flow's state.
+async fn oauth1_authorize_url(
+    app: &App,
+    entry: &PlatformEntry,
+    spec: &OAuthSpec,
+    app_creds: &crate::platform::AppCredentials,
+    params: &BTreeMap<String, String>,
+) -> Result<(String, url::Url, Option<String>), Error> {
+    use secrecy::ExposeSecret;
+    let request_url = spec
+        .request_token_url
+        .as_deref()
+        .ok_or_else(|| Error::Config(format!("{}: an OAuth 1.0a entry needs request_token_url", entry.id)))?;
+    let keys = oauth1::Keys {
+        consumer_key: &app_creds.client_id,
+        consumer_secret: app_creds.client_secret.expose_secret(),
+        token: None,
+    };
+    let callback = app.config.callback_url();
+    let extra = oauth1::Extra { callback: Some(&callback), version: true, ..oauth1::Extra::default() };
+    let unavailable = |why: &str| Error::Http(HttpError::Other(format!("{}: {why}", entry.name)));
+    let temp = match oauth1::step(app.http.as_ref(), &platform::fill(request_url, params)?, &keys, &extra).await {
+        Ok(t) => t,
+        Err(oauth1::StepError::Refused) => {
+            return Err(Error::AppNotConfigured {
+                platform: entry.name.clone(),
+                byo: entry.credentials == crate::catalog::CredentialSource::Byo,
+            })
+        }
+        Err(oauth1::StepError::Unavailable) => return Err(unavailable("no temporary credentials")),
+    };
+    if temp.values.get("oauth_callback_confirmed").map(String::as_str) != Some("true") {
+        return Err(unavailable("the callback was not confirmed"));
+    }
+    let secret = SecretRef::for_oauth1_flow(&app.config.secret_prefix, &sha256_hex(&temp.token));
+    app.vault.put(&secret.0, &temp.secret).await?;
+    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, params)?)
+        .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
+    url.query_pairs_mut().append_pair("oauth_token", &temp.token);
+    Ok((temp.token, url, None))
 }
 
 /// `POST /v1/connect/start`.
@@ -283,50 +381,13 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     let client = check_client(request.client.as_ref())?;
     let app_creds = app.app_credentials(entry, &caller.workspace_id).await?;
 
-    let state = oauth2::CsrfToken::new_random_len(32);
     let nonce = oauth2::CsrfToken::new_random_len(32);
-    let (challenge, verifier) = if spec.pkce {
-        let (c, v) = oauth2::PkceCodeChallenge::new_random_sha256();
-        (Some(c), Some(v.secret().to_owned()))
-    } else {
-        (None, None)
-    };
     let now = app.clock.now();
     let expires_at = now + Duration::seconds(STATE_TTL_SECONDS);
-
-    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, &params)?)
-        .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
-    {
-        let mut q = url.query_pairs_mut();
-        // SP-API's consent page takes the app's id, LWA the client id.
-        let client_id = match &spec.authorize_client_id_field {
-            Some(field) => app_creds.extra.get(field).map(|v| {
-                use secrecy::ExposeSecret;
-                v.expose_secret().to_owned()
-            }),
-            None => Some(app_creds.client_id.clone()),
-        }
-        .ok_or_else(|| Error::AppNotConfigured {
-            platform: entry.name.clone(),
-            byo: entry.credentials == crate::catalog::CredentialSource::Byo,
-        })?;
-        q.append_pair(&spec.client_id_param, &client_id);
-        q.append_pair("redirect_uri", &app.config.callback_url());
-        q.append_pair("state", state.secret());
-        if !spec.extra_authorize_params.contains_key("response_type") {
-            q.append_pair("response_type", "code");
-        }
-        if !spec.default_scopes.is_empty() {
-            q.append_pair("scope", &spec.default_scopes.join(&spec.scope_separator));
-        }
-        if let Some(c) = &challenge {
-            q.append_pair("code_challenge", c.as_str());
-            q.append_pair("code_challenge_method", "S256");
-        }
-        for (k, v) in &spec.extra_authorize_params {
-            q.append_pair(k, v);
-        }
-    }
+    let (state, url, verifier) = match entry.method {
+        AuthMethod::Oauth1 => oauth1_authorize_url(app, entry, spec, &app_creds, &params).await?,
+        _ => oauth2_authorize_url(app, entry, spec, &app_creds, &params)?,
+    };
 
     let pending = PendingGrant {
         workspace_id: caller.workspace_id.clone(),
@@ -349,12 +410,12 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         browser_binding: Some(sha256_hex(nonce.secret())),
         expires_at,
     };
-    app.repo.put_oauth_state(state.secret(), &pending, expires_at).await?;
+    app.repo.put_oauth_state(&state, &pending, expires_at).await?;
     let launch_token = oauth2::CsrfToken::new_random_len(32);
     let launch_expires = now + Duration::seconds(LAUNCH_TTL_SECONDS);
     let launch = PendingLaunch {
         authorize_url: url.to_string(),
-        cookie_name: cookie_name(state.secret()),
+        cookie_name: cookie_name(&state),
         nonce: nonce.secret().to_owned(),
         expires_at: launch_expires,
     };
@@ -537,7 +598,10 @@ pub async fn callback(
     query: &BTreeMap<String, String>,
     cookies: &BTreeMap<String, String>,
 ) -> CallbackResult {
-    let Some(state) = query.get("state") else {
+    // OAuth 1.0a names the flow by its temporary token (`denied` when the
+    // person declined).
+    let state = query.get("state").or_else(|| query.get("oauth_token")).or_else(|| query.get("denied"));
+    let Some(state) = state else {
         return CallbackResult {
             return_origin: None,
             return_to: None,
@@ -628,8 +692,13 @@ async fn complete(
             return Err(CallbackError::InvalidCallback);
         }
     }
-    let granted =
-        exchange(app, entry, creds, pending.params.clone(), query, pending.pkce_verifier.as_deref(), deadline).await?;
+    let granted = match entry.method {
+        AuthMethod::Oauth1 => exchange_oauth1(app, entry, creds, pending, query, deadline).await?,
+        _ => {
+            exchange(app, entry, creds, pending.params.clone(), query, pending.pkce_verifier.as_deref(), deadline)
+                .await?
+        }
+    };
     let Granted { vars, account, tokens } = granted;
     if let Some(auth_id) = &pending.reconnect {
         if let (Some(expected), Some(got)) = (&pending.expected_account, &account) {
@@ -660,6 +729,60 @@ async fn complete(
         tracing::error!(error = %e, "storing a new authorization failed");
         CallbackError::Internal
     })
+}
+
+/// OAuth 1.0a (RFC 5849 §2.3): the temporary credentials (their secret
+/// from the vault, once) and the verifier buy the token credentials; the
+/// account is the user the platform names.
+async fn exchange_oauth1(
+    app: &App,
+    entry: &PlatformEntry,
+    creds: crate::platform::AppCredentials,
+    pending: &PendingGrant,
+    query: &BTreeMap<String, String>,
+    deadline: tokio::time::Instant,
+) -> Result<Granted, CallbackError> {
+    use secrecy::ExposeSecret;
+    let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
+    let denied = query.get("denied");
+    let temp_token = denied.or_else(|| query.get("oauth_token")).ok_or(CallbackError::InvalidCallback)?;
+    let secret_ref = SecretRef::for_oauth1_flow(&app.config.secret_prefix, &sha256_hex(temp_token));
+    let temp_secret = app.vault.get(&secret_ref.0).await.map_err(|_| CallbackError::Internal)?;
+    // Single use, whatever comes next.
+    if let Err(e) = app.vault.delete(&secret_ref.0).await {
+        tracing::warn!(error = %e, "a temporary OAuth 1.0a secret was not deleted");
+    }
+    if denied.is_some() {
+        return Err(CallbackError::PermissionsDenied);
+    }
+    let temp_secret = temp_secret.ok_or(CallbackError::InvalidState)?;
+    let verifier = query.get("oauth_verifier").filter(|v| !v.is_empty()).ok_or(CallbackError::InvalidCallback)?;
+    let keys = oauth1::Keys {
+        consumer_key: &creds.client_id,
+        consumer_secret: creds.client_secret.expose_secret(),
+        token: Some((temp_token.as_str(), temp_secret.expose_secret())),
+    };
+    let extra = oauth1::Extra { verifier: Some(verifier), version: true, ..oauth1::Extra::default() };
+    let url = platform::fill(&spec.token_url, &pending.params).map_err(|_| CallbackError::Internal)?;
+    let answered =
+        within(deadline, oauth1::step(app.http.as_ref(), &url, &keys, &extra)).await?.map_err(|e| match e {
+            oauth1::StepError::Refused => CallbackError::TokenExpired,
+            oauth1::StepError::Unavailable => CallbackError::PlatformUnavailable,
+        })?;
+    let account = answered
+        .values
+        .get("user_id")
+        .map(|id| ExternalAccount { id: id.clone(), name: answered.values.get("screen_name").cloned() });
+    let tokens = TokenSet {
+        access_token: answered.token,
+        refresh_token: None,
+        expires_at: None,
+        refresh_expires_at: None,
+        scopes: Vec::new(),
+        obtained_at: app.clock.now(),
+        token_secret: Some(answered.secret.expose_secret().to_owned()),
+    };
+    Ok(Granted { vars: pending.params.clone(), account, tokens })
 }
 
 /// What a code exchange gave: the callback's values, the account, the tokens.

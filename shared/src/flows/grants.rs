@@ -55,10 +55,14 @@ pub async fn credentials(
             }
             let tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
             let entry = app.catalog.get(auth.platform.as_str()).map_err(Other)?;
-            let extra = match app.app_credentials(entry, &c.workspace_id).await {
+            let mut extra = match app.app_credentials(entry, &c.workspace_id).await {
                 Ok(app_creds) => app_creds.api_values(),
                 Err(_) => BTreeMap::new(),
             };
+            // OAuth 1.0a signs with the token's secret too.
+            if let Some(secret) = &tokens.token_secret {
+                extra.insert("token_secret".into(), SecretString::from(secret.clone()));
+            }
             (
                 Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
                 auth.params.clone(),

@@ -195,6 +195,7 @@ pub fn api_call(
     creds: &Credentials,
     body: Option<(Bytes, http::HeaderValue)>,
 ) -> Result<http::Request<Bytes>, Error> {
+    let method_name = method.as_str().to_owned();
     let mut req = http::Request::builder().method(method).uri(url.as_str());
     let body = match body {
         Some((bytes, content_type)) => {
@@ -207,6 +208,26 @@ pub fn api_call(
     let own_accept = entry.api.as_ref().is_some_and(|a| a.headers.keys().any(|k| k.eq_ignore_ascii_case("accept")));
     if !own_accept {
         req = req.header("accept", "application/json");
+    }
+    // OAuth 1.0a: every request signed (RFC 5849) with the app's and the
+    // token's keys.
+    if entry.method == crate::catalog::AuthMethod::Oauth1 {
+        let get = |k: &str| creds.values.get(k).map(|v| v.expose_secret().to_owned()).unwrap_or_default();
+        let (access, token_secret) = (get("access_token"), get("token_secret"));
+        let (consumer_key, consumer_secret) = (get("client_id"), get("client_secret"));
+        let keys = oauth1::Keys {
+            consumer_key: &consumer_key,
+            consumer_secret: &consumer_secret,
+            token: Some((&access, &token_secret)),
+        };
+        let header = oauth1::authorization(
+            &method_name,
+            &url,
+            &[],
+            &keys,
+            &oauth1::Extra { version: true, ..oauth1::Extra::default() },
+        );
+        req = req.header(http::header::AUTHORIZATION, sensitive(&header)?);
     }
     if let Some(api) = &entry.api {
         if let Some((name, template)) = &api.auth_header {

@@ -54,6 +54,54 @@ pub fn authorization(
     builder.authorize(method, base.as_str(), &list)
 }
 
+/// Temporary or token credentials as the platform answered them
+/// (`application/x-www-form-urlencoded`), with the other values it sent
+/// (X: `user_id`, `screen_name`).
+pub struct Answered {
+    pub token: String,
+    pub secret: secrecy::SecretString,
+    pub values: std::collections::BTreeMap<String, String>,
+}
+
+/// Why a step of the flow did not give credentials.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepError {
+    /// The platform refused (a 401: wrong app keys, a used or expired token or verifier).
+    Refused,
+    /// No answer, a 5xx, or an answer without the credentials.
+    Unavailable,
+}
+
+/// One signed POST of the flow (RFC 5849 §2.1 and §2.3).
+pub async fn step(
+    http: &dyn crate::ports::PlatformHttp,
+    url: &str,
+    keys: &Keys<'_>,
+    extra: &Extra<'_>,
+) -> Result<Answered, StepError> {
+    let parsed = url::Url::parse(url).map_err(|_| StepError::Unavailable)?;
+    let header = authorization("POST", &parsed, &[], keys, extra);
+    let mut value = http::HeaderValue::from_str(&header).map_err(|_| StepError::Unavailable)?;
+    value.set_sensitive(true);
+    let request = http::Request::post(parsed.as_str())
+        .header(http::header::AUTHORIZATION, value)
+        .header(http::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(bytes::Bytes::new())
+        .map_err(|_| StepError::Unavailable)?;
+    let response = http.send(request).await.map_err(|_| StepError::Unavailable)?;
+    if response.status() == http::StatusCode::UNAUTHORIZED || response.status() == http::StatusCode::FORBIDDEN {
+        return Err(StepError::Refused);
+    }
+    if !response.status().is_success() {
+        return Err(StepError::Unavailable);
+    }
+    let mut values: std::collections::BTreeMap<String, String> =
+        url::form_urlencoded::parse(response.body()).into_owned().collect();
+    let token = values.remove("oauth_token").ok_or(StepError::Unavailable)?;
+    let secret = values.remove("oauth_token_secret").ok_or(StepError::Unavailable)?;
+    Ok(Answered { token, secret: secrecy::SecretString::from(secret), values })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -87,6 +87,7 @@ fn parse_tokens(
         // No scope in the answer: the requested ones were granted.
         scopes: scopes_of(v).unwrap_or_else(|| requested.to_vec()),
         obtained_at: now,
+        token_secret: None,
     })
 }
 
