@@ -96,7 +96,8 @@ async fn assert_nowhere(app: &TestApp, secrets: &[&str], responses: &[&str]) {
 both!(
     sandbox_connects_end_to_end_and_the_state_is_single_use,
     forged_expired_and_missing_states_make_no_token_request,
-    an_unclaimed_install_expires_and_the_sweep_deletes_its_tokens
+    an_unclaimed_install_expires_and_the_sweep_deletes_its_tokens,
+    x_ads_connects_by_oauth_1a_and_every_request_is_signed
 );
 
 async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backend) {
@@ -1159,11 +1160,11 @@ fn x_signature_ok(r: &Recorded, base: &str, token_secrets: &BTreeMap<&str, &str>
     (expected.get("oauth_signature") == p.get("oauth_signature")).then_some(p)
 }
 
-#[tokio::test]
-async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed() {
+async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend) {
     let issued = Arc::new(Mutex::new(0usize));
     let base = Arc::new(Mutex::new(String::new()));
-    let (n, b) = (issued.clone(), base.clone());
+    let invalidated_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (n, b, inv) = (issued.clone(), base.clone(), invalidated_ok.clone());
     let fake = FakePlatform::start(move |r: &Recorded| {
         let base = b.lock().unwrap().clone();
         let secrets = BTreeMap::from([
@@ -1184,6 +1185,10 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed() {
             "/oauth/access_token" if p.get("oauth_token").map(String::as_str) == Some("tmp-token-0000000001") && p.get("oauth_verifier").map(String::as_str) == Some("ver-1") => {
                 form("oauth_token=acc-token-1&oauth_token_secret=acc-secret-1&user_id=6253282&screen_name=xads_owner")
             }
+            "/1.1/oauth/invalidate_token" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => {
+                inv.store(true, std::sync::atomic::Ordering::SeqCst);
+                Reply::Json(200, json!({"access_token": "acc-token-1"}))
+            }
             "/12/accounts" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => Reply::Json(
                 200,
                 json!({"request": {"params": {}}, "data": [{"id": "18ce54d4x5t", "name": "Acme X"}], "data_type": "account", "total_count": 1, "next_cursor": null}),
@@ -1194,9 +1199,10 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed() {
     .await;
     *base.lock().unwrap() = fake.base.clone();
     let patch = json!({"oauth": {"authorize_url": "{fake}/oauth/authorize", "token_url": "{fake}/oauth/access_token",
-                                 "request_token_url": "{fake}/oauth/request_token"},
+                                 "request_token_url": "{fake}/oauth/request_token",
+                                 "revoke_url": "{fake}/1.1/oauth/invalidate_token"},
                        "api": {"base_url": "{fake}/12"}});
-    let app = app_for("x_ads", &fake, patch, "x_secret").await;
+    let app = app_for_on(backend, "x_ads", &fake, patch, "x_secret").await;
     let t = app.token("ws_x", "u", "staff").await;
     // Start: temporary credentials for the exact callback; the browser goes to X with the temporary token.
     let (status, started) = start(&app, &t, start_body("x_ads")).await;
@@ -1232,4 +1238,13 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed() {
     assert_eq!(page.message()["error_code"], "permissions_denied", "{}", page.body);
     assert_eq!(authorizations(&app, "ws_x").await.len(), 1);
     assert_nowhere(&app, &["acc-secret-1", "tmp-secret-1", "tmp-secret-2"], &[&page.body]).await;
+    // Removed: the token is invalidated at X (a signed request), then forgotten.
+    let admin = app.token("ws_x", "a", "admin").await;
+    let r =
+        app.http.delete(app.url(&format!("/v1/authorizations/{}", auth.id))).bearer_auth(&admin).send().await.unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let invalidated = fake.requests_to("/1.1/oauth/invalidate_token");
+    assert_eq!((invalidated.len(), invalidated[0].method.as_str()), (1, "POST"));
+    assert!(invalidated_ok.load(std::sync::atomic::Ordering::SeqCst), "signed with the token being invalidated");
+    assert!(app.stack.app.vault.get(&auth.secret.0).await.unwrap().is_none());
 }

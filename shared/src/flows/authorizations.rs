@@ -136,12 +136,25 @@ async fn revoke_at_platform(app: &App, auth: &Authorization) -> Result<(), Error
     let entry = app.catalog.get(auth.platform.as_str())?;
     let resolved = crate::platform::discovery::resolve(app.http.as_ref(), entry).await?;
     let entry = resolved.as_ref();
-    let (Some(spec), AuthMethod::Oauth2) = (&entry.oauth, entry.method) else { return Ok(()) };
-    if spec.revoke_url.is_none() {
-        return Ok(());
-    }
+    let Some(spec) = &entry.oauth else { return Ok(()) };
+    let Some(revoke_url) = &spec.revoke_url else { return Ok(()) };
     let Ok(tokens) = tokens_of(app, auth).await else { return Ok(()) };
     let creds = app.app_credentials(entry, &auth.workspace_id).await?;
+    if entry.method == AuthMethod::Oauth1 {
+        // X: a POST to oauth/invalidate_token, signed with the token itself.
+        use secrecy::ExposeSecret;
+        let secret = tokens.token_secret.clone().unwrap_or_default();
+        let keys = crate::platform::oauth1::Keys {
+            consumer_key: &creds.client_id,
+            consumer_secret: creds.client_secret.expose_secret(),
+            token: Some((&tokens.access_token, &secret)),
+        };
+        let url = crate::platform::fill(revoke_url, &auth.params)?;
+        return crate::platform::oauth1::signed_post(app.http.as_ref(), &url, &keys).await;
+    }
+    if entry.method != AuthMethod::Oauth2 {
+        return Ok(());
+    }
     let token = tokens.refresh_token.clone().unwrap_or(tokens.access_token.clone());
     let account = auth.account.as_ref().map(|a| a.id.as_str());
     app.token_client().revoke(entry, &auth.params, &creds, &token, account).await

@@ -102,6 +102,30 @@ pub async fn step(
     Ok(Answered { token, secret: secrecy::SecretString::from(secret), values })
 }
 
+/// A signed POST whose answer matters only by its status (X's
+/// `oauth/invalidate_token`).
+pub async fn signed_post(
+    http: &dyn crate::ports::PlatformHttp,
+    url: &str,
+    keys: &Keys<'_>,
+) -> Result<(), crate::domain::error::Error> {
+    use crate::domain::error::{Error, HttpError};
+    let parsed = url::Url::parse(url).map_err(|_| Error::Config(format!("not a URL: {url}")))?;
+    let header = authorization("POST", &parsed, &[], keys, &Extra { version: true, ..Extra::default() });
+    let mut value = http::HeaderValue::from_str(&header).map_err(|e| Error::Config(e.to_string()))?;
+    value.set_sensitive(true);
+    let request = http::Request::post(parsed.as_str())
+        .header(http::header::AUTHORIZATION, value)
+        .body(bytes::Bytes::new())
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let response = http.send(request).await?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(Error::Http(HttpError::Other(format!("the platform answered {}", response.status()))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
