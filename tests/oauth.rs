@@ -1164,7 +1164,8 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     let issued = Arc::new(Mutex::new(0usize));
     let base = Arc::new(Mutex::new(String::new()));
     let invalidated_ok = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (n, b, inv) = (issued.clone(), base.clone(), invalidated_ok.clone());
+    let revoked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (n, b, inv, rev) = (issued.clone(), base.clone(), invalidated_ok.clone(), revoked.clone());
     let fake = FakePlatform::start(move |r: &Recorded| {
         let base = b.lock().unwrap().clone();
         let secrets = BTreeMap::from([
@@ -1185,6 +1186,12 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
             "/oauth/access_token" if p.get("oauth_token").map(String::as_str) == Some("tmp-token-0000000001") && p.get("oauth_verifier").map(String::as_str) == Some("ver-1") => {
                 form("oauth_token=acc-token-1&oauth_token_secret=acc-secret-1&user_id=6253282&screen_name=xads_owner")
             }
+            "/1.1/account/verify_credentials.json" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => {
+                if rev.load(std::sync::atomic::Ordering::SeqCst) {
+                    return Reply::Json(401, json!({"errors": [{"code": 89, "message": "Invalid or expired token."}]}));
+                }
+                Reply::Json(200, json!({"id": 6253282, "id_str": "6253282", "screen_name": "xads_owner", "name": "X Ads owner"}))
+            }
             "/1.1/oauth/invalidate_token" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => {
                 inv.store(true, std::sync::atomic::Ordering::SeqCst);
                 Reply::Json(200, json!({"access_token": "acc-token-1"}))
@@ -1201,9 +1208,10 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     let patch = json!({"oauth": {"authorize_url": "{fake}/oauth/authorize", "token_url": "{fake}/oauth/access_token",
                                  "request_token_url": "{fake}/oauth/request_token",
                                  "revoke_url": "{fake}/1.1/oauth/invalidate_token"},
-                       "api": {"base_url": "{fake}/12"}});
+                       "api": {"base_url": "{fake}/12"}, "identity": {"path": "{fake}/1.1/account/verify_credentials.json"}});
     let app = app_for_on(backend, "x_ads", &fake, patch, "x_secret").await;
     let t = app.token("ws_x", "u", "staff").await;
+    let admin = app.token("ws_x", "a", "admin").await;
     // Start: temporary credentials for the exact callback; the browser goes to X with the temporary token.
     let (status, started) = start(&app, &t, start_body("x_ads")).await;
     assert_eq!(status, 200, "{started}");
@@ -1231,6 +1239,21 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
     assert_eq!(c.status, shared::domain::Status::Connected, "{:?}", c.last_error);
     assert_eq!(c.cursors["accounts"].records, 1);
+    // Tokens that do not expire are probed by the sweep (a signed identity request).
+    app.clock.advance(chrono::Duration::days(2));
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!((report.probed, report.disconnected), (1, 0), "{report:?}");
+    assert_eq!(fake.requests_to("/1.1/account/verify_credentials.json").len(), 1);
+    // Revoked at X (the app removed from the account): the next probe disconnects the grant.
+    revoked.store(true, std::sync::atomic::Ordering::SeqCst);
+    app.clock.advance(chrono::Duration::days(2));
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!(report.disconnected, 1, "{report:?}");
+    let now = authorizations(&app, "ws_x").await.pop().unwrap();
+    assert_eq!(
+        now.status,
+        shared::domain::Status::Disconnected { reason: shared::domain::DisconnectReason::TokenRevoked }
+    );
     // Declined: `denied` names the flow; nothing is stored.
     let (status, started) = start(&app, &t, start_body("x_ads")).await;
     assert_eq!(status, 200, "{started}");
@@ -1239,7 +1262,6 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     assert_eq!(authorizations(&app, "ws_x").await.len(), 1);
     assert_nowhere(&app, &["acc-secret-1", "tmp-secret-1", "tmp-secret-2"], &[&page.body]).await;
     // Removed: the token is invalidated at X (a signed request), then forgotten.
-    let admin = app.token("ws_x", "a", "admin").await;
     let r =
         app.http.delete(app.url(&format!("/v1/authorizations/{}", auth.id))).bearer_auth(&admin).send().await.unwrap();
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());

@@ -220,7 +220,11 @@ async fn probe(
     }
     let tokens = tokens::tokens_of(app, &a).await?;
     let app_creds = app.app_credentials(entry, &a.workspace_id).await.ok();
-    let creds = Credentials::for_grant(&SecretString::from(tokens.access_token.clone()), app_creds);
+    let mut creds = Credentials::for_grant(&SecretString::from(tokens.access_token.clone()), app_creds);
+    // OAuth 1.0a signs with the token's secret too.
+    if let Some(secret) = &tokens.token_secret {
+        creds.values.insert("token_secret".into(), SecretString::from(secret.clone()));
+    }
     let Some(request) = identity::request(entry, &a.params, &creds)? else {
         return reschedule(app, auth, None).await.map(|_| Done::Unchanged);
     };
