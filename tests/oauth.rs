@@ -97,7 +97,8 @@ both!(
     sandbox_connects_end_to_end_and_the_state_is_single_use,
     forged_expired_and_missing_states_make_no_token_request,
     an_unclaimed_install_expires_and_the_sweep_deletes_its_tokens,
-    x_ads_connects_by_oauth_1a_and_every_request_is_signed
+    x_ads_connects_by_oauth_1a_and_every_request_is_signed,
+    the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed
 );
 
 async fn sandbox_connects_end_to_end_and_the_state_is_single_use(backend: Backend) {
@@ -1269,4 +1270,30 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     assert_eq!((invalidated.len(), invalidated[0].method.as_str()), (1, "POST"));
     assert!(invalidated_ok.load(std::sync::atomic::Ordering::SeqCst), "signed with the token being invalidated");
     assert!(app.stack.app.vault.get(&auth.secret.0).await.unwrap().is_none());
+}
+
+/// The sandbox OAuth 1.0a platform, end to end through the real flow: its
+/// server checks every signature, as X does.
+async fn the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let t = app.token("ws_s1", "u", "staff").await;
+    let (status, started) = start(&app, &t, start_body("sandbox_oauth1")).await;
+    assert_eq!(status, 200, "{started}");
+    let back = approve(&app, started["authorize_url"].as_str().unwrap(), "acct_one").await;
+    assert!(back.contains("oauth_verifier="), "{back}");
+    let page = visit(&app, &back).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+    let auth = authorizations(&app, "ws_s1").await.pop().unwrap();
+    assert_eq!(auth.account.as_ref().map(|a| a.id.as_str()), Some("acct_one"));
+    assert!(tokens_of(&app, &auth).await.token_secret.is_some());
+    local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
+    let ws = WorkspaceId::parse("ws_s1").unwrap();
+    let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
+    assert_eq!(c.status, shared::domain::Status::Connected, "{:?}", c.last_error);
+    assert!(c.cursors["orders"].records >= 2500, "{:?}", c.cursors);
+    // Revoked on the platform: the next probe (every minute for the sandbox) disconnects it.
+    assert_eq!(app.sandbox().revoke_account("acct_one"), 1);
+    app.clock.advance(chrono::Duration::minutes(2));
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!(report.disconnected, 1, "{report:?}");
 }

@@ -133,6 +133,12 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
   assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 2\.0\).*connected/);
   await page.screenshot({ path: join(shots, "06-reconnected.png"), fullPage: true });
+
+  // OAuth 1.0a through the same popup: the sandbox checks every signature.
+  await approveInPopup(context, () => page.click("#connect-sandbox_oauth1"), "acct_one");
+  await row(page, "sandbox_oauth1").locator(".badge.connected").waitFor({ timeout: 60_000 });
+  assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 1\.0a\).*connected/);
+  await page.screenshot({ path: join(shots, "07-oauth1-connected.png"), fullPage: true });
   assert.deepEqual(errors, []);
   await context.close();
 });

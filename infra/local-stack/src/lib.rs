@@ -39,11 +39,13 @@ pub struct LocalStack {
 /// Stores the sandbox OAuth app's credentials in the vault, as an operator
 /// stores a real platform's (`{prefix}/apps/{platform}`).
 pub async fn seed_sandbox_app(app: &App) -> Result<(), shared::Error> {
-    let secret = shared::domain::SecretRef::for_app(&app.config.secret_prefix, "sandbox_oauth");
-    if app.vault.get(&secret.0).await?.is_none() {
-        let client_secret = secrecy::SecretString::from(sandbox::CLIENT_SECRET.to_owned());
-        shared::platform::AppCredentials::store(app.vault.as_ref(), &secret, sandbox::CLIENT_ID, &client_secret)
-            .await?;
+    for platform in ["sandbox_oauth", "sandbox_oauth1"] {
+        let secret = shared::domain::SecretRef::for_app(&app.config.secret_prefix, platform);
+        if app.vault.get(&secret.0).await?.is_none() {
+            let client_secret = secrecy::SecretString::from(sandbox::CLIENT_SECRET.to_owned());
+            shared::platform::AppCredentials::store(app.vault.as_ref(), &secret, sandbox::CLIENT_ID, &client_secret)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -7,6 +7,10 @@
 //!   grant, as real platforms do), revocation, an identity endpoint and
 //!   paged data streams.
 //! * `sandbox_api_key`: magic API keys, one per outcome.
+//! * `sandbox_oauth1`: an OAuth 1.0a (RFC 5849) server as X runs it:
+//!   temporary credentials for a confirmed callback, a consent page, token
+//!   credentials for the verifier, HMAC-SHA1 signatures checked on every
+//!   request, tokens that do not expire, and `invalidate_token`.
 //!
 //! Control routes (`/sandbox/control/...`) let a person or a test revoke an
 //! account's grants on the platform side.
@@ -54,12 +58,29 @@ struct Access {
     expires_at: DateTime<Utc>,
 }
 
+/// OAuth 1.0a temporary credentials, until their token request.
+struct Temporary {
+    secret: String,
+    callback: String,
+    verifier: Option<String>,
+    account: Option<String>,
+}
+
+/// OAuth 1.0a token credentials (they do not expire).
+struct Token1 {
+    secret: String,
+    account: String,
+    revoked: bool,
+}
+
 #[derive(Default)]
 struct State {
     codes: HashMap<String, Code>,
     grants: Vec<Grant>,
     access: HashMap<String, Access>,
     token_requests: u64,
+    temporary: HashMap<String, Temporary>,
+    tokens1: HashMap<String, Token1>,
 }
 
 /// The sandbox platforms' state (in memory: a restart is a new platform).
@@ -94,6 +115,14 @@ fn redirect(location: &str) -> Resp {
         .status(StatusCode::FOUND)
         .header(header::LOCATION, location)
         .body(Bytes::new())
+        .expect("valid response")
+}
+
+fn form_resp(body: &str) -> Resp {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Bytes::from(body.to_owned()))
         .expect("valid response")
 }
 
@@ -147,6 +176,21 @@ fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
     }
 }
 
+/// The `oauth_*` parameters of an `Authorization: OAuth …` header.
+fn oauth_params(req: &Request<Bytes>) -> Option<HashMap<String, String>> {
+    let header = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("OAuth ")?;
+    Some(
+        header
+            .split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| {
+                let v = v.trim_matches('"');
+                (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+            })
+            .collect(),
+    )
+}
+
 impl Sandbox {
     pub fn new(clock: Arc<dyn Clock>, issuer: impl Into<String>) -> Self {
         let started = clock.now();
@@ -180,6 +224,10 @@ impl Sandbox {
             g.revoked = true;
             n += 1;
         }
+        for t in s.tokens1.values_mut().filter(|t| t.account == account && !t.revoked) {
+            t.revoked = true;
+            n += 1;
+        }
         n
     }
 
@@ -209,6 +257,16 @@ impl Sandbox {
                 Err(r) => *r,
             },
             (&Method::GET, "/api/key") => Self::key_info(req),
+            (&Method::POST, "/oauth1/request_token") => self.request_token(req),
+            (&Method::GET, "/oauth1/authorize") => self.authorize1(req),
+            (&Method::POST, "/oauth1/decision") => self.decision1(&form(req.body())),
+            (&Method::POST, "/oauth1/access_token") => self.access_token(req),
+            (&Method::POST, "/oauth1/invalidate_token") => self.invalidate1(req),
+            (&Method::GET, "/oauth1/api/me") => match self.account_of(req) {
+                Ok(account) => json_resp(StatusCode::OK, json!({"id": account, "name": format!("Sandbox {account}")})),
+                Err(r) => *r,
+            },
+            (&Method::GET, p) if p.starts_with("/oauth1/api/") => self.stream(req, &p[12..]),
             (&Method::GET, p) if p.starts_with("/api/") => self.stream(req, &p[5..]),
             _ => json_resp(StatusCode::NOT_FOUND, json!({"error": "not_found"})),
         }
@@ -380,6 +438,16 @@ impl Sandbox {
     fn account_of(&self, req: &Request<Bytes>) -> Result<String, Box<Resp>> {
         let unauthorized =
             |why: &str| Box::new(json_resp(StatusCode::UNAUTHORIZED, json!({"error": "unauthorized", "message": why})));
+        // OAuth 1.0a: a signature with token credentials.
+        if let Some(p) = self.signed(req) {
+            let s = self.state.lock().expect("sandbox lock");
+            let token =
+                p.get("oauth_token").and_then(|t| s.tokens1.get(t)).ok_or_else(|| unauthorized("invalid token"))?;
+            if token.revoked {
+                return Err(unauthorized("token revoked"));
+            }
+            return Ok(token.account.clone());
+        }
         let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
         if token.starts_with("sandbox-") {
             return match token.starts_with("sandbox-valid-") {
@@ -397,6 +465,156 @@ impl Sandbox {
             return Err(unauthorized("token revoked"));
         }
         Ok(grant.account.clone())
+    }
+
+    /// The protocol parameters of a request whose OAuth 1.0a signature
+    /// holds (consumer `sandbox-client`, and the temporary or token
+    /// credentials it names), recomputed as RFC 5849 says.
+    fn signed(&self, req: &Request<Bytes>) -> Option<HashMap<String, String>> {
+        let p = oauth_params(req)?;
+        if p.get("oauth_consumer_key")? != CLIENT_ID || p.get("oauth_signature_method")? != "HMAC-SHA1" {
+            return None;
+        }
+        let token_secret = match p.get("oauth_token") {
+            None => String::new(),
+            Some(t) => {
+                let s = self.state.lock().expect("sandbox lock");
+                s.temporary.get(t).map(|x| x.secret.clone()).or_else(|| s.tokens1.get(t).map(|x| x.secret.clone()))?
+            }
+        };
+        let origin = self.issuer.trim_end_matches("/sandbox");
+        let url = url::Url::parse(&format!("{origin}{}", req.uri())).ok()?;
+        let keys = shared::platform::oauth1::Keys {
+            consumer_key: CLIENT_ID,
+            consumer_secret: CLIENT_SECRET,
+            token: p.get("oauth_token").map(|t| (t.as_str(), token_secret.as_str())),
+        };
+        let extra = shared::platform::oauth1::Extra {
+            callback: p.get("oauth_callback").map(String::as_str),
+            verifier: p.get("oauth_verifier").map(String::as_str),
+            nonce: p.get("oauth_nonce").map(String::as_str),
+            timestamp: p.get("oauth_timestamp").and_then(|t| t.parse().ok()),
+            version: p.contains_key("oauth_version"),
+        };
+        let method = req.method().as_str();
+        let expected = shared::platform::oauth1::authorization(method, &url, &[], &keys, &extra);
+        let expected = expected.split("oauth_signature=\"").nth(1)?.split('"').next()?.to_owned();
+        let expected = percent_encoding::percent_decode_str(&expected).decode_utf8_lossy().into_owned();
+        (p.get("oauth_signature") == Some(&expected)).then_some(p)
+    }
+
+    fn request_token(&self, req: &Request<Bytes>) -> Resp {
+        let Some(p) = self.signed(req) else {
+            return json_resp(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"code": 32, "message": "Could not authenticate you."}]}),
+            );
+        };
+        let Some(callback) = p.get("oauth_callback").filter(|c| url::Url::parse(c).is_ok()) else {
+            return json_resp(
+                StatusCode::BAD_REQUEST,
+                json!({"errors": [{"code": 417, "message": "Callback URL not approved."}]}),
+            );
+        };
+        let (token, secret) = (random_token("tmp"), random_token("tmpsecret"));
+        let temp = Temporary { secret: secret.clone(), callback: callback.clone(), verifier: None, account: None };
+        self.state.lock().expect("sandbox lock").temporary.insert(token.clone(), temp);
+        form_resp(&format!("oauth_token={token}&oauth_token_secret={secret}&oauth_callback_confirmed=true"))
+    }
+
+    fn authorize1(&self, req: &Request<Bytes>) -> Resp {
+        let q = query(req);
+        let token = q.get("oauth_token").cloned().unwrap_or_default();
+        if !self.state.lock().expect("sandbox lock").temporary.contains_key(&token) {
+            return html("<h1>Invalid request</h1><p>Unknown or used oauth_token.</p>".into());
+        }
+        if let Some(account) = q.get("auto_approve") {
+            let f = HashMap::from([
+                ("oauth_token".to_owned(), token),
+                ("decision".to_owned(), "approve".to_owned()),
+                ("account".to_owned(), account.clone()),
+            ]);
+            return self.decision1(&f);
+        }
+        html(format!(
+            r#"<!doctype html><html><head><meta charset="utf-8"><title>Sandbox platform (OAuth 1.0a): authorize</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem auto;padding:0 1rem}}button{{font-size:1rem;padding:.5rem 1rem;margin-right:.5rem}}</style></head>
+<body><h1>Sandbox platform (OAuth 1.0a)</h1><p><strong>Connections service</strong> asks to use your account.</p>
+<form method="post" action="/sandbox/oauth1/decision"><input type="hidden" name="oauth_token" value="{token}">
+<label>Sign in as account <input name="account" id="account" value="acct_demo" pattern="[A-Za-z0-9_-]{{1,40}}"></label>
+<p><button name="decision" value="approve" id="approve">Authorize app</button><button name="decision" value="deny" id="deny">Cancel</button></p></form></body></html>"#,
+            token = escape(&token),
+        ))
+    }
+
+    fn decision1(&self, f: &HashMap<String, String>) -> Resp {
+        let get = |k: &str| f.get(k).cloned().unwrap_or_default();
+        let token = get("oauth_token");
+        let mut s = self.state.lock().expect("sandbox lock");
+        let Some(temp) = s.temporary.get_mut(&token) else {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
+        };
+        let Ok(mut target) = url::Url::parse(&temp.callback) else {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_request"}));
+        };
+        if get("decision") != "approve" {
+            target.query_pairs_mut().append_pair("denied", &token);
+            return redirect(target.as_str());
+        }
+        let account = get("account");
+        if account.is_empty()
+            || account.len() > 40
+            || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_account"}));
+        }
+        let verifier = random_token("v");
+        temp.verifier = Some(verifier.clone());
+        temp.account = Some(account);
+        target.query_pairs_mut().append_pair("oauth_token", &token).append_pair("oauth_verifier", &verifier);
+        redirect(target.as_str())
+    }
+
+    fn access_token(&self, req: &Request<Bytes>) -> Resp {
+        let refused = || {
+            json_resp(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"code": 89, "message": "Invalid or expired token."}]}),
+            )
+        };
+        let Some(p) = self.signed(req) else { return refused() };
+        let mut s = self.state.lock().expect("sandbox lock");
+        s.token_requests += 1;
+        let Some(token) = p.get("oauth_token") else { return refused() };
+        // Temporary credentials buy token credentials once, with their verifier.
+        let Some(temp) = s.temporary.remove(token) else { return refused() };
+        if temp.verifier.is_none() || temp.verifier.as_ref() != p.get("oauth_verifier") {
+            return refused();
+        }
+        let account = temp.account.unwrap_or_default();
+        let (access, secret) = (random_token("at1"), random_token("at1secret"));
+        s.tokens1.insert(access.clone(), Token1 { secret: secret.clone(), account: account.clone(), revoked: false });
+        form_resp(&format!("oauth_token={access}&oauth_token_secret={secret}&user_id={account}&screen_name={account}"))
+    }
+
+    fn invalidate1(&self, req: &Request<Bytes>) -> Resp {
+        let Some(p) = self.signed(req) else {
+            return json_resp(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"code": 89, "message": "Invalid or expired token."}]}),
+            );
+        };
+        let mut s = self.state.lock().expect("sandbox lock");
+        match p.get("oauth_token").and_then(|t| s.tokens1.get_mut(t)) {
+            Some(t) => {
+                t.revoked = true;
+                json_resp(StatusCode::OK, json!({"access_token": p["oauth_token"]}))
+            }
+            None => json_resp(
+                StatusCode::UNAUTHORIZED,
+                json!({"errors": [{"code": 89, "message": "Invalid or expired token."}]}),
+            ),
+        }
     }
 
     /// The magic keys of the sandbox API-key platform, by prefix (like
