@@ -1285,7 +1285,8 @@ async fn the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed(backend: Bac
     assert_eq!(page.message()["status"], "connected", "{}", page.body);
     let auth = authorizations(&app, "ws_s1").await.pop().unwrap();
     assert_eq!(auth.account.as_ref().map(|a| a.id.as_str()), Some("acct_one"));
-    assert!(tokens_of(&app, &auth).await.token_secret.is_some());
+    let first = tokens_of(&app, &auth).await;
+    assert!(first.token_secret.is_some());
     local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
     let ws = WorkspaceId::parse("ws_s1").unwrap();
     let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
@@ -1296,4 +1297,20 @@ async fn the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed(backend: Bac
     app.clock.advance(chrono::Duration::minutes(2));
     let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!(report.disconnected, 1, "{report:?}");
+    // Reconnect, as for OAuth 2.0: the same authorization, new token
+    // credentials, its connection back; another account is refused.
+    let mut body = start_body("sandbox_oauth1");
+    body["reconnect"] = json!({"authorization_id": auth.id});
+    let (_, started) = start(&app, &t, body.clone()).await;
+    let page = visit(&app, &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_other").await).await;
+    assert_eq!(page.message()["error_code"], "account_mismatch", "{}", page.body);
+    let (_, started) = start(&app, &t, body).await;
+    let page = visit(&app, &approve(&app, started["authorize_url"].as_str().unwrap(), "acct_one").await).await;
+    assert_eq!(page.message()["status"], "connected", "{}", page.body);
+    let auths = authorizations(&app, "ws_s1").await;
+    assert_eq!((auths.len(), auths[0].id.as_str()), (1, auth.id.as_str()));
+    assert_eq!(auths[0].status, shared::domain::Status::Connected);
+    assert_ne!(tokens_of(&app, &auths[0]).await.access_token, first.access_token);
+    let c = app.stack.app.repo.connection(&ws, &c.id).await.unwrap().value;
+    assert!(!matches!(c.status, shared::domain::Status::Disconnected { .. }), "{:?}", c.status);
 }
