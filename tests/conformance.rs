@@ -93,6 +93,8 @@ fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
     let mut v: BTreeMap<String, String> =
         entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "na".into()))).collect();
     v.insert("context".into(), "stores/abc123".into());
+    // The sub-account a connection chose (discovery).
+    v.insert("account_id".into(), "18ce54d4x5t".into());
     v.insert("store_url".into(), "https://store.example.com".into());
     entry.expand_params(&mut v);
     v

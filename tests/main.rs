@@ -4,6 +4,7 @@
 //!   against the AWS adapters on a `moto_server` the harness starts.
 //! * `api`: the HTTP API through the local gateway, on a port of its own.
 //! * `events`: every function's handler fed the JSON events in `events/`.
+//! * `accounts`: discovery of what a grant reaches, and sub-account choice.
 //! * `alerts`: incidents, notifications, emails and digests.
 //! * `apikey`: API-key connect, every outcome, duplicates, replacement.
 //! * `oauth`: connect start and callback, every catalog pattern and failure.
@@ -33,6 +34,7 @@ macro_rules! both {
     };
 }
 
+mod accounts;
 mod alerts;
 mod api;
 mod apikey;

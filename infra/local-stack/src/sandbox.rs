@@ -81,6 +81,8 @@ struct State {
     token_requests: u64,
     temporary: HashMap<String, Temporary>,
     tokens1: HashMap<String, Token1>,
+    /// Sub-accounts taken away from their account (`{account}-eu`, ...).
+    dropped: std::collections::HashSet<String>,
 }
 
 /// The sandbox platforms' state (in memory: a restart is a new platform).
@@ -231,6 +233,24 @@ impl Sandbox {
         n
     }
 
+    /// Takes a sub-account away from what an account reaches (as a manager
+    /// losing access to a client's ad account).
+    pub fn drop_sub_account(&self, id: &str) {
+        self.state.lock().expect("sandbox lock").dropped.insert(id.to_owned());
+    }
+
+    /// What an account reaches: a main and an EU sub-account.
+    fn sub_accounts(&self, account: &str) -> Resp {
+        let s = self.state.lock().expect("sandbox lock");
+        let data: Vec<_> = [("main", "main"), ("eu", "EU")]
+            .iter()
+            .map(|(suffix, label)| (format!("{account}-{suffix}"), format!("{account} {label}")))
+            .filter(|(id, _)| !s.dropped.contains(id))
+            .map(|(id, name)| json!({"id": id, "name": name}))
+            .collect();
+        json_resp(StatusCode::OK, json!({"data": data}))
+    }
+
     /// How many token requests were made (tests of single-flight refresh).
     pub fn token_requests(&self) -> u64 {
         self.state.lock().expect("sandbox lock").token_requests
@@ -257,6 +277,10 @@ impl Sandbox {
                 Err(r) => *r,
             },
             (&Method::GET, "/api/key") => Self::key_info(req),
+            (&Method::GET, "/api/accounts") => match self.account_of(req) {
+                Ok(account) => self.sub_accounts(&account),
+                Err(r) => *r,
+            },
             (&Method::POST, "/oauth1/request_token") => self.request_token(req),
             (&Method::GET, "/oauth1/authorize") => self.authorize1(req),
             (&Method::POST, "/oauth1/decision") => self.decision1(&form(req.body())),

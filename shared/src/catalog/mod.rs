@@ -315,6 +315,21 @@ pub struct ErrorEnvelope {
     pub denied_codes: Vec<Code>,
 }
 
+/// The request that lists what a grant reaches, and where each sub-account's
+/// id and name are (pointers relative to a list item; an empty `id_pointer`:
+/// the item is the id, as Google Ads' resource names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverySpec {
+    /// Relative to the API base URL, or absolute.
+    pub path: String,
+    /// The list ("" for a top-level array).
+    pub list_pointer: String,
+    pub id_pointer: String,
+    #[serde(default)]
+    pub name_pointer: Option<String>,
+}
+
 /// A cheap request: identity or key validation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -467,6 +482,10 @@ pub struct StreamSpec {
     pub total_pointer: Option<String>,
     #[serde(default = "yes")]
     pub default_selected: bool,
+    /// Scopes a grant must hold for this stream (else it is shown as
+    /// unavailable, with the reason, rather than offered and then failed).
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -510,6 +529,10 @@ pub struct PlatformEntry {
     pub api_key: Option<ApiKeySpec>,
     pub api: Option<ApiSpec>,
     pub identity: Option<RequestSpec>,
+    /// What a grant reaches (a Google Ads manager's customers, a Meta
+    /// user's ad accounts, Amazon Ads profiles, GA4 accounts).
+    #[serde(default)]
+    pub discovery: Option<DiscoverySpec>,
     #[serde(default)]
     pub streams: Vec<StreamSpec>,
     /// Built-in sandbox platform (local stack, tests).

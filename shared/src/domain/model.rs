@@ -194,6 +194,24 @@ pub struct Authorization {
     /// When the "expiring soon" alert went out (once per expiry).
     #[serde(default)]
     pub expiring_alert_at: Option<DateTime<Utc>>,
+    /// What the grant reaches (ad accounts, customers, profiles), as the
+    /// platform said when last asked.
+    #[serde(default)]
+    pub sub_accounts: Option<Discovered>,
+}
+
+/// The sub-accounts a grant reaches, and when the platform said so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discovered {
+    pub accounts: Vec<SubAccount>,
+    pub at: DateTime<Utc>,
+}
+
+/// One account a grant reaches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubAccount {
+    pub id: String,
+    pub name: Option<String>,
 }
 
 /// A time-limited claim on a piece of work.
@@ -247,6 +265,7 @@ impl Authorization {
             refresh_failures: 0,
             refresh_lease: None,
             expiring_alert_at: None,
+            sub_accounts: None,
         }
     }
 

@@ -49,6 +49,9 @@ pub enum DisconnectReason {
     AuthorizationRemoved,
     /// A member disconnected it on purpose.
     UserDisconnected,
+    /// The sub-account it synced (an ad account, a customer, a profile) is
+    /// no longer among what its authorization reaches.
+    SubAccountGone,
 }
 
 impl DisconnectReason {
@@ -63,6 +66,7 @@ impl DisconnectReason {
             DisconnectReason::ApiKeyExpired => "api_key_expired",
             DisconnectReason::AuthorizationRemoved => "authorization_removed",
             DisconnectReason::UserDisconnected => "user_disconnected",
+            DisconnectReason::SubAccountGone => "sub_account_gone",
         }
     }
 
@@ -80,6 +84,9 @@ impl DisconnectReason {
             DisconnectReason::ApiKeyExpired => "The API key expired.",
             DisconnectReason::AuthorizationRemoved => "The authorization this data source used was removed.",
             DisconnectReason::UserDisconnected => "A member of the workspace disconnected it.",
+            DisconnectReason::SubAccountGone => {
+                "The account this data source synced is no longer reachable with its authorization."
+            }
         }
     }
 
@@ -94,6 +101,9 @@ impl DisconnectReason {
             }
             DisconnectReason::AuthorizationRemoved => {
                 "Choose another authorization for this data source, or reconnect."
+            }
+            DisconnectReason::SubAccountGone => {
+                "Reconnect with a user who can reach the account, or create a data source for another account."
             }
             _ => "Reconnect: all history and sync progress are kept.",
         }

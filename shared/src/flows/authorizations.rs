@@ -27,6 +27,10 @@ pub struct CreateRequest {
     pub client: Option<ClientInput>,
     #[serde(default)]
     pub selected_streams: Option<Vec<String>>,
+    /// The sub-account it syncs, one the grant reaches (see
+    /// `GET /v1/authorizations/{id}/accounts`).
+    #[serde(default)]
+    pub account_id: Option<String>,
 }
 
 pub async fn create_connection(app: &App, caller: &Caller, request: CreateRequest) -> Result<Connection, Error> {
@@ -70,6 +74,10 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
             c.apply(Event::CredentialsLost(reason), now)?;
         }
         _ => {}
+    }
+    if let Some(account) = &request.account_id {
+        super::accounts::check_choice(&auth, account)?;
+        c.params.insert(super::accounts::ACCOUNT_PARAM.into(), account.clone());
     }
     app.repo.create(&c).await?;
     if c.status == Status::InitialSyncInProgress {

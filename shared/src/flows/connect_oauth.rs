@@ -634,6 +634,19 @@ pub async fn callback(
     // always has time left to store the grant (or to say why not).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(app.config.callback_budget_seconds);
     let outcome = complete(app, &pending, query, deadline).await;
+    // What the grant reaches, asked now (within the same deadline; it can
+    // be asked again on demand).
+    if let Ok(c) = &outcome {
+        let has_discovery = app.catalog.get(pending.platform.as_str()).is_ok_and(|e| e.discovery.is_some());
+        if has_discovery {
+            let asked = super::accounts::discover(app, &pending.workspace_id, &c.authorization_id);
+            match tokio::time::timeout_at(deadline, asked).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "accounts not discovered at connect; ask again on demand"),
+                Err(_) => tracing::warn!("accounts not discovered at connect in time; ask again on demand"),
+            }
+        }
+    }
     match &outcome {
         Ok(c) => {
             tracing::info!(platform = %pending.platform, connection = ?c.connection_id, reconnect = pending.reconnect.is_some(), "oauth connected")

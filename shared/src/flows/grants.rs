@@ -53,21 +53,7 @@ pub async fn credentials(
             if let Status::Disconnected { reason } = auth.status {
                 return Err(Lost(reason));
             }
-            let tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
-            let entry = app.catalog.get(auth.platform.as_str()).map_err(Other)?;
-            let mut extra = match app.app_credentials(entry, &c.workspace_id).await {
-                Ok(app_creds) => app_creds.api_values(),
-                Err(_) => BTreeMap::new(),
-            };
-            // OAuth 1.0a signs with the token's secret too.
-            if let Some(secret) = &tokens.token_secret {
-                extra.insert("token_secret".into(), SecretString::from(secret.clone()));
-            }
-            (
-                Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
-                auth.params.clone(),
-                extra,
-            )
+            of_authorization(app, &auth).await.map_err(Other)?
         }
         Credential::ApiKey { secret, .. } => {
             let key = api_key::load_key(app.vault.as_ref(), secret).await.map_err(Other)?;
@@ -79,4 +65,26 @@ pub async fn credentials(
     };
     vars.extend(c.params.clone());
     Ok((creds, vars, extra))
+}
+
+/// A grant's credentials, its URL-template values and the app's extra values.
+pub async fn of_authorization(
+    app: &App,
+    auth: &Authorization,
+) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), Error> {
+    let tokens = tokens::tokens_of(app, auth).await?;
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    let mut extra = match app.app_credentials(entry, &auth.workspace_id).await {
+        Ok(app_creds) => app_creds.api_values(),
+        Err(_) => BTreeMap::new(),
+    };
+    // OAuth 1.0a signs with the token's secret too.
+    if let Some(secret) = &tokens.token_secret {
+        extra.insert("token_secret".into(), SecretString::from(secret.clone()));
+    }
+    Ok((
+        Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
+        auth.params.clone(),
+        extra,
+    ))
 }

@@ -21,6 +21,7 @@
 //! | [`sweep`] | the scheduled look at grants that are due |
 //! | [`alerts`] | incidents become notifications and emails, once |
 
+pub mod accounts;
 pub mod alerts;
 pub mod authorizations;
 pub mod connect_api_key;

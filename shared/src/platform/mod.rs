@@ -3,6 +3,7 @@
 //! ([`app_credentials`]), the one token-endpoint client ([`token_client`]),
 //! the identity request ([`identity`]) and API-key checks ([`api_key`]).
 
+pub mod accounts;
 pub mod api_key;
 pub mod app_credentials;
 pub mod discovery;

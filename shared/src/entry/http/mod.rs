@@ -89,6 +89,8 @@ pub enum RouteId {
     ServiceCredentials,
     ListAudit,
     ClaimInstall,
+    AuthorizationAccounts,
+    DiscoverAccounts,
 }
 
 /// Who may call a route.
@@ -157,6 +159,8 @@ pub const ROUTES: &[Route] = &[
         route(RouteId::ListAuthorizations, Method::GET, "/v1/authorizations", Function::ConnectionsApi, true),
     route(RouteId::RenameAuthorization, Method::PATCH, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
     route(RouteId::RemoveAuthorization, Method::DELETE, "/v1/authorizations/{id}", Function::ConnectionsApi, true),
+    route(RouteId::AuthorizationAccounts, Method::GET, "/v1/authorizations/{id}/accounts", Function::ConnectionsApi, true),
+    route(RouteId::DiscoverAccounts, Method::POST, "/v1/authorizations/{id}/discover", Function::ConnectionsApi, true),
         route(RouteId::ListNotifications, Method::GET, "/v1/notifications", Function::ConnectionsApi, true),
     route(RouteId::ReadAllNotifications, Method::POST, "/v1/notifications/read-all", Function::ConnectionsApi, true),
     route(RouteId::ReadNotification, Method::POST, "/v1/notifications/{id}/read", Function::ConnectionsApi, true),

@@ -62,6 +62,8 @@ pub(super) async fn dispatch(
         RouteId::ListAuthorizations => authorizations::list(app, caller()?).await,
         RouteId::RenameAuthorization => authorizations::rename(app, caller()?, p, r).await,
         RouteId::RemoveAuthorization => authorizations::remove(app, caller()?, p).await,
+        RouteId::AuthorizationAccounts => authorizations::accounts(app, caller()?, p).await,
+        RouteId::DiscoverAccounts => authorizations::discover(app, caller()?, p).await,
         RouteId::ListMembers => members::list(app, caller()?).await,
         RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
         RouteId::UpdateMe => members::update_me(app, caller()?, r).await,

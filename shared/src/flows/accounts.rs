@@ -1,0 +1,131 @@
+//! Discovery: what a grant reaches. After a connect or a reconnect, and on
+//! demand, the platform is asked (the catalog's discovery request: Google
+//! Ads accessible customers, Meta ad accounts, Amazon Ads profiles, GA4
+//! accounts, X Ads accounts); the answer is kept on the authorization and
+//! offered, and a connection chooses the sub-account it syncs (one grant,
+//! many connections, one per client). A sub-account that disappears
+//! disconnects the connections that synced it, with the reason. Streams the
+//! grant's scopes do not cover are shown as unavailable, with the reason.
+
+use serde::Serialize;
+
+use super::disconnect::disconnect_connection;
+use super::grants::of_authorization;
+use super::App;
+use crate::domain::error::{Error, HttpError};
+use crate::domain::ids::{AuthorizationId, WorkspaceId};
+use crate::domain::*;
+use crate::platform;
+use crate::store::Change;
+
+/// The connection parameter that names the sub-account it syncs (and the
+/// `{account_id}` of the catalog's stream paths).
+pub const ACCOUNT_PARAM: &str = "account_id";
+
+/// A stream of the platform, and whether this grant can read it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StreamAvailability {
+    pub name: String,
+    pub available: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+}
+
+/// What `GET /v1/authorizations/{id}/accounts` answers.
+pub struct Reach {
+    pub discovered: Option<Discovered>,
+    pub streams: Vec<StreamAvailability>,
+}
+
+/// Asks the platform what the grant reaches, keeps it, and disconnects the
+/// connections whose sub-account is gone.
+pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Result<Discovered, Error> {
+    let auth = app.repo.authorization(ws, id).await?.value;
+    if let Status::Disconnected { reason } = auth.status {
+        return Err(Error::ConnectionDisconnected { reason });
+    }
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    let spec = entry.discovery.as_ref().ok_or_else(|| {
+        Error::invalid("authorization", format!("{} does not list the accounts a grant reaches", entry.name))
+    })?;
+    let (creds, vars, extra) = of_authorization(app, &auth).await?;
+    let url = platform::api_url(entry, &spec.path, &vars)?;
+    let request = platform::api_get(entry, url, &vars, &creds.as_credentials(&extra))?;
+    let response = app.http.send(request).await?;
+    if !response.status().is_success() {
+        return Err(Error::Http(HttpError::Other(format!(
+            "{} answered {} when asked for its accounts",
+            entry.name,
+            response.status()
+        ))));
+    }
+    let doc = platform::document(response.body()).ok_or_else(|| Error::MalformedPage("the accounts list".into()))?;
+    let accounts = platform::accounts::sub_accounts(spec, &doc)
+        .ok_or_else(|| Error::MalformedPage(format!("no list of accounts at {}", spec.list_pointer)))?;
+    let discovered = Discovered { accounts, at: app.clock.now() };
+    let kept = discovered.clone();
+    app.repo
+        .update_authorization(ws, id, move |a| {
+            a.sub_accounts = Some(kept.clone());
+            Ok(Change::Save(()))
+        })
+        .await?;
+    for c in app.repo.connections_of(ws, id).await? {
+        let gone =
+            c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !discovered.accounts.iter().any(|a| &a.id == sub));
+        if gone {
+            disconnect_connection(app, &c.value, DisconnectReason::SubAccountGone).await?;
+        }
+    }
+    tracing::info!(authorization = %id, accounts = discovered.accounts.len(), "accounts discovered");
+    Ok(discovered)
+}
+
+/// What a grant reaches, as last discovered (discovered now if it never
+/// was), and which streams its scopes allow.
+pub async fn reach(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<Reach, Error> {
+    let auth = app.repo.authorization(&caller.workspace_id, id).await?.value;
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    let discovered = match (&auth.sub_accounts, &entry.discovery) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(_)) if !matches!(auth.status, Status::Disconnected { .. }) => {
+            Some(discover(app, &caller.workspace_id, id).await?)
+        }
+        _ => None,
+    };
+    let streams = entry
+        .streams
+        .iter()
+        .map(|s| {
+            let missing: Vec<&str> =
+                s.required_scopes.iter().filter(|r| !auth.scopes.contains(r)).map(String::as_str).collect();
+            StreamAvailability {
+                name: s.name.clone(),
+                available: missing.is_empty(),
+                reason: (!missing.is_empty())
+                    .then(|| format!("needs the scope {}, which this grant was not given", missing.join(", "))),
+            }
+        })
+        .collect();
+    Ok(Reach { discovered, streams })
+}
+
+/// `POST /v1/authorizations/{id}/discover` (staff): ask again now.
+pub async fn rediscover(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<Reach, Error> {
+    caller.require(Role::Staff)?;
+    discover(app, &caller.workspace_id, id).await?;
+    reach(app, caller, id).await
+}
+
+/// The sub-account a new connection syncs: one the grant reaches.
+pub fn check_choice(auth: &Authorization, account_id: &str) -> Result<(), Error> {
+    let known = auth.sub_accounts.as_ref().is_some_and(|d| d.accounts.iter().any(|a| a.id == account_id));
+    if known {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            ACCOUNT_PARAM,
+            "is not among the accounts this authorization reaches; list them with GET /v1/authorizations/{id}/accounts (POST …/discover asks the platform again)",
+        ))
+    }
+}

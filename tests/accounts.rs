@@ -1,0 +1,115 @@
+//! Discovery of what a grant reaches: asked after connecting, kept on the
+//! authorization and offered; a connection chooses the sub-account it syncs;
+//! a sub-account that disappears disconnects its connection with the
+//! reason; streams a grant's scopes do not allow show as unavailable.
+
+use serde_json::{json, Value};
+
+use shared::domain::ids::*;
+use shared::domain::*;
+
+use crate::harness::{error_code, spawn_app_on, Backend, TestApp};
+
+async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
+    let r = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let r = app.http.post(app.url(path)).bearer_auth(token).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+both!(a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason);
+
+async fn a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let (auth, _) = crate::lifecycle::connect_sandbox(&app, "ws_acc", "acct_agency").await;
+    let staff = app.token("ws_acc", "u", "staff").await;
+    // Asked at connect: kept on the authorization.
+    let kept = app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    let ids: Vec<String> = kept.sub_accounts.unwrap().accounts.into_iter().map(|a| a.id).collect();
+    assert_eq!(ids, ["acct_agency-main", "acct_agency-eu"]);
+    let (status, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!(reach["accounts"][1], json!({"id": "acct_agency-eu", "name": "acct_agency EU"}));
+    assert!(reach["streams"].as_array().unwrap().iter().all(|s| s["available"] == true), "{reach}");
+    // One grant, a connection per client: each chooses the account it syncs.
+    let create = |account: &str| {
+        json!({"authorization_id": auth.id, "name": format!("EU of {account}"), "account_id": account,
+               "client": {"id": "client_eu", "name": "EU client"}})
+    };
+    let (status, eu) = post(&app, &staff, "/v1/connections", create("acct_agency-eu")).await;
+    assert_eq!(status, 201, "{eu}");
+    let (status, body) = post(&app, &staff, "/v1/connections", create("acct_someone-else")).await;
+    assert_eq!((status, error_code(&body).as_str()), (422, "invalid_input"), "{body}");
+    // The manager loses the EU account: asked again, its connection is disconnected, with the reason.
+    app.sandbox().drop_sub_account("acct_agency-eu");
+    let (status, reach) = post(&app, &staff, &format!("/v1/authorizations/{}/discover", auth.id), json!({})).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!(reach["accounts"].as_array().unwrap().len(), 1);
+    let id = ConnectionId::parse(eu["id"].as_str().unwrap()).unwrap();
+    let c = app.stack.app.repo.connection(&auth.workspace_id, &id).await.unwrap().value;
+    assert_eq!(c.status, Status::Disconnected { reason: DisconnectReason::SubAccountGone });
+    let view = app.get_json(&format!("/v1/connections/{id}"), &staff).await;
+    assert!(view.to_string().contains("sub_account_gone"), "{view}");
+    // The grant's own connection (no sub-account chosen) is untouched.
+    let all = app.stack.app.repo.list::<Connection>(&auth.workspace_id).await.unwrap();
+    assert!(all.iter().any(|c| c.value.id != id && !matches!(c.value.status, Status::Disconnected { .. })));
+    // Client viewers may read but not ask the platform.
+    let viewer = app.token("ws_acc", "v", "client_viewer").await;
+    let (status, _) = post(&app, &viewer, &format!("/v1/authorizations/{}/discover", auth.id), json!({})).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn a_stream_the_grant_has_no_scope_for_is_shown_unavailable_with_the_reason() {
+    let overrides = json!({"platforms": {"sandbox_oauth": {"streams": [
+        {"name": "orders", "path": "/orders", "records_pointer": "/data", "pagination": {"style": "cursor_in_body", "next_pointer": "/next", "param": "cursor"}},
+        {"name": "payouts", "path": "/payouts", "records_pointer": "/data", "pagination": {"style": "none"}, "required_scopes": ["finance"], "default_selected": false}
+    ]}}})
+    .to_string();
+    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let (auth, _) = crate::lifecycle::connect_sandbox(&app, "ws_sc", "acct_sc").await;
+    let staff = app.token("ws_sc", "u", "staff").await;
+    let (_, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
+    let streams = reach["streams"].as_array().unwrap();
+    assert_eq!(streams[0], json!({"name": "orders", "available": true, "reason": null}));
+    assert_eq!(streams[1]["available"], false);
+    assert!(streams[1]["reason"].as_str().unwrap().contains("finance"), "{reach}");
+}
+
+/// Every platform that declares discovery reads its accounts from the
+/// answer its vendor documents (the fixtures in tests/conformance/examples).
+#[test]
+fn every_declared_discovery_reads_the_vendors_documented_answer() {
+    let catalog = shared::catalog::Catalog::load(&shared::catalog::CatalogOptions::default()).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/examples");
+    let expected: &[(&str, &str, &[&str])] = &[
+        (
+            "google_ads",
+            "accessible_customers",
+            &["customers/1234567890", "customers/2345678901", "customers/3456789012"],
+        ),
+        ("meta_ads", "ad_accounts", &["act_1020304050", "act_6070809010"]),
+        ("amazon_ads", "profiles", &["3141592653589793", "2718281828459045"]),
+        ("google_analytics", "account_summaries", &["accounts/100200300", "accounts/100200301"]),
+        ("x_ads", "accounts", &["18ce54d4x5t", "gq1844"]),
+    ];
+    let declared: Vec<&str> =
+        catalog.entries().filter(|e| e.discovery.is_some() && !e.sandbox).map(|e| e.id.as_str()).collect();
+    for id in &declared {
+        assert!(expected.iter().any(|(p, _, _)| p == id), "{id} declares discovery but has no test here");
+    }
+    for (platform, stream, ids) in expected {
+        let entry = catalog.get(platform).unwrap();
+        let spec = entry.discovery.as_ref().unwrap_or_else(|| panic!("{platform} declares no discovery"));
+        let file = dir.join(format!("{platform}.{stream}.json"));
+        let example: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let found = shared::platform::accounts::sub_accounts(spec, &example["page"]).unwrap();
+        let got: Vec<&str> = found.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(&got, ids, "{platform}");
+        // The discovery request is the documented one (same path as the stream).
+        assert_eq!(spec.path, entry.streams.iter().find(|s| s.name == *stream).unwrap().path, "{platform}");
+    }
+}
