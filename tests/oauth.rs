@@ -1292,8 +1292,20 @@ async fn the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed(backend: Bac
     let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
     assert_eq!(c.status, shared::domain::Status::Connected, "{:?}", c.last_error);
     assert!(c.cursors["orders"].records >= 2500, "{:?}", c.cursors);
-    // Revoked on the platform: the next probe (every minute for the sandbox) disconnects it.
+    // Revoked on the platform: a proxied request's 401 comes back as it is and
+    // does not end the grant by itself (its tokens cannot be renewed) …
     assert_eq!(app.sandbox().revoke_account("acct_one"), 1);
+    let r = app
+        .http
+        .get(app.url(&format!("/v1/service/connections/{}/proxy/orders", c.id)))
+        .bearer_auth(crate::harness::SERVICE_TOKEN)
+        .header("x-workspace-id", "ws_s1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(authorizations(&app, "ws_s1").await[0].status, shared::domain::Status::Connected);
+    // … the next probe (every minute for the sandbox) does.
     app.clock.advance(chrono::Duration::minutes(2));
     let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
     assert_eq!(report.disconnected, 1, "{report:?}");

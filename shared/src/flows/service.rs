@@ -94,8 +94,13 @@ pub async fn proxy(
             request.headers_mut().insert(http::header::ACCEPT, accept.clone());
         }
         let response = app.http.send(request).await?;
-        let refused = response.status() == http::StatusCode::UNAUTHORIZED
-            || matches!(platform::envelope(entry, response.body()), Envelope::Revoked(_));
+        // Only a grant that can be renewed is renewed on a 401: for one that
+        // cannot (OAuth 1.0a, BigCommerce), a proxied request's 401 says
+        // nothing of the grant as a whole; the sweep's probe judges it.
+        let renewable = entry.oauth.as_ref().is_some_and(|o| o.refresh.kind.is_refreshable());
+        let refused = renewable
+            && (response.status() == http::StatusCode::UNAUTHORIZED
+                || matches!(platform::envelope(entry, response.body()), Envelope::Revoked(_)));
         if let (true, false, Creds::OAuth { authorization, access }) = (refused, refreshed, &creds) {
             refreshed = true;
             let (auth, stale) = (authorization.clone(), access.expose_secret().to_owned());
