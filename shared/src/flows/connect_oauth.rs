@@ -22,7 +22,7 @@ use crate::domain::*;
 use crate::platform::discovery;
 use crate::platform::identity::{self, IdentityError};
 use crate::platform::token_client::{verify_query_hmac, Grant, TokenError};
-use crate::platform::{self, oauth1, Credentials};
+use crate::platform::{self, Credentials};
 
 /// How long a started authorization may take.
 pub const STATE_TTL_SECONDS: i64 = 600;
@@ -155,7 +155,7 @@ pub fn cookie_name(state: &str) -> String {
     format!("oauthflow_{}", &hex::encode(sha2::Sha256::digest(state.as_bytes()))[..16])
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(super) fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))
 }
@@ -273,50 +273,6 @@ fn oauth2_authorize_url(
     Ok((state.secret().to_owned(), url, verifier))
 }
 
-/// OAuth 1.0a (RFC 5849 §2.1): temporary credentials for the exact callback
-/// URL, their secret to the vault until the callback, and the authorize URL
-/// with the temporary token, which is the flow's state.
-async fn oauth1_authorize_url(
-    app: &App,
-    entry: &PlatformEntry,
-    spec: &OAuthSpec,
-    app_creds: &crate::platform::AppCredentials,
-    params: &BTreeMap<String, String>,
-) -> Result<(String, url::Url, Option<String>), Error> {
-    use secrecy::ExposeSecret;
-    let request_url = spec
-        .request_token_url
-        .as_deref()
-        .ok_or_else(|| Error::Config(format!("{}: an OAuth 1.0a entry needs request_token_url", entry.id)))?;
-    let keys = oauth1::Keys {
-        consumer_key: &app_creds.client_id,
-        consumer_secret: app_creds.client_secret.expose_secret(),
-        token: None,
-    };
-    let callback = app.config.callback_url();
-    let extra = oauth1::Extra { callback: Some(&callback), version: true, ..oauth1::Extra::default() };
-    let unavailable = |why: &str| Error::Http(HttpError::Other(format!("{}: {why}", entry.name)));
-    let temp = match oauth1::step(app.http.as_ref(), &platform::fill(request_url, params)?, &keys, &extra).await {
-        Ok(t) => t,
-        Err(oauth1::StepError::Refused) => {
-            return Err(Error::AppNotConfigured {
-                platform: entry.name.clone(),
-                byo: entry.credentials == crate::catalog::CredentialSource::Byo,
-            })
-        }
-        Err(oauth1::StepError::Unavailable) => return Err(unavailable("no temporary credentials")),
-    };
-    if temp.values.get("oauth_callback_confirmed").map(String::as_str) != Some("true") {
-        return Err(unavailable("the callback was not confirmed"));
-    }
-    let secret = SecretRef::for_oauth1_flow(&app.config.secret_prefix, &sha256_hex(&temp.token));
-    app.vault.put(&secret.0, &temp.secret).await?;
-    let mut url = url::Url::parse(&platform::fill(&spec.authorize_url, params)?)
-        .map_err(|_| Error::Config(format!("{}: bad authorize_url", entry.id)))?;
-    url.query_pairs_mut().append_pair("oauth_token", &temp.token);
-    Ok((temp.token, url, None))
-}
-
 /// `POST /v1/connect/start`.
 pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<Started, Error> {
     caller.require(Role::Staff)?;
@@ -385,7 +341,7 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
     let now = app.clock.now();
     let expires_at = now + Duration::seconds(STATE_TTL_SECONDS);
     let (state, url, verifier) = match entry.method {
-        AuthMethod::Oauth1 => oauth1_authorize_url(app, entry, spec, &app_creds, &params).await?,
+        AuthMethod::Oauth1 => super::connect_oauth1::authorize_url(app, entry, spec, &app_creds, &params).await?,
         _ => oauth2_authorize_url(app, entry, spec, &app_creds, &params)?,
     };
 
@@ -664,7 +620,7 @@ pub async fn callback(
 }
 
 /// A platform request within the callback's deadline.
-async fn within<T>(
+pub(super) async fn within<T>(
     deadline: tokio::time::Instant,
     request: impl std::future::Future<Output = T>,
 ) -> Result<T, CallbackError> {
@@ -706,7 +662,7 @@ async fn complete(
         }
     }
     let granted = match entry.method {
-        AuthMethod::Oauth1 => exchange_oauth1(app, entry, creds, pending, query, deadline).await?,
+        AuthMethod::Oauth1 => super::connect_oauth1::exchange(app, entry, creds, pending, query, deadline).await?,
         _ => {
             exchange(app, entry, creds, pending.params.clone(), query, pending.pkce_verifier.as_deref(), deadline)
                 .await?
@@ -742,60 +698,6 @@ async fn complete(
         tracing::error!(error = %e, "storing a new authorization failed");
         CallbackError::Internal
     })
-}
-
-/// OAuth 1.0a (RFC 5849 §2.3): the temporary credentials (their secret
-/// from the vault, once) and the verifier buy the token credentials; the
-/// account is the user the platform names.
-async fn exchange_oauth1(
-    app: &App,
-    entry: &PlatformEntry,
-    creds: crate::platform::AppCredentials,
-    pending: &PendingGrant,
-    query: &BTreeMap<String, String>,
-    deadline: tokio::time::Instant,
-) -> Result<Granted, CallbackError> {
-    use secrecy::ExposeSecret;
-    let spec = entry.oauth.as_ref().ok_or(CallbackError::Internal)?;
-    let denied = query.get("denied");
-    let temp_token = denied.or_else(|| query.get("oauth_token")).ok_or(CallbackError::InvalidCallback)?;
-    let secret_ref = SecretRef::for_oauth1_flow(&app.config.secret_prefix, &sha256_hex(temp_token));
-    let temp_secret = app.vault.get(&secret_ref.0).await.map_err(|_| CallbackError::Internal)?;
-    // Single use, whatever comes next.
-    if let Err(e) = app.vault.delete(&secret_ref.0).await {
-        tracing::warn!(error = %e, "a temporary OAuth 1.0a secret was not deleted");
-    }
-    if denied.is_some() {
-        return Err(CallbackError::PermissionsDenied);
-    }
-    let temp_secret = temp_secret.ok_or(CallbackError::InvalidState)?;
-    let verifier = query.get("oauth_verifier").filter(|v| !v.is_empty()).ok_or(CallbackError::InvalidCallback)?;
-    let keys = oauth1::Keys {
-        consumer_key: &creds.client_id,
-        consumer_secret: creds.client_secret.expose_secret(),
-        token: Some((temp_token.as_str(), temp_secret.expose_secret())),
-    };
-    let extra = oauth1::Extra { verifier: Some(verifier), version: true, ..oauth1::Extra::default() };
-    let url = platform::fill(&spec.token_url, &pending.params).map_err(|_| CallbackError::Internal)?;
-    let answered =
-        within(deadline, oauth1::step(app.http.as_ref(), &url, &keys, &extra)).await?.map_err(|e| match e {
-            oauth1::StepError::Refused => CallbackError::TokenExpired,
-            oauth1::StepError::Unavailable => CallbackError::PlatformUnavailable,
-        })?;
-    let account = answered
-        .values
-        .get("user_id")
-        .map(|id| ExternalAccount { id: id.clone(), name: answered.values.get("screen_name").cloned() });
-    let tokens = TokenSet {
-        access_token: answered.token,
-        refresh_token: None,
-        expires_at: None,
-        refresh_expires_at: None,
-        scopes: Vec::new(),
-        obtained_at: app.clock.now(),
-        token_secret: Some(answered.secret.expose_secret().to_owned()),
-    };
-    Ok(Granted { vars: pending.params.clone(), account, tokens })
 }
 
 /// What a code exchange gave: the callback's values, the account, the tokens.

@@ -26,6 +26,7 @@ pub mod alerts;
 pub mod authorizations;
 pub mod connect_api_key;
 pub mod connect_oauth;
+pub mod connect_oauth1;
 pub mod connections;
 pub mod disconnect;
 pub mod events;
