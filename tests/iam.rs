@@ -33,10 +33,10 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
         ]),
-        // flows::connect_oauth::callback, flows::reconnect
+        // flows::connect_oauth::callback, flows::reconnect, flows::accounts::discover (after connect)
         ("OauthCallbackFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
-            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*"]),
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
             // flows::connect_oauth::callback (OAuth 1.0a temporary credentials, once)
             (vec!["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:oauth1/*"]),
