@@ -13,6 +13,7 @@
 //! * `sync`: the sync engine, every pagination style and failure.
 //! * `lifecycle`: refresh, rotation, revocation, the sweep's policies.
 //! * `service`: the service routes (proxy, credentials) and the audit log.
+//! * `reports`: report streams (date windows, restated days) and the daily spend table.
 //! * `reconnect`: reconnect, shared and named authorizations.
 //! * `published`: events for the deployer's backend, on the bus and the
 //!   signed webhook, held to `docs/events.schema.json`.
@@ -51,6 +52,7 @@ mod oauth;
 mod ports;
 mod published;
 mod reconnect;
+mod reports;
 mod service;
 mod sync;
 mod uploads;

@@ -257,6 +257,11 @@ fn budget() -> Budget {
     Budget::until(Instant::now() + Duration::from_secs(600))
 }
 
+/// A budget no test run exhausts.
+pub(crate) fn budget_for_tests() -> Budget {
+    budget()
+}
+
 async fn run(s: &Setup, c: &Connection, budget: Budget) -> Result<Outcome, shared::Error> {
     shared::flows::sync::run_job(&s.app.stack.app, &SyncJob::start(c), budget).await
 }

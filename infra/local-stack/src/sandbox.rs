@@ -17,7 +17,7 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, Utc};
 use http::{header, Method, Request, Response, StatusCode};
 use serde_json::json;
 use sha2::Digest;
@@ -233,6 +233,36 @@ impl Sandbox {
         n
     }
 
+    /// Daily spend of two campaigns, `since` to `until` (days up to today).
+    /// The last three days are restated as they age (conversions arriving
+    /// late), as ad platforms do.
+    fn daily_spend(&self, req: &Request<Bytes>, account: &str) -> Resp {
+        let q = query(req);
+        let day = |k: &str| q.get(k).and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let (Some(since), Some(until)) = (day("since"), day("until")) else {
+            return json_resp(StatusCode::BAD_REQUEST, json!({"error": "since and until (YYYY-MM-DD) are required"}));
+        };
+        let today = self.clock.now().date_naive();
+        let mut rows = Vec::new();
+        let mut d = since;
+        while d <= until.min(today) {
+            let late = (today - d).num_days().clamp(0, 3);
+            for (n, (id, name)) in [("cmp_brand", "Brand"), ("cmp_promo", "Promo")].iter().enumerate() {
+                let base = 1000 + (d.ordinal() as i64 * 37 + n as i64 * 11) % 500;
+                // Cents: restated days gain conversions and value as they age.
+                let conversions = 2 + late;
+                rows.push(json!({
+                    "date": d.format("%Y-%m-%d").to_string(), "account": account, "campaign_id": id, "campaign_name": name,
+                    "spend": format!("{}.{:02}", base / 100, base % 100), "currency": "EUR",
+                    "impressions": 1000 + base, "clicks": 20 + base % 30,
+                    "conversions": conversions, "conversion_value": format!("{}.00", conversions * 25),
+                }));
+            }
+            d = d.succ_opt().expect("a next day");
+        }
+        json_resp(StatusCode::OK, json!({"data": rows}))
+    }
+
     /// Takes a sub-account away from what an account reaches (as a manager
     /// losing access to a client's ad account).
     pub fn drop_sub_account(&self, id: &str) {
@@ -277,6 +307,10 @@ impl Sandbox {
                 Err(r) => *r,
             },
             (&Method::GET, "/api/key") => Self::key_info(req),
+            (&Method::GET, "/api/reports/spend") => match self.account_of(req) {
+                Ok(account) => self.daily_spend(req, &account),
+                Err(r) => *r,
+            },
             (&Method::GET, "/api/accounts") => match self.account_of(req) {
                 Ok(account) => self.sub_accounts(&account),
                 Err(r) => *r,

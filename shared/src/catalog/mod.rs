@@ -486,6 +486,70 @@ pub struct StreamSpec {
     /// unavailable, with the reason, rather than offered and then failed).
     #[serde(default)]
     pub required_scopes: Vec<String>,
+    /// A report (rows by day) rather than a list: read in date windows,
+    /// the last days re-read on every run and replaced.
+    #[serde(default)]
+    pub report: Option<ReportSpec>,
+}
+
+/// A report stream: the date window each request covers, how far back the
+/// first run reads, how many recent days every run reads again (platforms
+/// restate them: conversions arrive late), the record field with the day,
+/// and where each row's spend facts are (the normalised daily spend table).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSpec {
+    /// The query parameters of the window's first and last day.
+    pub from_param: String,
+    pub to_param: String,
+    /// The days' format in the request (chrono, default `%Y-%m-%d`).
+    #[serde(default = "iso_day")]
+    pub date_format: String,
+    #[serde(default = "one")]
+    pub window_days: u32,
+    #[serde(default = "seven")]
+    pub lookback_days: u32,
+    /// How far back the first run reads (default: the deployment's history).
+    #[serde(default)]
+    pub history_days: Option<u32>,
+    /// The pointer to a row's day (`YYYY-MM-DD`).
+    pub date_pointer: String,
+    /// Where a row's spend facts are.
+    pub spend: SpendMapping,
+}
+
+/// Pointers into a report row for the normalised daily spend facts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpendMapping {
+    pub spend: String,
+    pub currency: String,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    #[serde(default)]
+    pub campaign_name: Option<String>,
+    #[serde(default)]
+    pub impressions: Option<String>,
+    #[serde(default)]
+    pub clicks: Option<String>,
+    #[serde(default)]
+    pub conversions: Option<String>,
+    #[serde(default)]
+    pub conversion_value: Option<String>,
+}
+
+fn iso_day() -> String {
+    "%Y-%m-%d".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn seven() -> u32 {
+    7
 }
 
 fn yes() -> bool {

@@ -295,6 +295,19 @@ pub fn record_batch(ws: &WorkspaceId, connection: &ConnectionId, stream: &str, p
     format!("records/{ws}/{connection}/{stream}/batch-{page:010}.jsonl")
 }
 
+/// Where one day of a report stream's raw rows lands: rewritten whole when
+/// the day is read again (restated days replace, never duplicate).
+pub fn report_day(ws: &WorkspaceId, connection: &ConnectionId, stream: &str, day: &str) -> String {
+    format!("reports/{ws}/{connection}/{stream}/{day}.jsonl")
+}
+
+/// Where one day of a connection's normalised spend facts lands (the one
+/// daily spend table across platforms: a day's facts of every connection
+/// under `spend/{ws}/{day}/`).
+pub fn spend_day(ws: &WorkspaceId, connection: &ConnectionId, stream: &str, day: &str) -> String {
+    format!("spend/{ws}/{day}/{connection}-{stream}.jsonl")
+}
+
 /// Where a presigned upload's file lands.
 pub fn upload_object(upload: &Upload) -> String {
     format!("uploads/{}/{}/{}.csv", upload.workspace_id, upload.connection_id, upload.id)

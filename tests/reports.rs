@@ -1,0 +1,73 @@
+//! Report streams: rows by day read in date windows, the first run over its
+//! history, every later run re-reading the last days the platform restates;
+//! each day written whole (raw rows and normalised spend facts), so a
+//! restated day replaces the day and never duplicates it.
+
+use chrono::Duration;
+use serde_json::Value;
+
+use shared::domain::messages::{QueueKind, SyncJob};
+use shared::domain::*;
+
+use crate::harness::{spawn_app_on, Backend, TestApp};
+
+async fn facts_of(app: &TestApp, ws: &str, day: &str) -> Vec<Value> {
+    let sink = &app.stack.app.sink;
+    let mut out = Vec::new();
+    for key in sink.list(&format!("spend/{ws}/{day}/")).await.unwrap() {
+        let bytes = sink.get(&key).await.unwrap().unwrap();
+        out.extend(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()));
+    }
+    out
+}
+
+fn schema() -> jsonschema::Validator {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/spend.schema.json")).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+both!(daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself);
+
+async fn daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself(backend: Backend) {
+    let app = spawn_app_on(backend, &[]).await;
+    let (_, c) = crate::lifecycle::connect_sandbox(&app, "ws_spend", "acct_spend").await;
+    local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
+    let a = &app.stack.app;
+    let c = a.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
+    assert_eq!(c.status, Status::Connected, "{:?}", c.last_error);
+    // The history (30 days and today, in 7-day windows): two campaigns a day.
+    let today = app.clock_now().date_naive();
+    let daily = &c.cursors["daily_spend"];
+    assert_eq!((daily.records, daily.pages), (62, 5), "{daily:?}");
+    let schema = schema();
+    for back in 0..=30 {
+        let day = (today - Duration::days(back)).format("%Y-%m-%d").to_string();
+        let facts = facts_of(&app, "ws_spend", &day).await;
+        assert_eq!(facts.len(), 2, "{day}");
+        for f in &facts {
+            let errors: Vec<String> = schema.iter_errors(f).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{f}: {errors:?}");
+            assert_eq!((f["platform"].as_str(), f["currency"].as_str()), (Some("sandbox_oauth"), Some("EUR")));
+        }
+    }
+    let yesterday = (today - Duration::days(1)).format("%Y-%m-%d").to_string();
+    let old_day = (today - Duration::days(10)).format("%Y-%m-%d").to_string();
+    let before = facts_of(&app, "ws_spend", &yesterday).await;
+    let old_before = facts_of(&app, "ws_spend", &old_day).await;
+    assert_eq!(before[0]["conversions"], 3, "{before:?}");
+    // A day later the platform has restated it: the next run re-reads the
+    // last three days and today, and the day is replaced, not duplicated.
+    app.clock.advance(Duration::days(1));
+    let job = SyncJob::start(&c).triggered(SyncTrigger::Scheduled);
+    shared::entry::lambda::run_sync_job(a, job, crate::sync::budget_for_tests()).await.unwrap();
+    let after = facts_of(&app, "ws_spend", &yesterday).await;
+    assert_eq!(after.len(), 2, "replaced, not appended");
+    assert_eq!(after[0]["conversions"], 4, "the restated value: {after:?}");
+    assert_eq!(after[0]["spend"], before[0]["spend"]);
+    let c = a.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
+    assert_eq!(c.cursors["daily_spend"].records_this_run, 8, "three days back and today, two rows each");
+    assert_eq!(facts_of(&app, "ws_spend", &old_day).await, old_before, "older days are not read again");
+    // The raw rows of a day sit beside its facts.
+    let raw = a.sink.list(&format!("reports/ws_spend/{}/daily_spend/", c.id)).await.unwrap();
+    assert_eq!(raw.len(), 32);
+}
