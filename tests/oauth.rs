@@ -1111,54 +1111,16 @@ async fn a_stateless_callback_that_is_no_install_is_still_an_invalid_state() {
     assert_eq!(*token_requests.lock().unwrap(), 0, "no token request for either");
 }
 
-/// The `oauth_*` parameters of an `Authorization: OAuth …` header.
-fn oauth_params(header: &str) -> BTreeMap<String, String> {
-    header
-        .trim_start_matches("OAuth ")
-        .split(',')
-        .filter_map(|kv| kv.trim().split_once('='))
-        .map(|(k, v)| {
-            let v = v.trim_matches('"');
-            (k.to_owned(), percent_encoding_decode(v))
-        })
-        .collect()
-}
-
-fn percent_encoding_decode(v: &str) -> String {
-    url::form_urlencoded::parse(format!("v={}", v.replace('+', "%2B")).as_bytes()).next().unwrap().1.into_owned()
-}
-
 /// What X checks of a signed request: the signature, recomputed from the
 /// request with the secrets it knows for the consumer and the token.
 fn x_signature_ok(r: &Recorded, base: &str, token_secrets: &BTreeMap<&str, &str>) -> Option<BTreeMap<String, String>> {
     let header = r.headers.get("authorization")?.to_str().ok()?;
-    let p = oauth_params(header);
-    if p.get("oauth_consumer_key")? != "client-123" || p.get("oauth_signature_method")? != "HMAC-SHA1" {
-        return None;
-    }
-    let token = p.get("oauth_token").map(String::as_str);
-    let token_secret = match token {
-        Some(t) => *token_secrets.get(t)?,
-        None => "",
-    };
     let mut url = url::Url::parse(&format!("{base}{}", r.path)).ok()?;
     if !r.query.is_empty() {
         url.query_pairs_mut().extend_pairs(r.query.iter());
     }
-    let keys = shared::platform::oauth1::Keys {
-        consumer_key: "client-123",
-        consumer_secret: "x_secret",
-        token: token.map(|t| (t, token_secret)),
-    };
-    let extra = shared::platform::oauth1::Extra {
-        callback: p.get("oauth_callback").map(String::as_str),
-        verifier: p.get("oauth_verifier").map(String::as_str),
-        nonce: p.get("oauth_nonce").map(String::as_str),
-        timestamp: p.get("oauth_timestamp").and_then(|t| t.parse().ok()),
-        version: p.contains_key("oauth_version"),
-    };
-    let expected = oauth_params(&shared::platform::oauth1::authorization(&r.method, &url, &[], &keys, &extra));
-    (expected.get("oauth_signature") == p.get("oauth_signature")).then_some(p)
+    let secret = |t: &str| token_secrets.get(t).map(|s| s.to_string());
+    shared::platform::oauth1::verify(&r.method, &url, header, ("client-123", "x_secret"), secret)
 }
 
 async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend) {
@@ -1325,4 +1287,36 @@ async fn the_sandbox_oauth_1a_platform_connects_syncs_and_is_probed(backend: Bac
     assert_ne!(tokens_of(&app, &auths[0]).await.access_token, first.access_token);
     let c = app.stack.app.repo.connection(&ws, &c.id).await.unwrap().value;
     assert!(!matches!(c.status, shared::domain::Status::Disconnected { .. }), "{:?}", c.status);
+}
+
+#[tokio::test]
+async fn an_oauth_1a_start_that_x_refuses_or_leaves_unconfirmed_says_why_and_stores_nothing() {
+    let mode = Arc::new(Mutex::new("refuse"));
+    let m = mode.clone();
+    let fake = FakePlatform::start(move |_r: &Recorded| match *m.lock().unwrap() {
+        // Wrong consumer keys: X answers 401.
+        "refuse" => Reply::Json(401, json!({"errors": [{"code": 32, "message": "Could not authenticate you."}]})),
+        // Credentials, but the callback not confirmed (RFC 5849 §2.1 requires it).
+        _ => Reply::Text(
+            200,
+            "application/x-www-form-urlencoded",
+            "oauth_token=t-0000000000000001&oauth_token_secret=s".into(),
+        ),
+    })
+    .await;
+    let patch = json!({"oauth": {"authorize_url": "{fake}/oauth/authorize", "token_url": "{fake}/oauth/access_token",
+                                 "request_token_url": "{fake}/oauth/request_token"}});
+    let app = app_for("x_ads", &fake, patch, "x_secret").await;
+    let t = app.token("ws_x1", "u", "staff").await;
+    let (status, body) = start(&app, &t, start_body("x_ads")).await;
+    assert_eq!((status, error_code(&body).as_str()), (503, "app_not_configured"), "{body}");
+    *mode.lock().unwrap() = "unconfirmed";
+    let (status, body) = start(&app, &t, start_body("x_ads")).await;
+    assert_eq!((status, error_code(&body).as_str()), (502, "platform_unavailable"), "{body}");
+    // No temporary secret was kept for either.
+    let state = app.dump_state().await;
+    assert!(!state.contains("t-0000000000000001"), "no flow was stored");
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"t-0000000000000001"));
+    let kept = SecretRef::for_oauth1_flow(&app.stack.app.config.secret_prefix, &hash);
+    assert!(app.stack.app.vault.get(&kept.0).await.unwrap().is_none());
 }

@@ -164,6 +164,12 @@ async fn the_proxy_never_leaves_the_platforms_api() {
     }
     assert!(s.fake.requests().is_empty(), "nothing was sent anywhere");
     assert!(audit(&s, "ws_ph").await.iter().all(|r| r["error_code"] == "path_not_allowed"));
+    // A body past the limit is refused before anything is sent.
+    let big = "x".repeat(5 * 1024 * 1024 + 1);
+    let r =
+        call(&s, reqwest::Method::POST, "ws_ph", &proxy_path(c, "single"), Some(("text/plain", big.as_str()))).await;
+    assert_eq!(r.status(), 413);
+    assert!(s.fake.requests().is_empty());
 }
 
 #[tokio::test]

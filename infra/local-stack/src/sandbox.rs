@@ -120,6 +120,13 @@ fn redirect(location: &str) -> Resp {
         .expect("valid response")
 }
 
+/// An account name a person may sign in as on the consent pages.
+fn valid_account(account: &str) -> bool {
+    !account.is_empty()
+        && account.len() <= 40
+        && account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 fn form_resp(body: &str) -> Resp {
     Response::builder()
         .status(StatusCode::OK)
@@ -176,21 +183,6 @@ fn client_ok(req: &Request<Bytes>, f: &HashMap<String, String>) -> bool {
                 && f.get("client_secret").map(String::as_str) == Some(CLIENT_SECRET)
         }
     }
-}
-
-/// The `oauth_*` parameters of an `Authorization: OAuth …` header.
-fn oauth_params(req: &Request<Bytes>) -> Option<HashMap<String, String>> {
-    let header = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("OAuth ")?;
-    Some(
-        header
-            .split(',')
-            .filter_map(|kv| kv.trim().split_once('='))
-            .map(|(k, v)| {
-                let v = v.trim_matches('"');
-                (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
-            })
-            .collect(),
-    )
 }
 
 impl Sandbox {
@@ -381,10 +373,7 @@ impl Sandbox {
             return redirect(target.as_str());
         }
         let account = get("account");
-        if account.is_empty()
-            || account.len() > 40
-            || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !valid_account(&account) {
             return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_account"}));
         }
         let code = random_token("code");
@@ -528,37 +517,15 @@ impl Sandbox {
     /// The protocol parameters of a request whose OAuth 1.0a signature
     /// holds (consumer `sandbox-client`, and the temporary or token
     /// credentials it names), recomputed as RFC 5849 says.
-    fn signed(&self, req: &Request<Bytes>) -> Option<HashMap<String, String>> {
-        let p = oauth_params(req)?;
-        if p.get("oauth_consumer_key")? != CLIENT_ID || p.get("oauth_signature_method")? != "HMAC-SHA1" {
-            return None;
-        }
-        let token_secret = match p.get("oauth_token") {
-            None => String::new(),
-            Some(t) => {
-                let s = self.state.lock().expect("sandbox lock");
-                s.temporary.get(t).map(|x| x.secret.clone()).or_else(|| s.tokens1.get(t).map(|x| x.secret.clone()))?
-            }
-        };
+    fn signed(&self, req: &Request<Bytes>) -> Option<std::collections::BTreeMap<String, String>> {
+        let header = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
         let origin = self.issuer.trim_end_matches("/sandbox");
         let url = url::Url::parse(&format!("{origin}{}", req.uri())).ok()?;
-        let keys = shared::platform::oauth1::Keys {
-            consumer_key: CLIENT_ID,
-            consumer_secret: CLIENT_SECRET,
-            token: p.get("oauth_token").map(|t| (t.as_str(), token_secret.as_str())),
+        let s = self.state.lock().expect("sandbox lock");
+        let secret_of = |t: &str| {
+            s.temporary.get(t).map(|x| x.secret.clone()).or_else(|| s.tokens1.get(t).map(|x| x.secret.clone()))
         };
-        let extra = shared::platform::oauth1::Extra {
-            callback: p.get("oauth_callback").map(String::as_str),
-            verifier: p.get("oauth_verifier").map(String::as_str),
-            nonce: p.get("oauth_nonce").map(String::as_str),
-            timestamp: p.get("oauth_timestamp").and_then(|t| t.parse().ok()),
-            version: p.contains_key("oauth_version"),
-        };
-        let method = req.method().as_str();
-        let expected = shared::platform::oauth1::authorization(method, &url, &[], &keys, &extra);
-        let expected = expected.split("oauth_signature=\"").nth(1)?.split('"').next()?.to_owned();
-        let expected = percent_encoding::percent_decode_str(&expected).decode_utf8_lossy().into_owned();
-        (p.get("oauth_signature") == Some(&expected)).then_some(p)
+        shared::platform::oauth1::verify(req.method().as_str(), &url, header, (CLIENT_ID, CLIENT_SECRET), secret_of)
     }
 
     fn request_token(&self, req: &Request<Bytes>) -> Resp {
@@ -620,10 +587,7 @@ impl Sandbox {
             return redirect(target.as_str());
         }
         let account = get("account");
-        if account.is_empty()
-            || account.len() > 40
-            || !account.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
+        if !valid_account(&account) {
             return json_resp(StatusCode::BAD_REQUEST, json!({"error": "invalid_account"}));
         }
         let verifier = random_token("v");

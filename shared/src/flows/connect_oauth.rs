@@ -5,7 +5,6 @@
 //! return origins; a platform HTTP client that follows no redirects.
 
 use chrono::{DateTime, Duration, Utc};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -750,8 +749,7 @@ pub(super) async fn exchange(
     if spec.required_scopes.iter().any(|s| !tokens.scopes.contains(s)) {
         return Err(CallbackError::InsufficientPermissions);
     }
-    let access = SecretString::from(tokens.access_token.clone());
-    let id_creds = Credentials::for_grant(&access, Some(creds));
+    let id_creds = Credentials::for_grant(&tokens, Some(creds));
     // The account the callback names (SP-API's selling partner, BigCommerce's
     // store) with the name the identity request gives, else the identity's.
     let callback_account = spec

@@ -74,14 +74,7 @@ pub async fn of_authorization(
 ) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), Error> {
     let tokens = tokens::tokens_of(app, auth).await?;
     let entry = app.catalog.get(auth.platform.as_str())?;
-    let mut extra = match app.app_credentials(entry, &auth.workspace_id).await {
-        Ok(app_creds) => app_creds.api_values(),
-        Err(_) => BTreeMap::new(),
-    };
-    // OAuth 1.0a signs with the token's secret too.
-    if let Some(secret) = &tokens.token_secret {
-        extra.insert("token_secret".into(), SecretString::from(secret.clone()));
-    }
+    let extra = Credentials::grant_extras(&tokens, app.app_credentials(entry, &auth.workspace_id).await.ok());
     Ok((
         Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
         auth.params.clone(),

@@ -14,7 +14,6 @@
 //! message is gone): see `flows::sync::requeue_stalled_runs`.
 
 use chrono::{DateTime, Duration, Utc};
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -220,11 +219,7 @@ async fn probe(
     }
     let tokens = tokens::tokens_of(app, &a).await?;
     let app_creds = app.app_credentials(entry, &a.workspace_id).await.ok();
-    let mut creds = Credentials::for_grant(&SecretString::from(tokens.access_token.clone()), app_creds);
-    // OAuth 1.0a signs with the token's secret too.
-    if let Some(secret) = &tokens.token_secret {
-        creds.values.insert("token_secret".into(), SecretString::from(secret.clone()));
-    }
+    let creds = Credentials::for_grant(&tokens, app_creds);
     let Some(request) = identity::request(entry, &a.params, &creds)? else {
         return reschedule(app, auth, None).await.map(|_| Done::Unchanged);
     };

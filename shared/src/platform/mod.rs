@@ -111,15 +111,26 @@ impl Credentials {
         Self { values: BTreeMap::from([("access_token".to_owned(), token.clone())]) }
     }
 
-    /// An access token with what the catalog's headers may use of the app
+    /// A grant's tokens with what the catalog's headers may use of the app
     /// (its client id, a developer token): the values of every request made
     /// with a grant.
-    pub fn for_grant(access: &SecretString, app: Option<AppCredentials>) -> Self {
-        let mut c = Self::access_token(access);
-        if let Some(app) = app {
-            c.values.extend(app.api_values());
-        }
+    pub fn for_grant(tokens: &crate::domain::tokens::TokenSet, app: Option<AppCredentials>) -> Self {
+        let mut c = Self::access_token(&SecretString::from(tokens.access_token.clone()));
+        c.values.extend(Self::grant_extras(tokens, app));
         c
+    }
+
+    /// What a grant's requests carry besides its access token: the app's
+    /// values, and the token's secret (OAuth 1.0a signs with it).
+    pub fn grant_extras(
+        tokens: &crate::domain::tokens::TokenSet,
+        app: Option<AppCredentials>,
+    ) -> BTreeMap<String, SecretString> {
+        let mut values = app.map(AppCredentials::api_values).unwrap_or_default();
+        if let Some(secret) = &tokens.token_secret {
+            values.insert("token_secret".into(), SecretString::from(secret.clone()));
+        }
+        values
     }
 }
 

@@ -54,6 +54,56 @@ pub fn authorization(
     builder.authorize(method, base.as_str(), &list)
 }
 
+/// The `oauth_*` parameters of an `Authorization: OAuth …` value, decoded.
+pub fn parameters(header: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    let list = header.strip_prefix("OAuth ")?;
+    Some(
+        list.split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .map(|(k, v)| {
+                let v = v.trim_matches('"');
+                (k.to_owned(), percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+            })
+            .collect(),
+    )
+}
+
+/// The server's side (the sandbox platform, the tests' fakes of X): the
+/// protocol parameters of a request whose HMAC-SHA1 signature holds for the
+/// consumer `(key, secret)` and the secret of the token it names
+/// (`token_secret`; none for the temporary-credentials request), recomputed
+/// from the request as RFC 5849 §3.4 says.
+pub fn verify(
+    method: &str,
+    url: &url::Url,
+    header: &str,
+    consumer: (&str, &str),
+    token_secret: impl Fn(&str) -> Option<String>,
+) -> Option<std::collections::BTreeMap<String, String>> {
+    let p = parameters(header)?;
+    if p.get("oauth_consumer_key")? != consumer.0 || p.get("oauth_signature_method")? != "HMAC-SHA1" {
+        return None;
+    }
+    let secret = match p.get("oauth_token") {
+        Some(t) => Some(token_secret(t)?),
+        None => None,
+    };
+    let keys = Keys {
+        consumer_key: consumer.0,
+        consumer_secret: consumer.1,
+        token: p.get("oauth_token").map(|t| (t.as_str(), secret.as_deref().unwrap_or_default())),
+    };
+    let extra = Extra {
+        callback: p.get("oauth_callback").map(String::as_str),
+        verifier: p.get("oauth_verifier").map(String::as_str),
+        nonce: p.get("oauth_nonce").map(String::as_str),
+        timestamp: p.get("oauth_timestamp").and_then(|t| t.parse().ok()),
+        version: p.contains_key("oauth_version"),
+    };
+    let expected = parameters(&authorization(method, url, &[], &keys, &extra))?;
+    (expected.get("oauth_signature") == p.get("oauth_signature")).then_some(p)
+}
+
 /// Temporary or token credentials as the platform answered them
 /// (`application/x-www-form-urlencoded`), with the other values it sent
 /// (X: `user_id`, `screen_name`).
@@ -131,9 +181,22 @@ mod tests {
     use super::*;
 
     fn signature(header: &str) -> String {
-        let at = header.find("oauth_signature=\"").expect("a signature") + "oauth_signature=\"".len();
-        let raw = &header[at..at + header[at..].find('"').unwrap()];
-        percent_encoding::percent_decode_str(raw).decode_utf8().unwrap().into_owned()
+        parameters(header).expect("an OAuth header")["oauth_signature"].clone()
+    }
+
+    #[test]
+    fn a_server_verifies_what_was_signed_and_nothing_else() {
+        let url = url::Url::parse("https://api.x.com/1.1/account/verify_credentials.json?a=b").unwrap();
+        let keys = Keys { consumer_key: "ck", consumer_secret: "cs", token: Some(("tok", "ts")) };
+        let header = authorization("GET", &url, &[], &keys, &Extra { version: true, ..Extra::default() });
+        let secret = |t: &str| (t == "tok").then(|| "ts".to_owned());
+        assert!(verify("GET", &url, &header, ("ck", "cs"), secret).is_some());
+        assert!(verify("POST", &url, &header, ("ck", "cs"), secret).is_none(), "another method");
+        let other = url::Url::parse("https://api.x.com/1.1/account/verify_credentials.json?a=c").unwrap();
+        assert!(verify("GET", &other, &header, ("ck", "cs"), secret).is_none(), "another query");
+        assert!(verify("GET", &url, &header, ("ck", "other"), secret).is_none(), "another consumer secret");
+        assert!(verify("GET", &url, &header, ("ck", "cs"), |_| Some("x".into())).is_none(), "another token secret");
+        assert!(verify("GET", &url, &header, ("ck", "cs"), |_| None).is_none(), "an unknown token");
     }
 
     /// RFC 5849 §1.2: the photo request of the example, token credentials.

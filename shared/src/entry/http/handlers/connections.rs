@@ -59,10 +59,7 @@ pub(super) async fn runs(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     let id = connection_id(params)?;
-    let limit = match query(request, "limit") {
-        Some(l) => Some(l.parse::<usize>().map_err(|_| Error::invalid("limit", "must be a whole number"))?),
-        None => None,
-    };
+    let limit = super::limit_param(request)?;
     let cursor = query(request, "cursor");
     let (runs, next) = connections::runs(app, caller, &id, cursor.as_deref(), limit).await?;
     let runs: Vec<_> = runs.iter().map(views::run).collect();

@@ -46,15 +46,3 @@ pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> 
     let me = members::set_email_opt_out(app, caller, patch.email_opt_out).await?;
     Ok(json(StatusCode::OK, &json!(me)))
 }
-
-/// `GET /v1/audit`: the service calls of the workspace, newest first (admins).
-pub(super) async fn audit(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
-    let limit = match super::query(request, "limit") {
-        Some(l) => l.parse::<usize>().map_err(|_| Error::invalid("limit", "must be a whole number"))?,
-        None => 50,
-    };
-    let cursor = super::query(request, "cursor");
-    let (records, next) = crate::flows::service::audit_log(app, caller, cursor.as_deref(), limit).await?;
-    let records: Vec<_> = records.iter().map(crate::entry::http::views::audit).collect();
-    Ok(json(StatusCode::OK, &json!({"records": records, "next_cursor": next})))
-}

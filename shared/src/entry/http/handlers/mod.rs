@@ -79,7 +79,7 @@ pub(super) async fn dispatch(
         RouteId::ExportCosts => uploads::export(app, caller()?, p).await,
         RouteId::IssueUploadToken => uploads::issue_token(app, caller()?, p).await,
         RouteId::RevokeUploadTokens => uploads::revoke_tokens(app, caller()?, p).await,
-        RouteId::ListAudit => members::audit(app, caller()?, r).await,
+        RouteId::ListAudit => service::audit(app, caller()?, r).await,
         RouteId::Proxy | RouteId::ServiceCredentials => Err(Error::RouteNotFound),
     }
 }
@@ -92,6 +92,13 @@ pub(super) fn connection_id(params: &Params) -> Result<ConnectionId, Error> {
 /// A path parameter ("" when absent: the id parsers refuse it).
 pub(super) fn param<'p>(params: &'p Params, name: &str) -> &'p str {
     params.get(name).map(String::as_str).unwrap_or("")
+}
+
+/// The `limit` of a paged list, if given (the flow has the default and the bounds).
+pub(super) fn limit_param(request: &Request) -> Result<Option<usize>, Error> {
+    query(request, "limit")
+        .map(|l| l.parse::<usize>().map_err(|_| Error::invalid("limit", "must be a whole number")))
+        .transpose()
 }
 
 /// A query-string parameter.

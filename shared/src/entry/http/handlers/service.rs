@@ -13,6 +13,7 @@ use super::{body_bytes, connection_id, param};
 use crate::domain::audit::ServiceRoute;
 use crate::domain::error::Error;
 use crate::domain::ids::WorkspaceId;
+use crate::domain::Caller;
 use crate::entry::http::{error, identity, json, Params};
 use crate::flows::service::{self as flow, Forward, ServiceCaller};
 use crate::flows::App;
@@ -129,4 +130,14 @@ fn unauth(e: &Error) -> &'static str {
         Error::Unauthenticated(why) => why,
         _ => "a service call names its workspace in X-Workspace-Id",
     }
+}
+
+/// `GET /v1/audit` (a person's route, for admins): the workspace's service
+/// calls, newest first.
+pub(super) async fn audit(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let limit = super::limit_param(request)?.unwrap_or(50);
+    let cursor = super::query(request, "cursor");
+    let (records, next) = flow::audit_log(app, caller, cursor.as_deref(), limit).await?;
+    let records: Vec<_> = records.iter().map(crate::entry::http::views::audit).collect();
+    Ok(json(StatusCode::OK, &json!({"records": records, "next_cursor": next})))
 }
