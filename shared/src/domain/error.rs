@@ -32,8 +32,6 @@ pub enum Error {
     UnknownPlatform(String),
     #[error("platform {platform} does not connect with {method}")]
     WrongAuthMethod { platform: String, method: &'static str },
-    #[error("platform {platform} uses an auth method this service cannot perform yet")]
-    UnsupportedAuthMethod { platform: String },
     #[error("a {subject} cannot go from {from} on {event}")]
     InvalidTransition { subject: Subject, from: String, event: String },
     #[error("the {kind} was changed by someone else; reload and retry")]

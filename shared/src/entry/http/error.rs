@@ -116,12 +116,6 @@ pub fn describe(e: &Error) -> Described {
             format!("{platform} does not connect with {method}."),
             "GET /v1/providers shows how each platform connects.",
         ),
-        Error::UnsupportedAuthMethod { platform } => d(
-            S::UNPROCESSABLE_ENTITY,
-            "unsupported_auth_method",
-            format!("{platform} uses an authorization method this service does not perform yet."),
-            "Choose another platform, or ask the operators of this service.",
-        ),
         Error::InvalidTransition {
             subject,
             from,
