@@ -145,7 +145,10 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
     assert_eq!(view["progress"]["orders"]["records"], 2500);
     assert_eq!(view["progress"]["customers"]["records"], 2500);
     assert_eq!(view["progress"]["orders"]["percent"], 100);
-    assert!(view["progress"].get("ad_spend").is_none(), "not selected by default");
+    // The daily spend report: its date windows, newest first, all read.
+    let spend = &view["progress"]["ad_spend"];
+    assert_eq!((spend["windows_done"].as_u64(), spend["windows_planned"].as_u64()), (Some(5), Some(5)), "{spend}");
+    assert_eq!(spend["percent"], 100);
 }
 
 #[tokio::test]

@@ -26,9 +26,9 @@ fn schema() -> jsonschema::Validator {
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
 }
 
-both!(daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself);
+both!(ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself);
 
-async fn daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself(backend: Backend) {
+async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
     let (_, c) = crate::lifecycle::connect_sandbox(&app, "ws_spend", "acct_spend").await;
     local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
@@ -37,7 +37,7 @@ async fn daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces
     assert_eq!(c.status, Status::Connected, "{:?}", c.last_error);
     // The history (30 days and today, in 7-day windows): two campaigns a day.
     let today = app.clock_now().date_naive();
-    let daily = &c.cursors["daily_spend"];
+    let daily = &c.cursors["ad_spend"];
     assert_eq!((daily.records, daily.pages), (62, 5), "{daily:?}");
     let schema = schema();
     for back in 0..=30 {
@@ -65,9 +65,9 @@ async fn daily_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces
     assert_eq!(after[0]["conversions"], 4, "the restated value: {after:?}");
     assert_eq!(after[0]["spend"], before[0]["spend"]);
     let c = a.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
-    assert_eq!(c.cursors["daily_spend"].records_this_run, 8, "three days back and today, two rows each");
+    assert_eq!(c.cursors["ad_spend"].records_this_run, 8, "three days back and today, two rows each");
     assert_eq!(facts_of(&app, "ws_spend", &old_day).await, old_before, "older days are not read again");
     // The raw rows of a day sit beside its facts.
-    let raw = a.sink.list(&format!("reports/ws_spend/{}/daily_spend/", c.id)).await.unwrap();
+    let raw = a.sink.list(&format!("reports/ws_spend/{}/ad_spend/", c.id)).await.unwrap();
     assert_eq!(raw.len(), 32);
 }

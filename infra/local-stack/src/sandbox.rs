@@ -225,9 +225,9 @@ impl Sandbox {
         n
     }
 
-    /// Daily spend of two campaigns, `since` to `until` (days up to today).
-    /// The last three days are restated as they age (conversions arriving
-    /// late), as ad platforms do.
+    /// Daily spend of two campaigns, `since` to `until` (days up to today),
+    /// `limit` rows a page (`page` from 1). The last three days are restated
+    /// as they age (conversions arriving late), as ad platforms do.
     fn daily_spend(&self, req: &Request<Bytes>, account: &str) -> Resp {
         let q = query(req);
         let day = |k: &str| q.get(k).and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
@@ -252,6 +252,9 @@ impl Sandbox {
             }
             d = d.succ_opt().expect("a next day");
         }
+        let limit: usize = q.get("limit").and_then(|l| l.parse().ok()).unwrap_or(1000).clamp(1, 1000);
+        let page: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
+        let rows: Vec<_> = rows.into_iter().skip((page - 1) * limit).take(limit).collect();
         json_resp(StatusCode::OK, json!({"data": rows}))
     }
 
@@ -268,7 +271,7 @@ impl Sandbox {
             .iter()
             .map(|(suffix, label)| (format!("{account}-{suffix}"), format!("{account} {label}")))
             .filter(|(id, _)| !s.dropped.contains(id))
-            .map(|(id, name)| json!({"id": id, "name": name}))
+            .map(|(id, name)| json!({"id": id, "name": name, "currency": "EUR", "time_zone": "Europe/Berlin"}))
             .collect();
         json_resp(StatusCode::OK, json!({"data": data}))
     }
@@ -666,7 +669,7 @@ impl Sandbox {
     /// Deterministic records, paged by an opaque cursor (`cursor`) or a
     /// page number (`page`).
     fn stream(&self, req: &Request<Bytes>, stream: &str) -> Resp {
-        if !["orders", "customers", "ad_spend"].contains(&stream) {
+        if !["orders", "customers"].contains(&stream) {
             return json_resp(StatusCode::NOT_FOUND, json!({"error": "no such stream"}));
         }
         let account = match self.account_of(req) {

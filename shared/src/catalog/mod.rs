@@ -328,6 +328,12 @@ pub struct DiscoverySpec {
     pub id_pointer: String,
     #[serde(default)]
     pub name_pointer: Option<String>,
+    /// The account's currency and time zone, when the answer has them
+    /// (recorded on the connection that syncs it: report days are in it).
+    #[serde(default)]
+    pub currency_pointer: Option<String>,
+    #[serde(default)]
+    pub time_zone_pointer: Option<String>,
 }
 
 /// A cheap request: identity or key validation.
@@ -492,16 +498,36 @@ pub struct StreamSpec {
     pub report: Option<ReportSpec>,
 }
 
-/// A report stream: the date window each request covers, how far back the
+/// A report stream: the request for one date window (its method, query,
+/// body and headers, as templates where `{from}` and `{to}` are the
+/// window's first and last day and `{account_id}` the sub-account the
+/// connection syncs), the window each request covers, how far back the
 /// first run reads, how many recent days every run reads again (platforms
-/// restate them: conversions arrive late), the record field with the day,
-/// and where each row's spend facts are (the normalised daily spend table).
+/// restate them: conversions arrive late), where a row's day is, and where
+/// its spend facts are (the normalised daily spend table). The rows are at
+/// the stream's `records_pointer`, where `*` stands for every element of an
+/// array (Google Ads' stream of batches: `/*/results`); pages within a
+/// window follow the stream's pagination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReportSpec {
-    /// The query parameters of the window's first and last day.
-    pub from_param: String,
-    pub to_param: String,
+    /// `GET` (default) or `POST`.
+    #[serde(default = "get")]
+    pub method: String,
+    /// Query parameters: a string is a template; an object or array is a
+    /// JSON template, sent as its JSON text (Meta's `time_range`, TikTok's
+    /// `dimensions`).
+    #[serde(default)]
+    pub query: BTreeMap<String, serde_json::Value>,
+    /// A JSON body template (a GAQL query, a GA4 `runReport` request).
+    #[serde(default)]
+    pub body: Option<serde_json::Value>,
+    /// The body's content type (default `application/json`).
+    #[serde(default)]
+    pub content_type: Option<String>,
+    /// Headers of this request only, as templates (Amazon Ads' profile scope).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
     /// The days' format in the request (chrono, default `%Y-%m-%d`).
     #[serde(default = "iso_day")]
     pub date_format: String,
@@ -512,20 +538,83 @@ pub struct ReportSpec {
     /// How far back the first run reads (default: the deployment's history).
     #[serde(default)]
     pub history_days: Option<u32>,
-    /// The pointer to a row's day (`YYYY-MM-DD`).
+    /// The pointer to a row's day.
     pub date_pointer: String,
+    /// The day's format in a row (default: `YYYY-MM-DD` at its start,
+    /// whatever follows: `2025-01-31 00:00:00`, `2025-01-31T00:00:00-08:00`).
+    #[serde(default)]
+    pub row_date_format: Option<String>,
+    /// The report is built in the background: created by the request
+    /// above, then polled and downloaded.
+    #[serde(default)]
+    pub job: Option<ReportJob>,
     /// Where a row's spend facts are.
     pub spend: SpendMapping,
 }
 
-/// Pointers into a report row for the normalised daily spend facts.
+/// An asynchronous report (Amazon Ads reporting v3): the request creates
+/// it; its id is saved and polled on a delayed continuation until it is
+/// done; the file it names is downloaded and streamed into the sink.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportJob {
+    /// The job's id in the answer to the create request.
+    pub id_pointer: String,
+    /// The poll request's path (`{job_id}` is the id).
+    pub poll_path: String,
+    pub status_pointer: String,
+    /// Statuses that mean the file is ready, and that it never will be.
+    pub done: Vec<String>,
+    pub failed: Vec<String>,
+    /// The file's URL in the poll's answer.
+    pub url_pointer: String,
+    /// What the file is.
+    pub file: ReportFile,
+    /// The rows in a JSON file ("" for a top-level array).
+    #[serde(default)]
+    pub file_rows_pointer: String,
+    /// Hosts the file may be downloaded from (`*.` allows subdomains). The
+    /// download carries no credentials and follows no redirect.
+    pub download_hosts: Vec<String>,
+    /// Seconds between polls (default 30).
+    #[serde(default = "thirty")]
+    pub poll_seconds: u32,
+    /// Polls before the job is given up and created again (default 40).
+    #[serde(default = "forty")]
+    pub max_polls: u32,
+}
+
+/// A downloaded report file's format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportFile {
+    Json,
+    GzipJson,
+    JsonLines,
+    GzipJsonLines,
+    Csv,
+    GzipCsv,
+}
+
+/// Pointers into a report row for the normalised daily spend facts. A
+/// pointer may start with `../` (the element a `*` matched one level up:
+/// Snapchat's campaign around its days), and a segment `[key=value]`
+/// picks the array element whose `key` is `value` (Meta's `actions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpendMapping {
     pub spend: String,
-    pub currency: String,
+    /// The spend is in millionths of the currency unit (Google Ads
+    /// `costMicros`, Snapchat `spend`).
+    #[serde(default)]
+    pub spend_micros: bool,
+    /// The row's currency; else the account's (recorded at discovery).
+    #[serde(default)]
+    pub currency: Option<String>,
     #[serde(default)]
     pub account_id: Option<String>,
+    #[serde(default)]
+    pub account_name: Option<String>,
     #[serde(default)]
     pub campaign_id: Option<String>,
     #[serde(default)]
@@ -538,6 +627,14 @@ pub struct SpendMapping {
     pub conversions: Option<String>,
     #[serde(default)]
     pub conversion_value: Option<String>,
+    /// Sessions and users (GA4: not spend, but the same daily table).
+    #[serde(default)]
+    pub sessions: Option<String>,
+    #[serde(default)]
+    pub users: Option<String>,
+    /// The row's traffic source (GA4 `sessionSourceMedium`).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 fn iso_day() -> String {
@@ -550,6 +647,14 @@ fn one() -> u32 {
 
 fn seven() -> u32 {
     7
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+fn forty() -> u32 {
+    40
 }
 
 fn yes() -> bool {

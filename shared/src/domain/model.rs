@@ -212,6 +212,11 @@ pub struct Discovered {
 pub struct SubAccount {
     pub id: String,
     pub name: Option<String>,
+    /// Its currency (ISO 4217) and time zone (IANA), when the platform says.
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub time_zone: Option<String>,
 }
 
 /// A time-limited claim on a piece of work.
@@ -346,6 +351,11 @@ pub struct StreamCursor {
     pub run_max: Option<String>,
     pub complete: bool,
     pub updated_at: Option<DateTime<Utc>>,
+    /// A report stream's date windows this run: planned, and read.
+    #[serde(default)]
+    pub windows_planned: Option<u64>,
+    #[serde(default)]
+    pub windows_done: u64,
 }
 
 /// The sync run under way.

@@ -117,11 +117,17 @@ pub async fn rediscover(app: &App, caller: &Caller, id: &AuthorizationId) -> Res
     reach(app, caller, id).await
 }
 
+/// The connection parameters that record the chosen account's name,
+/// currency and time zone (the spend table's facts are in them).
+pub const ACCOUNT_NAME_PARAM: &str = "account_name";
+pub const ACCOUNT_CURRENCY_PARAM: &str = "account_currency";
+pub const ACCOUNT_TIME_ZONE_PARAM: &str = "account_time_zone";
+
 /// The sub-account a new connection syncs: one the grant reaches.
-pub fn check_choice(auth: &Authorization, account_id: &str) -> Result<(), Error> {
-    let known = auth.sub_accounts.as_ref().is_some_and(|d| d.accounts.iter().any(|a| a.id == account_id));
-    if known {
-        Ok(())
+pub fn check_choice<'a>(auth: &'a Authorization, account_id: &str) -> Result<&'a SubAccount, Error> {
+    let known = auth.sub_accounts.as_ref().and_then(|d| d.accounts.iter().find(|a| a.id == account_id));
+    if let Some(account) = known {
+        Ok(account)
     } else {
         Err(Error::invalid(
             ACCOUNT_PARAM,

@@ -76,8 +76,18 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
         _ => {}
     }
     if let Some(account) = &request.account_id {
-        super::accounts::check_choice(&auth, account)?;
-        c.params.insert(super::accounts::ACCOUNT_PARAM.into(), account.clone());
+        use super::accounts::*;
+        let chosen = check_choice(&auth, account)?;
+        c.params.insert(ACCOUNT_PARAM.into(), account.clone());
+        for (param, value) in [
+            (ACCOUNT_NAME_PARAM, &chosen.name),
+            (ACCOUNT_CURRENCY_PARAM, &chosen.currency),
+            (ACCOUNT_TIME_ZONE_PARAM, &chosen.time_zone),
+        ] {
+            if let Some(v) = value {
+                c.params.insert(param.into(), v.clone());
+            }
+        }
     }
     app.repo.create(&c).await?;
     if c.status == Status::InitialSyncInProgress {

@@ -38,6 +38,7 @@ pub mod notifications;
 pub mod providers;
 pub mod reconnect;
 pub mod refresh;
+pub mod reports;
 pub mod schedule;
 pub mod service;
 pub mod sweep;

@@ -57,7 +57,7 @@ impl Budget {
         Self { deadline, max_pages: None }
     }
 
-    fn exhausted(&self, pages: u64) -> bool {
+    pub(super) fn exhausted(&self, pages: u64) -> bool {
         self.max_pages.is_some_and(|m| pages >= m) || Instant::now() + DEADLINE_MARGIN >= self.deadline
     }
 
@@ -102,7 +102,7 @@ pub enum Outcome {
 /// Where a stream's paging stands, kept in its cursor between pages.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "t", content = "v", rename_all = "snake_case")]
-enum PageState {
+pub(super) enum PageState {
     Url(String),
     Token(String),
     Number(u64),
@@ -112,16 +112,16 @@ enum PageState {
 
 // ------------------------------------------------------------------- engine
 
-struct Run<'a> {
-    app: &'a App,
-    entry: &'a PlatformEntry,
+pub(super) struct Run<'a> {
+    pub(super) app: &'a App,
+    pub(super) entry: &'a PlatformEntry,
     lease: Lease,
-    connection: Connection,
+    pub(super) connection: Connection,
     version: u64,
-    vars: BTreeMap<String, String>,
+    pub(super) vars: BTreeMap<String, String>,
     creds: Creds,
     extra: BTreeMap<String, SecretString>,
-    pages: u64,
+    pub(super) pages: u64,
     refreshed: bool,
     /// No request before then: the platform's announced rate.
     not_before: Option<Instant>,
@@ -242,7 +242,7 @@ async fn run_leased(
             continue;
         }
         let end = match &stream.report {
-            Some(spec) => sync_report(&mut run, stream, spec, budget).await,
+            Some(spec) => super::reports::sync_report(&mut run, stream, spec, budget).await,
             None => sync_stream(&mut run, stream, budget).await,
         };
         lease.version = run.lease.version;
@@ -259,157 +259,9 @@ async fn run_leased(
     finish(run).await
 }
 
-enum StreamEnd {
+pub(super) enum StreamEnd {
     Done,
     Stop(Outcome),
-}
-
-fn parse_day(s: &str) -> Option<chrono::NaiveDate> {
-    chrono::NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d").ok()
-}
-
-/// A report stream: date windows from where it stands to today. The first
-/// run reads its history; every later run starts `lookback_days` back
-/// (platforms restate recent days), and each day read is written whole, its
-/// raw rows and its normalised spend facts, so a restated day replaces the
-/// day, never duplicates it. A continuation resumes at its next window.
-async fn sync_report(
-    run: &mut Run<'_>,
-    stream: &StreamSpec,
-    spec: &crate::catalog::ReportSpec,
-    budget: Budget,
-) -> Result<StreamEnd, Error> {
-    use chrono::Days;
-    let today = run.app.clock.now().date_naive();
-    let cursor = run.connection.cursors.get(&stream.name).cloned().unwrap_or_default();
-    let first = today - Days::new(u64::from(spec.history_days.unwrap_or(run.app.config.history_days)));
-    let mut from = match cursor.page.as_deref().and_then(parse_day) {
-        Some(resume) => resume,
-        None => match cursor.cursor.as_deref().and_then(parse_day) {
-            Some(last) => (last + Days::new(1)).min(today - Days::new(u64::from(spec.lookback_days))).max(first),
-            None => first,
-        },
-    };
-    let window = u64::from(spec.window_days.max(1));
-    while from <= today {
-        if budget.exhausted(run.pages) {
-            return Ok(StreamEnd::Stop(Outcome::Continued { delay_seconds: 0 }));
-        }
-        let to = (from + Days::new(window - 1)).min(today);
-        let mut url = platform::api_url(run.entry, &stream.path, &run.vars)?;
-        url.query_pairs_mut()
-            .append_pair(&spec.from_param, &from.format(&spec.date_format).to_string())
-            .append_pair(&spec.to_param, &to.format(&spec.date_format).to_string());
-        let url = platform::with_credential_query(stream, url, &run.vars, &run.creds.as_credentials(&run.extra))?;
-        let response = loop {
-            match fetch(run, &Ask::Get(url.clone()), budget).await? {
-                Fetched::Page(r) => break r,
-                Fetched::Retry => continue,
-                Fetched::Stop(outcome) => return Ok(StreamEnd::Stop(outcome)),
-            }
-        };
-        let doc = platform::document(response.body())
-            .ok_or_else(|| Error::MalformedPage(format!("{} {from}..{to}: not JSON", stream.name)))?;
-        let rows = doc.pointer(&stream.records_pointer).and_then(|v| v.as_array()).cloned().unwrap_or_default();
-        let mut days: BTreeMap<chrono::NaiveDate, Vec<&serde_json::Value>> = BTreeMap::new();
-        let mut day = from;
-        while day <= to {
-            days.insert(day, Vec::new());
-            day = day + Days::new(1);
-        }
-        for row in &rows {
-            let Some(d) = platform::pointer_str(row, &spec.date_pointer).as_deref().and_then(parse_day) else {
-                continue;
-            };
-            if let Some(list) = days.get_mut(&d) {
-                list.push(row);
-            }
-        }
-        let (ws, id) = (run.connection.workspace_id.clone(), run.connection.id.clone());
-        for (day, rows) in &days {
-            let day_text = day.format("%Y-%m-%d").to_string();
-            let mut raw = Vec::new();
-            let mut facts = Vec::new();
-            for row in rows {
-                serde_json::to_writer(&mut raw, row).map_err(|e| Error::Config(e.to_string()))?;
-                raw.push(b'\n');
-                serde_json::to_writer(&mut facts, &spend_fact(run, stream, &spec.spend, &day_text, row))
-                    .map_err(|e| Error::Config(e.to_string()))?;
-                facts.push(b'\n');
-            }
-            run.app
-                .sink
-                .put(&keys::report_day(&ws, &id, &stream.name, &day_text), Bytes::from(raw), "application/x-ndjson")
-                .await?;
-            run.app
-                .sink
-                .put(&keys::spend_day(&ws, &id, &stream.name, &day_text), Bytes::from(facts), "application/x-ndjson")
-                .await?;
-        }
-        run.pages += 1;
-        let (count, now, next) = (rows.len() as u64, run.app.clock.now(), to + Days::new(1));
-        save_cursor(run, &stream.name, |c| {
-            c.pages += 1;
-            c.pages_this_run += 1;
-            c.records += count;
-            c.records_this_run += count;
-            c.page = (next <= today).then(|| next.format("%Y-%m-%d").to_string());
-            c.updated_at = Some(now);
-        })
-        .await?;
-        from = next;
-    }
-    // Today is partial: the last complete day is yesterday, read again
-    // (with the lookback) next time.
-    let last = (today - Days::new(1)).format("%Y-%m-%d").to_string();
-    save_cursor(run, &stream.name, |c| {
-        c.complete = true;
-        c.page = None;
-        c.cursor = Some(last.clone());
-    })
-    .await?;
-    Ok(StreamEnd::Done)
-}
-
-/// One row's normalised daily spend fact (`docs/spend.schema.json`).
-fn spend_fact(
-    run: &Run<'_>,
-    stream: &StreamSpec,
-    map: &crate::catalog::SpendMapping,
-    day: &str,
-    row: &serde_json::Value,
-) -> serde_json::Value {
-    use std::str::FromStr;
-    let text = |p: &Option<String>| p.as_deref().and_then(|p| platform::pointer_str(row, p));
-    let decimal = |p: Option<&str>| {
-        p.and_then(|p| platform::pointer_str(row, p))
-            .and_then(|v| rust_decimal::Decimal::from_str(&v).ok())
-            .map(|d| d.normalize().to_string())
-    };
-    // Counts stay whole where they are (conversions may be fractional).
-    let count = |p: &Option<String>| {
-        text(p).and_then(|v| {
-            v.parse::<u64>()
-                .map(serde_json::Value::from)
-                .ok()
-                .or_else(|| v.parse::<f64>().ok().map(serde_json::Value::from))
-        })
-    };
-    serde_json::json!({
-        "date": day,
-        "platform": run.connection.platform.as_str(),
-        "connection_id": run.connection.id,
-        "stream": stream.name,
-        "account_id": text(&map.account_id).or_else(|| run.connection.params.get(super::accounts::ACCOUNT_PARAM).cloned()),
-        "campaign_id": text(&map.campaign_id),
-        "campaign_name": text(&map.campaign_name),
-        "currency": platform::pointer_str(row, &map.currency),
-        "spend": decimal(Some(&map.spend)),
-        "impressions": count(&map.impressions),
-        "clicks": count(&map.clicks),
-        "conversions": count(&map.conversions),
-        "conversion_value": decimal(map.conversion_value.as_deref()),
-    })
 }
 
 fn pointer_of(field: &str) -> String {
@@ -437,13 +289,23 @@ fn first_url(run: &Run<'_>, stream: &StreamSpec) -> Result<url::Url, Error> {
 
 /// What one page asks: a GET, or a GraphQL query (its page cursor in the
 /// variables).
-enum Ask {
+pub(super) enum Ask {
     Get(url::Url),
-    Graphql { url: url::Url, query: String, variables: serde_json::Value },
+    Graphql {
+        url: url::Url,
+        query: String,
+        variables: serde_json::Value,
+    },
+    /// A report's request (any method, a body, its own headers).
+    Call(platform::reports::Call),
 }
 
 fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
-    let base = first_url(run, stream)?;
+    with_page(first_url(run, stream)?, stream, state)
+}
+
+/// A stream's request URL for the page `state` says (the first without).
+pub(super) fn with_page(base: url::Url, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
     let Some(state) = state else {
         if let Pagination::PageNumber { param, start } = &stream.pagination {
             let mut url = base;
@@ -501,7 +363,7 @@ fn next_link(headers: &http::HeaderMap) -> Option<String> {
     None
 }
 
-fn next_state(
+pub(super) fn next_state(
     stream: &StreamSpec,
     state: Option<&PageState>,
     doc: &serde_json::Value,
@@ -557,7 +419,7 @@ fn doc_records<'d>(stream: &StreamSpec, doc: &'d serde_json::Value) -> Option<&'
 }
 
 /// What fetching a page came to.
-enum Fetched {
+pub(super) enum Fetched {
     Page(http::Response<Bytes>),
     /// The token was refreshed: fetch the same page again.
     Retry,
@@ -566,7 +428,7 @@ enum Fetched {
 
 /// Sends a page request: waits out short 429/5xx backoffs, asks for a
 /// continuation on long ones, refreshes once on a 401.
-async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, Error> {
+pub(super) async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, Error> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -597,6 +459,7 @@ async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, 
             Ask::Graphql { url, query, variables } => {
                 platform::graphql_post(run.entry, url.clone(), &run.vars, &creds, query, variables.clone())?
             }
+            Ask::Call(call) => platform::reports::request(run.entry, call, &run.vars, &creds)?,
         };
         let response = run.app.http.send(request).await;
         if let (Ok(r), Some(header)) = (&response, run.entry.api.as_ref().and_then(|a| a.rate_limit_header.as_ref())) {
@@ -682,7 +545,7 @@ async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Result<Fetched, 
     }
 }
 
-fn platform_error(message: String) -> Error {
+pub(super) fn platform_error(message: String) -> Error {
     Error::Http(HttpError::Other(message))
 }
 
@@ -829,13 +692,17 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
     }
 }
 
-fn malformed(page: &str, why: &str) -> Error {
+pub(super) fn malformed(page: &str, why: &str) -> Error {
     Error::MalformedPage(format!("{page} {why}"))
 }
 
 /// Saves one stream's cursor (we hold the lease; a concurrent API edit only
 /// costs a re-read, and keeps the cursors this run wrote).
-async fn save_cursor(run: &mut Run<'_>, stream: &str, change: impl Fn(&mut StreamCursor)) -> Result<(), Error> {
+pub(super) async fn save_cursor(
+    run: &mut Run<'_>,
+    stream: &str,
+    change: impl Fn(&mut StreamCursor),
+) -> Result<(), Error> {
     let mine = run.connection.cursors.clone();
     let now = run.app.clock.now();
     let held = Versioned { value: run.connection.clone(), version: run.version };

@@ -16,8 +16,13 @@ pub fn sub_accounts(spec: &DiscoverySpec, doc: &serde_json::Value) -> Option<Vec
                 } else {
                     super::pointer_str(item, &spec.id_pointer)
                 }?;
-                let name = spec.name_pointer.as_deref().and_then(|p| super::pointer_str(item, p));
-                Some(SubAccount { id, name })
+                let at = |p: &Option<String>| p.as_deref().and_then(|p| super::pointer_str(item, p));
+                Some(SubAccount {
+                    id,
+                    name: at(&spec.name_pointer),
+                    currency: at(&spec.currency_pointer),
+                    time_zone: at(&spec.time_zone_pointer),
+                })
             })
             .collect(),
     )

@@ -9,6 +9,7 @@ pub mod app_credentials;
 pub mod discovery;
 pub mod identity;
 pub mod oauth1;
+pub mod reports;
 pub mod token_client;
 
 pub use app_credentials::AppCredentials;

@@ -57,7 +57,12 @@ pub fn connection(c: &Connection, now: chrono::DateTime<chrono::Utc>) -> Value {
             "records_this_run": v.records_this_run,
             "pages_this_run": v.pages_this_run,
             "total": v.total,
-            "percent": v.total.filter(|t| *t > 0).map(|t| (v.records_this_run.min(t) * 100 / t) as u8),
+            "windows_done": v.windows_planned.map(|_| v.windows_done),
+            "windows_planned": v.windows_planned,
+            "percent": match v.windows_planned {
+                Some(planned) if planned > 0 => Some((v.windows_done.min(planned) * 100 / planned) as u8),
+                _ => v.total.filter(|t| *t > 0).map(|t| (v.records_this_run.min(t) * 100 / t) as u8),
+            },
             "complete": v.complete,
             "updated_at": v.updated_at,
         }))).collect::<serde_json::Map<_, _>>(),

@@ -1,0 +1,381 @@
+//! Report streams, as the catalog declares them: the request for one date
+//! window, the rows of an answer (`*` for every element of an array, each
+//! row with the elements around it), a row's day and values, and the files
+//! of asynchronous reports (gzip, JSON, JSON lines, CSV) read row by row.
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+use super::{api_call, api_url, fill, Credentials};
+use crate::catalog::{PlatformEntry, ReportFile, ReportSpec, StreamSpec};
+use crate::domain::error::Error;
+
+/// A report request's variables: the entry's and the connection's, with the
+/// window's first and last day in the request's format.
+pub fn window_vars(
+    spec: &ReportSpec,
+    vars: &BTreeMap<String, String>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> BTreeMap<String, String> {
+    let mut all = vars.clone();
+    all.insert("from".into(), from.format(&spec.date_format).to_string());
+    all.insert("to".into(), to.format(&spec.date_format).to_string());
+    all
+}
+
+/// Fills every string of a JSON template.
+pub fn fill_json(template: &Value, vars: &BTreeMap<String, String>) -> Result<Value, Error> {
+    Ok(match template {
+        Value::String(s) => Value::String(fill(s, vars)?),
+        Value::Array(items) => Value::Array(items.iter().map(|v| fill_json(v, vars)).collect::<Result<_, _>>()?),
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in map {
+                out.insert(k.clone(), fill_json(v, vars)?);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    })
+}
+
+/// One report request, before authentication: what the sync engine sends
+/// (and the conformance test holds to the vendor's description).
+#[derive(Clone, Debug)]
+pub struct Call {
+    pub method: http::Method,
+    pub url: url::Url,
+    pub body: Option<Bytes>,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// The request for one window (`vars` from [`window_vars`]).
+pub fn call(
+    entry: &PlatformEntry,
+    stream: &StreamSpec,
+    spec: &ReportSpec,
+    vars: &BTreeMap<String, String>,
+) -> Result<Call, Error> {
+    let method = http::Method::from_bytes(spec.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| Error::Config(format!("{} {}: bad report method", entry.id, stream.name)))?;
+    let mut url = api_url(entry, &stream.path, vars)?;
+    let mut pairs = Vec::new();
+    for (name, template) in &spec.query {
+        let value = match template {
+            Value::String(s) => fill(s, vars)?,
+            other => fill_json(other, vars)?.to_string(),
+        };
+        pairs.push((name.clone(), value));
+    }
+    if let (Some(param), Some(size)) = (&stream.page_size_param, stream.page_size) {
+        pairs.push((param.clone(), size.to_string()));
+    }
+    if !pairs.is_empty() {
+        url.query_pairs_mut().extend_pairs(pairs);
+    }
+    let body = match &spec.body {
+        Some(template) => Some(Bytes::from(fill_json(template, vars)?.to_string())),
+        None => None,
+    };
+    let headers =
+        spec.headers.iter().map(|(k, v)| Ok((k.clone(), fill(v, vars)?))).collect::<Result<Vec<_>, Error>>()?;
+    Ok(Call {
+        method,
+        url,
+        body,
+        content_type: spec.content_type.clone().unwrap_or_else(|| "application/json".into()),
+        headers,
+    })
+}
+
+/// The call as an authenticated request.
+pub fn request(
+    entry: &PlatformEntry,
+    call: &Call,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+) -> Result<http::Request<Bytes>, Error> {
+    let body = match &call.body {
+        Some(b) => Some((
+            b.clone(),
+            http::HeaderValue::from_str(&call.content_type)
+                .map_err(|_| Error::Config(format!("{}: bad report content type", entry.id)))?,
+        )),
+        None => None,
+    };
+    let mut request = api_call(entry, call.method.clone(), call.url.clone(), vars, creds, body)?;
+    for (name, value) in &call.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::Config(format!("{}: bad report header name", entry.id)))?;
+        let value = http::HeaderValue::from_str(value)
+            .map_err(|_| Error::invalid("account_id", "contains characters a header cannot carry"))?;
+        request.headers_mut().insert(name, value);
+    }
+    Ok(request)
+}
+
+/// A row of a report, with the elements a `*` matched around it (nearest
+/// first): Snapchat's campaign around each of its days.
+#[derive(Clone, Copy, Debug)]
+pub struct Row<'d> {
+    pub value: &'d Value,
+    up: [Option<&'d Value>; 4],
+}
+
+/// The rows at `pointer` (`""`: the document itself, a list), where `*`
+/// is every element of an array.
+pub fn rows<'d>(doc: &'d Value, pointer: &str) -> Vec<Row<'d>> {
+    fn walk<'d>(at: &'d Value, rest: &[&str], up: [Option<&'d Value>; 4], out: &mut Vec<Row<'d>>) {
+        let Some((head, tail)) = rest.split_first() else {
+            match at {
+                Value::Array(items) => out.extend(items.iter().map(|value| Row { value, up })),
+                Value::Null => {}
+                value => out.push(Row { value, up }),
+            }
+            return;
+        };
+        if *head == "*" {
+            for item in at.as_array().into_iter().flatten() {
+                if tail.is_empty() {
+                    // `…/*` at the end: every element is a row.
+                    out.push(Row { value: item, up });
+                    continue;
+                }
+                let mut deeper = [Some(item), None, None, None];
+                deeper[1..].copy_from_slice(&up[..3]);
+                walk(item, tail, deeper, out);
+            }
+            return;
+        }
+        if let Some(next) = step(at, head) {
+            walk(next, tail, up, out);
+        }
+    }
+    let segments: Vec<&str> = if pointer.is_empty() { Vec::new() } else { pointer[1..].split('/').collect() };
+    let mut out = Vec::new();
+    walk(doc, &segments, [None; 4], &mut out);
+    out
+}
+
+/// One pointer segment: an object's member, an array's index, or the
+/// element `[key=value]` of an array.
+fn step<'d>(at: &'d Value, segment: &str) -> Option<&'d Value> {
+    let segment = segment.replace("~1", "/").replace("~0", "~");
+    match at {
+        Value::Object(map) => map.get(&segment),
+        Value::Array(items) => {
+            if let Some((key, want)) = segment.strip_prefix('[').and_then(|s| s.strip_suffix(']')?.split_once('=')) {
+                items.iter().find(|i| i.get(key).and_then(Value::as_str) == Some(want))
+            } else {
+                items.get(segment.parse::<usize>().ok()?)
+            }
+        }
+        _ => None,
+    }
+}
+
+impl<'d> Row<'d> {
+    /// A row on its own (a line of a downloaded file).
+    pub fn of(value: &'d Value) -> Self {
+        Row { value, up: [None; 4] }
+    }
+
+    /// The value at `pointer`: from the row, or after `../` from the
+    /// element around it.
+    pub fn at(&self, pointer: &str) -> Option<&'d Value> {
+        let mut base = self.value;
+        let mut rest = pointer;
+        let mut level = 0;
+        while let Some(r) = rest.strip_prefix("../") {
+            base = self.up.get(level).copied().flatten()?;
+            level += 1;
+            rest = r;
+        }
+        let rest = rest.strip_prefix('/').unwrap_or(rest);
+        if rest.is_empty() {
+            return Some(base);
+        }
+        rest.split('/').try_fold(base, step)
+    }
+
+    /// A string or a number, as text.
+    pub fn text(&self, pointer: &str) -> Option<String> {
+        match self.at(pointer)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The row as written to the raw report table: itself, with the plain
+    /// values of the elements around it (`_parents`, nearest first) when
+    /// there are any, so each raw row stands on its own.
+    pub fn raw(&self) -> Value {
+        let parents: Vec<Value> = self
+            .up
+            .iter()
+            .flatten()
+            .map(|p| match p {
+                Value::Object(map) => Value::Object(
+                    map.iter()
+                        .filter(|(_, v)| !v.is_object() && !v.is_array())
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+                other => (*other).clone(),
+            })
+            .collect();
+        match (self.value, parents.is_empty()) {
+            (Value::Object(map), false) => {
+                let mut map = map.clone();
+                map.insert("_parents".into(), Value::Array(parents));
+                Value::Object(map)
+            }
+            (v, _) => v.clone(),
+        }
+    }
+}
+
+/// A row's day: `row_date_format` when declared, else `YYYY-MM-DD` at the
+/// start of the value.
+pub fn day(spec: &ReportSpec, row: &Row<'_>) -> Option<NaiveDate> {
+    let text = row.text(&spec.date_pointer)?;
+    match &spec.row_date_format {
+        Some(format) => NaiveDate::parse_from_str(&text, format).ok(),
+        None => NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok(),
+    }
+}
+
+/// A downloaded report file's rows, whatever its format, as JSON values
+/// (CSV rows as objects keyed by the header). Read from a stream of bytes,
+/// decompressed as it goes; `on_row` sees each row once.
+pub fn read_file(
+    file: ReportFile,
+    rows_pointer: &str,
+    bytes: &[u8],
+    mut on_row: impl FnMut(Value) -> Result<(), Error>,
+) -> Result<(), Error> {
+    use std::io::Read;
+    let bad = |why: String| Error::MalformedPage(format!("the report file: {why}"));
+    let reader: Box<dyn Read + '_> = match file {
+        ReportFile::GzipJson | ReportFile::GzipJsonLines | ReportFile::GzipCsv => {
+            Box::new(flate2::read::GzDecoder::new(bytes))
+        }
+        _ => Box::new(bytes),
+    };
+    let reader = std::io::BufReader::new(reader);
+    match file {
+        ReportFile::Json | ReportFile::GzipJson => {
+            let doc: Value = serde_json::from_reader(reader).map_err(|e| bad(e.to_string()))?;
+            for row in rows(&doc, rows_pointer) {
+                on_row(row.raw())?;
+            }
+        }
+        ReportFile::JsonLines | ReportFile::GzipJsonLines => {
+            use std::io::BufRead;
+            for line in reader.lines() {
+                let line = line.map_err(|e| bad(e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                on_row(serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?)?;
+            }
+        }
+        ReportFile::Csv | ReportFile::GzipCsv => {
+            let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+            let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
+            for record in csv.records() {
+                let record = record.map_err(|e| bad(e.to_string()))?;
+                let row: serde_json::Map<String, Value> = header
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
+                    .collect();
+                on_row(Value::Object(row))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a report file may be downloaded from `url`: HTTPS (or the
+/// loopback HTTP a test uses) on one of the declared hosts.
+pub fn download_allowed(url: &url::Url, hosts: &[String]) -> bool {
+    let Some(host) = url.host_str() else { return false };
+    let scheme_ok = url.scheme() == "https" || (url.scheme() == "http" && hosts.iter().any(|h| h == host));
+    scheme_ok
+        && hosts.iter().any(|allowed| match allowed.strip_prefix("*.") {
+            Some(suffix) => host.ends_with(&format!(".{suffix}")),
+            None => host == allowed,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_under_stars_keep_the_elements_around_them() {
+        let doc = json!({"timeseries_stats": [{"timeseries_stat": {"breakdown_stats": {"campaign": [
+            {"id": "c1", "timeseries": [{"start_time": "2025-01-01T00:00:00.000-08:00", "stats": {"spend": 1}},
+                                         {"start_time": "2025-01-02T00:00:00.000-08:00", "stats": {"spend": 2}}]},
+            {"id": "c2", "timeseries": [{"start_time": "2025-01-01T00:00:00.000-08:00", "stats": {"spend": 3}}]}
+        ]}}}]});
+        let found = rows(&doc, "/timeseries_stats/*/timeseries_stat/breakdown_stats/campaign/*/timeseries");
+        let ids: Vec<_> = found.iter().map(|r| (r.text("../id").unwrap(), r.text("/stats/spend").unwrap())).collect();
+        assert_eq!(ids, [("c1".into(), "1".into()), ("c1".into(), "2".into()), ("c2".into(), "3".into())]);
+        assert_eq!(found[0].raw()["_parents"][0]["id"], "c1", "a raw row names its campaign");
+        // Google Ads: a stream of batches.
+        let batches = json!([{"results": [{"a": 1}]}, {"results": [{"a": 2}, {"a": 3}]}]);
+        assert_eq!(rows(&batches, "/*/results").len(), 3);
+        assert_eq!(rows(&json!({"data": [1, 2]}), "/data").len(), 2);
+        assert!(rows(&json!({}), "/data").is_empty());
+    }
+
+    #[test]
+    fn a_selector_picks_the_element_of_a_kind() {
+        let doc = json!({"actions": [{"action_type": "link_click", "value": "9"}, {"action_type": "purchase", "value": "2"}]});
+        let row = Row::of(&doc);
+        assert_eq!(row.text("/actions/[action_type=purchase]/value").as_deref(), Some("2"));
+        assert_eq!(row.text("/actions/[action_type=lead]/value"), None);
+        assert_eq!(row.text("../id"), None, "no element around a top-level row");
+    }
+
+    #[test]
+    fn report_files_are_read_in_every_declared_format() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(br#"[{"date":"2025-01-01","cost":1.5},{"date":"2025-01-02","cost":2}]"#).unwrap();
+        let gz = gz.finish().unwrap();
+        let all = |file, bytes: &[u8]| {
+            let mut seen = Vec::new();
+            read_file(file, "", bytes, |r| {
+                seen.push(r);
+                Ok(())
+            })
+            .map(|()| seen)
+        };
+        assert_eq!(all(ReportFile::GzipJson, &gz).unwrap().len(), 2);
+        let csv_rows = all(ReportFile::Csv, b"Date,Spend\n2025-01-01,1.50\n").unwrap();
+        assert_eq!(csv_rows, [json!({"Date": "2025-01-01", "Spend": "1.50"})]);
+        assert_eq!(all(ReportFile::JsonLines, b"{\"a\":1}\n\n{\"a\":2}\n").unwrap().len(), 2);
+        assert!(read_file(ReportFile::GzipJson, "", b"not gzip", |_| Ok(())).is_err());
+    }
+
+    #[test]
+    fn downloads_go_only_to_the_declared_hosts_over_https() {
+        let hosts = vec!["*.s3.amazonaws.com".to_owned()];
+        let ok = url::Url::parse("https://offline-report-storage-us-east-1-prod.s3.amazonaws.com/r.json.gz").unwrap();
+        assert!(download_allowed(&ok, &hosts));
+        for bad in
+            ["http://x.s3.amazonaws.com/r", "https://s3.amazonaws.com.evil.example/r", "https://169.254.169.254/"]
+        {
+            assert!(!download_allowed(&url::Url::parse(bad).unwrap(), &hosts), "{bad}");
+        }
+    }
+}
