@@ -93,8 +93,15 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
         ),
         ("meta_ads", "ad_accounts", &["act_1020304050", "act_6070809010"]),
         ("amazon_ads", "profiles", &["3141592653589793", "2718281828459045"]),
-        ("google_analytics", "account_summaries", &["accounts/100200300", "accounts/100200301"]),
+        ("google_analytics", "account_summaries", &["properties/400500600"]),
         ("x_ads", "accounts", &["18ce54d4x5t", "gq1844"]),
+        ("tiktok_ads", "advertisers", &["7001000000000000001", "7001000000000000002"]),
+        ("pinterest_ads", "discovery", &["549755885175", "549755885176"]),
+        (
+            "snapchat_ads",
+            "discovery",
+            &["8adc3db7-8148-4fbf-999c-8d2266369d74", "2f1e0d9c-8b7a-4c6d-9e5f-4a3b2c1d0e9f"],
+        ),
     ];
     let declared: Vec<&str> =
         catalog.entries().filter(|e| e.discovery.is_some() && !e.sandbox).map(|e| e.id.as_str()).collect();
@@ -109,7 +116,17 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
         let found = shared::platform::accounts::sub_accounts(spec, &example["page"]).unwrap();
         let got: Vec<&str> = found.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(&got, ids, "{platform}");
-        // The discovery request is the documented one (same path as the stream).
-        assert_eq!(spec.path, entry.streams.iter().find(|s| s.name == *stream).unwrap().path, "{platform}");
+        // The discovery request is the documented one (the stream's, when
+        // the fixture is a stream's answer).
+        if let Some(s) = entry.streams.iter().find(|s| s.name == *stream) {
+            assert_eq!(spec.path, s.path, "{platform}");
+        }
+        // The account's currency and time zone, where the answer has them.
+        if *platform == "snapchat_ads" {
+            assert_eq!(
+                (found[0].currency.as_deref(), found[0].time_zone.as_deref()),
+                (Some("USD"), Some("America/Los_Angeles"))
+            );
+        }
     }
 }

@@ -46,6 +46,9 @@ struct Operation {
     /// The SOAP headers a SOAP operation's input declares.
     #[serde(default)]
     soap_headers: Vec<String>,
+    /// The fields of a POST's JSON body the description gives.
+    #[serde(default)]
+    body_fields: Vec<String>,
     /// The lists a GET answers with: pointer -> each item's fields (their
     /// type, or [type, the description's example]).
     #[serde(default)]
@@ -64,6 +67,14 @@ const UNDESCRIBED: &[(&str, &str)] = &[
     ("x_ads", "OAuth 1.0a: the catalog makes no request to it yet"),
 ];
 
+/// Required query parameters a description lists that the vendor documents
+/// (and the catalog sends) as headers.
+const QUERY_AS_HEADER: &[(&str, &str, &str)] = &[(
+    "tiktok_ads",
+    "Access-Token",
+    "TikTok's SDK descriptions list the Access-Token header as a query parameter; TikTok documents and takes it as a header",
+)];
+
 /// Requests of a described platform that its descriptions do not cover.
 const UNCOVERED: &[(&str, &str, &str)] = &[(
     "tiktok_ads",
@@ -79,7 +90,7 @@ fn facts() -> Facts {
     serde_json::from_str(&std::fs::read_to_string(path).expect("tests/conformance/facts.json")).expect("facts parse")
 }
 
-fn catalog() -> Catalog {
+pub(crate) fn catalog() -> Catalog {
     Catalog::load(&CatalogOptions {
         public_base_url: "https://connections.example.com".into(),
         include_sandbox: false,
@@ -89,12 +100,22 @@ fn catalog() -> Catalog {
 }
 
 /// Values for the templates of a request, as a real connection has them.
-fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
+pub(crate) fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
     let mut v: BTreeMap<String, String> =
         entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "na".into()))).collect();
     v.insert("context".into(), "stores/abc123".into());
-    // The sub-account a connection chose (discovery).
-    v.insert("account_id".into(), "18ce54d4x5t".into());
+    // The sub-account a connection chose (discovery), as each platform names it.
+    let account = match entry.id.as_str() {
+        "google_ads" => "customers/1234567890",
+        "google_analytics" => "properties/400500600",
+        "meta_ads" => "act_1020304050",
+        "amazon_ads" => "3141592653589793",
+        "tiktok_ads" => "7001000000000000001",
+        "pinterest_ads" => "549755885175",
+        "snapchat_ads" => "8adc3db7-8148-4fbf-999c-8d2266369d74",
+        _ => "18ce54d4x5t",
+    };
+    v.insert("account_id".into(), account.into());
     v.insert("store_url".into(), "https://store.example.com".into());
     entry.expand_params(&mut v);
     v
@@ -117,10 +138,20 @@ fn split(url: &str) -> (String, Vec<String>) {
 fn matches(described: &str, requested: &url::Url) -> bool {
     let (dh, ds) = split(described);
     let (rh, rs) = split(requested.as_str());
-    let var = |s: &str| s.starts_with('{') && s.ends_with('}');
+    // A segment is literal, a variable (`{id}`, Postman's `:id`), or a
+    // variable with literal text around it (GA4's `{propertiesId}:runReport`).
+    let segment = |d: &str, r: &str| match (d.find('{'), d.rfind('}')) {
+        _ if d.starts_with(':') => !r.is_empty(),
+        (Some(open), Some(close)) if open < close => {
+            let (before, after) = (&d[..open], &d[close + 1..]);
+            r.len() > before.len() + after.len() && r.starts_with(before) && r.ends_with(after)
+        }
+        _ => d == r,
+    };
     // A description's server may itself hold a variable (BigCommerce's
     // `stores/{store_hash}`): compare host, then segments.
-    (dh == rh || var(&dh)) && ds.len() == rs.len() && ds.iter().zip(&rs).all(|(d, r)| var(d) || d == r)
+    let var = |s: &str| s.starts_with('{') && s.ends_with('}');
+    (dh == rh || var(&dh)) && ds.len() == rs.len() && ds.iter().zip(&rs).all(|(d, r)| segment(d, r))
 }
 
 /// The fields a GraphQL query selects at the first level under `within`
@@ -235,6 +266,9 @@ fn soap_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
 /// One request the catalog makes, as the production code builds it.
 struct Request {
     what: String,
+    method: String,
+    /// The top-level fields of a JSON body.
+    body_fields: Vec<String>,
     url: url::Url,
     headers: BTreeSet<String>,
     records_pointer: Option<String>,
@@ -258,6 +292,8 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
         out.push(Request {
             what: "identity".into(),
+            method: "GET".into(),
+            body_fields: vec![],
             headers: headers(&url),
             url,
             records_pointer: None,
@@ -268,6 +304,8 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         let url = platform::api_url(entry, &key.validate.path, &vars).expect("key check URL");
         out.push(Request {
             what: "key check".into(),
+            method: "GET".into(),
+            body_fields: vec![],
             headers: headers(&url),
             url,
             records_pointer: None,
@@ -275,13 +313,19 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         });
     }
     for stream in entry.streams.iter().filter(|s| s.graphql.is_none()) {
-        let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
         let next_pointer = match &stream.pagination {
             Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
             _ => None,
         };
+        if let Some(spec) = &stream.report {
+            out.extend(report_requests(entry, stream, spec, &vars, &creds, next_pointer));
+            continue;
+        }
+        let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
         out.push(Request {
             what: format!("stream {}", stream.name),
+            method: "GET".into(),
+            body_fields: vec![],
             headers: headers(&url),
             url,
             records_pointer: Some(stream.records_pointer.clone()),
@@ -289,6 +333,73 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         });
     }
     out
+}
+
+/// A report stream's requests for one window, as the engine sends them:
+/// the report (or the job's creation), and the job's poll.
+fn report_requests(
+    entry: &PlatformEntry,
+    stream: &shared::catalog::StreamSpec,
+    spec: &shared::catalog::ReportSpec,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+    next_pointer: Option<String>,
+) -> Vec<Request> {
+    use platform::reports;
+    let day = |s: &str| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+    let mut window = reports::window_vars(spec, vars, day("2026-11-01"), day("2026-11-07"));
+    window.insert("job_id".into(), "job-1".into());
+    let sent = |call: &reports::Call, what: String, records: Option<String>, next: Option<String>| {
+        let r = reports::request(entry, call, vars, creds).expect("the report request builds");
+        let body_fields = serde_json::from_slice::<serde_json::Value>(r.body())
+            .ok()
+            .and_then(|b| b.as_object().map(|o| o.keys().cloned().collect()))
+            .unwrap_or_default();
+        Request {
+            what,
+            method: call.method.as_str().to_owned(),
+            body_fields,
+            headers: r.headers().keys().map(|k| k.as_str().to_owned()).collect(),
+            url: call.url.clone(),
+            records_pointer: records,
+            next_pointer: next,
+        }
+    };
+    let call = reports::call(entry, stream, spec, &window).expect("the report call");
+    let mut out = Vec::new();
+    match &spec.job {
+        None => {
+            out.push(sent(&call, format!("report {}", stream.name), Some(stream.records_pointer.clone()), next_pointer))
+        }
+        Some(job) => {
+            out.push(sent(&call, format!("report {} (create)", stream.name), None, None));
+            let mut poll = call.clone();
+            poll.method = http::Method::from_bytes(job.poll_method.as_bytes()).unwrap();
+            poll.url = platform::api_url(entry, &job.poll_path, &window).unwrap();
+            poll.body = None;
+            out.push(sent(&poll, format!("report {} (poll)", stream.name), None, None));
+        }
+    }
+    out
+}
+
+/// Whether `pointer` is in a response described by `known`: itself, or
+/// under a described field the description says no more of (TikTok's
+/// `data`, an object without properties). A `*` ends what can be checked.
+fn described_pointer(known: &BTreeSet<&str>, pointer: &str) -> bool {
+    let pointer = pointer.split("/*").next().unwrap_or(pointer);
+    if pointer.is_empty() || known.contains(pointer) {
+        return true;
+    }
+    let mut prefix = pointer;
+    while let Some(cut) = prefix.rfind('/').filter(|c| *c > 0) {
+        prefix = &prefix[..cut];
+        if known.contains(prefix) {
+            let deeper = format!("{prefix}/");
+            return !known.iter().any(|k| k.starts_with(&deeper));
+        }
+    }
+    false
 }
 
 /// What a platform's requests do against its facts: one line a problem.
@@ -306,18 +417,32 @@ fn conformance(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
             // nothing describes it here.
             continue;
         }
-        let Some(op) = facts.operations.iter().find(|o| o.method == "GET" && matches(&o.url, &request.url)) else {
+        let Some(op) = facts.operations.iter().find(|o| o.method == request.method && matches(&o.url, &request.url))
+        else {
             problems.push(format!(
-                "{} {}: GET {} is not in the vendor's description ({})",
+                "{} {}: {} {} is not in the vendor's description ({})",
                 entry.id,
                 request.what,
+                request.method,
                 request.url,
                 facts.sources.join(", ")
             ));
             continue;
         };
         let sent: BTreeSet<String> = request.url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        for field in &request.body_fields {
+            if !op.body_fields.is_empty() && !op.body_fields.contains(field) {
+                problems.push(format!(
+                    "{} {}: the body field {field} is not in the request the vendor describes ({})",
+                    entry.id, request.what, op.source
+                ));
+            }
+        }
         for q in &op.required_query {
+            let as_header = QUERY_AS_HEADER.iter().any(|(p, name, _)| *p == entry.id.as_str() && name == q);
+            if as_header && request.headers.contains(&q.to_ascii_lowercase()) {
+                continue;
+            }
             if !sent.contains(q) {
                 problems.push(format!(
                     "{} {}: the required query parameter {q} is missing ({})",
@@ -341,7 +466,7 @@ fn conformance(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
             let known: BTreeSet<&str> = op.response_pointers.iter().map(String::as_str).collect();
             for (what, pointer) in [("record list", &request.records_pointer), ("next page", &request.next_pointer)] {
                 if let Some(p) = pointer.as_deref().filter(|p| !p.is_empty()) {
-                    if !known.contains(p) {
+                    if !described_pointer(&known, p) {
                         problems.push(format!(
                             "{} {}: the {what} {p} is not in the response of {} ({})",
                             entry.id, request.what, op.url, op.source
@@ -572,7 +697,7 @@ fn described_page(pointer: &str, fields: &BTreeMap<String, serde_json::Value>, n
 fn described_streams(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<(String, String, serde_json::Value)> {
     let vars = vars(entry);
     let mut out = Vec::new();
-    for stream in entry.streams.iter().filter(|s| s.graphql.is_none()) {
+    for stream in entry.streams.iter().filter(|s| s.graphql.is_none() && s.report.is_none()) {
         let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
         let op = facts.operations.iter().find(|o| o.method == "GET" && matches(&o.url, &url));
         let Some(fields) = op.and_then(|o| o.record_lists.get(&stream.records_pointer)) else { continue };
@@ -590,8 +715,6 @@ async fn sync_from_pages(
     streams: &[(String, String, serde_json::Value)],
 ) -> (shared::domain::Connection, BTreeMap<String, usize>) {
     use serde_json::json;
-    use shared::domain::ids::*;
-    use shared::domain::tokens::TokenSet;
     use shared::domain::*;
     use std::sync::{Arc, Mutex};
 
@@ -614,82 +737,9 @@ async fn sync_from_pages(
         crate::harness::Reply::Json(200, if *n == 1 { page.clone() } else { empty.clone() })
     })
     .await;
-    let text = serde_json::to_string(entry).unwrap();
-    let mut hosts: BTreeSet<String> = BTreeSet::new();
-    let base = &entry.api.as_ref().unwrap().base_url;
-    for url in std::iter::once(base.clone()).chain(entry.streams.iter().map(|s| s.path.clone())) {
-        if let Some((scheme, rest)) = url.split_once("://") {
-            hosts.insert(format!("{scheme}://{}", rest.split('/').next().unwrap()));
-        }
-    }
-    let text = hosts.iter().fold(text, |t, h| t.replace(h.as_str(), &fake.base));
-    let overrides =
-        json!({"platforms": {entry.id.as_str(): serde_json::from_str::<serde_json::Value>(&text).unwrap()}});
-    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.to_string().as_str())]).await;
+    let names: Vec<String> = streams.iter().map(|(name, _, _)| name.clone()).collect();
+    let (app, ws, c) = connection_on_fake(entry, &fake.base, &names).await;
     let a = &app.stack.app;
-    let (ws, now) = (WorkspaceId::parse("ws_described").unwrap(), app.clock_now());
-    let params = vars(entry);
-    let credential = if entry.oauth.is_some() {
-        let id = AuthorizationId::generate();
-        let secret = SecretRef::for_owner(&a.config.secret_prefix, &ws, id.as_str());
-        let tokens = TokenSet {
-            access_token: "described-token".into(),
-            refresh_token: Some("rt".into()),
-            expires_at: None,
-            refresh_expires_at: None,
-            scopes: vec![],
-            obtained_at: now,
-            token_secret: None,
-        };
-        a.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
-        // The app's values some requests carry (TikTok's app id and secret).
-        let app_secret = SecretRef::for_app(&a.config.secret_prefix, entry.id.as_str());
-        let stored = json!({"client_id": "client-1", "client_secret": "secret-1", "developer_token": "dev-1"});
-        a.vault.put(&app_secret.0, &secrecy::SecretString::from(stored.to_string())).await.unwrap();
-        let mut auth = Authorization::new(
-            id.clone(),
-            ws.clone(),
-            entry.id.clone(),
-            "Described".into(),
-            None,
-            vec![],
-            params.clone(),
-            TokenExpiry::default(),
-            None,
-            secret,
-            UserId::parse("u").unwrap(),
-            now,
-        );
-        auth.status = Status::Connected;
-        a.repo.create(&auth).await.unwrap();
-        Credential::Authorization { authorization_id: id }
-    } else {
-        let secret = SecretRef::for_owner(&a.config.secret_prefix, &ws, "conn_key");
-        let key = json!({"api_key": "pk_described", "consumer_key": "ck_described", "consumer_secret": "cs_described",
-                         "store_url": fake.base})
-        .to_string();
-        a.vault.put(&secret.0, &secrecy::SecretString::from(key)).await.unwrap();
-        Credential::ApiKey { secret, hint: "…bed".into(), last_verified_at: now, fingerprint: String::new() }
-    };
-    let selected: Vec<StreamSelection> =
-        streams.iter().map(|(name, _, _)| StreamSelection { name: name.clone(), selected: true }).collect();
-    let mut c = Connection::new(
-        ws.clone(),
-        entry.id.clone(),
-        "Described".into(),
-        ConnectionRole::Source,
-        None,
-        credential,
-        selected,
-        UserId::parse("u").unwrap(),
-        now,
-    );
-    c.status = Status::InitialSyncInProgress;
-    c.params = params;
-    if entry.api_key.is_some() {
-        c.params.insert("store_url".into(), fake.base.clone());
-    }
-    a.repo.create(&c).await.unwrap();
     let budget = shared::flows::sync::Budget::until(std::time::Instant::now() + std::time::Duration::from_secs(60));
     let outcome = shared::entry::lambda::run_sync_job(a, shared::domain::messages::SyncJob::start(&c), budget).await;
     let after = a.repo.connection(&ws, &c.id).await.unwrap().value;
@@ -773,7 +823,9 @@ async fn every_other_stream_syncs_from_the_example_its_vendor_documents() {
         let vars = vars(entry);
         let mut streams = Vec::new();
         let mut expected = BTreeMap::new();
-        for stream in entry.streams.iter().filter(|s| s.graphql.is_none() && !described.contains(&s.name)) {
+        // Report streams are held to their examples in tests/report_streams.rs.
+        let lists = entry.streams.iter().filter(|s| s.graphql.is_none() && s.report.is_none());
+        for stream in lists.filter(|s| !described.contains(&s.name)) {
             let file = dir.join(format!("{}.{}.json", entry.id, stream.name));
             let Ok(text) = std::fs::read_to_string(&file) else {
                 missing.push(format!("{} {}", entry.id, stream.name));
@@ -793,4 +845,126 @@ async fn every_other_stream_syncs_from_the_example_its_vendor_documents() {
         }
     }
     assert!(missing.is_empty(), "streams with neither a described shape nor a documented example: {missing:?}");
+}
+
+/// Report requests are held like the rest: their method and path, their
+/// required query, their headers and their body's fields.
+#[test]
+fn a_planted_report_mistake_fails() {
+    let (facts, catalog) = (facts(), catalog());
+    let report = |entry: &mut PlatformEntry, name: &str| -> shared::catalog::ReportSpec {
+        entry.streams.iter().find(|s| s.name == name).unwrap().report.clone().unwrap()
+    };
+    let plant = |id: &str, name: &str, change: &dyn Fn(&mut shared::catalog::ReportSpec)| {
+        let mut entry = catalog.get(id).unwrap().clone();
+        let mut spec = report(&mut entry, name);
+        assert!(conformance(&entry, &facts.platforms[id]).is_empty(), "{id} conforms before the plant");
+        change(&mut spec);
+        entry.streams.iter_mut().find(|s| s.name == name).unwrap().report = Some(spec);
+        conformance(&entry, &facts.platforms[id])
+    };
+    let no_granularity = plant("pinterest_ads", "account_analytics", &|s| {
+        s.query.remove("granularity");
+    });
+    assert!(no_granularity.iter().any(|p| p.contains("granularity")), "{no_granularity:?}");
+    let bad_body = plant("google_analytics", "traffic_by_source", &|s| {
+        let body = s.body.as_mut().unwrap().as_object_mut().unwrap();
+        let ranges = body.remove("dateRanges").unwrap();
+        body.insert("dateRange".into(), ranges);
+    });
+    assert!(bad_body.iter().any(|p| p.contains("body field dateRange")), "{bad_body:?}");
+    let no_scope = plant("amazon_ads", "sponsored_products_campaigns", &|s| s.headers.clear());
+    assert!(no_scope.iter().any(|p| p.contains("amazon-advertising-api-scope")), "{no_scope:?}");
+    let wrong_method = plant("amazon_ads", "sponsored_products_campaigns", &|s| s.method = "PUT".into());
+    assert!(wrong_method.iter().any(|p| p.contains("PUT")), "{wrong_method:?}");
+}
+
+/// A connection of `entry` (its grant or key in the vault) whose every API
+/// host is the fake at `base`, syncing `streams`.
+pub(crate) async fn connection_on_fake(
+    entry: &PlatformEntry,
+    base: &str,
+    streams: &[String],
+) -> (crate::harness::TestApp, shared::domain::ids::WorkspaceId, shared::domain::Connection) {
+    use serde_json::json;
+    use shared::domain::ids::*;
+    use shared::domain::tokens::TokenSet;
+    use shared::domain::*;
+    let selected: Vec<StreamSelection> =
+        streams.iter().map(|name| StreamSelection { name: name.clone(), selected: true }).collect();
+    let text = serde_json::to_string(entry).unwrap();
+    let mut hosts: BTreeSet<String> = BTreeSet::new();
+    let api_base = &entry.api.as_ref().unwrap().base_url;
+    for url in std::iter::once(api_base.clone()).chain(entry.streams.iter().map(|s| s.path.clone())) {
+        if let Some((scheme, rest)) = url.split_once("://") {
+            hosts.insert(format!("{scheme}://{}", rest.split('/').next().unwrap()));
+        }
+    }
+    let text = hosts.iter().fold(text, |t, h| t.replace(h.as_str(), base));
+    let overrides =
+        json!({"platforms": {entry.id.as_str(): serde_json::from_str::<serde_json::Value>(&text).unwrap()}});
+    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.to_string().as_str())]).await;
+    let a = &app.stack.app;
+    let (ws, now) = (WorkspaceId::parse("ws_described").unwrap(), app.clock_now());
+    let params = vars(entry);
+    let credential = if entry.oauth.is_some() {
+        let id = AuthorizationId::generate();
+        let secret = SecretRef::for_owner(&a.config.secret_prefix, &ws, id.as_str());
+        let tokens = TokenSet {
+            access_token: "described-token".into(),
+            refresh_token: Some("rt".into()),
+            expires_at: None,
+            refresh_expires_at: None,
+            scopes: vec![],
+            obtained_at: now,
+            token_secret: None,
+        };
+        a.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
+        // The app's values some requests carry (TikTok's app id and secret).
+        let app_secret = SecretRef::for_app(&a.config.secret_prefix, entry.id.as_str());
+        let stored = json!({"client_id": "client-1", "client_secret": "secret-1", "developer_token": "dev-1"});
+        a.vault.put(&app_secret.0, &secrecy::SecretString::from(stored.to_string())).await.unwrap();
+        let mut auth = Authorization::new(
+            id.clone(),
+            ws.clone(),
+            entry.id.clone(),
+            "Described".into(),
+            None,
+            vec![],
+            params.clone(),
+            TokenExpiry::default(),
+            None,
+            secret,
+            UserId::parse("u").unwrap(),
+            now,
+        );
+        auth.status = Status::Connected;
+        a.repo.create(&auth).await.unwrap();
+        Credential::Authorization { authorization_id: id }
+    } else {
+        let secret = SecretRef::for_owner(&a.config.secret_prefix, &ws, "conn_key");
+        let key = json!({"api_key": "pk_described", "consumer_key": "ck_described", "consumer_secret": "cs_described",
+                         "store_url": base})
+        .to_string();
+        a.vault.put(&secret.0, &secrecy::SecretString::from(key)).await.unwrap();
+        Credential::ApiKey { secret, hint: "…bed".into(), last_verified_at: now, fingerprint: String::new() }
+    };
+    let mut c = Connection::new(
+        ws.clone(),
+        entry.id.clone(),
+        "Described".into(),
+        ConnectionRole::Source,
+        None,
+        credential,
+        selected,
+        UserId::parse("u").unwrap(),
+        now,
+    );
+    c.status = Status::InitialSyncInProgress;
+    c.params = params;
+    if entry.api_key.is_some() {
+        c.params.insert("store_url".into(), base.to_owned());
+    }
+    a.repo.create(&c).await.unwrap();
+    (app, ws, c)
 }

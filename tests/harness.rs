@@ -312,6 +312,8 @@ pub enum Reply {
     Empty(u16),
     /// Another content type (XML for SOAP services).
     Text(u16, &'static str, String),
+    /// Bytes of any kind (a gzipped report file).
+    Bytes(u16, &'static str, Vec<u8>),
 }
 
 type Handler = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
@@ -376,6 +378,10 @@ impl FakePlatform {
                                     .status(status)
                                     .header("content-type", content_type)
                                     .body(http_body_util::Full::new(bytes::Bytes::from(text))),
+                                Reply::Bytes(status, content_type, bytes) => http::Response::builder()
+                                    .status(status)
+                                    .header("content-type", content_type)
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(bytes))),
                                 Reply::Empty(status) => http::Response::builder()
                                     .status(status)
                                     .body(http_body_util::Full::new(bytes::Bytes::new())),

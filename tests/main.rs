@@ -52,6 +52,7 @@ mod oauth;
 mod ports;
 mod published;
 mod reconnect;
+mod report_streams;
 mod reports;
 mod service;
 mod sync;

@@ -1163,6 +1163,11 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
                 200,
                 json!({"request": {"params": {}}, "data": [{"id": "18ce54d4x5t", "name": "Acme X"}], "data_type": "account", "total_count": 1, "next_cursor": null}),
             ),
+            // The account's daily stats (signed like every request).
+            "/12/stats/accounts/18ce54d4x5t" if p.get("oauth_token").map(String::as_str) == Some("acc-token-1") => Reply::Json(
+                200,
+                json!({"data_type": "stats", "data": [{"id": "18ce54d4x5t", "id_data": [{"segment": null, "metrics": {"billed_charge_local_micro": [1_500_000]}}]}]}),
+            ),
             _ => Reply::Json(400, json!({"errors": [{"code": 215, "message": "Bad Authentication data."}]})),
         }
     })
@@ -1202,6 +1207,9 @@ async fn x_ads_connects_by_oauth_1a_and_every_request_is_signed(backend: Backend
     let c = app.stack.app.repo.list::<shared::domain::Connection>(&ws).await.unwrap().pop().unwrap().value;
     assert_eq!(c.status, shared::domain::Status::Connected, "{:?}", c.last_error);
     assert_eq!(c.cursors["accounts"].records, 1);
+    // The grant reaches one account: the connection syncs its stats.
+    assert_eq!(c.params.get("account_id").map(String::as_str), Some("18ce54d4x5t"));
+    assert!(c.cursors["account_stats"].complete, "{:?}", c.cursors);
     // Tokens that do not expire are probed by the sweep (a signed identity request).
     app.clock.advance(chrono::Duration::days(2));
     let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();

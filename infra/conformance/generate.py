@@ -48,6 +48,11 @@ SOURCES = {
     "shopify": [("graphql", "shopify/admin_schema_2025-01.json.gz")],
 }
 
+# Platforms the catalog also POSTs to (report requests: GA4 runReport,
+# Amazon Ads reporting v3): their POST operations are facts too, with the
+# request body's fields.
+POST_FACTS = {"google_analytics", "amazon_ads"}
+
 # What the descriptions leave out but the vendors document, stated once.
 # Graph API edges page in an envelope (developers.facebook.com/docs/graph-api/results).
 META_EDGE_POINTERS = ["/data", "/paging", "/paging/cursors", "/paging/cursors/after", "/paging/cursors/before", "/paging/next", "/paging/previous"]
@@ -214,7 +219,10 @@ def discovery_ops(doc, source):
                 query = sorted(n for n, p in params.items() if p.get("required") and p.get("location") == "query")
                 response = method.get("response", {}).get("$ref")
                 fields = pointers({"schemas": doc["schemas"]}, {"$ref": f"#/schemas/{response}"}) if response else set()
+                body = method.get("request", {}).get("$ref")
+                body_fields = sorted(doc["schemas"].get(body, {}).get("properties", {})) if body else []
                 ops.append({
+                    **({"body_fields": body_fields} if body_fields else {}),
                     "method": method["httpMethod"],
                     "url": url_join(base, path),
                     "required_query": query,
@@ -276,7 +284,15 @@ def postman_ops(doc, source, env):
             if not raw.startswith("http"):
                 raw = "https://" + raw.lstrip("/")
             headers = sorted({h["key"].lower() for h in request.get("header", []) if not h.get("disabled")})
-            ops.append({"method": request.get("method", "GET"), "url": raw, "required_query": [],
+            body_fields = []
+            try:
+                example = json.loads((request.get("body") or {}).get("raw") or "null")
+                if isinstance(example, dict):
+                    body_fields = sorted(example)
+            except ValueError:
+                pass
+            ops.append({**({"body_fields": body_fields} if body_fields else {}),
+                        "method": request.get("method", "GET"), "url": raw, "required_query": [],
                         "required_headers": headers, "success": [], "response_pointers": [], "source": source})
 
     walk(doc.get("item", []))
@@ -363,7 +379,8 @@ def generate(vendor):
         unique = {}
         # The catalog reads with GET (and SOAP names Microsoft's operations):
         # only those are facts it can be held to.
-        for op in (o for o in ops if o["method"] in ("GET", "SOAP")):
+        kept = ("GET", "SOAP", "POST") if platform in POST_FACTS else ("GET", "SOAP")
+        for op in (o for o in ops if o["method"] in kept):
             unique.setdefault((op["method"], op["url"], op.get("action")), op)
         entry["sources"] = described
         entry["operations"] = sorted(unique.values(), key=lambda o: (o["url"], o["method"], o.get("action", "")))

@@ -323,11 +323,15 @@ pub struct ErrorEnvelope {
 pub struct DiscoverySpec {
     /// Relative to the API base URL, or absolute.
     pub path: String,
-    /// The list ("" for a top-level array).
+    /// The list ("" for a top-level array; `*` for every element of an
+    /// array on the way: Snapchat's organizations' ad accounts).
     pub list_pointer: String,
     pub id_pointer: String,
     #[serde(default)]
     pub name_pointer: Option<String>,
+    /// Query parameters from the app credentials (TikTok's app id and secret).
+    #[serde(default)]
+    pub credential_query: BTreeMap<String, String>,
     /// The account's currency and time zone, when the answer has them
     /// (recorded on the connection that syncs it: report days are in it).
     #[serde(default)]
@@ -519,7 +523,9 @@ pub struct ReportSpec {
     /// `dimensions`).
     #[serde(default)]
     pub query: BTreeMap<String, serde_json::Value>,
-    /// A JSON body template (a GAQL query, a GA4 `runReport` request).
+    /// A JSON body template (a GAQL query, a GA4 `runReport` request); a
+    /// string is sent as its text (a SOAP envelope, where the credentials'
+    /// placeholders are filled too, XML-escaped).
     #[serde(default)]
     pub body: Option<serde_json::Value>,
     /// The body's content type (default `application/json`).
@@ -544,12 +550,25 @@ pub struct ReportSpec {
     /// whatever follows: `2025-01-31 00:00:00`, `2025-01-31T00:00:00-08:00`).
     #[serde(default)]
     pub row_date_format: Option<String>,
+    /// Rows that hold a list of values a day each (X Ads stats: every
+    /// metric an array from the window's first day): each becomes one row a
+    /// day, with `date` and the day's value of every metric under `metrics`.
+    #[serde(default)]
+    pub series: Option<SeriesSpec>,
     /// The report is built in the background: created by the request
     /// above, then polled and downloaded.
     #[serde(default)]
     pub job: Option<ReportJob>,
     /// Where a row's spend facts are.
     pub spend: SpendMapping,
+}
+
+/// Where a row's daily series are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeriesSpec {
+    /// The object whose members are the metrics' arrays.
+    pub metrics_pointer: String,
 }
 
 /// An asynchronous report (Amazon Ads reporting v3): the request creates
@@ -560,8 +579,16 @@ pub struct ReportSpec {
 pub struct ReportJob {
     /// The job's id in the answer to the create request.
     pub id_pointer: String,
-    /// The poll request's path (`{job_id}` is the id).
+    /// The poll request's path (`{job_id}` is the id), and its method and
+    /// body when it is not a GET (Microsoft's SOAP `PollGenerateReport`).
     pub poll_path: String,
+    #[serde(default = "get")]
+    pub poll_method: String,
+    #[serde(default)]
+    pub poll_body: Option<serde_json::Value>,
+    /// The poll's own headers (its `SOAPAction`), else the report's.
+    #[serde(default)]
+    pub poll_headers: Option<BTreeMap<String, String>>,
     pub status_pointer: String,
     /// Statuses that mean the file is ready, and that it never will be.
     pub done: Vec<String>,
@@ -594,6 +621,8 @@ pub enum ReportFile {
     GzipJsonLines,
     Csv,
     GzipCsv,
+    /// A zip archive holding one CSV file (Microsoft Advertising).
+    ZipCsv,
 }
 
 /// Pointers into a report row for the normalised daily spend facts. A
@@ -603,14 +632,21 @@ pub enum ReportFile {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpendMapping {
-    pub spend: String,
-    /// The spend is in millionths of the currency unit (Google Ads
-    /// `costMicros`, Snapchat `spend`).
+    /// None for a report without spend (GA4's sessions).
+    #[serde(default)]
+    pub spend: Option<String>,
+    /// The spend (and the conversion value) are in millionths of the
+    /// currency unit (Google Ads `costMicros`, Snapchat `spend`).
     #[serde(default)]
     pub spend_micros: bool,
-    /// The row's currency; else the account's (recorded at discovery).
+    #[serde(default)]
+    pub conversion_value_micros: bool,
+    /// The row's currency and time zone; else the account's (recorded at
+    /// discovery).
     #[serde(default)]
     pub currency: Option<String>,
+    #[serde(default)]
+    pub time_zone: Option<String>,
     #[serde(default)]
     pub account_id: Option<String>,
     #[serde(default)]

@@ -49,8 +49,14 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
         Error::invalid("authorization", format!("{} does not list the accounts a grant reaches", entry.name))
     })?;
     let (creds, vars, extra) = of_authorization(app, &auth).await?;
-    let url = platform::api_url(entry, &spec.path, &vars)?;
-    let request = platform::api_get(entry, url, &vars, &creds.as_credentials(&extra))?;
+    let creds = creds.as_credentials(&extra);
+    let url = platform::with_query_templates(
+        &spec.credential_query,
+        platform::api_url(entry, &spec.path, &vars)?,
+        &vars,
+        &creds,
+    )?;
+    let request = platform::api_get(entry, url, &vars, &creds)?;
     let response = app.http.send(request).await?;
     if !response.status().is_success() {
         return Err(Error::Http(HttpError::Other(format!(
@@ -75,6 +81,21 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
             c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !discovered.accounts.iter().any(|a| &a.id == sub));
         if gone {
             disconnect_connection(app, &c.value, DisconnectReason::SubAccountGone).await?;
+        }
+        // The grant reaches one account: a connection that names none syncs it.
+        if let [only] = discovered.accounts.as_slice() {
+            if !c.value.params.contains_key(ACCOUNT_PARAM) {
+                let params = account_params(only);
+                app.repo
+                    .update_from(c, move |conn| {
+                        if conn.params.contains_key(ACCOUNT_PARAM) {
+                            return Ok(Change::Keep(()));
+                        }
+                        conn.params.extend(params.clone());
+                        Ok(Change::Save(()))
+                    })
+                    .await?;
+            }
         }
     }
     tracing::info!(authorization = %id, accounts = discovered.accounts.len(), "accounts discovered");
@@ -122,6 +143,22 @@ pub async fn rediscover(app: &App, caller: &Caller, id: &AuthorizationId) -> Res
 pub const ACCOUNT_NAME_PARAM: &str = "account_name";
 pub const ACCOUNT_CURRENCY_PARAM: &str = "account_currency";
 pub const ACCOUNT_TIME_ZONE_PARAM: &str = "account_time_zone";
+
+/// The connection parameters that name a chosen account and record its
+/// name, currency and time zone.
+pub fn account_params(account: &SubAccount) -> Vec<(String, String)> {
+    let mut out = vec![(ACCOUNT_PARAM.to_owned(), account.id.clone())];
+    for (param, value) in [
+        (ACCOUNT_NAME_PARAM, &account.name),
+        (ACCOUNT_CURRENCY_PARAM, &account.currency),
+        (ACCOUNT_TIME_ZONE_PARAM, &account.time_zone),
+    ] {
+        if let Some(v) = value {
+            out.push((param.to_owned(), v.clone()));
+        }
+    }
+    out
+}
 
 /// The sub-account a new connection syncs: one the grant reaches.
 pub fn check_choice<'a>(auth: &'a Authorization, account_id: &str) -> Result<&'a SubAccount, Error> {

@@ -76,18 +76,8 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
         _ => {}
     }
     if let Some(account) = &request.account_id {
-        use super::accounts::*;
-        let chosen = check_choice(&auth, account)?;
-        c.params.insert(ACCOUNT_PARAM.into(), account.clone());
-        for (param, value) in [
-            (ACCOUNT_NAME_PARAM, &chosen.name),
-            (ACCOUNT_CURRENCY_PARAM, &chosen.currency),
-            (ACCOUNT_TIME_ZONE_PARAM, &chosen.time_zone),
-        ] {
-            if let Some(v) = value {
-                c.params.insert(param.into(), v.clone());
-            }
-        }
+        let chosen = super::accounts::check_choice(&auth, account)?;
+        c.params.extend(super::accounts::account_params(chosen));
     }
     app.repo.create(&c).await?;
     if c.status == Status::InitialSyncInProgress {

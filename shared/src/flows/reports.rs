@@ -70,6 +70,20 @@ pub(super) async fn sync_report(
     budget: Budget,
 ) -> Result<StreamEnd, Error> {
     let today = run.app.clock.now().date_naive();
+    // A report runs for one sub-account: without one chosen there is
+    // nothing to ask (the connection's account list says how to choose).
+    let needs_account =
+        serde_json::to_string(spec).is_ok_and(|s| s.contains("{account_id}")) || stream.path.contains("{account_id}");
+    if needs_account && !run.vars.contains_key(ACCOUNT_PARAM) {
+        tracing::warn!(connection = %run.connection.id, stream = %stream.name, "no account chosen: the report is not read");
+        save_cursor(run, &stream.name, |c| {
+            c.complete = true;
+            c.page = None;
+            c.windows_planned = Some(0);
+        })
+        .await?;
+        return Ok(StreamEnd::Done);
+    }
     let width = u64::from(spec.window_days.max(1));
     let cursor = run.connection.cursors.get(&stream.name).cloned().unwrap_or_default();
     let mut progress = match cursor.page.as_deref().and_then(|p| serde_json::from_str::<Progress>(p).ok()) {
@@ -176,6 +190,7 @@ async fn read_pages(
     budget: Budget,
 ) -> Result<Option<StreamEnd>, Error> {
     let base = reports::call(run.entry, stream, spec, vars)?;
+    let from = *days.keys().next().expect("a window has days");
     let mut state: Option<PageState> = None;
     loop {
         let mut call = base.clone();
@@ -187,7 +202,14 @@ async fn read_pages(
         };
         let found = reports::rows(&doc, &stream.records_pointer);
         for row in &found {
-            file_row(run, stream, spec, row, days)?;
+            match &spec.series {
+                None => file_row(run, stream, spec, row, days)?,
+                Some(series) => {
+                    for day in reports::series_rows(row, &series.metrics_pointer, from) {
+                        file_row(run, stream, spec, &Row::of(&day), days)?;
+                    }
+                }
+            }
         }
         let count = found.len();
         match next_state(stream, state.as_ref(), &doc, &http::HeaderMap::new(), count) {
@@ -232,10 +254,15 @@ async fn read_job(
     };
     let mut poll_vars = vars.clone();
     poll_vars.insert("job_id".into(), pending.id.clone());
-    let mut call = reports::call(run.entry, stream, spec, &poll_vars)?;
-    call.method = http::Method::GET;
+    let poll = ReportSpec {
+        method: job.poll_method.clone(),
+        body: job.poll_body.clone(),
+        headers: job.poll_headers.clone().unwrap_or_else(|| spec.headers.clone()),
+        query: BTreeMap::new(),
+        ..spec.clone()
+    };
+    let mut call = reports::call(run.entry, stream, &poll, &poll_vars)?;
     call.url = platform::api_url(run.entry, &job.poll_path, &poll_vars)?;
-    call.body = None;
     let doc = match fetch_doc(run, Ask::Call(call), &what, budget).await? {
         Ok(doc) => doc,
         Err(stop) => return Ok(Some(stop)),
@@ -310,10 +337,15 @@ fn spend_fact(run: &Run<'_>, stream: &StreamSpec, map: &SpendMapping, day: &str,
             rust_decimal::Decimal::from_str(&v).ok().or_else(|| rust_decimal::Decimal::from_scientific(&v).ok())
         })
     };
-    let mut spend = decimal(Some(&map.spend));
-    if map.spend_micros {
-        spend = spend.map(|s| s / rust_decimal::Decimal::from(1_000_000));
-    }
+    let micros = |d: Option<rust_decimal::Decimal>, yes: bool| {
+        if yes {
+            d.map(|d| d / rust_decimal::Decimal::from(1_000_000))
+        } else {
+            d
+        }
+    };
+    let spend = micros(decimal(map.spend.as_deref()), map.spend_micros);
+    let value = micros(decimal(map.conversion_value.as_deref()), map.conversion_value_micros);
     // Counts stay whole where they are (conversions may be fractional).
     let count = |p: &Option<String>| {
         text(p).and_then(|v| {
@@ -331,7 +363,7 @@ fn spend_fact(run: &Run<'_>, stream: &StreamSpec, map: &SpendMapping, day: &str,
         "stream": stream.name,
         "account_id": text(&map.account_id).or_else(|| param(ACCOUNT_PARAM)),
         "account_name": text(&map.account_name).or_else(|| param(ACCOUNT_NAME_PARAM)),
-        "time_zone": param(ACCOUNT_TIME_ZONE_PARAM),
+        "time_zone": text(&map.time_zone).or_else(|| param(ACCOUNT_TIME_ZONE_PARAM)),
         "campaign_id": text(&map.campaign_id),
         "campaign_name": text(&map.campaign_name),
         "source": text(&map.source),
@@ -340,7 +372,7 @@ fn spend_fact(run: &Run<'_>, stream: &StreamSpec, map: &SpendMapping, day: &str,
         "impressions": count(&map.impressions),
         "clicks": count(&map.clicks),
         "conversions": count(&map.conversions),
-        "conversion_value": money(decimal(map.conversion_value.as_deref())),
+        "conversion_value": money(value),
         "sessions": count(&map.sessions),
         "users": count(&map.users),
     })

@@ -7,9 +7,17 @@ use crate::domain::SubAccount;
 /// The sub-accounts in a discovery answer (`None`: no list where the entry
 /// says).
 pub fn sub_accounts(spec: &DiscoverySpec, doc: &serde_json::Value) -> Option<Vec<SubAccount>> {
-    let list = doc.pointer(&spec.list_pointer)?.as_array()?;
+    // The list must be there (an answer without it is no answer).
+    let head = spec.list_pointer.split("/*").next().unwrap_or_default();
+    if !head.is_empty() {
+        doc.pointer(head)?;
+    } else if spec.list_pointer.is_empty() {
+        doc.as_array()?;
+    }
+    let list = super::reports::rows(doc, &spec.list_pointer);
     Some(
         list.iter()
+            .map(|row| row.value)
             .filter_map(|item| {
                 let id = if spec.id_pointer.is_empty() {
                     super::pointer_str(&serde_json::json!({"v": item}), "/v")

@@ -86,15 +86,25 @@ pub fn stream_first_url(
 /// secrets; the URL is sent, never stored or logged).
 pub fn with_credential_query(
     stream: &crate::catalog::StreamSpec,
+    url: url::Url,
+    vars: &BTreeMap<String, String>,
+    creds: &Credentials,
+) -> Result<url::Url, Error> {
+    with_query_templates(&stream.credential_query, url, vars, creds)
+}
+
+/// Adds query parameters filled from the variables and the credentials.
+pub fn with_query_templates(
+    templates: &BTreeMap<String, String>,
     mut url: url::Url,
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<url::Url, Error> {
-    if stream.credential_query.is_empty() {
+    if templates.is_empty() {
         return Ok(url);
     }
     let mut pairs = Vec::new();
-    for (name, template) in &stream.credential_query {
+    for (name, template) in templates {
         pairs.push((name.clone(), fill_secret(template, vars, creds)?));
     }
     url.query_pairs_mut().extend_pairs(pairs);
@@ -266,17 +276,22 @@ pub fn soap_post(
     creds: &Credentials,
     spec: &crate::catalog::SoapSpec,
 ) -> Result<http::Request<Bytes>, Error> {
-    let mut all = vars.iter().map(|(k, v)| (k.clone(), xml_escape(v))).collect::<BTreeMap<_, _>>();
-    for (k, v) in &creds.values {
-        all.insert(k.clone(), xml_escape(v.expose_secret()));
-    }
-    let body = Bytes::from(fill(&spec.envelope, &all)?);
+    let body = Bytes::from(fill_xml(&spec.envelope, vars, creds)?);
     let xml = http::HeaderValue::from_static("text/xml; charset=utf-8");
     let mut request = api_call(entry, http::Method::POST, url, vars, creds, Some((body, xml)))?;
     let action = http::HeaderValue::from_str(&format!("\"{}\"", spec.action))
         .map_err(|_| Error::Config(format!("{}: a SOAP action must be a header value", entry.id)))?;
     request.headers_mut().insert("soapaction", action);
     Ok(request)
+}
+
+/// Fills a SOAP envelope: the variables and the credentials, XML-escaped.
+pub fn fill_xml(template: &str, vars: &BTreeMap<String, String>, creds: &Credentials) -> Result<String, Error> {
+    let mut all = vars.iter().map(|(k, v)| (k.clone(), xml_escape(v))).collect::<BTreeMap<_, _>>();
+    for (k, v) in &creds.values {
+        all.insert(k.clone(), xml_escape(v.expose_secret()));
+    }
+    fill(template, &all)
 }
 
 fn xml_escape(s: &str) -> String {

@@ -23,6 +23,15 @@ pub fn window_vars(
     let mut all = vars.clone();
     all.insert("from".into(), from.format(&spec.date_format).to_string());
     all.insert("to".into(), to.format(&spec.date_format).to_string());
+    // The day after the window (an exclusive end: Snapchat, X), and each
+    // part of the days alone (Microsoft's Day, Month and Year elements).
+    all.insert("after".into(), (to + chrono::Days::new(1)).format(&spec.date_format).to_string());
+    for (name, day) in [("from", from), ("to", to)] {
+        use chrono::Datelike;
+        all.insert(format!("{name}_year"), day.year().to_string());
+        all.insert(format!("{name}_month"), day.month().to_string());
+        all.insert(format!("{name}_day"), day.day().to_string());
+    }
     all
 }
 
@@ -49,6 +58,9 @@ pub struct Call {
     pub method: http::Method,
     pub url: url::Url,
     pub body: Option<Bytes>,
+    /// A SOAP envelope and its variables: filled when sent, with the
+    /// credentials (never kept in the call).
+    pub envelope: Option<(String, BTreeMap<String, String>)>,
     pub content_type: String,
     pub headers: Vec<(String, String)>,
 }
@@ -77,9 +89,10 @@ pub fn call(
     if !pairs.is_empty() {
         url.query_pairs_mut().extend_pairs(pairs);
     }
-    let body = match &spec.body {
-        Some(template) => Some(Bytes::from(fill_json(template, vars)?.to_string())),
-        None => None,
+    let (body, envelope) = match &spec.body {
+        Some(Value::String(xml)) => (None, Some((xml.clone(), vars.clone()))),
+        Some(template) => (Some(Bytes::from(fill_json(template, vars)?.to_string())), None),
+        None => (None, None),
     };
     let headers =
         spec.headers.iter().map(|(k, v)| Ok((k.clone(), fill(v, vars)?))).collect::<Result<Vec<_>, Error>>()?;
@@ -87,6 +100,7 @@ pub fn call(
         method,
         url,
         body,
+        envelope,
         content_type: spec.content_type.clone().unwrap_or_else(|| "application/json".into()),
         headers,
     })
@@ -99,9 +113,13 @@ pub fn request(
     vars: &BTreeMap<String, String>,
     creds: &Credentials,
 ) -> Result<http::Request<Bytes>, Error> {
-    let body = match &call.body {
+    let filled = match &call.envelope {
+        Some((template, window)) => Some(Bytes::from(super::fill_xml(template, window, creds)?)),
+        None => call.body.clone(),
+    };
+    let body = match filled {
         Some(b) => Some((
-            b.clone(),
+            b,
             http::HeaderValue::from_str(&call.content_type)
                 .map_err(|_| Error::Config(format!("{}: bad report content type", entry.id)))?,
         )),
@@ -139,7 +157,13 @@ pub fn rows<'d>(doc: &'d Value, pointer: &str) -> Vec<Row<'d>> {
             return;
         };
         if *head == "*" {
-            for item in at.as_array().into_iter().flatten() {
+            // A single element where a list may be (an XML answer with one).
+            let items = match at {
+                Value::Array(items) => items.as_slice(),
+                Value::Object(_) => std::slice::from_ref(at),
+                _ => &[],
+            };
+            for item in items {
                 if tail.is_empty() {
                     // `…/*` at the end: every element is a row.
                     out.push(Row { value: item, up });
@@ -261,6 +285,12 @@ pub fn read_file(
 ) -> Result<(), Error> {
     use std::io::Read;
     let bad = |why: String| Error::MalformedPage(format!("the report file: {why}"));
+    if file == ReportFile::ZipCsv {
+        // The archive's first file, decompressed as it is read.
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| bad(e.to_string()))?;
+        let inner = archive.by_index(0).map_err(|e| bad(e.to_string()))?;
+        return read_csv(inner, on_row);
+    }
     let reader: Box<dyn Read + '_> = match file {
         ReportFile::GzipJson | ReportFile::GzipJsonLines | ReportFile::GzipCsv => {
             Box::new(flate2::read::GzDecoder::new(bytes))
@@ -285,21 +315,55 @@ pub fn read_file(
                 on_row(serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?)?;
             }
         }
-        ReportFile::Csv | ReportFile::GzipCsv => {
-            let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
-            let header = csv.headers().map_err(|e| bad(e.to_string()))?.clone();
-            for record in csv.records() {
-                let record = record.map_err(|e| bad(e.to_string()))?;
-                let row: serde_json::Map<String, Value> = header
-                    .iter()
-                    .zip(record.iter())
-                    .map(|(k, v)| (k.to_owned(), Value::String(v.to_owned())))
-                    .collect();
-                on_row(Value::Object(row))?;
-            }
-        }
+        ReportFile::Csv | ReportFile::GzipCsv | ReportFile::ZipCsv => return read_csv(reader, on_row),
     }
     Ok(())
+}
+
+/// CSV rows as objects keyed by the header (a byte-order mark dropped).
+fn read_csv(reader: impl std::io::Read, mut on_row: impl FnMut(Value) -> Result<(), Error>) -> Result<(), Error> {
+    let bad = |why: String| Error::MalformedPage(format!("the report file: {why}"));
+    let mut csv = csv::ReaderBuilder::new().flexible(false).from_reader(reader);
+    let header: Vec<String> = csv
+        .headers()
+        .map_err(|e| bad(e.to_string()))?
+        .iter()
+        .map(|h| h.trim_start_matches('\u{feff}').to_owned())
+        .collect();
+    for record in csv.records() {
+        let record = record.map_err(|e| bad(e.to_string()))?;
+        let row: serde_json::Map<String, Value> =
+            header.iter().zip(record.iter()).map(|(k, v)| (k.clone(), Value::String(v.to_owned()))).collect();
+        on_row(Value::Object(row))?;
+    }
+    Ok(())
+}
+
+/// Turns each row of daily series (every metric an array from `from`, a
+/// value a day) into one row a day: the row's plain values, `date`, and
+/// the day's value of each metric under `metrics`.
+pub fn series_rows(row: &Row<'_>, metrics_pointer: &str, from: NaiveDate) -> Vec<Value> {
+    let Some(Value::Object(metrics)) = row.at(metrics_pointer) else { return Vec::new() };
+    let days = metrics.values().filter_map(Value::as_array).map(Vec::len).max().unwrap_or(0);
+    let plain: serde_json::Map<String, Value> = match row.value {
+        Value::Object(map) => {
+            map.iter().filter(|(_, v)| !v.is_object() && !v.is_array()).map(|(k, v)| (k.clone(), v.clone())).collect()
+        }
+        _ => serde_json::Map::new(),
+    };
+    (0..days)
+        .map(|i| {
+            let mut out = plain.clone();
+            let day = from + chrono::Days::new(i as u64);
+            out.insert("date".into(), Value::String(day.format("%Y-%m-%d").to_string()));
+            let values = metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_array().and_then(|a| a.get(i)).cloned().unwrap_or(Value::Null)))
+                .collect();
+            out.insert("metrics".into(), Value::Object(values));
+            Value::Object(out)
+        })
+        .collect()
 }
 
 /// Whether a report file may be downloaded from `url`: HTTPS (or the

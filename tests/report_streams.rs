@@ -1,0 +1,169 @@
+//! Every report stream of the catalog syncs, through the real engine, from
+//! the answer its vendor documents (`tests/conformance/reports/`: each
+//! fixture names the page it follows), and its rows land in the daily spend
+//! table as the fixture expects: dates, accounts, campaigns, exact money
+//! (micros divided), counts. An asynchronous report is created, polled
+//! while it is not ready (on delayed continuations), then downloaded from
+//! its declared host and read. The requests themselves are held to the
+//! vendors' descriptions in `conformance.rs`.
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use shared::catalog::ReportFile;
+use shared::domain::messages::SyncJob;
+use shared::domain::Status;
+
+use crate::harness::{FakePlatform, Recorded, Reply};
+
+#[derive(Deserialize)]
+struct Example {
+    #[allow(dead_code)]
+    source: String,
+    /// The answers by request path, in order (the last one repeats).
+    answers: BTreeMap<String, Vec<Value>>,
+    /// An asynchronous report's file (its rows), served at `/report-file`.
+    #[serde(default)]
+    file: Option<Value>,
+    /// The facts expected, by day and campaign (the fields given).
+    facts: Vec<Value>,
+}
+
+fn file_bytes(format: ReportFile, rows: &Value) -> Vec<u8> {
+    use std::io::Write;
+    let text = rows.to_string();
+    match format {
+        ReportFile::GzipJson => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(text.as_bytes()).unwrap();
+            gz.finish().unwrap()
+        }
+        ReportFile::Json => text.into_bytes(),
+        other => panic!("no fixture file format for {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_report_stream_syncs_from_the_answer_its_vendor_documents() {
+    let catalog = crate::conformance::catalog();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/reports");
+    let schema = crate::reports::schema();
+    let (mut missing, mut synced) = (Vec::new(), Vec::new());
+    for entry in catalog.entries() {
+        for stream in entry.streams.iter().filter(|s| s.report.is_some()) {
+            let file = dir.join(format!("{}.{}.json", entry.id, stream.name));
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                missing.push(format!("{} {}", entry.id, stream.name));
+                continue;
+            };
+            let asked: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+            let base: Arc<Mutex<String>> = Arc::default();
+            let (log, fake_base) = (asked.clone(), base.clone());
+            let spec = stream.report.clone().unwrap();
+            let file_format = spec.job.as_ref().map(|j| j.file);
+            let example_text = text.clone();
+            let fake = FakePlatform::start(move |r: &Recorded| {
+                let example: Example =
+                    serde_json::from_str(&example_text.replace("{fake}", &fake_base.lock().unwrap())).unwrap();
+                if r.path == "/report-file" {
+                    let bytes = file_bytes(file_format.unwrap(), example.file.as_ref().unwrap());
+                    return Reply::Bytes(200, "application/octet-stream", bytes);
+                }
+                let Some(answers) = example.answers.get(&r.path) else {
+                    return Reply::Json(404, json!({"error": format!("not documented: {}", r.path)}));
+                };
+                let mut asked = log.lock().unwrap();
+                let n = asked.entry(r.path.clone()).or_default();
+                *n += 1;
+                Reply::Json(200, answers[(*n - 1).min(answers.len() - 1)].clone())
+            })
+            .await;
+            *base.lock().unwrap() = fake.base.clone();
+            let example: Example = serde_json::from_str(&text).unwrap();
+            // One window from the fixture's first day to today.
+            let first = example.facts.iter().filter_map(|f| f["date"].as_str()).min().unwrap().to_owned();
+            let first = chrono::NaiveDate::parse_from_str(&first, "%Y-%m-%d").unwrap();
+            let today = chrono::Utc::now().date_naive();
+            let mut patched = entry.clone();
+            {
+                let s = patched.streams.iter_mut().find(|s| s.name == stream.name).unwrap();
+                let r = s.report.as_mut().unwrap();
+                r.history_days = Some((today - first).num_days() as u32);
+                r.window_days = r.history_days.unwrap() + 2;
+                if let Some(job) = r.job.as_mut() {
+                    job.download_hosts = vec!["127.0.0.1".into()];
+                }
+            }
+            let (app, ws, c) =
+                crate::conformance::connection_on_fake(&patched, &fake.base, std::slice::from_ref(&stream.name)).await;
+            let a = &app.stack.app;
+            // The first job, then its continuations (a report job's polls).
+            let mut job = SyncJob::start(&c);
+            let mut after = c.clone();
+            for _ in 0..10 {
+                let outcome = shared::entry::lambda::run_sync_job(a, job, crate::sync::budget_for_tests()).await;
+                assert!(outcome.is_ok(), "{} {}: {outcome:?}", entry.id, stream.name);
+                after = a.repo.connection(&ws, &c.id).await.unwrap().value;
+                if after.running.is_none() {
+                    break;
+                }
+                job = SyncJob::resume(&after);
+            }
+            assert_eq!(after.status, Status::Connected, "{} {}: {:?}", entry.id, stream.name, after.last_error);
+            let mut facts = Vec::new();
+            for key in a.sink.list(&format!("spend/{ws}/")).await.unwrap() {
+                let bytes = a.sink.get(&key).await.unwrap().unwrap();
+                facts.extend(
+                    bytes
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_slice::<Value>(l).unwrap()),
+                );
+            }
+            let key = |f: &Value| (f["date"].to_string(), f["campaign_id"].to_string(), f["source"].to_string());
+            facts.sort_by_key(key);
+            assert_eq!(facts.len(), example.facts.len(), "{} {}: {facts:#?}", entry.id, stream.name);
+            for (got, want) in facts.iter().zip(&example.facts) {
+                let errors: Vec<String> = schema.iter_errors(got).map(|e| e.to_string()).collect();
+                assert!(errors.is_empty(), "{} {}: {got}: {errors:?}", entry.id, stream.name);
+                assert_eq!(
+                    (got["platform"].as_str(), got["stream"].as_str()),
+                    (Some(entry.id.as_str()), Some(stream.name.as_str()))
+                );
+                for (field, value) in want.as_object().unwrap() {
+                    assert_eq!(&got[field], value, "{} {}: {field} of {got}", entry.id, stream.name);
+                }
+            }
+            // An asynchronous report was polled on continuations, not waited for.
+            if spec.job.is_some() {
+                let polls: usize = asked
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(p, _)| p.starts_with("/reporting/reports/"))
+                    .map(|(_, n)| n)
+                    .sum();
+                assert_eq!(polls, 2, "{} {}: polled until COMPLETED", entry.id, stream.name);
+                assert_eq!(fake.requests_to("/report-file").len(), 1);
+                let download = &fake.requests_to("/report-file")[0];
+                assert!(download.headers.get("authorization").is_none(), "no credentials go with the file's URL");
+            }
+            synced.push(format!("{} {}", entry.id, stream.name));
+        }
+    }
+    assert!(missing.is_empty(), "report streams without a documented example: {missing:?}");
+    for platform in [
+        "google_ads",
+        "meta_ads",
+        "tiktok_ads",
+        "pinterest_ads",
+        "amazon_ads",
+        "snapchat_ads",
+        "x_ads",
+        "google_analytics",
+    ] {
+        assert!(synced.iter().any(|s| s.starts_with(platform)), "{platform} declares no report stream: {synced:?}");
+    }
+}
