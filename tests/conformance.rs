@@ -113,9 +113,13 @@ pub(crate) fn vars(entry: &PlatformEntry) -> BTreeMap<String, String> {
         "tiktok_ads" => "7001000000000000001",
         "pinterest_ads" => "549755885175",
         "snapchat_ads" => "8adc3db7-8148-4fbf-999c-8d2266369d74",
+        "microsoft_ads" => "149000123",
         _ => "18ce54d4x5t",
     };
     v.insert("account_id".into(), account.into());
+    // More of the account (Microsoft's parent customer) and the grant's user.
+    v.insert("customer_id".into(), "251000456".into());
+    v.insert("user_id".into(), "6253282".into());
     v.insert("store_url".into(), "https://store.example.com".into());
     entry.expand_params(&mut v);
     v
@@ -224,40 +228,94 @@ fn graphql_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String>
 /// operation declares, the body is the operation's request element, and
 /// the fields read are in its response element.
 fn soap_problems(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
-    let Some((identity, soap)) = entry.identity.as_ref().and_then(|i| i.soap.as_ref().map(|s| (i, s))) else {
-        return Vec::new();
-    };
+    let vars = vars(entry);
+    let mut calls = Vec::new();
+    if let Some((identity, soap)) = entry.identity.as_ref().and_then(|i| i.soap.as_ref().map(|s| (i, s))) {
+        let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
+        let pointers = [&identity.account_id_pointer, &identity.account_name_pointer].into_iter().flatten().cloned();
+        calls.push(("identity".to_owned(), url, soap.action.clone(), soap.envelope.clone(), pointers.collect()));
+    }
+    if let Some((discovery, soap)) = entry.discovery.as_ref().and_then(|d| d.soap.as_ref().map(|s| (d, s))) {
+        let url = platform::api_url(entry, &discovery.path, &vars).expect("discovery URL");
+        let list = discovery.list_pointer.clone();
+        let mut pointers = vec![list.clone()];
+        for field in [Some(&discovery.id_pointer), discovery.name_pointer.as_ref(), discovery.currency_pointer.as_ref()]
+            .into_iter()
+            .flatten()
+            .chain(discovery.params.values())
+        {
+            pointers.push(format!("{list}{field}"));
+        }
+        calls.push(("discovery".to_owned(), url, soap.action.clone(), soap.envelope.clone(), pointers));
+    }
+    for stream in &entry.streams {
+        let Some(spec) = &stream.report else { continue };
+        let soap_action =
+            |headers: &BTreeMap<String, String>| headers.get("SOAPAction").map(|a| a.trim_matches('"').to_owned());
+        let (Some(action), Some(serde_json::Value::String(envelope))) = (soap_action(&spec.headers), &spec.body) else {
+            continue;
+        };
+        let url = platform::api_url(entry, &stream.path, &vars).expect("report URL");
+        let mut pointers = Vec::new();
+        if let Some(job) = &spec.job {
+            pointers.push(job.id_pointer.clone());
+            let poll = job.poll_headers.as_ref().and_then(soap_action);
+            if let (Some(poll), Some(serde_json::Value::String(body))) = (poll, &job.poll_body) {
+                let poll_url = platform::api_url(entry, &job.poll_path, &vars).expect("poll URL");
+                let answers = vec![job.status_pointer.clone(), job.url_pointer.clone()];
+                calls.push((format!("report {} (poll)", stream.name), poll_url, poll, body.clone(), answers));
+            }
+        }
+        calls.push((format!("report {}", stream.name), url, action, envelope.clone(), pointers));
+    }
+    calls
+        .into_iter()
+        .flat_map(|(what, url, action, envelope, pointers)| {
+            soap_call_problems(entry, facts, &what, &url, &action, &envelope, &pointers)
+        })
+        .collect()
+}
+
+/// One SOAP call held to the WSDL: the operation at that address, the SOAP
+/// headers it takes, its request element, and the answer's fields read.
+fn soap_call_problems(
+    entry: &PlatformEntry,
+    facts: &PlatformFacts,
+    what: &str,
+    url: &url::Url,
+    action: &str,
+    envelope: &str,
+    pointers: &[String],
+) -> Vec<String> {
     let id = &entry.id;
-    let url = platform::api_url(entry, &identity.path, &vars(entry)).expect("identity URL");
     let Some(op) = facts
         .operations
         .iter()
-        .find(|o| o.method == "SOAP" && o.action.as_deref() == Some(soap.action.as_str()) && matches(&o.url, &url))
+        .find(|o| o.method == "SOAP" && o.action.as_deref() == Some(action) && matches(&o.url, url))
     else {
-        return vec![format!("{id} identity: SOAP {} at {url} is not in the vendor's WSDL", soap.action)];
+        return vec![format!("{id} {what}: SOAP {action} at {url} is not in the vendor's WSDL")];
     };
     let mut problems = Vec::new();
-    let envelope = soap.envelope.replace(['{', '}'], "");
+    let envelope = envelope.replace(['{', '}'], "");
     let Some(doc) = platform::document(envelope.as_bytes()) else {
-        return vec![format!("{id} identity: the SOAP envelope is not XML")];
+        return vec![format!("{id} {what}: the SOAP envelope is not XML")];
     };
     for header in doc.pointer("/Envelope/Header").and_then(|h| h.as_object()).into_iter().flat_map(|h| h.keys()) {
         if !op.soap_headers.contains(header) {
-            problems.push(format!(
-                "{id} identity: the SOAP header {header} is not one {} takes ({})",
-                soap.action, op.source
-            ));
+            problems.push(format!("{id} {what}: the SOAP header {header} is not one {action} takes ({})", op.source));
         }
     }
-    let request = format!("{}Request", soap.action);
+    let request = format!("{action}Request");
     if doc.pointer(&format!("/Envelope/Body/{request}")).is_none() {
-        problems.push(format!("{id} identity: the SOAP body is not a {request}"));
+        problems.push(format!("{id} {what}: the SOAP body is not a {request}"));
     }
-    for pointer in [&identity.account_id_pointer, &identity.account_name_pointer].into_iter().flatten() {
+    for pointer in pointers {
         let inner = pointer.strip_prefix("/Envelope/Body").unwrap_or(pointer);
-        if !op.response_pointers.iter().any(|p| p == inner) {
-            problems
-                .push(format!("{id} identity: {pointer} is not in the response of {} ({})", soap.action, op.source));
+        // The answer's fields are described two levels deep: what is read
+        // below that (an account's fields) is held to its parent's presence.
+        let known: BTreeSet<&str> = op.response_pointers.iter().map(String::as_str).collect();
+        if !described_pointer(&known, inner) {
+            problems.push(format!("{id} {what}: {pointer} is not in the response of {action} ({})", op.source));
         }
     }
     problems
@@ -366,6 +424,10 @@ fn report_requests(
         }
     };
     let call = reports::call(entry, stream, spec, &window).expect("the report call");
+    if call.envelope.is_some() {
+        // A SOAP report: held to the WSDL by soap_problems.
+        return Vec::new();
+    }
     let mut out = Vec::new();
     match &spec.job {
         None => {
@@ -528,6 +590,21 @@ fn a_planted_soap_mistake_fails() {
     assert!(wrong_header.iter().any(|p| p.contains("SOAP header DevToken")), "{wrong_header:?}");
     let wrong_path = plant(&|i| i.path = "/CustomerManagement.svc".into());
     assert!(!wrong_path.is_empty());
+    // The report's calls and the discovery are held the same way.
+    let mut entry = good.clone();
+    let spec = entry.streams[0].report.as_mut().unwrap();
+    let body = spec.body.as_ref().unwrap().as_str().unwrap().replace("CustomerAccountId>", "AccountId>");
+    spec.body = Some(serde_json::Value::String(body));
+    spec.job.as_mut().unwrap().url_pointer = "/Envelope/Body/PollGenerateReportResponse/ReportRequestStatus/Url".into();
+    let problems = soap_problems(&entry, ms);
+    assert!(
+        problems.iter().any(|p| p.contains("SOAP header AccountId is not one SubmitGenerateReport takes")),
+        "{problems:?}"
+    );
+    assert!(problems.iter().any(|p| p.contains("ReportRequestStatus/Url")), "{problems:?}");
+    let mut entry = good.clone();
+    entry.discovery.as_mut().unwrap().soap.as_mut().unwrap().action = "SearchAccount".into();
+    assert!(soap_problems(&entry, ms).iter().any(|p| p.contains("discovery: SOAP SearchAccount")));
 }
 
 #[test]

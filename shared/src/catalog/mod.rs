@@ -332,6 +332,14 @@ pub struct DiscoverySpec {
     /// Query parameters from the app credentials (TikTok's app id and secret).
     #[serde(default)]
     pub credential_query: BTreeMap<String, String>,
+    /// A SOAP call instead of a GET (Microsoft's `SearchAccounts`); its
+    /// answer's repeated elements are read as lists.
+    #[serde(default)]
+    pub soap: Option<SoapSpec>,
+    /// More of each account, kept as the connection parameters named here
+    /// when it is chosen (Microsoft's `customer_id`: `/ParentCustomerId`).
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
     /// The account's currency and time zone, when the answer has them
     /// (recorded on the connection that syncs it: report days are in it).
     #[serde(default)]

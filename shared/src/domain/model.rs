@@ -217,6 +217,10 @@ pub struct SubAccount {
     pub currency: Option<String>,
     #[serde(default)]
     pub time_zone: Option<String>,
+    /// More the platform says of it, that its connections need (Microsoft's
+    /// parent customer id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 /// A time-limited claim on a piece of work.

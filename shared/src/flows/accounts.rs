@@ -56,7 +56,10 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
         &vars,
         &creds,
     )?;
-    let request = platform::api_get(entry, url, &vars, &creds)?;
+    let request = match &spec.soap {
+        Some(soap) => platform::soap_post(entry, url, &vars, &creds, soap)?,
+        None => platform::api_get(entry, url, &vars, &creds)?,
+    };
     let response = app.http.send(request).await?;
     if !response.status().is_success() {
         return Err(Error::Http(HttpError::Other(format!(
@@ -65,7 +68,8 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
             response.status()
         ))));
     }
-    let doc = platform::document(response.body()).ok_or_else(|| Error::MalformedPage("the accounts list".into()))?;
+    let doc = platform::document_with_lists(response.body())
+        .ok_or_else(|| Error::MalformedPage("the accounts list".into()))?;
     let accounts = platform::accounts::sub_accounts(spec, &doc)
         .ok_or_else(|| Error::MalformedPage(format!("no list of accounts at {}", spec.list_pointer)))?;
     let discovered = Discovered { accounts, at: app.clock.now() };
@@ -148,6 +152,7 @@ pub const ACCOUNT_TIME_ZONE_PARAM: &str = "account_time_zone";
 /// name, currency and time zone.
 pub fn account_params(account: &SubAccount) -> Vec<(String, String)> {
     let mut out = vec![(ACCOUNT_PARAM.to_owned(), account.id.clone())];
+    out.extend(account.params.iter().map(|(k, v)| (k.clone(), v.clone())));
     for (param, value) in [
         (ACCOUNT_NAME_PARAM, &account.name),
         (ACCOUNT_CURRENCY_PARAM, &account.currency),

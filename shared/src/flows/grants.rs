@@ -75,9 +75,11 @@ pub async fn of_authorization(
     let tokens = tokens::tokens_of(app, auth).await?;
     let entry = app.catalog.get(auth.platform.as_str())?;
     let extra = Credentials::grant_extras(&tokens, app.app_credentials(entry, &auth.workspace_id).await.ok());
-    Ok((
-        Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) },
-        auth.params.clone(),
-        extra,
-    ))
+    // The authorizing account's id at the platform (Microsoft's
+    // SearchAccounts asks for the accounts of that user).
+    let mut vars = auth.params.clone();
+    if let Some(account) = &auth.account {
+        vars.insert("user_id".into(), account.id.clone());
+    }
+    Ok((Creds::OAuth { authorization: auth.id.clone(), access: SecretString::from(tokens.access_token) }, vars, extra))
 }

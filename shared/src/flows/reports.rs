@@ -281,7 +281,8 @@ async fn read_job(
         save_progress(run, stream, progress).await?;
         return Ok(Some(StreamEnd::Stop(Outcome::Continued { delay_seconds: job.poll_seconds })));
     }
-    let location = platform::pointer_str(&doc, &job.url_pointer).ok_or_else(|| malformed(&what, "names no file"))?;
+    // Done, and no file: the window has no data (Microsoft answers so).
+    let Some(location) = platform::pointer_str(&doc, &job.url_pointer) else { return Ok(None) };
     let url = url::Url::parse(&location).map_err(|_| malformed(&what, "names a file that is not a URL"))?;
     if !reports::download_allowed(&url, &job.download_hosts) {
         return Err(Error::PlatformFault {

@@ -30,6 +30,11 @@ pub fn sub_accounts(spec: &DiscoverySpec, doc: &serde_json::Value) -> Option<Vec
                     name: at(&spec.name_pointer),
                     currency: at(&spec.currency_pointer),
                     time_zone: at(&spec.time_zone_pointer),
+                    params: spec
+                        .params
+                        .iter()
+                        .filter_map(|(name, p)| Some((name.clone(), super::pointer_str(item, p)?)))
+                        .collect(),
                 })
             })
             .collect(),

@@ -302,6 +302,16 @@ fn xml_escape(s: &str) -> String {
 /// nested objects of element local names, text leaves as strings, the
 /// first of repeated elements kept. `None` when it is neither.
 pub fn document(body: &[u8]) -> Option<serde_json::Value> {
+    xml_or_json(body, false)
+}
+
+/// As [`document`], but an element that repeats is a list of them (a SOAP
+/// answer's accounts); one alone stays an object.
+pub fn document_with_lists(body: &[u8]) -> Option<serde_json::Value> {
+    xml_or_json(body, true)
+}
+
+fn xml_or_json(body: &[u8], lists: bool) -> Option<serde_json::Value> {
     if let Ok(v) = serde_json::from_slice(body) {
         return Some(v);
     }
@@ -310,19 +320,30 @@ pub fn document(body: &[u8]) -> Option<serde_json::Value> {
         return None;
     }
     let doc = roxmltree::Document::parse(text).ok()?;
-    fn tree(node: roxmltree::Node<'_, '_>) -> serde_json::Value {
+    fn tree(node: roxmltree::Node<'_, '_>, lists: bool) -> serde_json::Value {
         let children: Vec<_> = node.children().filter(|c| c.is_element()).collect();
         if children.is_empty() {
             return serde_json::Value::String(node.text().unwrap_or("").trim().to_owned());
         }
         let mut map = serde_json::Map::new();
         for child in children {
-            map.entry(child.tag_name().name().to_owned()).or_insert_with(|| tree(child));
+            let name = child.tag_name().name().to_owned();
+            match map.get_mut(&name) {
+                None => {
+                    map.insert(name, tree(child, lists));
+                }
+                Some(serde_json::Value::Array(items)) if lists => items.push(tree(child, lists)),
+                Some(first) if lists => {
+                    let one = first.take();
+                    *first = serde_json::Value::Array(vec![one, tree(child, lists)]);
+                }
+                Some(_) => {}
+            }
         }
         serde_json::Value::Object(map)
     }
     let root = doc.root_element();
-    Some(serde_json::json!({ root.tag_name().name(): tree(root) }))
+    Some(serde_json::json!({ root.tag_name().name(): tree(root, lists) }))
 }
 
 /// What a platform's answer says in its error envelope, if it has one.
