@@ -815,7 +815,7 @@ async fn sync_from_pages(
     })
     .await;
     let names: Vec<String> = streams.iter().map(|(name, _, _)| name.clone()).collect();
-    let (app, ws, c) = connection_on_fake(entry, &fake.base, &names).await;
+    let (app, ws, c) = connection_on_fake(crate::harness::Backend::Embedded, entry, &fake.base, &names).await;
     let a = &app.stack.app;
     let budget = shared::flows::sync::Budget::until(std::time::Instant::now() + std::time::Duration::from_secs(60));
     let outcome = shared::entry::lambda::run_sync_job(a, shared::domain::messages::SyncJob::start(&c), budget).await;
@@ -959,6 +959,7 @@ fn a_planted_report_mistake_fails() {
 /// A connection of `entry` (its grant or key in the vault) whose every API
 /// host is the fake at `base`, syncing `streams`.
 pub(crate) async fn connection_on_fake(
+    backend: crate::harness::Backend,
     entry: &PlatformEntry,
     base: &str,
     streams: &[String],
@@ -980,7 +981,7 @@ pub(crate) async fn connection_on_fake(
     let text = hosts.iter().fold(text, |t, h| t.replace(h.as_str(), base));
     let overrides =
         json!({"platforms": {entry.id.as_str(): serde_json::from_str::<serde_json::Value>(&text).unwrap()}});
-    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.to_string().as_str())]).await;
+    let app = crate::harness::spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.to_string().as_str())]).await;
     let a = &app.stack.app;
     let (ws, now) = (WorkspaceId::parse("ws_described").unwrap(), app.clock_now());
     let params = vars(entry);

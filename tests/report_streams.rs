@@ -16,7 +16,7 @@ use shared::catalog::ReportFile;
 use shared::domain::messages::SyncJob;
 use shared::domain::Status;
 
-use crate::harness::{FakePlatform, Recorded, Reply};
+use crate::harness::{Backend, FakePlatform, Recorded, Reply};
 
 #[derive(Deserialize)]
 struct Example {
@@ -106,8 +106,13 @@ async fn every_report_stream_syncs_from_the_answer_its_vendor_documents() {
                     job.download_hosts = vec!["127.0.0.1".into()];
                 }
             }
-            let (app, ws, c) =
-                crate::conformance::connection_on_fake(&patched, &fake.base, std::slice::from_ref(&stream.name)).await;
+            let (app, ws, c) = crate::conformance::connection_on_fake(
+                Backend::Embedded,
+                &patched,
+                &fake.base,
+                std::slice::from_ref(&stream.name),
+            )
+            .await;
             let a = &app.stack.app;
             // The first job, then its continuations (a report job's polls).
             let mut job = SyncJob::start(&c);
@@ -172,4 +177,145 @@ async fn every_report_stream_syncs_from_the_answer_its_vendor_documents() {
     ] {
         assert!(synced.iter().any(|s| s.starts_with(platform)), "{platform} declares no report stream: {synced:?}");
     }
+}
+
+/// A fake Amazon Ads reporting API: each created report is pending for two
+/// polls, then completed (or failed, when `fail` is set at its creation).
+struct AsyncFake {
+    fake: FakePlatform,
+    creates: Arc<Mutex<u32>>,
+    polls: Arc<Mutex<BTreeMap<String, u32>>>,
+    fail: Arc<Mutex<bool>>,
+}
+
+async fn async_fake() -> AsyncFake {
+    let (creates, polls, fail): (Arc<Mutex<u32>>, Arc<Mutex<BTreeMap<String, u32>>>, Arc<Mutex<bool>>) =
+        Default::default();
+    let failing: Arc<Mutex<Vec<String>>> = Arc::default();
+    let base: Arc<Mutex<String>> = Arc::default();
+    let (c, p, f, b) = (creates.clone(), polls.clone(), fail.clone(), base.clone());
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        let today = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+        match (r.method.as_str(), r.path.as_str()) {
+            ("POST", "/reporting/reports") => {
+                let mut n = c.lock().unwrap();
+                *n += 1;
+                let id = format!("rep-{n}");
+                if *f.lock().unwrap() {
+                    failing.lock().unwrap().push(id.clone());
+                }
+                Reply::Json(200, json!({"reportId": id, "status": "PENDING"}))
+            }
+            ("GET", "/report-file") => Reply::Bytes(
+                200,
+                "application/octet-stream",
+                file_bytes(
+                    ReportFile::GzipJson,
+                    &json!([{"date": today, "campaignId": 1, "campaignName": "Brand", "cost": 2.5, "campaignBudgetCurrencyCode": "USD"}]),
+                ),
+            ),
+            ("GET", path) if path.starts_with("/reporting/reports/") => {
+                let id = path.trim_start_matches("/reporting/reports/").to_owned();
+                if failing.lock().unwrap().contains(&id) {
+                    return Reply::Json(200, json!({"reportId": id, "status": "FAILED", "failureReason": "Internal error"}));
+                }
+                let mut polls = p.lock().unwrap();
+                let n = polls.entry(id.clone()).or_default();
+                *n += 1;
+                if *n < 3 {
+                    Reply::Json(200, json!({"reportId": id, "status": "PROCESSING", "url": null}))
+                } else {
+                    let url = format!("{}/report-file", b.lock().unwrap());
+                    Reply::Json(200, json!({"reportId": id, "status": "COMPLETED", "url": url}))
+                }
+            }
+            _ => Reply::Json(404, json!({"code": "404", "details": "not found"})),
+        }
+    })
+    .await;
+    *base.lock().unwrap() = fake.base.clone();
+    AsyncFake { fake, creates, polls, fail }
+}
+
+fn amazon_one_window(hosts: &[&str]) -> shared::catalog::PlatformEntry {
+    let mut entry = crate::conformance::catalog().get("amazon_ads").unwrap().clone();
+    let s = entry.streams.iter_mut().find(|s| s.name == "sponsored_products_campaigns").unwrap();
+    let r = s.report.as_mut().unwrap();
+    (r.history_days, r.window_days) = (Some(2), 3);
+    r.job.as_mut().unwrap().download_hosts = hosts.iter().map(|h| h.to_string()).collect();
+    entry
+}
+
+both!(an_async_report_is_created_once_polled_on_continuations_and_asked_again_after_it_fails);
+
+async fn an_async_report_is_created_once_polled_on_continuations_and_asked_again_after_it_fails(backend: Backend) {
+    let f = async_fake().await;
+    let entry = amazon_one_window(&["127.0.0.1"]);
+    let streams = ["sponsored_products_campaigns".to_owned()];
+    let (app, ws, c) = crate::conformance::connection_on_fake(backend, &entry, &f.fake.base, &streams).await;
+    let a = &app.stack.app;
+    let run = |job: SyncJob| shared::entry::lambda::run_sync_job(a, job, crate::sync::budget_for_tests());
+    let load = || async { a.repo.connection(&ws, &c.id).await.unwrap().value };
+    // The first job creates the report, saves its id and goes on later.
+    run(SyncJob::start(&c)).await.unwrap();
+    let after = load().await;
+    assert!(after.running.is_some(), "the run waits for the report");
+    let page = after.cursors["sponsored_products_campaigns"].page.clone().unwrap();
+    assert!(page.contains("rep-1"), "the report's id is saved: {page}");
+    assert_eq!(*f.creates.lock().unwrap(), 1);
+    // Its continuation, delivered twice (queues deliver at least once):
+    // the same report is polled, never created again.
+    let resume = SyncJob::resume(&after);
+    run(resume.clone()).await.unwrap();
+    run(resume).await.unwrap();
+    assert_eq!((*f.creates.lock().unwrap(), f.polls.lock().unwrap()["rep-1"]), (1, 2));
+    assert!(load().await.running.is_some(), "still processing");
+    // Completed: downloaded once, read, the run over.
+    run(SyncJob::resume(&load().await)).await.unwrap();
+    let after = load().await;
+    assert!(after.running.is_none() && after.status == Status::Connected, "{:?}", after.last_error);
+    assert_eq!(f.fake.requests_to("/report-file").len(), 1);
+    let today = chrono::Utc::now().date_naive().format("%Y-%m-%d").to_string();
+    let facts = a.sink.get(&format!("spend/{ws}/{today}/{}-sponsored_products_campaigns.jsonl", c.id)).await.unwrap();
+    let fact: Value = serde_json::from_slice(facts.unwrap().split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!((fact["spend"].as_str(), fact["currency"].as_str()), (Some("2.5"), Some("USD")));
+    // The next report fails at Amazon: the run fails with the reason, and
+    // the run after it asks for a new report rather than polling the dead one.
+    *f.fail.lock().unwrap() = true;
+    app.clock.advance(chrono::Duration::days(1));
+    run(SyncJob::start(&after).triggered(shared::domain::SyncTrigger::Scheduled)).await.unwrap();
+    assert_eq!(*f.creates.lock().unwrap(), 2);
+    let _ = run(SyncJob::resume(&load().await)).await;
+    let failed = load().await;
+    assert!(failed.last_error.as_ref().is_some_and(|e| e.message.contains("FAILED")), "{:?}", failed.last_error);
+    *f.fail.lock().unwrap() = false;
+    app.clock.advance(chrono::Duration::days(1));
+    let _ = run(SyncJob::start(&load().await).triggered(shared::domain::SyncTrigger::Scheduled)).await;
+    assert_eq!(*f.creates.lock().unwrap(), 3, "asked again");
+    assert!(!f.polls.lock().unwrap().contains_key("rep-2"), "the failed report is never polled as pending");
+}
+
+/// A report file on a host the catalog does not name is not downloaded:
+/// the address comes from the platform's answer, not from us.
+#[tokio::test]
+async fn a_report_file_elsewhere_than_the_declared_hosts_is_not_downloaded() {
+    let f = async_fake().await;
+    let entry = amazon_one_window(&["*.amazonaws.com"]);
+    let streams = ["sponsored_products_campaigns".to_owned()];
+    let (app, ws, c) = crate::conformance::connection_on_fake(Backend::Embedded, &entry, &f.fake.base, &streams).await;
+    let a = &app.stack.app;
+    let run = |job: SyncJob| shared::entry::lambda::run_sync_job(a, job, crate::sync::budget_for_tests());
+    run(SyncJob::start(&c)).await.unwrap();
+    for _ in 0..3 {
+        let current = a.repo.connection(&ws, &c.id).await.unwrap().value;
+        let _ = run(SyncJob::resume(&current)).await;
+    }
+    let after = a.repo.connection(&ws, &c.id).await.unwrap().value;
+    assert_eq!(
+        after.last_error.as_ref().map(|e| e.code.as_str()),
+        Some("address_not_allowed"),
+        "{:?}",
+        after.last_error
+    );
+    assert!(f.fake.requests_to("/report-file").is_empty());
 }

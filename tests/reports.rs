@@ -26,7 +26,10 @@ pub(crate) fn schema() -> jsonschema::Validator {
     jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
 }
 
-both!(ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself);
+both!(
+    ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself,
+    the_first_sync_reads_the_newest_days_first_and_counts_its_windows,
+);
 
 async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_itself(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
@@ -70,4 +73,44 @@ async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_it
     // The raw rows of a day sit beside its facts.
     let raw = a.sink.list(&format!("reports/ws_spend/{}/ad_spend/", c.id)).await.unwrap();
     assert_eq!(raw.len(), 32);
+}
+
+/// The history is read from today backwards, a window at a time, so the
+/// last days are there first; the connection shows windows done of planned.
+async fn the_first_sync_reads_the_newest_days_first_and_counts_its_windows(backend: Backend) {
+    let sandbox = shared::catalog::Catalog::load(&shared::catalog::CatalogOptions {
+        public_base_url: "http://unused".into(),
+        include_sandbox: true,
+        overrides: None,
+    })
+    .unwrap();
+    let spend = sandbox.get("sandbox_oauth").unwrap().streams.iter().find(|s| s.name == "ad_spend").unwrap().clone();
+    let overrides = serde_json::json!({"platforms": {"sandbox_oauth": {"streams": [spend]}}}).to_string();
+    let app = spawn_app_on(backend, &[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let (_, c) = crate::lifecycle::connect_sandbox(&app, "ws_newest", "acct_newest").await;
+    let a = &app.stack.app;
+    // One job with room for one page: the newest window (today and the six
+    // days before it), read whole, and nothing older yet.
+    let budget = shared::flows::sync::Budget {
+        deadline: std::time::Instant::now() + std::time::Duration::from_secs(60),
+        max_pages: Some(1),
+    };
+    shared::entry::lambda::run_sync_job(a, SyncJob::start(&c), budget).await.unwrap();
+    let today = app.clock_now().date_naive();
+    let day = |back: i64| (today - Duration::days(back)).format("%Y-%m-%d").to_string();
+    for back in 0..7 {
+        assert_eq!(facts_of(&app, "ws_newest", &day(back)).await.len(), 2, "{}", day(back));
+    }
+    assert!(facts_of(&app, "ws_newest", &day(7)).await.is_empty(), "older windows come later");
+    let t = app.token("ws_newest", "u", "staff").await;
+    let view = app.get_json(&format!("/v1/connections/{}", c.id), &t).await;
+    let progress = &view["progress"]["ad_spend"];
+    assert_eq!((progress["windows_done"].as_u64(), progress["windows_planned"].as_u64()), (Some(1), Some(5)), "{view}");
+    assert_eq!(progress["percent"], 20);
+    // The continuations read the rest, back to the history's first day.
+    local_stack::workers::drain(&app.stack, QueueKind::Sync).await.unwrap();
+    assert_eq!(facts_of(&app, "ws_newest", &day(30)).await.len(), 2);
+    let c = a.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
+    assert_eq!(c.status, Status::Connected, "{:?}", c.last_error);
+    assert_eq!((c.cursors["ad_spend"].windows_done, c.cursors["ad_spend"].windows_planned), (5, Some(5)));
 }

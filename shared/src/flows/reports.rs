@@ -216,12 +216,10 @@ async fn read_pages(
             Some(next) if count > 0 => state = Some(next),
             _ => return Ok(None),
         }
+        // A window is read whole (its pages are few): only the deadline
+        // stops it (in `fetch`), and the continuation reads it again, as
+        // nothing of it was written.
         run.pages += 1;
-        if budget.exhausted(run.pages) {
-            // The window is read again by the continuation: nothing of it
-            // was written.
-            return Ok(Some(StreamEnd::Stop(Outcome::Continued { delay_seconds: 0 })));
-        }
     }
 }
 
