@@ -189,8 +189,9 @@ struct AsyncFake {
 }
 
 async fn async_fake() -> AsyncFake {
-    let (creates, polls, fail): (Arc<Mutex<u32>>, Arc<Mutex<BTreeMap<String, u32>>>, Arc<Mutex<bool>>) =
-        Default::default();
+    let creates: Arc<Mutex<u32>> = Arc::default();
+    let polls: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let fail: Arc<Mutex<bool>> = Arc::default();
     let failing: Arc<Mutex<Vec<String>>> = Arc::default();
     let base: Arc<Mutex<String>> = Arc::default();
     let (c, p, f, b) = (creates.clone(), polls.clone(), fail.clone(), base.clone());
