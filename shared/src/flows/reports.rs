@@ -15,6 +15,7 @@
 use bytes::Bytes;
 use chrono::{Days, NaiveDate};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::accounts::{ACCOUNT_CURRENCY_PARAM, ACCOUNT_NAME_PARAM, ACCOUNT_PARAM, ACCOUNT_TIME_ZONE_PARAM};
@@ -326,55 +327,79 @@ fn file_row(
     Ok(())
 }
 
-/// One row's normalised daily fact (`docs/spend.schema.json`).
-fn spend_fact(run: &Run<'_>, stream: &StreamSpec, map: &SpendMapping, day: &str, row: &Row<'_>) -> serde_json::Value {
+/// One row's normalised daily fact (`docs/spend.schema.json`), borrowed
+/// from the row where it can be (it is written at once).
+#[derive(Serialize)]
+struct Fact<'a> {
+    date: &'a str,
+    platform: &'a str,
+    connection_id: &'a str,
+    stream: &'a str,
+    account_id: Option<Cow<'a, str>>,
+    account_name: Option<Cow<'a, str>>,
+    time_zone: Option<Cow<'a, str>>,
+    campaign_id: Option<Cow<'a, str>>,
+    campaign_name: Option<Cow<'a, str>>,
+    source: Option<Cow<'a, str>>,
+    currency: Option<Cow<'a, str>>,
+    spend: Option<String>,
+    impressions: Option<Count>,
+    clicks: Option<Count>,
+    conversions: Option<Count>,
+    conversion_value: Option<String>,
+    sessions: Option<Count>,
+    users: Option<Count>,
+}
+
+/// Counts stay whole where they are (conversions may be fractional).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Count {
+    Whole(u64),
+    Fraction(f64),
+}
+
+fn spend_fact<'a>(
+    run: &'a Run<'_>,
+    stream: &'a StreamSpec,
+    map: &SpendMapping,
+    day: &'a str,
+    row: &Row<'a>,
+) -> Fact<'a> {
     use std::str::FromStr;
-    let param = |name: &str| run.connection.params.get(name).cloned();
-    let text = |p: &Option<String>| p.as_deref().and_then(|p| row.text(p));
-    let decimal = |p: Option<&str>| {
-        p.and_then(|p| row.text(p)).and_then(|v| {
-            rust_decimal::Decimal::from_str(&v).ok().or_else(|| rust_decimal::Decimal::from_scientific(&v).ok())
-        })
+    let param = |name: &str| run.connection.params.get(name).map(|v| Cow::Borrowed(v.as_str()));
+    let text = |p: &Option<String>| p.as_deref().and_then(|p| row.text_ref(p));
+    let decimal = |p: &Option<String>, micros: bool| {
+        let v = text(p)?;
+        let d = rust_decimal::Decimal::from_str(&v).ok().or_else(|| rust_decimal::Decimal::from_scientific(&v).ok())?;
+        let d = if micros { d / rust_decimal::Decimal::from(1_000_000) } else { d };
+        Some(d.normalize().to_string())
     };
-    let micros = |d: Option<rust_decimal::Decimal>, yes: bool| {
-        if yes {
-            d.map(|d| d / rust_decimal::Decimal::from(1_000_000))
-        } else {
-            d
-        }
-    };
-    let spend = micros(decimal(map.spend.as_deref()), map.spend_micros);
-    let value = micros(decimal(map.conversion_value.as_deref()), map.conversion_value_micros);
-    // Counts stay whole where they are (conversions may be fractional).
     let count = |p: &Option<String>| {
         text(p).and_then(|v| {
-            v.parse::<u64>()
-                .map(serde_json::Value::from)
-                .ok()
-                .or_else(|| v.parse::<f64>().ok().map(serde_json::Value::from))
+            v.parse::<u64>().map(Count::Whole).ok().or_else(|| v.parse::<f64>().ok().map(Count::Fraction))
         })
     };
-    let money = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string());
-    serde_json::json!({
-        "date": day,
-        "platform": run.connection.platform.as_str(),
-        "connection_id": run.connection.id,
-        "stream": stream.name,
-        "account_id": text(&map.account_id).or_else(|| param(ACCOUNT_PARAM)),
-        "account_name": text(&map.account_name).or_else(|| param(ACCOUNT_NAME_PARAM)),
-        "time_zone": text(&map.time_zone).or_else(|| param(ACCOUNT_TIME_ZONE_PARAM)),
-        "campaign_id": text(&map.campaign_id),
-        "campaign_name": text(&map.campaign_name),
-        "source": text(&map.source),
-        "currency": text(&map.currency).or_else(|| param(ACCOUNT_CURRENCY_PARAM)),
-        "spend": money(spend),
-        "impressions": count(&map.impressions),
-        "clicks": count(&map.clicks),
-        "conversions": count(&map.conversions),
-        "conversion_value": money(value),
-        "sessions": count(&map.sessions),
-        "users": count(&map.users),
-    })
+    Fact {
+        date: day,
+        platform: run.connection.platform.as_str(),
+        connection_id: run.connection.id.as_str(),
+        stream: &stream.name,
+        account_id: text(&map.account_id).or_else(|| param(ACCOUNT_PARAM)),
+        account_name: text(&map.account_name).or_else(|| param(ACCOUNT_NAME_PARAM)),
+        time_zone: text(&map.time_zone).or_else(|| param(ACCOUNT_TIME_ZONE_PARAM)),
+        campaign_id: text(&map.campaign_id),
+        campaign_name: text(&map.campaign_name),
+        source: text(&map.source),
+        currency: text(&map.currency).or_else(|| param(ACCOUNT_CURRENCY_PARAM)),
+        spend: decimal(&map.spend, map.spend_micros),
+        impressions: count(&map.impressions),
+        clicks: count(&map.clicks),
+        conversions: count(&map.conversions),
+        conversion_value: decimal(&map.conversion_value, map.conversion_value_micros),
+        sessions: count(&map.sessions),
+        users: count(&map.users),
+    }
 }
 
 #[cfg(test)]

@@ -228,9 +228,14 @@ impl<'d> Row<'d> {
 
     /// A string or a number, as text.
     pub fn text(&self, pointer: &str) -> Option<String> {
+        self.text_ref(pointer).map(std::borrow::Cow::into_owned)
+    }
+
+    /// A string (borrowed) or a number (as text).
+    pub fn text_ref(&self, pointer: &str) -> Option<std::borrow::Cow<'d, str>> {
         match self.at(pointer)? {
-            Value::String(s) if !s.is_empty() => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
+            Value::String(s) if !s.is_empty() => Some(std::borrow::Cow::Borrowed(s.as_str())),
+            Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
             _ => None,
         }
     }
@@ -238,7 +243,10 @@ impl<'d> Row<'d> {
     /// The row as written to the raw report table: itself, with the plain
     /// values of the elements around it (`_parents`, nearest first) when
     /// there are any, so each raw row stands on its own.
-    pub fn raw(&self) -> Value {
+    pub fn raw(&self) -> std::borrow::Cow<'d, Value> {
+        if self.up[0].is_none() {
+            return std::borrow::Cow::Borrowed(self.value);
+        }
         let parents: Vec<Value> = self
             .up
             .iter()
@@ -253,13 +261,13 @@ impl<'d> Row<'d> {
                 other => (*other).clone(),
             })
             .collect();
-        match (self.value, parents.is_empty()) {
-            (Value::Object(map), false) => {
+        match self.value {
+            Value::Object(map) => {
                 let mut map = map.clone();
                 map.insert("_parents".into(), Value::Array(parents));
-                Value::Object(map)
+                std::borrow::Cow::Owned(Value::Object(map))
             }
-            (v, _) => v.clone(),
+            v => std::borrow::Cow::Borrowed(v),
         }
     }
 }
@@ -267,7 +275,7 @@ impl<'d> Row<'d> {
 /// A row's day: `row_date_format` when declared, else `YYYY-MM-DD` at the
 /// start of the value.
 pub fn day(spec: &ReportSpec, row: &Row<'_>) -> Option<NaiveDate> {
-    let text = row.text(&spec.date_pointer)?;
+    let text = row.text_ref(&spec.date_pointer)?;
     match &spec.row_date_format {
         Some(format) => NaiveDate::parse_from_str(&text, format).ok(),
         None => NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok(),
@@ -302,7 +310,7 @@ pub fn read_file(
         ReportFile::Json | ReportFile::GzipJson => {
             let doc: Value = serde_json::from_reader(reader).map_err(|e| bad(e.to_string()))?;
             for row in rows(&doc, rows_pointer) {
-                on_row(row.raw())?;
+                on_row(row.raw().into_owned())?;
             }
         }
         ReportFile::JsonLines | ReportFile::GzipJsonLines => {
