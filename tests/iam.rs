@@ -68,9 +68,11 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
         ]),
         // flows::connections, flows::authorizations (removal revokes at the
-        // platform, deletes secrets and alerts), flows::sync::sync_now
+        // platform, deletes secrets and alerts), flows::sync::sync_now,
+        // flows::spend (the daily spend table)
         ("ConnectionsApiFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            (vec!["s3:GetObject"], vec!["bucket/spend/*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),

@@ -60,6 +60,9 @@ async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_it
     assert_eq!(before[0]["conversions"], 3, "{before:?}");
     // A day later the platform has restated it: the next run re-reads the
     // last three days and today, and the day is replaced, not duplicated.
+    // (Tokens are minted before the clock moves.)
+    let staff = app.token("ws_spend", "u", "staff").await;
+    let viewer = app.token("ws_spend", "v", "client_viewer").await;
     app.clock.advance(Duration::days(1));
     let job = SyncJob::start(&c).triggered(SyncTrigger::Scheduled);
     shared::entry::lambda::run_sync_job(a, job, crate::sync::budget_for_tests()).await.unwrap();
@@ -70,6 +73,37 @@ async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_it
     let c = a.repo.connection(&c.workspace_id, &c.id).await.unwrap().value;
     assert_eq!(c.cursors["ad_spend"].records_this_run, 8, "three days back and today, two rows each");
     assert_eq!(facts_of(&app, "ws_spend", &old_day).await, old_before, "older days are not read again");
+    // The table read back for a dashboard: the facts and each day's total,
+    // as the restated day stands now.
+    let read = app.get_json(&format!("/v1/spend?from={old_day}&to={yesterday}"), &staff).await;
+    assert_eq!(read["facts"].as_array().unwrap().len(), 20, "ten days, two campaigns");
+    let last = read["facts"].as_array().unwrap().iter().rev().find(|f| f["date"] == yesterday.as_str()).unwrap();
+    assert_eq!(last["conversions"], 4);
+    let totals = read["totals"].as_array().unwrap();
+    assert_eq!(totals.len(), 10);
+    let sum: rust_decimal::Decimal =
+        after.iter().map(|f| f["spend"].as_str().unwrap().parse::<rust_decimal::Decimal>().unwrap()).sum();
+    assert_eq!(
+        totals[9],
+        serde_json::json!({"date": yesterday, "currency": "EUR", "spend": sum.normalize().to_string(), "connections": 1})
+    );
+    // A client viewer sees only their clients' connections (this one has none).
+    let theirs = app.get_json(&format!("/v1/spend?from={old_day}&to={yesterday}"), &viewer).await;
+    assert_eq!(theirs["facts"], serde_json::json!([]), "{theirs}");
+    // Bad ranges are refused with what to do.
+    let far = (today - Duration::days(40)).format("%Y-%m-%d").to_string();
+    for (query, field) in [
+        (format!("from={far}&to={yesterday}"), "to"),
+        (format!("from={yesterday}&to={far}"), "to"),
+        ("from=yesterday&to=today".into(), "from"),
+        (format!("to={yesterday}"), "from"),
+    ] {
+        let r = app.http.get(app.url(&format!("/v1/spend?{query}"))).bearer_auth(&staff).send().await.unwrap();
+        assert_eq!(r.status(), 422, "{query}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_input", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(field), "{query}: {body}");
+    }
     // The raw rows of a day sit beside its facts.
     let raw = a.sink.list(&format!("reports/ws_spend/{}/ad_spend/", c.id)).await.unwrap();
     assert_eq!(raw.len(), 32);

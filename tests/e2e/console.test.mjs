@@ -83,6 +83,10 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   await page.waitForFunction(() => document.querySelector("#connect-message").textContent.startsWith("Connected"));
   await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
   assert.match(await row(page, "sandbox_oauth").locator(".progress").innerText(), /100%/);
+  // Its daily ad spend (the sandbox's report) arrives in the spend table, newest day first.
+  await page.locator("#spend tbody tr[data-date]").first().waitFor({ timeout: 30_000 });
+  assert.equal(await page.locator("#spend tbody tr[data-date]").count(), 14);
+  assert.match(await page.locator("#spend tbody tr[data-date]").first().innerText(), /EUR/);
   // Freshness, the next scheduled sync and the run history.
   await page.waitForFunction(() => [...document.querySelectorAll("#connections td.next-sync")].some((td) => td.textContent));
   await row(page, "sandbox_oauth").locator("button.history").click();

@@ -208,10 +208,12 @@ async function refresh() {
   // periodic refresh racing a filter change) is dropped.
   const mine = ++generation;
   const filter = $("only-disconnected").checked ? "?status=disconnected" : "";
-  const [cs, auths, notes] = await Promise.all([
+  const day = (back) => new Date(Date.now() - back * 86_400_000).toISOString().slice(0, 10);
+  const [cs, auths, notes, spend] = await Promise.all([
     call("GET", "/v1/connections" + filter),
     call("GET", "/v1/authorizations"),
     call("GET", "/v1/notifications"),
+    call("GET", `/v1/spend?from=${day(13)}&to=${day(0)}`),
   ]);
   if (mine !== generation) return;
   const body = $("connections").querySelector("tbody");
@@ -232,6 +234,14 @@ async function refresh() {
       el("td", { class: "progress" }, progress(c)),
       fresh, el("td", { class: "next-sync" }, c.next_sync_at ? new Date(c.next_sync_at).toLocaleString() : ""), actions));
   }
+  const sb = $("spend").querySelector("tbody");
+  sb.replaceChildren();
+  const totals = ((spend.data && spend.data.totals) || []).slice().reverse();
+  for (const t of totals) {
+    sb.append(el("tr", { "data-date": t.date }, el("td", {}, t.date), el("td", { class: "amount" }, t.spend),
+      el("td", {}, t.currency || ""), el("td", {}, String(t.connections))));
+  }
+  if (!totals.length) sb.append(el("tr", {}, el("td", { colspan: "4" }, "No ad spend yet: connect an ad platform.")));
   const al = $("authorizations");
   al.replaceChildren();
   for (const a of (auths.data && auths.data.authorizations) || []) {

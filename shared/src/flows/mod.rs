@@ -41,6 +41,7 @@ pub mod refresh;
 pub mod reports;
 pub mod schedule;
 pub mod service;
+pub mod spend;
 pub mod sweep;
 pub mod sync;
 

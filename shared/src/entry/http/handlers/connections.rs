@@ -7,9 +7,24 @@ use serde_json::json;
 
 use super::{connection_id, json_body, query};
 use crate::domain::error::Error;
+use crate::domain::ids::ConnectionId;
 use crate::domain::Caller;
 use crate::entry::http::{json, views, Params};
 use crate::flows::{authorizations, connections, sync, App};
+
+/// `GET /v1/spend?from=YYYY-MM-DD&to=YYYY-MM-DD[&connection_id=]`: the
+/// daily spend table over the connections the caller may see.
+pub(super) async fn spend(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let day = |name: &'static str| -> Result<chrono::NaiveDate, Error> {
+        let text = query(request, name).ok_or_else(|| Error::invalid(name, "is required (YYYY-MM-DD)"))?;
+        chrono::NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+            .map_err(|_| Error::invalid(name, "must be a date (YYYY-MM-DD)"))
+    };
+    let (from, to) = (day("from")?, day("to")?);
+    let connection = query(request, "connection_id").map(|c| ConnectionId::parse(&c)).transpose()?;
+    let read = crate::flows::spend::daily(app, caller, from, to, connection.as_ref()).await?;
+    Ok(json(StatusCode::OK, &json!({"from": from, "to": to, "facts": read.facts, "totals": read.totals})))
+}
 
 pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let q = connections::ListQuery {

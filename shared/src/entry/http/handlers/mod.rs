@@ -59,6 +59,7 @@ pub(super) async fn dispatch(
         RouteId::DeleteConnection => connections::remove(app, caller()?, p).await,
         RouteId::SyncNow => connections::sync_now(app, caller()?, p).await,
         RouteId::ListRuns => connections::runs(app, caller()?, p, r).await,
+        RouteId::DailySpend => connections::spend(app, caller()?, r).await,
         RouteId::ListAuthorizations => authorizations::list(app, caller()?).await,
         RouteId::RenameAuthorization => authorizations::rename(app, caller()?, p, r).await,
         RouteId::RemoveAuthorization => authorizations::remove(app, caller()?, p).await,
