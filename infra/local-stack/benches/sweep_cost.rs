@@ -8,8 +8,8 @@
 //! bench starts (skipped if moto_server is not installed). Target: items
 //! read no more than twice the due count.
 
-use bytes::Bytes;
-use http_body_util::Full;
+mod support;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,32 +23,11 @@ use shared::store::Entity;
 use shared::wiring::{App, EmbeddedPorts, Ports};
 
 async fn fake_token_endpoint(calls: Arc<AtomicUsize>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else { return };
-            let calls = calls.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |_req: http::Request<hyper::body::Incoming>| {
-                    calls.fetch_add(1, Ordering::Relaxed);
-                    async move {
-                        let body = r#"{"access_token":"fresh","refresh_token":"rt-new","expires_in":3600}"#;
-                        Ok::<_, std::convert::Infallible>(
-                            http::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    base
+    support::serve(move |_| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        r#"{"access_token":"fresh","refresh_token":"rt-new","expires_in":3600}"#.to_owned()
+    })
+    .await
 }
 
 fn overrides(base: &str) -> String {
