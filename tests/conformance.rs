@@ -331,6 +331,8 @@ struct Request {
     headers: BTreeSet<String>,
     records_pointer: Option<String>,
     next_pointer: Option<String>,
+    /// Other fields read from the answer (a report job's id, status, file).
+    answers: Vec<(&'static str, String)>,
 }
 
 fn requests(entry: &PlatformEntry) -> Vec<Request> {
@@ -356,6 +358,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
             url,
             records_pointer: None,
             next_pointer: None,
+            answers: vec![],
         });
     }
     if let Some(key) = &entry.api_key {
@@ -368,6 +371,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
             url,
             records_pointer: None,
             next_pointer: None,
+            answers: vec![],
         });
     }
     for stream in entry.streams.iter().filter(|s| s.graphql.is_none()) {
@@ -388,6 +392,7 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
             url,
             records_pointer: Some(stream.records_pointer.clone()),
             next_pointer,
+            answers: vec![],
         });
     }
     out
@@ -421,6 +426,7 @@ fn report_requests(
             url: call.url.clone(),
             records_pointer: records,
             next_pointer: next,
+            answers: vec![],
         }
     };
     let call = reports::call(entry, stream, spec, &window).expect("the report call");
@@ -434,12 +440,16 @@ fn report_requests(
             out.push(sent(&call, format!("report {}", stream.name), Some(stream.records_pointer.clone()), next_pointer))
         }
         Some(job) => {
-            out.push(sent(&call, format!("report {} (create)", stream.name), None, None));
+            let mut create = sent(&call, format!("report {} (create)", stream.name), None, None);
+            create.answers = vec![("report id", job.id_pointer.clone())];
+            out.push(create);
             let mut poll = call.clone();
             poll.method = http::Method::from_bytes(job.poll_method.as_bytes()).unwrap();
             poll.url = platform::api_url(entry, &job.poll_path, &window).unwrap();
             poll.body = None;
-            out.push(sent(&poll, format!("report {} (poll)", stream.name), None, None));
+            let mut polled = sent(&poll, format!("report {} (poll)", stream.name), None, None);
+            polled.answers = vec![("report status", job.status_pointer.clone()), ("file URL", job.url_pointer.clone())];
+            out.push(polled);
         }
     }
     out
@@ -526,7 +536,10 @@ fn conformance(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
         }
         if !op.response_pointers.is_empty() {
             let known: BTreeSet<&str> = op.response_pointers.iter().map(String::as_str).collect();
-            for (what, pointer) in [("record list", &request.records_pointer), ("next page", &request.next_pointer)] {
+            let listed =
+                [("record list", request.records_pointer.clone()), ("next page", request.next_pointer.clone())];
+            let answers = request.answers.iter().map(|(what, p)| (*what, Some(p.clone())));
+            for (what, pointer) in listed.into_iter().chain(answers) {
                 if let Some(p) = pointer.as_deref().filter(|p| !p.is_empty()) {
                     if !described_pointer(&known, p) {
                         problems.push(format!(
@@ -940,10 +953,14 @@ fn a_planted_report_mistake_fails() {
         entry.streams.iter_mut().find(|s| s.name == name).unwrap().report = Some(spec);
         conformance(&entry, &facts.platforms[id])
     };
-    let no_granularity = plant("pinterest_ads", "account_analytics", &|s| {
-        s.query.remove("granularity");
+    let no_token = plant("pinterest_ads", "campaign_analytics", &|s| {
+        s.job.as_mut().unwrap().poll_path = "/ad_accounts/{account_id}/reports".into();
     });
-    assert!(no_granularity.iter().any(|p| p.contains("granularity")), "{no_granularity:?}");
+    assert!(no_token.iter().any(|p| p.contains("query parameter token")), "{no_token:?}");
+    let no_status = plant("pinterest_ads", "campaign_analytics", &|s| {
+        s.job.as_mut().unwrap().status_pointer = "/status".into();
+    });
+    assert!(no_status.iter().any(|p| p.contains("report status /status")), "{no_status:?}");
     let bad_body = plant("google_analytics", "traffic_by_source", &|s| {
         let body = s.body.as_mut().unwrap().as_object_mut().unwrap();
         let ranges = body.remove("dateRanges").unwrap();

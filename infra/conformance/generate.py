@@ -51,7 +51,7 @@ SOURCES = {
 # Platforms the catalog also POSTs to (report requests: GA4 runReport,
 # Amazon Ads reporting v3): their POST operations are facts too, with the
 # request body's fields.
-POST_FACTS = {"google_analytics", "amazon_ads"}
+POST_FACTS = {"google_analytics", "amazon_ads", "pinterest_ads"}
 
 # What the descriptions leave out but the vendors document, stated once.
 # Graph API edges page in an envelope (developers.facebook.com/docs/graph-api/results).
@@ -164,6 +164,15 @@ def server_base(doc, default=""):
     return default
 
 
+def properties(doc, schema, seen=()):
+    """The property names of an object schema, its `allOf` parts merged."""
+    schema = resolve(doc, schema, seen)
+    names = set(schema.get("properties") or {})
+    for part in schema.get("allOf") or []:
+        names |= properties(doc, part, seen)
+    return names
+
+
 def openapi_ops(doc, source):
     base = server_base(doc)
     if source.startswith("tiktok/"):
@@ -194,7 +203,13 @@ def openapi_ops(doc, source):
                     fields |= pointers(doc, schema)
                     if method == "get":
                         lists.update(record_lists(doc, schema))
+            body_fields = []
+            for media in (resolve(doc, op.get("requestBody") or {}).get("content") or {}).values():
+                if media.get("schema"):
+                    body_fields = sorted(properties(doc, media["schema"]))
+                    break
             ops.append({
+                **({"body_fields": body_fields} if body_fields and method != "get" else {}),
                 "method": method.upper(),
                 "url": url_join(base, path),
                 "required_query": query,

@@ -157,11 +157,12 @@ pub fn rows<'d>(doc: &'d Value, pointer: &str) -> Vec<Row<'d>> {
             return;
         };
         if *head == "*" {
-            // A single element where a list may be (an XML answer with one).
-            let items = match at {
-                Value::Array(items) => items.as_slice(),
-                Value::Object(_) => std::slice::from_ref(at),
-                _ => &[],
+            // Every element of a list, or every value of an object
+            // (Pinterest's report: a list of days per campaign id).
+            let items: Vec<&'d Value> = match at {
+                Value::Array(items) => items.iter().collect(),
+                Value::Object(map) => map.values().collect(),
+                _ => Vec::new(),
             };
             for item in items {
                 if tail.is_empty() {
@@ -169,8 +170,12 @@ pub fn rows<'d>(doc: &'d Value, pointer: &str) -> Vec<Row<'d>> {
                     out.push(Row { value: item, up });
                     continue;
                 }
-                let mut deeper = [Some(item), None, None, None];
-                deeper[1..].copy_from_slice(&up[..3]);
+                // An object is the context of the rows under it (a list is not).
+                let mut deeper = up;
+                if item.is_object() {
+                    deeper = [Some(item), None, None, None];
+                    deeper[1..].copy_from_slice(&up[..3]);
+                }
                 walk(item, tail, deeper, out);
             }
             return;
@@ -402,6 +407,11 @@ mod tests {
         let ids: Vec<_> = found.iter().map(|r| (r.text("../id").unwrap(), r.text("/stats/spend").unwrap())).collect();
         assert_eq!(ids, [("c1".into(), "1".into()), ("c1".into(), "2".into()), ("c2".into(), "3".into())]);
         assert_eq!(found[0].raw()["_parents"][0]["id"], "c1", "a raw row names its campaign");
+        // Pinterest: days per campaign id, no context from the lists.
+        let by_id = json!({"111": [{"DATE": "2025-01-01"}, {"DATE": "2025-01-02"}], "222": [{"DATE": "2025-01-01"}]});
+        let days = rows(&by_id, "/*/*");
+        assert_eq!(days.len(), 3);
+        assert_eq!(days[0].raw().as_ref(), &json!({"DATE": "2025-01-01"}));
         // Google Ads: a stream of batches.
         let batches = json!([{"results": [{"a": 1}]}, {"results": [{"a": 2}, {"a": 3}]}]);
         assert_eq!(rows(&batches, "/*/results").len(), 3);
