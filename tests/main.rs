@@ -56,4 +56,5 @@ mod report_streams;
 mod reports;
 mod service;
 mod sync;
+mod template;
 mod uploads;

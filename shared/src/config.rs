@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use crate::domain::error::Error;
 use crate::domain::messages::QueueKind;
 
+/// The API's URL learnt from API Gateway's request context (one API a process).
+static LEARNT_BASE_URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 /// Which adapter set backs the ports.
 /// The default of `CALLBACK_BUDGET_SECONDS`: the callback function's timeout
 /// (25 s in template.yaml) less 7 s for the state, vault and queue writes.
@@ -31,6 +34,8 @@ pub struct Config {
     /// The public base URL of the API (`https://api.example.com`); the OAuth
     /// redirect URI is exactly `{public_base_url}/v1/oauth/callback`.
     pub public_base_url: String,
+    /// The customer-managed KMS key of the secrets the service creates.
+    pub secrets_kms_key_id: Option<String>,
     /// Origins allowed for CORS and for `return_to`, compared exactly.
     pub allowed_origins: Vec<String>,
     pub alert_sender: String,
@@ -123,9 +128,18 @@ impl Config {
                 Some(_) => Err(Error::Config(format!("{k} must be true or false"))),
             }
         };
-        let public_base_url = get("PUBLIC_BASE_URL").unwrap_or_else(|| "http://127.0.0.1:3000".into());
-        url::Url::parse(&public_base_url)
-            .map_err(|_| Error::Config("PUBLIC_BASE_URL must be an absolute URL".into()))?;
+        // On AWS, no PUBLIC_BASE_URL means the API's own URL, learnt from
+        // the requests API Gateway passes (see `base_url`).
+        let public_base_url = match (get("PUBLIC_BASE_URL"), &backend) {
+            (Some(url), _) => url,
+            (None, Backend::Aws { .. }) => String::new(),
+            (None, Backend::Embedded { .. }) => "http://127.0.0.1:3000".into(),
+        };
+        if !public_base_url.is_empty() {
+            url::Url::parse(&public_base_url)
+                .map_err(|_| Error::Config("PUBLIC_BASE_URL must be an absolute URL".into()))?;
+        }
+        let secrets_kms_key_id = get("SECRETS_KMS_KEY_ID");
         let allowed_origins: Vec<String> = get("ALLOWED_ORIGINS")
             .unwrap_or_default()
             .split(',')
@@ -157,6 +171,7 @@ impl Config {
             secret_prefix: get("SECRET_PREFIX").unwrap_or_else(|| format!("connections/{stage}")),
             queue_urls,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
+            secrets_kms_key_id,
             allowed_origins,
             alert_sender: get("ALERT_SENDER").unwrap_or_else(|| "alerts@example.com".into()),
             catalog_overrides: get("CATALOG_OVERRIDES"),
@@ -207,7 +222,28 @@ impl Config {
 
     /// The exact OAuth redirect URI of this deployment.
     pub fn callback_url(&self) -> String {
-        format!("{}/v1/oauth/callback", self.public_base_url)
+        format!("{}/v1/oauth/callback", self.base_url())
+    }
+
+    /// The API's public URL: PUBLIC_BASE_URL, else the one API Gateway
+    /// serves this process from (learnt from the first request).
+    pub fn base_url(&self) -> String {
+        if self.public_base_url.is_empty() {
+            LEARNT_BASE_URL.get().cloned().unwrap_or_default()
+        } else {
+            self.public_base_url.clone()
+        }
+    }
+
+    /// Learns the API's URL from a request's context (the domain API
+    /// Gateway served it on, never a header the client chose), when
+    /// PUBLIC_BASE_URL is not set.
+    pub fn learn_base_url(&self, domain_name: &str) {
+        let plain =
+            !domain_name.is_empty() && domain_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if self.public_base_url.is_empty() && plain {
+            let _ = LEARNT_BASE_URL.set(format!("https://{domain_name}"));
+        }
     }
 
     pub fn origin_allowed(&self, origin: &str) -> bool {
@@ -229,6 +265,20 @@ mod tests {
         let c = with(&[]).unwrap();
         assert_eq!(c.backend, Backend::Embedded { data_dir: None });
         assert_eq!(c.callback_url(), "http://127.0.0.1:3000/v1/oauth/callback");
+        // On AWS without PUBLIC_BASE_URL: learnt from API Gateway's domain,
+        // once, and only a plain host name.
+        let aws = Config::from_lookup(|k| match k {
+            "CONNECTIONS_BACKEND" => Some("aws".to_owned()),
+            "SYNC_QUEUE_URL" | "NOTIFY_QUEUE_URL" => Some("https://sqs.example/q".to_owned()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(aws.public_base_url, "");
+        aws.learn_base_url("evil.example/path?");
+        assert_eq!(aws.base_url(), "", "not a host name: not learnt");
+        aws.learn_base_url("abc123.execute-api.eu-west-1.amazonaws.com");
+        aws.learn_base_url("other.example.com");
+        assert_eq!(aws.callback_url(), "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/oauth/callback");
         assert!(!c.sandbox_platforms);
     }
 

@@ -375,7 +375,7 @@ pub async fn start(app: &App, caller: &Caller, request: StartRequest) -> Result<
         expires_at: launch_expires,
     };
     app.repo.put_oauth_launch(launch_token.secret(), &launch, launch_expires).await?;
-    let mut launch_url = url::Url::parse(&format!("{}/v1/oauth/launch", app.config.public_base_url))
+    let mut launch_url = url::Url::parse(&format!("{}/v1/oauth/launch", app.config.base_url()))
         .map_err(|_| Error::Config("PUBLIC_BASE_URL is not a URL".into()))?;
     launch_url.query_pairs_mut().append_pair("l", launch_token.secret());
     tracing::info!(platform = %entry.id, workspace = %caller.workspace_id, "oauth flow started");

@@ -152,7 +152,8 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
         report.scheduled += 1;
     }
     if report.scheduled + report.stalled_requeued + report.unscheduled + report.stale > 0 {
-        tracing::info!(?report, "scheduler");
+        // `stale` is counted by the template's metric filter (newly stale connections).
+        tracing::info!(metric = "scheduler", stale = report.stale, scheduled = report.scheduled, ?report, "scheduler");
     }
     Ok(report)
 }

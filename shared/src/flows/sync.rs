@@ -753,6 +753,15 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
     if let Err(e) = app.repo.put_run(&record).await {
         tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
     }
+    if outcome != RunOutcome::Running {
+        // Counted by the template's metric filters (sync failure rate).
+        let outcome = match outcome {
+            RunOutcome::Failed => "failed",
+            RunOutcome::Disconnected => "disconnected",
+            _ => "succeeded",
+        };
+        tracing::info!(metric = "sync_run", outcome, connection = %c.id, "sync run finished");
+    }
     Some(record)
 }
 

@@ -99,7 +99,10 @@ impl App {
     pub fn aws_ports(config: &Config, sdk: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Ports {
         Ports {
             store: Arc::new(aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name)),
-            vault: Arc::new(aws::SecretsManagerVault::new(aws_sdk_secretsmanager::Client::new(sdk))),
+            vault: Arc::new(aws::SecretsManagerVault::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                config.secrets_kms_key_id.clone(),
+            )),
             queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
             mailer: Arc::new(aws::SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
             sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),

@@ -12,11 +12,13 @@ use crate::ports::SecretVault;
 #[derive(Clone)]
 pub struct SecretsManagerVault {
     client: Client,
+    /// The customer-managed key new secrets are encrypted with (else AWS's).
+    kms_key_id: Option<String>,
 }
 
 impl SecretsManagerVault {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
+        Self { client, kms_key_id }
     }
 }
 
@@ -36,7 +38,14 @@ impl SecretVault for SecretsManagerVault {
                 Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {}
                 Err(e) => return Err(unavailable(e)),
             }
-            let create = self.client.create_secret().name(name).secret_string(value.expose_secret()).send().await;
+            let create = self
+                .client
+                .create_secret()
+                .name(name)
+                .secret_string(value.expose_secret())
+                .set_kms_key_id(self.kms_key_id.clone())
+                .send()
+                .await;
             match create {
                 Ok(_) => return Ok(()),
                 // Created by a concurrent writer: store our value as a new version.

@@ -256,6 +256,17 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
 /// Handles one request for one function: the entry point of every HTTP
 /// Lambda and of the local gateway.
 pub async fn handle(app: &App, function: Function, request: Request) -> Response<Body> {
+    // Without PUBLIC_BASE_URL, the API's URL is the domain API Gateway
+    // served the request on (the OAuth redirect URI is built from it).
+    if app.config.public_base_url.is_empty() {
+        use lambda_http::request::RequestContext;
+        use lambda_http::RequestExt;
+        if let Some(RequestContext::ApiGatewayV2(ctx)) = request.request_context_ref() {
+            if let Some(domain) = &ctx.domain_name {
+                app.config.learn_base_url(domain);
+            }
+        }
+    }
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let found = find_route(&method, &path).and_then(|(route, params)| {

@@ -83,7 +83,7 @@ fn flow_cookie(app: &App, name: String, value: String, max_age: cookie::time::Du
         .path("/v1/oauth")
         .http_only(true)
         .same_site(cookie::SameSite::Lax)
-        .secure(app.config.public_base_url.starts_with("https://"))
+        .secure(app.config.base_url().starts_with("https://"))
         .max_age(max_age)
         .build()
 }

@@ -1,0 +1,165 @@
+//! The template as CloudFormation sees it (after the SAM transform, by
+//! `infra/template/translate.py` with the translator cfn-lint installs),
+//! held to the operating rules: every function's logs kept for the
+//! retention parameter, an errors and a throttles alarm per function, a
+//! concurrency cap per queue consumer, visibility timeouts at six times the
+//! consumer's timeout, a dead-letter queue per source with a depth alarm
+//! (EventBridge's own, writable by it), the stateful resources retained, an
+//! alarm topic CloudWatch can publish to, the operator's other alarms and a
+//! dashboard, and a schedule name that a second stage does not collide with.
+
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+fn translated() -> Value {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::process::Command::new("python3")
+        .arg(root.join("infra/template/translate.py"))
+        .output()
+        .expect("python3 runs (infra/test installs cfn-lint, whose SAM translator this uses)");
+    assert!(
+        out.status.success(),
+        "the template did not translate (pip install cfn-lint): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the translated template is JSON")
+}
+
+fn of_type<'t>(t: &'t Value, kind: &str) -> Vec<(&'t String, &'t Value)> {
+    t["Resources"].as_object().unwrap().iter().filter(|(_, r)| r["Type"] == kind).collect()
+}
+
+fn reference(v: &Value) -> Option<&str> {
+    v.get("Ref").and_then(Value::as_str).or_else(|| v.get("Fn::GetAtt").and_then(|a| a[0].as_str()))
+}
+
+#[test]
+fn the_translated_template_keeps_the_operating_rules() {
+    let t = translated();
+    let r = &t["Resources"];
+    let functions = of_type(&t, "AWS::Lambda::Function");
+    assert_eq!(functions.len(), 10);
+    let alarms = of_type(&t, "AWS::CloudWatch::Alarm");
+    let alarm_on = |namespace: &str, metric: &str, dimension: &str| {
+        alarms.iter().any(|(_, a)| {
+            let p = &a["Properties"];
+            p["Namespace"] == namespace
+                && p["MetricName"] == metric
+                && p["Dimensions"]
+                    .as_array()
+                    .is_some_and(|d| d.iter().any(|d| reference(&d["Value"]) == Some(dimension)))
+                && p["AlarmActions"].as_array().is_some_and(|a| a.iter().any(|a| reference(a) == Some("OpsTopic")))
+        })
+    };
+    let mut problems = Vec::new();
+    for (name, f) in &functions {
+        let p = &f["Properties"];
+        // Logs: its own group, kept for LogRetentionDays.
+        match reference(&p["LoggingConfig"]["LogGroup"]) {
+            Some(group) if r[group]["Properties"]["RetentionInDays"]["Ref"] == "LogRetentionDays" => {}
+            other => problems.push(format!("{name}: logs not in a group kept LogRetentionDays ({other:?})")),
+        }
+        for metric in ["Errors", "Throttles"] {
+            if !alarm_on("AWS/Lambda", metric, name) {
+                problems.push(format!("{name}: no {metric} alarm to the ops topic"));
+            }
+        }
+    }
+    // Queue consumers: capped, with visibility at 6 x the function's timeout.
+    let mappings = of_type(&t, "AWS::Lambda::EventSourceMapping");
+    assert!(mappings.len() >= 2);
+    let mut consumed = BTreeSet::new();
+    for (name, m) in &mappings {
+        let p = &m["Properties"];
+        if p["ScalingConfig"]["MaximumConcurrency"].is_null() {
+            problems.push(format!("{name}: no ScalingConfig.MaximumConcurrency"));
+        }
+        let queue = reference(&p["EventSourceArn"]).unwrap();
+        let function = reference(&p["FunctionName"]).unwrap();
+        consumed.insert(queue.to_owned());
+        let timeout = r[function]["Properties"]["Timeout"].as_u64().unwrap();
+        let visibility = r[queue]["Properties"]["VisibilityTimeout"].as_u64().unwrap_or(30);
+        if visibility != 6 * timeout {
+            problems.push(format!("{queue}: visibility {visibility} s, not 6 x {function}'s {timeout} s"));
+        }
+        if !alarm_on("AWS/SQS", "ApproximateAgeOfOldestMessage", queue) {
+            problems.push(format!("{queue}: no alarm on the age of its oldest message"));
+        }
+    }
+    // Dead letters: every redrive and every rule has its own DLQ, alarmed;
+    // a rule's DLQ lets EventBridge write and is no consumer's DLQ.
+    let mut consumer_dlqs = BTreeSet::new();
+    for queue in &consumed {
+        match reference(&r[queue.as_str()]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) {
+            Some(dlq) => {
+                consumer_dlqs.insert(dlq.to_owned());
+            }
+            None => problems.push(format!("{queue}: no dead-letter queue")),
+        }
+    }
+    for (name, rule) in of_type(&t, "AWS::Events::Rule") {
+        for target in rule["Properties"]["Targets"].as_array().unwrap() {
+            let Some(dlq) = reference(&target["DeadLetterConfig"]["Arn"]) else {
+                problems.push(format!("{name}: a target without a dead-letter queue"));
+                continue;
+            };
+            if consumer_dlqs.contains(dlq) {
+                problems.push(format!("{name}: its dead letters would land in a queue consumer's DLQ {dlq}"));
+            }
+            let writable = of_type(&t, "AWS::SQS::QueuePolicy").iter().any(|(_, q)| {
+                let p = &q["Properties"];
+                p["Queues"].as_array().unwrap().iter().any(|q| reference(q) == Some(dlq))
+                    && p["PolicyDocument"]["Statement"].as_array().unwrap().iter().any(|s| {
+                        s["Principal"]["Service"] == "events.amazonaws.com" && s["Action"] == "sqs:SendMessage"
+                    })
+            });
+            if !writable {
+                problems.push(format!("{name}: EventBridge may not write its dead-letter queue {dlq}"));
+            }
+            consumer_dlqs.insert(dlq.to_owned());
+        }
+    }
+    for dlq in &consumer_dlqs {
+        if !alarm_on("AWS/SQS", "ApproximateNumberOfMessagesVisible", dlq) {
+            problems.push(format!("{dlq}: no depth alarm"));
+        }
+    }
+    // Stateful resources survive a delete and a replacement.
+    for kind in ["AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SQS::Queue"] {
+        for (name, res) in of_type(&t, kind) {
+            if res["DeletionPolicy"] != "Retain" || res["UpdateReplacePolicy"] != "Retain" {
+                problems.push(format!("{name}: not retained on delete and replacement"));
+            }
+        }
+    }
+    // The alarm topic: a key CloudWatch may use (not the AWS-managed SNS key).
+    let topic = &r["OpsTopic"]["Properties"];
+    match reference(&topic["KmsMasterKeyId"]) {
+        Some(key) => {
+            let statements = r[key]["Properties"]["KeyPolicy"]["Statement"].as_array().unwrap();
+            if !statements.iter().any(|s| s["Principal"]["Service"] == "cloudwatch.amazonaws.com") {
+                problems.push("the alarm topic's key does not let CloudWatch publish".into());
+            }
+        }
+        None => {
+            problems.push(format!("the alarm topic's key {} does not let CloudWatch publish", topic["KmsMasterKeyId"]))
+        }
+    }
+    // The operator's other alarms, and the dashboard.
+    let named = |n: &str| r.get(n).is_some_and(|a| a["Type"] == "AWS::CloudWatch::Alarm");
+    for alarm in ["Api5xxAlarm", "SyncFailureRateAlarm", "StaleConnectionsAlarm"] {
+        if !named(alarm) {
+            problems.push(format!("no {alarm}"));
+        }
+    }
+    if of_type(&t, "AWS::CloudWatch::Dashboard").is_empty() {
+        problems.push("no dashboard".into());
+    }
+    // A second stage in the same account and region: no fixed schedule names.
+    for (name, s) in of_type(&t, "AWS::Scheduler::Schedule") {
+        if !s["Properties"]["Name"].is_null() {
+            problems.push(format!("{name}: a fixed name"));
+        }
+    }
+    assert!(problems.is_empty(), "the template breaks its operating rules:\n{}", problems.join("\n"));
+}
