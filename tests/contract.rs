@@ -81,3 +81,17 @@ fn the_template_deploys_every_route_on_its_function() {
     }
     assert!(!template.contains("/dev/token"), "the development token route is local only");
 }
+
+/// The README's API section lists every operation (a frontend team reads
+/// it first).
+#[test]
+fn the_readme_lists_every_operation() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split("\n## API\n").nth(1).unwrap().split("\n## ").next().unwrap();
+    let missing: Vec<String> = ROUTES
+        .iter()
+        .map(|r| format!("`{} {}`", r.method, r.path))
+        .filter(|op| !section.contains(op.as_str()))
+        .collect();
+    assert!(missing.is_empty(), "the README's API section does not list {missing:?}");
+}
