@@ -282,6 +282,7 @@ async fn unknown_routes_and_methods_use_the_error_shape() {
     assert_eq!((status, error_code(&body).as_str()), (404, "route_not_found"));
     let r = app.http.put(app.url("/v1/connections")).send().await.unwrap();
     assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, POST, OPTIONS", "a 405 names the methods the route takes");
     let t = app.token("ws", "u", "admin").await;
     let (status, body) = get(&app, "/v1/connections/not-an-id", Some(&t)).await;
     assert_eq!((status, error_code(&body).as_str()), (404, "not_found"));

@@ -369,3 +369,20 @@ async fn an_upload_schedule_is_cleared_with_null() {
         .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["upload_schedule"], Value::Null);
 }
+
+/// A removed connection's uploads are gone with it (schemathesis found one
+/// still readable).
+#[tokio::test]
+async fn a_removed_connections_uploads_are_not_readable() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_gone", "u", "admin").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let (status, up) = upload(&app, &t, &id, "", "date,category,amount,currency\n2026-11-01,shipping,10,EUR\n").await;
+    assert_eq!(status, 201, "{up}");
+    let path = format!("/v1/connections/{id}/uploads/{}", up["id"].as_str().unwrap());
+    assert_eq!(app.http.get(app.url(&path)).bearer_auth(&t).send().await.unwrap().status(), 200);
+    let deleted = app.http.delete(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(deleted.status(), 204);
+    let after = app.http.get(app.url(&path)).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(after.status(), 404);
+}

@@ -13,7 +13,8 @@ pub enum Error {
     #[error("no route for this method and path")]
     RouteNotFound,
     #[error("method not allowed")]
-    MethodNotAllowed,
+    /// The path exists with other methods (`allow`: them, for `Allow`).
+    MethodNotAllowed { allow: String },
     #[error("authentication required: {0}")]
     Unauthenticated(&'static str),
     #[error("this action needs the {needed} role")]

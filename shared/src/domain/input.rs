@@ -19,8 +19,10 @@ fn is_disguising(c: char) -> bool {
 /// trimmed, 1 to 100 characters, no control characters, no line separators
 /// and no bidirectional overrides.
 pub fn check_name(name: &str) -> Result<String, Error> {
+    // The length as sent (the documented maxLength), then trimmed.
+    let sent = name.chars().count();
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(|c| c.is_control() || is_disguising(c)) {
+    if name.is_empty() || sent > 100 || name.chars().any(|c| c.is_control() || is_disguising(c)) {
         return Err(Error::invalid(
             "name",
             "must be 1 to 100 printable characters, without line breaks or direction controls",

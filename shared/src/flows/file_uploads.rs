@@ -581,9 +581,9 @@ pub async fn list(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Vec<U
 
 /// One upload of a connection.
 pub async fn get(app: &App, caller: &Caller, id: &ConnectionId, upload: &UploadId) -> Result<Upload, Error> {
-    if caller.clients.is_some() {
-        visible_file_connection(app, caller, id).await?;
-    }
+    // The connection first: a removed connection's uploads are gone with it
+    // (and a client viewer sees only their clients').
+    visible_file_connection(app, caller, id).await?;
     Ok(app.repo.upload(&caller.workspace_id, id, upload).await?.value)
 }
 

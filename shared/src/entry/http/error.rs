@@ -56,7 +56,7 @@ pub fn describe(e: &Error) -> Described {
             "There is no such route.",
             "See docs/openapi.json for the routes of this API.",
         ),
-        Error::MethodNotAllowed => d(
+        Error::MethodNotAllowed { .. } => d(
             S::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "This route does not take that method.",
@@ -179,7 +179,14 @@ pub fn response(e: &Error) -> Response<Body> {
         // The detail (never a secret) goes to the log, not to the caller.
         tracing::error!(code = described.code, detail = %e, "request failed");
     }
-    body(&described)
+    let mut r = body(&described);
+    // RFC 9110 §15.5.6: a 405 names the methods the route takes.
+    if let Error::MethodNotAllowed { allow } = e {
+        if let Ok(v) = http::HeaderValue::from_str(allow) {
+            r.headers_mut().insert(http::header::ALLOW, v);
+        }
+    }
+    r
 }
 
 pub fn body(d: &Described) -> Response<Body> {

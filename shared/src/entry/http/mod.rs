@@ -230,16 +230,24 @@ fn match_path(template: &'static str, path: &str) -> Option<Params> {
 /// the path exists with other methods.
 pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params), Error> {
     let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
-    let mut path_known = false;
-    for r in ROUTES {
+    let mut allowed: Vec<&str> = Vec::new();
+    // A path a route names literally (`/v1/connections/api-key`) is that
+    // route's, never a `{id}` of another (`/v1/connections/{id}`).
+    let literal = ROUTES.iter().any(|r| r.path == path);
+    for r in ROUTES.iter().filter(|r| !literal || r.path == path) {
         if let Some(params) = match_path(r.path, path) {
             if r.method == method {
                 return Ok((r, params));
             }
-            path_known = true;
+            allowed.push(r.method.as_str());
         }
     }
-    Err(if path_known { Error::MethodNotAllowed } else { Error::RouteNotFound })
+    if allowed.is_empty() {
+        return Err(Error::RouteNotFound);
+    }
+    allowed.push("OPTIONS");
+    allowed.dedup();
+    Err(Error::MethodNotAllowed { allow: allowed.join(", ") })
 }
 
 /// JSON response with the given status.
@@ -313,7 +321,13 @@ mod tests {
         assert_eq!(p["id"], "conn_1");
         assert_eq!(find_route(&Method::GET, "/v1/connections/").unwrap().0.id, RouteId::ListConnections);
         assert_eq!(find_route(&Method::POST, "/v1/connections/api-key").unwrap().0.id, RouteId::ApiKeyConnect);
-        assert!(matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed)));
+        assert!(
+            matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed { allow }) if allow == "GET, PATCH, DELETE, OPTIONS")
+        );
+        // A literal path is its own route's, not another's `{id}`.
+        assert!(
+            matches!(find_route(&Method::PATCH, "/v1/connections/api-key"), Err(Error::MethodNotAllowed { allow }) if allow == "POST, OPTIONS")
+        );
         assert!(matches!(find_route(&Method::GET, "/v1/connections/x/y"), Err(Error::RouteNotFound)));
         assert!(matches!(find_route(&Method::GET, "/v2/providers"), Err(Error::RouteNotFound)));
         let (r, p) = find_route(&Method::POST, "/v1/service/connections/conn_1/proxy/v1/orders/7.json").unwrap();

@@ -27,11 +27,16 @@ pub(super) async fn spend(app: &App, caller: &Caller, request: &Request) -> Resu
 }
 
 pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    // A filter given empty is a mistake, not "no filter".
+    let filter = |name: &'static str| match query(request, name) {
+        Some(v) if v.is_empty() => Err(Error::invalid(name, "is empty; leave it out to not filter")),
+        other => Ok(other),
+    };
     let q = connections::ListQuery {
-        status: query(request, "status"),
-        platform: query(request, "platform"),
-        client: query(request, "client"),
-        sort: query(request, "sort"),
+        status: filter("status")?,
+        platform: filter("platform")?,
+        client: filter("client")?,
+        sort: filter("sort")?,
     };
     let list = connections::list(app, caller, &q).await?;
     let now = app.clock.now();
@@ -75,7 +80,7 @@ pub(super) async fn runs(
 ) -> Result<Response<Body>, Error> {
     let id = connection_id(params)?;
     let limit = super::limit_param(request)?;
-    let cursor = query(request, "cursor");
+    let cursor = super::cursor_param(request)?;
     let (runs, next) = connections::runs(app, caller, &id, cursor.as_deref(), limit).await?;
     let runs: Vec<_> = runs.iter().map(views::run).collect();
     Ok(json(StatusCode::OK, &json!({"runs": runs, "next_cursor": next})))

@@ -95,11 +95,23 @@ pub(super) fn param<'p>(params: &'p Params, name: &str) -> &'p str {
     params.get(name).map(String::as_str).unwrap_or("")
 }
 
-/// The `limit` of a paged list, if given (the flow has the default and the bounds).
+/// The `limit` of a paged list, if given: 1 to 100 (the flow has the default).
 pub(super) fn limit_param(request: &Request) -> Result<Option<usize>, Error> {
     query(request, "limit")
-        .map(|l| l.parse::<usize>().map_err(|_| Error::invalid("limit", "must be a whole number")))
+        .map(|l| match l.parse::<usize>() {
+            Ok(n) if (1..=100).contains(&n) => Ok(n),
+            _ => Err(Error::invalid("limit", "must be a whole number from 1 to 100")),
+        })
         .transpose()
+}
+
+/// A paging `cursor`, if given: never empty (an empty one is a mistake, not
+/// the first page).
+pub(super) fn cursor_param(request: &Request) -> Result<Option<String>, Error> {
+    match query(request, "cursor") {
+        Some(c) if c.is_empty() => Err(Error::invalid("cursor", "is empty; leave it out for the first page")),
+        other => Ok(other),
+    }
 }
 
 /// A query-string parameter.
@@ -128,6 +140,11 @@ pub(super) fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, Err
     let bytes = body_bytes(request);
     if bytes.len() > MAX_JSON_BODY {
         return Err(Error::PayloadTooLarge { limit: MAX_JSON_BODY });
+    }
+    // A JSON object, as every route documents (serde would also read a
+    // struct from an array).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b != b'{') {
+        return Err(Error::MalformedBody("not a JSON object".into()));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         // serde_json's messages describe positions and expected types;

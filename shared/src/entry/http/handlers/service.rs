@@ -136,7 +136,7 @@ fn unauth(e: &Error) -> &'static str {
 /// calls, newest first.
 pub(super) async fn audit(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let limit = super::limit_param(request)?.unwrap_or(50);
-    let cursor = super::query(request, "cursor");
+    let cursor = super::cursor_param(request)?;
     let (records, next) = flow::audit_log(app, caller, cursor.as_deref(), limit).await?;
     let records: Vec<_> = records.iter().map(crate::entry::http::views::audit).collect();
     Ok(json(StatusCode::OK, &json!({"records": records, "next_cursor": next})))
