@@ -137,7 +137,61 @@ fn disconnected(w: &World, i: usize) -> AlertEvent {
     }
 }
 
-both!(one_email_per_incident_then_a_recovery_notice, many_breaking_at_once_send_one_digest);
+both!(
+    one_email_per_incident_then_a_recovery_notice,
+    many_breaking_at_once_send_one_digest,
+    a_hard_bounce_or_a_complaint_stops_email_until_an_admin_lifts_it,
+);
+
+/// SES's bounce and complaint events (as the template's rule reshapes them
+/// onto the notify queue) suppress the address: the member still gets the
+/// in-app notification, no email; GET /v1/members shows it; an admin lifts
+/// it. A soft bounce changes nothing.
+async fn a_hard_bounce_or_a_complaint_stops_email_until_an_admin_lifts_it(backend: Backend) {
+    let w = world(backend, 2).await;
+    let admin = w.app.token(w.ws.as_str(), "admin", "admin").await;
+    let staff = format!("staff@{}", w.domain);
+    let feedback = |event: &str, bounce: Option<&str>, to: &str| AlertEvent::EmailFeedback {
+        event: event.into(),
+        bounce_type: bounce.map(str::to_owned),
+        addresses: vec![to.to_owned()],
+    };
+    emit(&w, feedback("Bounce", Some("Transient"), &staff)).await;
+    emit(&w, feedback("Bounce", Some("Permanent"), &staff.to_uppercase())).await;
+    emit(&w, feedback("Complaint", None, &format!("admin@{}", w.domain))).await;
+    notify(&w.app).await;
+    let members = w.app.get_json("/v1/members", &admin).await;
+    let of = |user: &str| members["members"].as_array().unwrap().iter().find(|m| m["user_id"] == user).unwrap().clone();
+    assert_eq!(of("staff")["email_suppressed"]["reason"], "bounced", "{members}");
+    assert_eq!(of("admin")["email_suppressed"]["reason"], "complained");
+    assert!(of("quiet")["email_suppressed"].is_null());
+    // An alert: no email to the suppressed, the in-app notification all the same.
+    emit(&w, disconnected(&w, 0)).await;
+    notify(&w.app).await;
+    let to: Vec<String> = sent(&w.app, &w.domain).await.into_iter().map(|(to, _, _)| to).collect();
+    assert!(!to.contains(&staff) && !to.contains(&format!("admin@{}", w.domain)), "{to:?}");
+    let staff_token = w.app.token(w.ws.as_str(), "staff", "staff").await;
+    let notes = w.app.get_json("/v1/notifications", &staff_token).await;
+    assert_eq!(notes["notifications"].as_array().unwrap().len(), 1, "{notes}");
+    // Staff may not lift it; an admin may, and email flows again.
+    let lift = |token: String| {
+        let url = w.app.url("/v1/members/staff/email-suppression");
+        let http = w.app.http.clone();
+        async move { http.delete(url).bearer_auth(token).send().await.unwrap().status() }
+    };
+    assert_eq!(lift(staff_token.clone()).await, 403);
+    assert_eq!(lift(admin.clone()).await, 204);
+    let members = w.app.get_json("/v1/members", &admin).await;
+    assert!(members["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["user_id"] == "staff" && m["email_suppressed"].is_null()));
+    emit(&w, disconnected(&w, 1)).await;
+    notify(&w.app).await;
+    let to: Vec<String> = sent(&w.app, &w.domain).await.into_iter().map(|(to, _, _)| to).collect();
+    assert!(to.contains(&staff), "mailed again after the lift: {to:?}");
+}
 
 async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
     let w = world(backend, 1).await;

@@ -40,7 +40,8 @@ const HTTP_CASES: &[(&str, Function, u16, Option<&str>)] = &[
     ("service-api/credentials-off.json", Function::ServiceApi, 403, Some("credentials_route_disabled")),
 ];
 
-const SQS_CASES: &[&str] = &["sync-worker/batch-with-poison.json", "notifier/batch.json"];
+const SQS_CASES: &[&str] =
+    &["sync-worker/batch-with-poison.json", "notifier/batch.json", "notifier/email-feedback.json"];
 const OTHER_CASES: &[&str] = &["expiry-sweep/scheduled.json", "upload-processor/object-created.json"];
 
 fn body_json(r: &lambda_http::Response<lambda_http::Body>) -> serde_json::Value {
@@ -102,6 +103,21 @@ async fn sqs_batches_report_exactly_the_failed_messages() {
     // The response is what Lambda expects back.
     let json = serde_json::to_value(&response).unwrap();
     assert_eq!(json, serde_json::json!({"batchItemFailures": [{"itemIdentifier": "n-poison"}]}));
+}
+
+/// The template's rule puts SES's bounce and complaint events on the notify
+/// queue in this shape (its InputTransformer); the notifier suppresses the
+/// addresses (a complaint's bounce type is empty).
+#[tokio::test]
+async fn ses_feedback_on_the_notify_queue_suppresses_the_addresses() {
+    let (app, _) = embedded_app(config(&[]));
+    let event: SqsEvent = serde_json::from_str(&read("notifier/email-feedback.json")).unwrap();
+    let response = jobs::notifier(&app, event).await;
+    assert!(response.batch_item_failures.is_empty());
+    for (address, reason) in [("gone@example.com", "bounced"), ("Angry@Example.com", "complained")] {
+        let s = app.repo.email_suppression(address).await.unwrap();
+        assert_eq!(s.map(|s| s.reason).as_deref(), Some(reason), "{address}");
+    }
 }
 
 #[tokio::test]

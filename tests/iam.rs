@@ -106,7 +106,7 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         ("NotifierFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
-            (vec!["ses:SendEmail"], vec!["ses:identity/*"]),
+            (vec!["ses:SendEmail"], vec!["ses:identity/*", "ses:configuration-set/${EmailConfigurationSet}"]),
             // flows::events::deliver: the bus, and the webhook's signing secret
             (vec!["events:PutEvents"], vec!["bus"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:webhook-*"]),

@@ -86,8 +86,8 @@ fn the_translated_template_keeps_the_operating_rules() {
             problems.push(format!("{queue}: no alarm on the age of its oldest message"));
         }
     }
-    // Dead letters: every redrive and every rule has its own DLQ, alarmed;
-    // a rule's DLQ lets EventBridge write and is no consumer's DLQ.
+    // Dead letters: every redrive and every rule has a DLQ, alarmed; a
+    // rule's DLQ lets EventBridge write and is no queue consumer's DLQ.
     let mut consumer_dlqs = BTreeSet::new();
     for queue in &consumed {
         match reference(&r[queue.as_str()]["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]) {
@@ -97,13 +97,14 @@ fn the_translated_template_keeps_the_operating_rules() {
             None => problems.push(format!("{queue}: no dead-letter queue")),
         }
     }
+    let queue_dlqs = consumer_dlqs.clone();
     for (name, rule) in of_type(&t, "AWS::Events::Rule") {
         for target in rule["Properties"]["Targets"].as_array().unwrap() {
             let Some(dlq) = reference(&target["DeadLetterConfig"]["Arn"]) else {
                 problems.push(format!("{name}: a target without a dead-letter queue"));
                 continue;
             };
-            if consumer_dlqs.contains(dlq) {
+            if queue_dlqs.contains(dlq) {
                 problems.push(format!("{name}: its dead letters would land in a queue consumer's DLQ {dlq}"));
             }
             let writable = of_type(&t, "AWS::SQS::QueuePolicy").iter().any(|(_, q)| {

@@ -36,6 +36,8 @@ pub struct Config {
     pub public_base_url: String,
     /// The customer-managed KMS key of the secrets the service creates.
     pub secrets_kms_key_id: Option<String>,
+    /// The SES configuration set alert emails are sent with.
+    pub ses_configuration_set: Option<String>,
     /// Origins allowed for CORS and for `return_to`, compared exactly.
     pub allowed_origins: Vec<String>,
     pub alert_sender: String,
@@ -172,6 +174,7 @@ impl Config {
             queue_urls,
             public_base_url: public_base_url.trim_end_matches('/').to_owned(),
             secrets_kms_key_id,
+            ses_configuration_set: get("SES_CONFIGURATION_SET"),
             allowed_origins,
             alert_sender: get("ALERT_SENDER").unwrap_or_else(|| "alerts@example.com".into()),
             catalog_overrides: get("CATALOG_OVERRIDES"),

@@ -99,6 +99,17 @@ pub enum AlertEvent {
         workspace_id: WorkspaceId,
         authorization_id: AuthorizationId,
     },
+    /// SES's word on a sent email (its configuration set's bounce and
+    /// complaint events, reshaped by the template's EventBridge rule).
+    EmailFeedback {
+        /// `Bounce` or `Complaint`.
+        event: String,
+        /// `Permanent`, `Transient` or `Undetermined` (bounces only).
+        #[serde(default)]
+        bounce_type: Option<String>,
+        #[serde(default)]
+        addresses: Vec<String>,
+    },
     /// Send the workspace's pending emails (a delayed message: the digest window).
     Flush {
         workspace_id: WorkspaceId,

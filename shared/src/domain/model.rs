@@ -83,6 +83,15 @@ pub enum AlertKind {
     DataNotSyncing,
 }
 
+/// An address no email goes to any more: it bounced for good, or its
+/// owner marked an email as spam. Lifted by an admin.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailSuppression {
+    /// `bounced` or `complained`.
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
 /// A member of a workspace, as kept by the product (for alerts).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Member {

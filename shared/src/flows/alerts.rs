@@ -80,6 +80,9 @@ pub async fn handle(app: &App, event: AlertEvent) -> Result<(), Error> {
             recover(app, &workspace_id, None, Some(&authorization_id)).await
         }
         AlertEvent::Flush { workspace_id, flush_id } => flush(app, &workspace_id, &flush_id).await,
+        AlertEvent::EmailFeedback { event, bounce_type, addresses } => {
+            super::members::email_feedback(app, &event, bounce_type.as_deref(), &addresses).await
+        }
         AlertEvent::Publish { event, attempt } => super::events::deliver(app, *event, attempt).await,
     }
 }
@@ -366,6 +369,12 @@ fn compose(app: &App, items: &[&Pending]) -> Email {
 /// Claims the send by a conditional write, then sends; a throttled or
 /// failed send releases the claim and is retried by the queue.
 async fn send_once(app: &App, ws: &WorkspaceId, batch: &str, member: &Member, email: &Email) -> Result<(), Error> {
+    // A suppressed address (a hard bounce, a complaint) gets no email; the
+    // in-app notification still reaches the member.
+    if app.repo.email_suppression(&member.email).await?.is_some() {
+        tracing::info!(member = %member.user_id, "email suppressed; not sent");
+        return Ok(());
+    }
     if !app.repo.claim_send(ws, batch, &member.user_id).await? {
         return Ok(()); // sent (or being sent) already
     }

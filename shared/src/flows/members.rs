@@ -77,6 +77,42 @@ pub async fn upsert(app: &App, caller: &Caller, user_id: UserId, input: MemberIn
     Ok(member)
 }
 
+/// A member's address, if SES said it must not be mailed any more.
+pub async fn suppression(app: &App, member: &Member) -> Result<Option<EmailSuppression>, Error> {
+    app.repo.email_suppression(&member.email).await
+}
+
+/// `DELETE /v1/members/{user_id}/email-suppression` (admin): the address
+/// works again (its owner fixed the mailbox, or the complaint was a mistake).
+pub async fn lift_suppression(app: &App, caller: &Caller, user_id: &UserId) -> Result<(), Error> {
+    caller.require(Role::Admin)?;
+    let member = app.repo.member(&caller.workspace_id, user_id).await?.value;
+    app.repo.lift_suppression(&member.email).await?;
+    tracing::info!(member = %member.user_id, "email suppression lifted");
+    Ok(())
+}
+
+/// SES's bounce and complaint events: a hard bounce or a complaint
+/// suppresses the address everywhere; a soft bounce is SES's to retry.
+pub async fn email_feedback(
+    app: &App,
+    event: &str,
+    bounce_type: Option<&str>,
+    addresses: &[String],
+) -> Result<(), Error> {
+    let reason = match (event, bounce_type) {
+        ("Bounce", Some("Permanent")) => "bounced",
+        ("Complaint", _) => "complained",
+        _ => return Ok(()),
+    };
+    let s = EmailSuppression { reason: reason.into(), at: app.clock.now() };
+    for address in addresses.iter().filter(|a| !a.trim().is_empty()) {
+        app.repo.suppress_email(address, &s).await?;
+    }
+    tracing::info!(reason, count = addresses.len(), "email addresses suppressed");
+    Ok(())
+}
+
 /// A member turns email off (or on) per alert kind.
 pub async fn set_email_opt_out(app: &App, caller: &Caller, opt_out: Vec<AlertKind>) -> Result<Member, Error> {
     let current = app

@@ -217,6 +217,11 @@ pub(super) fn outbox(key: &str) -> (String, String) {
     (format!("OUTBOX#{key}"), "EVENT".to_owned())
 }
 
+/// An email address's suppression, under its hash (no address in a key).
+pub(super) fn suppression(email: &str) -> (String, String) {
+    (format!("SUPPRESS#{}", sha256_hex(&email.trim().to_lowercase())), "SUPPRESS".into())
+}
+
 pub(super) fn install(claim: &str) -> (String, String) {
     (format!("INSTALL#{}", sha256_hex(claim)), "INSTALL".to_owned())
 }

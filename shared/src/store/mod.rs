@@ -11,6 +11,7 @@ pub mod keys;
 pub mod oauth_state;
 pub mod outbox;
 pub mod queues;
+pub mod suppressions;
 pub mod sync_lease;
 pub mod uploads;
 

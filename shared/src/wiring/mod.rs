@@ -104,7 +104,10 @@ impl App {
                 config.secrets_kms_key_id.clone(),
             )),
             queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
-            mailer: Arc::new(aws::SesMailer::new(aws_sdk_sesv2::Client::new(sdk))),
+            mailer: Arc::new(aws::SesMailer::new(
+                aws_sdk_sesv2::Client::new(sdk),
+                config.ses_configuration_set.clone(),
+            )),
             sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),
             events: match &config.event_bus_name {
                 Some(bus) => {

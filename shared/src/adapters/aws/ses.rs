@@ -10,11 +10,14 @@ use crate::ports::{Email, Mailer};
 #[derive(Clone)]
 pub struct SesMailer {
     client: Client,
+    /// The configuration set whose bounce and complaint events come back
+    /// to the notifier (the template's `EmailConfigurationSet`).
+    configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+        Self { client, configuration_set }
     }
 }
 
@@ -38,6 +41,7 @@ impl Mailer for SesMailer {
             .from_email_address(&email.from)
             .destination(Destination::builder().set_to_addresses(Some(email.to.clone())).build())
             .content(EmailContent::builder().simple(message).build())
+            .set_configuration_set_name(self.configuration_set.clone())
             .send()
             .await;
         match out {

@@ -19,8 +19,20 @@ pub(super) async fn authenticate_caller(app: &App, caller: Caller) -> Result<Cal
 }
 
 pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
-    let members = members::list(app, caller).await?;
-    Ok(json(StatusCode::OK, &json!({"members": members})))
+    let mut out = Vec::new();
+    for m in members::list(app, caller).await? {
+        let mut view = json!(m);
+        view["email_suppressed"] = json!(members::suppression(app, &m).await?);
+        out.push(view);
+    }
+    Ok(json(StatusCode::OK, &json!({"members": out})))
+}
+
+/// `DELETE /v1/members/{user_id}/email-suppression` (admin).
+pub(super) async fn lift_suppression(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+    let user_id = UserId::parse(param(params, "user_id"))?;
+    members::lift_suppression(app, caller, &user_id).await?;
+    Ok(Response::builder().status(StatusCode::NO_CONTENT).body(Body::Empty).expect("static response"))
 }
 
 pub(super) async fn upsert(

@@ -67,6 +67,7 @@ pub(super) async fn dispatch(
         RouteId::DiscoverAccounts => authorizations::discover(app, caller()?, p).await,
         RouteId::ListMembers => members::list(app, caller()?).await,
         RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
+        RouteId::LiftEmailSuppression => members::lift_suppression(app, caller()?, p).await,
         RouteId::UpdateMe => members::update_me(app, caller()?, r).await,
         RouteId::ListNotifications => notifications::list(app, caller()?).await,
         RouteId::ReadNotification => notifications::read(app, caller()?, p.get("id").map(String::as_str)).await,
