@@ -218,7 +218,9 @@ fn match_path(template: &'static str, path: &str) -> Option<Params> {
                     if ps.is_empty() {
                         return None;
                     }
-                    params.insert(name, ps.to_owned());
+                    // A path segment arrives percent-encoded (`u%40x` for `u@x`).
+                    let decoded = percent_encoding::percent_decode_str(ps).decode_utf8().ok()?;
+                    params.insert(name, decoded.into_owned());
                 } else if ts != ps {
                     return None;
                 }
@@ -326,6 +328,9 @@ mod tests {
         assert!(
             matches!(find_route(&Method::PUT, "/v1/connections/x"), Err(Error::MethodNotAllowed { allow }) if allow == "GET, PATCH, DELETE, OPTIONS")
         );
+        // Path parameters are percent-decoded.
+        let (_, params) = find_route(&Method::DELETE, "/v1/members/u%40example/email-suppression").unwrap();
+        assert_eq!(params["user_id"], "u@example");
         // A literal path is its own route's, not another's `{id}`.
         assert!(
             matches!(find_route(&Method::PATCH, "/v1/connections/api-key"), Err(Error::MethodNotAllowed { allow }) if allow == "POST, OPTIONS")
