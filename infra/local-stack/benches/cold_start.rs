@@ -101,7 +101,10 @@ fn main() {
         return;
     }
     println!("baseline: hello-lambda (a bare lambda_runtime function); {runs} runs each, alternating");
-    println!("{:>18} {:>10} {:>10} {:>10} {:>10} {:>9}", "function", "median ms", "ratio min", "median", "max", "size MB");
+    println!(
+        "{:>18} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "function", "median ms", "ratio min", "median", "max", "size MB"
+    );
     for name in FUNCTIONS {
         let binary = target.join("release").join(name);
         if !binary.exists() {
