@@ -64,7 +64,6 @@ const UNDESCRIBED: &[(&str, &str)] = &[
     ("snapchat_ads", "no official description is published"),
     ("google_ads", "no discovery document is published; the REST bindings live in protos"),
     ("custom_costs", "file uploads: no API"),
-    ("x_ads", "OAuth 1.0a: the catalog makes no request to it yet"),
 ];
 
 /// Required query parameters a description lists that the vendor documents

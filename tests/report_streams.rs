@@ -320,3 +320,30 @@ async fn a_report_file_elsewhere_than_the_declared_hosts_is_not_downloaded() {
     );
     assert!(f.fake.requests_to("/report-file").is_empty());
 }
+
+/// A stream of one sub-account (X's campaigns list, its stats report) is
+/// not read while the connection has chosen none: the run completes, the
+/// platform is asked nothing, and the report plans no window.
+#[tokio::test]
+async fn streams_of_a_sub_account_wait_until_one_is_chosen() {
+    let fake =
+        FakePlatform::start(|_: &Recorded| Reply::Json(500, json!({"errors": [{"message": "not expected"}]}))).await;
+    let entry = crate::conformance::catalog().get("x_ads").unwrap().clone();
+    let streams = ["campaigns".to_owned(), "account_stats".to_owned()];
+    let (app, ws, c) = crate::conformance::connection_on_fake(Backend::Embedded, &entry, &fake.base, &streams).await;
+    let a = &app.stack.app;
+    let mut held = a.repo.connection(&ws, &c.id).await.unwrap();
+    held.value.params.remove("account_id");
+    a.repo.save(&held.value, held.version).await.unwrap();
+    // (The helper's grant carries the example parameters too.)
+    let grant = c.authorization_id().unwrap();
+    let mut auth = a.repo.authorization(&ws, grant).await.unwrap();
+    auth.value.params.remove("account_id");
+    a.repo.save(&auth.value, auth.version).await.unwrap();
+    shared::entry::lambda::run_sync_job(a, SyncJob::start(&c), crate::sync::budget_for_tests()).await.unwrap();
+    let after = a.repo.connection(&ws, &c.id).await.unwrap().value;
+    assert_eq!(after.status, Status::Connected, "{:?}", after.last_error);
+    assert!(fake.requests().is_empty(), "nothing asked without an account");
+    assert!(after.cursors["campaigns"].complete && after.cursors["account_stats"].complete);
+    assert_eq!(after.cursors["account_stats"].windows_planned, Some(0));
+}

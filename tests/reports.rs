@@ -87,6 +87,12 @@ async fn ad_spend_arrives_in_the_normalised_table_and_a_restated_day_replaces_it
         totals[9],
         serde_json::json!({"date": yesterday, "currency": "EUR", "spend": sum.normalize().to_string(), "connections": 1})
     );
+    // A connection the caller may not see (or none) is not found.
+    let unknown = "conn_00000000000000000000000000000000";
+    let r = app.http.get(app.url(&format!("/v1/spend?from={old_day}&to={yesterday}&connection_id={unknown}")));
+    assert_eq!(r.bearer_auth(&staff).send().await.unwrap().status(), 404);
+    let r = app.http.get(app.url(&format!("/v1/spend?from={old_day}&to={yesterday}&connection_id={}", c.id)));
+    assert_eq!(r.bearer_auth(&viewer).send().await.unwrap().status(), 404, "not the viewer's");
     // A client viewer sees only their clients' connections (this one has none).
     let theirs = app.get_json(&format!("/v1/spend?from={old_day}&to={yesterday}"), &viewer).await;
     assert_eq!(theirs["facts"], serde_json::json!([]), "{theirs}");

@@ -510,6 +510,14 @@ pub struct StreamSpec {
     pub report: Option<ReportSpec>,
 }
 
+impl StreamSpec {
+    /// Whether any of the stream's templates (path, query, body, headers)
+    /// takes `{var}`.
+    pub fn names_var(&self, var: &str) -> bool {
+        serde_json::to_string(self).is_ok_and(|s| s.contains(&format!("{{{var}}}")))
+    }
+}
+
 /// A report stream: the request for one date window (its method, query,
 /// body and headers, as templates where `{from}` and `{to}` are the
 /// window's first and last day and `{account_id}` the sub-account the

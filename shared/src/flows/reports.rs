@@ -71,20 +71,6 @@ pub(super) async fn sync_report(
     budget: Budget,
 ) -> Result<StreamEnd, Error> {
     let today = run.app.clock.now().date_naive();
-    // A report runs for one sub-account: without one chosen there is
-    // nothing to ask (the connection's account list says how to choose).
-    let needs_account =
-        serde_json::to_string(spec).is_ok_and(|s| s.contains("{account_id}")) || stream.path.contains("{account_id}");
-    if needs_account && !run.vars.contains_key(ACCOUNT_PARAM) {
-        tracing::warn!(connection = %run.connection.id, stream = %stream.name, "no account chosen: the report is not read");
-        save_cursor(run, &stream.name, |c| {
-            c.complete = true;
-            c.page = None;
-            c.windows_planned = Some(0);
-        })
-        .await?;
-        return Ok(StreamEnd::Done);
-    }
     let width = u64::from(spec.window_days.max(1));
     let cursor = run.connection.cursors.get(&stream.name).cloned().unwrap_or_default();
     let mut progress = match cursor.page.as_deref().and_then(|p| serde_json::from_str::<Progress>(p).ok()) {

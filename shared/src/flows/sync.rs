@@ -241,6 +241,18 @@ async fn run_leased(
         if run.connection.cursors.get(&stream.name).is_some_and(|c| c.complete) {
             continue;
         }
+        // A stream of one sub-account (a report, X's campaigns) has nothing
+        // to ask until the connection chose one (its account list says how).
+        if stream.names_var(super::accounts::ACCOUNT_PARAM) && !run.vars.contains_key(super::accounts::ACCOUNT_PARAM) {
+            tracing::warn!(connection = %run.connection.id, stream = %stream.name, "no account chosen: the stream is not read");
+            save_cursor(&mut run, &stream.name, |c| {
+                c.complete = true;
+                c.page = None;
+                c.windows_planned = stream.report.as_ref().map(|_| 0);
+            })
+            .await?;
+            continue;
+        }
         let end = match &stream.report {
             Some(spec) => super::reports::sync_report(&mut run, stream, spec, budget).await,
             None => sync_stream(&mut run, stream, budget).await,
