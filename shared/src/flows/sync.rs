@@ -15,6 +15,7 @@
 //! is not acknowledged, so SQS delivers it again later.
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -148,20 +149,35 @@ pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome
     let Some(version) = app.repo.acquire_sync_lease(workspace_id, connection_id, &owner, now, ttl).await? else {
         return Ok(Outcome::Busy);
     };
-    let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout) };
+    let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout), until: now + ttl };
     let start = Start { run_id: run_id.clone(), trigger: *trigger };
     let result = run_leased(app, current.value, current.version, start, budget, &mut lease).await;
     app.repo.release_sync_lease(workspace_id, connection_id, lease.version).await;
     result
 }
 
-/// The lease this worker holds, renewed before every page attempt.
+/// The lease this worker holds, renewed before a page attempt it might not
+/// cover.
 #[derive(Clone)]
 struct Lease {
     owner: String,
     version: u64,
     ttl: chrono::Duration,
     attempt_worst: Duration,
+    /// When the lease this worker last wrote ends.
+    until: DateTime<Utc>,
+}
+
+impl Lease {
+    /// Whether the lease must be renewed before an attempt starting `now`:
+    /// when what is left of it might not outlast the attempt (with a
+    /// margin), or the clock says it already ended. A lease with time left
+    /// is this worker's alone, so renewing it before every page would only
+    /// cost a read and a write each.
+    fn needs_renewal(&self, now: DateTime<Utc>) -> bool {
+        let need = chrono::Duration::from_std(self.attempt_worst).unwrap_or_default() + chrono::Duration::seconds(30);
+        self.until - now < need
+    }
 }
 
 /// What a job asks of a run.
@@ -381,6 +397,7 @@ pub(super) fn next_state(
     doc: &serde_json::Value,
     headers: &http::HeaderMap,
     count: usize,
+    last_id: impl FnOnce(&str) -> Option<String>,
 ) -> Option<PageState> {
     let full_page = stream.page_size.is_none_or(|size| count >= size as usize) && count > 0;
     match &stream.pagination {
@@ -414,10 +431,8 @@ pub(super) fn next_state(
             full_page.then_some(PageState::Offset(current + count as u64))
         }
         Pagination::SinceId { id_field, .. } => {
-            let last = doc_records(stream, doc)
-                .and_then(|r| r.last().and_then(|l| platform::pointer_str(l, &pointer_of(id_field))));
             if full_page {
-                last.map(PageState::SinceId)
+                last_id(&pointer_of(id_field)).map(PageState::SinceId)
             } else {
                 None
             }
@@ -425,9 +440,12 @@ pub(super) fn next_state(
     }
 }
 
-fn doc_records<'d>(stream: &StreamSpec, doc: &'d serde_json::Value) -> Option<&'d Vec<serde_json::Value>> {
-    let at = if stream.records_pointer.is_empty() { Some(doc) } else { doc.pointer(&stream.records_pointer) };
-    at?.as_array()
+/// The record itself, where the platform wraps each one.
+fn record_of<'a>(stream: &StreamSpec, item: &'a serde_json::value::RawValue) -> &'a serde_json::value::RawValue {
+    match &stream.record_pointer {
+        Some(p) => platform::page::raw_at(item, p).unwrap_or(item),
+        None => item,
+    }
 }
 
 /// What fetching a page came to.
@@ -453,9 +471,14 @@ pub(super) async fn fetch(run: &mut Run<'_>, ask: &Ask, budget: Budget) -> Resul
         // and another took over) stops at once.
         let (ws, conn) = (&run.connection.workspace_id, &run.connection.id);
         let now = run.app.clock.now();
-        match run.app.repo.acquire_sync_lease(ws, conn, &run.lease.owner, now, run.lease.ttl).await? {
-            Some(version) => run.lease.version = version,
-            None => return Ok(Fetched::Stop(Outcome::Skipped("the lease was taken over by another worker"))),
+        if run.lease.needs_renewal(now) {
+            match run.app.repo.acquire_sync_lease(ws, conn, &run.lease.owner, now, run.lease.ttl).await? {
+                Some(version) => {
+                    run.lease.version = version;
+                    run.lease.until = now + run.lease.ttl;
+                }
+                None => return Ok(Fetched::Stop(Outcome::Skipped("the lease was taken over by another worker"))),
+            }
         }
         // The platform's pace: wait inline when it is short, else go on later.
         if let Some(at) = run.not_before {
@@ -637,35 +660,38 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
         // No content (204, or an empty body): the stream has no more data.
         let no_content = response.status() == http::StatusCode::NO_CONTENT
             || response.body().iter().all(|b| b.is_ascii_whitespace());
-        let doc: serde_json::Value = if no_content {
-            serde_json::Value::Array(Vec::new())
+        // Records pass through as sent: only the paging fields and each
+        // record's cursor are parsed.
+        let (doc, records) = if no_content {
+            (serde_json::Value::Null, Vec::new())
         } else {
-            serde_json::from_slice(response.body()).map_err(|_| malformed(&page_name, "is not JSON"))?
+            let page = platform::page::split(response.body(), &stream.records_pointer)
+                .map_err(|_| malformed(&page_name, "is not JSON"))?;
+            match page.records {
+                Some(r) => (page.skeleton, r),
+                None => return Err(malformed(&page_name, "has no record list where the catalog says")),
+            }
         };
-        let empty = Vec::new();
-        let records = match doc_records(stream, &doc) {
-            Some(r) => r,
-            None if no_content => &empty,
-            None => return Err(malformed(&page_name, "has no record list where the catalog says")),
+        let next = if no_content {
+            None
+        } else {
+            let last = records.last().map(|l| record_of(stream, l));
+            next_state(stream, state.as_ref(), &doc, response.headers(), records.len(), |p| {
+                last.and_then(|l| platform::page::raw_str(l, p))
+            })
         };
-        let next =
-            if no_content { None } else { next_state(stream, state.as_ref(), &doc, response.headers(), records.len()) };
         let mut lines = Vec::with_capacity(response.body().len() + records.len());
         // The greatest cursor of the whole run (not of this page only),
         // compared as the stream's type says.
         let kind = stream.cursor_type;
         let mut max_cursor = policy::later_cursor(kind, cursor.cursor.clone(), cursor.run_max.clone());
         let cursor_pointer = stream.cursor_field.as_deref().map(pointer_of);
-        for item in records {
+        for item in &records {
             // The record itself, where the platform wraps each one.
-            let record = match &stream.record_pointer {
-                Some(p) => item.pointer(p).unwrap_or(item),
-                None => item,
-            };
-            serde_json::to_writer(&mut lines, record).map_err(|e| Error::Config(e.to_string()))?;
-            lines.push(b'\n');
+            let record = record_of(stream, item);
+            platform::page::push_line(&mut lines, record);
             if let Some(p) = &cursor_pointer {
-                if let Some(v) = platform::pointer_str(record, p) {
+                if let Some(v) = platform::page::raw_str(record, p) {
                     if max_cursor.as_ref().is_none_or(|m| policy::cursor_later(kind, &v, m)) {
                         max_cursor = Some(v);
                     }
@@ -971,5 +997,23 @@ mod tests {
         // redelivered message finds the dead worker's lease expired.
         assert!(ttl < chrono::Duration::seconds(960));
         assert!(ttl < chrono::Duration::minutes(crate::domain::policy::RUN_STALL_MINUTES));
+    }
+
+    #[test]
+    fn a_lease_is_renewed_only_when_what_is_left_might_not_cover_an_attempt() {
+        let http = Duration::from_secs(20);
+        let now = Utc::now();
+        let lease = Lease {
+            owner: "w".into(),
+            version: 1,
+            ttl: lease_ttl(http),
+            attempt_worst: attempt_worst(http),
+            until: now + lease_ttl(http),
+        };
+        assert!(!lease.needs_renewal(now), "fresh: pages go on without a write");
+        let worst = chrono::Duration::from_std(attempt_worst(http)).unwrap();
+        assert!(!lease.needs_renewal(lease.until - worst - chrono::Duration::seconds(31)));
+        assert!(lease.needs_renewal(lease.until - worst - chrono::Duration::seconds(29)), "too little left");
+        assert!(lease.needs_renewal(lease.until + chrono::Duration::seconds(1)), "ended (a stalled worker)");
     }
 }

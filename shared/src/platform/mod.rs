@@ -9,6 +9,7 @@ pub mod app_credentials;
 pub mod discovery;
 pub mod identity;
 pub mod oauth1;
+pub mod page;
 pub mod reports;
 pub mod token_client;
 

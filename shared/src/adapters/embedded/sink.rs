@@ -90,12 +90,19 @@ impl RecordSink for FileSink {
             return Ok(());
         };
         let path = root.join(key);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir).await.map_err(io)?;
-        }
-        let tmp = path.with_extension("part");
-        tokio::fs::write(&tmp, &body).await.map_err(io)?;
-        tokio::fs::rename(&tmp, &path).await.map_err(io)
+        // One trip to the blocking pool for the folder, the write and the
+        // rename (readers never see a part-written object).
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = path.with_extension("part");
+            std::fs::write(&tmp, &body)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await
+        .map_err(|e| SinkError::Unavailable(e.to_string()))?
+        .map_err(io)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError> {

@@ -1,7 +1,8 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::JsonFile;
@@ -18,22 +19,93 @@ struct Stored {
 
 type Table = BTreeMap<String, BTreeMap<String, Stored>>;
 
-/// The embedded state store: a sorted map of partitions, persisted to
-/// `state.json` under the data folder.
+/// One change, as a line of `state.log`: what a key holds now (`None`:
+/// nothing).
+#[derive(Serialize, Deserialize)]
+struct Change {
+    pk: String,
+    sk: String,
+    value: Option<Stored>,
+}
+
+/// The log of changes since the last snapshot.
+struct Log {
+    path: PathBuf,
+    file: std::fs::File,
+    lines: usize,
+    /// The log's length after its last whole line.
+    len: u64,
+    /// A failed append may have left part of a line: the next change folds
+    /// the table into a snapshot (and empties the log) first.
+    torn: bool,
+}
+
+struct State {
+    table: Table,
+    log: Option<Log>,
+    entries: usize,
+}
+
+/// The embedded state store: a sorted map of partitions, persisted under
+/// the data folder as a snapshot (`state.json`) and a log of the changes
+/// since (`state.log`, one line a change, synced before the change is
+/// acknowledged). A change writes only itself, never the whole table; the
+/// log is folded into a new snapshot once it outgrows the table.
 pub struct MemoryStore {
-    table: Mutex<Table>,
-    file: JsonFile,
+    state: Mutex<State>,
+    snapshot: JsonFile,
+}
+
+/// The log is folded into the snapshot past this many lines (or the
+/// table's size, whichever is larger).
+const COMPACT_AFTER: usize = 4096;
+
+fn count(table: &Table) -> usize {
+    table.values().map(BTreeMap::len).sum()
 }
 
 impl MemoryStore {
     pub fn open(dir: Option<&Path>) -> std::io::Result<Self> {
-        let file = JsonFile::new(dir, "state.json");
-        Ok(Self { table: Mutex::new(file.load()?), file })
+        let snapshot = JsonFile::new(dir, "state.json");
+        let mut table: Table = snapshot.load()?;
+        let log = match dir {
+            None => None,
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                let path = dir.join("state.log");
+                // Replayed in order, every line sets a key to its value then,
+                // so a log already folded into the snapshot (a crash between
+                // the two) replays to the same table. A torn last line was
+                // never acknowledged: it is dropped.
+                let mut lines = 0;
+                let mut len = 0;
+                if let Ok(text) = std::fs::read(&path) {
+                    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        let Ok(change) = serde_json::from_slice::<Change>(line) else { break };
+                        restore(&mut table, &change.pk, &change.sk, change.value);
+                        lines += 1;
+                        len += line.len() as u64 + 1;
+                    }
+                }
+                let file = open_log(&path)?;
+                Some(Log { path, file, lines, len, torn: false })
+            }
+        };
+        let entries = count(&table);
+        let store = Self { state: Mutex::new(State { table, log, entries }), snapshot };
+        let mut state = store.state.lock().expect("store lock");
+        // A torn tail (or anything after it) is cut off by folding now.
+        let on_disk = state.log.as_ref().and_then(|l| l.file.metadata().ok()).map_or(0, |m| m.len());
+        if state.log.as_ref().is_some_and(|l| l.lines > 0 || on_disk > l.len) {
+            store.compact(&mut state)?;
+        }
+        drop(state);
+        Ok(store)
     }
 
     /// Everything stored, as JSON text (tests scan it for secrets).
     pub fn dump(&self) -> String {
-        serde_json::to_string(&*self.table.lock().expect("store lock")).unwrap_or_default()
+        serde_json::to_string(&self.state.lock().expect("store lock").table).unwrap_or_default()
     }
 
     fn item(pk: &str, sk: &str, s: &Stored) -> Item {
@@ -56,9 +128,59 @@ impl MemoryStore {
         }
     }
 
-    fn persist(&self, table: &Table) -> Result<(), StoreError> {
-        self.file.save(table).map_err(|e| StoreError::Unavailable(e.to_string()))
+    /// Writes the table as the new snapshot, then empties the log.
+    fn compact(&self, state: &mut State) -> std::io::Result<()> {
+        self.snapshot.save(&state.table)?;
+        if let Some(log) = &mut state.log {
+            log.file = std::fs::OpenOptions::new().write(true).truncate(true).open(&log.path)?;
+            log.file.sync_all()?;
+            log.file = open_log(&log.path)?;
+            log.lines = 0;
+            log.len = 0;
+            log.torn = false;
+        }
+        Ok(())
     }
+
+    /// Makes one change durable: a line appended to the log and synced.
+    fn persist(&self, state: &mut State, pk: &str, sk: &str) -> Result<(), StoreError> {
+        let unavailable = |e: std::io::Error| StoreError::Unavailable(e.to_string());
+        let value = state.table.get(pk).and_then(|p| p.get(sk)).cloned();
+        if state.log.as_ref().is_some_and(|l| l.torn) {
+            self.compact(state).map_err(unavailable)?;
+            // The snapshot holds the change too: it is durable.
+            return Ok(());
+        }
+        let Some(log) = &mut state.log else {
+            return Ok(());
+        };
+        let mut line = serde_json::to_vec(&Change { pk: pk.to_owned(), sk: sk.to_owned(), value })
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        line.push(b'\n');
+        if let Err(e) = log.file.write_all(&line).and_then(|()| log.file.sync_data()) {
+            // Cut what was written of the line, or fold before the next one.
+            log.torn = log.file.set_len(log.len).and_then(|()| log.file.sync_data()).is_err();
+            return Err(unavailable(e));
+        }
+        log.lines += 1;
+        log.len += line.len() as u64;
+        if log.lines > COMPACT_AFTER.max(state.entries) {
+            // The change is already durable in the log; a failed fold is
+            // retried by the next change or the next start.
+            if let Err(e) = self.compact(state) {
+                tracing::warn!(error = %e, "the state log could not be folded into a snapshot yet");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 /// Puts back what a key held (`None`: nothing).
@@ -81,17 +203,19 @@ fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
 #[async_trait]
 impl StateStore for MemoryStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        let table = self.table.lock().expect("store lock");
+        let state = self.state.lock().expect("store lock");
+        let table = &state.table;
         Ok(table.get(pk).and_then(|p| p.get(sk)).map(|s| Self::item(pk, sk, s)))
     }
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
-        let mut table = self.table.lock().expect("store lock");
-        let current = table.get(&item.pk).and_then(|p| p.get(&item.sk));
+        let mut guard = self.state.lock().expect("store lock");
+        let state = &mut *guard;
+        let current = state.table.get(&item.pk).and_then(|p| p.get(&item.sk));
         if !Self::holds(current, pre) {
             return Err(StoreError::ConditionFailed);
         }
-        let previous = table.entry(item.pk.clone()).or_default().insert(
+        let previous = state.table.entry(item.pk.clone()).or_default().insert(
             item.sk.clone(),
             Stored {
                 version: item.version,
@@ -100,16 +224,19 @@ impl StateStore for MemoryStore {
                 expires_at: item.expires_at,
             },
         );
-        if let Err(e) = self.persist(&table) {
-            restore(&mut table, &item.pk, &item.sk, previous);
+        let added = previous.is_none();
+        if let Err(e) = self.persist(state, &item.pk, &item.sk) {
+            restore(&mut state.table, &item.pk, &item.sk, previous);
             return Err(e);
         }
+        state.entries += usize::from(added);
         Ok(())
     }
 
     async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
-        let mut table = self.table.lock().expect("store lock");
-        let current = table.get(pk).and_then(|p| p.get(sk));
+        let mut guard = self.state.lock().expect("store lock");
+        let state = &mut *guard;
+        let current = state.table.get(pk).and_then(|p| p.get(sk));
         if !Self::holds(current, pre) {
             return Err(StoreError::ConditionFailed);
         }
@@ -117,16 +244,18 @@ impl StateStore for MemoryStore {
             return Ok(None);
         };
         let removed = Self::item(pk, sk, &old);
-        restore(&mut table, pk, sk, None);
-        if let Err(e) = self.persist(&table) {
-            restore(&mut table, pk, sk, Some(old));
+        restore(&mut state.table, pk, sk, None);
+        if let Err(e) = self.persist(state, pk, sk) {
+            restore(&mut state.table, pk, sk, Some(old));
             return Err(e);
         }
+        state.entries -= 1;
         Ok(Some(removed))
     }
 
     async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
-        let table = self.table.lock().expect("store lock");
+        let state = self.state.lock().expect("store lock");
+        let table = &state.table;
         let Some(p) = table.get(pk) else {
             return Ok(Page::default());
         };
@@ -146,7 +275,8 @@ impl StateStore for MemoryStore {
     }
 
     async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
-        let table = self.table.lock().expect("store lock");
+        let state = self.state.lock().expect("store lock");
+        let table = &state.table;
         let mut items: Vec<Item> = table
             .iter()
             .flat_map(|(pk, p)| p.iter().map(move |(sk, s)| (pk, sk, s)))
@@ -156,5 +286,71 @@ impl StateStore for MemoryStore {
         items.sort_by_key(|i| i.due.map(|d| d.at));
         items.truncate(limit);
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(pk: &str, sk: &str, n: u64) -> Item {
+        Item {
+            pk: pk.into(),
+            sk: sk.into(),
+            version: n,
+            body: serde_json::json!({ "n": n }),
+            due: None,
+            expires_at: None,
+        }
+    }
+
+    fn folder(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("store-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[tokio::test]
+    async fn every_acknowledged_change_survives_a_restart_and_a_torn_tail_is_dropped() {
+        let dir = folder("restart");
+        let store = MemoryStore::open(Some(&dir)).unwrap();
+        store.put(&item("p", "a", 1), Precondition::Absent).await.unwrap();
+        store.put(&item("p", "b", 1), Precondition::Absent).await.unwrap();
+        store.put(&item("p", "a", 2), Precondition::Version(1)).await.unwrap();
+        store.delete("p", "b", Precondition::Exists).await.unwrap();
+        let logged = std::fs::read_to_string(dir.join("state.log")).unwrap();
+        assert_eq!(logged.lines().count(), 4, "one line a change, not the table each time");
+        drop(store);
+        // A worker died halfway through a line: that change was never acknowledged.
+        let mut log = std::fs::OpenOptions::new().append(true).open(dir.join("state.log")).unwrap();
+        log.write_all(br#"{"pk":"p","sk":"c","val"#).unwrap();
+        drop(log);
+        let store = MemoryStore::open(Some(&dir)).unwrap();
+        assert_eq!(store.get("p", "a").await.unwrap().unwrap().version, 2);
+        assert!(store.get("p", "b").await.unwrap().is_none());
+        assert!(store.get("p", "c").await.unwrap().is_none());
+        // Opening folded the log into the snapshot; later changes go on.
+        assert_eq!(std::fs::read(dir.join("state.log")).unwrap().len(), 0);
+        store.put(&item("p", "c", 1), Precondition::Absent).await.unwrap();
+        drop(store);
+        let store = MemoryStore::open(Some(&dir)).unwrap();
+        assert_eq!(store.get("p", "c").await.unwrap().unwrap().version, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_log_is_folded_into_a_snapshot_once_it_outgrows_the_table() {
+        let dir = folder("compact");
+        let store = MemoryStore::open(Some(&dir)).unwrap();
+        store.put(&item("p", "a", 0), Precondition::None).await.unwrap();
+        for n in 1..=(COMPACT_AFTER as u64 + 10) {
+            store.put(&item("p", "a", n), Precondition::Version(n - 1)).await.unwrap();
+        }
+        let lines = std::fs::read_to_string(dir.join("state.log")).unwrap().lines().count();
+        assert!(lines < 20, "the log was folded: {lines} lines left");
+        drop(store);
+        let store = MemoryStore::open(Some(&dir)).unwrap();
+        assert_eq!(store.get("p", "a").await.unwrap().unwrap().version, COMPACT_AFTER as u64 + 10);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
