@@ -257,6 +257,7 @@ async fn authorizations_list_the_connections_that_use_them() {
         refresh_lease: None,
         expiring_alert_at: None,
         sub_accounts: None,
+        access: None,
     };
     app.stack.app.repo.create(&auth).await.unwrap();
     let c1 = seed_connection(&app, "ws_z", Credential::Authorization { authorization_id: auth.id.clone() }).await;

@@ -49,8 +49,11 @@ async fn share(app: &TestApp, c: &Connection) -> Connection {
     other
 }
 
+/// The tokens as a user of the grant sees them now (the item is read again:
+/// it may hold a newer access token, sealed).
 async fn tokens(app: &TestApp, auth: &Authorization) -> TokenSet {
-    shared::flows::refresh::tokens_of(&app.stack.app, auth).await.unwrap()
+    let now = reload_auth(app, auth).await;
+    shared::flows::refresh::tokens_of(&app.stack.app, &now).await.unwrap()
 }
 
 async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
@@ -294,6 +297,17 @@ async fn non_rotating_refresh_keeps_the_refresh_token() {
     assert_eq!((t.access_token.as_str(), t.refresh_token.as_deref()), ("at-2", Some("rt-1")));
     let after = reload_auth(&app, &auth).await;
     assert_eq!(after.next_check_at, Some(app.clock_now() + Duration::minutes(45)), "next check by policy");
+    // Nothing long-lived changed: the vault was not written (its copy is
+    // the grant's first), and the new access token is in the item, sealed.
+    let vault = app.stack.app.vault.get(&auth.secret.0).await.unwrap().unwrap();
+    let stored = shared::domain::tokens::TokenSet::from_secret(&vault).unwrap();
+    assert_ne!(stored.access_token, "at-2");
+    assert!(after.access.is_some());
+    assert!(!serde_json::to_string(&after).unwrap().contains("at-2"), "sealed, never in the clear");
+    // The next refresh starts from the same refresh token.
+    app.clock.advance(Duration::minutes(46));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
+    assert_eq!(tokens(&app, &auth).await.refresh_token.as_deref(), Some("rt-1"));
 }
 
 #[tokio::test]

@@ -231,6 +231,7 @@ pub(crate) async fn connect(
         refresh_lease: None,
         expiring_alert_at: None,
         sub_accounts: None,
+        access: None,
     };
     app.repo.create(&auth).await.unwrap();
     let mut connections = Vec::new();

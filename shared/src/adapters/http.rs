@@ -54,7 +54,10 @@ pub const MAX_RESPONSE_BYTES: usize = 32 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct ReqwestHttp {
-    client: reqwest::Client,
+    /// Built on the first request (its TLS roots with it): a function that
+    /// never calls a platform never builds it.
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
+    timeout: Duration,
     allow_loopback: bool,
 }
 
@@ -63,15 +66,26 @@ impl ReqwestHttp {
     /// (the local stack's sandboxes, the tests' fake platforms); no other
     /// internal address ever is.
     pub fn new(timeout: Duration, allow_loopback: bool) -> Result<Self, HttpError> {
-        let client = reqwest::Client::builder()
+        Ok(Self { client: Arc::new(std::sync::OnceLock::new()), timeout, allow_loopback })
+    }
+
+    fn client(&self) -> Result<&reqwest::Client, HttpError> {
+        let (timeout, allow_loopback) = (self.timeout, self.allow_loopback);
+        self.client
+            .get_or_init(|| Self::build(timeout, allow_loopback).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| HttpError::Other(e.clone()))
+    }
+
+    fn build(timeout: Duration, allow_loopback: bool) -> Result<reqwest::Client, reqwest::Error> {
+        reqwest::Client::builder()
             .dns_resolver(Arc::new(FilteringResolver { allow_loopback }))
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .timeout(timeout)
             .user_agent(concat!("connections-service/", env!("CARGO_PKG_VERSION")))
+            .tls_backend_preconfigured(super::tls::rustls_config())
             .build()
-            .map_err(|e| HttpError::Other(e.to_string()))?;
-        Ok(Self { client, allow_loopback })
     }
 }
 
@@ -107,7 +121,7 @@ impl PlatformHttp for ReqwestHttp {
                 return Err(HttpError::ForbiddenAddress(ip.to_string()));
             }
         }
-        let mut response = self.client.execute(request).await.map_err(classify)?;
+        let mut response = self.client()?.execute(request).await.map_err(classify)?;
         let mut builder = http::Response::builder().status(response.status());
         if let Some(headers) = builder.headers_mut() {
             *headers = std::mem::take(response.headers_mut());

@@ -6,6 +6,7 @@ pub mod aws;
 pub mod clock;
 pub mod embedded;
 pub mod http;
+pub mod tls;
 
 /// The event bus of a deployment without one: events still reach the
 /// webhook, when there is one.

@@ -12,6 +12,7 @@ pub mod messages;
 pub mod model;
 pub mod network;
 pub mod policy;
+pub mod sealed;
 pub mod status;
 pub mod tokens;
 pub mod upload;

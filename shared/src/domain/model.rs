@@ -207,6 +207,10 @@ pub struct Authorization {
     /// platform said when last asked.
     #[serde(default)]
     pub sub_accounts: Option<Discovered>,
+    /// The latest access token, sealed, when a refresh did not change the
+    /// vault's long-lived credentials (see `domain::sealed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<super::sealed::SealedToken>,
 }
 
 /// The sub-accounts a grant reaches, and when the platform said so.
@@ -284,6 +288,7 @@ impl Authorization {
             refresh_lease: None,
             expiring_alert_at: None,
             sub_accounts: None,
+            access: None,
         }
     }
 

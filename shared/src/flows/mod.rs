@@ -74,6 +74,8 @@ pub struct App {
     pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub http: Arc<dyn PlatformHttp>,
+    /// The key access tokens are sealed with, read from the vault once.
+    pub token_key: Arc<tokio::sync::OnceCell<crate::domain::sealed::TokenKey>>,
 }
 
 impl App {

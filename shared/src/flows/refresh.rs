@@ -28,10 +28,50 @@ pub enum RefreshError {
     Transient,
 }
 
-/// The tokens of an authorization, from the vault.
+/// The tokens of an authorization: the vault's, with the access token
+/// sealed in the item when it is the newer.
 pub async fn tokens_of(app: &App, auth: &Authorization) -> Result<TokenSet, Error> {
     let secret = app.vault.get(&auth.secret.0).await?.ok_or(Error::NotFound { kind: "tokens" })?;
-    TokenSet::from_secret(&secret)
+    let mut tokens = TokenSet::from_secret(&secret)?;
+    if let Some(sealed) = auth.access.as_ref().filter(|s| s.obtained_at >= tokens.obtained_at) {
+        match token_key(app).await.ok().and_then(|k| k.open(auth.id.as_str(), sealed)) {
+            Some(access) => {
+                tokens.access_token = access;
+                tokens.expires_at = sealed.expires_at;
+                tokens.obtained_at = sealed.obtained_at;
+            }
+            // Another key (replaced in the vault) or an altered item: the
+            // vault's token serves, or a refresh replaces it.
+            None => tracing::warn!(authorization = %auth.id, "a sealed access token did not open; using the vault's"),
+        }
+    }
+    Ok(tokens)
+}
+
+/// The name of the vault secret holding the token key.
+fn token_key_secret(app: &App) -> String {
+    format!("{}/token-key", app.config.secret_prefix.trim_end_matches('/'))
+}
+
+/// The key access tokens are sealed with: read from the vault once per
+/// process, created on first use. Two processes creating it at once both
+/// write; the last write stands and each re-reads it, so at worst a token
+/// sealed in between does not open and is refreshed again.
+pub async fn token_key(app: &App) -> Result<&crate::domain::sealed::TokenKey, Error> {
+    use crate::domain::sealed::TokenKey;
+    app.token_key
+        .get_or_try_init(|| async {
+            let name = token_key_secret(app);
+            if let Some(key) = app.vault.get(&name).await?.as_ref().and_then(TokenKey::from_secret) {
+                return Ok(key);
+            }
+            let (_, stored) = TokenKey::generate();
+            app.vault.put(&name, &stored).await?;
+            let back = app.vault.get(&name).await?.ok_or(Error::NotFound { kind: "token key" })?;
+            TokenKey::from_secret(&back)
+                .ok_or_else(|| Error::Config("the token key in the vault is not readable".into()))
+        })
+        .await
 }
 
 /// Renews the tokens of an authorization. `stale` is the access token the
@@ -96,16 +136,31 @@ async fn refresh_holding_lease(
     let grant = Grant::Refresh { refresh_token: &refresh_token };
     match app.token_client().request(entry, &auth.params, &creds, grant).await {
         Ok(mut fresh) => {
-            // Non-rotating platforms send no new refresh token: keep the old.
-            if fresh.refresh_token.is_none() {
+            // Non-rotating platforms send no new refresh token (or the same
+            // one again): keep the old.
+            let rotated = fresh.refresh_token.as_ref().is_some_and(|r| *r != refresh_token);
+            if !rotated {
                 fresh.refresh_token = Some(refresh_token);
-                fresh.refresh_expires_at = tokens.refresh_expires_at;
+                fresh.refresh_expires_at = fresh.refresh_expires_at.or(tokens.refresh_expires_at);
             }
-            // The vault first: the rotated refresh token is never lost.
-            pace_vault_writes(app.config.vault_writes_per_second).await;
-            if let Err(e) = app.vault.put(&auth.secret.0, &fresh.to_secret()).await {
-                tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
-                return Err(RefreshError::Transient);
+            // Only a changed long-lived credential goes to the vault (first:
+            // a rotated refresh token is never lost); a new access token
+            // alone is sealed into the item below. Without a key to seal
+            // with, the vault takes it as before.
+            let key = if rotated { None } else { token_key(app).await.ok() };
+            match key {
+                Some(key) => {
+                    let sealed = key.seal(auth.id.as_str(), &fresh.access_token, fresh.expires_at, fresh.obtained_at);
+                    auth.access = Some(sealed);
+                }
+                None => {
+                    pace_vault_writes(app.config.vault_writes_per_second).await;
+                    if let Err(e) = app.vault.put(&auth.secret.0, &fresh.to_secret()).await {
+                        tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
+                        return Err(RefreshError::Transient);
+                    }
+                    auth.access = None;
+                }
             }
             let now = app.clock.now();
             let mut expiry = policy::expiry_facts(spec, &fresh, now);
@@ -118,7 +173,9 @@ async fn refresh_holding_lease(
             auth.refresh_lease = None;
             auth.updated_at = now;
             if let Err(e) = app.repo.save(&auth, version).await {
-                tracing::error!(authorization = %auth.id, error = %e, "refresh recorded late; tokens are stored");
+                // The vault holds a working refresh token either way; a sealed
+                // access token not saved only costs another refresh.
+                tracing::error!(authorization = %auth.id, error = %e, "refresh not recorded; the next use refreshes again");
             }
             tracing::info!(authorization = %auth.id, "tokens refreshed");
             Ok(fresh)
@@ -141,20 +198,55 @@ async fn refresh_holding_lease(
 
 /// Spaces vault writes so a refresh storm stays under Secrets Manager's
 /// write quota (50 per second per account and region, shared by every
-/// function): writers of this process queue for their turn.
+/// function): each writer of this process takes the next free slot and
+/// waits for it.
 async fn pace_vault_writes(per_second: u32) {
-    static LAST: tokio::sync::Mutex<Option<tokio::time::Instant>> = tokio::sync::Mutex::const_new(None);
+    static NEXT: std::sync::Mutex<Option<tokio::time::Instant>> = std::sync::Mutex::new(None);
     let gap = std::time::Duration::from_secs_f64(1.0 / f64::from(per_second.max(1)));
-    let mut last = LAST.lock().await;
-    if let Some(previous) = *last {
-        tokio::time::sleep_until(previous + gap).await;
+    let now = tokio::time::Instant::now();
+    let slot = reserve_slot(&mut NEXT.lock().expect("pace lock"), now, gap);
+    if slot > now {
+        tokio::time::sleep_until(slot).await;
     }
-    *last = Some(tokio::time::Instant::now());
+}
+
+/// The slot a write takes: the next free one, or now when the writer comes
+/// after it. Slots follow the schedule, not the moment a timer fired, so a
+/// coarse timer (tokio's is 1 ms) delays writes but never lowers the rate.
+fn reserve_slot<I: Copy + Ord + std::ops::Add<std::time::Duration, Output = I>>(
+    next: &mut Option<I>,
+    now: I,
+    gap: std::time::Duration,
+) -> I {
+    let slot = next.map_or(now, |n| n.max(now));
+    *next = Some(slot + gap);
+    slot
 }
 
 async fn release(app: &App, auth: &mut Authorization, version: u64) {
     auth.refresh_lease = None;
     if let Err(e) = app.repo.save(auth, version).await {
         tracing::warn!(authorization = %auth.id, error = %e, "lease not released; it will expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reserve_slot;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn vault_write_slots_keep_the_rate_whatever_the_timer_does() {
+        let gap = Duration::from_millis(1); // 1,000 writes a second
+        let start = Instant::now();
+        let mut next = None;
+        // A thousand writers arrive at once: their slots are a gap apart.
+        let slots: Vec<Instant> = (0..1000).map(|_| reserve_slot(&mut next, start, gap)).collect();
+        assert_eq!(slots[0], start);
+        assert_eq!(slots[999], start + gap * 999, "a second for a thousand writes, not two");
+        // A writer coming after an idle spell goes at once, and the next one gap later.
+        let later = start + Duration::from_secs(10);
+        assert_eq!(reserve_slot(&mut next, later, gap), later);
+        assert_eq!(reserve_slot(&mut next, later, gap), later + gap);
     }
 }

@@ -82,14 +82,15 @@ impl App {
                 EmbeddedPorts::open(&config, data_dir.as_deref(), clock.clone())?.ports(clock)
             }
             Backend::Aws { endpoint } => {
+                // Loaded, and each client built, on first use.
                 let sdk = match endpoint {
                     Some(e) => {
                         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-                        aws::sdk_config_for_endpoint(e, &region).await
+                        aws::LazySdk::for_endpoint(e, &region)
                     }
-                    None => aws::sdk_config_from_env().await,
+                    None => aws::LazySdk::from_env(),
                 };
-                Self::aws_ports(&config, &sdk, clock)
+                Self::lazy_aws_ports(&config, sdk, clock)
             }
         };
         Self::assemble(config, ports)
@@ -97,22 +98,36 @@ impl App {
 
     /// The AWS adapters on one SDK configuration.
     pub fn aws_ports(config: &Config, sdk: &aws_config::SdkConfig, clock: Arc<dyn Clock>) -> Ports {
+        Self::lazy_aws_ports(config, aws::LazySdk::ready(sdk.clone()), clock)
+    }
+
+    /// The AWS adapters, each building its client on first use.
+    pub fn lazy_aws_ports(config: &Config, sdk: aws::LazySdk, clock: Arc<dyn Clock>) -> Ports {
+        use aws::Lazy;
         Ports {
-            store: Arc::new(aws::DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), &config.table_name)),
+            store: Arc::new(aws::DynamoStore::new(
+                Lazy::new(sdk.clone(), aws_sdk_dynamodb::Client::new),
+                &config.table_name,
+            )),
             vault: Arc::new(aws::SecretsManagerVault::new(
-                aws_sdk_secretsmanager::Client::new(sdk),
+                Lazy::new(sdk.clone(), aws_sdk_secretsmanager::Client::new),
                 config.secrets_kms_key_id.clone(),
             )),
-            queue: Arc::new(aws::SqsQueue::new(aws_sdk_sqs::Client::new(sdk), config.queue_urls.clone())),
+            queue: Arc::new(aws::SqsQueue::new(
+                Lazy::new(sdk.clone(), aws_sdk_sqs::Client::new),
+                config.queue_urls.clone(),
+            )),
             mailer: Arc::new(aws::SesMailer::new(
-                aws_sdk_sesv2::Client::new(sdk),
+                Lazy::new(sdk.clone(), aws_sdk_sesv2::Client::new),
                 config.ses_configuration_set.clone(),
             )),
-            sink: Arc::new(aws::S3Sink::new(crate::adapters::aws::s3_client(sdk), &config.bucket_name)),
+            sink: Arc::new(aws::S3Sink::new(Lazy::new(sdk.clone(), aws::s3_client), &config.bucket_name)),
             events: match &config.event_bus_name {
-                Some(bus) => {
-                    Arc::new(aws::EventBridgeBus::new(aws_sdk_eventbridge::Client::new(sdk), bus, &config.event_source))
-                }
+                Some(bus) => Arc::new(aws::EventBridgeBus::new(
+                    Lazy::new(sdk, aws_sdk_eventbridge::Client::new),
+                    bus,
+                    &config.event_source,
+                )),
                 None => Arc::new(crate::adapters::NoBus),
             },
             clock,
@@ -142,6 +157,7 @@ impl App {
             events: ports.events,
             clock: ports.clock,
             http,
+            token_key: Arc::default(),
         })
     }
 }

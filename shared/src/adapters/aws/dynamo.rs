@@ -18,12 +18,12 @@ pub const DUE_INDEX: &str = "due";
 /// work: the sparse index), `ttl` (epoch seconds).
 #[derive(Clone)]
 pub struct DynamoStore {
-    client: Client,
+    client: super::Lazy<Client>,
     table: String,
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
+    pub fn new(client: super::Lazy<Client>, table: impl Into<String>) -> Self {
         Self { client, table: table.into() }
     }
 }
@@ -118,6 +118,8 @@ impl StateStore for DynamoStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .get_item()
             .table_name(&self.table)
             .key("pk", s(pk))
@@ -131,7 +133,7 @@ impl StateStore for DynamoStore {
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
         let (expr, value) = condition(pre);
-        let mut req = self.client.put_item().table_name(&self.table).set_item(Some(to_attrs(item)?));
+        let mut req = self.client.get().await.put_item().table_name(&self.table).set_item(Some(to_attrs(item)?));
         if let Some(expr) = expr {
             req = req.condition_expression(expr);
         }
@@ -151,6 +153,8 @@ impl StateStore for DynamoStore {
         let (expr, value) = condition(pre);
         let mut req = self
             .client
+            .get()
+            .await
             .delete_item()
             .table_name(&self.table)
             .key("pk", s(pk))
@@ -174,6 +178,8 @@ impl StateStore for DynamoStore {
     async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
         let mut req = self
             .client
+            .get()
+            .await
             .query()
             .table_name(&self.table)
             .consistent_read(true)
@@ -197,6 +203,8 @@ impl StateStore for DynamoStore {
     async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
         let out = self
             .client
+            .get()
+            .await
             .query()
             .table_name(&self.table)
             .index_name(DUE_INDEX)

@@ -12,13 +12,13 @@ use crate::ports::EventBus;
 /// source, `detail-type` the event's `type`, `detail` the whole event.
 #[derive(Clone)]
 pub struct EventBridgeBus {
-    client: Client,
+    client: super::Lazy<Client>,
     bus: String,
     source: String,
 }
 
 impl EventBridgeBus {
-    pub fn new(client: Client, bus: &str, source: &str) -> Self {
+    pub fn new(client: super::Lazy<Client>, bus: &str, source: &str) -> Self {
         Self { client, bus: bus.to_owned(), source: source.to_owned() }
     }
 }
@@ -34,7 +34,7 @@ impl EventBus for EventBridgeBus {
             .detail(detail)
             .time(aws_sdk_eventbridge::primitives::DateTime::from_secs(event.occurred_at.timestamp()))
             .build();
-        let out = self.client.put_events().entries(entry).send().await.map_err(|e| {
+        let out = self.client.get().await.put_events().entries(entry).send().await.map_err(|e| {
             let throttled = e.code() == Some("ThrottlingException");
             if throttled {
                 BusError::Throttled

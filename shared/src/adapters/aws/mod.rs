@@ -31,10 +31,80 @@ where
     aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
 }
 
+/// Where the SDK configuration comes from.
+#[derive(Clone)]
+enum Source {
+    Ready(Box<SdkConfig>),
+    Env,
+    Endpoint { endpoint: String, region: String },
+}
+
+/// The SDK configuration, loaded when the first client needs it (a cold
+/// start reads no profile and builds no credential chain before its first
+/// AWS call), then shared by every client.
+#[derive(Clone)]
+pub struct LazySdk {
+    source: Source,
+    cell: std::sync::Arc<tokio::sync::OnceCell<SdkConfig>>,
+}
+
+impl LazySdk {
+    pub fn ready(sdk: SdkConfig) -> Self {
+        Self { source: Source::Ready(Box::new(sdk)), cell: Default::default() }
+    }
+
+    pub fn from_env() -> Self {
+        Self { source: Source::Env, cell: Default::default() }
+    }
+
+    pub fn for_endpoint(endpoint: &str, region: &str) -> Self {
+        Self {
+            source: Source::Endpoint { endpoint: endpoint.to_owned(), region: region.to_owned() },
+            cell: Default::default(),
+        }
+    }
+
+    pub async fn get(&self) -> &SdkConfig {
+        self.cell
+            .get_or_init(|| async {
+                match &self.source {
+                    Source::Ready(sdk) => (**sdk).clone(),
+                    Source::Env => sdk_config_from_env().await,
+                    Source::Endpoint { endpoint, region } => sdk_config_for_endpoint(endpoint, region).await,
+                }
+            })
+            .await
+    }
+}
+
+/// A service client built on first use: a function builds only the
+/// clients it calls.
+pub struct Lazy<C> {
+    sdk: LazySdk,
+    cell: std::sync::Arc<tokio::sync::OnceCell<C>>,
+    make: fn(&SdkConfig) -> C,
+}
+
+impl<C> Clone for Lazy<C> {
+    fn clone(&self) -> Self {
+        Self { sdk: self.sdk.clone(), cell: self.cell.clone(), make: self.make }
+    }
+}
+
+impl<C> Lazy<C> {
+    pub fn new(sdk: LazySdk, make: fn(&SdkConfig) -> C) -> Self {
+        Self { sdk, cell: Default::default(), make }
+    }
+
+    pub async fn get(&self) -> &C {
+        self.cell.get_or_init(|| async { (self.make)(self.sdk.get().await) }).await
+    }
+}
+
 /// The SDK configuration from the environment (the Lambda role, region,
 /// `AWS_ENDPOINT_URL` when set).
 pub async fn sdk_config_from_env() -> SdkConfig {
-    aws_config::load_defaults(BehaviorVersion::latest()).await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(super::tls::aws_http_client()).load().await
 }
 
 /// The SDK configuration for an explicit endpoint with static credentials
@@ -43,6 +113,7 @@ pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig 
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
+        .http_client(super::tls::aws_http_client())
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await

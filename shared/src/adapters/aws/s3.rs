@@ -19,12 +19,12 @@ pub fn client(sdk: &SdkConfig) -> Client {
 /// The record sink on S3.
 #[derive(Clone)]
 pub struct S3Sink {
-    client: Client,
+    client: super::Lazy<Client>,
     bucket: String,
 }
 
 impl S3Sink {
-    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+    pub fn new(client: super::Lazy<Client>, bucket: impl Into<String>) -> Self {
         Self { client, bucket: bucket.into() }
     }
 }
@@ -38,6 +38,8 @@ impl RecordSink for S3Sink {
     async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), SinkError> {
         check_sink_key(key)?;
         self.client
+            .get()
+            .await
             .put_object()
             .bucket(&self.bucket)
             .key(key)
@@ -51,7 +53,7 @@ impl RecordSink for S3Sink {
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError> {
         check_sink_key(key)?;
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self.client.get().await.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => {
                 let data = out.body.collect().await.map_err(|e| SinkError::Unavailable(e.to_string()))?;
                 Ok(Some(data.into_bytes()))
@@ -63,7 +65,7 @@ impl RecordSink for S3Sink {
 
     async fn size(&self, key: &str) -> Result<Option<u64>, SinkError> {
         check_sink_key(key)?;
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self.client.get().await.head_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(out.content_length().map(|n| n.max(0) as u64)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_not_found()) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -72,13 +74,13 @@ impl RecordSink for S3Sink {
 
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         check_sink_key(key)?;
-        self.client.delete_object().bucket(&self.bucket).key(key).send().await.map_err(unavailable)?;
+        self.client.get().await.delete_object().bucket(&self.bucket).key(key).send().await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
         check_sink_key(key)?;
-        match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        match self.client.get().await.get_object().bucket(&self.bucket).key(key).send().await {
             Ok(out) => Ok(Some(Box::new(Box::pin(out.body.into_async_read())))),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_no_such_key()) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -89,14 +91,23 @@ impl RecordSink for S3Sink {
         check_sink_key(key)?;
         let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
             .map_err(|e| SinkError::Unavailable(e.to_string()))?;
-        let request =
-            self.client.put_object().bucket(&self.bucket).key(key).presigned(config).await.map_err(unavailable)?;
+        let request = self
+            .client
+            .get()
+            .await
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .presigned(config)
+            .await
+            .map_err(unavailable)?;
         Ok(request.uri().to_owned())
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
         let mut keys = Vec::new();
-        let mut pages = self.client.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
+        let mut pages =
+            self.client.get().await.list_objects_v2().bucket(&self.bucket).prefix(prefix).into_paginator().send();
         while let Some(page) = pages.next().await {
             let page = page.map_err(unavailable)?;
             keys.extend(page.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));

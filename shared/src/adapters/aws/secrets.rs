@@ -11,13 +11,13 @@ use crate::ports::SecretVault;
 /// under the deployment's prefix (which the IAM policies are scoped to).
 #[derive(Clone)]
 pub struct SecretsManagerVault {
-    client: Client,
+    client: super::Lazy<Client>,
     /// The customer-managed key new secrets are encrypted with (else AWS's).
     kms_key_id: Option<String>,
 }
 
 impl SecretsManagerVault {
-    pub fn new(client: Client, kms_key_id: Option<String>) -> Self {
+    pub fn new(client: super::Lazy<Client>, kms_key_id: Option<String>) -> Self {
         Self { client, kms_key_id }
     }
 }
@@ -32,7 +32,15 @@ impl SecretVault for SecretsManagerVault {
         check_secret_name(name)?;
         // New versions of an existing secret are the common case.
         for _ in 0..2 {
-            let put = self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await;
+            let put = self
+                .client
+                .get()
+                .await
+                .put_secret_value()
+                .secret_id(name)
+                .secret_string(value.expose_secret())
+                .send()
+                .await;
             match put {
                 Ok(_) => return Ok(()),
                 Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => {}
@@ -40,6 +48,8 @@ impl SecretVault for SecretsManagerVault {
             }
             let create = self
                 .client
+                .get()
+                .await
                 .create_secret()
                 .name(name)
                 .secret_string(value.expose_secret())
@@ -58,7 +68,7 @@ impl SecretVault for SecretsManagerVault {
 
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         check_secret_name(name)?;
-        match self.client.get_secret_value().secret_id(name).send().await {
+        match self.client.get().await.get_secret_value().secret_id(name).send().await {
             Ok(out) => Ok(out.secret_string.map(SecretString::from)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -67,7 +77,7 @@ impl SecretVault for SecretsManagerVault {
 
     async fn delete(&self, name: &str) -> Result<(), VaultError> {
         check_secret_name(name)?;
-        match self.client.delete_secret().secret_id(name).force_delete_without_recovery(true).send().await {
+        match self.client.get().await.delete_secret().secret_id(name).force_delete_without_recovery(true).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(unavailable(e)),

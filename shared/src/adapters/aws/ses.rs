@@ -9,14 +9,14 @@ use crate::ports::{Email, Mailer};
 /// The mailer on SES v2.
 #[derive(Clone)]
 pub struct SesMailer {
-    client: Client,
+    client: super::Lazy<Client>,
     /// The configuration set whose bounce and complaint events come back
     /// to the notifier (the template's `EmailConfigurationSet`).
     configuration_set: Option<String>,
 }
 
 impl SesMailer {
-    pub fn new(client: Client, configuration_set: Option<String>) -> Self {
+    pub fn new(client: super::Lazy<Client>, configuration_set: Option<String>) -> Self {
         Self { client, configuration_set }
     }
 }
@@ -37,6 +37,8 @@ impl Mailer for SesMailer {
             .build();
         let out = self
             .client
+            .get()
+            .await
             .send_email()
             .from_email_address(&email.from)
             .destination(Destination::builder().set_to_addresses(Some(email.to.clone())).build())

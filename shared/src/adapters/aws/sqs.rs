@@ -11,12 +11,12 @@ use crate::ports::{JobQueue, QueueKind, Received};
 /// The job queue on SQS; each queue has a DLQ by redrive policy.
 #[derive(Clone)]
 pub struct SqsQueue {
-    client: Client,
+    client: super::Lazy<Client>,
     urls: HashMap<QueueKind, String>,
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, urls: HashMap<QueueKind, String>) -> Self {
+    pub fn new(client: super::Lazy<Client>, urls: HashMap<QueueKind, String>) -> Self {
         Self { client, urls }
     }
 
@@ -40,6 +40,8 @@ impl JobQueue for SqsQueue {
         }
         let out = self
             .client
+            .get()
+            .await
             .send_message()
             .queue_url(self.url(queue)?)
             .message_body(body)
@@ -53,6 +55,8 @@ impl JobQueue for SqsQueue {
     async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError> {
         let out = self
             .client
+            .get()
+            .await
             .receive_message()
             .queue_url(self.url(queue)?)
             .max_number_of_messages(max.clamp(1, 10) as i32)
@@ -82,6 +86,8 @@ impl JobQueue for SqsQueue {
 
     async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), QueueError> {
         self.client
+            .get()
+            .await
             .delete_message()
             .queue_url(self.url(queue)?)
             .receipt_handle(receipt)

@@ -1,0 +1,467 @@
+//! Scale and cost model: `cargo bench -p local-stack --bench scale_model`.
+//!
+//! Simulates a day of a deployment with `SCALE_N` connections (default
+//! 1,000,000) by running the real scheduler (every minute), the real sweep
+//! (every 5 minutes, as `template.yaml` schedules it) and the real sync
+//! worker (every queued job) over 24 hours of simulated time, against the
+//! embedded adapters wrapped in counters, on a sample of `SCALE_SAMPLE`
+//! connections (default 2,000) spread evenly over the catalog's platforms
+//! with their token lifetimes, refresh kinds and sync intervals. Platforms
+//! are played in process: token requests get tokens of the catalog's
+//! lifetime (a new refresh token where the platform rotates them), every
+//! other request a 204 (no data). The sample's counts are scaled to N
+//! (each connection's work is independent of the others'; the hottest
+//! partition is a workspace of `SCALE_PER_WORKSPACE` connections, default
+//! 10, and does not scale).
+//!
+//! Prints per second, mean and peak (busiest minute): Secrets Manager
+//! writes and reads, DynamoDB reads and writes (and the hottest partition's),
+//! SQS messages, Lambda invocations; then the monthly cost at list prices.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use secrecy::SecretString;
+use shared::adapters::clock::ManualClock;
+use shared::catalog::{AuthMethod, RefreshKind};
+use shared::domain::error::{HttpError, QueueError, StoreError, VaultError};
+use shared::domain::ids::*;
+use shared::domain::messages::{QueueKind, SyncJob};
+use shared::domain::tokens::TokenSet;
+use shared::domain::*;
+use shared::ports::{Item, JobQueue, Page, PlatformHttp, Precondition, Received, SecretVault, StateStore};
+use shared::wiring::{App, EmbeddedPorts, Ports};
+
+const MINUTES: usize = 24 * 60;
+
+/// What is counted, per simulated minute.
+#[derive(Clone, Copy)]
+enum K {
+    VaultWrite,
+    VaultRead,
+    DbRead,
+    DbWrite,
+    QueueSend,
+    SyncRun,
+    TokenRequest,
+    PlatformRequest,
+}
+const KINDS: usize = 8;
+
+struct Meter {
+    minute: AtomicUsize,
+    counts: Vec<[AtomicU64; KINDS]>,
+    partitions: Mutex<HashMap<String, u64>>,
+}
+
+impl Meter {
+    fn new() -> Self {
+        Self {
+            minute: AtomicUsize::new(0),
+            counts: (0..MINUTES).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
+            partitions: Mutex::new(HashMap::new()),
+        }
+    }
+    fn add(&self, k: K, n: u64) {
+        let m = self.minute.load(Ordering::Relaxed).min(MINUTES - 1);
+        self.counts[m][k as usize].fetch_add(n, Ordering::Relaxed);
+    }
+    fn partition(&self, pk: &str, units: u64) {
+        *self.partitions.lock().unwrap().entry(pk.to_owned()).or_default() += units;
+    }
+    fn total(&self, k: K) -> u64 {
+        self.counts.iter().map(|c| c[k as usize].load(Ordering::Relaxed)).sum()
+    }
+    fn peak(&self, k: K) -> u64 {
+        self.counts.iter().map(|c| c[k as usize].load(Ordering::Relaxed)).max().unwrap_or(0)
+    }
+}
+
+/// DynamoDB capacity units of an item (1 KB a write unit, 4 KB a read unit).
+fn units(item: &Item, per: usize) -> u64 {
+    let size = item.pk.len() + item.sk.len() + item.body.to_string().len() + 40;
+    size.div_ceil(per) as u64
+}
+
+struct CountingStore(Arc<dyn StateStore>, Arc<Meter>);
+
+#[async_trait]
+impl StateStore for CountingStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let r = self.0.get(pk, sk).await?;
+        self.1.add(K::DbRead, r.as_ref().map_or(1, |i| units(i, 4096)));
+        Ok(r)
+    }
+    async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
+        let u = units(item, 1024);
+        self.1.add(K::DbWrite, u);
+        self.1.partition(&item.pk, u);
+        self.0.put(item, pre).await
+    }
+    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
+        self.1.add(K::DbWrite, 1);
+        self.1.partition(pk, 1);
+        self.0.delete(pk, sk, pre).await
+    }
+    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let page = self.0.query(pk, sk_prefix, after, limit).await?;
+        let bytes: u64 = page.items.iter().map(|i| units(i, 1)).sum();
+        self.1.add(K::DbRead, bytes.div_ceil(4096).max(1));
+        Ok(page)
+    }
+    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
+        let items = self.0.due(shard, until, limit).await?;
+        let bytes: u64 = items.iter().map(|i| units(i, 1)).sum();
+        self.1.add(K::DbRead, bytes.div_ceil(4096).max(1));
+        Ok(items)
+    }
+}
+
+struct CountingVault(Arc<dyn SecretVault>, Arc<Meter>);
+
+#[async_trait]
+impl SecretVault for CountingVault {
+    async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError> {
+        self.1.add(K::VaultWrite, 1);
+        self.0.put(name, value).await
+    }
+    async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
+        self.1.add(K::VaultRead, 1);
+        self.0.get(name).await
+    }
+    async fn delete(&self, name: &str) -> Result<(), VaultError> {
+        self.1.add(K::VaultWrite, 1);
+        self.0.delete(name).await
+    }
+}
+
+struct CountingQueue(Arc<dyn JobQueue>, Arc<Meter>);
+
+#[async_trait]
+impl JobQueue for CountingQueue {
+    async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError> {
+        self.1.add(K::QueueSend, 1);
+        self.0.send(queue, body, delay_seconds).await
+    }
+    async fn receive(&self, queue: QueueKind, max: u32, visibility_seconds: u32) -> Result<Vec<Received>, QueueError> {
+        self.0.receive(queue, max, visibility_seconds).await
+    }
+    async fn ack(&self, queue: QueueKind, receipt: &str) -> Result<(), QueueError> {
+        self.0.ack(queue, receipt).await
+    }
+}
+
+/// Every platform of the catalog, in process: token requests get tokens of
+/// the platform's lifetime, anything else a 204.
+struct Platforms {
+    /// Token endpoint path → (lifetime, rotating).
+    token_paths: Vec<(String, u64, bool)>,
+    meter: Arc<Meter>,
+    serial: AtomicU64,
+}
+
+#[async_trait]
+impl PlatformHttp for Platforms {
+    async fn send(&self, request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
+        let path = request.uri().path().to_owned();
+        if let Some((_, lifetime, rotating)) = self.token_paths.iter().find(|(p, _, _)| *p == path) {
+            self.meter.add(K::TokenRequest, 1);
+            let n = self.serial.fetch_add(1, Ordering::Relaxed);
+            let mut body =
+                serde_json::json!({"access_token": format!("at-{n}"), "token_type": "bearer", "expires_in": lifetime});
+            if *rotating {
+                body["refresh_token"] = format!("rt-{n}").into();
+            }
+            return Ok(http::Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Bytes::from(body.to_string()))
+                .unwrap());
+        }
+        self.meter.add(K::PlatformRequest, 1);
+        Ok(http::Response::builder().status(204).body(Bytes::new()).unwrap())
+    }
+}
+
+fn path_of(template: &str) -> String {
+    let rest = template.split_once("://").map_or(template, |(_, r)| r);
+    rest.find('/').map_or("/".to_owned(), |i| rest[i..].split('?').next().unwrap_or("/").to_owned())
+}
+
+struct Setup {
+    app: App,
+    meter: Arc<Meter>,
+    clock: Arc<ManualClock>,
+    ports: EmbeddedPorts,
+    secrets: usize,
+    by_platform: BTreeMap<String, usize>,
+}
+
+async fn setup(sample: usize, per_workspace: usize) -> Setup {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-11-02T00:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let clock = Arc::new(ManualClock::new(start));
+    let config = shared::Config::from_lookup(|k| match k {
+        "VAULT_WRITES_PER_SECOND" => Some("1000000".into()),
+        _ => None,
+    })
+    .unwrap();
+    let meter = Arc::new(Meter::new());
+    let ports = EmbeddedPorts::open(&config, None, clock.clone()).unwrap();
+    let base = ports.ports(clock.clone());
+    let counted = Ports {
+        store: Arc::new(CountingStore(base.store, meter.clone())),
+        vault: Arc::new(CountingVault(base.vault, meter.clone())),
+        queue: Arc::new(CountingQueue(base.queue, meter.clone())),
+        ..base
+    };
+    let catalog = shared::catalog::Catalog::load(&shared::catalog::CatalogOptions::default()).unwrap();
+    let token_paths = catalog
+        .entries()
+        .filter_map(|e| e.oauth.as_ref())
+        .map(|o| {
+            (path_of(&o.token_url), o.token_lifetime_seconds.unwrap_or(3600), o.refresh.kind == RefreshKind::Rotating)
+        })
+        .collect();
+    let http = Arc::new(Platforms { token_paths, meter: meter.clone(), serial: AtomicU64::new(0) });
+    let app = App::assemble_with_http(config, counted, http).unwrap();
+    let platforms: Vec<_> =
+        app.catalog.entries().filter(|e| !e.sandbox && e.method != AuthMethod::FileUpload).cloned().collect();
+    let now = clock.now_utc();
+    let mut secrets = 0;
+    let mut by_platform = BTreeMap::new();
+    for entry in &platforms {
+        if entry.oauth.is_some() {
+            shared::platform::AppCredentials::store(
+                app.vault.as_ref(),
+                &SecretRef::for_app(&app.config.secret_prefix, entry.id.as_str()),
+                "client",
+                &SecretString::from("secret".to_owned()),
+            )
+            .await
+            .unwrap();
+            secrets += 1;
+        }
+    }
+    for i in 0..sample {
+        let entry = &platforms[i % platforms.len()];
+        *by_platform.entry(entry.id.to_string()).or_insert(0) += 1;
+        let ws = WorkspaceId::parse(&format!("ws_{}", i / per_workspace)).unwrap();
+        // Spread over the day as real grants are: tokens part-way through
+        // their lifetime, syncs part-way through their interval.
+        let spread = (i * 7919 % 1000) as f64 / 1000.0;
+        let params: BTreeMap<String, String> =
+            entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "sim".into()))).collect();
+        let credential = match (&entry.oauth, entry.method) {
+            (Some(spec), AuthMethod::Oauth2 | AuthMethod::Oauth1) => {
+                let id = AuthorizationId::generate();
+                let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, id.as_str());
+                let lifetime = spec
+                    .token_lifetime_seconds
+                    .map(|s| chrono::Duration::seconds((s as f64 * (0.05 + 0.95 * spread)) as i64));
+                let tokens = TokenSet {
+                    access_token: format!("at-seed-{i}"),
+                    refresh_token: spec.refresh.kind.is_refreshable().then(|| format!("rt-seed-{i}")),
+                    expires_at: lifetime.map(|l| now + l),
+                    refresh_expires_at: None,
+                    scopes: vec![],
+                    obtained_at: now,
+                    token_secret: (entry.method == AuthMethod::Oauth1).then(|| "ts".to_owned()),
+                };
+                app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
+                secrets += 1;
+                let expiry = policy::expiry_facts(spec, &tokens, now);
+                let next_check = Some(policy::next_check(spec, &expiry, now));
+                let mut auth = Authorization::new(
+                    id.clone(),
+                    ws.clone(),
+                    entry.id.clone(),
+                    format!("Grant {i}"),
+                    None,
+                    vec![],
+                    params,
+                    expiry,
+                    next_check,
+                    secret,
+                    UserId::parse("sim").unwrap(),
+                    now,
+                );
+                auth.status = Status::Connected;
+                app.repo.create(&auth).await.unwrap();
+                Credential::Authorization { authorization_id: id }
+            }
+            _ => {
+                let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, &format!("key-{i}"));
+                app.vault.put(&secret.0, &SecretString::from(r#"{"api_key":"k"}"#.to_owned())).await.unwrap();
+                secrets += 1;
+                Credential::ApiKey { secret, hint: "k".into(), last_verified_at: now, fingerprint: String::new() }
+            }
+        };
+        let streams = entry.streams.iter().map(|s| StreamSelection { name: s.name.clone(), selected: true }).collect();
+        let mut c = Connection::new(
+            ws,
+            entry.id.clone(),
+            format!("Source {i}"),
+            ConnectionRole::Source,
+            None,
+            credential,
+            streams,
+            UserId::parse("sim").unwrap(),
+            now - chrono::Duration::days(30),
+        );
+        c.status = Status::Connected;
+        c.initial_sync_done = true;
+        c.last_synced_at = Some(now - chrono::Duration::minutes(5));
+        let interval = shared::flows::schedule::interval_minutes(&app, &c);
+        c.next_sync_at = Some(now + chrono::Duration::seconds((f64::from(interval) * 60.0 * spread) as i64));
+        app.repo.create(&c).await.unwrap();
+    }
+    // Seeding is not the day's work.
+    for m in &meter.counts {
+        for c in m {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+    meter.partitions.lock().unwrap().clear();
+    Setup { app, meter, clock, ports, secrets, by_platform }
+}
+
+trait NowUtc {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl NowUtc for ManualClock {
+    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
+        shared::ports::Clock::now(self)
+    }
+}
+
+/// Runs every queued sync job that is visible now.
+async fn drain_sync(s: &Setup) -> u64 {
+    let mut runs = 0;
+    loop {
+        let got = s.ports.queue.receive(QueueKind::Sync, 10, 900).await.unwrap();
+        if got.is_empty() {
+            return runs;
+        }
+        for m in got {
+            let job: SyncJob = serde_json::from_str(&m.body).unwrap();
+            let budget = shared::flows::sync::Budget::until(Instant::now() + Duration::from_secs(600));
+            s.meter.add(K::SyncRun, 1);
+            runs += 1;
+            let _ = shared::flows::sync::handle_job(&s.app, job, budget).await;
+            s.ports.queue.ack(QueueKind::Sync, &m.receipt).await.unwrap();
+        }
+    }
+}
+
+// AWS list prices, us-east-1, on demand, no free tier (2026).
+const SECRET_MONTH: f64 = 0.40;
+const SECRET_PER_10K_CALLS: f64 = 0.05;
+const DDB_PER_MILLION_WRITES: f64 = 1.25;
+const DDB_PER_MILLION_READS: f64 = 0.25;
+const DDB_GB_MONTH: f64 = 0.25;
+const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4; // arm64
+const LAMBDA_PER_MILLION: f64 = 0.20;
+const SQS_PER_MILLION: f64 = 0.40;
+// Lambda time per piece of work (measured in the local stack's logs; a sync
+// run of a page or two is dominated by the platform's answer time).
+const SYNC_RUN_SECONDS: f64 = 1.0;
+const SYNC_WORKER_GB: f64 = 0.5;
+const SWEEP_SECONDS: f64 = 1.0;
+const SCHEDULER_SECONDS: f64 = 0.5;
+const SMALL_GB: f64 = 0.25;
+const ITEM_KB_PER_CONNECTION: f64 = 6.0;
+
+fn main() {
+    let n: f64 = std::env::var("SCALE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000.0);
+    let sample: usize = std::env::var("SCALE_SAMPLE").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let per_workspace: usize = std::env::var("SCALE_PER_WORKSPACE").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let s = setup(sample, per_workspace).await;
+        let started = Instant::now();
+        let mut sweeps = 0u64;
+        for minute in 0..MINUTES {
+            s.meter.minute.store(minute, Ordering::Relaxed);
+            if minute > 0 {
+                s.clock.advance(chrono::Duration::minutes(1));
+            }
+            if minute % 5 == 0 {
+                shared::flows::sweep::sweep(&s.app).await.unwrap();
+                sweeps += 1;
+            }
+            shared::flows::schedule::tick(&s.app).await.unwrap();
+            drain_sync(&s).await;
+        }
+        let scale = n / sample as f64;
+        let day = 86_400.0;
+        let m = &s.meter;
+        let per_s = |k: K| (m.total(k) as f64 * scale / day, m.peak(k) as f64 * scale / 60.0);
+        println!(
+            "{} connections modelled from a sample of {sample} over 24 h simulated ({:.0} s); {} per workspace",
+            n as u64,
+            started.elapsed().as_secs_f64(),
+            per_workspace
+        );
+        println!("sample by platform: {:?}", s.by_platform);
+        println!("{:<34} {:>12} {:>12}", "per second", "mean", "peak minute");
+        for (name, k) in [
+            ("Secrets Manager writes", K::VaultWrite),
+            ("Secrets Manager reads", K::VaultRead),
+            ("DynamoDB read units", K::DbRead),
+            ("DynamoDB write units", K::DbWrite),
+            ("SQS messages sent", K::QueueSend),
+            ("sync runs (worker invocations)", K::SyncRun),
+            ("token requests to platforms", K::TokenRequest),
+            ("other platform requests", K::PlatformRequest),
+        ] {
+            let (mean, peak) = per_s(k);
+            println!("{name:<34} {mean:>12.1} {peak:>12.1}");
+        }
+        let hottest = m.partitions.lock().unwrap().values().copied().max().unwrap_or(0);
+        println!(
+            "{:<34} {:>12.3} {:>12}",
+            "hottest partition write units",
+            hottest as f64 / day,
+            format!("(of 1,000/s)")
+        );
+        println!("sweeps {sweeps}, scheduler ticks {MINUTES}");
+
+        // Monthly cost at N.
+        let month = 30.0;
+        let total = |k: K| m.total(k) as f64 * scale * month;
+        let app_secrets = (s.secrets - sample.min(s.secrets)) as f64;
+        let secrets = (s.secrets as f64 - app_secrets) * scale + app_secrets;
+        let lines = [
+            ("Secrets Manager: secrets", secrets * SECRET_MONTH),
+            (
+                "Secrets Manager: API calls",
+                (total(K::VaultRead) + total(K::VaultWrite)) / 10_000.0 * SECRET_PER_10K_CALLS,
+            ),
+            (
+                "DynamoDB: requests",
+                total(K::DbWrite) / 1e6 * DDB_PER_MILLION_WRITES + total(K::DbRead) / 1e6 * DDB_PER_MILLION_READS,
+            ),
+            ("DynamoDB: storage", n * ITEM_KB_PER_CONNECTION / 1e6 * DDB_GB_MONTH),
+            (
+                "Lambda",
+                total(K::SyncRun) * (SYNC_RUN_SECONDS * SYNC_WORKER_GB * LAMBDA_GB_SECOND + LAMBDA_PER_MILLION / 1e6)
+                    + (sweeps as f64 * SWEEP_SECONDS + MINUTES as f64 * SCHEDULER_SECONDS)
+                        * month
+                        * SMALL_GB
+                        * LAMBDA_GB_SECOND,
+            ),
+            ("SQS", total(K::QueueSend) * 3.0 / 1e6 * SQS_PER_MILLION),
+        ];
+        let sum: f64 = lines.iter().map(|(_, d)| d).sum();
+        println!("{:<34} {:>14} {:>16}", "monthly cost", "USD", "per 1,000 conn.");
+        for (what, dollars) in lines {
+            println!("{what:<34} {dollars:>14.0} {:>16.2}", dollars / n * 1000.0);
+        }
+        println!("{:<34} {sum:>14.0} {:>16.2}", "total", sum / n * 1000.0);
+    });
+}

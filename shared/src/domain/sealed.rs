@@ -1,0 +1,132 @@
+//! Short-lived access tokens kept out of the vault: sealed (AES-256-GCM)
+//! under a key the vault holds, and stored in the authorization's item.
+//!
+//! A refresh that does not rotate the refresh token writes only the item,
+//! so the vault is written when a long-lived credential changes (a grant, a
+//! rotated refresh token, a key), never once an hour per grant. A sealed
+//! token is bound to its authorization (the associated data), so it opens
+//! nowhere else; one that does not open (another key, a tampered item) is
+//! as good as absent: the vault's copy or a refresh takes its place.
+
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
+
+/// An access token as the state store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedToken {
+    /// The id of the key it was sealed with.
+    pub key_id: String,
+    pub nonce: String,
+    pub ciphertext: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the platform issued it (the newer of this and the vault's copy wins).
+    pub obtained_at: DateTime<Utc>,
+}
+
+/// The key access tokens are sealed with (kept in the vault).
+pub struct TokenKey {
+    pub id: String,
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKey").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    id: String,
+    key: String,
+}
+
+impl TokenKey {
+    /// A new random key, and its vault form.
+    pub fn generate() -> (Self, SecretString) {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let id = format!("k{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let stored = serde_json::to_string(&Stored { id: id.clone(), key: B64.encode(bytes) }).expect("serializes");
+        (Self::from_bytes(id, &bytes), SecretString::from(stored))
+    }
+
+    /// The key from its vault form.
+    pub fn from_secret(secret: &SecretString) -> Option<Self> {
+        let stored: Stored = serde_json::from_str(secret.expose_secret()).ok()?;
+        let bytes = B64.decode(stored.key).ok().filter(|b| b.len() == 32)?;
+        Some(Self::from_bytes(stored.id, &bytes))
+    }
+
+    fn from_bytes(id: String, bytes: &[u8]) -> Self {
+        let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte key"));
+        Self { id, key }
+    }
+
+    /// Seals `access` for the authorization `bound_to`.
+    pub fn seal(
+        &self,
+        bound_to: &str,
+        access: &str,
+        expires_at: Option<DateTime<Utc>>,
+        obtained_at: DateTime<Utc>,
+    ) -> SealedToken {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut nonce);
+        let mut data = access.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(bound_to.as_bytes()), &mut data)
+            .expect("sealing a token cannot fail");
+        SealedToken {
+            key_id: self.id.clone(),
+            nonce: B64.encode(nonce),
+            ciphertext: B64.encode(data),
+            expires_at,
+            obtained_at,
+        }
+    }
+
+    /// Opens a token sealed for `bound_to` with this key; `None` when it was
+    /// sealed with another key, for another authorization, or altered.
+    pub fn open(&self, bound_to: &str, sealed: &SealedToken) -> Option<String> {
+        if sealed.key_id != self.id {
+            return None;
+        }
+        let nonce: [u8; NONCE_LEN] = B64.decode(&sealed.nonce).ok()?.try_into().ok()?;
+        let mut data = B64.decode(&sealed.ciphertext).ok()?;
+        let plain = self
+            .key
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(bound_to.as_bytes()), &mut data)
+            .ok()?;
+        String::from_utf8(plain.to_vec()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_token_opens_only_for_its_authorization_with_its_key() {
+        let (key, stored) = TokenKey::generate();
+        let now = Utc::now();
+        let sealed = key.seal("auth_1", "ya29.secret-access", Some(now), now);
+        assert!(!serde_json::to_string(&sealed).unwrap().contains("secret-access"), "never in the clear");
+        let again = TokenKey::from_secret(&stored).unwrap();
+        assert_eq!(again.open("auth_1", &sealed).as_deref(), Some("ya29.secret-access"));
+        assert_eq!(again.open("auth_2", &sealed), None, "moved to another authorization");
+        let (other, _) = TokenKey::generate();
+        assert_eq!(other.open("auth_1", &sealed), None, "another key");
+        let mut altered = sealed.clone();
+        let mut bytes = B64.decode(&altered.ciphertext).unwrap();
+        bytes[0] ^= 1;
+        altered.ciphertext = B64.encode(bytes);
+        assert_eq!(key.open("auth_1", &altered), None, "tampered");
+        assert_ne!(key.seal("auth_1", "x", None, now).nonce, key.seal("auth_1", "x", None, now).nonce);
+    }
+}
