@@ -253,7 +253,7 @@ async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
         Reply::Json(503, json!({"error": "temporarily_unavailable"}))
     })
     .await;
-    let app = fake_app(&fake, json!({"kind": "rotating"}), json!({})).await;
+    let app = fake_app(&fake, json!({"kind": "non_rotating"}), json!({})).await;
     let auth = seed(&app, "ws_tr", Some(3600)).await;
     app.clock.advance(Duration::minutes(50));
     let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
@@ -278,6 +278,51 @@ async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
     let end = reload_auth(&app, &auth).await;
     assert_eq!(end.status, Status::Disconnected { reason: DisconnectReason::RefreshFailed });
     assert!(app.clock_now() - auth.created_at >= Duration::days(3));
+}
+
+#[tokio::test]
+async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/token" => {
+            let n: u32 = r.form()["refresh_token"].trim_start_matches("rt-").parse().unwrap();
+            Reply::Json(200, json!({"access_token": format!("at-{}", n + 1), "refresh_token": format!("rt-{}", n + 1), "expires_in": 3600}))
+        }
+        _ => Reply::Json(200, json!({})),
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "rotating"}), json!({})).await;
+    let auth = seed(&app, "ws_rot", Some(3600)).await;
+    // Past the access token's expiry, the sweep leaves it: nothing uses it.
+    app.clock.advance(Duration::hours(2));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 0);
+    assert_eq!(fake.requests_to("/token").len(), 0);
+    // A use refreshes it first, and the rotated refresh token is in the vault.
+    let connection = Connection::new(
+        auth.workspace_id.clone(),
+        auth.platform.clone(),
+        "Used".into(),
+        ConnectionRole::Source,
+        None,
+        Credential::Authorization { authorization_id: auth.id.clone() },
+        vec![],
+        UserId::parse("u").unwrap(),
+        app.clock_now(),
+    );
+    let (creds, _, _) = shared::flows::grants::credentials(&app.stack.app, &connection).await.ok().unwrap();
+    match creds {
+        shared::flows::grants::Creds::OAuth { access, .. } => {
+            assert_eq!(secrecy::ExposeSecret::expose_secret(&access), "at-2")
+        }
+        _ => panic!("an OAuth grant"),
+    }
+    assert_eq!(tokens(&app, &auth).await.refresh_token.as_deref(), Some("rt-2"));
+    // A day on, the sweep exercises it once (the rotation goes on; a dead
+    // grant is found), then leaves it for another day.
+    app.clock.advance(Duration::hours(25));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
+    assert_eq!(tokens(&app, &auth).await.refresh_token.as_deref(), Some("rt-3"));
+    app.clock.advance(Duration::hours(2));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 0);
 }
 
 #[tokio::test]

@@ -40,7 +40,12 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
     let probe = spec.probe_minutes.map(|m| Duration::minutes(m.into())).unwrap_or(Duration::hours(PROBE_HOURS));
     let mut candidates = vec![now + probe];
     if refreshable {
-        if let Some(at) = expiry.access_expires_at {
+        // A rotating grant's access token is refreshed when it is used (a
+        // sync, a service call): refreshing it ahead, every hour, would
+        // write a new refresh token to the vault each time whether or not
+        // anything needs the token. The sweep still exercises it daily
+        // (`probe`), which keeps the rotation going and finds it dead.
+        if let Some(at) = expiry.access_expires_at.filter(|_| spec.refresh.kind != RefreshKind::Rotating) {
             candidates.push(at - Duration::minutes(REFRESH_MARGIN_MINUTES));
         }
         // Exercise idle-expiring refresh tokens well before they die.

@@ -49,11 +49,25 @@ pub async fn credentials(
     use CredError::{Lost, Other};
     let (creds, mut vars, extra) = match &c.credential {
         Credential::Authorization { authorization_id } => {
-            let auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
+            let mut auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
             if let Status::Disconnected { reason } = auth.status {
                 return Err(Lost(reason));
             }
-            of_authorization(app, &auth).await.map_err(Other)?
+            // An access token that has expired (a rotating grant is
+            // refreshed on use) is refreshed before it is used.
+            let mut tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
+            let margin = chrono::Duration::minutes(crate::domain::policy::REFRESH_MARGIN_MINUTES);
+            if tokens.refresh_token.is_some() && tokens.expires_at.is_some_and(|at| at - margin <= app.clock.now()) {
+                match tokens::refresh(app, &c.workspace_id, authorization_id, Some(&tokens.access_token)).await {
+                    Ok(fresh) => tokens = fresh,
+                    Err(tokens::RefreshError::Lost(reason)) => return Err(Lost(reason)),
+                    // The platform or the lease is busy: the current token
+                    // is tried (a 401 refreshes again).
+                    Err(tokens::RefreshError::Transient) => {}
+                }
+                auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
+            }
+            with_tokens(app, &auth, tokens).await.map_err(Other)?
         }
         Credential::ApiKey { secret, .. } => {
             let key = api_key::load_key(app.vault.as_ref(), secret).await.map_err(Other)?;
@@ -73,6 +87,15 @@ pub async fn of_authorization(
     auth: &Authorization,
 ) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), Error> {
     let tokens = tokens::tokens_of(app, auth).await?;
+    with_tokens(app, auth, tokens).await
+}
+
+/// A grant's credentials from tokens already read.
+async fn with_tokens(
+    app: &App,
+    auth: &Authorization,
+    tokens: crate::domain::tokens::TokenSet,
+) -> Result<(Creds, BTreeMap<String, String>, BTreeMap<String, SecretString>), Error> {
     let entry = app.catalog.get(auth.platform.as_str())?;
     let extra = Credentials::grant_extras(&tokens, app.app_credentials(entry, &auth.workspace_id).await.ok());
     // The authorizing account's id at the platform (Microsoft's
