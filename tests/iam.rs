@@ -36,6 +36,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::connect_oauth::callback, flows::reconnect, flows::accounts::discover (after connect)
         ("OauthCallbackFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::refresh::token_key (sealed access tokens)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
             // flows::connect_oauth::callback (OAuth 1.0a temporary credentials, once)
@@ -72,6 +74,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::spend (the daily spend table)
         ("ConnectionsApiFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::refresh::token_key (sealed access tokens)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["s3:GetObject"], vec!["bucket/spend/*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
@@ -80,6 +84,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::service (proxy, credentials, audit; flows::refresh on a 401)
         ("ServiceApiFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::refresh::token_key (sealed access tokens)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
@@ -87,6 +93,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::sync (with flows::refresh on a 401)
         ("SyncWorkerFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::refresh::token_key (sealed access tokens)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
             (vec!["s3:PutObject"], vec!["bucket/records/*"]),
@@ -95,6 +103,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::sweep (refresh, probe, alerts, stalled runs)
         ("ExpirySweepFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // flows::refresh::token_key (sealed access tokens)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             // flows::installs::expire
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
             (vec!["dynamodb:Query"], vec![DUE_INDEX]),

@@ -40,27 +40,27 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-struct Stored {
-    id: String,
-    key: String,
-}
-
 impl TokenKey {
-    /// A new random key, and its vault form.
-    pub fn generate() -> (Self, SecretString) {
-        let mut bytes = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        let id = format!("k{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let stored = serde_json::to_string(&Stored { id: id.clone(), key: B64.encode(bytes) }).expect("serializes");
-        (Self::from_bytes(id, &bytes), SecretString::from(stored))
+    /// A new random vault value (the template generates one the same way:
+    /// 64 letters and digits).
+    pub fn generate() -> SecretString {
+        SecretString::from(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
     }
 
-    /// The key from its vault form.
+    /// The key from its vault value: the AES key is the value's SHA-256, the
+    /// id a hash of it under another label (so a replaced value is a new
+    /// key, and the id says nothing of the key). A value too short to hold
+    /// a key's worth of chance is refused.
     pub fn from_secret(secret: &SecretString) -> Option<Self> {
-        let stored: Stored = serde_json::from_str(secret.expose_secret()).ok()?;
-        let bytes = B64.decode(stored.key).ok().filter(|b| b.len() == 32)?;
-        Some(Self::from_bytes(stored.id, &bytes))
+        use aws_lc_rs::digest::{digest, SHA256};
+        let value = secret.expose_secret().trim();
+        if value.len() < 32 {
+            return None;
+        }
+        let key = digest(&SHA256, value.as_bytes());
+        let id = digest(&SHA256, format!("token-key-id:{value}").as_bytes());
+        let id = format!("k{}", &hex::encode(id.as_ref())[..12]);
+        Some(Self::from_bytes(id, key.as_ref()))
     }
 
     fn from_bytes(id: String, bytes: &[u8]) -> Self {
@@ -113,14 +113,17 @@ mod tests {
 
     #[test]
     fn a_sealed_token_opens_only_for_its_authorization_with_its_key() {
-        let (key, stored) = TokenKey::generate();
+        let stored = TokenKey::generate();
+        let key = TokenKey::from_secret(&stored).unwrap();
         let now = Utc::now();
         let sealed = key.seal("auth_1", "ya29.secret-access", Some(now), now);
         assert!(!serde_json::to_string(&sealed).unwrap().contains("secret-access"), "never in the clear");
         let again = TokenKey::from_secret(&stored).unwrap();
         assert_eq!(again.open("auth_1", &sealed).as_deref(), Some("ya29.secret-access"));
         assert_eq!(again.open("auth_2", &sealed), None, "moved to another authorization");
-        let (other, _) = TokenKey::generate();
+        let other = TokenKey::from_secret(&TokenKey::generate()).unwrap();
+        assert_ne!(other.id, key.id);
+        assert!(TokenKey::from_secret(&SecretString::from("short".to_owned())).is_none(), "too short to be a key");
         assert_eq!(other.open("auth_1", &sealed), None, "another key");
         let mut altered = sealed.clone();
         let mut bytes = B64.decode(&altered.ciphertext).unwrap();

@@ -54,9 +54,11 @@ fn token_key_secret(app: &App) -> String {
 }
 
 /// The key access tokens are sealed with: read from the vault once per
-/// process, created on first use. Two processes creating it at once both
-/// write; the last write stands and each re-reads it, so at worst a token
-/// sealed in between does not open and is refreshed again.
+/// process. The template creates it (`TokenKey`); a deployment without one
+/// (the local stack, the tests) creates it on first use. Two processes
+/// creating it at once both write; the last write stands and each re-reads
+/// it, so at worst a token sealed in between does not open and is
+/// refreshed again.
 pub async fn token_key(app: &App) -> Result<&crate::domain::sealed::TokenKey, Error> {
     use crate::domain::sealed::TokenKey;
     app.token_key
@@ -65,8 +67,7 @@ pub async fn token_key(app: &App) -> Result<&crate::domain::sealed::TokenKey, Er
             if let Some(key) = app.vault.get(&name).await?.as_ref().and_then(TokenKey::from_secret) {
                 return Ok(key);
             }
-            let (_, stored) = TokenKey::generate();
-            app.vault.put(&name, &stored).await?;
+            app.vault.put(&name, &TokenKey::generate()).await?;
             let back = app.vault.get(&name).await?.ok_or(Error::NotFound { kind: "token key" })?;
             TokenKey::from_secret(&back)
                 .ok_or_else(|| Error::Config("the token key in the vault is not readable".into()))
