@@ -18,6 +18,7 @@
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::io::Read;
 use std::str::FromStr;
 
@@ -104,21 +105,35 @@ impl FromStr for Recurrence {
     }
 }
 
-/// One valid cost.
+/// One valid cost. Its text borrows from the row as read (validation
+/// allocates nothing a row); `into_owned` keeps it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CostRow {
+pub struct CostRow<'a> {
     pub date: NaiveDate,
-    pub category: String,
-    pub description: String,
+    pub category: Cow<'a, str>,
+    pub description: Cow<'a, str>,
     /// Exact decimal, as text.
     pub amount: Decimal,
-    pub currency: String,
-    pub sku: String,
-    pub channel: String,
+    pub currency: Cow<'a, str>,
+    pub sku: Cow<'a, str>,
+    pub channel: Cow<'a, str>,
     pub recurrence: Recurrence,
 }
 
-impl CostRow {
+impl CostRow<'_> {
+    pub fn into_owned(self) -> CostRow<'static> {
+        CostRow {
+            date: self.date,
+            category: Cow::Owned(self.category.into_owned()),
+            description: Cow::Owned(self.description.into_owned()),
+            amount: self.amount,
+            currency: Cow::Owned(self.currency.into_owned()),
+            sku: Cow::Owned(self.sku.into_owned()),
+            channel: Cow::Owned(self.channel.into_owned()),
+            recurrence: self.recurrence,
+        }
+    }
+
     /// Appends the row as one JSON line (the staged format), without going
     /// through the formatting machinery: this runs once per row.
     pub fn write_json_line(&self, out: &mut Vec<u8>) {
@@ -337,7 +352,7 @@ pub fn validate<R: Read>(
     reader: R,
     limits: Limits,
     options: &Options,
-    mut on_row: impl FnMut(CostRow) -> std::io::Result<()>,
+    mut on_row: impl FnMut(CostRow<'_>) -> std::io::Result<()>,
 ) -> Result<Report, FileError> {
     let mut metered = Metered {
         inner: reader,
@@ -501,27 +516,34 @@ fn column_name(col: Col) -> &'static str {
     }
 }
 
-fn parse_row(record: &csv::ByteRecord, map: &[Option<Col>], options: &Options) -> Result<CostRow, Problems> {
+fn parse_row<'r>(record: &'r csv::ByteRecord, map: &[Option<Col>], options: &Options) -> Result<CostRow<'r>, Problems> {
     let mut problems: Problems = Vec::new();
     let mut row = CostRow {
         date: NaiveDate::MIN,
-        category: String::new(),
-        description: String::new(),
+        category: Cow::Borrowed(""),
+        description: Cow::Borrowed(""),
         amount: Decimal::ZERO,
-        currency: String::new(),
-        sku: String::new(),
-        channel: String::new(),
+        currency: Cow::Borrowed(""),
+        sku: Cow::Borrowed(""),
+        channel: Cow::Borrowed(""),
         recurrence: Recurrence::OneOff,
     };
-    for (field, col) in record.iter().zip(map) {
+    // The whole row is checked as UTF-8 once; only a row that fails is
+    // checked field by field (to name the field).
+    let whole = std::str::from_utf8(record.as_slice()).ok();
+    for (i, (field, col)) in record.iter().zip(map).enumerate() {
         let Some(col) = col else { continue };
         let name = column_name(*col);
-        let Some(value) = text(field) else {
+        let checked = match whole {
+            Some(w) => record.range(i).and_then(|r| w.get(r)),
+            None => text(field),
+        };
+        let Some(value) = checked else {
             problems.push((name, "wrong_encoding", "is not UTF-8 text".into()));
             continue;
         };
         let value = value.trim_matches(|c| c == ' ');
-        let mut limited = |max: usize, required: bool, slot: &mut String| {
+        let mut limited = |max: usize, required: bool, slot: &mut Cow<'r, str>| {
             // ASCII text (most) is checked byte by byte.
             let (length, control) = if value.is_ascii() {
                 (value.len(), value.bytes().any(|b| b.is_ascii_control() && b != b'\t' && b != b'\r'))
@@ -535,7 +557,7 @@ fn parse_row(record: &csv::ByteRecord, map: &[Option<Col>], options: &Options) -
             } else if control {
                 problems.push((name, "control_character", "contains a control character".into()));
             } else {
-                *slot = value.to_owned();
+                *slot = Cow::Borrowed(value);
             }
         };
         match col {
@@ -558,7 +580,7 @@ fn parse_row(record: &csv::ByteRecord, map: &[Option<Col>], options: &Options) -
             },
             Col::Currency => {
                 if value.len() == 3 && iso_currency::Currency::from_code(value).is_some() {
-                    row.currency = value.to_owned();
+                    row.currency = Cow::Borrowed(value);
                 } else {
                     problems.push((
                         name,
@@ -590,10 +612,10 @@ mod tests {
 
     const LIMITS: Limits = Limits { max_bytes: 1 << 20, max_rows: 1000 };
 
-    fn run(input: &[u8]) -> (Result<Report, FileError>, Vec<CostRow>) {
+    fn run(input: &[u8]) -> (Result<Report, FileError>, Vec<CostRow<'static>>) {
         let mut rows = Vec::new();
         let r = validate(input, LIMITS, &Options::default(), |row| {
-            rows.push(row);
+            rows.push(row.into_owned());
             Ok(())
         });
         (r, rows)

@@ -72,45 +72,39 @@ pub async fn create(app: &App, caller: &Caller, request: CreateRequest) -> Resul
 }
 
 /// Validates a stream and stages its valid rows, in constant memory: one
-/// thread validates, a second serializes batches of valid rows as JSON Lines
-/// parts, and the async side stores each part; bounded channels keep at most
-/// a few batches in flight whatever the file's size.
+/// thread validates and writes each valid row into a JSON Lines part as it
+/// goes (nothing copied per row), and the async side stores each part; a
+/// bounded channel keeps at most a few parts in flight whatever the file's
+/// size.
 async fn stage(
     app: &App,
     upload: &Upload,
     reader: Box<dyn tokio::io::AsyncRead + Send + Unpin>,
     limits: Limits,
 ) -> (Result<Report, FileError>, Vec<String>) {
-    let (rows_tx, rows_rx) = std::sync::mpsc::sync_channel::<Vec<costs::CostRow>>(1);
-    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let (bytes_tx, mut bytes_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
     let options = Options { period: upload.period };
     // Large reads: each read of a file or S3 stream is one round trip.
     let bridge = tokio_util::io::SyncIoBridge::new(tokio::io::BufReader::with_capacity(1 << 20, reader));
     let validation = tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(PART_ROWS);
+        // Each valid row is written as a JSON line as it is read (its text
+        // borrowed from the row, never copied first).
+        let mut part = Vec::with_capacity(PART_ROWS * 160);
+        let mut rows = 0;
         let result = costs::validate(bridge, limits, &options, |row| {
-            batch.push(row);
-            if batch.len() == PART_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(PART_ROWS));
-                rows_tx.send(full).map_err(|_| std::io::Error::other("staging stopped"))?;
+            row.write_json_line(&mut part);
+            rows += 1;
+            if rows == PART_ROWS {
+                let full = std::mem::replace(&mut part, Vec::with_capacity(PART_ROWS * 160));
+                rows = 0;
+                bytes_tx.blocking_send(full).map_err(|_| std::io::Error::other("staging stopped"))?;
             }
             Ok(())
         });
-        if result.is_ok() && !batch.is_empty() {
-            let _ = rows_tx.send(batch);
+        if result.is_ok() && !part.is_empty() {
+            let _ = bytes_tx.blocking_send(part);
         }
         result
-    });
-    let serializer = tokio::task::spawn_blocking(move || {
-        for rows in rows_rx {
-            let mut out = Vec::with_capacity(rows.len() * 160);
-            for row in &rows {
-                row.write_json_line(&mut out);
-            }
-            if bytes_tx.blocking_send(out).is_err() {
-                return;
-            }
-        }
     });
     let mut parts = Vec::new();
     let mut write_error = None;
@@ -124,7 +118,6 @@ async fn stage(
             Err(e) => write_error = Some(e.to_string()),
         }
     }
-    let _ = serializer.await;
     let result = match validation.await {
         Ok(r) => r,
         Err(e) => Err(FileError { code: "internal_error".into(), message: format!("validation stopped: {e}") }),
