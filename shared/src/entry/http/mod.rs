@@ -256,12 +256,18 @@ pub fn find_route(method: &Method, path: &str) -> Result<(&'static Route, Params
 
 /// JSON response with the given status.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    json_of(status, value)
+}
+
+/// JSON response of anything serializable, written straight to text (no
+/// tree built first).
+pub fn json_of<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::CACHE_CONTROL, "no-store")
         .header("x-content-type-options", "nosniff")
-        .body(Body::Text(value.to_string()))
+        .body(Body::Text(serde_json::to_string(value).expect("responses serialize")))
         .expect("static response parts are valid")
 }
 

@@ -9,7 +9,7 @@ use super::{connection_id, json_body, query};
 use crate::domain::error::Error;
 use crate::domain::ids::ConnectionId;
 use crate::domain::Caller;
-use crate::entry::http::{json, views, Params};
+use crate::entry::http::{json, json_of, views, Params};
 use crate::flows::{authorizations, connections, sync, App};
 
 /// `GET /v1/spend?from=YYYY-MM-DD&to=YYYY-MM-DD[&connection_id=]`: the
@@ -40,8 +40,12 @@ pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Resul
     };
     let list = connections::list(app, caller, &q).await?;
     let now = app.clock.now();
-    let items: Vec<_> = list.iter().map(|c| views::connection(c, now)).collect();
-    Ok(json(StatusCode::OK, &json!({"connections": items})))
+    #[derive(serde::Serialize)]
+    struct Listed<'a> {
+        connections: Vec<views::ConnectionView<'a>>,
+    }
+    let listed = Listed { connections: list.iter().map(|c| views::ConnectionView::of(c, now)).collect() };
+    Ok(json_of(StatusCode::OK, &listed))
 }
 
 pub(super) async fn create(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
