@@ -142,6 +142,46 @@ async fn connections_list_filters_and_puts_disconnected_first() {
 }
 
 #[tokio::test]
+async fn connections_page_in_the_lists_order_and_refuse_a_cursor_of_another_list() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        seed_connection(&app, "ws_pg", Credential::FileUpload).await;
+    }
+    let t = app.token("ws_pg", "u", "staff").await;
+    let ids = |v: &Value| -> Vec<String> {
+        v["connections"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (_, whole) = get(&app, "/v1/connections?sort=last_synced", Some(&t)).await;
+    assert_eq!(whole["next_cursor"], Value::Null, "five fit the default page");
+    let mut paged = Vec::new();
+    let mut path = "/v1/connections?sort=last_synced&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, page) = get(&app, &path, Some(&t)).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(ids(&page).len() <= 2);
+        paged.extend(ids(&page));
+        pages += 1;
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/connections?sort=last_synced&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!((pages, paged), (3, ids(&whole)), "every connection once, in the list's order");
+    // A cursor belongs to its filters and sort.
+    let (_, first) = get(&app, "/v1/connections?sort=last_synced&limit=2", Some(&t)).await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (status, body) = get(&app, &format!("/v1/connections?sort=platform&limit=2&cursor={cursor}"), Some(&t)).await;
+    assert_eq!((status, error_code(&body)), (422, "invalid_input".to_owned()), "{body}");
+    let (status, _) = get(&app, "/v1/connections?cursor=bm90LWEtY3Vyc29y", Some(&t)).await;
+    assert_eq!(status, 422);
+    for bad in ["0", "501", "x"] {
+        let (status, _) = get(&app, &format!("/v1/connections?limit={bad}"), Some(&t)).await;
+        assert_eq!(status, 422, "limit={bad}");
+    }
+}
+
+#[tokio::test]
 async fn patch_checks_role_body_and_streams() {
     let app = spawn_app().await;
     let c = seed_connection(&app, "ws_p", Credential::FileUpload).await;

@@ -202,6 +202,19 @@ function progress(c) {
   return parts.join(", ");
 }
 
+// Every page of the connections list (a page holds up to 100).
+async function allConnections(filter) {
+  const connections = [];
+  let path = "/v1/connections" + filter;
+  for (;;) {
+    const r = await call("GET", path);
+    if (r.status !== 200) return r;
+    connections.push(...r.data.connections);
+    if (!r.data.next_cursor) return { status: 200, data: { connections } };
+    path = "/v1/connections" + (filter ? filter + "&" : "?") + "cursor=" + encodeURIComponent(r.data.next_cursor);
+  }
+}
+
 let generation = 0;
 async function refresh() {
   // Only the newest refresh paints: an older one that answers late (the
@@ -210,7 +223,7 @@ async function refresh() {
   const filter = $("only-disconnected").checked ? "?status=disconnected" : "";
   const day = (back) => new Date(Date.now() - back * 86_400_000).toISOString().slice(0, 10);
   const [cs, auths, notes, spend] = await Promise.all([
-    call("GET", "/v1/connections" + filter),
+    allConnections(filter),
     call("GET", "/v1/authorizations"),
     call("GET", "/v1/notifications"),
     call("GET", `/v1/spend?from=${day(13)}&to=${day(0)}`),

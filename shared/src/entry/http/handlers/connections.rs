@@ -38,13 +38,27 @@ pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Resul
         client: filter("client")?,
         sort: filter("sort")?,
     };
+    let limit = match query(request, "limit") {
+        None => connections::DEFAULT_CONNECTIONS_PAGE,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=connections::MAX_CONNECTIONS_PAGE).contains(&n) => n,
+            _ => {
+                let max = connections::MAX_CONNECTIONS_PAGE;
+                return Err(Error::invalid("limit", format!("must be a whole number from 1 to {max}")));
+            }
+        },
+    };
+    let cursor = super::cursor_param(request)?;
     let list = connections::list(app, caller, &q).await?;
+    let (page, next) = connections::page_of(list, &q, cursor.as_deref(), limit)?;
     let now = app.clock.now();
     #[derive(serde::Serialize)]
     struct Listed<'a> {
         connections: Vec<views::ConnectionView<'a>>,
+        next_cursor: Option<String>,
     }
-    let listed = Listed { connections: list.iter().map(|c| views::ConnectionView::of(c, now)).collect() };
+    let listed =
+        Listed { connections: page.iter().map(|c| views::ConnectionView::of(c, now)).collect(), next_cursor: next };
     Ok(json_of(StatusCode::OK, &listed))
 }
 
