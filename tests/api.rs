@@ -179,6 +179,19 @@ async fn connections_page_in_the_lists_order_and_refuse_a_cursor_of_another_list
         let (status, _) = get(&app, &format!("/v1/connections?limit={bad}"), Some(&t)).await;
         assert_eq!(status, 422, "limit={bad}");
     }
+    // The workspace's other lists page the same way.
+    let t = app.token("ws_pg", "u_admin", "admin").await;
+    for (route, key) in
+        [("/v1/authorizations", "authorizations"), ("/v1/notifications", "notifications"), ("/v1/members", "members")]
+    {
+        let (status, body) = get(&app, &format!("{route}?limit=1"), Some(&t)).await;
+        assert_eq!(status, 200, "{route}: {body}");
+        assert!(body[key].is_array() && body["next_cursor"].is_null(), "{route}: {body}");
+        let (status, _) = get(&app, &format!("{route}?limit=501"), Some(&t)).await;
+        assert_eq!(status, 422, "{route}");
+        let (status, _) = get(&app, &format!("{route}?cursor={cursor}"), Some(&t)).await;
+        assert_eq!(status, 422, "{route}: the connections list's cursor");
+    }
 }
 
 #[tokio::test]

@@ -202,16 +202,16 @@ function progress(c) {
   return parts.join(", ");
 }
 
-// Every page of the connections list (a page holds up to 100).
-async function allConnections(filter) {
-  const connections = [];
-  let path = "/v1/connections" + filter;
+// Every page of a list (a page holds up to 100), as one answer.
+async function all(route, key, filter = "") {
+  const items = [];
+  let path = route + filter;
   for (;;) {
     const r = await call("GET", path);
     if (r.status !== 200) return r;
-    connections.push(...r.data.connections);
-    if (!r.data.next_cursor) return { status: 200, data: { connections } };
-    path = "/v1/connections" + (filter ? filter + "&" : "?") + "cursor=" + encodeURIComponent(r.data.next_cursor);
+    items.push(...r.data[key]);
+    if (!r.data.next_cursor) return { status: 200, data: { ...r.data, [key]: items, next_cursor: null } };
+    path = route + (filter ? filter + "&" : "?") + "cursor=" + encodeURIComponent(r.data.next_cursor);
   }
 }
 
@@ -223,8 +223,8 @@ async function refresh() {
   const filter = $("only-disconnected").checked ? "?status=disconnected" : "";
   const day = (back) => new Date(Date.now() - back * 86_400_000).toISOString().slice(0, 10);
   const [cs, auths, notes, spend] = await Promise.all([
-    allConnections(filter),
-    call("GET", "/v1/authorizations"),
+    all("/v1/connections", "connections", filter),
+    all("/v1/authorizations", "authorizations"),
     call("GET", "/v1/notifications"),
     call("GET", `/v1/spend?from=${day(13)}&to=${day(0)}`),
   ]);

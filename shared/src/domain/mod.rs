@@ -11,6 +11,7 @@ pub mod install;
 pub mod messages;
 pub mod model;
 pub mod network;
+pub mod paging;
 pub mod policy;
 pub mod sealed;
 pub mod status;

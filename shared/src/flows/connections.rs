@@ -59,49 +59,21 @@ pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<C
     Ok(list)
 }
 
-/// Connections a page holds when the caller does not say.
-pub const DEFAULT_CONNECTIONS_PAGE: usize = 100;
-/// The most connections one page holds.
-pub const MAX_CONNECTIONS_PAGE: usize = 500;
-
-/// One page of a listed (filtered, sorted) set: the cursor names the
-/// position and the query it belongs to, so a cursor of another filter or
-/// order is refused rather than skipping or repeating connections.
+/// One page of a listed (filtered, sorted) set of connections.
 pub fn page_of(
     list: Vec<Connection>,
     query: &ListQuery,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<Connection>, Option<String>), Error> {
-    use base64::Engine;
-    use sha2::Digest;
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let shape = format!(
-        "{}|{}|{}|{}",
+        "connections|{}|{}|{}|{}",
         query.status.as_deref().unwrap_or(""),
         query.platform.as_deref().unwrap_or(""),
         query.client.as_deref().unwrap_or(""),
         query.sort.as_deref().unwrap_or("status")
     );
-    let fingerprint = hex::encode(&sha2::Sha256::digest(shape.as_bytes())[..8]);
-    let bad =
-        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
-    let offset = match cursor {
-        None => 0,
-        Some(c) => {
-            let text = b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
-            let (at, fp) = text.split_once('.').ok_or_else(bad)?;
-            if fp != fingerprint {
-                return Err(bad());
-            }
-            at.parse::<usize>().map_err(|_| bad())?
-        }
-    };
-    let total = list.len();
-    let page: Vec<Connection> = list.into_iter().skip(offset).take(limit).collect();
-    let end = offset + page.len();
-    let next = (end < total).then(|| b64.encode(format!("{end}.{fingerprint}")));
-    Ok((page, next))
+    crate::domain::paging::page(list, &shape, cursor, limit)
 }
 
 pub async fn get(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connection, Error> {

@@ -13,11 +13,12 @@ use crate::domain::{Caller, Connection};
 use crate::entry::http::{json, views, Params};
 use crate::flows::{authorizations, App};
 
-pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let list = authorizations::list(app, caller).await?;
+    let (list, next) = super::paged(request, "authorizations", list)?;
     let items: Vec<_> =
         list.iter().map(|(a, used)| views::authorization(a, &used.iter().collect::<Vec<&Connection>>())).collect();
-    Ok(json(StatusCode::OK, &json!({"authorizations": items})))
+    Ok(json(StatusCode::OK, &json!({"authorizations": items, "next_cursor": next})))
 }
 
 #[derive(Deserialize)]

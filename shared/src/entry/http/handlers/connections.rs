@@ -38,16 +38,7 @@ pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Resul
         client: filter("client")?,
         sort: filter("sort")?,
     };
-    let limit = match query(request, "limit") {
-        None => connections::DEFAULT_CONNECTIONS_PAGE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=connections::MAX_CONNECTIONS_PAGE).contains(&n) => n,
-            _ => {
-                let max = connections::MAX_CONNECTIONS_PAGE;
-                return Err(Error::invalid("limit", format!("must be a whole number from 1 to {max}")));
-            }
-        },
-    };
+    let limit = crate::domain::paging::limit(query(request, "limit").as_deref())?;
     let cursor = super::cursor_param(request)?;
     let list = connections::list(app, caller, &q).await?;
     let (page, next) = connections::page_of(list, &q, cursor.as_deref(), limit)?;

@@ -18,14 +18,15 @@ pub(super) async fn authenticate_caller(app: &App, caller: Caller) -> Result<Cal
     members::authenticate(app, caller).await
 }
 
-pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let mut out = Vec::new();
-    for m in members::list(app, caller).await? {
+    let (page, next) = super::paged(request, "members", members::list(app, caller).await?)?;
+    for m in page {
         let mut view = json!(m);
         view["email_suppressed"] = json!(members::suppression(app, &m).await?);
         out.push(view);
     }
-    Ok(json(StatusCode::OK, &json!({"members": out})))
+    Ok(json(StatusCode::OK, &json!({"members": out, "next_cursor": next})))
 }
 
 /// `DELETE /v1/members/{user_id}/email-suppression` (admin).

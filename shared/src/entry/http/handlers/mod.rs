@@ -60,23 +60,23 @@ pub(super) async fn dispatch(
         RouteId::SyncNow => connections::sync_now(app, caller()?, p).await,
         RouteId::ListRuns => connections::runs(app, caller()?, p, r).await,
         RouteId::DailySpend => connections::spend(app, caller()?, r).await,
-        RouteId::ListAuthorizations => authorizations::list(app, caller()?).await,
+        RouteId::ListAuthorizations => authorizations::list(app, caller()?, r).await,
         RouteId::RenameAuthorization => authorizations::rename(app, caller()?, p, r).await,
         RouteId::RemoveAuthorization => authorizations::remove(app, caller()?, p).await,
         RouteId::AuthorizationAccounts => authorizations::accounts(app, caller()?, p).await,
         RouteId::DiscoverAccounts => authorizations::discover(app, caller()?, p).await,
-        RouteId::ListMembers => members::list(app, caller()?).await,
+        RouteId::ListMembers => members::list(app, caller()?, r).await,
         RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
         RouteId::LiftEmailSuppression => members::lift_suppression(app, caller()?, p).await,
         RouteId::UpdateMe => members::update_me(app, caller()?, r).await,
-        RouteId::ListNotifications => notifications::list(app, caller()?).await,
+        RouteId::ListNotifications => notifications::list(app, caller()?, r).await,
         RouteId::ReadNotification => notifications::read(app, caller()?, p.get("id").map(String::as_str)).await,
         RouteId::ReadAllNotifications => notifications::read(app, caller()?, None).await,
         RouteId::CreateFileConnection => uploads::create_connection(app, caller()?, r).await,
         RouteId::Upload => uploads::upload(app, caller()?, p, r).await,
         RouteId::AutomationUpload => uploads::automation_upload(app, r).await,
         RouteId::PresignUpload => uploads::presign(app, caller()?, p, r).await,
-        RouteId::ListUploads => uploads::list(app, caller()?, p).await,
+        RouteId::ListUploads => uploads::list(app, caller()?, p, r).await,
         RouteId::GetUpload => uploads::get(app, caller()?, p).await,
         RouteId::ExportCosts => uploads::export(app, caller()?, p).await,
         RouteId::IssueUploadToken => uploads::issue_token(app, caller()?, p).await,
@@ -104,6 +104,13 @@ pub(super) fn limit_param(request: &Request) -> Result<Option<usize>, Error> {
             _ => Err(Error::invalid("limit", "must be a whole number from 1 to 100")),
         })
         .transpose()
+}
+
+/// `limit` and `cursor` of a list read whole, and its page.
+pub(super) fn paged<T>(request: &Request, shape: &str, items: Vec<T>) -> Result<(Vec<T>, Option<String>), Error> {
+    let limit = crate::domain::paging::limit(query(request, "limit").as_deref())?;
+    let cursor = cursor_param(request)?;
+    crate::domain::paging::page(items, shape, cursor.as_deref(), limit)
 }
 
 /// A paging `cursor`, if given: never empty (an empty one is a mistake, not

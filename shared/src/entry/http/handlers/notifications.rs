@@ -1,7 +1,7 @@
 //! The notification tray: list, mark read.
 
 use http::StatusCode;
-use lambda_http::{Body, Response};
+use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
 use crate::domain::error::Error;
@@ -9,10 +9,11 @@ use crate::domain::Caller;
 use crate::entry::http::{json, views};
 use crate::flows::{notifications, App};
 
-pub(super) async fn list(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let (list, unread) = notifications::list(app, caller).await?;
+    let (list, next) = super::paged(request, "notifications", list)?;
     let items: Vec<_> = list.iter().map(views::notification).collect();
-    Ok(json(StatusCode::OK, &json!({"notifications": items, "unread": unread})))
+    Ok(json(StatusCode::OK, &json!({"notifications": items, "unread": unread, "next_cursor": next})))
 }
 
 pub(super) async fn read(app: &App, caller: &Caller, id: Option<&str>) -> Result<Response<Body>, Error> {

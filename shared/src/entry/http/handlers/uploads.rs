@@ -66,10 +66,17 @@ pub(super) async fn presign(
     ))
 }
 
-pub(super) async fn list(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
-    let list = file_uploads::list(app, caller, &connection_id(params)?).await?;
+pub(super) async fn list(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
+    let id = connection_id(params)?;
+    let list = file_uploads::list(app, caller, &id).await?;
+    let (list, next) = super::paged(request, &format!("uploads|{id}"), list)?;
     let items: Vec<_> = list.iter().map(views::upload).collect();
-    Ok(json(StatusCode::OK, &json!({"uploads": items})))
+    Ok(json(StatusCode::OK, &json!({"uploads": items, "next_cursor": next})))
 }
 
 pub(super) async fn get(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {

@@ -1,0 +1,78 @@
+//! Pages of a list read whole (a workspace's authorizations, members,
+//! notifications, a connection's uploads and connections): `limit` items
+//! from the position an opaque cursor names. The cursor is bound to the
+//! list's shape (its filters and order), so a cursor of another list is
+//! refused rather than skipping or repeating items.
+
+use base64::Engine;
+use sha2::Digest;
+
+use super::error::Error;
+
+/// Items a page holds when the caller does not say.
+pub const DEFAULT_PAGE: usize = 100;
+/// The most items one page holds.
+pub const MAX_PAGE: usize = 500;
+
+/// A page size from the `limit` parameter.
+pub fn limit(given: Option<&str>) -> Result<usize, Error> {
+    match given {
+        None => Ok(DEFAULT_PAGE),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Error::invalid("limit", format!("must be a whole number from 1 to {MAX_PAGE}"))),
+        },
+    }
+}
+
+/// The page of `items` after `cursor`, and the next page's cursor (`None`
+/// on the last page). `shape` names the list (what it is, its filters and
+/// order).
+pub fn page<T>(
+    items: Vec<T>,
+    shape: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<(Vec<T>, Option<String>), Error> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let fingerprint = hex::encode(&sha2::Sha256::digest(shape.as_bytes())[..8]);
+    let bad =
+        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
+    let offset = match cursor {
+        None => 0,
+        Some(c) => {
+            let text = b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+            let (at, fp) = text.split_once('.').ok_or_else(bad)?;
+            if fp != fingerprint {
+                return Err(bad());
+            }
+            at.parse::<usize>().map_err(|_| bad())?
+        }
+    };
+    let total = items.len();
+    let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
+    let end = offset + page.len();
+    let next = (end < total).then(|| b64.encode(format!("{end}.{fingerprint}")));
+    Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_the_list_once_and_cursors_belong_to_their_list() {
+        let items: Vec<u32> = (0..7).collect();
+        let (first, next) = page(items.clone(), "a", None, 3).unwrap();
+        assert_eq!(first, [0, 1, 2]);
+        let (second, next) = page(items.clone(), "a", next.as_deref(), 3).unwrap();
+        assert_eq!(second, [3, 4, 5]);
+        let (last, next) = page(items.clone(), "a", next.as_deref(), 3).unwrap();
+        assert_eq!((last, next), (vec![6], None));
+        let (_, cursor) = page(items.clone(), "a", None, 3).unwrap();
+        assert!(page(items.clone(), "b", cursor.as_deref(), 3).is_err(), "another list's cursor");
+        assert!(page(items.clone(), "a", Some("garbage"), 3).is_err());
+        assert_eq!(limit(None).unwrap(), DEFAULT_PAGE);
+        assert!(limit(Some("0")).is_err() && limit(Some("501")).is_err() && limit(Some("x")).is_err());
+    }
+}
