@@ -349,6 +349,12 @@ async fn non_rotating_refresh_keeps_the_refresh_token() {
     assert_ne!(stored.access_token, "at-2");
     assert!(after.access.is_some());
     assert!(!serde_json::to_string(&after).unwrap().contains("at-2"), "sealed, never in the clear");
+    // A sealed token that does not open (another key, an altered item)
+    // counts as absent: the vault's copy serves.
+    let mut altered = after.clone();
+    altered.access.as_mut().unwrap().key_id = "k-replaced".into();
+    let t = shared::flows::refresh::tokens_of(&app.stack.app, &altered).await.unwrap();
+    assert_eq!((t.access_token.as_str(), t.refresh_token.as_deref()), ("at-1", Some("rt-1")));
     // The next refresh starts from the same refresh token.
     app.clock.advance(Duration::minutes(46));
     assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);

@@ -121,6 +121,8 @@ pub struct CostRow<'a> {
 }
 
 impl CostRow<'_> {
+    /// A row kept past the one it was read from (the tests collect rows).
+    #[cfg(test)]
     pub fn into_owned(self) -> CostRow<'static> {
         CostRow {
             date: self.date,

@@ -80,6 +80,18 @@ pub trait SecretVault: Send + Sync {
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError>;
     /// Deletes at once (no recovery window); deleting a missing secret is fine.
     async fn delete(&self, name: &str) -> Result<(), VaultError>;
+
+    /// A deployment's own key: the stored value, else `fresh` stored first
+    /// (the template creates these keys; the local stack and the tests get
+    /// them on first use). Two first uses at once both write; each reads
+    /// back, so both end with the one stored last.
+    async fn get_or_create(&self, name: &str, fresh: SecretString) -> Result<SecretString, VaultError> {
+        if let Some(value) = self.get(name).await? {
+            return Ok(value);
+        }
+        self.put(name, &fresh).await?;
+        Ok(self.get(name).await?.unwrap_or(fresh))
+    }
 }
 
 // ---------------------------------------------------------------------- queue

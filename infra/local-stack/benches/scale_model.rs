@@ -33,7 +33,7 @@ use shared::domain::ids::*;
 use shared::domain::messages::{QueueKind, SyncJob};
 use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::ports::{Item, JobQueue, Page, PlatformHttp, Precondition, Received, SecretVault, StateStore};
+use shared::ports::{Clock, Item, JobQueue, Page, PlatformHttp, Precondition, Received, SecretVault, StateStore};
 use shared::wiring::{App, EmbeddedPorts, Ports};
 
 const MINUTES: usize = 24 * 60;
@@ -201,7 +201,9 @@ struct Setup {
     meter: Arc<Meter>,
     clock: Arc<ManualClock>,
     ports: EmbeddedPorts,
-    secrets: usize,
+    /// The deployment's app credentials (every connection adds one secret
+    /// of its own: its grant's tokens or its key).
+    app_secrets: usize,
     by_platform: BTreeMap<String, usize>,
 }
 
@@ -234,8 +236,8 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
     let app = App::assemble_with_http(config, counted, http).unwrap();
     let platforms: Vec<_> =
         app.catalog.entries().filter(|e| !e.sandbox && e.method != AuthMethod::FileUpload).cloned().collect();
-    let now = clock.now_utc();
-    let mut secrets = 0;
+    let now = clock.now();
+    let mut app_secrets = 0;
     let mut by_platform = BTreeMap::new();
     for entry in &platforms {
         if entry.oauth.is_some() {
@@ -247,7 +249,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
             )
             .await
             .unwrap();
-            secrets += 1;
+            app_secrets += 1;
         }
     }
     for i in 0..sample {
@@ -278,7 +280,6 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
                     token_secret: (entry.method == AuthMethod::Oauth1).then(|| "ts".to_owned()),
                 };
                 app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
-                secrets += 1;
                 let expiry = policy::expiry_facts(spec, &tokens, now);
                 let next_check = Some(policy::next_check(spec, &expiry, now));
                 let mut auth = Authorization::new(
@@ -302,7 +303,6 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
             _ => {
                 let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, &format!("key-{i}"));
                 app.vault.put(&secret.0, &SecretString::from(r#"{"api_key":"k"}"#.to_owned())).await.unwrap();
-                secrets += 1;
                 Credential::ApiKey { secret, hint: "k".into(), last_verified_at: now, fingerprint: String::new() }
             }
         };
@@ -332,17 +332,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
         }
     }
     meter.partitions.lock().unwrap().clear();
-    Setup { app, meter, clock, ports, secrets, by_platform }
-}
-
-trait NowUtc {
-    fn now_utc(&self) -> chrono::DateTime<chrono::Utc>;
-}
-
-impl NowUtc for ManualClock {
-    fn now_utc(&self) -> chrono::DateTime<chrono::Utc> {
-        shared::ports::Clock::now(self)
-    }
+    Setup { app, meter, clock, ports, app_secrets, by_platform }
 }
 
 /// Runs every queued sync job that is visible now.
@@ -458,10 +448,10 @@ fn main() {
         // Monthly cost at N.
         let month = 30.0;
         let total = |k: K| m.total(k) as f64 * scale * month;
-        let app_secrets = (s.secrets - sample.min(s.secrets)) as f64;
-        let secrets = (s.secrets as f64 - app_secrets) * scale + app_secrets;
+        // A secret a connection (its grant's tokens or its key), plus the apps'.
+        let credentials = n;
         let lines = [
-            ("Secrets Manager: secrets", secrets * SECRET_MONTH),
+            ("Secrets Manager: secrets", (credentials + s.app_secrets as f64) * SECRET_MONTH),
             (
                 "Secrets Manager: API calls",
                 (total(K::VaultRead) + total(K::VaultWrite)) / 10_000.0 * SECRET_PER_10K_CALLS,
@@ -491,7 +481,7 @@ fn main() {
         // change (the rest of the bill stays).
         let rest = sum - lines[0].1;
         for per_secret in [per_workspace, 50] {
-            let packed = secrets / per_secret as f64 * SECRET_MONTH;
+            let packed = (credentials / per_secret as f64 + s.app_secrets as f64) * SECRET_MONTH;
             println!(
                 "{:<34} {:>14.0} {:>16.2}",
                 format!("if {per_secret} credentials a secret"),

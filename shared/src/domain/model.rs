@@ -129,6 +129,11 @@ impl SecretRef {
 
     /// The deployment's key for fingerprints of API keys (a keyed hash, so a
     /// fingerprint reveals nothing of a key without it).
+    /// The deployment's key for access tokens sealed in the table.
+    pub fn token_key(prefix: &str) -> Self {
+        SecretRef(format!("{prefix}/token-key"))
+    }
+
     pub fn fingerprint_key(prefix: &str) -> Self {
         SecretRef(format!("{prefix}/fingerprint-key"))
     }

@@ -22,6 +22,15 @@ pub struct ListQuery {
     pub sort: Option<String>,
 }
 
+impl ListQuery {
+    /// What names this list for paging: its filters and order.
+    pub fn shape(&self) -> String {
+        let part = |v: &Option<String>| v.as_deref().unwrap_or("").to_owned();
+        let sort = self.sort.as_deref().unwrap_or("status");
+        format!("connections|{}|{}|{}|{sort}", part(&self.status), part(&self.platform), part(&self.client))
+    }
+}
+
 /// The connections of the caller's workspace that the caller may see (a
 /// client viewer: those of their clients).
 pub async fn visible(app: &App, caller: &Caller) -> Result<Vec<Connection>, Error> {
@@ -57,23 +66,6 @@ pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<C
         _ => return Err(Error::invalid("sort", "must be status, platform, client or last_synced")),
     }
     Ok(list)
-}
-
-/// One page of a listed (filtered, sorted) set of connections.
-pub fn page_of(
-    list: Vec<Connection>,
-    query: &ListQuery,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<(Vec<Connection>, Option<String>), Error> {
-    let shape = format!(
-        "connections|{}|{}|{}|{}",
-        query.status.as_deref().unwrap_or(""),
-        query.platform.as_deref().unwrap_or(""),
-        query.client.as_deref().unwrap_or(""),
-        query.sort.as_deref().unwrap_or("status")
-    );
-    crate::domain::paging::page(list, &shape, cursor, limit)
 }
 
 pub async fn get(app: &App, caller: &Caller, id: &ConnectionId) -> Result<Connection, Error> {

@@ -49,24 +49,16 @@ pub async fn credentials(
     use CredError::{Lost, Other};
     let (creds, mut vars, extra) = match &c.credential {
         Credential::Authorization { authorization_id } => {
-            let mut auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
+            let auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
             if let Status::Disconnected { reason } = auth.status {
                 return Err(Lost(reason));
             }
-            // An access token that has expired (a rotating grant is
-            // refreshed on use) is refreshed before it is used.
-            let mut tokens = tokens::tokens_of(app, &auth).await.map_err(Other)?;
-            let margin = chrono::Duration::minutes(crate::domain::policy::REFRESH_MARGIN_MINUTES);
-            if tokens.refresh_token.is_some() && tokens.expires_at.is_some_and(|at| at - margin <= app.clock.now()) {
-                match tokens::refresh(app, &c.workspace_id, authorization_id, Some(&tokens.access_token)).await {
-                    Ok(fresh) => tokens = fresh,
-                    Err(tokens::RefreshError::Lost(reason)) => return Err(Lost(reason)),
-                    // The platform or the lease is busy: the current token
-                    // is tried (a 401 refreshes again).
-                    Err(tokens::RefreshError::Transient) => {}
-                }
-                auth = app.repo.authorization(&c.workspace_id, authorization_id).await.map_err(Other)?.value;
-            }
+            let tokens = match tokens::for_use(app, &auth).await.map_err(Other)? {
+                // Not renewed yet: the current token is tried (a 401
+                // refreshes again).
+                tokens::ForUse::Ready(t) | tokens::ForUse::Expiring(t) => t,
+                tokens::ForUse::Lost(reason) => return Err(Lost(reason)),
+            };
             with_tokens(app, &auth, tokens).await.map_err(Other)?
         }
         Credential::ApiKey { secret, .. } => {

@@ -48,28 +48,45 @@ pub async fn tokens_of(app: &App, auth: &Authorization) -> Result<TokenSet, Erro
     Ok(tokens)
 }
 
-/// The name of the vault secret holding the token key.
-fn token_key_secret(app: &App) -> String {
-    format!("{}/token-key", app.config.secret_prefix.trim_end_matches('/'))
+/// An authorization's tokens for use now.
+pub enum ForUse {
+    /// Good for at least the refresh margin (renewed first if they were not).
+    Ready(TokenSet),
+    /// They expire within the margin and could not be renewed yet (the
+    /// platform or another refresher is busy): the current ones.
+    Expiring(TokenSet),
+    /// The grant is gone; the authorization is now disconnected.
+    Lost(DisconnectReason),
+}
+
+/// The tokens of an authorization, refreshed first when the access token
+/// expires within the refresh margin (a rotating grant's is refreshed only
+/// when used): every use of a grant's token goes through here or through
+/// [`refresh`] on a 401.
+pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
+    let tokens = tokens_of(app, auth).await?;
+    let margin = Duration::minutes(policy::REFRESH_MARGIN_MINUTES);
+    if tokens.expires_at.is_none_or(|at| at - margin > app.clock.now()) {
+        return Ok(ForUse::Ready(tokens));
+    }
+    Ok(match refresh(app, &auth.workspace_id, &auth.id, Some(&tokens.access_token)).await {
+        Ok(fresh) => ForUse::Ready(fresh),
+        Err(RefreshError::Lost(reason)) => ForUse::Lost(reason),
+        Err(RefreshError::Transient) => ForUse::Expiring(tokens),
+    })
 }
 
 /// The key access tokens are sealed with: read from the vault once per
-/// process. The template creates it (`TokenKey`); a deployment without one
-/// (the local stack, the tests) creates it on first use. Two processes
-/// creating it at once both write; the last write stands and each re-reads
-/// it, so at worst a token sealed in between does not open and is
-/// refreshed again.
+/// process (the template's `TokenKey`, or created on first use). Two
+/// processes creating it at once end with the same key; a token one of
+/// them sealed in between does not open and is refreshed again.
 pub async fn token_key(app: &App) -> Result<&crate::domain::sealed::TokenKey, Error> {
     use crate::domain::sealed::TokenKey;
     app.token_key
         .get_or_try_init(|| async {
-            let name = token_key_secret(app);
-            if let Some(key) = app.vault.get(&name).await?.as_ref().and_then(TokenKey::from_secret) {
-                return Ok(key);
-            }
-            app.vault.put(&name, &TokenKey::generate()).await?;
-            let back = app.vault.get(&name).await?.ok_or(Error::NotFound { kind: "token key" })?;
-            TokenKey::from_secret(&back)
+            let name = SecretRef::token_key(&app.config.secret_prefix);
+            let value = app.vault.get_or_create(&name.0, TokenKey::generate()).await?;
+            TokenKey::from_secret(&value)
                 .ok_or_else(|| Error::Config("the token key in the vault is not readable".into()))
         })
         .await

@@ -201,11 +201,7 @@ async fn read_pages(
         let count = found.len();
         let last = found.last();
         match next_state(stream, state.as_ref(), &doc, &http::HeaderMap::new(), count, |p| {
-            last.and_then(|l| l.value.pointer(p)).and_then(|v| match v {
-                serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-                serde_json::Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
+            last.and_then(|l| crate::platform::pointer_str(l.value, p))
         }) {
             Some(next) if count > 0 => state = Some(next),
             _ => return Ok(None),

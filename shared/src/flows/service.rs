@@ -163,15 +163,11 @@ pub async fn access_token(app: &App, caller: &ServiceCaller, id: &ConnectionId) 
     if let Status::Disconnected { reason } = auth.status {
         return Err(Error::ConnectionDisconnected { reason });
     }
-    let mut tokens = refresh::tokens_of(app, &auth).await?;
-    let margin = chrono::Duration::minutes(crate::domain::policy::REFRESH_MARGIN_MINUTES);
-    if tokens.expires_at.is_some_and(|at| at - margin <= app.clock.now()) {
-        tokens = match refresh::refresh(app, &c.workspace_id, authorization_id, Some(&tokens.access_token)).await {
-            Ok(fresh) => fresh,
-            Err(RefreshError::Lost(reason)) => return Err(Error::ConnectionDisconnected { reason }),
-            Err(RefreshError::Transient) => return Err(Error::RefreshPending),
-        };
-    }
+    let tokens = match refresh::for_use(app, &auth).await? {
+        refresh::ForUse::Ready(tokens) => tokens,
+        refresh::ForUse::Lost(reason) => return Err(Error::ConnectionDisconnected { reason }),
+        refresh::ForUse::Expiring(_) => return Err(Error::RefreshPending),
+    };
     Ok(IssuedToken {
         expires_at: tokens.expires_at,
         scopes: tokens.scopes.clone(),

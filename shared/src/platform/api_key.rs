@@ -160,14 +160,8 @@ pub fn secret_json(key: &CheckedKey) -> SecretString {
 /// it; a deployment without one (the local stack, the tests) gets a random
 /// one on first use.
 pub async fn fingerprint_key(vault: &dyn SecretVault, prefix: &str) -> Result<SecretString, Error> {
-    let name = SecretRef::fingerprint_key(prefix);
-    if let Some(key) = vault.get(&name.0).await? {
-        return Ok(key);
-    }
     let fresh = SecretString::from(format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()));
-    vault.put(&name.0, &fresh).await?;
-    // Read back: two first uses at once both end with the one stored last.
-    Ok(vault.get(&name.0).await?.unwrap_or(fresh))
+    Ok(vault.get_or_create(&SecretRef::fingerprint_key(prefix).0, fresh).await?)
 }
 
 /// Reads the key fields of a connection back from the vault.

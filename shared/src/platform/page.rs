@@ -54,16 +54,10 @@ pub fn raw_at<'a>(raw: &'a RawValue, pointer: &str) -> Option<&'a RawValue> {
 pub fn raw_str(raw: &RawValue, pointer: &str) -> Option<String> {
     let leaf = raw_at(raw, pointer)?.get();
     // A plain string (the common cursor) needs no parsing.
-    if let Some(s) = leaf.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-        return (!s.is_empty() && !s.contains('\\'))
-            .then(|| s.to_owned())
-            .or_else(|| serde_json::from_str::<String>(leaf).ok().filter(|s| !s.is_empty()));
+    if let Some(s) = leaf.strip_prefix('"').and_then(|s| s.strip_suffix('"')).filter(|s| !s.contains('\\')) {
+        return (!s.is_empty()).then(|| s.to_owned());
     }
-    match serde_json::from_str::<Value>(leaf).ok()? {
-        Value::String(s) if !s.is_empty() => Some(s),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
+    super::pointer_str(&serde_json::from_str::<Value>(leaf).ok()?, "")
 }
 
 /// Appends a record as one JSON Lines line. Line breaks inside a JSON text
@@ -343,5 +337,10 @@ mod tests {
         assert_eq!(page.records.unwrap().len(), 2);
         let rec = RawValue::from_string(r#"{"list": [{"k": "v0"}, {"k": "v1"}]}"#.into()).unwrap();
         assert_eq!(raw_str(&rec, "/list/1/k").as_deref(), Some("v1"));
+        let rec = RawValue::from_string(r#"{"escaped": "a\"b", "empty": "", "n": 7, "t": true}"#.into()).unwrap();
+        assert_eq!(raw_str(&rec, "/escaped").as_deref(), Some("a\"b"));
+        assert_eq!(raw_str(&rec, "/empty"), None);
+        assert_eq!(raw_str(&rec, "/n").as_deref(), Some("7"));
+        assert_eq!(raw_str(&rec, "/t"), None);
     }
 }

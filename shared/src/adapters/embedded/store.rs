@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use super::JsonFile;
@@ -20,8 +20,15 @@ struct Stored {
 type Table = BTreeMap<String, BTreeMap<String, Stored>>;
 
 /// One change, as a line of `state.log`: what a key holds now (`None`:
-/// nothing).
-#[derive(Serialize, Deserialize)]
+/// nothing). Written from borrowed parts, read back owned.
+#[derive(Serialize)]
+struct ChangeRef<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    value: Option<&'a Stored>,
+}
+
+#[derive(Deserialize)]
 struct Change {
     pk: String,
     sk: String,
@@ -30,7 +37,6 @@ struct Change {
 
 /// The log of changes since the last snapshot.
 struct Log {
-    path: PathBuf,
     file: std::fs::File,
     lines: usize,
     /// The log's length after its last whole line.
@@ -43,7 +49,6 @@ struct Log {
 struct State {
     table: Table,
     log: Option<Log>,
-    entries: usize,
 }
 
 /// The embedded state store: a sorted map of partitions, persisted under
@@ -88,11 +93,10 @@ impl MemoryStore {
                     }
                 }
                 let file = open_log(&path)?;
-                Some(Log { path, file, lines, len, torn: false })
+                Some(Log { file, lines, len, torn: false })
             }
         };
-        let entries = count(&table);
-        let store = Self { state: Mutex::new(State { table, log, entries }), snapshot };
+        let store = Self { state: Mutex::new(State { table, log }), snapshot };
         let mut state = store.state.lock().expect("store lock");
         // A torn tail (or anything after it) is cut off by folding now.
         let on_disk = state.log.as_ref().and_then(|l| l.file.metadata().ok()).map_or(0, |m| m.len());
@@ -132,9 +136,9 @@ impl MemoryStore {
     fn compact(&self, state: &mut State) -> std::io::Result<()> {
         self.snapshot.save(&state.table)?;
         if let Some(log) = &mut state.log {
-            log.file = std::fs::OpenOptions::new().write(true).truncate(true).open(&log.path)?;
+            // Appends go to the end, wherever that is: emptying is enough.
+            log.file.set_len(0)?;
             log.file.sync_all()?;
-            log.file = open_log(&log.path)?;
             log.lines = 0;
             log.len = 0;
             log.torn = false;
@@ -145,7 +149,6 @@ impl MemoryStore {
     /// Makes one change durable: a line appended to the log and synced.
     fn persist(&self, state: &mut State, pk: &str, sk: &str) -> Result<(), StoreError> {
         let unavailable = |e: std::io::Error| StoreError::Unavailable(e.to_string());
-        let value = state.table.get(pk).and_then(|p| p.get(sk)).cloned();
         if state.log.as_ref().is_some_and(|l| l.torn) {
             self.compact(state).map_err(unavailable)?;
             // The snapshot holds the change too: it is durable.
@@ -154,8 +157,9 @@ impl MemoryStore {
         let Some(log) = &mut state.log else {
             return Ok(());
         };
-        let mut line = serde_json::to_vec(&Change { pk: pk.to_owned(), sk: sk.to_owned(), value })
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let value = state.table.get(pk).and_then(|p| p.get(sk));
+        let mut line =
+            serde_json::to_vec(&ChangeRef { pk, sk, value }).map_err(|e| StoreError::Unavailable(e.to_string()))?;
         line.push(b'\n');
         if let Err(e) = log.file.write_all(&line).and_then(|()| log.file.sync_data()) {
             // Cut what was written of the line, or fold before the next one.
@@ -164,7 +168,7 @@ impl MemoryStore {
         }
         log.lines += 1;
         log.len += line.len() as u64;
-        if log.lines > COMPACT_AFTER.max(state.entries) {
+        if log.lines > COMPACT_AFTER && log.lines > count(&state.table) {
             // The change is already durable in the log; a failed fold is
             // retried by the next change or the next start.
             if let Err(e) = self.compact(state) {
@@ -224,12 +228,10 @@ impl StateStore for MemoryStore {
                 expires_at: item.expires_at,
             },
         );
-        let added = previous.is_none();
         if let Err(e) = self.persist(state, &item.pk, &item.sk) {
             restore(&mut state.table, &item.pk, &item.sk, previous);
             return Err(e);
         }
-        state.entries += usize::from(added);
         Ok(())
     }
 
@@ -249,7 +251,6 @@ impl StateStore for MemoryStore {
             restore(&mut state.table, pk, sk, Some(old));
             return Err(e);
         }
-        state.entries -= 1;
         Ok(Some(removed))
     }
 
@@ -304,7 +305,7 @@ mod tests {
         }
     }
 
-    fn folder(name: &str) -> PathBuf {
+    fn folder(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("store-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir

@@ -38,10 +38,8 @@ pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Resul
         client: filter("client")?,
         sort: filter("sort")?,
     };
-    let limit = crate::domain::paging::limit(query(request, "limit").as_deref())?;
-    let cursor = super::cursor_param(request)?;
     let list = connections::list(app, caller, &q).await?;
-    let (page, next) = connections::page_of(list, &q, cursor.as_deref(), limit)?;
+    let (page, next) = super::paged(request, &q.shape(), list)?;
     let now = app.clock.now();
     #[derive(serde::Serialize)]
     struct Listed<'a> {
