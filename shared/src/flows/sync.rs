@@ -6,7 +6,7 @@
 //! and no page is fetched twice without need.
 //!
 //! A worker may die at any instruction. A short lease (a conditional write
-//! with an expiry, renewed before every page attempt) keeps two workers off
+//! with an expiry, renewed before a page attempt it might not cover) keeps two workers off
 //! one connection and frees it soon after its holder dies; the interrupted
 //! run stays on the connection (`running`) with its saved pages. Whatever
 //! comes next continues that run from its saved page: the redelivered
@@ -991,7 +991,7 @@ mod tests {
     #[test]
     fn a_live_workers_lease_outlasts_its_attempts_and_a_dead_ones_expires_before_redelivery() {
         let ttl = lease_ttl(Duration::from_secs(20));
-        // Renewed before every attempt, it outlasts two of them.
+        // Renewed before an attempt it might not cover, it outlasts two of them.
         assert!(ttl > chrono::Duration::from_std(attempt_worst(Duration::from_secs(20)) * 2).unwrap());
         // The sync queue's visibility timeout (template.yaml) is 960 s: the
         // redelivered message finds the dead worker's lease expired.
