@@ -164,3 +164,29 @@ fn the_translated_template_keeps_the_operating_rules() {
     }
     assert!(problems.is_empty(), "the template breaks its operating rules:\n{}", problems.join("\n"));
 }
+
+/// One build for every function: each deploys the `functions` binary with
+/// the same build metadata (so `sam build` builds it once) and names its job
+/// in `Handler`, a job that binary knows; every job is deployed once, as
+/// the function its logical id names.
+#[test]
+fn every_function_deploys_the_one_binary_and_names_a_known_job() {
+    use shared::wiring::functions::Job;
+    let t = translated();
+    let functions = of_type(&t, "AWS::Lambda::Function");
+    let metadata: BTreeSet<String> = functions.iter().map(|(_, f)| f["Metadata"].to_string()).collect();
+    assert_eq!(
+        metadata.into_iter().collect::<Vec<_>>(),
+        [r#"{"BuildMethod":"rust-cargolambda","BuildProperties":{"Binary":"functions"}}"#],
+        "every function must share one build"
+    );
+    let mut deployed = BTreeSet::new();
+    for (name, f) in &functions {
+        let handler = f["Properties"]["Handler"].as_str().unwrap_or_default();
+        let job = Job::from_name(handler).unwrap_or_else(|| panic!("{name}: Handler {handler:?} is no job"));
+        let logical: String = job.name().split('-').map(|w| w[..1].to_uppercase() + &w[1..]).collect();
+        assert_eq!(**name, format!("{logical}Function"), "{name} runs {handler}");
+        deployed.insert(job.name());
+    }
+    assert_eq!(deployed, Job::ALL.iter().map(|j| j.name()).collect());
+}

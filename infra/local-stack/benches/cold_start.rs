@@ -1,7 +1,8 @@
 //! Cold start of each function: `cargo build --release --bins` first, then
 //! `cargo bench -p local-stack --bench cold_start`.
 //!
-//! Starts each function's release binary as Lambda would, with a fake
+//! Starts the release binary of `functions/` as Lambda would for each job
+//! (`_HANDLER` names it), with a fake
 //! Runtime API on loopback, and measures the time from process start to its
 //! first `GET /runtime/invocation/next` (configuration read, clients built,
 //! catalog loaded: everything before the first event). Runs each function
@@ -66,6 +67,7 @@ fn cold_start_ms(runtime: &tokio::runtime::Runtime, binary: &std::path::Path, na
         let started = Instant::now();
         let mut child = tokio::process::Command::new(binary)
             .env_clear()
+            .env("_HANDLER", name)
             .env("AWS_LAMBDA_RUNTIME_API", &api)
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
@@ -105,12 +107,12 @@ fn main() {
         "{:>18} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "function", "median ms", "ratio min", "median", "max", "size MB"
     );
+    let binary = target.join("release/functions");
+    if !binary.exists() {
+        println!("build the functions first: cargo build --release --bins");
+        return;
+    }
     for name in FUNCTIONS {
-        let binary = target.join("release").join(name);
-        if !binary.exists() {
-            println!("{name:>18} (build it first: cargo build --release --bins)");
-            continue;
-        }
         let size = std::fs::metadata(&binary).unwrap().len() as f64 / 1e6;
         let mut times = Vec::new();
         let mut ratios = Vec::new();

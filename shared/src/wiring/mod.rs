@@ -2,6 +2,7 @@
 //! the flows run on. Used by `functions/` (every Lambda's cold start), the
 //! local stack and the tests; nothing in the library below imports it.
 
+pub mod functions;
 pub mod telemetry;
 
 use std::sync::Arc;
