@@ -1,22 +1,30 @@
-// End-to-end: the local console in headless Chromium, against the local
+// End-to-end: the local console (a sign-in and the drop-in
+// <connections-panel> of frontend/) in headless Chromium, against the local
 // stack binary started on a free port with fresh state. Walks the journey:
 // sign in, connect the sandbox OAuth platform through the popup, watch the
 // initial sync reach connected, try each magic API key, upload a CSV with a
 // bad row, revoke the sandbox grant and see the disconnected badge and the
-// notification, reconnect from the notification. Screenshots of each main
-// screen go to target/e2e-screenshots/.
+// notification, reconnect from the notification. Holds the panel to its
+// quality bars (axe-core: no serious or critical violation; no horizontal
+// scroll at 390 px; focus kept across refreshes; a human label for every
+// status) and drives the SDK's own flows (blocked and closed popups, a
+// refusal, a timeout, messages from elsewhere, typed API errors).
+// Screenshots of each main screen, at 1280 and 390 px, go to
+// target/e2e-screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const shots = join(root, "target", "e2e-screenshots");
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
 const binary = process.env.LOCAL_STACK_BIN || join(root, "target", "debug", "local-stack");
 let stack, browser, base, dataDir;
 
@@ -61,7 +69,35 @@ async function approveInPopup(context, click, account) {
 }
 
 function row(page, platform) {
-  return page.locator(`tr:has(td:text-is("${platform}"))`).first();
+  return page.locator(`#connections tr[data-platform="${platform}"]`).first();
+}
+
+/** axe-core on the whole page (the panel's shadow DOM included): serious and critical violations. */
+async function axeViolations(page) {
+  // Evaluated through the DevTools protocol: the page's CSP (no inline scripts) stays in force.
+  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(axeSource);
+  const violations = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations);
+  return violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
+}
+
+/** The quality bars at one width: axe, no horizontal scroll, a human label on every status, and a screenshot. */
+async function bars(page, name) {
+  assert.deepEqual(await axeViolations(page), [], `${name}: axe`);
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(overflow <= 0, `${name}: ${overflow} px of horizontal scroll`);
+  for (const label of await page.locator("#connections .badge").allInnerTexts()) {
+    assert.match(label, /^[A-Z][^_]*$/, `${name}: status label ${JSON.stringify(label)}`);
+  }
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: true });
+}
+
+async function signIn(page, role = "admin") {
+  await page.goto(base + "/");
+  await page.selectOption("select[name=role]", role);
+  await page.click("#signin-button");
+  await page.locator("#connect-sandbox_oauth").waitFor();
 }
 
 test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
@@ -70,25 +106,28 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   await page.goto(base + "/");
-  await page.click("#signin-button");
-  await page.waitForSelector("#connect-sandbox_oauth");
-  for (const group of ["OAuth", "API key", "File upload"]) {
-    assert.ok(await page.locator(`h3:text-is("${group}")`).count(), group);
-  }
+  assert.deepEqual(await axeViolations(page), [], "the sign-in page");
+  assert.equal(await page.locator("#panel").isVisible(), false);
+  await signIn(page);
+  // The catalog: search, and the role each platform needs.
   assert.match(await page.locator('[data-platform="shopify"]').innerText(), /Needs: .*Orders/);
+  await page.fill("#search", "klav");
+  assert.deepEqual(await page.locator(".platform strong").allInnerTexts(), ["Klaviyo"]);
+  await page.fill("#search", "");
+  assert.ok((await page.locator(".platform").count()) >= 16);
   await page.screenshot({ path: join(shots, "01-catalog.png"), fullPage: true });
 
   // OAuth through the popup and the postMessage contract.
   await approveInPopup(context, () => page.click("#connect-sandbox_oauth"), "acct_demo");
-  await page.waitForFunction(() => document.querySelector("#connect-message").textContent.startsWith("Connected"));
-  await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
+  await page.locator("#message", { hasText: "Connected" }).waitFor();
+  await row(page, "sandbox_oauth").locator('.badge[data-state="connected"]').waitFor({ timeout: 60_000 });
   assert.match(await row(page, "sandbox_oauth").locator(".progress").innerText(), /100%/);
   // Its daily ad spend (the sandbox's report) arrives in the spend table, newest day first.
   await page.locator("#spend tbody tr[data-date]").first().waitFor({ timeout: 30_000 });
   assert.equal(await page.locator("#spend tbody tr[data-date]").count(), 14);
   assert.match(await page.locator("#spend tbody tr[data-date]").first().innerText(), /EUR/);
   // Freshness, the next scheduled sync and the run history.
-  await page.waitForFunction(() => [...document.querySelectorAll("#connections td.next-sync")].some((td) => td.textContent));
+  assert.notEqual(await row(page, "sandbox_oauth").locator("td.next-sync").innerText(), "—");
   await row(page, "sandbox_oauth").locator("button.history").click();
   await page.locator('#runs tr[data-outcome="succeeded"]').first().waitFor();
   assert.match(await page.locator("#runs").innerText(), /initial/);
@@ -99,50 +138,147 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   for (const [key, code] of [["sandbox-invalid-e2e", "api_key_invalid"], ["sandbox-scope-e2e", "api_key_insufficient_scope"], ["sandbox-expired-e2e", "api_key_expired"], ["sandbox-down-e2e", "platform_unavailable"], ["sandbox-ratelimit-e2e", "rate_limited"]]) {
     await page.fill("#key-api_key", key);
     await page.click("#apikey-form button[type=submit]");
-    await page.waitForFunction((c) => document.querySelector("#apikey-error").textContent.startsWith(c), code);
+    await page.locator("#apikey-error", { hasText: new RegExp(`^${code}:`) }).waitFor();
   }
   await page.screenshot({ path: join(shots, "03-api-key-error.png"), fullPage: true });
   await page.fill("#key-api_key", "sandbox-valid-e2e");
   await page.click("#apikey-form button[type=submit]");
   await row(page, "sandbox_api_key").waitFor();
 
-  // A CSV with a bad row: the row error shows; nothing is imported.
+  // A CSV with a bad row: the row error shows; nothing is imported. The
+  // source waiting for its first file says so.
   await page.click("#connect-custom_costs");
+  await row(page, "custom_costs").locator(".badge", { hasText: "Waiting for the first file" }).waitFor();
   const csv = join(dataDir, "costs.csv");
   writeFileSync(csv, "date,category,amount,currency\n2026-11-01,shipping,12.50,EUR\n2026-11-02,tools,1,50,EUR\n");
   await page.setInputFiles("#upload-file", csv);
   await page.click("#upload-form button[type=submit]");
-  await page.waitForSelector("#upload-errors li");
-  assert.match(await page.locator("#upload-errors").innerText(), /Line 3.*ragged_row|Line 3/);
+  await page.locator("#upload-errors li").first().waitFor();
+  assert.match(await page.locator("#upload-errors").innerText(), /Line 3/);
   assert.match(await page.locator("#upload-result").innerText(), /invalid_rows/);
   await page.screenshot({ path: join(shots, "04-upload-error.png"), fullPage: true });
+
+  // Focus stays on a row's button across refreshes (rows are updated in place).
+  const history = row(page, "sandbox_api_key").locator("button.history");
+  await history.focus();
+  for (let i = 0; i < 3; i++) await page.evaluate(() => document.querySelector("#panel").refresh());
+  assert.equal(await page.evaluate(() => document.querySelector("#panel").shadowRoot.activeElement?.getAttribute("aria-label")), "History: Sandbox (API key)");
+  await bars(page, "08-panel-1280");
 
   // The user revokes the app on the platform; the sweep notices.
   const revoked = await (await fetch(base + "/sandbox/control/revoke?account=acct_demo", { method: "POST" })).json();
   assert.equal(revoked.revoked, 1);
-  await row(page, "sandbox_oauth").locator(".badge.disconnected").waitFor({ timeout: 150_000 });
+  await row(page, "sandbox_oauth").locator('.badge[data-state="disconnected"]').waitFor({ timeout: 150_000 });
+  assert.match(await row(page, "sandbox_oauth").locator(".badge").innerText(), /^Disconnected · /);
   await page.check("#only-disconnected");
   await page.waitForFunction(() => {
-    const rows = document.querySelectorAll("#connections tbody tr");
+    const rows = document.querySelector("#panel").shadowRoot.querySelectorAll("#connections tbody tr");
     return rows.length === 1 && rows[0].dataset.state === "disconnected";
   });
+  assert.equal(await page.locator("#bell .count").isVisible(), true);
   await page.click("#bell");
   await page.locator("#notifications button.reconnect").first().waitFor();
   await page.screenshot({ path: join(shots, "05-disconnected-notification.png"), fullPage: true });
 
   // Reconnect from the notification: connected again.
   await page.uncheck("#only-disconnected");
-  await page.waitForFunction(() => document.querySelectorAll("#connections tbody tr").length === 3);
+  await page.waitForFunction(() => document.querySelector("#panel").shadowRoot.querySelectorAll("#connections tbody tr").length === 3);
   await approveInPopup(context, () => page.locator("#notifications button.reconnect").first().click(), "acct_demo");
-  await row(page, "sandbox_oauth").locator(".badge.connected").waitFor({ timeout: 60_000 });
-  assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 2\.0\).*connected/);
+  await row(page, "sandbox_oauth").locator('.badge[data-state="connected"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 2\.0\).*Connected/);
   await page.screenshot({ path: join(shots, "06-reconnected.png"), fullPage: true });
 
   // OAuth 1.0a through the same popup: the sandbox checks every signature.
   await approveInPopup(context, () => page.click("#connect-sandbox_oauth1"), "acct_one");
-  await row(page, "sandbox_oauth1").locator(".badge.connected").waitFor({ timeout: 60_000 });
-  assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 1\.0a\).*connected/);
+  await row(page, "sandbox_oauth1").locator('.badge[data-state="connected"]').waitFor({ timeout: 60_000 });
+  assert.match(await page.locator("#authorizations").innerText(), /Sandbox \(OAuth 1\.0a\).*Connected/);
   await page.screenshot({ path: join(shots, "07-oauth1-connected.png"), fullPage: true });
+
+  // A refusal on the platform: a clear error with its action and a retry.
+  const [popup] = await Promise.all([context.waitForEvent("page"), page.click("#connect-sandbox_oauth")]);
+  await popup.waitForSelector("#deny");
+  await Promise.all([popup.waitForEvent("close"), popup.click("#deny")]);
+  await page.locator('#alert [data-code="permissions_denied"]').waitFor();
+  assert.match(await page.locator("#alert").innerText(), /declined.*Try again/s);
+  await approveInPopup(context, () => page.click("#alert button.retry"), "acct_demo");
+  await page.locator("#message", { hasText: "Connected" }).waitFor();
+
+  // On a phone: the same bars.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await bars(page, "09-panel-390");
+  await page.click("#bell");
+  await bars(page, "10-notifications-390");
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("the SDK's flows and errors", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  await signIn(page);
+  // Typed API errors: code, message and action.
+  const invalid = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") });
+    try {
+      await sdk.connectApiKey("sandbox_api_key", { api_key: "sandbox-invalid-sdk" });
+    } catch (e) {
+      return { name: e.name, code: e.code, status: e.status, message: e.message, action: e.action };
+    }
+  });
+  assert.equal(invalid.name, "ConnectionsError");
+  assert.equal(invalid.code, "api_key_invalid");
+  assert.ok(invalid.status >= 400 && invalid.message && invalid.action, JSON.stringify(invalid));
+  const unauthenticated = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    return new Connections({ baseUrl: location.origin, token: "nope" }).connections().catch((e) => e.code);
+  });
+  assert.equal(unauthenticated, "unauthenticated");
+
+  // A blocked popup: a clear error, nothing started.
+  const blocked = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") });
+    window.open = () => null;
+    return sdk.connect("sandbox_oauth").catch((e) => [e.code, e.action]);
+  });
+  assert.equal(blocked[0], "popup_blocked");
+  assert.match(blocked[1], /pop-ups/);
+
+  // A message from anywhere but the popup is ignored; closing the popup ends the wait.
+  await page.reload();
+  await page.locator("#connect-sandbox_oauth").waitFor();
+  await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") });
+    window.flow = sdk.connect("sandbox_oauth").then((r) => `resolved ${r.status}`, (e) => e.code);
+    window.postMessage({ type: "connections:oauth", status: "connected", connection_id: "conn_forged" }, location.origin);
+  });
+  const popup = context.pages().find((p) => p !== page) ?? (await context.waitForEvent("page"));
+  await popup.waitForSelector("#approve");
+  await popup.close();
+  assert.equal(await page.evaluate(() => window.flow), "popup_closed");
+
+  // A popup left open past the timeout.
+  const timedOut = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token"), connectTimeoutMs: 300 });
+    return sdk.connect("sandbox_oauth").catch((e) => e.code);
+  });
+  assert.equal(timedOut, "timeout");
+
+  // An upload with progress, through the SDK alone.
+  const uploaded = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") });
+    const c = await sdk.createFileConnection("custom_costs", "SDK costs");
+    const seen = [];
+    const file = new Blob(["date,category,amount,currency\n2026-11-01,shipping,12.50,EUR\n"], { type: "text/csv" });
+    const up = await sdk.upload(c, file, { onProgress: (done, total) => seen.push([done, total]) });
+    return { state: up.state, rows: up.valid_rows, last: seen.at(-1), size: file.size };
+  });
+  assert.equal(uploaded.state, "ingested");
+  assert.equal(uploaded.rows, 1);
+  assert.deepEqual(uploaded.last, [uploaded.size, uploaded.size]);
   await context.close();
 });

@@ -35,7 +35,8 @@ pub fn message(result: &CallbackResult) -> serde_json::Value {
                         "authorization_id": c.authorization_id, "error_code": null, "message": null})
         }
         Err(e) => json!({"type": "connections:oauth", "status": "error", "connection_id": null,
-                         "authorization_id": null, "error_code": e.code(), "message": e.message()}),
+                         "authorization_id": null, "error_code": e.code(), "message": e.message(),
+                         "action": e.action()}),
     }
 }
 

@@ -1,0 +1,547 @@
+import {
+  Connections,
+  ConnectionsError,
+  statusLabel
+} from "./shared.js";
+
+// src/panel.ts
+var METHODS = { oauth2: "Sign in", oauth1: "Sign in", api_key: "API key", file_upload: "File upload" };
+var STYLE = `
+:host { display: block; font: 15px/1.45 var(--cp-font, system-ui, sans-serif); color: var(--cp-fg, #1b1f24); background: var(--cp-bg, #fff);
+  --_accent: var(--cp-accent, #0b5cad); --_muted: var(--cp-muted, #4d5562); --_border: var(--cp-border, #d0d5dc);
+  --_danger: var(--cp-danger, #a4161a); --_ok: var(--cp-ok, #176b2c); --_warn: var(--cp-warn, #8a4b00); --_radius: var(--cp-radius, 8px); }
+* { box-sizing: border-box; }
+section { border: 1px solid var(--_border); border-radius: var(--_radius); padding: 12px 14px; margin: 0 0 14px; min-width: 0; }
+h2 { font-size: 1.05em; margin: 0 0 8px; }
+h3 { font-size: .95em; margin: 10px 0 6px; color: var(--_muted); }
+button { font: inherit; border: 1px solid var(--_accent); background: var(--_accent); color: var(--cp-accent-fg, #fff); border-radius: 6px; padding: 5px 10px; cursor: pointer; margin: 2px 4px 2px 0; }
+button.secondary { background: transparent; color: var(--_accent); }
+button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-visible { outline: 3px solid var(--_accent); outline-offset: 2px; }
+input, select { font: inherit; padding: 5px 8px; border: 1px solid var(--_muted); border-radius: 6px; max-width: 100%; }
+label { display: inline-flex; flex-direction: column; gap: 2px; margin: 0 10px 8px 0; max-width: 100%; }
+label.check { flex-direction: row; align-items: center; gap: 6px; margin: 0; }
+.bar { display: flex; flex-wrap: wrap; align-items: center; justify-content: space-between; gap: 8px; margin-bottom: 10px; }
+.catalog { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 8px; }
+.platform { border: 1px solid var(--_border); border-radius: 6px; padding: 8px; display: flex; flex-direction: column; gap: 4px; }
+.platform small, .muted { color: var(--_muted); }
+.badge { display: inline-block; border-radius: 999px; padding: 1px 8px; font-size: .85em; font-weight: 600; border: 1px solid currentColor; }
+.badge[data-state="connected"] { color: var(--_ok); }
+.badge[data-state="disconnected"], .badge[data-state="error"] { color: var(--_danger); }
+.badge[data-state="initial_sync_in_progress"], .badge[data-state="pending_authorization"] { color: var(--_warn); }
+.error { color: var(--_danger); }
+table { width: 100%; border-collapse: collapse; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--_border); vertical-align: top; overflow-wrap: anywhere; }
+progress { width: 100%; max-width: 160px; }
+.count { display: inline-block; min-width: 1.5em; padding: 0 5px; border-radius: 999px; background: var(--_danger); color: #fff; font-size: .8em; text-align: center; }
+ul { padding-left: 18px; margin: 4px 0; }
+li { margin: 4px 0; }
+form.inline { border-top: 1px dashed var(--_border); margin-top: 8px; padding-top: 8px; }
+@media (max-width: 640px) {
+  thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+  table, tbody, tr, td { display: block; width: 100%; }
+  tr { border: 1px solid var(--_border); border-radius: 6px; margin-bottom: 8px; padding: 4px 0; }
+  td { border: 0; padding: 3px 8px; }
+  td[data-label]::before { content: attr(data-label) ": "; color: var(--_muted); }
+}
+`;
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== void 0) e.setAttribute(k, v);
+  e.append(...children);
+  return e;
+}
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "\u2014";
+}
+function progressOf(c) {
+  const streams = Object.entries(c.progress ?? {});
+  if (!streams.length) return { text: "\u2014", percent: null };
+  const percents = streams.map(([, p]) => p.percent).filter((p) => p != null);
+  const percent = percents.length === streams.length ? Math.round(percents.reduce((a, b) => a + b, 0) / streams.length) : null;
+  const records = streams.reduce((n, [, p]) => n + p.records, 0);
+  return { text: `${percent != null ? percent + "% \xB7 " : ""}${records.toLocaleString()} records`, percent };
+}
+function setText(node, text) {
+  if (node.textContent !== text) node.textContent = text;
+}
+var ConnectionsPanel = class extends HTMLElement {
+  static observedAttributes = ["api-base"];
+  sdk = null;
+  tokenValue = null;
+  providers = [];
+  root;
+  timer;
+  generation = 0;
+  rows = /* @__PURE__ */ new Map();
+  ui;
+  constructor() {
+    super();
+    this.root = this.attachShadow({ mode: "open" });
+  }
+  /** The user's bearer token (or a function returning a fresh one). Setting it (re)starts the panel. */
+  set token(value) {
+    this.tokenValue = value;
+    this.start();
+  }
+  get token() {
+    return this.tokenValue;
+  }
+  /** The SDK instance the panel uses (set it to share yours). */
+  set connections(sdk) {
+    this.sdk = sdk;
+    this.start();
+  }
+  get connections() {
+    return this.sdk;
+  }
+  connectedCallback() {
+    this.render();
+    this.start();
+  }
+  disconnectedCallback() {
+    clearInterval(this.timer);
+  }
+  attributeChangedCallback() {
+    if (this.tokenValue) this.sdk = null;
+    this.start();
+  }
+  client() {
+    if (this.sdk) return this.sdk;
+    if (!this.tokenValue) return null;
+    const token = this.tokenValue;
+    this.sdk = new Connections({ baseUrl: this.getAttribute("api-base") || location.origin, token });
+    return this.sdk;
+  }
+  render() {
+    if (this.ui) return;
+    const sheet = new CSSStyleSheet();
+    sheet.replaceSync(STYLE);
+    this.root.adoptedStyleSheets = [sheet];
+    const status = el("p", { id: "message", role: "status", "aria-live": "polite", class: "muted" });
+    const alert = el("div", { id: "alert", role: "alert" });
+    const count = el("span", { class: "count", hidden: "" });
+    const bell = el("button", { type: "button", id: "bell", class: "secondary", "aria-expanded": "false", "aria-controls": "tray" }, "Notifications ", count);
+    const trayList = el("ul", { id: "notifications" });
+    const readAll = el("button", { type: "button", class: "secondary" }, "Mark all read");
+    readAll.addEventListener("click", () => this.act(async (sdk) => {
+      await sdk.markAllRead();
+    }));
+    const tray = el("section", { id: "tray", "aria-label": "Notifications", hidden: "" }, el("h2", {}, "Notifications"), readAll, trayList);
+    bell.addEventListener("click", () => {
+      tray.hidden = !tray.hidden;
+      bell.setAttribute("aria-expanded", String(!tray.hidden));
+    });
+    const filter = el("input", { type: "checkbox", id: "only-disconnected" });
+    filter.addEventListener("change", () => this.refresh());
+    const tbody = el("tbody");
+    const empty = el("p", { class: "muted" }, "No data sources yet: connect one below.");
+    const table = el(
+      "table",
+      { id: "connections", "aria-label": "Data sources" },
+      el("thead", {}, el("tr", {}, ...["Name", "Platform", "Client", "Status", "Progress", "Data fresh as of", "Next sync", "Actions"].map((h) => el("th", { scope: "col" }, h)))),
+      tbody
+    );
+    const filterLabel = el("label", { class: "check" }, filter, "Disconnected only");
+    const sources = el(
+      "section",
+      { "aria-labelledby": "sources-h" },
+      el("div", { class: "bar" }, el("h2", { id: "sources-h" }, "Data sources"), el("div", {}, filterLabel, bell)),
+      table,
+      empty
+    );
+    const search = el("input", { type: "search", id: "search", placeholder: "Shopify, Google Ads\u2026", autocomplete: "off" });
+    search.addEventListener("input", () => this.paintCatalog());
+    const catalog = el("div", { class: "catalog" });
+    const form = el("div");
+    const connect = el(
+      "section",
+      { "aria-labelledby": "connect-h" },
+      el("h2", { id: "connect-h" }, "Connect a data source"),
+      el("label", {}, "Search platforms", search),
+      form,
+      catalog
+    );
+    const auths = el("ul", { id: "authorizations" });
+    const authorizations = el("section", { "aria-labelledby": "auths-h" }, el("h2", { id: "auths-h" }, "Authorizations"), auths);
+    this.root.replaceChildren(status, alert, tray, sources, connect, authorizations);
+    this.ui = { status, alert, tray, trayList, bell, count, search, catalog, form, tbody, empty, auths, filter };
+  }
+  async start() {
+    if (!this.isConnected) return;
+    this.render();
+    const sdk = this.client();
+    clearInterval(this.timer);
+    if (!sdk) {
+      setText(this.ui.status, "Sign in to see your data sources.");
+      return;
+    }
+    try {
+      this.providers = await sdk.providers();
+    } catch (e) {
+      this.showError(e);
+      return;
+    }
+    this.paintCatalog();
+    await this.refresh();
+    const every = Number(this.getAttribute("refresh-seconds") || 3) * 1e3;
+    this.timer = setInterval(() => this.refresh(), every);
+  }
+  provider(id) {
+    return this.providers.find((p) => p.id === id);
+  }
+  paintCatalog() {
+    const q = this.ui.search.value.trim().toLowerCase();
+    const shown = this.providers.filter((p) => !q || p.name.toLowerCase().includes(q) || p.id.includes(q) || (p.category ?? "").toLowerCase().includes(q));
+    const cards = shown.map((p) => {
+      const button = el("button", { type: "button", id: `connect-${p.id}`, "aria-label": `Connect ${p.name}` }, "Connect");
+      button.addEventListener("click", () => this.connect(p));
+      return el(
+        "div",
+        { class: "platform", "data-platform": p.id },
+        el("strong", {}, p.name),
+        el("small", {}, `${METHODS[p.method] ?? p.method}${p.category ? " \xB7 " + p.category : ""}`),
+        el("small", {}, p.required_role ? `Needs: ${p.required_role}` : "Any account"),
+        button
+      );
+    });
+    this.ui.catalog.replaceChildren(...cards.length ? cards : [el("p", { class: "muted" }, "No platform matches.")]);
+  }
+  // --- connecting ------------------------------------------------------------
+  connect(p) {
+    this.clearMessages();
+    if (p.method === "oauth2" || p.method === "oauth1") {
+      if (p.params.length) return this.paramsForm(p);
+      return this.oauth(p, {});
+    }
+    if (p.method === "api_key") return this.keyForm(p, null);
+    return this.act(async (sdk) => {
+      const c = await sdk.createFileConnection(p.id, p.name);
+      this.uploadForm(c);
+    });
+  }
+  /** Runs the OAuth popup. Called straight from a click, so the popup opens before any await. */
+  oauth(p, params, target) {
+    const sdk = this.client();
+    if (!sdk) return;
+    setText(this.ui.status, `Waiting for ${p.name} in the sign-in window\u2026`);
+    const flow = target ? sdk.reconnect(target) : sdk.connect(p.id, { name: p.name, params });
+    flow.then(
+      (r) => {
+        setText(this.ui.status, r.warning_message ? `Connected. ${r.warning_message}` : "Connected: the first sync has started.");
+        this.ui.form.replaceChildren();
+        this.dispatchEvent(new CustomEvent("connections:connected", { detail: r, bubbles: true, composed: true }));
+        this.refresh();
+      },
+      (e) => this.showError(e, () => this.oauth(p, params, target))
+    );
+  }
+  paramsForm(p) {
+    const form = el("form", { class: "inline", "aria-label": `Connect ${p.name}` }, el("h3", {}, `Connect ${p.name}`));
+    for (const param of p.params) {
+      const input = el("input", { name: param.name, id: `param-${param.name}`, required: "", pattern: param.pattern, placeholder: param.example ?? void 0, autocomplete: "off" });
+      form.append(el("label", {}, param.label, input));
+    }
+    form.append(el("button", { type: "submit" }, "Continue to sign in"));
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const params = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v)]));
+      this.oauth(p, params);
+    });
+    this.ui.form.replaceChildren(form);
+    form.querySelector("input")?.focus();
+  }
+  /** The key form of a platform: a new connection, or a replacement key for one. */
+  keyForm(p, replacing) {
+    const title = replacing ? `Replace the key of ${replacing.name}` : `Connect ${p.name} with an API key`;
+    const form = el("form", { class: "inline", id: "apikey-form", "aria-label": title }, el("h3", {}, title));
+    if (p.key_help) form.append(el("p", { class: "muted" }, p.key_help));
+    for (const f of p.key_fields ?? []) {
+      form.append(el("label", {}, f.label, el("input", { name: f.name, id: `key-${f.name}`, required: "", autocomplete: "off", type: f.secret ? "password" : "text" })));
+    }
+    const error = el("p", { class: "error", id: "apikey-error", role: "alert" });
+    form.append(el("button", { type: "submit" }, replacing ? "Replace key" : "Connect"), error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const sdk = this.client();
+      if (!sdk) return;
+      const credentials = Object.fromEntries([...new FormData(form)].map(([k, v]) => [k, String(v)]));
+      try {
+        if (replacing) await sdk.replaceKey(replacing, credentials);
+        else await sdk.connectApiKey(p.id, credentials, { name: p.name });
+        this.ui.form.replaceChildren();
+        setText(this.ui.status, replacing ? `Replaced the key of ${replacing.name}.` : `Connected ${p.name}.`);
+        this.refresh();
+      } catch (e) {
+        const err = e;
+        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+      }
+    });
+    this.ui.form.replaceChildren(form);
+    form.querySelector("input")?.focus();
+  }
+  uploadForm(c) {
+    const file = el("input", { type: "file", id: "upload-file", accept: ".csv,text/csv", required: "" });
+    const bar = el("progress", { max: "100", value: "0", hidden: "", "aria-label": "Upload progress" });
+    const result = el("p", { id: "upload-result", role: "status" });
+    const errors = el("ul", { id: "upload-errors", class: "error" });
+    const form = el(
+      "form",
+      { class: "inline", id: "upload-form", "aria-label": `Upload a file to ${c.name}` },
+      el("h3", {}, `Upload costs (CSV) to ${c.name}`),
+      el("label", {}, "CSV file", file),
+      el("button", { type: "submit" }, "Upload"),
+      bar,
+      result,
+      errors
+    );
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const sdk = this.client();
+      const chosen = file.files?.[0];
+      if (!sdk || !chosen) return;
+      errors.replaceChildren();
+      bar.hidden = false;
+      try {
+        const up = await sdk.upload(c, chosen, { onProgress: (done, total) => {
+          bar.value = total ? 100 * done / total : 100;
+        } });
+        result.textContent = `${up.state}: ${up.valid_rows ?? 0} rows imported.`;
+      } catch (e) {
+        const err = e;
+        result.textContent = `${err.code}: ${err.message} ${err.action}`;
+        const upload = err.details?.upload;
+        for (const r of upload?.errors ?? []) errors.append(el("li", {}, `Line ${r.line}${r.column ? ", " + r.column : ""}: ${r.message} (${r.code})`));
+      }
+      this.refresh();
+    });
+    this.ui.form.replaceChildren(form);
+    file.focus();
+  }
+  // --- refreshing ------------------------------------------------------------
+  async refresh() {
+    const sdk = this.client();
+    if (!sdk || !this.ui) return;
+    const mine = ++this.generation;
+    try {
+      const [connections, authorizations, notes] = await Promise.all([
+        sdk.connections(this.ui.filter.checked ? { status: "disconnected" } : {}),
+        sdk.authorizations(),
+        sdk.notifications()
+      ]);
+      if (mine !== this.generation) return;
+      this.paintConnections(connections);
+      this.paintAuthorizations(authorizations);
+      this.paintNotifications(notes.notifications, notes.unread);
+      if (this.ui.status.textContent === "Sign in to see your data sources.") setText(this.ui.status, "");
+    } catch (e) {
+      if (mine === this.generation) this.showError(e);
+    }
+  }
+  /** Rows are kept by connection id and updated in place: focus and selection survive every refresh. */
+  paintConnections(list) {
+    const seen = /* @__PURE__ */ new Set();
+    let previous = null;
+    this.latest = new Map(list.map((c) => [c.id, c]));
+    for (const c of list) {
+      seen.add(c.id);
+      let row = this.rows.get(c.id);
+      if (!row) {
+        row = el(
+          "tr",
+          { "data-connection": c.id },
+          ...["Name", "Platform", "Client", "Status", "Progress", "Data fresh as of", "Next sync", "Actions"].map((label) => el("td", { "data-label": label }))
+        );
+        this.rows.set(c.id, row);
+      }
+      const cells = row.children;
+      row.dataset.state = c.status.state;
+      row.dataset.platform = c.platform;
+      setText(cells[0], c.name);
+      setText(cells[1], this.provider(c.platform)?.name ?? c.platform);
+      setText(cells[2], c.client?.name ?? "\u2014");
+      let badge = cells[3].querySelector(".badge");
+      if (!badge) cells[3].replaceChildren(badge = el("span", { class: "badge" }));
+      badge.setAttribute("data-state", c.status.state);
+      setText(badge, statusLabel(c));
+      const progress = progressOf(c);
+      cells[4].classList.add("progress");
+      setText(cells[4], progress.text);
+      const fresh = c.data_fresh_as_of ? when(c.data_fresh_as_of) + (c.stale ? " \xB7 not syncing" : "") : c.stale ? "not syncing" : "\u2014";
+      setText(cells[5], fresh);
+      cells[5].setAttribute("title", c.stale_reason ? `${c.stale_reason.message} ${c.stale_reason.action}` : "");
+      cells[6].classList.add("next-sync");
+      setText(cells[6], when(c.next_sync_at));
+      this.paintActions(cells[7], c);
+      const expected = previous ? previous.nextSibling : this.ui.tbody.firstChild;
+      if (expected !== row) this.ui.tbody.insertBefore(row, expected);
+      previous = row;
+    }
+    for (const [id, row] of this.rows) {
+      if (!seen.has(id)) {
+        row.remove();
+        this.rows.delete(id);
+      }
+    }
+    this.ui.empty.hidden = list.length > 0;
+  }
+  /** A row's buttons, rebuilt only when the set of actions changes. */
+  paintActions(cell, c) {
+    const kinds = [];
+    const state = c.status.state;
+    if (state === "disconnected" && c.credential.kind === "authorization") kinds.push("reconnect");
+    if ((state === "disconnected" || state === "error") && c.credential.kind === "api_key") kinds.push("replace-key");
+    if (c.credential.kind === "file_upload") kinds.push("upload");
+    if (state === "connected" || state === "error") kinds.push("sync");
+    kinds.push("history");
+    const key = kinds.join(",");
+    if (cell.dataset.actions === key) return;
+    cell.dataset.actions = key;
+    const buttons = kinds.map((kind) => {
+      const label = { reconnect: "Reconnect", "replace-key": "Replace key", upload: "Upload file", sync: "Sync now", history: "History" }[kind];
+      const b = el("button", { type: "button", class: kind === "sync" || kind === "history" ? `secondary ${kind}` : kind, "aria-label": `${label}: ${c.name}` }, label);
+      b.addEventListener("click", () => this.rowAction(kind, c.id));
+      return b;
+    });
+    cell.replaceChildren(...buttons);
+  }
+  rowAction(kind, id) {
+    this.clearMessages();
+    const sdk = this.client();
+    if (!sdk) return;
+    const c = this.latest.get(id);
+    if (!c) return;
+    const p = this.provider(c.platform);
+    if (kind === "reconnect" && p) return this.oauth(p, {}, c);
+    if (kind === "replace-key" && p) return this.keyForm(p, c);
+    if (kind === "upload") return this.uploadForm(c);
+    if (kind === "history") return this.history(c);
+    if (kind === "sync") return this.act(async (s) => {
+      await s.syncNow(id);
+      setText(this.ui.status, `Sync of ${c.name} queued.`);
+    });
+  }
+  latest = /* @__PURE__ */ new Map();
+  /** The connection's recent runs, newest first. */
+  async history(c) {
+    const sdk = this.client();
+    if (!sdk) return;
+    try {
+      const runs = await sdk.runs(c.id);
+      const rows = runs.map((r) => {
+        const records = Object.values(r.streams ?? {}).reduce((n, s) => n + (s.records ?? 0), 0);
+        return el(
+          "tr",
+          { "data-outcome": r.outcome },
+          el("td", { "data-label": "Started" }, when(r.started_at)),
+          el("td", { "data-label": "Kind" }, r.kind),
+          el("td", { "data-label": "Outcome" }, r.outcome + (r.error_code ? ` (${r.error_code})` : "")),
+          el("td", { "data-label": "Records" }, records.toLocaleString()),
+          el("td", { "data-label": "Finished" }, when(r.finished_at))
+        );
+      });
+      const table = el(
+        "table",
+        { "aria-label": `Runs of ${c.name}` },
+        el("thead", {}, el("tr", {}, ...["Started", "Kind", "Outcome", "Records", "Finished"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, ...rows.length ? rows : [el("tr", {}, el("td", { colspan: "5" }, "No runs yet."))])
+      );
+      const close = el("button", { type: "button", class: "secondary" }, "Close");
+      close.addEventListener("click", () => this.ui.form.replaceChildren());
+      const box = el("div", { class: "inline", id: "runs" }, el("h3", {}, `Run history: ${c.name}`), table, close);
+      this.ui.form.replaceChildren(box);
+      box.scrollIntoView?.({ block: "nearest" });
+    } catch (e) {
+      this.showError(e);
+    }
+  }
+  paintAuthorizations(list) {
+    this.ui.auths.replaceChildren(...list.map((a) => {
+      const account = a.account;
+      const used = a.connections.map((c) => c.name + (c.client ? ` (${c.client.name})` : "")).join(", ") || "nothing";
+      return el(
+        "li",
+        { "data-authorization": a.id },
+        el("strong", {}, a.name),
+        ` \u2014 ${this.provider(a.platform)?.name ?? a.platform}${account?.name || account?.id ? ", " + (account.name ?? account.id) : ""}, `,
+        el("span", { class: "badge", "data-state": a.status.state }, statusLabel({ status: a.status, credential: { kind: "authorization", authorization_id: a.id } })),
+        `; used by: ${used}`
+      );
+    }));
+    if (!list.length) this.ui.auths.replaceChildren(el("li", { class: "muted" }, "None yet."));
+  }
+  paintNotifications(list, unread) {
+    this.ui.count.hidden = unread <= 0;
+    setText(this.ui.count, unread > 0 ? String(unread) : "");
+    this.ui.bell.setAttribute("aria-label", unread > 0 ? `Notifications, ${unread} unread` : "Notifications");
+    const key = list.map((n) => n.id + (n.read_at ?? "")).join();
+    if (this.ui.trayList.dataset.key === key) return;
+    this.ui.trayList.dataset.key = key;
+    this.ui.trayList.replaceChildren(...list.map((n) => {
+      const li = el(
+        "li",
+        { "data-kind": n.kind },
+        el("span", { class: "muted" }, new Date(n.created_at).toLocaleString()),
+        " \u2014 ",
+        el("strong", {}, n.data_source),
+        n.client_name ? ` (${n.client_name})` : "",
+        ` on ${this.provider(n.platform)?.name ?? n.platform}: ${n.message} `
+      );
+      if (n.action.kind === "reconnect") {
+        const b = el("button", { type: "button", class: "reconnect" }, "Reconnect");
+        b.addEventListener("click", () => {
+          const p = this.provider(n.platform);
+          if (p) this.oauth(p, {}, n);
+        });
+        li.append(b);
+      } else if (n.action.kind === "replace_key") {
+        const b = el("button", { type: "button", class: "replace-key" }, "Replace key");
+        const id = n.action.connection_id;
+        b.addEventListener("click", () => {
+          const c = this.latest.get(id);
+          const p = this.provider(n.platform);
+          if (c && p) this.keyForm(p, c);
+        });
+        li.append(b);
+      }
+      return li;
+    }));
+    if (!list.length) this.ui.trayList.replaceChildren(el("li", { class: "muted" }, "Nothing new."));
+  }
+  // --- messages --------------------------------------------------------------
+  clearMessages() {
+    this.ui.alert.replaceChildren();
+    setText(this.ui.status, "");
+  }
+  showError(e, retry) {
+    const err = e instanceof ConnectionsError ? e : new ConnectionsError("internal", String(e), "Reload the page and try again.");
+    setText(this.ui.status, "");
+    const box = el("p", { class: "error", "data-code": err.code }, el("strong", {}, err.message), ` ${err.action} `, el("span", { class: "muted" }, `(${err.code})`));
+    if (retry) {
+      const again = el("button", { type: "button", class: "secondary retry" }, "Try again");
+      again.addEventListener("click", () => {
+        this.clearMessages();
+        retry();
+      });
+      box.append(" ", again);
+    }
+    this.ui.alert.replaceChildren(box);
+    this.dispatchEvent(new CustomEvent("connections:error", { detail: err, bubbles: true, composed: true }));
+  }
+  async act(f) {
+    const sdk = this.client();
+    if (!sdk) return;
+    try {
+      await f(sdk);
+      await this.refresh();
+    } catch (e) {
+      this.showError(e);
+    }
+  }
+};
+if (!customElements.get("connections-panel")) customElements.define("connections-panel", ConnectionsPanel);
+export {
+  Connections,
+  ConnectionsError,
+  ConnectionsPanel,
+  statusLabel
+};

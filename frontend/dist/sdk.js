@@ -1,0 +1,14 @@
+import {
+  Connections,
+  ConnectionsError,
+  DIRECT_UPLOAD_MAX,
+  createConnections,
+  statusLabel
+} from "./shared.js";
+export {
+  Connections,
+  ConnectionsError,
+  DIRECT_UPLOAD_MAX,
+  createConnections,
+  statusLabel
+};

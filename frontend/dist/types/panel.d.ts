@@ -1,0 +1,54 @@
+import { Connections, ConnectionsError, statusLabel } from "./index";
+export { Connections, ConnectionsError, statusLabel };
+export declare class ConnectionsPanel extends HTMLElement {
+    static observedAttributes: string[];
+    private sdk;
+    private tokenValue;
+    private providers;
+    private root;
+    private timer;
+    private generation;
+    private rows;
+    private ui;
+    constructor();
+    /** The user's bearer token (or a function returning a fresh one). Setting it (re)starts the panel. */
+    set token(value: string | (() => string | Promise<string>) | null);
+    get token(): string | (() => string | Promise<string>) | null;
+    /** The SDK instance the panel uses (set it to share yours). */
+    set connections(sdk: Connections | null);
+    get connections(): Connections | null;
+    connectedCallback(): void;
+    disconnectedCallback(): void;
+    attributeChangedCallback(): void;
+    private client;
+    private render;
+    private start;
+    private provider;
+    private paintCatalog;
+    private connect;
+    /** Runs the OAuth popup. Called straight from a click, so the popup opens before any await. */
+    private oauth;
+    private paramsForm;
+    /** The key form of a platform: a new connection, or a replacement key for one. */
+    private keyForm;
+    private uploadForm;
+    refresh(): Promise<void>;
+    /** Rows are kept by connection id and updated in place: focus and selection survive every refresh. */
+    private paintConnections;
+    /** A row's buttons, rebuilt only when the set of actions changes. */
+    private paintActions;
+    private rowAction;
+    private latest;
+    /** The connection's recent runs, newest first. */
+    private history;
+    private paintAuthorizations;
+    private paintNotifications;
+    private clearMessages;
+    private showError;
+    private act;
+}
+declare global {
+    interface HTMLElementTagNameMap {
+        "connections-panel": ConnectionsPanel;
+    }
+}
