@@ -78,6 +78,8 @@ export interface UploadOptions {
   importValidRows?: boolean;
   /** Called as bytes go out: loaded and total. */
   onProgress?: (loaded: number, total: number) => void;
+  /** A file over 5 MB is processed after it lands: how often to ask (ms; default 1000). */
+  pollMs?: number;
   signal?: AbortSignal;
 }
 
@@ -345,7 +347,20 @@ export class Connections {
     if (r.status < 200 || r.status > 299) {
       throw new ConnectionsError("upload_failed", `Storage refused the file (${r.status}).`, "Try again; the link is valid for 15 minutes.", r.status);
     }
-    return presigned.upload as Upload;
+    // Processed as it lands: wait for the verdict, as a direct upload would.
+    const uploadId = (presigned.upload as Upload).id!;
+    for (;;) {
+      const now = await this.getUpload(id, uploadId);
+      if (now.state !== "awaiting_file") {
+        if (now.state === "rejected") {
+          const fileError = now.file_error;
+          throw new ConnectionsError(fileError?.code ?? "invalid_rows", fileError?.message ?? "The file was rejected.", "Fix the file and upload it again.", 422, { upload: now });
+        }
+        return now;
+      }
+      if (options.signal?.aborted) throw new ConnectionsError("aborted", "Stopped waiting for the upload.", "Its state is in the upload list.");
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 1000));
+    }
   }
 
   /** One upload's state and report (a presigned upload is processed after it lands). */

@@ -165,6 +165,20 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   assert.equal(await page.evaluate(() => document.querySelector("#panel").shadowRoot.activeElement?.getAttribute("aria-label")), "History: Sandbox (API key)");
   await bars(page, "08-panel-1280");
 
+  // The key is deleted on the platform: Sync now disconnects the source,
+  // and its notification offers Replace key, which reconnects it.
+  await (await fetch(base + "/sandbox/control/revoke-key?key=sandbox-valid-e2e", { method: "POST" })).json();
+  await row(page, "sandbox_api_key").locator("button.sync").click();
+  await row(page, "sandbox_api_key").locator('.badge[data-state="disconnected"]').waitFor({ timeout: 60_000 });
+  assert.match(await row(page, "sandbox_api_key").locator(".badge").innerText(), /^Disconnected · key rejected/);
+  await page.click("#bell");
+  await page.locator("#notifications button.replace-key").first().click();
+  await page.fill("#key-api_key", "sandbox-valid-e2e-new");
+  await page.click("#apikey-form button[type=submit]");
+  await page.locator("#message", { hasText: "Replaced the key" }).waitFor();
+  await row(page, "sandbox_api_key").locator('.badge[data-state="connected"]').waitFor({ timeout: 60_000 });
+  await page.click("#bell");
+
   // The user revokes the app on the platform; the sweep notices.
   const revoked = await (await fetch(base + "/sandbox/control/revoke?account=acct_demo", { method: "POST" })).json();
   assert.equal(revoked.revoked, 1);
@@ -280,5 +294,22 @@ test("the SDK's flows and errors", { timeout: 60_000 }, async () => {
   assert.equal(uploaded.state, "ingested");
   assert.equal(uploaded.rows, 1);
   assert.deepEqual(uploaded.last, [uploaded.size, uploaded.size]);
+
+  // Over 5 MB: straight to storage through a presigned URL, processed as it lands.
+  const large = await page.evaluate(async () => {
+    const { Connections, DIRECT_UPLOAD_MAX } = await import("/sdk.js");
+    const sdk = new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") });
+    const c = await sdk.createFileConnection("custom_costs", "SDK large costs");
+    const row = "2026-11-01,shipping and handling for the autumn catalogue (warehouse A),12.50,EUR\n";
+    const rows = Math.ceil((DIRECT_UPLOAD_MAX + 1) / row.length);
+    const file = new Blob(["date,category,amount,currency\n", row.repeat(rows)], { type: "text/csv" });
+    let sent = 0;
+    const up = await sdk.upload(c, file, { pollMs: 50, onProgress: (done) => { sent = done; } });
+    return { state: up.state, source: up.source, rows: up.valid_rows, expected: rows, sent, size: file.size };
+  });
+  assert.equal(large.source, "presigned");
+  assert.equal(large.state, "ingested");
+  assert.equal(large.rows, large.expected);
+  assert.equal(large.sent, large.size);
   await context.close();
 });

@@ -889,7 +889,11 @@ export interface components {
                 code?: string;
                 message?: string;
             }[];
-            file_error?: Record<string, never> | null;
+            /** @description Why the whole file was refused (null when it was not). */
+            file_error?: {
+                code: string;
+                message: string;
+            } | null;
             duplicate_of?: string | null;
             replaced_by?: string | null;
             created_at?: string;

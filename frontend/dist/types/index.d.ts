@@ -66,6 +66,8 @@ export interface UploadOptions {
     importValidRows?: boolean;
     /** Called as bytes go out: loaded and total. */
     onProgress?: (loaded: number, total: number) => void;
+    /** A file over 5 MB is processed after it lands: how often to ask (ms; default 1000). */
+    pollMs?: number;
     signal?: AbortSignal;
 }
 /** Files up to this size go in one request; larger ones through a presigned URL. */

@@ -13,7 +13,8 @@
 //!   request, tokens that do not expire, and `invalidate_token`.
 //!
 //! Control routes (`/sandbox/control/...`) let a person or a test revoke an
-//! account's grants on the platform side.
+//! account's grants (`revoke?account=`) or a valid key (`revoke-key?key=`)
+//! on the platform side.
 
 use base64::Engine;
 use bytes::Bytes;
@@ -83,6 +84,9 @@ struct State {
     tokens1: HashMap<String, Token1>,
     /// Sub-accounts taken away from their account (`{account}-eu`, ...).
     dropped: std::collections::HashSet<String>,
+    /// `sandbox-valid-` keys revoked by `/control/revoke-key`: rejected
+    /// from then on, as a platform rejects a key its owner deleted.
+    revoked_keys: std::collections::HashSet<String>,
 }
 
 /// The sandbox platforms' state (in memory: a restart is a new platform).
@@ -301,6 +305,14 @@ impl Sandbox {
                 }
                 Err(r) => *r,
             },
+            (&Method::POST, "/control/revoke-key") => {
+                let key = query(req).get("key").cloned().unwrap_or_default();
+                let revoked = self.state.lock().expect("sandbox lock").revoked_keys.insert(key);
+                json_resp(StatusCode::OK, json!({"revoked": revoked}))
+            }
+            (&Method::GET, "/api/key") if self.key_revoked(req) => {
+                json_resp(StatusCode::UNAUTHORIZED, json!({"error": "invalid_key"}))
+            }
             (&Method::GET, "/api/key") => Self::key_info(req),
             (&Method::GET, "/api/reports/spend") => match self.account_of(req) {
                 Ok(account) => self.daily_spend(req, &account),
@@ -501,6 +513,7 @@ impl Sandbox {
         let token = bearer(req).ok_or_else(|| unauthorized("missing bearer token"))?;
         if token.starts_with("sandbox-") {
             return match token.starts_with("sandbox-valid-") {
+                true if self.key_revoked(req) => Err(unauthorized("invalid key")),
                 true => Ok("acct_key".into()),
                 false => Err(Box::new(Self::key_info(req))),
             };
@@ -646,6 +659,10 @@ impl Sandbox {
     /// payment test cards): `sandbox-valid-`, `sandbox-invalid-`,
     /// `sandbox-scope-`, `sandbox-expired-`, `sandbox-down-`,
     /// `sandbox-ratelimit-`. Anything else is an unknown key.
+    fn key_revoked(&self, req: &Request<Bytes>) -> bool {
+        bearer(req).is_some_and(|key| self.state.lock().expect("sandbox lock").revoked_keys.contains(key))
+    }
+
     fn key_info(req: &Request<Bytes>) -> Resp {
         let key = bearer(req).unwrap_or("");
         let kind = key.strip_prefix("sandbox-").and_then(|rest| rest.split_once('-')).map(|(kind, _)| kind);
