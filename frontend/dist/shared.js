@@ -695,6 +695,21 @@ var Connections = class {
     const id = typeof connection === "string" ? connection : connection.id;
     return ok(this.api.PUT("/v1/connections/{id}/api-key", { params: { path: { id } }, body: { credentials } }));
   }
+  /** A new data source (or export destination) on an authorization the workspace already holds: no new sign-in. */
+  async createConnection(authorizationId, options) {
+    const body = {
+      authorization_id: authorizationId,
+      name: options.name,
+      ...options.role ? { role: options.role } : {},
+      ...options.client !== void 0 ? { client: options.client } : {},
+      ...options.accountId ? { account_id: options.accountId } : {}
+    };
+    return ok(this.api.POST("/v1/connections", { body }));
+  }
+  /** Renames an authorization in place (its connections keep using it). */
+  async renameAuthorization(authorizationId, name) {
+    return ok(this.api.PATCH("/v1/authorizations/{id}", { params: { path: { id: authorizationId } }, body: { name } }));
+  }
   /** Creates a file-upload connection (custom costs); it waits for its first file. */
   async createFileConnection(platform, name, schedule = "monthly") {
     return ok(
@@ -786,8 +801,10 @@ function statusLabel(connection) {
       return `Disconnected${reason ? ` \xB7 ${REASONS[reason] ?? reason.replaceAll("_", " ")}` : ""}`;
     case "error":
       return `Error${reason ? ` \xB7 ${REASONS[reason] ?? reason.replaceAll("_", " ")}` : ""}`;
-    default:
-      return String(state).replaceAll("_", " ");
+    default: {
+      const unlabelled = state;
+      return String(unlabelled).replaceAll("_", " ");
+    }
   }
 }
 var REASONS = {

@@ -312,6 +312,23 @@ export class Connections {
     return ok(this.api.PUT("/v1/connections/{id}/api-key", { params: { path: { id } }, body: { credentials } })) as Promise<Connection>;
   }
 
+  /** A new data source (or export destination) on an authorization the workspace already holds: no new sign-in. */
+  async createConnection(authorizationId: string, options: { name: string; role?: "source" | "destination"; client?: { id: string; name: string } | null; accountId?: string }): Promise<Connection> {
+    const body = {
+      authorization_id: authorizationId,
+      name: options.name,
+      ...(options.role ? { role: options.role } : {}),
+      ...(options.client !== undefined ? { client: options.client } : {}),
+      ...(options.accountId ? { account_id: options.accountId } : {}),
+    };
+    return ok(this.api.POST("/v1/connections", { body })) as Promise<Connection>;
+  }
+
+  /** Renames an authorization in place (its connections keep using it). */
+  async renameAuthorization(authorizationId: string, name: string): Promise<Authorization> {
+    return ok(this.api.PATCH("/v1/authorizations/{id}", { params: { path: { id: authorizationId } }, body: { name } })) as Promise<Authorization>;
+  }
+
   /** Creates a file-upload connection (custom costs); it waits for its first file. */
   async createFileConnection(platform: string, name: string, schedule: "monthly" | "weekly" | "none" = "monthly"): Promise<Connection> {
     return ok(
@@ -412,8 +429,11 @@ export function statusLabel(connection: Pick<Connection, "status" | "credential"
       return `Disconnected${reason ? ` · ${REASONS[reason] ?? reason.replaceAll("_", " ")}` : ""}`;
     case "error":
       return `Error${reason ? ` · ${REASONS[reason] ?? reason.replaceAll("_", " ")}` : ""}`;
-    default:
-      return String(state).replaceAll("_", " ");
+    default: {
+      // A state the API adds fails type-checking here until it has a label.
+      const unlabelled: never = state;
+      return String(unlabelled).replaceAll("_", " ");
+    }
   }
 }
 

@@ -467,16 +467,82 @@ export class ConnectionsPanel extends HTMLElement {
     }
   }
 
+  /** One item per authorization, rebuilt only when one changes (its buttons keep focus otherwise). */
   private paintAuthorizations(list: Authorization[]) {
+    const key = JSON.stringify(list.map((a) => [a.id, a.name, a.status, a.connections.map((c) => [c.name, c.client?.name])]));
+    if (this.ui.auths.dataset.key === key) return;
+    this.ui.auths.dataset.key = key;
     this.ui.auths.replaceChildren(...list.map((a) => {
       const account = (a.account as { id?: string; name?: string } | null | undefined);
       const used = a.connections.map((c) => c.name + (c.client ? ` (${c.client.name})` : "")).join(", ") || "nothing";
+      const add = el("button", { type: "button", class: "secondary add-source", "aria-label": `Add a data source on ${a.name}` }, "Add a data source");
+      add.addEventListener("click", () => this.addSourceForm(a));
+      const rename = el("button", { type: "button", class: "secondary rename", "aria-label": `Rename ${a.name}` }, "Rename");
+      rename.addEventListener("click", () => this.renameForm(a));
       return el("li", { "data-authorization": a.id },
         el("strong", {}, a.name), ` — ${this.provider(a.platform)?.name ?? a.platform}${account?.name || account?.id ? ", " + (account.name ?? account.id) : ""}, `,
         el("span", { class: "badge", "data-state": a.status.state }, statusLabel({ status: a.status, credential: { kind: "authorization", authorization_id: a.id } })),
-        `; used by: ${used}`);
+        `; used by: ${used} `, add, rename);
     }));
     if (!list.length) this.ui.auths.replaceChildren(el("li", { class: "muted" }, "None yet."));
+  }
+
+  /** A new data source or export destination on an authorization the workspace holds: no new sign-in. */
+  private addSourceForm(a: Authorization) {
+    this.clearMessages();
+    const name = el("input", { name: "name", id: "source-name", required: "", maxlength: "100", autocomplete: "off" });
+    const role = el("select", { name: "role", id: "source-role" }, el("option", { value: "source" }, "Data source"), el("option", { value: "destination" }, "Export destination"));
+    const client = el("input", { name: "client", id: "source-client", maxlength: "100", autocomplete: "off" });
+    const error = el("p", { class: "error", role: "alert" });
+    const form = el("form", { class: "inline", id: "source-form", "aria-label": `Add a data source on ${a.name}` },
+      el("h3", {}, `Add a data source on ${a.name}`),
+      el("label", {}, "Name", name), el("label", {}, "Kind", role), el("label", {}, "Client (optional)", client),
+      el("button", { type: "submit" }, "Add"), error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const sdk = this.client();
+      if (!sdk) return;
+      const clientName = client.value.trim();
+      try {
+        const c = await sdk.createConnection(a.id, {
+          name: name.value.trim(),
+          role: role.value as "source" | "destination",
+          ...(clientName ? { client: { id: clientName.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-|-$/g, "").slice(0, 64) || "client", name: clientName } } : {}),
+        });
+        this.ui.form.replaceChildren();
+        setText(this.ui.status, `Added ${c.name} on ${a.name}.`);
+        this.refresh();
+      } catch (e) {
+        const err = e as ConnectionsError;
+        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+      }
+    });
+    this.ui.form.replaceChildren(form);
+    name.focus();
+  }
+
+  private renameForm(a: Authorization) {
+    this.clearMessages();
+    const name = el("input", { name: "name", id: "authorization-name", required: "", maxlength: "100", autocomplete: "off", value: a.name });
+    const error = el("p", { class: "error", role: "alert" });
+    const form = el("form", { class: "inline", id: "rename-form", "aria-label": `Rename ${a.name}` },
+      el("h3", {}, `Rename ${a.name}`), el("label", {}, "New name", name), el("button", { type: "submit" }, "Rename"), error);
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const sdk = this.client();
+      if (!sdk) return;
+      try {
+        const renamed = await sdk.renameAuthorization(a.id, name.value.trim());
+        this.ui.form.replaceChildren();
+        setText(this.ui.status, `Renamed to ${renamed.name}.`);
+        this.refresh();
+      } catch (e) {
+        const err = e as ConnectionsError;
+        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+      }
+    });
+    this.ui.form.replaceChildren(form);
+    name.focus();
   }
 
   private paintNotifications(list: Notification[], unread: number) {

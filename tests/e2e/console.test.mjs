@@ -217,6 +217,19 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   await approveInPopup(context, () => page.click("#alert button.retry"), "acct_demo");
   await page.locator("#message", { hasText: "Connected" }).waitFor();
 
+  // A second data source on the same grant, for a client, without signing in
+  // again; then the grant is renamed in place.
+  const grant = page.locator("#authorizations li", { hasText: "Sandbox (OAuth 2.0)" }).first();
+  await grant.locator("button.add-source").click();
+  await page.fill("#source-name", "Acme orders");
+  await page.fill("#source-client", "Acme Shop");
+  await page.click("#source-form button[type=submit]");
+  await page.locator("#connections tr", { hasText: "Acme orders" }).locator("td", { hasText: "Acme Shop" }).waitFor();
+  await grant.locator("button.rename").click();
+  await page.fill("#authorization-name", "Demo store grant");
+  await page.click("#rename-form button[type=submit]");
+  await page.locator("#authorizations li", { hasText: "Demo store grant" }).locator("text=Acme orders (Acme Shop)").waitFor();
+
   // On a phone: the same bars.
   await page.setViewportSize({ width: 390, height: 844 });
   await bars(page, "09-panel-390");

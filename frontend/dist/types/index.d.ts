@@ -114,6 +114,18 @@ export declare class Connections {
     }): Promise<Connection>;
     /** Replaces the key of an API-key connection: the new key is checked first, the old one stays until it passes. */
     replaceKey(connection: string | Connection, credentials: Record<string, string>): Promise<Connection>;
+    /** A new data source (or export destination) on an authorization the workspace already holds: no new sign-in. */
+    createConnection(authorizationId: string, options: {
+        name: string;
+        role?: "source" | "destination";
+        client?: {
+            id: string;
+            name: string;
+        } | null;
+        accountId?: string;
+    }): Promise<Connection>;
+    /** Renames an authorization in place (its connections keep using it). */
+    renameAuthorization(authorizationId: string, name: string): Promise<Authorization>;
     /** Creates a file-upload connection (custom costs); it waits for its first file. */
     createFileConnection(platform: string, name: string, schedule?: "monthly" | "weekly" | "none"): Promise<Connection>;
     /**

@@ -41,7 +41,11 @@ export declare class ConnectionsPanel extends HTMLElement {
     private latest;
     /** The connection's recent runs, newest first. */
     private history;
+    /** One item per authorization, rebuilt only when one changes (its buttons keep focus otherwise). */
     private paintAuthorizations;
+    /** A new data source or export destination on an authorization the workspace holds: no new sign-in. */
+    private addSourceForm;
+    private renameForm;
     private paintNotifications;
     private clearMessages;
     private showError;
