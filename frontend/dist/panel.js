@@ -31,6 +31,7 @@ label.check { flex-direction: row; align-items: center; gap: 6px; margin: 0; }
 .error { color: var(--_danger); }
 table { width: 100%; border-collapse: collapse; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--_border); vertical-align: top; overflow-wrap: anywhere; }
+th { overflow-wrap: normal; white-space: nowrap; }
 progress { width: 100%; max-width: 160px; }
 .count { display: inline-block; min-width: 1.5em; padding: 0 5px; border-radius: 999px; background: var(--_danger); color: #fff; font-size: .8em; text-align: center; }
 ul { padding-left: 18px; margin: 4px 0; }
