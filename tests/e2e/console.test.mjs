@@ -232,8 +232,10 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
 
   // On a phone: the same bars.
   await page.setViewportSize({ width: 390, height: 844 });
+  if ((await page.getAttribute("#bell", "aria-expanded")) === "true") await page.click("#bell");
   await bars(page, "09-panel-390");
   await page.click("#bell");
+  await page.locator("#tray").waitFor();
   await bars(page, "10-notifications-390");
   assert.deepEqual(errors, []);
   await context.close();
