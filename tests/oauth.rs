@@ -238,6 +238,26 @@ async fn redirect_mode_returns_to_the_frontend_with_the_result() {
     let q = query_of(location);
     assert_eq!(q["status"], "connected");
     assert!(q["connection_id"].starts_with("conn_"));
+
+    // A refusal comes back with its code, message and action, for the
+    // frontend to show as it would a popup's.
+    let mut body = start_body("sandbox_oauth");
+    body["mode"] = json!("redirect");
+    let (_, started) = start(&app, &t, body).await;
+    let mut form = query_of(started["authorize_url"].as_str().unwrap());
+    form.insert("decision".into(), "deny".into());
+    let r = app
+        .http
+        .post(app.url("/sandbox/oauth/decision"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&form).finish())
+        .send()
+        .await
+        .unwrap();
+    let denied = app.http.get(r.headers()["location"].to_str().unwrap()).send().await.unwrap();
+    let q = query_of(denied.headers()["location"].to_str().unwrap());
+    assert_eq!((q["status"].as_str(), q["error_code"].as_str()), ("error", "permissions_denied"));
+    assert!(q["message"].contains("declined") && !q["action"].is_empty(), "{q:?}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 import {
   Connections,
   ConnectionsError,
+  redirectResult,
   statusLabel
 } from "./shared.js";
 
@@ -183,6 +184,7 @@ var ConnectionsPanel = class extends HTMLElement {
       return;
     }
     this.paintCatalog();
+    this.readRedirect();
     await this.refresh();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1e3;
     this.timer = setInterval(() => this.refresh(), every);
@@ -220,10 +222,28 @@ var ConnectionsPanel = class extends HTMLElement {
       this.uploadForm(c);
     });
   }
+  /** Sign-in in this window instead of a popup: attribute `connect-mode="redirect"`, or after a blocked popup. */
+  redirect(p, params, target) {
+    const sdk = this.client();
+    if (!sdk) return;
+    setText(this.ui.status, `Taking you to ${p.name}\u2026`);
+    (target ? sdk.reconnectByRedirect(target) : sdk.connectByRedirect(p.id, { name: p.name, params })).catch((e) => this.showError(e));
+  }
+  /** The outcome of a sign-in by redirect, once, when the browser comes back. */
+  readRedirect() {
+    const result = redirectResult(location.href);
+    if (!result) return;
+    const url = new URL(location.href);
+    for (const k of ["status", "connection_id", "authorization_id", "warning", "error_code", "message", "action"]) url.searchParams.delete(k);
+    history.replaceState(history.state, "", url);
+    if (result instanceof ConnectionsError) this.showError(result);
+    else setText(this.ui.status, "Connected: the first sync has started.");
+  }
   /** Runs the OAuth popup. Called straight from a click, so the popup opens before any await. */
   oauth(p, params, target) {
     const sdk = this.client();
     if (!sdk) return;
+    if (this.getAttribute("connect-mode") === "redirect") return this.redirect(p, params, target);
     setText(this.ui.status, `Waiting for ${p.name} in the sign-in window\u2026`);
     const flow = target ? sdk.reconnect(target) : sdk.connect(p.id, { name: p.name, params });
     flow.then(
@@ -233,7 +253,7 @@ var ConnectionsPanel = class extends HTMLElement {
         this.dispatchEvent(new CustomEvent("connections:connected", { detail: r, bubbles: true, composed: true }));
         this.refresh();
       },
-      (e) => this.showError(e, () => this.oauth(p, params, target))
+      (e) => e instanceof ConnectionsError && e.code === "popup_blocked" ? this.showError(e, () => this.redirect(p, params, target), "Continue in this window") : this.showError(e, () => this.oauth(p, params, target))
     );
   }
   paramsForm(p) {
@@ -591,12 +611,12 @@ var ConnectionsPanel = class extends HTMLElement {
     this.ui.alert.replaceChildren();
     setText(this.ui.status, "");
   }
-  showError(e, retry) {
+  showError(e, retry, retryLabel = "Try again") {
     const err = e instanceof ConnectionsError ? e : new ConnectionsError("internal", String(e), "Reload the page and try again.");
     setText(this.ui.status, "");
     const box = el("p", { class: "error", "data-code": err.code }, el("strong", {}, err.message), ` ${err.action} `, el("span", { class: "muted" }, `(${err.code})`));
     if (retry) {
-      const again = el("button", { type: "button", class: "secondary retry" }, "Try again");
+      const again = el("button", { type: "button", class: "secondary retry" }, retryLabel);
       again.addEventListener("click", () => {
         this.clearMessages();
         retry();
@@ -622,5 +642,6 @@ export {
   Connections,
   ConnectionsError,
   ConnectionsPanel,
+  redirectResult,
   statusLabel
 };

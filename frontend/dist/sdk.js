@@ -3,6 +3,7 @@ import {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   createConnections,
+  redirectResult,
   statusLabel
 } from "./shared.js";
 export {
@@ -10,5 +11,6 @@ export {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   createConnections,
+  redirectResult,
   statusLabel
 };

@@ -637,6 +637,34 @@ var Connections = class {
     popup.location.href = started.launch_url;
     return this.waitForPopup(popup, options.signal);
   }
+  /**
+   * Connects by sending this window to the platform and back, for phones or
+   * where a popup is unwelcome. The page navigates away; when it comes back,
+   * `redirectResult()` reads the outcome from its address.
+   */
+  async connectByRedirect(platform, options = {}) {
+    const here = globalThis.location;
+    const body = {
+      platform,
+      name: options.name ?? platform,
+      params: options.params ?? {},
+      return_to: options.returnTo ?? here.origin + here.pathname,
+      mode: "redirect",
+      ...options.client !== void 0 ? { client: options.client } : {},
+      ...options.role ? { role: options.role } : {},
+      ...options.reconnect ? { reconnect: options.reconnect } : {}
+    };
+    const started = await ok(this.api.POST("/v1/connect/start", { body }));
+    here.assign(started.launch_url);
+    return new Promise(() => {
+    });
+  }
+  /** reconnect() by redirect: see connectByRedirect(). */
+  reconnectByRedirect(target, options = {}) {
+    const { platform, reconnect } = reconnectTarget(target);
+    const name = "name" in target ? target.name : target.data_source;
+    return this.connectByRedirect(platform, { name, ...options, reconnect });
+  }
   /** Reconnects the grant behind a notification or a connection: every data source on it is fixed, history and cursors kept. */
   reconnect(target, options = {}) {
     const { platform, reconnect } = reconnectTarget(target);
@@ -785,6 +813,18 @@ function send(method, url, body, headers, options) {
     xhr.send(body);
   });
 }
+function redirectResult(address = globalThis.location.href) {
+  const q = new URL(address).searchParams;
+  if (q.get("status") === "connected") {
+    const result = { status: "connected", connection_id: q.get("connection_id"), authorization_id: q.get("authorization_id") };
+    if (q.get("warning")) result.warning = q.get("warning");
+    return result;
+  }
+  if (q.get("status") === "error") {
+    return new ConnectionsError(q.get("error_code") ?? "connect_failed", q.get("message") ?? "The connection failed.", q.get("action") ?? "Try again.");
+  }
+  return null;
+}
 function createConnections(options) {
   return new Connections(options);
 }
@@ -829,6 +869,7 @@ export {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   Connections,
+  redirectResult,
   createConnections,
   statusLabel
 };

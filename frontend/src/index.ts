@@ -249,6 +249,35 @@ export class Connections {
     return this.waitForPopup(popup, options.signal);
   }
 
+  /**
+   * Connects by sending this window to the platform and back, for phones or
+   * where a popup is unwelcome. The page navigates away; when it comes back,
+   * `redirectResult()` reads the outcome from its address.
+   */
+  async connectByRedirect(platform: string, options: ConnectOptions = {}): Promise<never> {
+    const here = globalThis.location;
+    const body = {
+      platform,
+      name: options.name ?? platform,
+      params: options.params ?? {},
+      return_to: options.returnTo ?? here.origin + here.pathname,
+      mode: "redirect",
+      ...(options.client !== undefined ? { client: options.client } : {}),
+      ...(options.role ? { role: options.role } : {}),
+      ...(options.reconnect ? { reconnect: options.reconnect } : {}),
+    } as ConnectStart;
+    const started = await ok(this.api.POST("/v1/connect/start", { body }));
+    here.assign(started.launch_url);
+    return new Promise<never>(() => {});
+  }
+
+  /** reconnect() by redirect: see connectByRedirect(). */
+  reconnectByRedirect(target: Notification | Connection, options: Omit<ConnectOptions, "reconnect"> = {}): Promise<never> {
+    const { platform, reconnect } = reconnectTarget(target);
+    const name = "name" in target ? target.name : target.data_source;
+    return this.connectByRedirect(platform, { name, ...options, reconnect });
+  }
+
   /** Reconnects the grant behind a notification or a connection: every data source on it is fixed, history and cursors kept. */
   reconnect(target: Notification | Connection, options: Omit<ConnectOptions, "reconnect"> = {}): Promise<Connected> {
     const { platform, reconnect } = reconnectTarget(target);
@@ -408,6 +437,25 @@ function send(method: string, url: string, body: Blob, headers: Record<string, s
     options.signal?.addEventListener("abort", () => xhr.abort(), { once: true });
     xhr.send(body);
   });
+}
+
+/**
+ * The outcome of a connection made by redirect, read from the address the
+ * platform sent the browser back to (null when it carries none). Remove the
+ * parameters afterwards (history.replaceState) so a reload does not read it
+ * again.
+ */
+export function redirectResult(address: string | URL = globalThis.location.href): Connected | ConnectionsError | null {
+  const q = new URL(address).searchParams;
+  if (q.get("status") === "connected") {
+    const result: Connected = { status: "connected", connection_id: q.get("connection_id"), authorization_id: q.get("authorization_id") };
+    if (q.get("warning")) result.warning = q.get("warning")!;
+    return result;
+  }
+  if (q.get("status") === "error") {
+    return new ConnectionsError(q.get("error_code") ?? "connect_failed", q.get("message") ?? "The connection failed.", q.get("action") ?? "Try again.");
+  }
+  return null;
 }
 
 /** The SDK for one user of one deployment. */

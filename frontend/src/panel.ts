@@ -8,6 +8,7 @@
 import {
   Connections,
   ConnectionsError,
+  redirectResult,
   statusLabel,
   type Authorization,
   type Connection,
@@ -15,7 +16,7 @@ import {
   type Provider,
 } from "./index";
 
-export { Connections, ConnectionsError, statusLabel };
+export { Connections, ConnectionsError, redirectResult, statusLabel };
 
 const METHODS: Record<string, string> = { oauth2: "Sign in", oauth1: "Sign in", api_key: "API key", file_upload: "File upload" };
 
@@ -204,6 +205,7 @@ export class ConnectionsPanel extends HTMLElement {
       return;
     }
     this.paintCatalog();
+    this.readRedirect();
     await this.refresh();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1000;
     this.timer = setInterval(() => this.refresh(), every);
@@ -243,10 +245,30 @@ export class ConnectionsPanel extends HTMLElement {
     });
   }
 
+  /** Sign-in in this window instead of a popup: attribute `connect-mode="redirect"`, or after a blocked popup. */
+  private redirect(p: Provider, params: Record<string, string>, target?: Notification | Connection) {
+    const sdk = this.client();
+    if (!sdk) return;
+    setText(this.ui.status, `Taking you to ${p.name}…`);
+    (target ? sdk.reconnectByRedirect(target) : sdk.connectByRedirect(p.id, { name: p.name, params })).catch((e) => this.showError(e));
+  }
+
+  /** The outcome of a sign-in by redirect, once, when the browser comes back. */
+  private readRedirect() {
+    const result = redirectResult(location.href);
+    if (!result) return;
+    const url = new URL(location.href);
+    for (const k of ["status", "connection_id", "authorization_id", "warning", "error_code", "message", "action"]) url.searchParams.delete(k);
+    history.replaceState(history.state, "", url);
+    if (result instanceof ConnectionsError) this.showError(result);
+    else setText(this.ui.status, "Connected: the first sync has started.");
+  }
+
   /** Runs the OAuth popup. Called straight from a click, so the popup opens before any await. */
   private oauth(p: Provider, params: Record<string, string>, target?: Notification | Connection) {
     const sdk = this.client();
     if (!sdk) return;
+    if (this.getAttribute("connect-mode") === "redirect") return this.redirect(p, params, target);
     setText(this.ui.status, `Waiting for ${p.name} in the sign-in window…`);
     const flow = target ? sdk.reconnect(target) : sdk.connect(p.id, { name: p.name, params });
     flow.then(
@@ -256,7 +278,10 @@ export class ConnectionsPanel extends HTMLElement {
         this.dispatchEvent(new CustomEvent("connections:connected", { detail: r, bubbles: true, composed: true }));
         this.refresh();
       },
-      (e) => this.showError(e, () => this.oauth(p, params, target)),
+      (e) =>
+        e instanceof ConnectionsError && e.code === "popup_blocked"
+          ? this.showError(e, () => this.redirect(p, params, target), "Continue in this window")
+          : this.showError(e, () => this.oauth(p, params, target)),
     );
   }
 
@@ -586,12 +611,12 @@ export class ConnectionsPanel extends HTMLElement {
     setText(this.ui.status, "");
   }
 
-  private showError(e: unknown, retry?: () => void) {
+  private showError(e: unknown, retry?: () => void, retryLabel = "Try again") {
     const err = e instanceof ConnectionsError ? e : new ConnectionsError("internal", String(e), "Reload the page and try again.");
     setText(this.ui.status, "");
     const box = el("p", { class: "error", "data-code": err.code }, el("strong", {}, err.message), ` ${err.action} `, el("span", { class: "muted" }, `(${err.code})`));
     if (retry) {
-      const again = el("button", { type: "button", class: "secondary retry" }, "Try again");
+      const again = el("button", { type: "button", class: "secondary retry" }, retryLabel);
       again.addEventListener("click", () => {
         this.clearMessages();
         retry();

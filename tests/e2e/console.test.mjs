@@ -296,6 +296,31 @@ test("the SDK's flows and errors", { timeout: 60_000 }, async () => {
   });
   assert.equal(timedOut, "timeout");
 
+  // Sign-in by redirect (connect-mode="redirect", as on a phone): a refusal
+  // comes back as an error with its action, then an approval connects.
+  await page.reload();
+  await page.locator("#connect-sandbox_oauth").waitFor();
+  await page.evaluate(() => document.querySelector("#panel").setAttribute("connect-mode", "redirect"));
+  await page.click("#connect-sandbox_oauth");
+  await page.waitForSelector("#deny");
+  await page.click("#deny");
+  await page.locator('#alert [data-code="permissions_denied"]').waitFor();
+  assert.match(await page.locator("#alert").innerText(), /declined.*start/is);
+  assert.equal(new URL(page.url()).search, "", "the outcome is read once and removed from the address");
+  await page.evaluate(() => document.querySelector("#panel").setAttribute("connect-mode", "redirect"));
+  await page.click("#connect-sandbox_oauth");
+  await page.waitForSelector("#approve");
+  await page.click("#approve");
+  await page.locator("#message", { hasText: "Connected" }).waitFor();
+  // A blocked popup in the panel offers to continue in this window.
+  await page.evaluate(() => { window.open = () => null; });
+  await page.click("#connect-sandbox_oauth");
+  await page.locator('#alert [data-code="popup_blocked"]').waitFor();
+  await page.click("#alert button.retry");
+  await page.waitForSelector("#approve");
+  await page.click("#approve");
+  await page.locator("#message", { hasText: "Connected" }).waitFor();
+
   // An upload with progress, through the SDK alone.
   const uploaded = await page.evaluate(async () => {
     const { Connections } = await import("/sdk.js");

@@ -101,6 +101,14 @@ export declare class Connections {
      * `popup_blocked`, `popup_closed`, `timeout`, or the callback's error code.
      */
     connect(platform: string, options?: ConnectOptions): Promise<Connected>;
+    /**
+     * Connects by sending this window to the platform and back, for phones or
+     * where a popup is unwelcome. The page navigates away; when it comes back,
+     * `redirectResult()` reads the outcome from its address.
+     */
+    connectByRedirect(platform: string, options?: ConnectOptions): Promise<never>;
+    /** reconnect() by redirect: see connectByRedirect(). */
+    reconnectByRedirect(target: Notification | Connection, options?: Omit<ConnectOptions, "reconnect">): Promise<never>;
     /** Reconnects the grant behind a notification or a connection: every data source on it is fixed, history and cursors kept. */
     reconnect(target: Notification | Connection, options?: Omit<ConnectOptions, "reconnect">): Promise<Connected>;
     private waitForPopup;
@@ -139,6 +147,13 @@ export declare class Connections {
     /** One upload's state and report (a presigned upload is processed after it lands). */
     getUpload(connectionId: string, uploadId: string): Promise<Upload>;
 }
+/**
+ * The outcome of a connection made by redirect, read from the address the
+ * platform sent the browser back to (null when it carries none). Remove the
+ * parameters afterwards (history.replaceState) so a reload does not read it
+ * again.
+ */
+export declare function redirectResult(address?: string | URL): Connected | ConnectionsError | null;
 /** The SDK for one user of one deployment. */
 export declare function createConnections(options: ConnectionsOptions): Connections;
 /** A human label for every status: what a merchant reads in a table. */

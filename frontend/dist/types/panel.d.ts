@@ -1,5 +1,5 @@
-import { Connections, ConnectionsError, statusLabel } from "./index";
-export { Connections, ConnectionsError, statusLabel };
+import { Connections, ConnectionsError, redirectResult, statusLabel } from "./index";
+export { Connections, ConnectionsError, redirectResult, statusLabel };
 export declare class ConnectionsPanel extends HTMLElement {
     static observedAttributes: string[];
     private sdk;
@@ -26,6 +26,10 @@ export declare class ConnectionsPanel extends HTMLElement {
     private provider;
     private paintCatalog;
     private connect;
+    /** Sign-in in this window instead of a popup: attribute `connect-mode="redirect"`, or after a blocked popup. */
+    private redirect;
+    /** The outcome of a sign-in by redirect, once, when the browser comes back. */
+    private readRedirect;
     /** Runs the OAuth popup. Called straight from a click, so the popup opens before any await. */
     private oauth;
     private paramsForm;

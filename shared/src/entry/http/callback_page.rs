@@ -40,7 +40,8 @@ pub fn message(result: &CallbackResult) -> serde_json::Value {
     }
 }
 
-/// `return_to` with `status`, `connection_id` / `error_code` added.
+/// `return_to` with `status`, `connection_id` / `error_code`, `message`
+/// and `action` added.
 pub fn redirect_url(result: &CallbackResult) -> Option<String> {
     let mut url = url::Url::parse(result.return_to.as_deref()?).ok()?;
     {
@@ -59,6 +60,8 @@ pub fn redirect_url(result: &CallbackResult) -> Option<String> {
             Err(e) => {
                 q.append_pair("status", "error");
                 q.append_pair("error_code", e.code());
+                q.append_pair("message", e.message());
+                q.append_pair("action", e.action());
             }
         }
     }
