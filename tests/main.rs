@@ -50,6 +50,7 @@ mod local_stack;
 mod logs;
 mod oauth;
 mod ports;
+mod properties;
 mod published;
 mod reconnect;
 mod report_streams;

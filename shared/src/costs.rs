@@ -348,6 +348,29 @@ fn text(field: &[u8]) -> Option<&str> {
     std::str::from_utf8(field).ok()
 }
 
+/// The columns of the costs export (`GET .../costs/export`): a file upload
+/// reads them back (`upload_id` is an extra column it ignores).
+pub const EXPORT_HEADER: [&str; 9] =
+    ["date", "category", "description", "amount", "currency", "sku", "channel", "recurrence", "upload_id"];
+
+/// One row of the export: the text fields made safe for spreadsheets
+/// (written with every text field quoted).
+pub fn export_record(row: &CostRow<'_>, upload_id: &str) -> [String; 9] {
+    let recurrence =
+        serde_json::to_value(row.recurrence).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    [
+        row.date.to_string(),
+        spreadsheet_safe(&row.category).into_owned(),
+        spreadsheet_safe(&row.description).into_owned(),
+        row.amount.to_string(),
+        row.currency.to_string(),
+        spreadsheet_safe(&row.sku).into_owned(),
+        spreadsheet_safe(&row.channel).into_owned(),
+        recurrence,
+        upload_id.to_owned(),
+    ]
+}
+
 /// Validates a CSV stream; every valid row goes to `on_row`. A file error
 /// means nothing of the file is usable; row errors are in the report.
 pub fn validate<R: Read>(
@@ -409,6 +432,8 @@ pub fn validate<R: Read>(
                 header_problems.push(format!("column {name} appears twice"))
             }
             Some((_, col, _)) => map.push(Some(*col)),
+            // The export's own column: an exported file uploads again as it is.
+            None if name == "upload_id" => map.push(None),
             None if name.is_empty() => header_problems.push(format!("column {} has no name", i + 1)),
             None => header_problems.push(format!("unknown column {name:?}")),
         }
@@ -546,6 +571,12 @@ fn parse_row<'r>(record: &'r csv::ByteRecord, map: &[Option<Col>], options: &Opt
         };
         let value = value.trim_matches(|c| c == ' ');
         let mut limited = |max: usize, required: bool, slot: &mut Cow<'r, str>| {
+            // The quote our export (and a spreadsheet) puts before formula-like
+            // text is not part of it: an exported file reads back the same.
+            let value = match value.strip_prefix('\'') {
+                Some(rest) if is_formula_like(rest) => rest,
+                _ => value,
+            };
             // ASCII text (most) is checked byte by byte.
             let (length, control) = if value.is_ascii() {
                 (value.len(), value.bytes().any(|b| b.is_ascii_control() && b != b'\t' && b != b'\r'))

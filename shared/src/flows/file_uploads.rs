@@ -403,40 +403,14 @@ pub async fn export(
     // otherwise split `x;=1+1` into a cell that starts a formula.
     let mut out = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::NonNumeric).from_writer(Vec::new());
     let io = |e: csv::Error| Error::Config(format!("export: {e}"));
-    out.write_record([
-        "date",
-        "category",
-        "description",
-        "amount",
-        "currency",
-        "sku",
-        "channel",
-        "recurrence",
-        "upload_id",
-    ])
-    .map_err(io)?;
+    out.write_record(costs::EXPORT_HEADER).map_err(io)?;
     for upload in uploads.into_iter().map(|v| v.value).filter(|u| u.state == UploadState::Ingested) {
         for key in &upload.parts {
             let Some(bytes) = app.sink.get(key).await? else { continue };
             for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                 let row: costs::CostRow =
                     serde_json::from_slice(line).map_err(|e| Error::Store(StoreError::Corrupt(e.to_string())))?;
-                let recurrence = serde_json::to_value(row.recurrence)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                out.write_record([
-                    row.date.to_string().as_str(),
-                    &costs::spreadsheet_safe(&row.category),
-                    &costs::spreadsheet_safe(&row.description),
-                    &row.amount.to_string(),
-                    &row.currency,
-                    &costs::spreadsheet_safe(&row.sku),
-                    &costs::spreadsheet_safe(&row.channel),
-                    &recurrence,
-                    upload.id.as_str(),
-                ])
-                .map_err(io)?;
+                out.write_record(costs::export_record(&row, upload.id.as_str())).map_err(io)?;
             }
             if out.get_ref().len() > max_bytes {
                 return Err(Error::PayloadTooLarge { limit: max_bytes });

@@ -375,22 +375,6 @@ pub(super) fn with_page(base: url::Url, stream: &StreamSpec, state: Option<&Page
     Ok(url)
 }
 
-fn next_link(headers: &http::HeaderMap) -> Option<String> {
-    for value in headers.get_all(http::header::LINK) {
-        for part in value.to_str().ok()?.split(',') {
-            let mut pieces = part.split(';');
-            let target = pieces.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
-            if pieces.any(|p| {
-                let p = p.trim().replace(' ', "");
-                p == "rel=\"next\"" || p == "rel=next"
-            }) {
-                return Some(target.to_owned());
-            }
-        }
-    }
-    None
-}
-
 pub(super) fn next_state(
     stream: &StreamSpec,
     state: Option<&PageState>,
@@ -407,7 +391,7 @@ pub(super) fn next_state(
             let end = doc.pointer(end_cursor_pointer).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
             end.filter(|_| more).map(|e| PageState::Token(e.to_owned()))
         }
-        Pagination::LinkHeader => next_link(headers).map(PageState::Url),
+        Pagination::LinkHeader => platform::page::next_link(headers).map(PageState::Url),
         Pagination::CursorInBody { next_pointer, .. } => match doc.pointer(next_pointer) {
             Some(serde_json::Value::String(s)) if s.starts_with("http://") || s.starts_with("https://") => {
                 Some(PageState::Url(s.clone()))

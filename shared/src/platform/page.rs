@@ -291,6 +291,35 @@ impl<'de> Visitor<'de> for KeyIs<'_> {
     }
 }
 
+/// The `rel="next"` target of a response's `Link` headers (RFC 8288), as
+/// Shopify, Stripe-like and GitHub-like APIs page: a target may hold commas
+/// and semicolons (it runs to its `>`), `rel` may list several relation
+/// types (`rel="next last"`) in any case. `None` when no link is `next`.
+pub fn next_link(headers: &http::HeaderMap) -> Option<String> {
+    headers.get_all(http::header::LINK).iter().filter_map(|v| v.to_str().ok()).find_map(next_in)
+}
+
+fn next_in(value: &str) -> Option<String> {
+    let mut rest = value;
+    loop {
+        let open = rest.find('<')?;
+        let close = open + rest[open..].find('>')?;
+        let target = &rest[open + 1..close];
+        let after = &rest[close + 1..];
+        // This link's parameters run to the next link's `<`.
+        let end = after.find('<').unwrap_or(after.len());
+        let is_next = after[..end].split([';', ',']).any(|param| {
+            let Some((name, value)) = param.split_once('=') else { return false };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value.trim().trim_matches('"').split_ascii_whitespace().any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(target.trim().to_owned());
+        }
+        rest = &after[end..];
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
