@@ -143,6 +143,15 @@ pub async fn spawn_app_wrapped(
     extra: &[(&str, &str)],
     wrap: impl FnOnce(Arc<dyn shared::ports::StateStore>) -> Arc<dyn shared::ports::StateStore>,
 ) -> TestApp {
+    spawn_app_ports(backend, extra, |p| p.store = wrap(p.store.clone())).await
+}
+
+/// As `spawn_app_on`, with any of the ports wrapped (fault injection).
+pub async fn spawn_app_ports(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    wrap: impl FnOnce(&mut shared::wiring::Ports),
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let mut pairs = vec![
@@ -161,7 +170,7 @@ pub async fn spawn_app_wrapped(
         Backend::Embedded => {
             let ports = EmbeddedPorts::open(&config, None, clock.clone()).expect("embedded ports");
             let mut p = ports.ports(clock.clone());
-            p.store = wrap(p.store);
+            wrap(&mut p);
             let app = App::assemble(config, p).expect("app");
             mailer = Some(ports.mailer.clone());
             bus = Some(ports.events.clone());
@@ -170,7 +179,7 @@ pub async fn spawn_app_wrapped(
         Backend::Moto => {
             let mut ports = aws_ports(&mut config).await;
             ports.clock = clock.clone();
-            ports.store = wrap(ports.store);
+            wrap(&mut ports);
             let sdk = aws::sdk_config_for_endpoint(moto(), "us-east-1").await;
             let dump =
                 StateDump::Moto { client: aws_sdk_dynamodb::Client::new(&sdk), table: config.table_name.clone() };

@@ -43,6 +43,7 @@ mod architecture;
 mod conformance;
 mod contract;
 mod events;
+mod faults;
 mod harness;
 mod iam;
 mod lifecycle;

@@ -130,7 +130,7 @@ pub(super) struct Run<'a> {
 
 /// Runs one sync job within its budget.
 pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome, Error> {
-    let SyncJob::Sync { workspace_id, connection_id, run_id, trigger, .. } = job;
+    let SyncJob::Sync { workspace_id, connection_id, run_id, trigger, kind } = job;
     let current = match app.repo.connection(workspace_id, connection_id).await {
         Ok(c) => c,
         Err(Error::NotFound { .. }) => return Ok(Outcome::Skipped("the connection was deleted")),
@@ -150,7 +150,7 @@ pub async fn run_job(app: &App, job: &SyncJob, budget: Budget) -> Result<Outcome
         return Ok(Outcome::Busy);
     };
     let mut lease = Lease { owner, version, ttl, attempt_worst: attempt_worst(http_timeout), until: now + ttl };
-    let start = Start { run_id: run_id.clone(), trigger: *trigger };
+    let start = Start { run_id: run_id.clone(), trigger: *trigger, kind: *kind };
     let result = run_leased(app, current.value, current.version, start, budget, &mut lease).await;
     app.repo.release_sync_lease(workspace_id, connection_id, lease.version).await;
     result
@@ -184,6 +184,8 @@ impl Lease {
 struct Start {
     run_id: Option<SyncRunId>,
     trigger: Option<SyncTrigger>,
+    /// The kind the connection was due for when the job was sent.
+    kind: SyncKind,
 }
 
 async fn run_leased(
@@ -194,12 +196,19 @@ async fn run_leased(
     budget: Budget,
     lease: &mut Lease,
 ) -> Result<Outcome, Error> {
-    let Start { run_id, trigger } = start;
+    let Start { run_id, trigger, kind } = start;
     let entry = app.catalog.get(connection.platform.as_str())?;
     let now = app.clock.now();
     // A continuation of a run that is over (a redelivered message) does nothing.
     if run_id.is_some() && connection.running.as_ref().map(|r| &r.id) != run_id.as_ref() {
         return Ok(Outcome::Skipped("a continuation of a run that is over"));
+    }
+    // A first sync's start that was served already does nothing: its
+    // message came again after the run it started finished (the
+    // acknowledgement was lost). Without this, the redelivery syncs again
+    // and writes every full-refresh stream twice.
+    if run_id.is_none() && connection.running.is_none() && kind == SyncKind::Initial && connection.initial_sync_done {
+        return Ok(Outcome::Skipped("a first sync that is done already"));
     }
     // A run that was interrupted (its worker died, or failed) continues from
     // its saved pages, whatever job comes: starting over would fetch and
@@ -753,6 +762,16 @@ async fn continue_later(app: &App, c: &Connection, delay_seconds: u32) -> Result
 /// Writes a run's record in the connection's history, as the connection
 /// shows it (a history that cannot be written never stops a sync).
 async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: Option<String>) -> Option<SyncRun> {
+    let record = run_record(app, c, outcome, error_code)?;
+    if let Err(e) = app.repo.put_run(&record).await {
+        tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
+    }
+    count_finished(c, outcome);
+    Some(record)
+}
+
+/// The record of the connection's run under way, as it stands.
+fn run_record(app: &App, c: &Connection, outcome: RunOutcome, error_code: Option<String>) -> Option<SyncRun> {
     let info = c.running.as_ref()?;
     let now = app.clock.now();
     let record = SyncRun {
@@ -772,9 +791,10 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
         error_code,
         kept_until: info.started_at + chrono::Duration::days(i64::from(app.config.run_retention_days)),
     };
-    if let Err(e) = app.repo.put_run(&record).await {
-        tracing::warn!(connection = %c.id, error = %e, "the run's history was not written");
-    }
+    Some(record)
+}
+
+fn count_finished(c: &Connection, outcome: RunOutcome) {
     if outcome != RunOutcome::Running {
         // Counted by the template's metric filters (sync failure rate).
         let outcome = match outcome {
@@ -784,7 +804,6 @@ async fn record_run(app: &App, c: &Connection, outcome: RunOutcome, error_code: 
         };
         tracing::info!(metric = "sync_run", outcome, connection = %c.id, "sync run finished");
     }
-    Some(record)
 }
 
 /// `sync.completed` or `sync.failed` for a run that ended.
@@ -802,6 +821,14 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     let app = run.app;
     let finished_run = run.connection.clone();
     let cursors = &finished_run.cursors;
+    // The history says the run succeeded before the connection does: were
+    // the connection's save lost, the run is continued and recorded again
+    // (same id); the other way round, a lost history write would leave the
+    // run "running" in the history forever (found by the fault harness).
+    let record = run_record(app, &finished_run, RunOutcome::Succeeded, None);
+    if let Some(record) = &record {
+        app.repo.put_run(record).await?;
+    }
     let held = Versioned { value: run.connection, version: run.version };
     let ((was_error, previous, stale), saved) = app
         .repo
@@ -823,7 +850,7 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
         })
         .await?;
     let c = saved.value;
-    let record = record_run(app, &finished_run, RunOutcome::Succeeded, None).await;
+    count_finished(&finished_run, RunOutcome::Succeeded);
     if was_error {
         let e = AlertEvent::Recovered { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone() };
         app.send_or_log(&e, "recovery alert").await;
