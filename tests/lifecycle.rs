@@ -51,12 +51,12 @@ async fn share(app: &TestApp, c: &Connection) -> Connection {
 
 /// The tokens as a user of the grant sees them now (the item is read again:
 /// it may hold a newer access token, sealed).
-async fn tokens(app: &TestApp, auth: &Authorization) -> TokenSet {
+pub(crate) async fn tokens(app: &TestApp, auth: &Authorization) -> TokenSet {
     let now = reload_auth(app, auth).await;
     shared::flows::refresh::tokens_of(&app.stack.app, &now).await.unwrap()
 }
 
-async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
+pub(crate) async fn reload_auth(app: &TestApp, a: &Authorization) -> Authorization {
     app.stack.app.repo.authorization(&a.workspace_id, &a.id).await.unwrap().value
 }
 

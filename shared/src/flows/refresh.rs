@@ -19,6 +19,9 @@ use crate::platform::token_client::{Grant, TokenError};
 /// How long a refresher may hold the lease.
 const LEASE_SECONDS: i64 = 30;
 
+/// Tries of the vault write that keeps a refreshed (perhaps rotated) grant.
+const VAULT_WRITE_ATTEMPTS: u32 = 4;
+
 /// Why a refresh did not produce tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefreshError {
@@ -172,10 +175,26 @@ async fn refresh_holding_lease(
                     auth.access = Some(sealed);
                 }
                 None => {
-                    pace_vault_writes(app.config.vault_writes_per_second).await;
-                    if let Err(e) = app.vault.put(&auth.secret.0, &fresh.to_secret()).await {
-                        tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
-                        return Err(RefreshError::Transient);
+                    // The platform may have rotated the refresh token: this
+                    // write is all that keeps the grant, so a failure is tried
+                    // again before giving up (a platform that detects reuse
+                    // revokes the grant when the old token comes back).
+                    let secret = fresh.to_secret();
+                    let mut attempt = 0;
+                    loop {
+                        pace_vault_writes(app.config.vault_writes_per_second).await;
+                        match app.vault.put(&auth.secret.0, &secret).await {
+                            Ok(()) => break,
+                            Err(e) if attempt < VAULT_WRITE_ATTEMPTS - 1 => {
+                                tracing::warn!(authorization = %auth.id, error = %e, attempt, "refreshed tokens not stored yet; trying again");
+                                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                                attempt += 1;
+                            }
+                            Err(e) => {
+                                tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
+                                return Err(RefreshError::Transient);
+                            }
+                        }
                     }
                     auth.access = None;
                 }
