@@ -339,7 +339,52 @@ pub async fn ingest_bytes(
         return Err(Error::PayloadTooLarge { limit: DIRECT_LIMITS.max_bytes as usize });
     }
     let upload = begin(app, ws, connection, source, options, by).await?;
-    ingest(app, upload, 1, Box::new(std::io::Cursor::new(body)), DIRECT_LIMITS).await
+    let id = upload.id.clone();
+    match ingest(app, upload, 1, Box::new(std::io::Cursor::new(body)), DIRECT_LIMITS).await {
+        Ok(upload) => Ok(upload),
+        Err(e) => {
+            not_processed(app, ws, connection, &id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Uploads still waiting for their file an hour on (the sweep): a file that
+/// landed is processed now (its event was lost); else the upload is
+/// rejected, saying the file never arrived or could not be processed.
+/// Nothing of it was imported either way.
+pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
+    let mut n = 0;
+    for current in app.repo.overdue_uploads(app.clock.now(), 100).await? {
+        let upload = current.value;
+        if upload.source == UploadSource::Presigned && app.sink.size(&object_key(&upload)).await?.is_some() {
+            process_landed(app, &object_key(&upload)).await?;
+        } else {
+            not_processed(app, &upload.workspace_id, &upload.connection_id, &upload.id).await;
+        }
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// A direct upload whose attempt failed on our side says so, rather than
+/// wait for a file it had (nothing of it was imported: its rows only count
+/// once the upload is committed). Best effort: the error goes back either way.
+async fn not_processed(app: &App, ws: &WorkspaceId, connection: &ConnectionId, id: &UploadId) {
+    let Ok(current) = app.repo.upload(ws, connection, id).await else { return };
+    if current.value.state != UploadState::AwaitingFile {
+        return;
+    }
+    let mut upload = current.value;
+    upload.state = UploadState::Rejected;
+    upload.finished_at = Some(app.clock.now());
+    upload.file_error = Some(FileError {
+        code: "not_processed".into(),
+        message: "The file never arrived, or could not be processed on our side; nothing of it was imported. Upload it again.".into(),
+    });
+    if let Err(e) = app.repo.save(&upload, current.version).await {
+        tracing::warn!(upload = %upload.id, error = %e, "a failed upload still shows as waiting");
+    }
 }
 
 /// A presigned file landed (S3 event, or the local stack's upload route).

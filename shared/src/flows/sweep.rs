@@ -58,6 +58,8 @@ pub struct SweepReport {
     /// Installs nobody claimed in time, whose tokens were deleted.
     #[serde(default)]
     pub installs_expired: usize,
+    /// Uploads that waited too long for their file, ended.
+    pub uploads_expired: usize,
     /// Events the queue had refused, queued now.
     #[serde(default)]
     pub events_requeued: usize,
@@ -120,6 +122,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
     match super::installs::expire(app).await {
         Ok(n) => report.installs_expired = n,
         Err(e) => tracing::error!(error = %e, "expired installs could not be removed"),
+    }
+    match super::file_uploads::expire_waiting(app).await {
+        Ok(n) => report.uploads_expired = n,
+        Err(e) => tracing::error!(error = %e, "uploads waiting too long could not be ended"),
     }
     tracing::info!(?report, "expiry sweep");
     Ok(report)

@@ -49,6 +49,12 @@ pub const RUN_SHARDS_FROM: u16 = 16;
 pub const INSTALL_SHARD: u16 = 32;
 /// The one shard of events the queue refused (due at once).
 pub const OUTBOX_SHARD: u16 = 33;
+/// The one shard of uploads still waiting for their file (due when a wait
+/// is over: the file never came, or its worker died).
+pub const UPLOAD_SHARD: u16 = 34;
+/// How long an upload may wait for its file: a presigned URL lives 15
+/// minutes, and a large file's processing takes minutes more.
+pub const UPLOAD_WAIT_MINUTES: i64 = 60;
 
 pub fn workspace_pk(ws: &WorkspaceId) -> String {
     format!("WS#{}", ws.as_str())
@@ -200,6 +206,12 @@ impl Entity for Upload {
     }
     fn sk(&self) -> String {
         upload_sk(&self.connection_id, self.id.as_str())
+    }
+    fn due(&self) -> Option<Due> {
+        (self.state == crate::domain::upload::UploadState::AwaitingFile).then(|| Due {
+            shard: UPLOAD_SHARD,
+            at: (self.created_at + chrono::Duration::minutes(UPLOAD_WAIT_MINUTES)).timestamp(),
+        })
     }
 }
 

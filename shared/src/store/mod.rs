@@ -375,6 +375,16 @@ impl Repo {
         Ok(out)
     }
 
+    /// Uploads whose wait for their file is over by `until`.
+    pub async fn overdue_uploads(
+        &self,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Versioned<crate::domain::upload::Upload>>, Error> {
+        let items = self.store.due(keys::UPLOAD_SHARD, until.timestamp(), limit).await?;
+        items.into_iter().map(Self::from_item).collect()
+    }
+
     /// Authorizations due for a look by `until`, across every shard.
     pub async fn due_authorizations(
         &self,
