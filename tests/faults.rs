@@ -512,6 +512,126 @@ async fn uploads_under_faults_are_whole_or_absent() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
+/// A mailer whose sends fail before they happen (throttling, a timeout
+/// before SES took it): a send whose answer is lost after SES took it
+/// cannot be told from one that failed, so the email may go twice there,
+/// and this journey does not draw that fault.
+struct ThrottledMailer {
+    inner: Arc<dyn shared::ports::Mailer>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl shared::ports::Mailer for ThrottledMailer {
+    async fn send(&self, email: &shared::ports::Email) -> Result<String, shared::domain::error::MailError> {
+        match self.faults.draw(false) {
+            Draw::Pass => self.inner.send(email).await,
+            _ => Err(shared::domain::error::MailError::Throttled),
+        }
+    }
+}
+
+/// One seed's alert journey: a grant revoked on the platform, found by the
+/// sweep and told by the notifier, under faults and redeliveries. Each
+/// incident is alerted once: one in-app notification and one email to the
+/// admin, and no token in the email.
+async fn alert_journey(seed: u64) -> Result<(), String> {
+    let faults = Faults::new(seed);
+    let f = faults.clone();
+    let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0")], move |p| {
+        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        p.mailer = Arc::new(ThrottledMailer { inner: p.mailer.clone(), faults: f.clone() });
+    })
+    .await;
+    let ws = format!("ws_alert_{seed}");
+    let account = format!("acct_alert_{seed}");
+    let admin = app.token(&ws, "u_admin", "admin").await;
+    let r = app
+        .http
+        .put(app.url("/v1/members/u_admin"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"email": "admin@example.com", "role": "admin"}))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("member: {}", r.status()));
+    }
+    let (auth, _) = crate::lifecycle::connect_sandbox(&app, &ws, &account).await;
+    let secret = crate::lifecycle::tokens(&app, &auth).await;
+    let _ = crate::harness::drain_notify(&app.stack.app).await;
+    app.http
+        .post(app.url(&format!("/sandbox/control/revoke?account={account}")))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let visibility = chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1);
+    faults.arm(true);
+    for _ in 0..10 {
+        faults.restart();
+        app.clock.advance(chrono::Duration::minutes(61));
+        let _ = shared::flows::sweep::sweep(&app.stack.app).await;
+        faults.restart();
+        let _ = local_stack::workers::run_batch(&app.stack, QueueKind::Notify).await;
+        app.clock.advance(visibility);
+    }
+    faults.arm(false);
+    for _ in 0..4 {
+        app.clock.advance(chrono::Duration::minutes(61));
+        shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+        local_stack::workers::drain(&app.stack, QueueKind::Notify).await.map_err(|e| format!("notify: {e}"))?;
+    }
+    let now = crate::lifecycle::reload_auth(&app, &auth).await;
+    if !matches!(now.status, Status::Disconnected { .. }) {
+        return Err(format!("the revoked grant is {:?}", now.status));
+    }
+    let notes = app.get_json("/v1/notifications", &admin).await;
+    let disconnected = notes["notifications"]
+        .as_array()
+        .map(|n| n.iter().filter(|n| n["kind"] == "disconnected").count())
+        .unwrap_or(0);
+    let emails = app.mailer.as_ref().unwrap().sent();
+    let mine: Vec<_> = emails
+        .iter()
+        .filter(|(_, e)| e.to.iter().any(|t| t == "admin@example.com") && e.subject.contains("disconnected"))
+        .collect();
+    if disconnected != 1 || mine.len() != 1 {
+        let subjects: Vec<&str> = mine.iter().map(|(_, e)| e.subject.as_str()).collect();
+        return Err(format!(
+            "{disconnected} in-app notifications and {} emails for one incident: {subjects:?}",
+            mine.len()
+        ));
+    }
+    let (_, email) = mine[0];
+    for token in [Some(&secret.access_token), secret.refresh_token.as_ref()].into_iter().flatten() {
+        if email.text.contains(token.as_str()) || email.html.contains(token.as_str()) {
+            return Err("a token is in the email".into());
+        }
+    }
+    Ok(())
+}
+
+/// Not in the suite yet: 12 of the first 40 seeds still lose the
+/// disconnection alert (no notification and no email, e.g. seeds 4, 7, 8)
+/// or its email (seeds 23, 32). The alert is queued after the status write,
+/// so a worker that dies between the two loses it (the table keeps it only
+/// when the queue alone refuses it); the fix is an alert derived from
+/// durable state (written with the status change, or found by the sweep).
+/// `cargo test -q --test integration -- --ignored faults::each` runs it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known: a worker dying between a status change and its alert loses the alert"]
+async fn each_incident_is_alerted_once_under_faults() {
+    let mut failed = Vec::new();
+    for seed in seeds().into_iter().take(40) {
+        if let Err(why) = alert_journey(seed).await {
+            failed.push(format!("seed {seed}: {why} (replay: FAULT_SEEDS=1 FAULT_SEED_START={seed})"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
 /// Seeds that found a bug, kept whatever range runs: 7 (a first sync's
 /// start delivered again after its run finished ran a second sync), 3 and
 /// 15 (a lost history write left a finished run "running" forever).

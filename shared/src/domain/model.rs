@@ -608,6 +608,10 @@ pub struct Incident {
     pub authorization_id: Option<AuthorizationId>,
     pub opened_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// Its email was queued for the next flush: a redelivered first event
+    /// queues it only when the delivery that opened it did not get that far.
+    #[serde(default)]
+    pub email_queued: bool,
 }
 
 impl Incident {

@@ -100,8 +100,15 @@ async fn open(
     let existing = app.repo.incident(ws, &subject, kind).await?;
     if let Some(open) = existing.as_ref().filter(|i| i.value.is_open()) {
         // Open already: a retry of the same problem alerts nobody again;
-        // notifications of a redelivered first event are rewritten idempotently.
-        return notify_in_app(app, ws, &open.value, None, open.value.opened_at).await;
+        // notifications of a redelivered first event are rewritten
+        // idempotently, and its email queued if the delivery that opened it
+        // died before that (found by the fault harness: the email was lost).
+        notify_in_app(app, ws, &open.value, None, open.value.opened_at).await?;
+        if !open.value.email_queued {
+            queue_email(app, ws, &open.value, false).await?;
+            mark_email_queued(app, ws, open.value.clone(), open.version).await?;
+        }
+        return Ok(());
     }
     let incident = Incident {
         id: format!("inc_{}", uuid::Uuid::new_v4().simple()),
@@ -111,13 +118,24 @@ async fn open(
         authorization_id: authorization,
         opened_at: now,
         closed_at: None,
+        email_queued: false,
     };
-    if !app.repo.put_incident(ws, &incident, existing.map(|e| e.version)).await? {
+    let read_at = existing.as_ref().map(|e| e.version);
+    if !app.repo.put_incident(ws, &incident, read_at).await? {
         return Ok(()); // opened by a concurrent delivery
     }
     tracing::info!(workspace = %ws, incident = %incident.id, ?kind, "incident opened");
     notify_in_app(app, ws, &incident, None, incident.opened_at).await?;
-    queue_email(app, ws, &incident, false).await
+    queue_email(app, ws, &incident, false).await?;
+    mark_email_queued(app, ws, incident, read_at.map_or(1, |v| v + 1)).await
+}
+
+/// Notes on the incident that its email is queued (a lost race means a
+/// concurrent delivery noted it, or closed the incident: either is fine).
+async fn mark_email_queued(app: &App, ws: &WorkspaceId, mut incident: Incident, version: u64) -> Result<(), Error> {
+    incident.email_queued = true;
+    app.repo.put_incident(ws, &incident, Some(version)).await?;
+    Ok(())
 }
 
 /// One notification per affected connection (or one for the grant), with

@@ -46,7 +46,7 @@ pub async fn disconnect_authorization(
             connection_ids: newly.clone(),
             reason: reason.code().to_owned(),
         };
-        app.send_or_log(&event, "disconnection alert").await;
+        app.alert(&event, "disconnection alert").await;
         let body = EventBody::AuthorizationDisconnected {
             authorization: (&auth.value).into(),
             reason: Reason::new(reason.code(), reason.message()),
@@ -66,7 +66,7 @@ pub async fn disconnect_connection(app: &App, c: &Connection, reason: Disconnect
             connection_id: id.clone(),
             reason: reason.code().to_owned(),
         };
-        app.send_or_log(&event, "disconnection alert").await;
+        app.alert(&event, "disconnection alert").await;
     }
     Ok(())
 }

@@ -85,6 +85,19 @@ impl App {
     }
 
     /// Sends a message whose loss a later step makes good; a failure is logged.
+    /// Queues an alert. A queue that refuses it gets it later: the alert is
+    /// kept in the table and the sweep queues it. Only when both refuse is
+    /// it lost (logged); the change it tells of stands either way.
+    pub async fn alert(&self, event: &crate::domain::messages::AlertEvent, what: &str) {
+        if let Err(e) = self.send(event, 0).await {
+            tracing::warn!(error = %e, "the queue refused a {what}; kept for the sweep");
+            let key = uuid::Uuid::new_v4().to_string();
+            if let Err(e) = self.repo.keep_in_outbox(&key, event, self.clock.now()).await {
+                tracing::error!(error = %e, "a {what} was lost: neither the queue nor the table took it");
+            }
+        }
+    }
+
     pub async fn send_or_log<M: Message>(&self, message: &M, what: &str) {
         if let Err(e) = self.send(message, 0).await {
             tracing::error!(error = %e, "{what} not queued");

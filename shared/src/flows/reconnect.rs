@@ -68,7 +68,7 @@ pub async fn restore(
         resume_connection(app, c.value, c.version).await?;
     }
     let recovered = AlertEvent::AuthorizationRecovered { workspace_id: ws.clone(), authorization_id: auth_id.clone() };
-    app.send_or_log(&recovered, "recovery alert").await;
+    app.alert(&recovered, "recovery alert").await;
     events::emit(app, ws, EventBody::AuthorizationReconnected { authorization: (&auth.value).into(), connection_ids })
         .await;
     Ok(Restored { first_connection: first })
@@ -87,7 +87,7 @@ pub async fn resume_connection(app: &App, mut conn: Connection, version: u64) ->
         app.send_or_log(&SyncJob::resume(&conn).triggered(SyncTrigger::Resumed), "resumed sync").await;
         let recovered =
             AlertEvent::Recovered { workspace_id: conn.workspace_id.clone(), connection_id: conn.id.clone() };
-        app.send_or_log(&recovered, "recovery alert").await;
+        app.alert(&recovered, "recovery alert").await;
     }
     Ok(())
 }

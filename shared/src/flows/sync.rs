@@ -853,7 +853,7 @@ async fn finish(run: Run<'_>) -> Result<Outcome, Error> {
     count_finished(&finished_run, RunOutcome::Succeeded);
     if was_error {
         let e = AlertEvent::Recovered { workspace_id: c.workspace_id.clone(), connection_id: c.id.clone() };
-        app.send_or_log(&e, "recovery alert").await;
+        app.alert(&e, "recovery alert").await;
     }
     announce_run(app, &c, record, None).await;
     events::status_changed(app, Some(&previous), &c).await;
