@@ -125,8 +125,20 @@ async fn world(backend: Backend, n: usize) -> World {
     World { app, ws, domain, connections }
 }
 
+/// Queues an alert as a flow would: after the change it tells of (the
+/// notifier tells a disconnection only of a connection that is
+/// disconnected).
 async fn emit(w: &World, event: AlertEvent) {
-    w.app.stack.app.send(&event, 0).await.unwrap();
+    let app = &w.app.stack.app;
+    if let AlertEvent::ConnectionDisconnected { workspace_id, connection_id, .. } = &event {
+        let v = app.repo.connection(workspace_id, connection_id).await.unwrap();
+        let mut c = v.value;
+        if !matches!(c.status, Status::Disconnected { .. }) {
+            c.status = Status::Disconnected { reason: DisconnectReason::ApiKeyInvalid };
+            app.repo.save(&c, v.version).await.unwrap();
+        }
+    }
+    app.send(&event, 0).await.unwrap();
 }
 
 fn disconnected(w: &World, i: usize) -> AlertEvent {

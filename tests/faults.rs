@@ -597,7 +597,12 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
         .iter()
         .filter(|(_, e)| e.to.iter().any(|t| t == "admin@example.com") && e.subject.contains("disconnected"))
         .collect();
-    if disconnected != 1 || mine.len() != 1 {
+    // One email; a second only where a delivery queued the email and died
+    // (or lost its write) before noting it, and a redelivery queued it again
+    // after the first was sent: mail is at least once at that one step.
+    let emails_ok = mine.len() == 1
+        || (mine.len() == 2 && faults.injected.load(Ordering::SeqCst) + faults.crashes.load(Ordering::SeqCst) > 0);
+    if disconnected != 1 || !emails_ok {
         let subjects: Vec<&str> = mine.iter().map(|(_, e)| e.subject.as_str()).collect();
         return Err(format!(
             "{disconnected} in-app notifications and {} emails for one incident: {subjects:?}",
@@ -613,15 +618,7 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Not in the suite yet: 12 of the first 40 seeds still lose the
-/// disconnection alert (no notification and no email, e.g. seeds 4, 7, 8)
-/// or its email (seeds 23, 32). The alert is queued after the status write,
-/// so a worker that dies between the two loses it (the table keeps it only
-/// when the queue alone refuses it); the fix is an alert derived from
-/// durable state (written with the status change, or found by the sweep).
-/// `cargo test -q --test integration -- --ignored faults::each` runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: a worker dying between a status change and its alert loses the alert"]
 async fn each_incident_is_alerted_once_under_faults() {
     let mut failed = Vec::new();
     for seed in seeds().into_iter().take(40) {

@@ -52,10 +52,22 @@ pub fn reconnect_link(app: &App, connection: Option<&ConnectionId>, authorizatio
 /// Handles one alert event (the notifier's job).
 pub async fn handle(app: &App, event: AlertEvent) -> Result<(), Error> {
     match event {
+        // A disconnection alert may come from an intent kept before the
+        // change (its worker died): it is told only if the change happened.
         AlertEvent::ConnectionDisconnected { workspace_id, connection_id, reason } => {
+            match app.repo.connection(&workspace_id, &connection_id).await {
+                Ok(c) if matches!(c.value.status, Status::Disconnected { .. }) => {}
+                Ok(_) | Err(Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
             open(app, &workspace_id, AlertKind::Disconnected, &reason, vec![connection_id], None).await
         }
         AlertEvent::AuthorizationDisconnected { workspace_id, authorization_id, connection_ids, reason } => {
+            match app.repo.authorization(&workspace_id, &authorization_id).await {
+                Ok(a) if matches!(a.value.status, Status::Disconnected { .. }) => {}
+                Ok(_) | Err(Error::NotFound { .. }) => return Ok(()),
+                Err(e) => return Err(e),
+            }
             open(app, &workspace_id, AlertKind::Disconnected, &reason, connection_ids, Some(authorization_id)).await
         }
         AlertEvent::SyncFailed { workspace_id, connection_id, reason } => {

@@ -19,6 +19,27 @@ pub async fn disconnect_authorization(
     reason: DisconnectReason,
 ) -> Result<(), Error> {
     let now = app.clock.now();
+    // The alert is kept before anything changes (a worker that dies between
+    // the change and the alert would lose it: a second call changes nothing
+    // and alerts nobody). The notifier tells it only if the change happened.
+    let current = app.repo.authorization(ws, id).await?;
+    let others = app.repo.connections_of(ws, id).await?;
+    let up: Vec<ConnectionId> = others
+        .iter()
+        .filter(|c| !matches!(c.value.status, Status::Disconnected { .. }))
+        .map(|c| c.value.id.clone())
+        .collect();
+    let intent = if !matches!(current.value.status, Status::Disconnected { .. }) || !up.is_empty() {
+        let event = AlertEvent::AuthorizationDisconnected {
+            workspace_id: ws.clone(),
+            authorization_id: id.clone(),
+            connection_ids: up,
+            reason: reason.code().to_owned(),
+        };
+        Some((app.intend_alert(&event).await?, event))
+    } else {
+        None
+    };
     let (was_connected, auth) = app
         .repo
         .update_authorization(ws, id, |auth| {
@@ -32,7 +53,7 @@ pub async fn disconnect_authorization(
         })
         .await?;
     let mut newly = Vec::new();
-    for c in app.repo.connections_of(ws, id).await? {
+    for c in others {
         let id_of = c.value.id.clone();
         if mark_disconnected(app, &c.value, reason).await? {
             newly.push(id_of);
@@ -46,13 +67,19 @@ pub async fn disconnect_authorization(
             connection_ids: newly.clone(),
             reason: reason.code().to_owned(),
         };
-        app.alert(&event, "disconnection alert").await;
+        match &intent {
+            Some((key, _)) => app.alert_intended(key, &event, "disconnection alert").await,
+            None => app.alert(&event, "disconnection alert").await,
+        }
         let body = EventBody::AuthorizationDisconnected {
             authorization: (&auth.value).into(),
             reason: Reason::new(reason.code(), reason.message()),
             connection_ids: newly,
         };
         events::emit(app, ws, body).await;
+    } else if let Some((key, _)) = &intent {
+        // Nothing changed here (another worker got there): its alert is its own.
+        let _ = app.repo.forget_key(key).await;
     }
     Ok(())
 }
@@ -60,13 +87,13 @@ pub async fn disconnect_authorization(
 /// Disconnects one connection (if it is not already) and raises its alert.
 pub async fn disconnect_connection(app: &App, c: &Connection, reason: DisconnectReason) -> Result<(), Error> {
     let (ws, id) = (c.workspace_id.clone(), c.id.clone());
+    let event =
+        AlertEvent::ConnectionDisconnected { workspace_id: ws, connection_id: id, reason: reason.code().to_owned() };
+    let key = app.intend_alert(&event).await?;
     if mark_disconnected(app, c, reason).await? {
-        let event = AlertEvent::ConnectionDisconnected {
-            workspace_id: ws,
-            connection_id: id.clone(),
-            reason: reason.code().to_owned(),
-        };
-        app.alert(&event, "disconnection alert").await;
+        app.alert_intended(&key, &event, "disconnection alert").await;
+    } else {
+        let _ = app.repo.forget_key(&key).await;
     }
     Ok(())
 }

@@ -60,6 +60,10 @@ use crate::ports::{Clock, EventBus, JobQueue, Mailer, PlatformHttp, RecordSink, 
 use crate::store::queues::{self, Message};
 use crate::store::Repo;
 
+/// How long an alert's intent waits before the sweep queues it (the worker
+/// that wrote it queues it within seconds unless it died).
+pub const ALERT_INTENT_MINUTES: i64 = 5;
+
 /// The ports and settings the journeys run on, built once per cold start
 /// by `wiring`. Cheap to clone.
 #[derive(Clone)]
@@ -95,6 +99,30 @@ impl App {
             if let Err(e) = self.repo.keep_in_outbox(&key, event, self.clock.now()).await {
                 tracing::error!(error = %e, "a {what} was lost: neither the queue nor the table took it");
             }
+        }
+    }
+
+    /// Keeps an alert in the table before the change it tells of is written
+    /// (due a few minutes on): a worker that dies after the change and
+    /// before the alert is queued leaves it there for the sweep. The
+    /// notifier checks the change happened before it tells anyone.
+    pub async fn intend_alert(&self, event: &crate::domain::messages::AlertEvent) -> Result<String, Error> {
+        let key = uuid::Uuid::new_v4().to_string();
+        let due = self.clock.now() + chrono::Duration::minutes(ALERT_INTENT_MINUTES);
+        self.repo.keep_in_outbox(&key, event, due).await?;
+        Ok(key)
+    }
+
+    /// Queues an intended alert and forgets the intent; a queue that refuses
+    /// it leaves the intent for the sweep.
+    pub async fn alert_intended(&self, key: &str, event: &crate::domain::messages::AlertEvent, what: &str) {
+        match self.send(event, 0).await {
+            Ok(_) => {
+                if let Err(e) = self.repo.forget_key(key).await {
+                    tracing::warn!(error = %e, "a queued {what} stays kept; the sweep may queue it again (told once)");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the queue refused a {what}; kept for the sweep"),
         }
     }
 

@@ -38,6 +38,15 @@ impl Repo {
             .collect()
     }
 
+    /// Forgets the message kept under `key` (an alert's intent, once queued).
+    pub async fn forget_key(&self, key: &str) -> Result<(), Error> {
+        let (pk, sk) = keys::outbox(key);
+        match self.store().delete(&pk, &sk, Precondition::None).await {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Forgets a kept message once it is queued.
     pub async fn forget(&self, kept: &Kept) -> Result<(), Error> {
         match self.store().delete(&kept.pk, &kept.sk, Precondition::None).await {
