@@ -16,7 +16,10 @@
 //! - webhook signatures: ours (of any JSON-like text) verify with the
 //!   Standard Webhooks library, and any change of body, id or time fails
 //!   them;
-//! - catalog overrides: any JSON loads or is refused with a reason.
+//! - catalog overrides: any JSON loads or is refused with a reason;
+//! - the OAuth callback: any query and cookies are refused with
+//!   `invalid_state` (no state was issued), never a panic, never a return
+//!   address.
 
 use proptest::prelude::*;
 use shared::costs::{self, Limits, Options};
@@ -297,6 +300,42 @@ proptest! {
             overrides: Some(doc),
         };
         let _ = shared::catalog::Catalog::load(&options);
+    }
+}
+
+/// One app for the callback property (the state store in memory).
+fn callback_app() -> &'static (tokio::runtime::Runtime, shared::App) {
+    static APP: std::sync::OnceLock<(tokio::runtime::Runtime, shared::App)> = std::sync::OnceLock::new();
+    APP.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let config =
+            crate::harness::config(&[("SANDBOX_PLATFORMS", "true"), ("PUBLIC_BASE_URL", "https://api.example.com")]);
+        let (app, _) = crate::harness::embedded_app(config);
+        (runtime, app)
+    })
+}
+
+proptest! {
+    /// Whatever a browser (or an attacker) puts in the callback's query and
+    /// cookies, the callback answers with a result and a known error code,
+    /// never a panic, and a state it did not issue is always invalid_state.
+    #[test]
+    fn any_callback_query_is_refused_with_a_known_code(
+        query in prop::collection::btree_map(
+            prop::sample::select(vec!["state", "code", "error", "error_description", "iss", "oauth_token", "oauth_verifier", "denied", "shop", "hmac", "x"]),
+            ".{0,80}",
+            0..7,
+        ),
+        cookies in prop::collection::btree_map("[a-z_]{1,20}", ".{0,40}", 0..3),
+    ) {
+        let (runtime, app) = callback_app();
+        let query: std::collections::BTreeMap<String, String> = query.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        let result = runtime.block_on(shared::flows::connect_oauth::callback(app, &query, &cookies));
+        match result.outcome {
+            Ok(_) => prop_assert!(false, "a callback with a state nobody issued connected"),
+            Err(e) => prop_assert_eq!(e.code(), "invalid_state"),
+        }
+        prop_assert!(result.return_to.is_none(), "no return address from an unknown state");
     }
 }
 
