@@ -55,6 +55,10 @@ pub struct Faults {
     dead: AtomicBool,
     pub injected: AtomicUsize,
     pub crashes: AtomicUsize,
+    /// The last status written of each connection and authorization item,
+    /// and every change the state machine has no event for.
+    statuses: Mutex<std::collections::HashMap<(String, String), Status>>,
+    illegal: Mutex<Vec<String>>,
 }
 
 impl Faults {
@@ -65,7 +69,38 @@ impl Faults {
             dead: AtomicBool::new(false),
             injected: AtomicUsize::new(0),
             crashes: AtomicUsize::new(0),
+            statuses: Mutex::default(),
+            illegal: Mutex::default(),
         })
+    }
+
+    /// A write that happened: its status change must be one the machine
+    /// makes.
+    fn saw(&self, item: &Item) {
+        let subject = if item.sk.starts_with("CONN#") {
+            shared::domain::status::Subject::Connection
+        } else if item.sk.starts_with("AUTH#") {
+            shared::domain::status::Subject::Authorization
+        } else {
+            return;
+        };
+        let Ok(to) = serde_json::from_value::<Status>(item.body["status"].clone()) else { return };
+        let previous = self.statuses.lock().unwrap().insert((item.pk.clone(), item.sk.clone()), to);
+        if let Some(from) = previous {
+            if !shared::domain::status::reachable(subject, &from, &to) {
+                self.illegal.lock().unwrap().push(format!("{}: {from:?} -> {to:?}", item.sk));
+            }
+        }
+    }
+
+    /// The status changes no event of the machine makes.
+    fn illegal(&self) -> Result<(), String> {
+        let illegal = self.illegal.lock().unwrap();
+        if illegal.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("status changes the machine does not make: {illegal:?}"))
+        }
     }
 
     fn draw(&self, writes: bool) -> Draw {
@@ -134,7 +169,14 @@ impl StateStore for Faulty<dyn StateStore> {
         faulty!(self, false, StoreError::Unavailable("injected: throttled".into()), self.inner.get(pk, sk).await)
     }
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
-        faulty!(self, true, StoreError::Unavailable("injected: timeout".into()), self.inner.put(item, pre).await)
+        let written = || async {
+            let r = self.inner.put(item, pre.clone()).await;
+            if r.is_ok() {
+                self.faults.saw(item);
+            }
+            r
+        };
+        faulty!(self, true, StoreError::Unavailable("injected: timeout".into()), written().await)
     }
     async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
         faulty!(self, true, StoreError::Unavailable("injected: timeout".into()), self.inner.delete(pk, sk, pre).await)
@@ -325,6 +367,7 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
             }
         }
     }
+    faults.illegal()?;
     Ok((faults.injected.load(Ordering::SeqCst), faults.crashes.load(Ordering::SeqCst)))
 }
 
@@ -362,6 +405,7 @@ async fn refresh_journey(seed: u64) -> Result<bool, String> {
     // Leases of dead refreshers expire; the sweep looks once more.
     app.clock.advance(chrono::Duration::minutes(5));
     shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+    faults.illegal()?;
     let now = crate::lifecycle::reload_auth(&app, &auth).await;
     match now.status {
         Status::Connected => {
@@ -498,6 +542,7 @@ async fn upload_journey(seed: u64) -> Result<(), String> {
     if waiting > 0 {
         return Err(format!("{waiting} uploads left waiting for a file they had"));
     }
+    faults.illegal()?;
     Ok(())
 }
 
@@ -609,6 +654,7 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
             mine.len()
         ));
     }
+    faults.illegal()?;
     let (_, email) = mine[0];
     for token in [Some(&secret.access_token), secret.refresh_token.as_ref()].into_iter().flatten() {
         if email.text.contains(token.as_str()) || email.html.contains(token.as_str()) {

@@ -249,11 +249,48 @@ pub fn next(subject: Subject, from: &Status, event: &Event) -> Result<Status, Er
     to.ok_or_else(|| Error::invalid_transition(subject, from, event))
 }
 
+/// Whether the table's events move `from` to `to` (staying counts; one
+/// write may apply two, as a file connection's first upload does: accepted,
+/// then its first import complete): how a stored history of statuses is
+/// checked for changes made around the machine.
+pub fn reachable(subject: Subject, from: &Status, to: &Status) -> bool {
+    let mut events = vec![
+        Event::CredentialsAccepted,
+        Event::InitialSyncCompleted,
+        Event::SyncSucceeded,
+        Event::Reconnected { initial_sync_done: true },
+        Event::Reconnected { initial_sync_done: false },
+    ];
+    match to {
+        Status::Error { reason } => events.push(Event::SyncFailed(*reason)),
+        Status::Disconnected { reason } => events.push(Event::CredentialsLost(*reason)),
+        _ => {}
+    }
+    let step = |s: &Status| -> Vec<Status> { events.iter().filter_map(|e| next(subject, s, e).ok()).collect() };
+    from == to || step(from).iter().any(|s| s == to || step(s).contains(to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const REVOKED: DisconnectReason = DisconnectReason::TokenRevoked;
+
+    #[test]
+    fn reachable_follows_the_table() {
+        let c = Subject::Connection;
+        assert!(reachable(c, &Status::PendingAuthorization, &Status::InitialSyncInProgress));
+        assert!(reachable(c, &Status::Connected, &Status::Disconnected { reason: REVOKED }));
+        assert!(reachable(c, &Status::Connected, &Status::Connected));
+        assert!(reachable(c, &Status::PendingAuthorization, &Status::Connected), "a first upload: two events");
+        assert!(!reachable(c, &Status::Disconnected { reason: REVOKED }, &Status::PendingAuthorization));
+        assert!(!reachable(c, &Status::Connected, &Status::PendingAuthorization), "never pending again");
+        assert!(!reachable(
+            Subject::Authorization,
+            &Status::Disconnected { reason: REVOKED },
+            &Status::InitialSyncInProgress
+        ));
+    }
 
     #[test]
     fn connection_happy_path() {
