@@ -170,7 +170,7 @@ impl StateStore for Faulty<dyn StateStore> {
     }
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
         let written = || async {
-            let r = self.inner.put(item, pre.clone()).await;
+            let r = self.inner.put(item, pre).await;
             if r.is_ok() {
                 self.faults.saw(item);
             }
