@@ -379,6 +379,12 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
 /// the platform's answer and the vault write: nothing can keep that token);
 /// never "connected" with a dead token, and no token in any item.
 async fn refresh_journey(seed: u64) -> Result<bool, String> {
+    refresh_journey_tokens(seed).await.map(|(kept, _)| kept)
+}
+
+/// `refresh_journey`, with the tokens it saw (the first grant's and, when
+/// kept, the last).
+async fn refresh_journey_tokens(seed: u64) -> Result<(bool, Vec<String>), String> {
     let faults = Faults::new(seed);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("VAULT_WRITES_PER_SECOND", "1000")], move |p| {
@@ -389,6 +395,8 @@ async fn refresh_journey(seed: u64) -> Result<bool, String> {
     .await;
     let (auth, _) = crate::lifecycle::connect_sandbox(&app, &format!("ws_rot_{seed}"), "acct_rot").await;
     let (ws, id) = (auth.workspace_id.clone(), auth.id.clone());
+    let first = crate::lifecycle::tokens(&app, &auth).await;
+    let mut seen: Vec<String> = [Some(first.access_token), first.refresh_token].into_iter().flatten().collect();
     faults.arm(true);
     for round in 0..12 {
         faults.restart();
@@ -416,13 +424,14 @@ async fn refresh_journey(seed: u64) -> Result<bool, String> {
                     return Err("a token is in the state store".into());
                 }
             }
+            seen.extend([Some(current.access_token.clone()), current.refresh_token.clone()].into_iter().flatten());
             shared::flows::refresh::refresh(&app.stack.app, &ws, &id, None)
                 .await
                 .map_err(|e| format!("connected, but the vault's refresh token no longer works: {e:?}"))?;
-            Ok(true)
+            Ok((true, seen))
         }
         // Lost only where a worker died: a failed write is tried again.
-        Status::Disconnected { .. } if faults.crashes.load(Ordering::SeqCst) > 0 => Ok(false),
+        Status::Disconnected { .. } if faults.crashes.load(Ordering::SeqCst) > 0 => Ok((false, seen)),
         other => Err(format!("left {other:?} with no worker dead")),
     }
 }
@@ -555,6 +564,20 @@ async fn uploads_under_faults_are_whole_or_absent() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// The token journey's log lines, at TRACE and as Lambda writes them,
+/// hold none of the tokens it saw, whatever failed along the way.
+#[test]
+fn a_grant_refreshed_under_faults_logs_no_token() {
+    for seed in seeds().into_iter().take(5) {
+        let (logs, out) = crate::logs::captured(refresh_journey_tokens(seed));
+        let (_, tokens) = out.unwrap_or_else(|why| panic!("seed {seed}: {why}"));
+        assert!(logs.contains("refresh"), "seed {seed}: the capture works");
+        for token in tokens {
+            assert!(!logs.contains(&token), "seed {seed}: a token reached a log line");
+        }
+    }
 }
 
 /// A mailer whose sends fail before they happen (throttling, a timeout
