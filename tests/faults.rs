@@ -580,6 +580,79 @@ fn a_grant_refreshed_under_faults_logs_no_token() {
     }
 }
 
+/// One seed's API-key journey: the same key connected under faults, tried
+/// again until it answers, then once more without faults. One connection
+/// holds the key (a retry finds it, never makes a second), its secret is
+/// in the vault, and its status came by the machine.
+async fn api_key_journey(seed: u64) -> Result<(), String> {
+    use shared::flows::connect_api_key::{connect, ConnectRequest};
+    let faults = Faults::new(seed);
+    let f = faults.clone();
+    let app = crate::harness::spawn_app_ports(Backend::Embedded, &[], move |p| {
+        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+    })
+    .await;
+    let caller = shared::domain::Caller {
+        workspace_id: shared::domain::ids::WorkspaceId::parse(&format!("ws_key_{seed}")).unwrap(),
+        user_id: shared::domain::ids::UserId::parse("u").unwrap(),
+        role: shared::domain::Role::Staff,
+        email: None,
+        clients: None,
+    };
+    let request = || ConnectRequest {
+        platform: "sandbox_api_key".into(),
+        name: "Key source".into(),
+        credentials: [("api_key".to_owned(), SecretString::from(format!("sandbox-valid-{seed}")))].into(),
+        client: None,
+        allow_duplicate: false,
+    };
+    let app_ = &app.stack.app;
+    faults.arm(true);
+    let mut answered = None;
+    for _ in 0..8 {
+        faults.restart();
+        // A claim left by a worker that died is taken over once it is old.
+        app.clock.advance(chrono::Duration::minutes(3));
+        if let Ok(outcome) = connect(app_, &caller, request()).await {
+            answered = Some(outcome.connection.id);
+            break;
+        }
+    }
+    faults.arm(false);
+    app.clock.advance(chrono::Duration::minutes(3));
+    let last = connect(app_, &caller, request()).await.map_err(|e| format!("without faults: {e}"))?;
+    if let Some(first) = answered {
+        if first != last.connection.id {
+            return Err(format!("two connections for one key: {first} then {}", last.connection.id));
+        }
+    }
+    let all = app_.repo.list::<shared::domain::Connection>(&caller.workspace_id).await.map_err(|e| e.to_string())?;
+    let live: Vec<_> = all.iter().filter(|c| !matches!(c.value.status, Status::PendingAuthorization)).collect();
+    if live.len() != 1 {
+        return Err(format!("{} connections for one key", live.len()));
+    }
+    let shared::domain::Credential::ApiKey { secret, .. } = &live[0].value.credential else {
+        return Err("not an API-key connection".into());
+    };
+    if app_.vault.get(&secret.0).await.map_err(|e| e.to_string())?.is_none() {
+        return Err("the connection's key is not in the vault".into());
+    }
+    faults.illegal()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_key_connects_once_under_faults() {
+    let mut failed = Vec::new();
+    for seed in seeds().into_iter().take(40) {
+        if let Err(why) = api_key_journey(seed).await {
+            failed.push(format!("seed {seed}: {why} (replay: FAULT_SEEDS=1 FAULT_SEED_START={seed})"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
 /// A mailer whose sends fail before they happen (throttling, a timeout
 /// before SES took it): a send whose answer is lost after SES took it
 /// cannot be told from one that failed, so the email may go twice there,
