@@ -428,10 +428,14 @@ async fn refresh_journey_tokens(seed: u64) -> Result<(bool, Vec<String>), String
             shared::flows::refresh::refresh(&app.stack.app, &ws, &id, None)
                 .await
                 .map_err(|e| format!("connected, but the vault's refresh token no longer works: {e:?}"))?;
+            no_token_in_messages(&app, &seen).await?;
             Ok((true, seen))
         }
         // Lost only where a worker died: a failed write is tried again.
-        Status::Disconnected { .. } if faults.crashes.load(Ordering::SeqCst) > 0 => Ok((false, seen)),
+        Status::Disconnected { .. } if faults.crashes.load(Ordering::SeqCst) > 0 => {
+            no_token_in_messages(&app, &seen).await?;
+            Ok((false, seen))
+        }
         other => Err(format!("left {other:?} with no worker dead")),
     }
 }
@@ -564,6 +568,20 @@ async fn uploads_under_faults_are_whole_or_absent() {
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Every alert and event the journey queued (what the bus, the webhook and
+/// the emails are made of) holds none of the tokens.
+async fn no_token_in_messages(app: &crate::harness::TestApp, tokens: &[String]) -> Result<(), String> {
+    let (alerts, events) = crate::harness::drain_notify(&app.stack.app).await;
+    let text = serde_json::to_string(&(alerts, events)).map_err(|e| e.to_string())?;
+    if !text.contains("authorization") {
+        return Err("no message about the grant was queued".into());
+    }
+    match tokens.iter().find(|t| text.contains(t.as_str())) {
+        Some(_) => Err("a token is in a queued alert or event".into()),
+        None => Ok(()),
+    }
 }
 
 /// The token journey's log lines, at TRACE and as Lambda writes them,
