@@ -561,13 +561,7 @@ async fn upload_journey(seed: u64) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_under_faults_are_whole_or_absent() {
-    let mut failed = Vec::new();
-    for seed in seeds().into_iter().take(40) {
-        if let Err(why) = upload_journey(seed).await {
-            failed.push(format!("seed {seed}: {why} (replay: FAULT_SEEDS=1 FAULT_SEED_START={seed})"));
-        }
-    }
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    each_seed(40, upload_journey).await;
 }
 
 /// Every alert and event the journey queued (what the bus, the webhook and
@@ -662,13 +656,7 @@ async fn api_key_journey(seed: u64) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_key_connects_once_under_faults() {
-    let mut failed = Vec::new();
-    for seed in seeds().into_iter().take(40) {
-        if let Err(why) = api_key_journey(seed).await {
-            failed.push(format!("seed {seed}: {why} (replay: FAULT_SEEDS=1 FAULT_SEED_START={seed})"));
-        }
-    }
-    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    each_seed(40, api_key_journey).await;
 }
 
 /// A mailer whose sends fail before they happen (throttling, a timeout
@@ -780,9 +768,19 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_incident_is_alerted_once_under_faults() {
+    each_seed(40, alert_journey).await;
+}
+
+/// Runs a journey for the first `n` seeds of the run and fails naming every
+/// seed that broke an invariant, with the command that replays it.
+async fn each_seed<F, Fut>(n: usize, journey: F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let mut failed = Vec::new();
-    for seed in seeds().into_iter().take(40) {
-        if let Err(why) = alert_journey(seed).await {
+    for seed in seeds().into_iter().take(n) {
+        if let Err(why) = journey(seed).await {
             failed.push(format!("seed {seed}: {why} (replay: FAULT_SEEDS=1 FAULT_SEED_START={seed})"));
         }
     }

@@ -386,3 +386,43 @@ async fn a_removed_connections_uploads_are_not_readable() {
     let after = app.http.get(app.url(&path)).bearer_auth(&t).send().await.unwrap();
     assert_eq!(after.status(), 404);
 }
+
+/// Uploads left waiting an hour (the sweep): one whose file landed but whose
+/// event was lost is processed; one whose file never came ends
+/// `not_processed`; neither is looked at again.
+#[tokio::test]
+async fn the_sweep_ends_uploads_that_waited_an_hour() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_wait", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let presign = || async {
+        let r = app
+            .http
+            .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
+            .bearer_auth(&t)
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        v["upload"]["id"].as_str().unwrap().to_owned()
+    };
+    let (landed, never) = (presign().await, presign().await);
+    // The file lands; its S3 event is lost.
+    let key = format!("uploads/ws_wait/{id}/{landed}.csv");
+    app.stack.app.sink.put(&key, bytes::Bytes::from(GOOD), "text/csv").await.unwrap();
+    let app_ = &app.stack.app;
+    assert_eq!(shared::flows::sweep::sweep(app_).await.unwrap().uploads_expired, 0, "within the hour");
+    app.clock.advance(chrono::Duration::minutes(shared::store::keys::UPLOAD_WAIT_MINUTES + 1));
+    assert_eq!(shared::flows::sweep::sweep(app_).await.unwrap().uploads_expired, 2);
+    let state = |upload: String| {
+        let (app, t, id) = (&app, &t, &id);
+        async move { app.get_json(&format!("/v1/connections/{id}/uploads/{upload}"), t).await }
+    };
+    assert_eq!(state(landed).await["state"], "ingested", "the landed file is processed");
+    let ended = state(never).await;
+    assert_eq!(
+        (ended["state"].as_str(), ended["file_error"]["code"].as_str()),
+        (Some("rejected"), Some("not_processed"))
+    );
+    assert_eq!(shared::flows::sweep::sweep(app_).await.unwrap().uploads_expired, 0, "ended uploads leave the index");
+}

@@ -1,6 +1,7 @@
 import {
   Connections,
   ConnectionsError,
+  errorLine,
   redirectResult,
   statusLabel
 } from "./shared.js";
@@ -293,8 +294,7 @@ var ConnectionsPanel = class extends HTMLElement {
         setText(this.ui.status, replacing ? `Replaced the key of ${replacing.name}.` : `Connected ${p.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);
@@ -328,9 +328,8 @@ var ConnectionsPanel = class extends HTMLElement {
         } });
         result.textContent = `${up.state}: ${up.valid_rows ?? 0} rows imported.`;
       } catch (e) {
-        const err = e;
-        result.textContent = `${err.code}: ${err.message} ${err.action}`;
-        const upload = err.details?.upload;
+        result.textContent = errorLine(e);
+        const upload = e.details?.upload;
         for (const r of upload?.errors ?? []) errors.append(el("li", {}, `Line ${r.line}${r.column ? ", " + r.column : ""}: ${r.message} (${r.code})`));
       }
       this.refresh();
@@ -532,8 +531,7 @@ var ConnectionsPanel = class extends HTMLElement {
         setText(this.ui.status, `Added ${c.name} on ${a.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);
@@ -561,8 +559,7 @@ var ConnectionsPanel = class extends HTMLElement {
         setText(this.ui.status, `Renamed to ${renamed.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);

@@ -3,6 +3,7 @@ import {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   createConnections,
+  errorLine,
   redirectResult,
   statusLabel
 } from "./shared.js";
@@ -11,6 +12,7 @@ export {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   createConnections,
+  errorLine,
   redirectResult,
   statusLabel
 };

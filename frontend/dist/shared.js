@@ -568,24 +568,16 @@ var Connections = class {
   }
   /** Every connection of the workspace (all pages), disconnected first. */
   async connections(query = {}) {
-    const all = [];
-    let cursor;
-    do {
+    return allPages(async (cursor) => {
       const page = await ok(this.api.GET("/v1/connections", { params: { query: { ...query, cursor, limit: 500 } } }));
-      all.push(...page.connections ?? []);
-      cursor = page.next_cursor ?? void 0;
-    } while (cursor);
-    return all;
+      return [page.connections ?? [], page.next_cursor];
+    });
   }
   async authorizations() {
-    const all = [];
-    let cursor;
-    do {
+    return allPages(async (cursor) => {
       const page = await ok(this.api.GET("/v1/authorizations", { params: { query: { cursor, limit: 500 } } }));
-      all.push(...page.authorizations ?? []);
-      cursor = page.next_cursor ?? void 0;
-    } while (cursor);
-    return all;
+      return [page.authorizations ?? [], page.next_cursor];
+    });
   }
   /** The newest notifications and how many are unread. */
   async notifications() {
@@ -791,6 +783,20 @@ var Connections = class {
     return ok(this.api.GET("/v1/connections/{id}/uploads/{upload_id}", { params: { path: { id: connectionId, upload_id: uploadId } } }));
   }
 };
+async function allPages(page) {
+  const all = [];
+  let cursor;
+  do {
+    const [items, next] = await page(cursor);
+    all.push(...items);
+    cursor = next ?? void 0;
+  } while (cursor);
+  return all;
+}
+function errorLine(e) {
+  const err = e instanceof ConnectionsError ? e : new ConnectionsError("internal", String(e), "Reload the page and try again.");
+  return `${err.code}: ${err.message} ${err.action}`;
+}
 function send(method, url, body, headers, options) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
@@ -869,6 +875,7 @@ export {
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   Connections,
+  errorLine,
   redirectResult,
   createConnections,
   statusLabel

@@ -172,25 +172,17 @@ export class Connections {
 
   /** Every connection of the workspace (all pages), disconnected first. */
   async connections(query: { status?: Status["state"] } = {}): Promise<Connection[]> {
-    const all: Connection[] = [];
-    let cursor: string | undefined;
-    do {
+    return allPages(async (cursor) => {
       const page = await ok(this.api.GET("/v1/connections", { params: { query: { ...query, cursor, limit: 500 } } }));
-      all.push(...(page.connections ?? []));
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor);
-    return all;
+      return [page.connections ?? [], page.next_cursor];
+    });
   }
 
   async authorizations(): Promise<Authorization[]> {
-    const all: Authorization[] = [];
-    let cursor: string | undefined;
-    do {
+    return allPages(async (cursor) => {
       const page = await ok(this.api.GET("/v1/authorizations", { params: { query: { cursor, limit: 500 } } }));
-      all.push(...(page.authorizations ?? []));
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor);
-    return all;
+      return [page.authorizations ?? [], page.next_cursor];
+    });
   }
 
   /** The newest notifications and how many are unread. */
@@ -413,6 +405,24 @@ export class Connections {
   async getUpload(connectionId: string, uploadId: string): Promise<Upload> {
     return ok(this.api.GET("/v1/connections/{id}/uploads/{upload_id}", { params: { path: { id: connectionId, upload_id: uploadId } } })) as Promise<Upload>;
   }
+}
+
+/** Every page of a list route, following its opaque cursors. */
+async function allPages<T>(page: (cursor: string | undefined) => Promise<[T[], string | null | undefined]>): Promise<T[]> {
+  const all: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const [items, next] = await page(cursor);
+    all.push(...items);
+    cursor = next ?? undefined;
+  } while (cursor);
+  return all;
+}
+
+/** "code: message action", as an error line shows it. */
+export function errorLine(e: unknown): string {
+  const err = e instanceof ConnectionsError ? e : new ConnectionsError("internal", String(e), "Reload the page and try again.");
+  return `${err.code}: ${err.message} ${err.action}`;
 }
 
 /** One request with upload progress (fetch reports none). */

@@ -8,6 +8,7 @@
 import {
   Connections,
   ConnectionsError,
+  errorLine,
   redirectResult,
   statusLabel,
   type Authorization,
@@ -323,8 +324,7 @@ export class ConnectionsPanel extends HTMLElement {
         setText(this.ui.status, replacing ? `Replaced the key of ${replacing.name}.` : `Connected ${p.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e as ConnectionsError;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);
@@ -350,9 +350,8 @@ export class ConnectionsPanel extends HTMLElement {
         const up = await sdk.upload(c, chosen, { onProgress: (done, total) => { bar.value = total ? (100 * done) / total : 100; } });
         result.textContent = `${up.state}: ${up.valid_rows ?? 0} rows imported.`;
       } catch (e) {
-        const err = e as ConnectionsError;
-        result.textContent = `${err.code}: ${err.message} ${err.action}`;
-        const upload = (err.details as { upload?: { errors?: { line: number; column?: string | null; code: string; message: string }[] } } | undefined)?.upload;
+        result.textContent = errorLine(e);
+        const upload = ((e as ConnectionsError).details as { upload?: { errors?: { line: number; column?: string | null; code: string; message: string }[] } } | undefined)?.upload;
         for (const r of upload?.errors ?? []) errors.append(el("li", {}, `Line ${r.line}${r.column ? ", " + r.column : ""}: ${r.message} (${r.code})`));
       }
       this.refresh();
@@ -539,8 +538,7 @@ export class ConnectionsPanel extends HTMLElement {
         setText(this.ui.status, `Added ${c.name} on ${a.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e as ConnectionsError;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);
@@ -563,8 +561,7 @@ export class ConnectionsPanel extends HTMLElement {
         setText(this.ui.status, `Renamed to ${renamed.name}.`);
         this.refresh();
       } catch (e) {
-        const err = e as ConnectionsError;
-        error.textContent = `${err.code}: ${err.message} ${err.action ?? ""}`;
+        error.textContent = errorLine(e);
       }
     });
     this.ui.form.replaceChildren(form);

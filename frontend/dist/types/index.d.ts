@@ -147,6 +147,8 @@ export declare class Connections {
     /** One upload's state and report (a presigned upload is processed after it lands). */
     getUpload(connectionId: string, uploadId: string): Promise<Upload>;
 }
+/** "code: message action", as an error line shows it. */
+export declare function errorLine(e: unknown): string;
 /**
  * The outcome of a connection made by redirect, read from the address the
  * platform sent the browser back to (null when it carries none). Remove the

@@ -36,7 +36,7 @@ pub async fn disconnect_authorization(
             connection_ids: up,
             reason: reason.code().to_owned(),
         };
-        Some((app.intend_alert(&event).await?, event))
+        Some(app.intend_alert(&event).await?)
     } else {
         None
     };
@@ -68,7 +68,7 @@ pub async fn disconnect_authorization(
             reason: reason.code().to_owned(),
         };
         match &intent {
-            Some((key, _)) => app.alert_intended(key, &event, "disconnection alert").await,
+            Some(key) => app.alert_intended(key, &event, "disconnection alert").await,
             None => app.alert(&event, "disconnection alert").await,
         }
         let body = EventBody::AuthorizationDisconnected {
@@ -77,7 +77,7 @@ pub async fn disconnect_authorization(
             connection_ids: newly,
         };
         events::emit(app, ws, body).await;
-    } else if let Some((key, _)) = &intent {
+    } else if let Some(key) = &intent {
         // Nothing changed here (another worker got there): its alert is its own.
         let _ = app.repo.forget_key(key).await;
     }

@@ -23,14 +23,9 @@ use crate::domain::{Connection, Status};
 /// the event is kept in the table and the sweep queues it. Only when both
 /// refuse is it lost (logged); the change it describes stands either way.
 pub async fn publish(app: &App, event: ServiceEvent) {
+    // Kept under the event's id: a retry of the same keep writes one item.
     let key = event.id.clone();
-    let message = AlertEvent::Publish { event: Box::new(event), attempt: 0 };
-    if let Err(e) = app.send(&message, 0).await {
-        tracing::warn!(error = %e, event = %key, "the queue refused an event; kept for the sweep");
-        if let Err(e) = app.repo.keep_in_outbox(&key, &message, app.clock.now()).await {
-            tracing::error!(error = %e, event = %key, "an event was lost: neither the queue nor the table took it");
-        }
-    }
+    app.send_or_keep(&AlertEvent::Publish { event: Box::new(event), attempt: 0 }, &key, "event").await;
 }
 
 /// The sweep's part: queues the events the queue refused before.

@@ -343,7 +343,9 @@ pub async fn ingest_bytes(
     match ingest(app, upload, 1, Box::new(std::io::Cursor::new(body)), DIRECT_LIMITS).await {
         Ok(upload) => Ok(upload),
         Err(e) => {
-            not_processed(app, ws, connection, &id).await;
+            if let Ok(current) = app.repo.upload(ws, connection, &id).await {
+                not_processed(app, current).await;
+            }
             Err(e)
         }
     }
@@ -356,11 +358,11 @@ pub async fn ingest_bytes(
 pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
     let mut n = 0;
     for current in app.repo.overdue_uploads(app.clock.now(), 100).await? {
-        let upload = current.value;
-        if upload.source == UploadSource::Presigned && app.sink.size(&object_key(&upload)).await?.is_some() {
-            process_landed(app, &object_key(&upload)).await?;
+        let key = object_key(&current.value);
+        if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
+            process_landed(app, &key).await?;
         } else {
-            not_processed(app, &upload.workspace_id, &upload.connection_id, &upload.id).await;
+            not_processed(app, current).await;
         }
         n += 1;
     }
@@ -370,8 +372,7 @@ pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
 /// A direct upload whose attempt failed on our side says so, rather than
 /// wait for a file it had (nothing of it was imported: its rows only count
 /// once the upload is committed). Best effort: the error goes back either way.
-async fn not_processed(app: &App, ws: &WorkspaceId, connection: &ConnectionId, id: &UploadId) {
-    let Ok(current) = app.repo.upload(ws, connection, id).await else { return };
+async fn not_processed(app: &App, current: Versioned<Upload>) {
     if current.value.state != UploadState::AwaitingFile {
         return;
     }

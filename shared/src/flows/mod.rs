@@ -88,18 +88,22 @@ impl App {
         queues::send(self.queue.as_ref(), message, delay_seconds).await
     }
 
-    /// Sends a message whose loss a later step makes good; a failure is logged.
-    /// Queues an alert. A queue that refuses it gets it later: the alert is
-    /// kept in the table and the sweep queues it. Only when both refuse is
-    /// it lost (logged); the change it tells of stands either way.
-    pub async fn alert(&self, event: &crate::domain::messages::AlertEvent, what: &str) {
-        if let Err(e) = self.send(event, 0).await {
+    /// Queues a notify-queue message (an alert, an event). A queue that
+    /// refuses it gets it later: it is kept in the table under `key` and the
+    /// sweep queues it. Only when both refuse is it lost (logged); the change
+    /// it tells of stands either way.
+    pub async fn send_or_keep(&self, message: &crate::domain::messages::AlertEvent, key: &str, what: &str) {
+        if let Err(e) = self.send(message, 0).await {
             tracing::warn!(error = %e, "the queue refused a {what}; kept for the sweep");
-            let key = uuid::Uuid::new_v4().to_string();
-            if let Err(e) = self.repo.keep_in_outbox(&key, event, self.clock.now()).await {
+            if let Err(e) = self.repo.keep_in_outbox(key, message, self.clock.now()).await {
                 tracing::error!(error = %e, "a {what} was lost: neither the queue nor the table took it");
             }
         }
+    }
+
+    /// Queues an alert, kept for the sweep if the queue refuses it.
+    pub async fn alert(&self, event: &crate::domain::messages::AlertEvent, what: &str) {
+        self.send_or_keep(event, &uuid::Uuid::new_v4().to_string(), what).await;
     }
 
     /// Keeps an alert in the table before the change it tells of is written
@@ -126,6 +130,7 @@ impl App {
         }
     }
 
+    /// Sends a message whose loss a later step makes good; a failure is logged.
     pub async fn send_or_log<M: Message>(&self, message: &M, what: &str) {
         if let Err(e) = self.send(message, 0).await {
             tracing::error!(error = %e, "{what} not queued");

@@ -175,27 +175,7 @@ async fn refresh_holding_lease(
                     auth.access = Some(sealed);
                 }
                 None => {
-                    // The platform may have rotated the refresh token: this
-                    // write is all that keeps the grant, so a failure is tried
-                    // again before giving up (a platform that detects reuse
-                    // revokes the grant when the old token comes back).
-                    let secret = fresh.to_secret();
-                    let mut attempt = 0;
-                    loop {
-                        pace_vault_writes(app.config.vault_writes_per_second).await;
-                        match app.vault.put(&auth.secret.0, &secret).await {
-                            Ok(()) => break,
-                            Err(e) if attempt < VAULT_WRITE_ATTEMPTS - 1 => {
-                                tracing::warn!(authorization = %auth.id, error = %e, attempt, "refreshed tokens not stored yet; trying again");
-                                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
-                                attempt += 1;
-                            }
-                            Err(e) => {
-                                tracing::error!(authorization = %auth.id, error = %e, "refreshed tokens not stored; the lease will expire");
-                                return Err(RefreshError::Transient);
-                            }
-                        }
-                    }
+                    store_tokens(app, &auth, &fresh).await?;
                     auth.access = None;
                 }
             }
@@ -231,6 +211,26 @@ async fn refresh_holding_lease(
             Err(RefreshError::Transient)
         }
     }
+}
+
+/// Writes refreshed tokens to the vault. The platform may have rotated the
+/// refresh token: this write is all that keeps the grant, so a failure is
+/// tried again before giving up (a platform that detects reuse revokes the
+/// grant when the old token comes back).
+async fn store_tokens(app: &App, auth: &Authorization, fresh: &TokenSet) -> Result<(), RefreshError> {
+    let secret = fresh.to_secret();
+    for attempt in 0..VAULT_WRITE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50 << (attempt - 1))).await;
+        }
+        pace_vault_writes(app.config.vault_writes_per_second).await;
+        match app.vault.put(&auth.secret.0, &secret).await {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::warn!(authorization = %auth.id, error = %e, attempt, "refreshed tokens not stored"),
+        }
+    }
+    tracing::error!(authorization = %auth.id, "refreshed tokens not stored after every try; the lease will expire");
+    Err(RefreshError::Transient)
 }
 
 /// Spaces vault writes so a refresh storm stays under Secrets Manager's

@@ -41,15 +41,16 @@ impl Repo {
     /// Forgets the message kept under `key` (an alert's intent, once queued).
     pub async fn forget_key(&self, key: &str) -> Result<(), Error> {
         let (pk, sk) = keys::outbox(key);
-        match self.store().delete(&pk, &sk, Precondition::None).await {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        self.drop_kept(&pk, &sk).await
     }
 
     /// Forgets a kept message once it is queued.
     pub async fn forget(&self, kept: &Kept) -> Result<(), Error> {
-        match self.store().delete(&kept.pk, &kept.sk, Precondition::None).await {
+        self.drop_kept(&kept.pk, &kept.sk).await
+    }
+
+    async fn drop_kept(&self, pk: &str, sk: &str) -> Result<(), Error> {
+        match self.store().delete(pk, sk, Precondition::None).await {
             Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
             Err(e) => Err(e.into()),
         }
