@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use shared::domain::ids::*;
 use shared::domain::messages::AlertEvent;
 use shared::domain::*;
-use shared::ports::QueueKind;
+use shared::ports::{Clock, QueueKind};
 
 use crate::harness::{spawn_app_on, Backend, TestApp};
 
@@ -23,7 +23,9 @@ async fn sent(app: &TestApp, to_domain: &str) -> Vec<(String, String, String)> {
             .map(|(_, e)| (e.to[0].clone(), e.subject, format!("{}\n{}", e.text, e.html)))
             .collect(),
         None => {
-            let data: Value = reqwest::get(format!("{}/moto-api/data.json", crate::harness::moto()))
+            let data: Value = crate::harness::client()
+                .get(format!("{}/moto-api/data.json", crate::harness::moto()))
+                .send()
                 .await
                 .unwrap()
                 .json()
@@ -73,8 +75,13 @@ struct World {
 }
 
 async fn world(backend: Backend, n: usize) -> World {
-    let app =
-        spawn_app_on(backend, &[("DIGEST_WINDOW_SECONDS", "0"), ("APP_BASE_URL", "https://app.example.com")]).await;
+    world_with(backend, n, &[]).await
+}
+
+async fn world_with(backend: Backend, n: usize, env: &[(&str, &str)]) -> World {
+    let mut all = vec![("DIGEST_WINDOW_SECONDS", "0"), ("APP_BASE_URL", "https://app.example.com")];
+    all.extend_from_slice(env);
+    let app = spawn_app_on(backend, &all).await;
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let ws = WorkspaceId::parse(&format!("ws_{tag}")).unwrap();
     let domain = format!("{tag}.example.com");
@@ -225,7 +232,8 @@ async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
         subject.contains("Klaviyo 0") && subject.contains("Acme 0") && subject.contains("disconnected"),
         "{subject}"
     );
-    assert!(body.contains("API key") && body.contains("https://app.example.com/reconnect"), "{body}");
+    let replace = format!("https://app.example.com/replace-key?connection_id={}", w.connections[0].id);
+    assert!(body.contains("API key") && body.contains(&replace), "one button, to replace the key: {body}");
     assert!(!body.contains("pk_SUPERSECRETKEY"), "no key in an email");
 
     // In the app: one notification, with the reconnect action.
@@ -247,7 +255,7 @@ async fn one_email_per_incident_then_a_recovery_notice(backend: Backend) {
     emit(&w, AlertEvent::Recovered { workspace_id: w.ws.clone(), connection_id: w.connections[0].id.clone() }).await;
     notify(&w.app).await;
     let mails = sent(&w.app, &w.domain).await;
-    let recovered: Vec<_> = mails.iter().filter(|m| m.1.contains("recovered")).collect();
+    let recovered: Vec<_> = mails.iter().filter(|m| m.1.contains("is connected again")).collect();
     assert_eq!(recovered.len(), 3, "admin, staff and the member who muted disconnections (recovered is on): {mails:?}");
     let list: Value = w.app.get_json("/v1/notifications", &staff).await;
     assert_eq!(list["notifications"][0]["kind"], "recovered");
@@ -279,7 +287,10 @@ async fn many_breaking_at_once_send_one_digest(backend: Backend) {
     let mails = sent(&w.app, &w.domain).await;
     assert_eq!(mails.len(), 2, "one digest each for admin and staff: {mails:?}");
     for (_, subject, body) in &mails {
-        assert_eq!(subject, "3 data sources need attention");
+        assert_eq!(subject, "3 data sources of 3 clients need you");
+        // Grouped by client (each a heading), in order.
+        let at: Vec<usize> = (0..3).map(|i| body.find(&format!("Acme {i}")).expect("a client heading")).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{body}");
         for i in 0..3 {
             assert!(body.contains(&format!("Klaviyo {i}")), "{body}");
         }
@@ -357,4 +368,274 @@ async fn members_are_managed_by_admins_and_mute_their_own_email() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// Where rendered emails are kept for the browser tests' screenshots.
+pub(crate) fn keep_rendered(name: &str, html: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/emails");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
+}
+
+fn emails_to(app: &TestApp, to: &str) -> Vec<shared::ports::Email> {
+    let sent = app.mailer.as_ref().expect("the embedded mailer").sent();
+    sent.into_iter().map(|(_, e)| e).filter(|e| e.to.iter().any(|t| t == to)).collect()
+}
+
+fn header<'e>(e: &'e shared::ports::Email, name: &str) -> Option<&'e str> {
+    e.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+/// The deployer's brand, the reader's time zone, one button with the right
+/// ids, and a one-click unsubscribe (RFC 8058) that works without signing
+/// in, changes nothing on a GET, and explains an altered or expired link.
+#[tokio::test]
+async fn a_branded_email_in_the_readers_time_with_one_action_unsubscribes_in_one_click() {
+    let w = world_with(
+        Backend::Embedded,
+        2,
+        &[
+            ("BRAND_PRODUCT_NAME", "Acme Insights"),
+            ("BRAND_LOGO_URL", "https://cdn.acme.test/logo.png"),
+            ("BRAND_ACCENT_COLOR", "#0f766e"),
+            ("BRAND_FOOTER_ADDRESS", "Acme Inc., 1 Main Street, Springfield"),
+        ],
+    )
+    .await;
+    let (app, ws) = (&w.app, w.ws.as_str());
+    let admin = app.token(ws, "admin", "admin").await;
+    let patch = |body: Value| {
+        let (http, url, token) = (app.http.clone(), app.url("/v1/members/me"), admin.clone());
+        async move {
+            let r = http.patch(url).bearer_auth(token).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, bad) = patch(json!({"time_zone": "Mars/Olympus_Mons"})).await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["error"]["message"].as_str().unwrap().contains("Europe/Paris"), "says what a zone looks like: {bad}");
+    let (status, me) = patch(json!({"time_zone": "Europe/Paris"})).await;
+    assert_eq!((status, me["time_zone"].as_str(), me["email_opt_out"].clone()), (200, Some("Europe/Paris"), json!([])));
+
+    let at = app.clock.now();
+    emit(&w, disconnected(&w, 0)).await;
+    notify(app).await;
+    let mine = emails_to(app, &format!("admin@{}", w.domain));
+    assert_eq!(mine.len(), 1);
+    let e = &mine[0];
+    keep_rendered("disconnected-api-key", &e.html);
+    assert_eq!(e.from, "\"Acme Insights alerts\" <alerts@example.com>");
+    assert_eq!(e.subject, "Acme 0 · Klaviyo 0 on Klaviyo is disconnected");
+    let paris = shared::domain::email::local_time(at, shared::domain::email::time_zone(Some("Europe/Paris")));
+    assert!(paris.ends_with("CET") || paris.ends_with("CEST"), "{paris}");
+    assert!(e.text.contains(&format!("Since: {paris}")), "the reader's time: {}", e.text);
+    let replace = format!("Replace key: https://app.example.com/replace-key?connection_id={}", w.connections[0].id);
+    assert!(e.text.contains(&replace), "one action, with its ids: {}", e.text);
+    assert!(e.text.contains("The platform no longer accepts the API key."), "{}", e.text);
+    assert!(e.text.contains(&format!("Authorized by: admin@{}", w.domain)), "{}", e.text);
+    assert!(e.text.contains("can replace the key"), "{}", e.text);
+    for part in [&e.html, &e.text] {
+        assert!(part.contains("Acme Inc., 1 Main Street, Springfield"), "the footer address");
+    }
+    assert!(e.html.contains("https://cdn.acme.test/logo.png") && e.html.contains("#0f766e"), "the brand");
+    assert!(!e.html.to_lowercase().contains("<script") && !e.html.contains("@import") && !e.html.contains("<link"));
+    let everything = format!("{}{}{}{:?}", e.subject, e.text, e.html, e.headers);
+    assert!(!everything.contains("pk_SUPERSECRET"), "no key in any part of an email");
+    let staff = emails_to(app, &format!("staff@{}", w.domain));
+    assert!(staff[0].text.contains(" UTC\n"), "a member with no zone reads UTC: {}", staff[0].text);
+
+    // RFC 8058: the link in the header, and the one-click POST it takes.
+    assert_eq!(header(e, "List-Unsubscribe-Post"), Some("List-Unsubscribe=One-Click"));
+    let link = header(e, "List-Unsubscribe").unwrap().trim_matches(|c| c == '<' || c == '>').to_owned();
+    assert!(link.starts_with(&app.url("/v1/email/unsubscribe?token=")), "{link}");
+    assert!(e.text.contains(&link), "the plain part carries it too");
+    let opt_out = || async {
+        let members = app.get_json("/v1/members", &admin).await;
+        let me = members["members"].as_array().unwrap().iter().find(|m| m["user_id"] == "admin").unwrap().clone();
+        me["email_opt_out"].clone()
+    };
+    // A GET (a person, or a scanner following links) only asks.
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Stop disconnection alerts by email") && html.contains("method=\"post\""), "{html}");
+    assert_eq!(opt_out().await, json!([]), "a GET changes nothing");
+    let one_click = |url: String| {
+        let http = app.http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("List-Unsubscribe=One-Click")
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let (status, done) = one_click(link.clone()).await;
+    assert_eq!(status, 200, "{done}");
+    assert!(done.contains("no more disconnection alerts"), "{done}");
+    assert_eq!(opt_out().await, json!(["disconnected"]));
+    assert_eq!(one_click(link.clone()).await.0, 200, "twice is once");
+    assert_eq!(opt_out().await, json!(["disconnected"]));
+
+    // The next disconnection: no email to this member; others still; the
+    // in-app notification all the same.
+    emit(&w, disconnected(&w, 1)).await;
+    notify(app).await;
+    assert_eq!(emails_to(app, &format!("admin@{}", w.domain)).len(), 1, "unsubscribed");
+    assert_eq!(emails_to(app, &format!("staff@{}", w.domain)).len(), 2);
+    let notes = app.get_json("/v1/notifications", &admin).await;
+    assert_eq!(notes["notifications"].as_array().unwrap().len(), 2);
+
+    // An altered link, and one past its 90 days, say so (code, what to do).
+    let mut altered = link.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    let (status, page) = one_click(altered).await;
+    assert_eq!(status, 400);
+    assert!(page.contains("email_link_invalid") && page.contains("email preferences"), "{page}");
+    app.clock.advance(chrono::Duration::days(91));
+    let (status, page) = one_click(link).await;
+    assert_eq!(status, 410);
+    assert!(page.contains("email_link_expired") && page.contains("newer email"), "{page}");
+}
+
+/// Every kind of alert, on an OAuth grant shared by two clients: the
+/// platform's display name, data source and client, the account, who
+/// authorized it and who can fix it, when, and one button with the right
+/// ids; a recovery says how long data was missing. No token anywhere.
+#[tokio::test]
+async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
+    let app =
+        spawn_app_on(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0"), ("APP_BASE_URL", "https://app.example.com")])
+            .await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let ws = format!("ws_kinds_{tag}");
+    let admin = app.token(&ws, "admin", "admin").await;
+    for (user, role, name) in [("admin", "admin", "Ada Admin"), ("u", "staff", "Uma Staff")] {
+        let body = json!({"email": format!("{user}@kinds.test"), "role": role, "display_name": name});
+        let r = app.http.put(app.url(&format!("/v1/members/{user}"))).bearer_auth(&admin).json(&body).send().await;
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    let account = format!("acct_kinds_{tag}");
+    let (auth, conn) = crate::lifecycle::connect_sandbox(&app, &ws, &account).await;
+    let secret = crate::lifecycle::tokens(&app, &auth).await;
+    let repo = &app.stack.app.repo;
+    let wsid = WorkspaceId::parse(&ws).unwrap();
+    let v = repo.connection(&wsid, &conn.id).await.unwrap();
+    let mut c = v.value;
+    c.client = Some(ClientRef { id: ClientId::parse("globex").unwrap(), name: "Globex".into() });
+    c.stale = Some(Staleness { reason: StaleReason::NoSuccessfulSync, since: app.clock.now() });
+    repo.save(&c, v.version).await.unwrap();
+    crate::harness::drain_notify(&app.stack.app).await;
+    let q = &app.stack.app;
+    let to_admin = |app: &TestApp| emails_to(app, "admin@kinds.test");
+    let mut seen = 0;
+    let mut next = |app: &TestApp| {
+        let all = to_admin(app);
+        let new: Vec<_> = all[seen..].to_vec();
+        seen = all.len();
+        new
+    };
+    let sync = format!("See the sync: https://app.example.com/sync?connection_id={}", c.id);
+    let reconnect =
+        format!("Reconnect: https://app.example.com/reconnect?connection_id={}&authorization_id={}", c.id, auth.id);
+    let common = |e: &shared::ports::Email| {
+        assert!(e.text.contains("Agency grant on Sandbox (OAuth 2.0)"), "display names: {}", e.text);
+        assert!(e.text.contains(&format!("Account: Sandbox account {account} ({account})")), "{}", e.text);
+        let all = format!("{}{}{}", e.subject, e.text, e.html);
+        assert!(!all.contains(&secret.access_token) && !all.contains(secret.refresh_token.as_deref().unwrap()));
+    };
+
+    q.send(
+        &AlertEvent::SyncFailed {
+            workspace_id: wsid.clone(),
+            connection_id: c.id.clone(),
+            reason: "platform_unavailable".into(),
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    notify(&app).await;
+    let [e] = next(&app).try_into().expect("one email");
+    keep_rendered("sync-failed", &e.html);
+    common(&e);
+    assert_eq!(e.subject, "Globex · Agency grant on Sandbox (OAuth 2.0) failed to sync");
+    assert!(e.text.contains("the platform did not answer") && e.text.contains(&sync), "{}", e.text);
+
+    q.send(
+        &AlertEvent::DataNotSyncing {
+            workspace_id: wsid.clone(),
+            connection_id: c.id.clone(),
+            reason: "no_successful_sync".into(),
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    notify(&app).await;
+    let [e] = next(&app).try_into().expect("one email");
+    keep_rendered("stale-data", &e.html);
+    common(&e);
+    assert_eq!(e.subject, "Globex · Agency grant on Sandbox (OAuth 2.0) is not syncing");
+    assert!(e.text.contains("No sync has succeeded") && e.text.contains(&sync), "{}", e.text);
+
+    let expires = app.clock.now() + chrono::Duration::days(6);
+    q.send(
+        &AlertEvent::ExpiringSoon {
+            workspace_id: wsid.clone(),
+            authorization_id: auth.id.clone(),
+            expires_at: expires,
+        },
+        0,
+    )
+    .await
+    .unwrap();
+    notify(&app).await;
+    let [e] = next(&app).try_into().expect("one email");
+    keep_rendered("expiring-soon", &e.html);
+    assert!(e.subject.ends_with("needs reconnecting soon"), "{}", e.subject);
+    assert!(e.text.contains(&expires.format("%Y-%m-%d").to_string()), "{}", e.text);
+    assert!(e.text.contains("Authorized by: Uma Staff (u@kinds.test)"), "{}", e.text);
+
+    // The platform revokes the grant; a second client's data source shares it.
+    let mut second = c.clone();
+    second.id = ConnectionId::generate();
+    second.name = "Second store".into();
+    second.client = Some(ClientRef { id: ClientId::parse("initech").unwrap(), name: "Initech".into() });
+    second.stale = None;
+    repo.create(&second).await.unwrap();
+    let revoked_at = app.clock.now();
+    app.http.post(app.url(&format!("/sandbox/control/revoke?account={account}"))).send().await.unwrap();
+    app.clock.advance(chrono::Duration::minutes(61));
+    shared::flows::sweep::sweep(q).await.unwrap();
+    notify(&app).await;
+    let mut got = next(&app);
+    let e = got.pop().expect("the disconnection");
+    keep_rendered("disconnected-digest", &e.html);
+    common(&e);
+    assert_eq!(e.subject, "2 data sources of 2 clients need you", "{:?}", got);
+    assert!(e.text.find("Globex\n").unwrap() < e.text.find("Initech\n").unwrap(), "by client: {}", e.text);
+    assert!(e.text.contains(&reconnect), "{}", e.text);
+    assert!(e.text.contains("Authorized by: Uma Staff (u@kinds.test)"), "{}", e.text);
+    assert!(
+        e.text.contains("can reconnect it, signing in to Sandbox (OAuth 2.0) as someone with access to"),
+        "{}",
+        e.text
+    );
+    assert!(revoked_at <= app.clock.now());
+
+    // Recovered three hours later: how long data was missing, and backfilled.
+    app.clock.advance(chrono::Duration::hours(3));
+    q.send(&AlertEvent::Recovered { workspace_id: wsid.clone(), connection_id: c.id.clone() }, 0).await.unwrap();
+    notify(&app).await;
+    let recovered: Vec<_> = next(&app).into_iter().filter(|e| e.subject.contains("connected again")).collect();
+    let e = recovered.first().expect("a recovery notice");
+    keep_rendered("recovered", &e.html);
+    assert!(e.text.contains("Data missing: about") && e.text.contains("nothing is lost"), "{}", e.text);
+    assert!(!e.text.contains("Reconnect:"), "nothing to do: {}", e.text);
 }

@@ -751,6 +751,10 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
         || (mine.len() == 2 && faults.injected.load(Ordering::SeqCst) + faults.crashes.load(Ordering::SeqCst) > 0);
     if disconnected != 1 || !emails_ok {
         let subjects: Vec<&str> = mine.iter().map(|(_, e)| e.subject.as_str()).collect();
+        if std::env::var("FAULT_DEBUG").is_ok() {
+            eprintln!("{}", app.dump_state().await);
+            eprintln!("{:?}", emails.iter().map(|(_, e)| (&e.to, &e.subject)).collect::<Vec<_>>());
+        }
         return Err(format!(
             "{disconnected} in-app notifications and {} emails for one incident: {subjects:?}",
             mine.len()

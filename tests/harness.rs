@@ -17,6 +17,19 @@ use shared::ports::Clock;
 use shared::wiring::{App, EmbeddedPorts, Ports};
 
 /// The moto server of this test binary: its endpoint.
+/// An HTTP client that acts as a browser: no redirect followed by itself,
+/// and a cookie jar (the OAuth flow is bound to the browser that launched it).
+pub fn browser() -> reqwest::Client {
+    shared::adapters::tls::install_default_provider();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().expect("client")
+}
+
+/// A plain HTTP client (the process's TLS provider installed first).
+pub fn client() -> reqwest::Client {
+    shared::adapters::tls::install_default_provider();
+    reqwest::Client::new()
+}
+
 pub fn moto() -> &'static str {
     static MOTO: OnceLock<String> = OnceLock::new();
     MOTO.get_or_init(start_moto)
@@ -199,11 +212,7 @@ pub async fn spawn_app_ports(
     tokio::spawn(local_stack::serve(listener, stack.clone()));
     // A browser: no redirect followed by itself, and a cookie jar (the
     // OAuth flow is bound to the browser that launched it).
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .expect("client");
+    let http = browser();
     TestApp { base, stack, http, clock, mailer, bus, dump }
 }
 

@@ -120,6 +120,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             // flows::events::deliver: the bus, and the webhook's signing secret
             (vec!["events:PutEvents"], vec!["bus"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:webhook-*"]),
+            // flows::alerts::unsubscribe_link: the key that signs emails' unsubscribe links
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
         ]),
     ]
 }

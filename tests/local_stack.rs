@@ -48,8 +48,7 @@ async fn embedded_state_survives_a_restart() {
     let dir = std::env::temp_dir().join(format!("connections-boot-{}", uuid::Uuid::new_v4().simple()));
     let env =
         HashMap::from([("DATA_DIR", dir.display().to_string()), ("ALLOWED_ORIGINS", "https://app.example.com".into())]);
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let http = crate::harness::browser();
 
     let (base, _first) = boot(env.clone()).await;
     let t = token(&http, &base).await;
@@ -91,7 +90,7 @@ async fn the_aws_backend_provisions_and_serves_against_an_endpoint() {
     ]);
     let (base, stack) = boot(env).await;
     assert!(matches!(stack.app.config.backend, shared::config::Backend::Aws { .. }));
-    let http = reqwest::Client::new();
+    let http = crate::harness::client();
     assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), 200);
     let t = token(&http, &base).await;
     let r = http.get(format!("{base}/v1/connections")).bearer_auth(&t).send().await.unwrap();
@@ -111,8 +110,7 @@ async fn a_sandbox_connection_syncs_to_connected_through_the_queue() {
         ),
         ("ALLOWED_ORIGINS", "https://app.example.com".into()),
     ]);
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let http = crate::harness::browser();
     let (base, stack) = boot(env.clone()).await;
     let t = token(&http, &base).await;
     let page = connect_sandbox(
@@ -159,8 +157,7 @@ async fn the_whole_journey_connect_revoke_alert_reconnect_resume() {
         ("ALLOWED_ORIGINS", "https://app.example.com".into()),
         ("DIGEST_WINDOW_SECONDS", "0".into()),
     ]);
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let http = crate::harness::browser();
     let (base, stack) = boot(env).await;
     let t = token(&http, &base).await;
     let r = http
@@ -279,8 +276,7 @@ async fn a_loopback_webhook_receives_signed_events_from_the_running_stack() {
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     assert!(booted.banner.contains("events.jsonl") && booted.banner.contains("webhook-secret"), "{}", booted.banner);
     tokio::spawn(local_stack::serve(listener, booted.stack));
-    let http =
-        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).cookie_store(true).build().unwrap();
+    let http = crate::harness::browser();
     let t = token(&http, &base).await;
     let body = json!({"platform": "sandbox_oauth", "name": "Hooked", "return_to": "https://app.example.com"});
     let page = connect_sandbox(&http, &base, &t, body, "acct_hook").await;
@@ -304,6 +300,45 @@ async fn a_loopback_webhook_receives_signed_events_from_the_running_stack() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(dir.join("webhook-secret")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The local outbox in a browser: the emails the embedded mailer wrote,
+/// newest first, subjects decoded; each opens as its HTML part (no script
+/// may run) or as the whole message with its headers; nothing else is read.
+#[tokio::test]
+async fn the_local_outbox_lists_sent_emails_and_opens_each() {
+    let dir = std::env::temp_dir().join(format!("connections-outbox-{}", uuid::Uuid::new_v4().simple()));
+    let (base, stack) = boot(HashMap::from([("DATA_DIR", dir.display().to_string())])).await;
+    let http = crate::harness::client();
+    let empty = http.get(format!("{base}/local/outbox")).send().await.unwrap().text().await.unwrap();
+    assert!(empty.contains("No email yet"), "{empty}");
+    let email = shared::ports::Email {
+        from: "\"Connections alerts\" <alerts@example.com>".into(),
+        to: vec!["admin@example.com".into()],
+        subject: "Acme · Search on Google Ads is disconnected".into(),
+        text: "Reconnect it.".into(),
+        html: "<p>Reconnect <b>it</b>.</p>".into(),
+        headers: vec![("List-Unsubscribe".into(), "<http://127.0.0.1/v1/email/unsubscribe?token=t>".into())],
+    };
+    stack.app.mailer.send(&email).await.unwrap();
+    let list = http.get(format!("{base}/local/outbox/")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        list.contains("Acme · Search on Google Ads is disconnected") && list.contains("admin@example.com"),
+        "{list}"
+    );
+    let html_link = list.split("href=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let part = http.get(format!("{base}{html_link}")).send().await.unwrap();
+    let csp = part.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.starts_with("default-src 'none'") && !csp.contains("script"), "{csp}");
+    assert_eq!(part.text().await.unwrap(), "<p>Reconnect <b>it</b>.</p>");
+    let eml =
+        http.get(format!("{base}{}", html_link.replace(".html", ".eml"))).send().await.unwrap().text().await.unwrap();
+    assert!(eml.contains("List-Unsubscribe: <http://127.0.0.1/v1/email/unsubscribe?token=t>"), "{eml}");
+    assert!(eml.contains("Subject: =?UTF-8?B?"), "a non-ASCII subject is an encoded word: {eml}");
+    for bad in ["/local/outbox/..%2Fservice-token", "/local/outbox/service-token", "/local/outbox/.hidden.html"] {
+        assert_eq!(http.get(format!("{base}{bad}")).send().await.unwrap().status(), 404, "{bad}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -928,7 +928,10 @@ async fn a_flow_finished_in_another_browser_than_it_started_in_is_refused() {
     // victim, whose browser has no cookie of this flow.
     let (_, started) = start(&app, &attacker, start_body("sandbox_oauth")).await;
     let authorize_url = started["authorize_url"].as_str().unwrap();
-    let victim = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let victim = {
+        shared::adapters::tls::install_default_provider();
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+    };
     let r = victim.get(format!("{authorize_url}&auto_approve=acct_victim")).send().await.unwrap();
     let callback = r.headers()["location"].to_str().unwrap().to_owned();
     let body = victim.get(&callback).send().await.unwrap().text().await.unwrap();

@@ -245,6 +245,10 @@ async fn mailer_sends(p: Ports) {
         subject: "Shopify disconnected".into(),
         text: "Reconnect it.".into(),
         html: "<p>Reconnect it.</p>".into(),
+        headers: vec![
+            ("List-Unsubscribe".into(), "<https://api.example.com/v1/email/unsubscribe?token=t>".into()),
+            ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
+        ],
     };
     let id = p.mailer.send(&email).await.unwrap();
     assert!(!id.is_empty());

@@ -41,6 +41,8 @@ pub struct Config {
     /// Origins allowed for CORS and for `return_to`, compared exactly.
     pub allowed_origins: Vec<String>,
     pub alert_sender: String,
+    /// The deployer's brand on alert emails (`BRAND_*`).
+    pub brand: crate::domain::email::Brand,
     pub catalog_overrides: Option<String>,
     pub sandbox_platforms: bool,
     /// Receives before a message goes to the DLQ (embedded queue; SQS uses
@@ -166,7 +168,31 @@ impl Config {
         }
         let app_base_url =
             get("APP_BASE_URL").or_else(|| allowed_origins.first().cloned()).unwrap_or_else(|| public_base_url.clone());
+        let brand = {
+            let default = crate::domain::email::Brand::default();
+            let product_name = get("BRAND_PRODUCT_NAME").unwrap_or(default.product_name);
+            let logo_url = get("BRAND_LOGO_URL");
+            if let Some(logo) = &logo_url {
+                if url::Url::parse(logo).map(|u| u.scheme() != "https").unwrap_or(true) {
+                    return Err(Error::Config(
+                        "BRAND_LOGO_URL must be an https URL (mail clients block others)".into(),
+                    ));
+                }
+            }
+            let accent = get("BRAND_ACCENT_COLOR").unwrap_or(default.accent);
+            if !crate::domain::email::valid_accent(&accent) {
+                return Err(Error::Config(format!("BRAND_ACCENT_COLOR must be #rrggbb, not {accent}")));
+            }
+            crate::domain::email::Brand {
+                sender_name: get("BRAND_SENDER_NAME").unwrap_or_else(|| format!("{product_name} alerts")),
+                product_name,
+                logo_url,
+                accent,
+                footer_address: get("BRAND_FOOTER_ADDRESS").unwrap_or_default(),
+            }
+        };
         let config = Config {
+            brand,
             app_base_url,
             table_name: get("TABLE_NAME").unwrap_or_else(|| format!("connections-{stage}-state")),
             bucket_name: get("BUCKET_NAME").unwrap_or_else(|| format!("connections-{stage}-records")),

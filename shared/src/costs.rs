@@ -232,11 +232,11 @@ impl Report {
 }
 
 /// Counts, hashes and limits the bytes read through it. The hash is
-/// AWS-LC's SHA-256, which uses the CPU's SHA instructions where there are
-/// some, whatever the build's optimisation level.
+/// ring's SHA-256, assembly that uses the CPU's SHA instructions where there
+/// are some, whatever the build's optimisation level.
 struct Metered<R> {
     inner: R,
-    hash: aws_lc_rs::digest::Context,
+    hash: ring::digest::Context,
     bytes: u64,
     max: u64,
 }
@@ -381,7 +381,7 @@ pub fn validate<R: Read>(
 ) -> Result<Report, FileError> {
     let mut metered = Metered {
         inner: reader,
-        hash: aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256),
+        hash: ring::digest::Context::new(&ring::digest::SHA256),
         bytes: 0,
         max: limits.max_bytes,
     };

@@ -130,6 +130,8 @@ pub struct Email {
     pub subject: String,
     pub text: String,
     pub html: String,
+    /// Extra headers (`List-Unsubscribe`, `List-Unsubscribe-Post`).
+    pub headers: Vec<(String, String)>,
 }
 
 #[async_trait]

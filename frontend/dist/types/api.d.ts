@@ -377,7 +377,7 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
-        /** Turn email off (or on) per alert kind for yourself; in-app notifications always exist. */
+        /** Your own email settings: turn email off (or on) per alert kind, and the time zone emails use; in-app notifications always exist. */
         patch: operations["updateMe"];
         trace?: never;
     };
@@ -602,6 +602,24 @@ export interface paths {
         post?: never;
         /** Lifts the suppression of a member's email address (SES reported a hard bounce or a complaint; GET /v1/members shows it as email_suppressed): alert emails reach it again. Admins. */
         delete: operations["liftEmailSuppression"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/email/unsubscribe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The page an email's unsubscribe link opens: it asks, and its button POSTs (a GET changes nothing, so link scanners cannot unsubscribe anyone). No sign-in. */
+        get: operations["unsubscribePage"];
+        put?: never;
+        /** One-click unsubscribe (RFC 8058, `List-Unsubscribe-Post: List-Unsubscribe=One-Click`): the link's member gets no more email of the link's kind. Idempotent; no sign-in; the body is ignored. */
+        post: operations["unsubscribe"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -908,6 +926,8 @@ export interface components {
             email_opt_out?: ("sync_failed" | "disconnected" | "data_not_syncing" | "expiring_soon" | "recovered")[];
             updated_at?: string;
             client_ids?: string[];
+            /** @description IANA time zone of times in emails; absent: UTC. */
+            time_zone?: string | null;
         };
         InstallClaimed: {
             connection_id: string | null;
@@ -2583,6 +2603,8 @@ export interface operations {
                     email_opt_out?: ("sync_failed" | "disconnected" | "expiring_soon" | "recovered" | "data_not_syncing")[];
                     /** @description For a client viewer: the clients whose connections, authorizations and exports they may see (nothing else). */
                     client_ids?: string[];
+                    /** @description IANA time zone of times in this member's emails (`Europe/Paris`); null or absent: UTC. Anything else is `invalid_input` (422). */
+                    time_zone?: string | null;
                 };
             };
         };
@@ -2637,7 +2659,9 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": {
-                    email_opt_out: ("sync_failed" | "disconnected" | "expiring_soon" | "recovered" | "data_not_syncing")[];
+                    email_opt_out?: ("sync_failed" | "disconnected" | "expiring_soon" | "recovered" | "data_not_syncing")[];
+                    /** @description IANA time zone of times in this member's emails (`Europe/Paris`); null or absent: UTC. Anything else is `invalid_input` (422). */
+                    time_zone?: string | null;
                 };
             };
         };
@@ -2671,6 +2695,15 @@ export interface operations {
                 };
             };
             415: components["responses"]["UnsupportedMediaType"];
+            /** @description `invalid_input`: an unknown time zone (the message says what one looks like). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     readNotification: {
@@ -3994,6 +4027,106 @@ export interface operations {
                 };
             };
             422: components["responses"]["InvalidInput"];
+        };
+    };
+    unsubscribePage: {
+        parameters: {
+            query: {
+                /** @description The signed token of the email's link (member, kind of email, expiry). */
+                token: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page naming the kind of email and the address, with a Stop these emails button. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `email_link_invalid`: altered, cut short or signed by another key. An HTML page with the code, message and what to do. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `not_found`: the member was removed from the workspace. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `email_link_expired`: older than 90 days. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+        };
+    };
+    unsubscribe: {
+        parameters: {
+            query: {
+                /** @description The signed token of the email's link (member, kind of email, expiry). */
+                token: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done: a page saying so, with a link to email preferences. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `email_link_invalid`: altered, cut short or signed by another key. An HTML page with the code, message and what to do. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `not_found`: the member was removed from the workspace. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description `email_link_expired`: older than 90 days. */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
         };
     };
 }

@@ -56,6 +56,7 @@ fn main() {
         .unwrap();
         let stack = booted.stack.clone();
         tokio::spawn(local_stack::serve(listener, booted.stack));
+        shared::adapters::tls::install_default_provider();
         let client = reqwest::Client::new();
         println!(
             "{:>12} {:>10} {:>10} {:>16} {:>16}",

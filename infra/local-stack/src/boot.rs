@@ -123,6 +123,7 @@ pub async fn boot(
          console:   {base}/  (open it in a browser)\n  \
          health:    {base}/health\n  \
          catalog:   {base}/v1/providers\n  \
+         outbox:    {base}/local/outbox  (alert emails sent)\n  \
          dev token: curl -s -X POST {base}/dev/token -H 'content-type: application/json' \
          -d '{{\"workspace_id\":\"ws_demo\",\"user_id\":\"u_admin\",\"role\":\"admin\",\"email\":\"admin@example.com\"}}'\
          {events}{webhook}{service}"

@@ -28,7 +28,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response<Full<Bytes>
 /// The console's files, by path.
 pub fn serve(path: &str) -> Option<Response<Full<Bytes>>> {
     match path {
-        "/" | "/index.html" | "/reconnect" => Some(asset("text/html; charset=utf-8", INDEX)),
+        // The pages emails' buttons lead to (APP_BASE_URL is the console locally).
+        "/" | "/index.html" | "/reconnect" | "/replace-key" | "/upload" | "/sync" | "/settings/email" => {
+            Some(asset("text/html; charset=utf-8", INDEX))
+        }
         "/console.js" => Some(asset("text/javascript; charset=utf-8", SCRIPT)),
         "/console.css" => Some(asset("text/css; charset=utf-8", STYLE)),
         "/panel.js" => Some(asset("text/javascript; charset=utf-8", PANEL)),

@@ -103,6 +103,11 @@ async fn route(stack: &LocalStack, request: Request<Bytes>) -> Reply {
     if request.method() == Method::OPTIONS {
         return preflight(stack, request.headers().get(header::ORIGIN));
     }
+    if request.method() == Method::GET {
+        if let Some(r) = crate::outbox::serve(stack, &path) {
+            return r;
+        }
+    }
     match (request.method(), path.as_str()) {
         (&Method::GET, p) if crate::console::serve(p).is_some() => {
             return crate::console::serve(p).expect("checked");

@@ -8,6 +8,7 @@ mod boot;
 pub mod console;
 pub mod devtoken;
 pub mod gateway;
+mod outbox;
 pub mod sandbox;
 mod uploads;
 pub mod workers;

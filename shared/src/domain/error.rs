@@ -59,6 +59,10 @@ pub enum Error {
     PathNotAllowed(&'static str),
     #[error("the credentials route is off in this deployment")]
     CredentialsRouteDisabled,
+    #[error("the email link is not valid")]
+    EmailLinkInvalid,
+    #[error("the email link has expired")]
+    EmailLinkExpired,
     #[error("only OAuth connections have an access token")]
     NotAnOAuthConnection,
     #[error("the platform's token could not be renewed just now")]

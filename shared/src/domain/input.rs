@@ -33,6 +33,14 @@ pub fn check_name(name: &str) -> Result<String, Error> {
 
 /// One email address, trimmed: a local part, one `@`, a domain; nothing
 /// that would make it a list or a display name (`,` `;` `<` `>` `"`).
+/// A member's time zone: an IANA name ("Europe/Paris", "UTC").
+pub fn check_time_zone(name: &str) -> Result<String, Error> {
+    let name = name.trim();
+    name.parse::<chrono_tz::Tz>().map(|tz| tz.name().to_owned()).map_err(|_| {
+        Error::invalid("time_zone", "must be an IANA time zone name such as Europe/Paris or America/New_York")
+    })
+}
+
 pub fn check_email(email: &str) -> Result<String, Error> {
     let e = email.trim();
     let ok = e.len() <= 254

@@ -3,6 +3,7 @@
 //! queue messages, and the errors every layer speaks.
 
 pub mod audit;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod ids;

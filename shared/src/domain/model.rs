@@ -103,6 +103,9 @@ pub struct Member {
     /// Alert kinds this member turned email off for.
     #[serde(default)]
     pub email_opt_out: Vec<AlertKind>,
+    /// The IANA time zone emails give times in (UTC when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// The clients a client viewer may see (ignored for other roles).
     #[serde(default)]
     pub client_ids: Vec<ClientId>,

@@ -8,9 +8,9 @@
 //! nowhere else; one that does not open (another key, a tampered item) is
 //! as good as absent: the vault's copy or a refresh takes its place.
 
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,8 @@ pub struct SealedToken {
 pub struct TokenKey {
     pub id: String,
     key: LessSafeKey,
+    /// Signs links that act without a sign-in (email unsubscribe).
+    links: ring::hmac::Key,
 }
 
 impl std::fmt::Debug for TokenKey {
@@ -52,7 +54,7 @@ impl TokenKey {
     /// key, and the id says nothing of the key). A value too short to hold
     /// a key's worth of chance is refused.
     pub fn from_secret(secret: &SecretString) -> Option<Self> {
-        use aws_lc_rs::digest::{digest, SHA256};
+        use ring::digest::{digest, SHA256};
         let value = secret.expose_secret().trim();
         if value.len() < 32 {
             return None;
@@ -60,12 +62,26 @@ impl TokenKey {
         let key = digest(&SHA256, value.as_bytes());
         let id = digest(&SHA256, format!("token-key-id:{value}").as_bytes());
         let id = format!("k{}", &hex::encode(id.as_ref())[..12]);
-        Some(Self::from_bytes(id, key.as_ref()))
+        let links = digest(&SHA256, format!("link-signing:{value}").as_bytes());
+        Some(Self::from_bytes(id, key.as_ref(), links.as_ref()))
     }
 
-    fn from_bytes(id: String, bytes: &[u8]) -> Self {
+    fn from_bytes(id: String, bytes: &[u8], links: &[u8]) -> Self {
         let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).expect("a 32-byte key"));
-        Self { id, key }
+        Self { id, key, links: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, links) }
+    }
+
+    /// A signature of `message` for a link (HMAC-SHA256 under a key derived
+    /// from the vault value under its own label, so it opens no token).
+    pub fn sign_link(&self, message: &[u8]) -> String {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::hmac::sign(&self.links, message))
+    }
+
+    /// Whether `signature` is this key's signature of `message` (in constant time).
+    pub fn verify_link(&self, message: &[u8], signature: &str) -> bool {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(signature)
+            .is_ok_and(|tag| ring::hmac::verify(&self.links, message, &tag).is_ok())
     }
 
     /// Seals `access` for the authorization `bound_to`.
@@ -131,5 +147,16 @@ mod tests {
         altered.ciphertext = B64.encode(bytes);
         assert_eq!(key.open("auth_1", &altered), None, "tampered");
         assert_ne!(key.seal("auth_1", "x", None, now).nonce, key.seal("auth_1", "x", None, now).nonce);
+    }
+
+    #[test]
+    fn link_signatures_verify_only_their_message_under_their_key() {
+        let key = TokenKey::from_secret(&TokenKey::generate()).unwrap();
+        let sig = key.sign_link(b"ws_1.user_1.disconnected");
+        assert!(key.verify_link(b"ws_1.user_1.disconnected", &sig));
+        assert!(!key.verify_link(b"ws_1.user_2.disconnected", &sig));
+        assert!(!key.verify_link(b"ws_1.user_1.disconnected", "not base64!"));
+        let other = TokenKey::from_secret(&TokenKey::generate()).unwrap();
+        assert!(!other.verify_link(b"ws_1.user_1.disconnected", &sig));
     }
 }

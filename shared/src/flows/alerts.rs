@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::App;
+use crate::domain::email::{self, Button, FooterLinks, MailItem, Reader, Unsubscribe, UNSUBSCRIBE_DAYS};
 use crate::domain::error::{Error, MailError};
 use crate::domain::ids::*;
 use crate::domain::messages::AlertEvent;
@@ -27,16 +28,20 @@ use crate::ports::Email;
 struct Pending {
     incident: String,
     kind: AlertKind,
-    lines: Vec<String>,
-    links: Vec<String>,
-    subject_hint: String,
+    items: Vec<MailItem>,
 }
 
-/// Where the frontend's reconnect flow starts for a connection or grant.
-pub fn reconnect_link(app: &App, connection: Option<&ConnectionId>, authorization: Option<&AuthorizationId>) -> String {
+/// A page of the frontend an email's button leads to, with the ids it acts
+/// on: `{APP_BASE_URL}/{page}?connection_id=…&authorization_id=…`.
+pub fn app_link(
+    app: &App,
+    page: &str,
+    connection: Option<&ConnectionId>,
+    authorization: Option<&AuthorizationId>,
+) -> String {
     let mut url = url::Url::parse(&app.config.app_base_url)
         .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("static URL"));
-    url.set_path("/reconnect");
+    url.set_path(&format!("/{page}"));
     {
         let mut q = url.query_pairs_mut();
         if let Some(c) = connection {
@@ -47,6 +52,11 @@ pub fn reconnect_link(app: &App, connection: Option<&ConnectionId>, authorizatio
         }
     }
     url.to_string()
+}
+
+/// Where the frontend's reconnect flow starts for a connection or grant.
+pub fn reconnect_link(app: &App, connection: Option<&ConnectionId>, authorization: Option<&AuthorizationId>) -> String {
+    app_link(app, "reconnect", connection, authorization)
 }
 
 /// Handles one alert event (the notifier's job).
@@ -164,12 +174,11 @@ async fn notify_in_app(
     let key_base = match recovered {
         Some(_) => {
             described.kind = AlertKind::Recovered;
-            described.reason = "recovered".into();
             format!("{}-recovered", incident.id)
         }
         None => incident.id.clone(),
     };
-    let (lines, _) = describe(app, ws, &described).await?;
+    let lines = describe(app, ws, &described).await?;
     for (n, line) in lines.into_iter().enumerate() {
         let key = format!("{key_base}#{n}");
         let id = NotificationId::parse(&format!("ntf_{}", &hex::encode(sha2::Sha256::digest(key.as_bytes()))[..32]))?;
@@ -180,8 +189,8 @@ async fn notify_in_app(
             connection_id: line.connection.as_ref().map(|c| c.id.clone()),
             authorization_id: incident.authorization_id.clone(),
             platform: line.platform,
-            data_source: line.data_source,
-            client_name: line.client,
+            data_source: line.item.data_source,
+            client_name: line.item.client,
             reason_code: recovered.is_none().then(|| incident.reason.clone()),
             message: recovered.map(str::to_owned).unwrap_or(line.message),
             action: if recovered.is_some() { NotificationAction::None } else { line.action },
@@ -200,107 +209,188 @@ async fn notify_in_app(
 struct Line {
     connection: Option<Connection>,
     platform: PlatformId,
-    data_source: String,
-    client: Option<String>,
     message: String,
     action: NotificationAction,
-    link: String,
+    /// The facts as an email shows them.
+    item: MailItem,
 }
 
-async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<(Vec<Line>, String), Error> {
-    let reason_text = |code: &str| -> String {
-        let d = serde_json::from_value::<DisconnectReason>(serde_json::Value::String(code.to_owned()));
-        match (incident.kind, d) {
-            (AlertKind::Disconnected, Ok(r)) => format!("{} {}", r.message(), r.action()),
-            (AlertKind::SyncFailed, _) => format!("The last sync failed ({code}); it is being retried."),
-            (AlertKind::DataNotSyncing, _) => {
-                match serde_json::from_value::<crate::domain::StaleReason>(serde_json::Value::String(code.to_owned())) {
-                    Ok(r) => format!("Data is not syncing: {} {}", r.message(), r.action()),
-                    Err(_) => format!("Data is not syncing ({code})."),
-                }
-            }
-            (AlertKind::ExpiringSoon, _) => {
-                format!("The authorization {code}; reconnect before then to keep data flowing.")
-            }
-            _ => code.to_owned(),
+/// A member as an email names them: "Dana Smith (dana@acme.com)".
+async fn person(app: &App, ws: &WorkspaceId, user: &UserId) -> Option<String> {
+    let m = app.repo.member(ws, user).await.ok()?.value;
+    Some(match m.display_name {
+        Some(name) => format!("{name} ({})", m.email),
+        None => m.email,
+    })
+}
+
+fn account_words(account: Option<&ExternalAccount>) -> Option<String> {
+    account.map(|a| match &a.name {
+        Some(name) if name != &a.id => format!("{name} ({})", a.id),
+        _ => a.id.clone(),
+    })
+}
+
+/// The reason of an incident in plain words, and what to do about it.
+fn reason_words(kind: AlertKind, code: &str, credential: Option<&Credential>) -> (String, String) {
+    let as_enum = |code: &str| serde_json::Value::String(code.to_owned());
+    match kind {
+        AlertKind::Disconnected => match serde_json::from_value::<DisconnectReason>(as_enum(code)) {
+            Ok(r) => (r.message().to_owned(), r.action().to_owned()),
+            Err(_) => (format!("It was disconnected ({code})."), "Reconnect it.".to_owned()),
+        },
+        AlertKind::SyncFailed => {
+            let why = match code {
+                "platform_unavailable" => "the platform did not answer",
+                "rate_limited" => "the platform kept limiting requests",
+                "malformed_response" => "the platform sent data that could not be read",
+                "permission_denied" => "the platform refused access to some of the data",
+                "retries_exhausted" => "it kept failing after several tries",
+                _ => "of an error on our side",
+            };
+            (
+                format!("The last sync failed because {why} ({code})."),
+                "It is retried on its own; if the next syncs fail too, look at the sync history.".to_owned(),
+            )
         }
-    };
+        AlertKind::DataNotSyncing => match serde_json::from_value::<crate::domain::StaleReason>(as_enum(code)) {
+            Ok(r) if matches!(credential, Some(Credential::FileUpload)) => {
+                (r.message().to_owned(), "Upload this period's file.".to_owned())
+            }
+            Ok(r) => (r.message().to_owned(), r.action().to_owned()),
+            Err(_) => (format!("Data is not syncing ({code})."), "Look at the sync history.".to_owned()),
+        },
+        AlertKind::ExpiringSoon => (
+            format!("The platform's authorization {code}."),
+            "Reconnect before then to keep data flowing; history and sync progress are kept.".to_owned(),
+        ),
+        AlertKind::Recovered => ("It is connected again and data is flowing.".to_owned(), "Nothing to do.".to_owned()),
+    }
+}
+
+async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<Vec<Line>, Error> {
+    let recovered = incident.kind == AlertKind::Recovered;
+    let happened_at = if recovered { incident.closed_at.unwrap_or(incident.opened_at) } else { incident.opened_at };
+    let missing_minutes = (recovered && incident.reason != "expiring_soon")
+        .then(|| incident.closed_at.map(|c| (c - incident.opened_at).num_minutes()))
+        .flatten();
+    let platform_name =
+        |id: &PlatformId| app.catalog.get(id.as_str()).map(|e| e.name.clone()).unwrap_or(id.to_string());
+    let anyone = "Any admin or staff member of the workspace";
     let mut lines = Vec::new();
     for id in &incident.connection_ids {
         let Ok(c) = app.repo.connection(ws, id).await.map(|v| v.value) else { continue };
-        let action = match (&c.credential, incident.kind) {
-            (Credential::ApiKey { .. }, AlertKind::Disconnected) => {
-                NotificationAction::ReplaceKey { connection_id: c.id.clone() }
-            }
-            (_, AlertKind::Disconnected | AlertKind::ExpiringSoon) => NotificationAction::Reconnect {
-                connection_id: Some(c.id.clone()),
-                authorization_id: c.authorization_id().cloned(),
-            },
-            _ => NotificationAction::None,
+        let (reason, todo) = reason_words(incident.kind, &incident.reason, Some(&c.credential));
+        let platform = platform_name(&c.platform);
+        let grant = match c.authorization_id() {
+            Some(a) => app.repo.authorization(ws, a).await.ok().map(|v| v.value),
+            None => None,
+        };
+        let authorized_by = person(app, ws, grant.as_ref().map_or(&c.created_by, |g| &g.created_by)).await;
+        let account = account_words(c.account.as_ref().or(grant.as_ref().and_then(|g| g.account.as_ref())));
+        let (action, button, who_can_fix) = match (&c.credential, incident.kind) {
+            (Credential::ApiKey { .. }, AlertKind::Disconnected) => (
+                NotificationAction::ReplaceKey { connection_id: c.id.clone() },
+                ("Replace key", app_link(app, "replace-key", Some(&c.id), None)),
+                Some(format!("{anyone} can replace the key.")),
+            ),
+            (_, AlertKind::Disconnected | AlertKind::ExpiringSoon) => (
+                NotificationAction::Reconnect {
+                    connection_id: Some(c.id.clone()),
+                    authorization_id: c.authorization_id().cloned(),
+                },
+                ("Reconnect", reconnect_link(app, Some(&c.id), c.authorization_id())),
+                Some(match &account {
+                    Some(a) => {
+                        format!("{anyone} can reconnect it, signing in to {platform} as someone with access to {a}.")
+                    }
+                    None => format!("{anyone} can reconnect it, signing in to {platform}."),
+                }),
+            ),
+            (Credential::FileUpload, AlertKind::DataNotSyncing) => (
+                NotificationAction::None,
+                ("Upload the file", app_link(app, "upload", Some(&c.id), None)),
+                Some(format!("{anyone} can upload it.")),
+            ),
+            _ => (NotificationAction::None, ("See the sync", app_link(app, "sync", Some(&c.id), None)), None),
         };
         lines.push(Line {
-            link: reconnect_link(app, Some(&c.id), c.authorization_id()),
             platform: c.platform.clone(),
-            data_source: c.name.clone(),
-            client: c.client.as_ref().map(|cl| cl.name.clone()),
-            message: reason_text(&incident.reason),
+            message: format!("{reason} {todo}"),
             action,
+            item: MailItem {
+                platform,
+                data_source: c.name.clone(),
+                client: c.client.as_ref().map(|cl| cl.name.clone()),
+                account,
+                happened_at,
+                reason,
+                todo: if recovered { String::new() } else { todo },
+                authorized_by: if recovered { None } else { authorized_by },
+                who_can_fix: if recovered { None } else { who_can_fix },
+                button: Some(Button { label: button.0.to_owned(), url: button.1 }),
+                missing_minutes,
+            },
             connection: Some(c),
         });
     }
     if lines.is_empty() {
         if let Some(auth_id) = &incident.authorization_id {
             if let Ok(a) = app.repo.authorization(ws, auth_id).await.map(|v| v.value) {
+                let (reason, todo) = reason_words(incident.kind, &incident.reason, None);
+                let platform = platform_name(&a.platform);
+                let account = account_words(a.account.as_ref());
                 lines.push(Line {
                     connection: None,
                     platform: a.platform.clone(),
-                    data_source: a.name.clone(),
-                    client: None,
-                    message: reason_text(&incident.reason),
+                    message: format!("{reason} {todo}"),
                     action: NotificationAction::Reconnect { connection_id: None, authorization_id: Some(a.id.clone()) },
-                    link: reconnect_link(app, None, Some(&a.id)),
+                    item: MailItem {
+                        data_source: a.name.clone(),
+                        client: None,
+                        who_can_fix: (!recovered).then(|| match &account {
+                            Some(acc) => format!(
+                                "{anyone} can reconnect it, signing in to {platform} as someone with access to {acc}."
+                            ),
+                            None => format!("{anyone} can reconnect it, signing in to {platform}."),
+                        }),
+                        platform,
+                        account,
+                        happened_at,
+                        reason,
+                        todo: if recovered { String::new() } else { todo },
+                        authorized_by: if recovered { None } else { person(app, ws, &a.created_by).await },
+                        button: (!recovered)
+                            .then(|| Button { label: "Reconnect".into(), url: reconnect_link(app, None, Some(&a.id)) }),
+                        missing_minutes,
+                    },
                 });
             }
         }
     }
-    let title = match incident.kind {
-        AlertKind::Disconnected => "disconnected",
-        AlertKind::SyncFailed => "sync failed",
-        AlertKind::ExpiringSoon => "authorization expiring soon",
-        AlertKind::Recovered => "recovered",
-        AlertKind::DataNotSyncing => "data not syncing",
-    };
-    Ok((lines, title.to_owned()))
+    Ok(lines)
 }
 
 /// Adds the incident to the workspace's pending emails and schedules a flush.
 async fn queue_email(app: &App, ws: &WorkspaceId, incident: &Incident, recovered: bool) -> Result<(), Error> {
-    let (lines, title) = describe(app, ws, incident).await?;
+    let mut described = incident.clone();
+    if recovered {
+        // The recovery notice says what recovered from (its reason), and
+        // when it ended.
+        described.kind = AlertKind::Recovered;
+        described.reason = match incident.kind {
+            AlertKind::ExpiringSoon => "expiring_soon".into(),
+            _ => incident.reason.clone(),
+        };
+    }
+    let lines = describe(app, ws, &described).await?;
     if lines.is_empty() {
         return Ok(());
     }
-    let kind = if recovered { AlertKind::Recovered } else { incident.kind };
     let pending = Pending {
         incident: format!("{}{}", incident.id, if recovered { "-recovered" } else { "" }),
-        kind,
-        lines: lines
-            .iter()
-            .map(|l| {
-                let who = l.client.as_ref().map(|c| format!(" ({c})")).unwrap_or_default();
-                if recovered {
-                    format!("{}{} on {} is connected again.", l.data_source, who, l.platform)
-                } else {
-                    format!("{}{} on {}: {}", l.data_source, who, l.platform, l.message)
-                }
-            })
-            .collect(),
-        links: if recovered { vec![] } else { lines.iter().map(|l| l.link.clone()).collect() },
-        subject_hint: {
-            let l = &lines[0];
-            let who = l.client.as_ref().map(|c| format!(" for {c}")).unwrap_or_default();
-            let more = if lines.len() > 1 { format!(" and {} more", lines.len() - 1) } else { String::new() };
-            format!("{}{who}{more}: {}", l.data_source, if recovered { "recovered" } else { &title })
-        },
+        kind: described.kind,
+        items: lines.into_iter().map(|l| l.item).collect(),
     };
     app.repo.queue_mail(ws, &pending.incident, &pending).await?;
     let flush = AlertEvent::Flush { workspace_id: ws.clone(), flush_id: uuid::Uuid::new_v4().simple().to_string() };
@@ -344,13 +434,13 @@ async fn recipients(app: &App, ws: &WorkspaceId, kind: AlertKind) -> Result<Vec<
         .collect())
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-/// Sends the workspace's pending emails: one per member, a digest when
-/// several incidents wait.
+/// Sends the workspace's pending emails: per kind, one email per member,
+/// a digest when several incidents wait, each rendered for its reader
+/// (their time zone, their unsubscribe link).
 async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error> {
+    // The key of the unsubscribe links first: a vault that fails now fails
+    // the flush before it takes the pending emails.
+    super::refresh::token_key(app).await?;
     let batch: Vec<Pending> = app.repo.take_mail_batch(ws, flush_id).await?;
     if batch.is_empty() {
         return Ok(());
@@ -362,38 +452,54 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
         AlertKind::ExpiringSoon,
         AlertKind::Recovered,
     ] {
-        let items: Vec<&Pending> = batch.iter().filter(|p| p.kind == kind).collect();
+        let items: Vec<MailItem> = batch.iter().filter(|p| p.kind == kind).flat_map(|p| p.items.clone()).collect();
         if items.is_empty() {
             continue;
         }
-        let email = compose(app, &items);
         for member in recipients(app, ws, kind).await? {
+            let email = compose(app, ws, kind, &items, &member).await?;
             send_once(app, ws, &format!("{flush_id}-{kind:?}"), &member, &email).await?;
         }
     }
     Ok(())
 }
 
-fn compose(app: &App, items: &[&Pending]) -> Email {
-    let subject = if items.len() == 1 {
-        items[0].subject_hint.clone()
-    } else {
-        format!("{} data sources need attention", items.iter().map(|p| p.lines.len()).sum::<usize>())
+/// The one-click unsubscribe link of a member for a kind (RFC 8058): a
+/// POST to it turns that kind of email off, with no sign-in.
+pub async fn unsubscribe_link(app: &App, ws: &WorkspaceId, member: &UserId, kind: AlertKind) -> Result<String, Error> {
+    let key = super::refresh::token_key(app).await?;
+    let claim = Unsubscribe {
+        workspace_id: ws.clone(),
+        user_id: member.clone(),
+        kind,
+        expires_at: app.clock.now() + chrono::Duration::days(UNSUBSCRIBE_DAYS),
     };
-    let mut text = String::new();
-    let mut html = String::from("<!doctype html><html><body style=\"font-family:sans-serif\">");
-    for p in items {
-        for (i, line) in p.lines.iter().enumerate() {
-            text.push_str(&format!("- {line}\n"));
-            html.push_str(&format!("<p>{}</p>", escape(line)));
-            if let Some(link) = p.links.get(i) {
-                text.push_str(&format!("  Reconnect: {link}\n"));
-                html.push_str(&format!("<p><a href=\"{}\">Reconnect</a></p>", escape(link)));
-            }
-        }
-    }
-    html.push_str("</body></html>");
-    Email { from: app.config.alert_sender.clone(), to: vec![], subject, text, html }
+    Ok(format!("{}/v1/email/unsubscribe?token={}", app.config.base_url(), claim.token(key)))
+}
+
+async fn compose(
+    app: &App,
+    ws: &WorkspaceId,
+    kind: AlertKind,
+    items: &[MailItem],
+    member: &Member,
+) -> Result<Email, Error> {
+    let unsubscribe = unsubscribe_link(app, ws, &member.user_id, kind).await?;
+    let links = FooterLinks { preferences: app_link(app, "settings/email", None, None), unsubscribe };
+    let reader = Reader { name: member.display_name.clone(), time_zone: email::time_zone(member.time_zone.as_deref()) };
+    let brand = &app.config.brand;
+    let rendered = email::render(brand, kind, items, &reader, &links);
+    Ok(Email {
+        from: email::from_header(&brand.sender_name, &app.config.alert_sender),
+        to: vec![],
+        subject: rendered.subject,
+        text: rendered.text,
+        html: rendered.html,
+        headers: vec![
+            ("List-Unsubscribe".into(), format!("<{}>", links.unsubscribe)),
+            ("List-Unsubscribe-Post".into(), "List-Unsubscribe=One-Click".into()),
+        ],
+    })
 }
 
 /// Claims the send by a conditional write, then sends; a throttled or

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use super::App;
 use crate::domain::error::Error;
 use crate::domain::ids::{ClientId, UserId};
-use crate::domain::input::{check_email, check_name};
+use crate::domain::input::{check_email, check_name, check_time_zone};
 use crate::domain::*;
 
 /// The body of `PUT /v1/members/{user_id}`.
@@ -19,6 +19,9 @@ pub struct MemberInput {
     pub display_name: Option<String>,
     #[serde(default)]
     pub email_opt_out: Vec<AlertKind>,
+    /// The time zone of times in emails (IANA name; UTC when absent).
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// For a client viewer: the clients they may see.
     #[serde(default)]
     pub client_ids: Vec<String>,
@@ -70,6 +73,7 @@ pub async fn upsert(app: &App, caller: &Caller, user_id: UserId, input: MemberIn
         display_name: input.display_name.as_deref().map(check_name).transpose()?,
         role: Role::parse(&input.role)?,
         email_opt_out: input.email_opt_out,
+        time_zone: input.time_zone.as_deref().map(check_time_zone).transpose()?,
         client_ids: input.client_ids.iter().map(|c| ClientId::parse(c)).collect::<Result<_, _>>()?,
         updated_at: app.clock.now(),
     };
@@ -113,16 +117,71 @@ pub async fn email_feedback(
     Ok(())
 }
 
-/// A member turns email off (or on) per alert kind.
-pub async fn set_email_opt_out(app: &App, caller: &Caller, opt_out: Vec<AlertKind>) -> Result<Member, Error> {
+/// What a member changes of their own settings (absent: unchanged).
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MySettings {
+    /// Alert kinds to get no email of.
+    #[serde(default)]
+    pub email_opt_out: Option<Vec<AlertKind>>,
+    /// The time zone of times in emails; `null` is UTC.
+    #[serde(default, with = "serde_with_null")]
+    pub time_zone: Option<Option<String>>,
+}
+
+/// Tells a field sent as `null` from one not sent.
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+/// A member turns email off (or on) per alert kind, and sets their time zone.
+pub async fn update_me(app: &App, caller: &Caller, settings: MySettings) -> Result<Member, Error> {
+    let time_zone = match settings.time_zone {
+        Some(Some(tz)) => Some(Some(check_time_zone(&tz)?)),
+        other => other,
+    };
     let current = app
         .repo
         .member(&caller.workspace_id, &caller.user_id)
         .await
         .map_err(|_| Error::NotFound { kind: "member (an admin adds members first)" })?;
     let mut me = current.value;
-    me.email_opt_out = opt_out;
+    if let Some(opt_out) = settings.email_opt_out {
+        me.email_opt_out = opt_out;
+    }
+    if let Some(tz) = time_zone {
+        me.time_zone = tz;
+    }
     me.updated_at = app.clock.now();
     app.repo.save(&me, current.version).await?;
     Ok(me)
+}
+
+/// A one-click unsubscribe (RFC 8058): the signed link's member gets no
+/// more email of the link's kind. No sign-in; applying it twice is the same
+/// as once. Returns the member and the kind turned off.
+pub async fn unsubscribe(app: &App, token: &str) -> Result<(Member, AlertKind), Error> {
+    let key = super::refresh::token_key(app).await?;
+    let claim = crate::domain::email::Unsubscribe::read(token, key, app.clock.now())?;
+    loop {
+        let current = app.repo.member(&claim.workspace_id, &claim.user_id).await?;
+        let mut me = current.value;
+        if me.email_opt_out.contains(&claim.kind) {
+            return Ok((me, claim.kind));
+        }
+        me.email_opt_out.push(claim.kind);
+        me.email_opt_out.sort_unstable();
+        me.updated_at = app.clock.now();
+        match app.repo.save(&me, current.version).await {
+            Ok(_) => {
+                tracing::info!(member = %me.user_id, kind = ?claim.kind, "unsubscribed by email link");
+                return Ok((me, claim.kind));
+            }
+            Err(Error::Conflict { .. }) => continue, // changed meanwhile: read again
+            Err(e) => return Err(e),
+        }
+    }
 }

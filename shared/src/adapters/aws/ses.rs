@@ -1,5 +1,5 @@
 use async_trait::async_trait;
-use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message};
+use aws_sdk_sesv2::types::{Body, Content, Destination, EmailContent, Message, MessageHeader};
 use aws_sdk_sesv2::Client;
 
 use super::describe;
@@ -31,10 +31,18 @@ impl Mailer for SesMailer {
         if email.to.is_empty() {
             return Err(MailError::Rejected("no recipient".into()));
         }
-        let message = Message::builder()
+        let mut message = Message::builder()
             .subject(content(&email.subject)?)
-            .body(Body::builder().text(content(&email.text)?).html(content(&email.html)?).build())
-            .build();
+            .body(Body::builder().text(content(&email.text)?).html(content(&email.html)?).build());
+        for (name, value) in &email.headers {
+            let header = MessageHeader::builder()
+                .name(name)
+                .value(value)
+                .build()
+                .map_err(|e| MailError::Rejected(e.to_string()))?;
+            message = message.headers(header);
+        }
+        let message = message.build();
         let out = self
             .client
             .get()

@@ -44,14 +44,15 @@ impl Mailer for MemoryMailer {
             std::fs::create_dir_all(dir).map_err(io)?;
             let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
             let boundary = format!("b-{id}");
+            let headers: String = email.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
             let eml = format!(
-                "Message-ID: <{id}@local>\r\nFrom: {}\r\nTo: {}\r\nSubject: {}\r\nMIME-Version: 1.0\r\n\
+                "Message-ID: <{id}@local>\r\nFrom: {}\r\nTo: {}\r\nSubject: {}\r\n{headers}MIME-Version: 1.0\r\n\
                  Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n\
                  --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{}\r\n\
                  --{boundary}\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{}\r\n--{boundary}--\r\n",
                 email.from,
                 email.to.join(", "),
-                email.subject,
+                crate::domain::email::encode_words(&email.subject),
                 email.text,
                 email.html
             );

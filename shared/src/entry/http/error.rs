@@ -142,6 +142,8 @@ pub fn describe(e: &Error) -> Described {
         Error::ConnectionDisconnected { reason } => d(S::CONFLICT, "connection_disconnected", format!("The connection is disconnected: {}", reason.message()), reason.action()),
         Error::NoPlatformApi => d(S::UNPROCESSABLE_ENTITY, "no_platform_api", "This connection has no platform API to call (file connections receive uploads).", "Use a connection of an OAuth or API-key platform."),
         Error::PathNotAllowed(why) => d(S::BAD_REQUEST, "path_not_allowed", format!("The path cannot be sent to the platform: {why}."), "Give the path below the platform's API base, without `.` or `..` segments, as the platform documents it."),
+        Error::EmailLinkInvalid => d(S::BAD_REQUEST, "email_link_invalid", "This email link is not valid: it was changed or cut short.", "Open the link from the email again, or change your email preferences in the app."),
+        Error::EmailLinkExpired => d(S::GONE, "email_link_expired", "This email link has expired.", "Use the link in a newer email, or change your email preferences in the app."),
         Error::CredentialsRouteDisabled => d(S::FORBIDDEN, "credentials_route_disabled", "This deployment does not hand out platform credentials.", "Call the platform through the proxy route, or have the operators set EnableCredentialsRoute=true (ENABLE_CREDENTIALS_ROUTE)."),
         Error::NotAnOAuthConnection => d(S::UNPROCESSABLE_ENTITY, "not_an_oauth_connection", "Only OAuth connections have an access token to hand out.", "Call the platform through the proxy route, which applies API keys too."),
         Error::RefreshPending => d(S::SERVICE_UNAVAILABLE, "refresh_pending", "The platform's token could not be renewed just now.", RETRY),

@@ -3,6 +3,7 @@
 //! everywhere, and one error shape.
 
 pub mod callback_page;
+pub mod email_page;
 pub mod error;
 mod handlers;
 pub mod identity;
@@ -90,6 +91,8 @@ pub enum RouteId {
     ListAudit,
     DailySpend,
     LiftEmailSuppression,
+    EmailUnsubscribePage,
+    EmailUnsubscribe,
     ClaimInstall,
     AuthorizationAccounts,
     DiscoverAccounts,
@@ -168,6 +171,8 @@ pub const ROUTES: &[Route] = &[
     route(RouteId::ReadNotification, Method::POST, "/v1/notifications/{id}/read", Function::ConnectionsApi, true),
     route(RouteId::ListMembers, Method::GET, "/v1/members", Function::ConnectionsApi, true),
     route(RouteId::UpdateMe, Method::PATCH, "/v1/members/me", Function::ConnectionsApi, true),
+    route(RouteId::EmailUnsubscribePage, Method::GET, "/v1/email/unsubscribe", Function::ConnectionsApi, false),
+    route(RouteId::EmailUnsubscribe, Method::POST, "/v1/email/unsubscribe", Function::ConnectionsApi, false),
     route(RouteId::UpsertMember, Method::PUT, "/v1/members/{user_id}", Function::ConnectionsApi, true),
     route(RouteId::LiftEmailSuppression, Method::DELETE, "/v1/members/{user_id}/email-suppression", Function::ConnectionsApi, true),
     route(RouteId::ListAudit, Method::GET, "/v1/audit", Function::ConnectionsApi, true),

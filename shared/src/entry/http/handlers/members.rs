@@ -2,14 +2,13 @@
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{json_body, param};
+use super::{json_body, param, query};
 use crate::domain::error::Error;
 use crate::domain::ids::UserId;
-use crate::domain::{AlertKind, Caller};
-use crate::entry::http::{json, Params};
+use crate::domain::Caller;
+use crate::entry::http::{email_page, json, Params};
 use crate::flows::{members, App};
 
 /// The verified caller as the workspace knows them (membership, role,
@@ -48,14 +47,37 @@ pub(super) async fn upsert(
     Ok(json(StatusCode::OK, &json!(member)))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MePatch {
-    email_opt_out: Vec<AlertKind>,
+pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
+    let me = members::update_me(app, caller, json_body(request)?).await?;
+    Ok(json(StatusCode::OK, &json!(me)))
 }
 
-pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
-    let patch: MePatch = json_body(request)?;
-    let me = members::set_email_opt_out(app, caller, patch.email_opt_out).await?;
-    Ok(json(StatusCode::OK, &json!(me)))
+/// `GET /v1/email/unsubscribe?token=…`: asks (a link scanner's GET changes
+/// nothing); the page's button POSTs.
+pub(super) async fn unsubscribe_page(app: &App, request: &Request) -> Response<Body> {
+    let token = query(request, "token").unwrap_or_default();
+    let product = &app.config.brand.product_name;
+    let prefs = crate::flows::alerts::app_link(app, "settings/email", None, None);
+    let read = async {
+        let key = crate::flows::refresh::token_key(app).await?;
+        let claim = crate::domain::email::Unsubscribe::read(&token, key, app.clock.now())?;
+        let member = app.repo.member(&claim.workspace_id, &claim.user_id).await?.value;
+        Ok::<_, Error>((claim.kind, member.email))
+    };
+    match read.await {
+        Ok((kind, email)) => email_page::confirm(product, kind, &email, &token, &prefs),
+        Err(e) => email_page::failed(product, &crate::entry::http::error::describe(&e), &prefs),
+    }
+}
+
+/// `POST /v1/email/unsubscribe?token=…`: one-click unsubscribe, from the
+/// mailbox's button (`List-Unsubscribe=One-Click`) or the page's form.
+pub(super) async fn unsubscribe(app: &App, request: &Request) -> Response<Body> {
+    let token = query(request, "token").unwrap_or_default();
+    let product = &app.config.brand.product_name;
+    let prefs = crate::flows::alerts::app_link(app, "settings/email", None, None);
+    match members::unsubscribe(app, &token).await {
+        Ok((member, kind)) => email_page::done(product, kind, &member.email, &prefs),
+        Err(e) => email_page::failed(product, &crate::entry::http::error::describe(&e), &prefs),
+    }
 }

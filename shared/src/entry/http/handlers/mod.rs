@@ -69,6 +69,8 @@ pub(super) async fn dispatch(
         RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
         RouteId::LiftEmailSuppression => members::lift_suppression(app, caller()?, p).await,
         RouteId::UpdateMe => members::update_me(app, caller()?, r).await,
+        RouteId::EmailUnsubscribePage => Ok(members::unsubscribe_page(app, r).await),
+        RouteId::EmailUnsubscribe => Ok(members::unsubscribe(app, r).await),
         RouteId::ListNotifications => notifications::list(app, caller()?, r).await,
         RouteId::ReadNotification => notifications::read(app, caller()?, p.get("id").map(String::as_str)).await,
         RouteId::ReadAllNotifications => notifications::read(app, caller()?, None).await,
