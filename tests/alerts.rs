@@ -371,10 +371,11 @@ async fn members_are_managed_by_admins_and_mute_their_own_email() {
 }
 
 /// Where rendered emails are kept for the browser tests' screenshots.
-pub(crate) fn keep_rendered(name: &str, html: &str) {
+pub(crate) fn keep_rendered(name: &str, email: &shared::ports::Email) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/emails");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.html")), html).unwrap();
+    std::fs::write(dir.join(format!("{name}.html")), &email.html).unwrap();
+    std::fs::write(dir.join(format!("{name}.txt")), format!("Subject: {}\n\n{}", email.subject, email.text)).unwrap();
 }
 
 fn emails_to(app: &TestApp, to: &str) -> Vec<shared::ports::Email> {
@@ -423,7 +424,7 @@ async fn a_branded_email_in_the_readers_time_with_one_action_unsubscribes_in_one
     let mine = emails_to(app, &format!("admin@{}", w.domain));
     assert_eq!(mine.len(), 1);
     let e = &mine[0];
-    keep_rendered("disconnected-api-key", &e.html);
+    keep_rendered("disconnected-api-key", e);
     assert_eq!(e.from, "\"Acme Insights alerts\" <alerts@example.com>");
     assert_eq!(e.subject, "Acme 0 · Klaviyo 0 on Klaviyo is disconnected");
     let paris = shared::domain::email::local_time(at, shared::domain::email::time_zone(Some("Europe/Paris")));
@@ -562,7 +563,7 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     .unwrap();
     notify(&app).await;
     let [e] = next(&app).try_into().expect("one email");
-    keep_rendered("sync-failed", &e.html);
+    keep_rendered("sync-failed", &e);
     common(&e);
     assert_eq!(e.subject, "Globex · Agency grant on Sandbox (OAuth 2.0) failed to sync");
     assert!(e.text.contains("the platform did not answer") && e.text.contains(&sync), "{}", e.text);
@@ -579,7 +580,7 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     .unwrap();
     notify(&app).await;
     let [e] = next(&app).try_into().expect("one email");
-    keep_rendered("stale-data", &e.html);
+    keep_rendered("stale-data", &e);
     common(&e);
     assert_eq!(e.subject, "Globex · Agency grant on Sandbox (OAuth 2.0) is not syncing");
     assert!(e.text.contains("No sync has succeeded") && e.text.contains(&sync), "{}", e.text);
@@ -597,7 +598,7 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     .unwrap();
     notify(&app).await;
     let [e] = next(&app).try_into().expect("one email");
-    keep_rendered("expiring-soon", &e.html);
+    keep_rendered("expiring-soon", &e);
     assert!(e.subject.ends_with("needs reconnecting soon"), "{}", e.subject);
     assert!(e.text.contains(&expires.format("%Y-%m-%d").to_string()), "{}", e.text);
     assert!(e.text.contains("Authorized by: Uma Staff (u@kinds.test)"), "{}", e.text);
@@ -616,7 +617,7 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     notify(&app).await;
     let mut got = next(&app);
     let e = got.pop().expect("the disconnection");
-    keep_rendered("disconnected-digest", &e.html);
+    keep_rendered("disconnected-digest", &e);
     common(&e);
     assert_eq!(e.subject, "2 data sources of 2 clients need you", "{:?}", got);
     assert!(e.text.find("Globex\n").unwrap() < e.text.find("Initech\n").unwrap(), "by client: {}", e.text);
@@ -635,7 +636,14 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     notify(&app).await;
     let recovered: Vec<_> = next(&app).into_iter().filter(|e| e.subject.contains("connected again")).collect();
     let e = recovered.first().expect("a recovery notice");
-    keep_rendered("recovered", &e.html);
+    keep_rendered("recovered", e);
     assert!(e.text.contains("Data missing: about") && e.text.contains("nothing is lost"), "{}", e.text);
+    assert_eq!(
+        e.text.matches("\nAgency grant on Sandbox (OAuth 2.0)\n").count(),
+        1,
+        "each data source once: {}",
+        e.text
+    );
+    assert!(e.text.contains("Email preferences: https://app.example.com/settings/email\n"), "{}", e.text);
     assert!(!e.text.contains("Reconnect:"), "nothing to do: {}", e.text);
 }

@@ -9,13 +9,15 @@
 // scroll at 390 px; focus kept across refreshes; a human label for every
 // status) and drives the SDK's own flows (blocked and closed popups, a
 // refusal, a timeout, messages from elsewhere, typed API errors).
-// Screenshots of each main screen, at 1280 and 390 px, go to
+// Then the alert emails: the local outbox, the disconnection as its reader
+// sees it, its one-click unsubscribe, and every kind the Rust tests rendered.
+// Screenshots of each main screen and email, at 1280 and 390 px, go to
 // target/e2e-screenshots/.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readFileSync } from "node:fs";
+import { mkdtempSync, mkdirSync, writeFileSync, rmSync, readFileSync, readdirSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { createRequire } from "node:module";
@@ -238,6 +240,62 @@ test("the whole journey in a real browser", { timeout: 240_000 }, async () => {
   await page.locator("#tray").waitFor();
   await bars(page, "10-notifications-390");
   assert.deepEqual(errors, []);
+  await context.close();
+});
+
+test("alert emails: the local outbox, the reader's view at both widths, one-click unsubscribe", { timeout: 60_000 }, async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  // The journey above disconnected the sandbox grant and reconnected it:
+  // the signed-in admin got the disconnection and the recovery notice.
+  await page.goto(base + "/local/outbox");
+  assert.deepEqual(await axeViolations(page), [], "the outbox page");
+  const subjects = await page.locator("tbody td:nth-child(3)").allInnerTexts();
+  assert.ok(subjects.some((s) => /on Sandbox \(OAuth 2\.0\) is disconnected$/.test(s)), subjects.join("\n"));
+  assert.ok(subjects.some((s) => /is connected again$/.test(s)), subjects.join("\n"));
+  await page.screenshot({ path: join(shots, "11-outbox.png"), fullPage: true });
+
+  // The disconnection as its reader sees it: names, one Reconnect button
+  // with the ids, readable on a phone.
+  const link = page.locator("tbody td:nth-child(3) a", { hasText: /on Sandbox \(OAuth 2\.0\) is disconnected$/ }).first();
+  const htmlPath = await link.getAttribute("href");
+  await link.click();
+  const button = page.locator("a", { hasText: /^Reconnect$/ });
+  assert.equal(await button.count(), 1, "one button");
+  assert.match(await button.getAttribute("href"), /\/reconnect\?connection_id=conn_[0-9a-f]+&authorization_id=auth_[0-9a-f]+$/);
+  assert.match(await page.innerText("body"), /Account\s+Sandbox account acct_demo/);
+  for (const width of [1280, 390]) {
+    await page.setViewportSize({ width, height: 900 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `the email at ${width} px: ${overflow} px of horizontal scroll`);
+    await page.screenshot({ path: join(shots, `12-email-disconnected-${width}.png`), fullPage: true });
+  }
+
+  // The message's own header carries the one-click link (RFC 8058); the
+  // mailbox's POST turns disconnection emails off for this member.
+  const eml = await (await fetch(base + htmlPath.replace(/\.html$/, ".eml"))).text();
+  assert.match(eml, /^List-Unsubscribe-Post: List-Unsubscribe=One-Click\r$/m);
+  const unsubscribe = eml.match(/^List-Unsubscribe: <([^>]+)>\r$/m)[1];
+  const asked = await fetch(unsubscribe);
+  assert.equal(asked.status, 200);
+  assert.match(await asked.text(), /Stop disconnection alerts by email/);
+  const done = await fetch(unsubscribe, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: "List-Unsubscribe=One-Click" });
+  assert.equal(done.status, 200);
+  assert.match(await done.text(), /gets no more disconnection alerts by email/);
+
+  // Every kind the Rust tests rendered (target/emails), at desktop and phone width.
+  const rendered = join(root, "target", "emails");
+  const files = existsSync(rendered) ? readdirSync(rendered).filter((f) => f.endsWith(".html")).sort() : [];
+  assert.ok(files.length >= 6 || !process.env.CI, `rendered emails in ${rendered}: ${files}`);
+  for (const file of files) {
+    await page.setContent(readFileSync(join(rendered, file), "utf8"));
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${file} at ${width} px: ${overflow} px of horizontal scroll`);
+      await page.screenshot({ path: join(shots, `email-${file.replace(/\.html$/, "")}-${width}.png`), fullPage: true });
+    }
+  }
   await context.close();
 });
 

@@ -146,10 +146,19 @@ fn what_happened(kind: AlertKind) -> &'static str {
     }
 }
 
+/// " on {platform}", unless the data source is named after its platform.
+fn on_platform(item: &MailItem) -> String {
+    if item.data_source.trim().eq_ignore_ascii_case(item.platform.trim()) {
+        String::new()
+    } else {
+        format!(" on {}", item.platform)
+    }
+}
+
 fn item_title(item: &MailItem) -> String {
     match &item.client {
-        Some(c) => format!("{c} · {} on {}", item.data_source, item.platform),
-        None => format!("{} on {}", item.data_source, item.platform),
+        Some(c) => format!("{c} · {}{}", item.data_source, on_platform(item)),
+        None => format!("{}{}", item.data_source, on_platform(item)),
     }
 }
 
@@ -276,10 +285,10 @@ fn text(m: &Parts<'_>) -> String {
             let heading = client.unwrap_or("No client");
             t.push_str(&format!("\n{heading}\n{}\n", "=".repeat(heading.chars().count())));
         }
-        for (platform, list) in platforms {
+        for list in platforms.values() {
             for item in list {
-                t.push_str(&format!("\n{} on {platform}\n", item.data_source));
-                t.push_str(&format!("{} {}\n", item.reason, item.todo));
+                t.push_str(&format!("\n{}{}\n", item.data_source, on_platform(item)));
+                t.push_str(&format!("{}\n", format!("{} {}", item.reason, item.todo).trim_end()));
                 for (label, value) in facts(kind, item, reader.time_zone) {
                     t.push_str(&format!("  {label}: {value}\n"));
                 }
@@ -365,9 +374,9 @@ fn html(m: &Parts<'_>) -> String {
                 escape(client.unwrap_or("No client"))
             ));
         }
-        for (platform, list) in platforms {
+        for list in platforms.values() {
             for item in list {
-                h.push_str(&card(kind, item, platform, reader.time_zone, accent));
+                h.push_str(&card(kind, item, reader.time_zone, accent));
             }
         }
     }
@@ -388,30 +397,30 @@ fn html(m: &Parts<'_>) -> String {
     h
 }
 
-fn card(kind: AlertKind, item: &MailItem, platform: &str, tz: chrono_tz::Tz, accent: &str) -> String {
+fn card(kind: AlertKind, item: &MailItem, tz: chrono_tz::Tz, accent: &str) -> String {
     let mut c = format!(
         "<tr><td style=\"padding:16px 24px 0 24px;\">\
          <table role=\"presentation\" width=\"100%\" cellpadding=\"0\" cellspacing=\"0\" style=\"border:1px solid {RULE};border-radius:6px;background:{CARD};\">\
          <tr><td style=\"padding:16px;color:{INK};\">\
-         <p style=\"margin:0;font-size:16px;font-weight:bold;color:{INK};\">{name} <span style=\"font-weight:normal;color:{MUTED};\">on {platform}</span></p>\
+         <p style=\"margin:0;font-size:16px;font-weight:bold;color:{INK};\">{name} <span style=\"font-weight:normal;color:{MUTED};\">{platform}</span></p>\
          <p style=\"margin:8px 0 0 0;font-size:15px;line-height:22px;color:{INK};\">{reason} {todo}</p>\
          <table role=\"presentation\" cellpadding=\"0\" cellspacing=\"0\" style=\"margin-top:10px;font-size:14px;line-height:20px;\">",
         name = escape(&item.data_source),
-        platform = escape(platform),
+        platform = escape(&on_platform(item)),
         reason = escape(&item.reason),
         todo = escape(&item.todo),
     );
     for (label, value) in facts(kind, item, tz) {
         c.push_str(&format!(
             "<tr><td style=\"padding:2px 12px 2px 0;color:{MUTED};vertical-align:top;white-space:nowrap;\">{label}</td>\
-             <td style=\"padding:2px 0;color:{INK};\">{}</td></tr>",
+             <td style=\"padding:2px 0;color:{INK};word-break:break-word;overflow-wrap:anywhere;\">{}</td></tr>",
             escape(&value)
         ));
     }
     c.push_str("</table>");
     if let Some(who) = &item.who_can_fix {
         c.push_str(&format!(
-            "<p style=\"margin:10px 0 0 0;font-size:14px;line-height:20px;color:{MUTED};\">{}</p>",
+            "<p style=\"margin:10px 0 0 0;font-size:14px;line-height:20px;color:{MUTED};overflow-wrap:anywhere;\">{}</p>",
             escape(who)
         ));
     }
@@ -576,6 +585,8 @@ mod tests {
     fn subjects_name_one_and_count_several_by_client() {
         let one = [item(Some("Acme"), "Google Ads", "Search")];
         assert_eq!(subject(AlertKind::Disconnected, &one), "Acme · Search on Google Ads is disconnected");
+        let named_after = [item(None, "Google Ads", "Google Ads")];
+        assert_eq!(subject(AlertKind::Disconnected, &named_after), "Google Ads is disconnected", "not twice");
         let acme =
             [item(Some("Acme"), "Google Ads", "A"), item(Some("Acme"), "Meta", "B"), item(Some("Acme"), "Meta", "C")];
         assert_eq!(subject(AlertKind::Disconnected, &acme), "3 data sources of Acme need you");

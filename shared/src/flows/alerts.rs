@@ -42,7 +42,7 @@ pub fn app_link(
     let mut url = url::Url::parse(&app.config.app_base_url)
         .unwrap_or_else(|_| url::Url::parse("http://localhost/").expect("static URL"));
     url.set_path(&format!("/{page}"));
-    {
+    if connection.is_some() || authorization.is_some() {
         let mut q = url.query_pairs_mut();
         if let Some(c) = connection {
             q.append_pair("connection_id", c.as_str());
@@ -452,7 +452,7 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
         AlertKind::ExpiringSoon,
         AlertKind::Recovered,
     ] {
-        let items: Vec<MailItem> = batch.iter().filter(|p| p.kind == kind).flat_map(|p| p.items.clone()).collect();
+        let items = once_each(batch.iter().filter(|p| p.kind == kind).flat_map(|p| p.items.iter()));
         if items.is_empty() {
             continue;
         }
@@ -462,6 +462,24 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
         }
     }
     Ok(())
+}
+
+/// Each data source once: two incidents of one kind may name the same one
+/// (its own and its grant's; a recovery closes a failed sync and stale data
+/// at once). The longest gap is the one told.
+fn once_each<'a>(all: impl Iterator<Item = &'a MailItem>) -> Vec<MailItem> {
+    let mut items: Vec<MailItem> = Vec::new();
+    for item in all {
+        let same = |i: &&mut MailItem| {
+            (&i.platform, &i.data_source, &i.client, &i.button)
+                == (&item.platform, &item.data_source, &item.client, &item.button)
+        };
+        match items.iter_mut().find(same) {
+            Some(kept) => kept.missing_minutes = kept.missing_minutes.max(item.missing_minutes),
+            None => items.push(item.clone()),
+        }
+    }
+    items
 }
 
 /// The one-click unsubscribe link of a member for a kind (RFC 8058): a
