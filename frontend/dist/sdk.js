@@ -1,4 +1,5 @@
 import {
+  ALERT_KINDS,
   Connections,
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
@@ -8,6 +9,7 @@ import {
   statusLabel
 } from "./shared.js";
 export {
+  ALERT_KINDS,
   Connections,
   ConnectionsError,
   DIRECT_UPLOAD_MAX,

@@ -475,6 +475,13 @@ function removeTrailingSlash(url) {
 }
 
 // src/index.ts
+var ALERT_KINDS = [
+  { kind: "disconnected", label: "Disconnections" },
+  { kind: "sync_failed", label: "Sync failures" },
+  { kind: "data_not_syncing", label: "Stale data" },
+  { kind: "expiring_soon", label: "Authorizations expiring soon" },
+  { kind: "recovered", label: "Recoveries" }
+];
 var ConnectionsError = class extends Error {
   /** Stable machine code: the API's (`invalid_state`, `api_key_invalid`, …) or the SDK's (`popup_blocked`, `popup_closed`, `timeout`, `network_error`). */
   code;
@@ -730,6 +737,14 @@ var Connections = class {
   async renameAuthorization(authorizationId, name) {
     return ok(this.api.PATCH("/v1/authorizations/{id}", { params: { path: { id: authorizationId } }, body: { name } }));
   }
+  /** Your own member record: the kinds of alert email you turned off, and your time zone. */
+  async me() {
+    return ok(this.api.GET("/v1/members/me", {}));
+  }
+  /** Changes your own email settings; fields left out stay as they are. `time_zone: null` is UTC. */
+  async updateMe(settings) {
+    return ok(this.api.PATCH("/v1/members/me", { body: settings }));
+  }
   /** Creates a file-upload connection (custom costs); it waits for its first file. */
   async createFileConnection(platform, name, schedule = "monthly") {
     return ok(
@@ -872,6 +887,7 @@ var REASONS = {
 };
 
 export {
+  ALERT_KINDS,
   ConnectionsError,
   DIRECT_UPLOAD_MAX,
   Connections,

@@ -16,6 +16,16 @@ export type Upload = Schemas["Upload"];
 export type Status = Schemas["Status"];
 export type ApiError = Schemas["Error"]["error"];
 export type ConnectStart = Schemas["ConnectStart"];
+export type Member = Schemas["Member"];
+export type AlertKind = NonNullable<Member["email_opt_out"]>[number];
+/** Every kind of alert email, in the order a preferences page lists them. */
+export const ALERT_KINDS: { kind: AlertKind; label: string }[] = [
+  { kind: "disconnected", label: "Disconnections" },
+  { kind: "sync_failed", label: "Sync failures" },
+  { kind: "data_not_syncing", label: "Stale data" },
+  { kind: "expiring_soon", label: "Authorizations expiring soon" },
+  { kind: "recovered", label: "Recoveries" },
+];
 export type Run = NonNullable<paths["/v1/connections/{id}/runs"]["get"]["responses"][200]["content"]["application/json"]["runs"]>[number];
 
 /** Every failure of the SDK: the API's error, or one of the browser's own. */
@@ -348,6 +358,16 @@ export class Connections {
   /** Renames an authorization in place (its connections keep using it). */
   async renameAuthorization(authorizationId: string, name: string): Promise<Authorization> {
     return ok(this.api.PATCH("/v1/authorizations/{id}", { params: { path: { id: authorizationId } }, body: { name } })) as Promise<Authorization>;
+  }
+
+  /** Your own member record: the kinds of alert email you turned off, and your time zone. */
+  async me(): Promise<Member> {
+    return ok(this.api.GET("/v1/members/me", {})) as Promise<Member>;
+  }
+
+  /** Changes your own email settings; fields left out stay as they are. `time_zone: null` is UTC. */
+  async updateMe(settings: { email_opt_out?: AlertKind[]; time_zone?: string | null }): Promise<Member> {
+    return ok(this.api.PATCH("/v1/members/me", { body: settings })) as Promise<Member>;
   }
 
   /** Creates a file-upload connection (custom costs); it waits for its first file. */

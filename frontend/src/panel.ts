@@ -6,11 +6,13 @@
 //   --cp-font, --cp-fg, --cp-bg, --cp-muted, --cp-border, --cp-accent,
 //   --cp-accent-fg, --cp-danger, --cp-ok, --cp-warn, --cp-radius.
 import {
+  ALERT_KINDS,
   Connections,
   ConnectionsError,
   errorLine,
   redirectResult,
   statusLabel,
+  type AlertKind,
   type Authorization,
   type Connection,
   type Notification,
@@ -35,6 +37,8 @@ button:focus-visible, input:focus-visible, select:focus-visible, summary:focus-v
 input, select { font: inherit; padding: 5px 8px; border: 1px solid var(--_muted); border-radius: 6px; max-width: 100%; }
 label { display: inline-flex; flex-direction: column; gap: 2px; margin: 0 10px 8px 0; max-width: 100%; }
 label.check { flex-direction: row; align-items: center; gap: 6px; margin: 0; }
+fieldset { border: 0; padding: 0; margin: 0 0 8px; display: flex; flex-wrap: wrap; gap: 4px 14px; }
+legend { padding: 0; margin-bottom: 4px; color: var(--_muted); }
 .bar { display: flex; flex-wrap: wrap; align-items: center; justify-content: space-between; gap: 8px; margin-bottom: 10px; }
 .catalog { display: grid; grid-template-columns: repeat(auto-fill, minmax(190px, 1fr)); gap: 8px; }
 .platform { border: 1px solid var(--_border); border-radius: 6px; padding: 8px; display: flex; flex-direction: column; gap: 4px; }
@@ -100,6 +104,9 @@ export class ConnectionsPanel extends HTMLElement {
     search: HTMLInputElement; catalog: HTMLElement; form: HTMLElement; tbody: HTMLTableSectionElement; empty: HTMLElement;
     auths: HTMLElement; filter: HTMLInputElement;
   };
+  private get prefs() {
+    return { body: this.root.getElementById("email-preferences") as HTMLElement, button: this.root.getElementById("email-preferences-button") as HTMLButtonElement };
+  }
 
   constructor() {
     super();
@@ -186,7 +193,12 @@ export class ConnectionsPanel extends HTMLElement {
       form, catalog);
     const auths = el("ul", { id: "authorizations" });
     const authorizations = el("section", { "aria-labelledby": "auths-h" }, el("h2", { id: "auths-h" }, "Authorizations"), auths);
-    this.root.replaceChildren(status, alert, tray, sources, connect, authorizations);
+    const prefsBody = el("div", { id: "email-preferences" });
+    const prefsButton = el("button", { type: "button", class: "secondary", id: "email-preferences-button", "aria-expanded": "false", "aria-controls": "email-preferences" }, "Email preferences");
+    prefsButton.addEventListener("click", () => (prefsBody.childElementCount ? this.closePreferences() : this.preferences()));
+    const emails = el("section", { "aria-labelledby": "emails-h" },
+      el("div", { class: "bar" }, el("h2", { id: "emails-h" }, "Alert emails"), prefsButton), prefsBody);
+    this.root.replaceChildren(status, alert, tray, sources, connect, authorizations, emails);
     this.ui = { status, alert, tray, trayList, bell, count, search, catalog, form, tbody, empty, auths, filter };
   }
 
@@ -207,6 +219,8 @@ export class ConnectionsPanel extends HTMLElement {
     }
     this.paintCatalog();
     this.readRedirect();
+    // The page emails' "Email preferences" link leads to.
+    if (location.pathname.endsWith("/settings/email")) this.preferences();
     await this.refresh();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1000;
     this.timer = setInterval(() => this.refresh(), every);
@@ -622,6 +636,43 @@ export class ConnectionsPanel extends HTMLElement {
     }
     this.ui.alert.replaceChildren(box);
     this.dispatchEvent(new CustomEvent("connections:error", { detail: err, bubbles: true, composed: true }));
+  }
+
+  // --- email preferences -----------------------------------------------------
+
+  private closePreferences() {
+    this.prefs.body.replaceChildren();
+    this.prefs.button.setAttribute("aria-expanded", "false");
+  }
+
+  /** Which kinds of alert email reach me, and the time zone their times are in. */
+  private preferences() {
+    this.act(async (sdk) => {
+      const me = await sdk.me();
+      const off = new Set<AlertKind>(me.email_opt_out ?? []);
+      const form = el("form", { class: "inline", id: "preferences-form", "aria-label": "Email preferences" });
+      const kinds = el("fieldset", {}, el("legend", {}, `Email ${me.email} about`));
+      for (const { kind, label } of ALERT_KINDS) {
+        const box = el("input", { type: "checkbox", name: "kind", value: kind, id: `email-${kind}` });
+        box.checked = !off.has(kind);
+        kinds.append(el("label", { class: "check" }, box, label));
+      }
+      const zones = ["UTC", ...((Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf?.("timeZone") ?? [])];
+      const zone = el("select", { id: "time-zone", name: "time_zone" }, ...[...new Set(zones)].map((z) => el("option", { value: z }, z)));
+      zone.value = me.time_zone ?? "UTC";
+      form.append(kinds, el("label", {}, "Times in emails are in", zone), el("button", { type: "submit" }, "Save"));
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        const on = new Set(new FormData(form).getAll("kind").map(String));
+        const email_opt_out = ALERT_KINDS.map((k) => k.kind).filter((k) => !on.has(k));
+        this.act(async (sdk) => {
+          await sdk.updateMe({ email_opt_out, time_zone: zone.value === "UTC" ? null : zone.value });
+          setText(this.ui.status, "Saved your email preferences.");
+        });
+      });
+      this.prefs.body.replaceChildren(form);
+      this.prefs.button.setAttribute("aria-expanded", "true");
+    });
   }
 
   private async act(f: (sdk: Connections) => Promise<void>) {

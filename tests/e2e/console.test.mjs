@@ -283,6 +283,24 @@ test("alert emails: the local outbox, the reader's view at both widths, one-clic
   assert.equal(done.status, 200);
   assert.match(await done.text(), /gets no more disconnection alerts by email/);
 
+  // The footer's "Email preferences" page: the unsubscribe shows there, and
+  // the member turns it back on and picks a time zone.
+  await signIn(page);
+  await page.goto(base + "/settings/email");
+  await page.locator("#preferences-form").waitFor();
+  assert.equal(await page.locator("#email-disconnected").isChecked(), false, "unsubscribed by the link");
+  assert.equal(await page.locator("#email-recovered").isChecked(), true);
+  assert.deepEqual(await axeViolations(page), [], "email preferences");
+  await page.check("#email-disconnected");
+  await page.selectOption("#time-zone", "Europe/Paris");
+  await page.click("#preferences-form button[type=submit]");
+  await page.locator("#message", { hasText: "Saved your email preferences" }).waitFor();
+  const me = await page.evaluate(async () => {
+    const { Connections } = await import("/sdk.js");
+    return new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") }).me();
+  });
+  assert.deepEqual([me.email_opt_out, me.time_zone], [[], "Europe/Paris"]);
+
   // Every kind the Rust tests rendered (target/emails), at desktop and phone width.
   const rendered = join(root, "target", "emails");
   const files = existsSync(rendered) ? readdirSync(rendered).filter((f) => f.endsWith(".html")).sort() : [];

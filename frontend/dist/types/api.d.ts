@@ -371,7 +371,8 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /** Your own member record: your email settings (kinds turned off, time zone), as the email preferences page shows them. */
+        get: operations["getMe"];
         put?: never;
         post?: never;
         delete?: never;
@@ -2640,6 +2641,44 @@ export interface operations {
             415: components["responses"]["UnsupportedMediaType"];
             /** @description `invalid_input` */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description You */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Member"];
+                };
+            };
+            /** @description `unauthenticated` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Not a member yet (`not_found`). */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

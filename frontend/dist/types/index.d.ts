@@ -10,6 +10,13 @@ export type Upload = Schemas["Upload"];
 export type Status = Schemas["Status"];
 export type ApiError = Schemas["Error"]["error"];
 export type ConnectStart = Schemas["ConnectStart"];
+export type Member = Schemas["Member"];
+export type AlertKind = NonNullable<Member["email_opt_out"]>[number];
+/** Every kind of alert email, in the order a preferences page lists them. */
+export declare const ALERT_KINDS: {
+    kind: AlertKind;
+    label: string;
+}[];
 export type Run = NonNullable<paths["/v1/connections/{id}/runs"]["get"]["responses"][200]["content"]["application/json"]["runs"]>[number];
 /** Every failure of the SDK: the API's error, or one of the browser's own. */
 export declare class ConnectionsError extends Error {
@@ -134,6 +141,13 @@ export declare class Connections {
     }): Promise<Connection>;
     /** Renames an authorization in place (its connections keep using it). */
     renameAuthorization(authorizationId: string, name: string): Promise<Authorization>;
+    /** Your own member record: the kinds of alert email you turned off, and your time zone. */
+    me(): Promise<Member>;
+    /** Changes your own email settings; fields left out stay as they are. `time_zone: null` is UTC. */
+    updateMe(settings: {
+        email_opt_out?: AlertKind[];
+        time_zone?: string | null;
+    }): Promise<Member>;
     /** Creates a file-upload connection (custom costs); it waits for its first file. */
     createFileConnection(platform: string, name: string, schedule?: "monthly" | "weekly" | "none"): Promise<Connection>;
     /**

@@ -10,6 +10,7 @@ export declare class ConnectionsPanel extends HTMLElement {
     private generation;
     private rows;
     private ui;
+    private get prefs();
     constructor();
     /** The user's bearer token (or a function returning a fresh one). Setting it (re)starts the panel. */
     set token(value: string | (() => string | Promise<string>) | null);
@@ -53,6 +54,9 @@ export declare class ConnectionsPanel extends HTMLElement {
     private paintNotifications;
     private clearMessages;
     private showError;
+    private closePreferences;
+    /** Which kinds of alert email reach me, and the time zone their times are in. */
+    private preferences;
     private act;
 }
 declare global {

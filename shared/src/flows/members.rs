@@ -117,6 +117,15 @@ pub async fn email_feedback(
     Ok(())
 }
 
+/// The caller's own member record (their email settings).
+pub async fn me(app: &App, caller: &Caller) -> Result<Member, Error> {
+    match app.repo.member(&caller.workspace_id, &caller.user_id).await {
+        Ok(m) => Ok(m.value),
+        Err(Error::NotFound { .. }) => Err(Error::NotFound { kind: "member (an admin adds members first)" }),
+        Err(e) => Err(e),
+    }
+}
+
 /// What a member changes of their own settings (absent: unchanged).
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]

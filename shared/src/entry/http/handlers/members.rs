@@ -47,6 +47,10 @@ pub(super) async fn upsert(
     Ok(json(StatusCode::OK, &json!(member)))
 }
 
+pub(super) async fn me(app: &App, caller: &Caller) -> Result<Response<Body>, Error> {
+    Ok(json(StatusCode::OK, &json!(members::me(app, caller).await?)))
+}
+
 pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> Result<Response<Body>, Error> {
     let me = members::update_me(app, caller, json_body(request)?).await?;
     Ok(json(StatusCode::OK, &json!(me)))

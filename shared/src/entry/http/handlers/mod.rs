@@ -68,6 +68,7 @@ pub(super) async fn dispatch(
         RouteId::ListMembers => members::list(app, caller()?, r).await,
         RouteId::UpsertMember => members::upsert(app, caller()?, p, r).await,
         RouteId::LiftEmailSuppression => members::lift_suppression(app, caller()?, p).await,
+        RouteId::GetMe => members::me(app, caller()?).await,
         RouteId::UpdateMe => members::update_me(app, caller()?, r).await,
         RouteId::EmailUnsubscribePage => Ok(members::unsubscribe_page(app, r).await),
         RouteId::EmailUnsubscribe => Ok(members::unsubscribe(app, r).await),
