@@ -251,13 +251,13 @@ test("alert emails: the local outbox, the reader's view at both widths, one-clic
   await page.goto(base + "/local/outbox");
   assert.deepEqual(await axeViolations(page), [], "the outbox page");
   const subjects = await page.locator("tbody td:nth-child(3)").allInnerTexts();
-  assert.ok(subjects.some((s) => /on Sandbox \(OAuth 2\.0\) is disconnected$/.test(s)), subjects.join("\n"));
+  assert.ok(subjects.some((s) => /^Sandbox \(OAuth 2\.0\) is disconnected$/.test(s)), subjects.join("\n"));
   assert.ok(subjects.some((s) => /is connected again$/.test(s)), subjects.join("\n"));
   await page.screenshot({ path: join(shots, "11-outbox.png"), fullPage: true });
 
   // The disconnection as its reader sees it: names, one Reconnect button
   // with the ids, readable on a phone.
-  const link = page.locator("tbody td:nth-child(3) a", { hasText: /on Sandbox \(OAuth 2\.0\) is disconnected$/ }).first();
+  const link = page.locator("tbody td:nth-child(3) a", { hasText: /^Sandbox \(OAuth 2\.0\) is disconnected$/ }).first();
   const htmlPath = await link.getAttribute("href");
   await link.click();
   const button = page.locator("a", { hasText: /^Reconnect$/ });
