@@ -33,9 +33,13 @@ async function start(token) {
   $("who").textContent = `${claims.sub} · ${claims.role} · ${claims.workspace_id}`;
   $("signin").hidden = true;
   $("signout").hidden = false;
-  // Members with an email get alert emails (the local outbox folder).
+  // Members with an email get alert emails (the local outbox folder). An
+  // existing member is left as is: a PUT would reset their email settings.
   if (claims.role === "admin" && claims.email) {
-    await sdk.api.PUT("/v1/members/{user_id}", { params: { path: { user_id: claims.sub } }, body: { email: claims.email, role: claims.role } });
+    const known = await sdk.me().then(() => true, () => false);
+    if (!known) {
+      await sdk.api.PUT("/v1/members/{user_id}", { params: { path: { user_id: claims.sub } }, body: { email: claims.email, role: claims.role } });
+    }
   }
   panel.connections = sdk;
   panel.hidden = false;
