@@ -647,3 +647,43 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     assert!(e.text.contains("Email preferences: https://app.example.com/settings/email\n"), "{}", e.text);
     assert!(!e.text.contains("Reconnect:"), "nothing to do: {}", e.text);
 }
+
+/// A worker that claimed a send and died before sending leaves the claim
+/// "sending": the flush is redelivered (others' emails go meanwhile), and
+/// once the claim is older than any notifier runs, a redelivery takes it
+/// over and sends. Before, the claim held every redelivery off: the email
+/// was lost.
+#[tokio::test]
+async fn a_send_claimed_by_a_worker_that_died_is_taken_over() {
+    let w = world(Backend::Embedded, 1).await;
+    emit(&w, disconnected(&w, 0)).await;
+    let app = &w.app.stack.app;
+    let q = &app.queue;
+    let admin = format!("admin@{}", w.domain);
+    let mut flush = None;
+    for _ in 0..10 {
+        for m in q.receive(QueueKind::Notify, 10, 60).await.unwrap() {
+            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
+            if let AlertEvent::Flush { flush_id, .. } = &event {
+                flush = Some((flush_id.clone(), event.clone()));
+            } else {
+                shared::entry::lambda::deliver_alert(app, event).await.unwrap();
+            }
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+    let (flush_id, event) = flush.expect("a flush");
+    let batch = format!("{flush_id}-Disconnected");
+    let dead = app.repo.claim_send(&w.ws, &batch, &UserId::parse("admin").unwrap(), app.clock.now()).await.unwrap();
+    assert_eq!(dead, shared::store::alerts::SendClaim::Mine(1));
+    let first = shared::entry::lambda::deliver_alert(app, event.clone()).await;
+    assert!(first.is_err(), "redelivered while the claim is fresh");
+    assert_eq!(emails_to(&w.app, &admin).len(), 0);
+    assert_eq!(emails_to(&w.app, &format!("staff@{}", w.domain)).len(), 1, "others are not held back");
+    w.app.clock.advance(chrono::Duration::seconds(shared::store::alerts::SEND_CLAIM_STALE_SECONDS + 1));
+    shared::entry::lambda::deliver_alert(app, event.clone()).await.unwrap();
+    assert_eq!(emails_to(&w.app, &admin).len(), 1, "taken over and sent");
+    shared::entry::lambda::deliver_alert(app, event).await.unwrap();
+    assert_eq!(emails_to(&w.app, &admin).len(), 1, "sent once");
+    assert_eq!(emails_to(&w.app, &format!("staff@{}", w.domain)).len(), 1);
+}

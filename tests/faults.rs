@@ -59,6 +59,8 @@ pub struct Faults {
     /// and every change the state machine has no event for.
     statuses: Mutex<std::collections::HashMap<(String, String), Status>>,
     illegal: Mutex<Vec<String>>,
+    /// Every secret a vault write stored and no delete removed since.
+    secrets: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Faults {
@@ -71,6 +73,7 @@ impl Faults {
             crashes: AtomicUsize::new(0),
             statuses: Mutex::default(),
             illegal: Mutex::default(),
+            secrets: Mutex::default(),
         })
     }
 
@@ -232,6 +235,9 @@ impl RecordSink for Faulty<dyn RecordSink> {
 #[async_trait]
 impl JobQueue for Faulty<dyn JobQueue> {
     async fn send(&self, queue: QueueKind, body: &str, delay_seconds: u32) -> Result<String, QueueError> {
+        if std::env::var("FAULT_TRACE").is_ok() {
+            eprintln!("send {queue:?}: {}", &body[..body.len().min(160)]);
+        }
         faulty!(
             self,
             true,
@@ -255,13 +261,27 @@ impl JobQueue for Faulty<dyn JobQueue> {
 #[async_trait]
 impl SecretVault for Faulty<dyn SecretVault> {
     async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError> {
-        faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), self.inner.put(name, value).await)
+        let stored = || async {
+            let r = self.inner.put(name, value).await;
+            if r.is_ok() {
+                self.faults.secrets.lock().unwrap().insert(name.to_owned());
+            }
+            r
+        };
+        faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), stored().await)
     }
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         faulty!(self, false, VaultError::Unavailable("injected: throttled".into()), self.inner.get(name).await)
     }
     async fn delete(&self, name: &str) -> Result<(), VaultError> {
-        faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), self.inner.delete(name).await)
+        let deleted = || async {
+            let r = self.inner.delete(name).await;
+            if r.is_ok() {
+                self.faults.secrets.lock().unwrap().remove(name);
+            }
+            r
+        };
+        faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), deleted().await)
     }
 }
 
@@ -820,4 +840,194 @@ async fn syncs_survive_seeded_faults_with_every_record_written_once() {
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert!(injected > 0 && crashes > 0, "the plan injected nothing ({injected} faults, {crashes} crashes)");
+}
+
+/// A sign-in through the browser's steps (start, launch, the platform's
+/// consent, the callback), any of which may fail under faults.
+async fn try_oauth(
+    app: &crate::harness::TestApp,
+    token: &str,
+    body: serde_json::Value,
+    account: &str,
+) -> Result<serde_json::Value, String> {
+    let e = |e: reqwest::Error| e.to_string();
+    let r = app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body).send().await.map_err(e)?;
+    if r.status() != 200 {
+        return Err(format!("start: {}", r.status()));
+    }
+    let started: serde_json::Value = r.json().await.map_err(e)?;
+    let r = app.http.get(started["launch_url"].as_str().ok_or("no launch_url")?).send().await.map_err(e)?;
+    if r.status() != 302 {
+        return Err(format!("launch: {}", r.status()));
+    }
+    let authorize = r.headers()["location"].to_str().map_err(|e| e.to_string())?.to_owned();
+    let r = app.http.get(format!("{authorize}&auto_approve={account}")).send().await.map_err(e)?;
+    let back = r.headers().get("location").ok_or("no redirect back")?.to_str().map_err(|e| e.to_string())?.to_owned();
+    let page = app.http.get(back).send().await.map_err(e)?.text().await.map_err(e)?;
+    let start = page.find(r#"id="result">"#).ok_or_else(|| format!("callback page: {page}"))? + r#"id="result">"#.len();
+    let end = start + page[start..].find("</script>").ok_or("callback page")?;
+    let message =
+        serde_json::from_str::<serde_json::Value>(&page[start..end]).map_err(|e| e.to_string())?["message"].clone();
+    match message["status"].as_str() {
+        Some("connected") => Ok(message),
+        _ => Err(format!("callback: {message}")),
+    }
+}
+
+/// Tries a sign-in the way a person does, again after each failure, under
+/// faults; then once more without them if none got through.
+async fn sign_in_until_connected(
+    app: &crate::harness::TestApp,
+    faults: &Faults,
+    token: &str,
+    body: serde_json::Value,
+    account: &str,
+) -> Result<serde_json::Value, String> {
+    faults.arm(true);
+    for _ in 0..6 {
+        faults.restart();
+        let answer = try_oauth(app, token, body.clone(), account).await;
+        // A worker that died answers nobody: the person sees the sign-in
+        // fail and tries again, whatever the dead worker went on to do.
+        if faults.dead.load(Ordering::SeqCst) {
+            continue;
+        }
+        if let Ok(m) = answer {
+            faults.arm(false);
+            return Ok(m);
+        }
+    }
+    faults.arm(false);
+    try_oauth(app, token, body, account).await.map_err(|e| format!("without faults: {e}"))
+}
+
+/// Lets queued work finish without faults: the notifier, the sync worker, the sweep.
+async fn settle(app: &crate::harness::TestApp) -> Result<(), String> {
+    for _ in 0..3 {
+        shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+        local_stack::workers::drain(&app.stack, QueueKind::Sync).await.map_err(|e| format!("sync: {e}"))?;
+        local_stack::workers::drain(&app.stack, QueueKind::Notify).await.map_err(|e| format!("notify: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One seed's OAuth journey: connect by sign-in under faults (tried again
+/// after each failure), then the platform revokes the grant and the user
+/// reconnects it under faults. At the end: one grant per successful sign-in
+/// and no other, each with working tokens in the vault and no secret left
+/// without its item; the reconnected grant keeps its id, its connection and
+/// its cursors; both are connected and their incident closed.
+async fn oauth_journey(seed: u64) -> Result<(), String> {
+    let faults = Faults::new(seed);
+    let f = faults.clone();
+    let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0")], move |p| {
+        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+    })
+    .await;
+    let ws = shared::domain::ids::WorkspaceId::parse(&format!("ws_oauth_{seed}")).unwrap();
+    let account = format!("acct_oauth_{seed}");
+    let token = app.token(ws.as_str(), "u", "staff").await;
+    let origin = "https://app.example.com";
+    let first = sign_in_until_connected(
+        &app,
+        &faults,
+        &token,
+        serde_json::json!({"platform": "sandbox_oauth", "name": "Agency grant", "return_to": origin}),
+        &account,
+    )
+    .await?;
+    settle(&app).await?;
+    let repo = &app.stack.app.repo;
+    let auths = repo.list::<shared::domain::Authorization>(&ws).await.map_err(|e| e.to_string())?;
+    let conns = repo.list::<shared::domain::Connection>(&ws).await.map_err(|e| e.to_string())?;
+    // A sign-in that failed after the grant was stored may have left one the
+    // person never saw: each must be whole (its tokens work) or gone.
+    let auth_id = first["authorization_id"].as_str().ok_or("no authorization id")?;
+    let auth = auths.iter().find(|a| a.value.id.as_str() == auth_id).ok_or("the grant it answered is missing")?;
+    for a in &auths {
+        if shared::flows::refresh::tokens_of(&app.stack.app, &a.value).await.is_err() {
+            return Err(format!("grant {} has no readable tokens ({:?})", a.value.id, a.value.status));
+        }
+    }
+    for c in &conns {
+        let Some(a) = c.value.authorization_id() else { continue };
+        if !auths.iter().any(|x| &x.value.id == a) {
+            return Err(format!("connection {} uses a grant that is not there", c.value.id));
+        }
+    }
+    let prefix = format!("{}/ws/{}/", app.stack.app.config.secret_prefix, ws);
+    let referenced: std::collections::BTreeSet<String> = auths.iter().map(|a| a.value.secret.0.clone()).collect();
+    let orphans: Vec<String> = faults
+        .secrets
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|n| n.starts_with(&prefix) && !referenced.contains(*n))
+        .cloned()
+        .collect();
+    if !orphans.is_empty() {
+        return Err(format!("secrets in the vault that no item holds: {orphans:?}"));
+    }
+
+    // The platform revokes it; the sweep finds out; the user reconnects.
+    let conn = conns
+        .iter()
+        .find(|c| c.value.authorization_id().map(|a| a.as_str()) == Some(auth_id))
+        .ok_or("no connection")?;
+    let cursors_before = conn.value.cursors.clone();
+    app.http
+        .post(app.url(&format!("/sandbox/control/revoke?account={account}")))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    app.clock.advance(chrono::Duration::minutes(61));
+    settle(&app).await?;
+    let now = repo.authorization(&ws, &auth.value.id).await.map_err(|e| e.to_string())?.value;
+    if !matches!(now.status, Status::Disconnected { .. }) {
+        return Err(format!("the revoked grant is {:?}", now.status));
+    }
+    sign_in_until_connected(
+        &app,
+        &faults,
+        &token,
+        serde_json::json!({"platform": "sandbox_oauth", "return_to": origin, "reconnect": {"authorization_id": auth_id}}),
+        &account,
+    )
+    .await?;
+    settle(&app).await?;
+    let again = repo.authorization(&ws, &auth.value.id).await.map_err(|e| e.to_string())?.value;
+    let c = repo.connection(&ws, &conn.value.id).await.map_err(|e| e.to_string())?.value;
+    if again.status != Status::Connected || c.status != Status::Connected {
+        return Err(format!("after the reconnect: grant {:?}, connection {:?}", again.status, c.status));
+    }
+    for (stream, before) in &cursors_before {
+        if c.cursors
+            .get(stream)
+            .is_none_or(|now| (before.cursor.is_some() && now.cursor.is_none()) || now.records < before.records)
+        {
+            return Err(format!("the reconnect lost the cursor of {stream}"));
+        }
+    }
+    // The tokens work: a refresh an hour on keeps it connected.
+    app.clock.advance(chrono::Duration::minutes(61));
+    settle(&app).await?;
+    let later = repo.authorization(&ws, &auth.value.id).await.map_err(|e| e.to_string())?.value;
+    if later.status != Status::Connected {
+        return Err(format!("the reconnected grant's tokens do not work: {:?}", later.status));
+    }
+    let open: Vec<_> = repo.open_incidents(&ws, auth_id).await.map_err(|e| e.to_string())?;
+    if !open.is_empty() {
+        if std::env::var("FAULT_DEBUG").is_ok() {
+            eprintln!("{}", app.dump_state().await);
+        }
+        return Err(format!("{} incident(s) of the grant still open after the reconnect", open.len()));
+    }
+    faults.illegal()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_sign_ins_and_reconnects_under_faults_leave_whole_grants() {
+    each_seed(30, oauth_journey).await;
 }

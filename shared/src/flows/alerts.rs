@@ -22,6 +22,7 @@ use crate::domain::ids::*;
 use crate::domain::messages::AlertEvent;
 use crate::domain::*;
 use crate::ports::Email;
+use crate::store::alerts::SendClaim;
 
 /// An email waiting for the next flush of its workspace.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -445,6 +446,7 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
     if batch.is_empty() {
         return Ok(());
     }
+    let mut retry = None;
     for kind in [
         AlertKind::Disconnected,
         AlertKind::SyncFailed,
@@ -458,10 +460,13 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
         }
         for member in recipients(app, ws, kind).await? {
             let email = compose(app, ws, kind, &items, &member).await?;
-            send_once(app, ws, &format!("{flush_id}-{kind:?}"), &member, &email).await?;
+            // One member's send that must wait holds back no one else's.
+            if let Err(e) = send_once(app, ws, &format!("{flush_id}-{kind:?}"), &member, &email).await {
+                retry.get_or_insert(e);
+            }
         }
     }
-    Ok(())
+    retry.map_or(Ok(()), Err)
 }
 
 /// Each data source once: two incidents of one kind may name the same one
@@ -529,16 +534,19 @@ async fn send_once(app: &App, ws: &WorkspaceId, batch: &str, member: &Member, em
         tracing::info!(member = %member.user_id, "email suppressed; not sent");
         return Ok(());
     }
-    if !app.repo.claim_send(ws, batch, &member.user_id).await? {
-        return Ok(()); // sent (or being sent) already
-    }
+    let version = match app.repo.claim_send(ws, batch, &member.user_id, app.clock.now()).await? {
+        SendClaim::Mine(version) => version,
+        SendClaim::Sent => return Ok(()),
+        // Redelivered until it is sent, or the claim is old enough to take.
+        SendClaim::Busy => return Err(Error::Conflict { kind: "email being sent by another worker" }),
+    };
     let mut email = email.clone();
     email.to = vec![member.email.clone()];
     let mut attempt = 0u32;
     loop {
         match app.mailer.send(&email).await {
             Ok(message_id) => {
-                app.repo.mark_sent(ws, batch, &member.user_id, &message_id).await;
+                app.repo.mark_sent(ws, batch, &member.user_id, version, &message_id).await;
                 return Ok(());
             }
             Err(MailError::Throttled) if attempt < 3 => {
@@ -547,7 +555,7 @@ async fn send_once(app: &App, ws: &WorkspaceId, batch: &str, member: &Member, em
             }
             Err(e) => {
                 // Known not sent: release the claim so the retry may send.
-                app.repo.release_send(ws, batch, &member.user_id).await;
+                app.repo.release_send(ws, batch, &member.user_id, version).await;
                 return Err(e.into());
             }
         }

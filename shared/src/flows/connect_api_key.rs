@@ -99,7 +99,8 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
         connection.account = account;
         connection.params = key.params.clone();
         connection.apply(Event::CredentialsAccepted, now)?;
-        app.vault_first(&secret, &secret_json(&key), app.repo.create(&connection)).await
+        app.vault_first(&secret, &secret_json(&key), app.repo.create(&connection), app.repo.remove_new(&connection))
+            .await
     }
     .await;
     if let Err(e) = created {

@@ -799,45 +799,44 @@ pub(super) async fn store_new(
     let now = app.clock.now();
     let auth_id = AuthorizationId::generate();
     let secret = SecretRef::for_owner(&app.config.secret_prefix, pending.workspace_id, auth_id.as_str());
+    let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
+    let expiry = policy::expiry_facts(spec, &tokens, now);
+    let next_check = policy::next_check(spec, &expiry, now);
+    let mut auth = Authorization::new(
+        auth_id.clone(),
+        pending.workspace_id.clone(),
+        pending.platform.clone(),
+        pending.name.to_owned(),
+        account,
+        tokens.scopes.clone(),
+        vars,
+        expiry,
+        Some(next_check),
+        secret.clone(),
+        pending.user_id.clone(),
+        now,
+    );
+    auth.apply(Event::CredentialsAccepted, now)?;
+    let mut connection = Connection::new(
+        pending.workspace_id.clone(),
+        pending.platform.clone(),
+        pending.name.to_owned(),
+        pending.role,
+        pending.client.cloned(),
+        Credential::Authorization { authorization_id: auth_id.clone() },
+        entry.default_streams(),
+        pending.user_id.clone(),
+        now,
+    );
+    connection.apply(Event::CredentialsAccepted, now)?;
     let write = async {
-        let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
-        let expiry = policy::expiry_facts(spec, &tokens, now);
-        let next_check = policy::next_check(spec, &expiry, now);
-        let mut auth = Authorization::new(
-            auth_id.clone(),
-            pending.workspace_id.clone(),
-            pending.platform.clone(),
-            pending.name.to_owned(),
-            account,
-            tokens.scopes.clone(),
-            vars,
-            expiry,
-            Some(next_check),
-            secret.clone(),
-            pending.user_id.clone(),
-            now,
-        );
-        auth.apply(Event::CredentialsAccepted, now)?;
-        let mut connection = Connection::new(
-            pending.workspace_id.clone(),
-            pending.platform.clone(),
-            pending.name.to_owned(),
-            pending.role,
-            pending.client.cloned(),
-            Credential::Authorization { authorization_id: auth_id.clone() },
-            entry.default_streams(),
-            pending.user_id.clone(),
-            now,
-        );
-        connection.apply(Event::CredentialsAccepted, now)?;
         app.repo.create(&auth).await?;
-        if let Err(e) = app.repo.create(&connection).await {
-            let _ = app.repo.delete(&auth, 1).await;
-            return Err(e);
-        }
-        Ok(connection)
+        app.repo.create(&connection).await?;
+        Ok(())
     };
-    let connection = app.vault_first(&secret, &tokens.to_secret(), write).await?;
+    // The connection first: it points at the grant.
+    let undo = async { app.repo.remove_new(&connection).await && app.repo.remove_new(&auth).await };
+    app.vault_first(&secret, &tokens.to_secret(), write, undo).await?;
     // If this is lost the connection stays "initial sync in progress" and
     // "sync now" starts it.
     app.send_or_log(&SyncJob::start(&connection), "initial sync").await;

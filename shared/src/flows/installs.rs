@@ -69,7 +69,11 @@ pub async fn receive(
         expires_at: now + chrono::Duration::hours(INSTALL_CLAIM_HOURS),
     };
     let claim = PendingInstall::new_claim();
-    let stored = app.vault_first(&install.secret, &tokens.to_secret(), app.repo.put_install(&claim, &install)).await;
+    let stored = app
+        .vault_first(&install.secret, &tokens.to_secret(), app.repo.put_install(&claim, &install), async {
+            app.repo.take_install(&claim).await.is_ok()
+        })
+        .await;
     if let Err(e) = stored {
         tracing::error!(error = %e, platform = %entry.id, "an install was not stored");
         return Err(CallbackError::Internal);

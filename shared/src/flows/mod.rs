@@ -147,23 +147,41 @@ impl App {
         TokenClient { http: self.http.as_ref(), clock: self.clock.as_ref(), redirect_uri: self.config.callback_url() }
     }
 
-    /// Stores a secret, then does `write`; when `write` fails the secret is
-    /// deleted again, so nothing is left half-written.
+    /// Stores a secret, then does `write`. When `write` fails, `undo` takes
+    /// its items back, and only once they are gone is the secret deleted
+    /// (an item is never left without its secret); a vault write that
+    /// failed is taken back too (it may have happened, its answer lost).
     pub async fn vault_first<T>(
         &self,
         secret: &SecretRef,
         value: &SecretString,
         write: impl Future<Output = Result<T, Error>>,
+        undo: impl Future<Output = bool>,
     ) -> Result<T, Error> {
-        self.vault.put(&secret.0, value).await?;
+        if let Err(e) = self.vault.put(&secret.0, value).await {
+            self.forget_secret(secret).await;
+            return Err(e.into());
+        }
         match write.await {
             Ok(t) => Ok(t),
             Err(e) => {
-                if let Err(cleanup) = self.vault.delete(&secret.0).await {
-                    tracing::error!(error = %cleanup, "could not remove the secret of a write that failed");
+                if undo.await {
+                    self.forget_secret(secret).await;
+                } else {
+                    tracing::error!("the items of a failed write could not be removed; their secret stays with them");
                 }
                 Err(e)
             }
         }
+    }
+
+    /// Deletes a secret no item holds, tried again while the vault fails.
+    async fn forget_secret(&self, secret: &SecretRef) {
+        for _ in 0..3 {
+            if self.vault.delete(&secret.0).await.is_ok() {
+                return;
+            }
+        }
+        tracing::error!("a secret no item holds could not be removed");
     }
 }

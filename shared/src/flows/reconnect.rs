@@ -76,18 +76,33 @@ pub async fn restore(
 
 /// Brings one broken connection back (a no-op for a healthy one): it
 /// resumes its interrupted run or starts the next, and its incident closes.
-pub async fn resume_connection(app: &App, mut conn: Connection, version: u64) -> Result<(), Error> {
+/// A save that fails is read again and retried: a concurrent change, or a
+/// save that happened with its answer lost, finds the connection restored,
+/// and what follows the change (its event, its run, its recovery notice) is
+/// still done (found by the fault harness: a lost save answer left the
+/// connection disconnected behind a grant said to be reconnected, and a
+/// recovery notice never sent kept its incident open).
+pub async fn resume_connection(app: &App, mut conn: Connection, mut version: u64) -> Result<(), Error> {
     if !conn.is_broken() {
         return Ok(());
     }
     let previous = conn.status;
-    conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
-    if app.repo.save(&conn, version).await.is_ok() {
-        events::status_changed(app, Some(&previous), &conn).await;
-        app.send_or_log(&SyncJob::resume(&conn).triggered(SyncTrigger::Resumed), "resumed sync").await;
-        let recovered =
-            AlertEvent::Recovered { workspace_id: conn.workspace_id.clone(), connection_id: conn.id.clone() };
-        app.alert(&recovered, "recovery alert").await;
+    let mut tries = 0;
+    while conn.is_broken() {
+        conn.apply(Event::Reconnected { initial_sync_done: conn.initial_sync_done }, app.clock.now())?;
+        match app.repo.save(&conn, version).await {
+            Ok(_) => break,
+            Err(e) if tries >= 3 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                let fresh = app.repo.connection(&conn.workspace_id, &conn.id).await?;
+                (conn, version) = (fresh.value, fresh.version);
+            }
+        }
     }
+    events::status_changed(app, Some(&previous), &conn).await;
+    app.send_or_log(&SyncJob::resume(&conn).triggered(SyncTrigger::Resumed), "resumed sync").await;
+    let recovered = AlertEvent::Recovered { workspace_id: conn.workspace_id.clone(), connection_id: conn.id.clone() };
+    app.alert(&recovered, "recovery alert").await;
     Ok(())
 }

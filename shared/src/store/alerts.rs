@@ -2,6 +2,7 @@
 //! kind), emails waiting for their flush, the batch a flush took, and the
 //! claim of each send (so no email goes out twice).
 
+use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 
 use super::{keys, workspace_pk, Repo, Versioned};
@@ -9,6 +10,21 @@ use crate::domain::error::{Error, StoreError};
 use crate::domain::ids::{UserId, WorkspaceId};
 use crate::domain::{AlertKind, Incident};
 use crate::ports::{Item, Precondition};
+
+/// How long a claim to send an email may stay "sending" before another
+/// worker takes it over: three times the notifier's 60-second timeout.
+pub const SEND_CLAIM_STALE_SECONDS: i64 = 180;
+
+/// What claiming a send found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendClaim {
+    /// This worker sends; the claim is at this version.
+    Mine(u64),
+    /// Sent already.
+    Sent,
+    /// Another worker is sending it now: try again later.
+    Busy,
+}
 
 fn item(ws: &WorkspaceId, sk: String, version: u64, body: serde_json::Value) -> Item {
     Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None }
@@ -129,21 +145,54 @@ impl Repo {
         Ok(mine)
     }
 
-    /// Claims one send of a batch to a member; `false` if it was sent (or
-    /// is being sent) already.
-    pub async fn claim_send(&self, ws: &WorkspaceId, batch: &str, user: &UserId) -> Result<bool, Error> {
-        let claim = item(ws, keys::mail_sent(batch, user), 1, serde_json::json!({"state": "sending"}));
-        put_if(self, &claim, Precondition::Absent).await
+    /// Claims one send of a batch to a member. A claim still "sending"
+    /// after [`SEND_CLAIM_STALE_SECONDS`] was left by a worker that died
+    /// (no notifier runs that long): it is taken over, so the email is not
+    /// lost (found by the fault harness, seed 17 of the alert journey: a
+    /// claim left "sending" kept every redelivery from sending).
+    pub async fn claim_send(
+        &self,
+        ws: &WorkspaceId,
+        batch: &str,
+        user: &UserId,
+        now: DateTime<Utc>,
+    ) -> Result<SendClaim, Error> {
+        let sk = keys::mail_sent(batch, user);
+        let body = serde_json::json!({"state": "sending", "at": now.timestamp()});
+        if put_if(self, &item(ws, sk.clone(), 1, body.clone()), Precondition::Absent).await? {
+            return Ok(SendClaim::Mine(1));
+        }
+        let Some(found) = self.store().get(&workspace_pk(ws), &sk).await? else {
+            return Ok(SendClaim::Busy); // released meanwhile: the next try claims it
+        };
+        if found.body["state"] == "sent" {
+            return Ok(SendClaim::Sent);
+        }
+        let at = found.body["at"].as_i64().unwrap_or(0);
+        if now.timestamp() - at < SEND_CLAIM_STALE_SECONDS {
+            return Ok(SendClaim::Busy);
+        }
+        let version = found.version + 1;
+        match self.store().put(&item(ws, sk, version, body), Precondition::Version(found.version)).await {
+            Ok(()) => Ok(SendClaim::Mine(version)),
+            Err(StoreError::ConditionFailed) => Ok(SendClaim::Busy),
+            Err(e) => Err(e.into()),
+        }
     }
 
-    /// Records a claimed send as done.
-    pub async fn mark_sent(&self, ws: &WorkspaceId, batch: &str, user: &UserId, message_id: &str) {
+    /// Records a claimed send (at `version`) as done.
+    pub async fn mark_sent(&self, ws: &WorkspaceId, batch: &str, user: &UserId, version: u64, message_id: &str) {
         let body = serde_json::json!({"state": "sent", "message_id": message_id});
-        self.store().put(&item(ws, keys::mail_sent(batch, user), 2, body), Precondition::Version(1)).await.ok();
+        let sent = item(ws, keys::mail_sent(batch, user), version + 1, body);
+        self.store().put(&sent, Precondition::Version(version)).await.ok();
     }
 
-    /// Releases a claim whose send is known to have failed, so a retry may send.
-    pub async fn release_send(&self, ws: &WorkspaceId, batch: &str, user: &UserId) {
-        self.store().delete(&workspace_pk(ws), &keys::mail_sent(batch, user), Precondition::Version(1)).await.ok();
+    /// Releases a claim (at `version`) whose send is known to have failed,
+    /// so a retry may send.
+    pub async fn release_send(&self, ws: &WorkspaceId, batch: &str, user: &UserId, version: u64) {
+        self.store()
+            .delete(&workspace_pk(ws), &keys::mail_sent(batch, user), Precondition::Version(version))
+            .await
+            .ok();
     }
 }
