@@ -34,6 +34,16 @@ async fn a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason(backend:
     assert_eq!(status, 200, "{reach}");
     assert_eq!(reach["accounts"][1], json!({"id": "acct_agency-eu", "name": "acct_agency EU"}));
     assert!(reach["streams"].as_array().unwrap().iter().all(|s| s["available"] == true), "{reach}");
+    assert!(reach["next_cursor"].is_null(), "one page: {reach}");
+    // Paged: an agency grant may reach thousands of accounts.
+    let path = format!("/v1/authorizations/{}/accounts", auth.id);
+    let (_, first) = get(&app, &staff, &format!("{path}?limit=1")).await;
+    assert_eq!(first["accounts"], json!([{"id": "acct_agency-main", "name": "acct_agency main"}]), "{first}");
+    let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
+    let (_, second) = get(&app, &staff, &format!("{path}?limit=1&cursor={cursor}")).await;
+    assert_eq!((second["accounts"][0]["id"].as_str(), second["next_cursor"].is_null()), (Some("acct_agency-eu"), true));
+    let (status, wrong) = get(&app, &staff, &format!("/v1/authorizations?cursor={cursor}")).await;
+    assert_eq!((status, error_code(&wrong).as_str()), (422, "invalid_input"), "another list's cursor: {wrong}");
     // One grant, a connection per client: each chooses the account it syncs.
     let create = |account: &str| {
         json!({"authorization_id": auth.id, "name": format!("EU of {account}"), "account_id": account,

@@ -637,7 +637,7 @@ async fn every_alert_kind_reads_well_with_its_facts_and_one_button() {
     let recovered: Vec<_> = next(&app).into_iter().filter(|e| e.subject.contains("connected again")).collect();
     let e = recovered.first().expect("a recovery notice");
     keep_rendered("recovered", e);
-    assert!(e.text.contains("Data missing: about") && e.text.contains("nothing is lost"), "{}", e.text);
+    assert!(e.text.contains("Data missing: about") && e.text.contains("the gap is backfilled"), "{}", e.text);
     assert_eq!(
         e.text.matches("\nAgency grant on Sandbox (OAuth 2.0)\n").count(),
         1,

@@ -937,7 +937,7 @@ export interface components {
         };
         Reach: {
             authorization_id?: string;
-            /** @description What the grant reaches (null: the platform lists none). */
+            /** @description What the grant reaches (null: the platform lists none), a page of it: `limit` (100 unless said, at most 500) from `cursor`. */
             accounts?: {
                 id?: string;
                 name?: string | null;
@@ -957,6 +957,8 @@ export interface components {
                 available?: boolean;
                 reason?: string | null;
             }[];
+            /** @description The next page of `accounts` (same `limit`); null on the last page. */
+            next_cursor?: string | null;
         };
     };
     responses: {
@@ -3822,7 +3824,12 @@ export interface operations {
     };
     authorizationAccounts: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items a page holds. */
+                limit?: number;
+                /** @description next_cursor of the previous page (same filters and sort). */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3867,6 +3874,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            422: components["responses"]["InvalidInput"];
             /** @description `platform_unavailable` */
             502: {
                 headers: {
@@ -3880,7 +3888,12 @@ export interface operations {
     };
     discoverAccounts: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items a page holds. */
+                limit?: number;
+                /** @description next_cursor of the previous page (same filters and sort). */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;

@@ -219,7 +219,7 @@ fn facts(kind: AlertKind, item: &MailItem, tz: chrono_tz::Tz) -> Vec<(&'static s
     if let Some(m) = item.missing_minutes {
         rows.push((
             "Data missing",
-            format!("{}; the gap was synced from where it stopped, so nothing is lost", duration_words(m)),
+            format!("{}; the sync picks up where it stopped, so the gap is backfilled", duration_words(m)),
         ));
     }
     if let Some(by) = &item.authorized_by {

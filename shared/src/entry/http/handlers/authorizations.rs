@@ -45,25 +45,49 @@ pub(super) async fn remove(app: &App, caller: &Caller, params: &Params) -> Resul
     Ok(json(StatusCode::OK, &json!({"removed": true, "connections_disconnected": n})))
 }
 
-fn reach_view(id: &AuthorizationId, reach: &crate::flows::accounts::Reach) -> serde_json::Value {
-    json!({
+/// What a grant reaches, its accounts paged (`limit`, `cursor`; an agency
+/// grant may reach thousands).
+fn reach_view(
+    id: &AuthorizationId,
+    reach: &crate::flows::accounts::Reach,
+    request: &Request,
+) -> Result<serde_json::Value, Error> {
+    let (accounts, next) = match reach.discovered.as_ref() {
+        Some(d) => {
+            let (page, next) = super::paged(request, &format!("accounts:{id}"), d.accounts.iter().collect())?;
+            (Some(page.iter().map(|a| json!({"id": a.id, "name": a.name})).collect::<Vec<_>>()), next)
+        }
+        None => (None, None),
+    };
+    Ok(json!({
         "authorization_id": id,
-        "accounts": reach.discovered.as_ref().map(|d| d.accounts.iter().map(|a| json!({"id": a.id, "name": a.name})).collect::<Vec<_>>()),
+        "accounts": accounts,
+        "next_cursor": next,
         "discovered_at": reach.discovered.as_ref().map(|d| d.at),
         "streams": reach.streams,
-    })
+    }))
 }
 
 /// `GET /v1/authorizations/{id}/accounts`: what the grant reaches.
-pub(super) async fn accounts(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+pub(super) async fn accounts(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
     let reach = crate::flows::accounts::reach(app, caller, &id).await?;
-    Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
+    Ok(json(StatusCode::OK, &reach_view(&id, &reach, request)?))
 }
 
 /// `POST /v1/authorizations/{id}/discover`: ask the platform again.
-pub(super) async fn discover(app: &App, caller: &Caller, params: &Params) -> Result<Response<Body>, Error> {
+pub(super) async fn discover(
+    app: &App,
+    caller: &Caller,
+    params: &Params,
+    request: &Request,
+) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
     let reach = crate::flows::accounts::rediscover(app, caller, &id).await?;
-    Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
+    Ok(json(StatusCode::OK, &reach_view(&id, &reach, request)?))
 }
