@@ -1031,3 +1031,71 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
 async fn oauth_sign_ins_and_reconnects_under_faults_leave_whole_grants() {
     each_seed(30, oauth_journey).await;
 }
+
+/// One seed's removal journey: an admin removes a grant under faults,
+/// trying again until it is gone (a worker that died answers nobody). At
+/// the end the platform honours the grant no more (revoked, RFC 7009), its
+/// secret is out of the vault, its item is gone, and its connection is
+/// disconnected with the reason `authorization_removed`.
+async fn removal_journey(seed: u64) -> Result<(), String> {
+    let faults = Faults::new(seed);
+    let f = faults.clone();
+    let app = crate::harness::spawn_app_ports(Backend::Embedded, &[], move |p| {
+        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+    })
+    .await;
+    let ws = format!("ws_remove_{seed}");
+    let account = format!("acct_remove_{seed}");
+    let (auth, conn) = crate::lifecycle::connect_sandbox(&app, &ws, &account).await;
+    settle(&app).await?;
+    if app.sandbox().live_grants(&account) != 1 {
+        return Err("the sandbox does not hold the grant".into());
+    }
+    let admin = app.token(&ws, "admin", "admin").await;
+    let url = app.url(&format!("/v1/authorizations/{}", auth.id));
+    faults.arm(true);
+    let mut removed = false;
+    for _ in 0..8 {
+        faults.restart();
+        let status = app.http.delete(&url).bearer_auth(&admin).send().await.map(|r| r.status().as_u16());
+        if faults.dead.load(Ordering::SeqCst) {
+            continue;
+        }
+        if matches!(status, Ok(200 | 204 | 404)) {
+            removed = true;
+            break;
+        }
+    }
+    faults.arm(false);
+    if !removed {
+        let status = app.http.delete(&url).bearer_auth(&admin).send().await.map_err(|e| e.to_string())?.status();
+        if !matches!(status.as_u16(), 200 | 204 | 404) {
+            return Err(format!("without faults: {status}"));
+        }
+    }
+    settle(&app).await?;
+    let app_ = &app.stack.app;
+    if app.sandbox().live_grants(&account) != 0 {
+        return Err("the grant is alive at the platform after its removal".into());
+    }
+    if app_.vault.get(&auth.secret.0).await.map_err(|e| e.to_string())?.is_some() {
+        return Err("the removed grant's tokens are still in the vault".into());
+    }
+    match app_.repo.authorization(&auth.workspace_id, &auth.id).await {
+        Err(shared::Error::NotFound { .. }) => {}
+        other => return Err(format!("the authorization is still there: {:?}", other.map(|a| a.value.status))),
+    }
+    let c = app_.repo.connection(&auth.workspace_id, &conn.id).await.map_err(|e| e.to_string())?.value;
+    let removed_reason = Status::Disconnected { reason: shared::domain::DisconnectReason::AuthorizationRemoved };
+    if c.status != removed_reason {
+        return Err(format!("its connection is {:?}", c.status));
+    }
+    faults.illegal()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_grant_is_revoked_at_the_platform_and_gone_under_faults() {
+    each_seed(30, removal_journey).await;
+}

@@ -264,6 +264,13 @@ impl Sandbox {
 
     /// Takes a sub-account away from what an account reaches (as a manager
     /// losing access to a client's ad account).
+    /// Grants of an account the sandbox still honours (neither revoked by
+    /// a revocation request nor by a control).
+    pub fn live_grants(&self, account: &str) -> usize {
+        let s = self.state.lock().expect("sandbox lock");
+        s.grants.iter().filter(|g| g.account == account && !g.revoked).count()
+    }
+
     pub fn drop_sub_account(&self, id: &str) {
         self.state.lock().expect("sandbox lock").dropped.insert(id.to_owned());
     }
