@@ -36,7 +36,7 @@ use shared::domain::Status;
 use shared::ports::{Item, JobQueue, Page, Precondition, QueueKind, Received, RecordSink, SecretVault, StateStore};
 
 use crate::harness::Backend;
-use crate::sync::{connect, reload, setup_ports, stored_records, RECORDS};
+use crate::sync::{connect, reload, setup_ports_http, stored_records, RECORDS};
 
 /// What one call meets.
 enum Draw {
@@ -61,6 +61,8 @@ pub struct Faults {
     illegal: Mutex<Vec<String>>,
     /// Every secret a vault write stored and no delete removed since.
     secrets: Mutex<std::collections::BTreeSet<String>>,
+    /// Whether calls to the platforms draw faults too.
+    http: AtomicBool,
 }
 
 impl Faults {
@@ -74,6 +76,7 @@ impl Faults {
             statuses: Mutex::default(),
             illegal: Mutex::default(),
             secrets: Mutex::default(),
+            http: AtomicBool::new(false),
         })
     }
 
@@ -127,6 +130,11 @@ impl Faults {
         } else {
             Draw::Pass
         }
+    }
+
+    /// A fair coin of the seed.
+    fn coin(&self) -> bool {
+        self.rng.lock().unwrap().random::<bool>()
     }
 
     /// A new "process": the dead worker is gone, the next one starts clean.
@@ -285,18 +293,58 @@ impl SecretVault for Faulty<dyn SecretVault> {
     }
 }
 
+/// The platforms, as the network shows them: a request fails before it
+/// leaves (a timeout, a refused connection), the platform answers 503, or it
+/// is served and its answer lost (a reset after the platform acted: a
+/// rotated refresh token the service never sees).
+#[async_trait]
+impl shared::ports::PlatformHttp for Faulty<dyn shared::ports::PlatformHttp> {
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, shared::domain::error::HttpError> {
+        use shared::domain::error::HttpError;
+        if !self.faults.http.load(Ordering::SeqCst) {
+            return self.inner.send(request).await;
+        }
+        match self.faults.draw(true) {
+            Draw::Pass => self.inner.send(request).await,
+            Draw::Before if self.faults.coin() => Err(HttpError::Timeout),
+            Draw::Before => Ok(http::Response::builder()
+                .status(503)
+                .header("content-type", "application/json")
+                .body(Bytes::from_static(b"{\"error\":\"service_unavailable\"}"))
+                .expect("a static response")),
+            Draw::After => {
+                let _ = self.inner.send(request).await;
+                Err(HttpError::Connect("injected: connection reset after the request".into()))
+            }
+        }
+    }
+}
+
 const STREAMS: [&str; 3] = ["cursor", "link", "page"];
 
 /// One seed's sync journey; `Err` says which invariant broke.
 async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
     let faults = Faults::new(seed);
-    let f = faults.clone();
-    let s = setup_ports(Backend::Embedded, &STREAMS, serde_json::json!({}), &[], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.sink = Faulty::<dyn RecordSink>::wrap(p.sink.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
-    })
+    // Every third seed also fails calls to the platform (their backoffs are
+    // real waits: all seeds would take a minute).
+    faults.http.store(seed % 3 == 0, Ordering::SeqCst);
+    let (f, fh) = (faults.clone(), faults.clone());
+    let s = setup_ports_http(
+        Backend::Embedded,
+        &STREAMS,
+        serde_json::json!({}),
+        &[],
+        move |p| {
+            p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+            p.sink = Faulty::<dyn RecordSink>::wrap(p.sink.clone(), &f);
+            p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+            p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        },
+        move |http| Faulty::<dyn shared::ports::PlatformHttp>::wrap(http, &fh),
+    )
     .await;
     let ws = format!("ws_seed_{seed}");
     let (_, cs) = connect(&s, &ws, "good-token", 2, &STREAMS).await;

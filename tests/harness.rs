@@ -165,6 +165,17 @@ pub async fn spawn_app_ports(
     extra: &[(&str, &str)],
     wrap: impl FnOnce(&mut shared::wiring::Ports),
 ) -> TestApp {
+    spawn_app_wrapped_http(backend, extra, wrap, |http| http).await
+}
+
+/// [`spawn_app_ports`], with the platform HTTP client wrapped too (faults
+/// between the service and the platforms).
+pub async fn spawn_app_wrapped_http(
+    backend: Backend,
+    extra: &[(&str, &str)],
+    wrap: impl FnOnce(&mut shared::wiring::Ports),
+    wrap_http: impl FnOnce(Arc<dyn shared::ports::PlatformHttp>) -> Arc<dyn shared::ports::PlatformHttp>,
+) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
     let mut pairs = vec![
@@ -199,6 +210,8 @@ pub async fn spawn_app_ports(
             (App::assemble(config, ports).expect("app"), None, dump)
         }
     };
+    let mut app = app;
+    app.http = wrap_http(app.http.clone());
     local_stack::seed_sandbox_app(&app).await.expect("seed sandbox app");
     let sandbox = Some(Arc::new(Sandbox::new(app.clock.clone(), format!("{}/sandbox", app.config.public_base_url))));
     let stack = Arc::new(LocalStack {

@@ -148,6 +148,18 @@ pub(crate) async fn setup_ports(
     env: &[(&str, &str)],
     wrap: impl FnOnce(&mut shared::wiring::Ports),
 ) -> Setup {
+    setup_ports_http(backend, streams, api_extra, env, wrap, |http| http).await
+}
+
+/// [`setup_ports`], with the platform HTTP client wrapped too.
+pub(crate) async fn setup_ports_http(
+    backend: Backend,
+    streams: &[&str],
+    api_extra: Value,
+    env: &[(&str, &str)],
+    wrap: impl FnOnce(&mut shared::wiring::Ports),
+    wrap_http: impl FnOnce(Arc<dyn shared::ports::PlatformHttp>) -> Arc<dyn shared::ports::PlatformHttp>,
+) -> Setup {
     let fail: Arc<Mutex<BTreeMap<String, Vec<Reply>>>> = Arc::default();
     let token_requests = Arc::new(AtomicUsize::new(0));
     let (f, t) = (fail.clone(), token_requests.clone());
@@ -193,7 +205,7 @@ pub(crate) async fn setup_ports(
     .to_string();
     let mut settings = vec![("CATALOG_OVERRIDES", overrides.as_str())];
     settings.extend_from_slice(env);
-    let app = crate::harness::spawn_app_ports(backend, &settings, wrap).await;
+    let app = crate::harness::spawn_app_wrapped_http(backend, &settings, wrap, wrap_http).await;
     let _ = streams;
     Setup { app, fake, fail, token_requests, hung }
 }
