@@ -367,15 +367,23 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
             return Err(format!("setting the interval: {}", r.text().await.unwrap_or_default()));
         }
     }
+    // Each start delivered twice (SQS is at least once), to two workers at once.
     for c in &cs {
-        app.send(&SyncJob::start(c), 0).await.map_err(|e| e.to_string())?;
+        for _ in 0..2 {
+            app.send(&SyncJob::start(c), 0).await.map_err(|e| e.to_string())?;
+        }
     }
     let visibility = chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1);
-    // Under faults: deliveries and sweeps, each round a new "process".
+    // Under faults: deliveries to two concurrent workers, and sweeps, each
+    // round new "processes" (a death ends both: they share the plan).
     faults.arm(true);
     for round in 0..30 {
         faults.restart();
-        let _ = local_stack::workers::run_batch(&s.app.stack, QueueKind::Sync).await;
+        let stack = &s.app.stack;
+        let _ = tokio::join!(
+            local_stack::workers::run_batch(stack, QueueKind::Sync),
+            local_stack::workers::run_batch(stack, QueueKind::Sync)
+        );
         if round % 5 == 4 {
             faults.restart();
             let _ = shared::flows::sweep::sweep(app).await;
@@ -392,8 +400,13 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
     for c in &cs {
         let now = reload(&s, c).await;
         if now.status != Status::Connected || now.running.is_some() {
+            let (runs, _) = app.repo.runs_page(&c.workspace_id, &c.id, None, 20).await.map_err(|e| e.to_string())?;
+            let history: Vec<String> = runs
+                .iter()
+                .map(|r| format!("{:?}/{:?}/{:?}/{:?}", r.kind, r.trigger, r.outcome, r.error_code))
+                .collect();
             return Err(format!(
-                "{}: left {:?}, running {:?}, last error {:?}",
+                "{}: left {:?}, running {:?}, last error {:?}; runs, newest first: {history:?}",
                 c.name, now.status, now.running, now.last_error
             ));
         }

@@ -944,6 +944,16 @@ pub async fn handle_job(app: &App, job: SyncJob, budget: Budget) -> Result<(), E
             let message = format!("The platform's answer cannot be used: {detail}.");
             record_failure(app, workspace_id, connection_id, reason, message).await
         }
+        // Our own storage failed (throttled, timed out): SQS delivers the
+        // job again and nothing is marked. A hiccup is not a failed sync to
+        // alert anyone about (found by the fault harness: a duplicate
+        // delivery whose lease read failed marked "error", and alerted, a
+        // connection whose run had just succeeded). A failure that lasts
+        // dead-letters the job, and the connection then shows as stale.
+        Err(e @ (Error::Store(_) | Error::Vault(_) | Error::Queue(_))) => {
+            tracing::warn!(connection = %connection_id, error = %e, "sync job failed on our storage; it comes again");
+            Err(e)
+        }
         Err(e) => {
             let reason = match &e {
                 Error::MalformedPage(_) => FailureReason::MalformedResponse,
