@@ -1078,6 +1078,25 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
     if later.status != Status::Connected {
         return Err(format!("the reconnected grant's tokens do not work: {:?}", later.status));
     }
+    // No token of either grant in any item, event or email.
+    let mut tokens = vec![];
+    for a in [&auth.value, &later] {
+        if let Ok(t) = shared::flows::refresh::tokens_of(&app.stack.app, a).await {
+            tokens.push(t.access_token.clone());
+            tokens.extend(t.refresh_token.clone());
+        }
+    }
+    let events = app.bus.as_ref().map(|b| b.published()).unwrap_or_default();
+    let emails = app.mailer.as_ref().map(|m| m.sent()).unwrap_or_default();
+    let everything = format!(
+        "{}{}{}",
+        app.dump_state().await,
+        serde_json::to_string(&events).map_err(|e| e.to_string())?,
+        emails.iter().map(|(_, e)| format!("{}{}{}", e.subject, e.text, e.html)).collect::<String>()
+    );
+    if tokens.len() < 2 || tokens.iter().any(|t| everything.contains(t.as_str())) {
+        return Err("a token is in an item, an event or an email (or none was read)".into());
+    }
     let open: Vec<_> = repo.open_incidents(&ws, auth_id).await.map_err(|e| e.to_string())?;
     if !open.is_empty() {
         if std::env::var("FAULT_DEBUG").is_ok() {
