@@ -687,3 +687,38 @@ async fn a_send_claimed_by_a_worker_that_died_is_taken_over() {
     assert_eq!(emails_to(&w.app, &admin).len(), 1, "sent once");
     assert_eq!(emails_to(&w.app, &format!("staff@{}", w.domain)).len(), 1);
 }
+
+/// A flush that never comes (its message lost, or dead-lettered after
+/// failing) leaves its emails pending: once they are past the digest
+/// window and a grace period, the sweep asks for another flush, which
+/// sends them, once.
+#[tokio::test]
+async fn pending_emails_whose_flush_was_lost_are_sent_by_the_sweep() {
+    let w = world(Backend::Embedded, 1).await;
+    emit(&w, disconnected(&w, 0)).await;
+    let app = &w.app.stack.app;
+    let q = &app.queue;
+    for _ in 0..10 {
+        for m in q.receive(QueueKind::Notify, 10, 60).await.unwrap() {
+            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
+            if !matches!(event, AlertEvent::Flush { .. }) {
+                shared::entry::lambda::deliver_alert(app, event).await.unwrap();
+            }
+            q.ack(QueueKind::Notify, &m.receipt).await.unwrap(); // the flush is lost
+        }
+    }
+    let admin = format!("admin@{}", w.domain);
+    assert_eq!(emails_to(&w.app, &admin).len(), 0);
+    shared::flows::sweep::sweep(app).await.unwrap();
+    notify(&w.app).await;
+    assert_eq!(emails_to(&w.app, &admin).len(), 0, "not before its window and grace are over");
+    w.app.clock.advance(chrono::Duration::minutes(shared::store::keys::PENDING_MAIL_GRACE_MINUTES + 2));
+    let report = shared::flows::sweep::sweep(app).await.unwrap();
+    assert_eq!(report.mail_flushes_requeued, 1);
+    notify(&w.app).await;
+    assert_eq!(emails_to(&w.app, &admin).len(), 1, "sent by the sweep's flush");
+    w.app.clock.advance(chrono::Duration::minutes(shared::store::keys::PENDING_MAIL_GRACE_MINUTES + 2));
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().mail_flushes_requeued, 0, "nothing left pending");
+    notify(&w.app).await;
+    assert_eq!(emails_to(&w.app, &admin).len(), 1, "once");
+}

@@ -1179,3 +1179,109 @@ async fn removal_journey(seed: u64) -> Result<(), String> {
 async fn a_removed_grant_is_revoked_at_the_platform_and_gone_under_faults() {
     each_seed(30, removal_journey).await;
 }
+
+/// One seed's digest journey: three workspaces, two grants each (each with
+/// its data source), all revoked on the platform at once, found by the
+/// sweep and told by the notifier under faults, with a digest window. Each
+/// workspace's admin is told of each of its own data sources (in-app once,
+/// by email at least once) and of nothing of another workspace.
+async fn digest_journey(seed: u64) -> Result<(), String> {
+    let faults = Faults::new(seed);
+    let f = faults.clone();
+    let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "60")], move |p| {
+        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        p.mailer = Arc::new(ThrottledMailer { inner: p.mailer.clone(), faults: f.clone() });
+    })
+    .await;
+    let mut sources: Vec<(String, String)> = vec![]; // (workspace, connection id)
+    let mut admins = vec![];
+    for w in 0..3 {
+        let ws = format!("ws_digest_{seed}_{w}");
+        let admin = app.token(&ws, "u_admin", "admin").await;
+        admins.push(admin.clone());
+        let body = serde_json::json!({"email": format!("admin@{ws}.test"), "role": "admin"});
+        let r = app.http.put(app.url("/v1/members/u_admin")).bearer_auth(&admin).json(&body).send().await;
+        if !r.map_err(|e| e.to_string())?.status().is_success() {
+            return Err("member".into());
+        }
+        for g in 0..2 {
+            let account = format!("acct_digest_{seed}_{w}_{g}");
+            let (auth, _) = crate::lifecycle::connect_sandbox(&app, &ws, &account).await;
+            let wsid = shared::domain::ids::WorkspaceId::parse(&ws).unwrap();
+            let all = app.stack.app.repo.list::<shared::domain::Connection>(&wsid).await.map_err(|e| e.to_string())?;
+            let conn = all
+                .iter()
+                .find(|c| !sources.iter().any(|(_, id)| *id == c.value.id.to_string()))
+                .ok_or("the new connection")?;
+            sources.push((ws.clone(), conn.value.id.to_string()));
+            let _ = auth;
+            app.http
+                .post(app.url(&format!("/sandbox/control/revoke?account={account}")))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let _ = crate::harness::drain_notify(&app.stack.app).await;
+    let visibility = chrono::Duration::seconds(i64::from(local_stack::workers::VISIBILITY_SECONDS) + 1);
+    faults.arm(true);
+    for _ in 0..10 {
+        faults.restart();
+        app.clock.advance(chrono::Duration::minutes(61));
+        let _ = shared::flows::sweep::sweep(&app.stack.app).await;
+        faults.restart();
+        let _ = local_stack::workers::run_batch(&app.stack, QueueKind::Notify).await;
+        app.clock.advance(visibility);
+    }
+    faults.arm(false);
+    for _ in 0..4 {
+        app.clock.advance(chrono::Duration::minutes(61));
+        shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+        local_stack::workers::drain(&app.stack, QueueKind::Notify).await.map_err(|e| format!("notify: {e}"))?;
+    }
+    let emails = app.mailer.as_ref().unwrap().sent();
+    for (w, admin) in admins.iter().enumerate() {
+        let ws = format!("ws_digest_{seed}_{w}");
+        let notes = app.get_json("/v1/notifications?limit=100", admin).await;
+        let mine: Vec<&str> = sources.iter().filter(|(s, _)| *s == ws).map(|(_, c)| c.as_str()).collect();
+        for c in &mine {
+            let told = notes["notifications"]
+                .as_array()
+                .map(|n| n.iter().filter(|n| n["kind"] == "disconnected" && n["connection_id"] == *c).count())
+                .unwrap_or(0);
+            if told != 1 {
+                if std::env::var("FAULT_DEBUG").is_ok() {
+                    eprintln!("{notes}\n{:?}", sources);
+                    eprintln!("{}", app.dump_state().await);
+                }
+                return Err(format!("{ws}: {c} told {told} times in the app"));
+            }
+        }
+        let to_me: String = emails
+            .iter()
+            .filter(|(_, e)| e.to.iter().any(|t| *t == format!("admin@{ws}.test")))
+            .map(|(_, e)| e.text.clone())
+            .collect();
+        for c in &mine {
+            if !to_me.contains(c) {
+                if std::env::var("FAULT_DEBUG").is_ok() {
+                    eprintln!("{to_me}\n{}", app.dump_state().await);
+                }
+                return Err(format!("{ws}: no email told its admin of {c}"));
+            }
+        }
+        for (other, c) in &sources {
+            if *other != ws && to_me.contains(c.as_str()) {
+                return Err(format!("{ws}'s admin was told of {c} of {other}"));
+            }
+        }
+    }
+    faults.illegal()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_under_faults_tell_each_workspace_of_its_own_sources() {
+    each_seed(20, digest_journey).await;
+}

@@ -280,9 +280,17 @@ async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<Ve
     let anyone = "Any admin or staff member of the workspace";
     let mut lines = Vec::new();
     for id in &incident.connection_ids {
-        let Ok(c) = app.repo.connection(ws, id).await.map(|v| v.value) else { continue };
+        // A connection removed since is left out; a read that failed fails
+        // the delivery, to be tried again (found by the fault harness: a
+        // failed read sent the grant's line alone, naming no data source).
+        let c = match app.repo.connection(ws, id).await {
+            Ok(v) => v.value,
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         let (reason, todo) = reason_words(incident.kind, &incident.reason, Some(&c.credential));
         let platform = platform_name(&c.platform);
+        // The grant and the person only add detail: an email goes without them.
         let grant = match c.authorization_id() {
             Some(a) => app.repo.authorization(ws, a).await.ok().map(|v| v.value),
             None => None,
@@ -337,7 +345,12 @@ async fn describe(app: &App, ws: &WorkspaceId, incident: &Incident) -> Result<Ve
     }
     if lines.is_empty() {
         if let Some(auth_id) = &incident.authorization_id {
-            if let Ok(a) = app.repo.authorization(ws, auth_id).await.map(|v| v.value) {
+            let found = match app.repo.authorization(ws, auth_id).await {
+                Ok(v) => Some(v.value),
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            if let Some(a) = found {
                 let (reason, todo) = reason_words(incident.kind, &incident.reason, None);
                 let platform = platform_name(&a.platform);
                 let account = account_words(a.account.as_ref());
@@ -393,7 +406,10 @@ async fn queue_email(app: &App, ws: &WorkspaceId, incident: &Incident, recovered
         kind: described.kind,
         items: lines.into_iter().map(|l| l.item).collect(),
     };
-    app.repo.queue_mail(ws, &pending.incident, &pending).await?;
+    let due = app.clock.now()
+        + chrono::Duration::seconds(i64::from(app.config.digest_window_seconds))
+        + chrono::Duration::minutes(crate::store::keys::PENDING_MAIL_GRACE_MINUTES);
+    app.repo.queue_mail(ws, &pending.incident, &pending, due).await?;
     let flush = AlertEvent::Flush { workspace_id: ws.clone(), flush_id: uuid::Uuid::new_v4().simple().to_string() };
     app.send(&flush, app.config.digest_window_seconds).await?;
     Ok(())
@@ -467,6 +483,18 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
         }
     }
     retry.map_or(Ok(()), Err)
+}
+
+/// Asks for a flush of each workspace whose pending emails no flush took
+/// in time (its message was lost, or dead-lettered after failing): found by
+/// the fault harness, where such emails waited for good. Returns how many.
+pub async fn flush_stranded(app: &App) -> Result<usize, Error> {
+    let stranded = app.repo.stranded_mail(app.clock.now(), 100).await?;
+    for ws in &stranded {
+        let flush = AlertEvent::Flush { workspace_id: ws.clone(), flush_id: uuid::Uuid::new_v4().simple().to_string() };
+        app.send(&flush, 0).await?;
+    }
+    Ok(stranded.len())
 }
 
 /// Each data source once: two incidents of one kind may name the same one

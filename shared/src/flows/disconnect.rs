@@ -24,22 +24,40 @@ pub async fn disconnect_authorization(
     // and alerts nobody). The notifier tells it only if the change happened.
     let current = app.repo.authorization(ws, id).await?;
     let others = app.repo.connections_of(ws, id).await?;
+    // What this disconnection takes down: the connections still up, and
+    // those a first call that died before the grant changed took down.
     let up: Vec<ConnectionId> = others
         .iter()
-        .filter(|c| !matches!(c.value.status, Status::Disconnected { .. }))
+        .filter(|c| {
+            !matches!(
+                c.value.status,
+                Status::Disconnected { reason: DisconnectReason::SubAccountGone | DisconnectReason::UserDisconnected }
+            )
+        })
         .map(|c| c.value.id.clone())
         .collect();
     let intent = if !matches!(current.value.status, Status::Disconnected { .. }) || !up.is_empty() {
         let event = AlertEvent::AuthorizationDisconnected {
             workspace_id: ws.clone(),
             authorization_id: id.clone(),
-            connection_ids: up,
+            connection_ids: up.clone(),
             reason: reason.code().to_owned(),
         };
         Some(app.intend_alert(&event).await?)
     } else {
         None
     };
+    // The connections first, then the grant: a worker that dies between
+    // leaves the grant connected and due, so the sweep finds it dead again
+    // and finishes (found by the fault harness: the grant first left its
+    // connections "syncing" behind a disconnected grant, for good).
+    let mut newly = Vec::new();
+    for c in others {
+        let id_of = c.value.id.clone();
+        if mark_disconnected(app, &c.value, reason).await? {
+            newly.push(id_of);
+        }
+    }
     let (was_connected, auth) = app
         .repo
         .update_authorization(ws, id, |auth| {
@@ -52,12 +70,10 @@ pub async fn disconnect_authorization(
             Ok(Change::Save(true))
         })
         .await?;
-    let mut newly = Vec::new();
-    for c in others {
-        let id_of = c.value.id.clone();
-        if mark_disconnected(app, &c.value, reason).await? {
-            newly.push(id_of);
-        }
+    if was_connected {
+        // Every connection this disconnection took down, in this call or
+        // in one that died before the grant changed.
+        newly = up.clone();
     }
     if was_connected || !newly.is_empty() {
         // One alert for the grant, naming every connection it took down.

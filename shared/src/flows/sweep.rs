@@ -60,6 +60,8 @@ pub struct SweepReport {
     pub installs_expired: usize,
     /// Uploads that waited too long for their file, ended.
     pub uploads_expired: usize,
+    /// Workspaces whose pending alert emails no flush took in time.
+    pub mail_flushes_requeued: usize,
     /// Events the queue had refused, queued now.
     #[serde(default)]
     pub events_requeued: usize,
@@ -126,6 +128,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
     match super::file_uploads::expire_waiting(app).await {
         Ok(n) => report.uploads_expired = n,
         Err(e) => tracing::error!(error = %e, "uploads waiting too long could not be ended"),
+    }
+    match super::alerts::flush_stranded(app).await {
+        Ok(n) => report.mail_flushes_requeued = n,
+        Err(e) => tracing::error!(error = %e, "stranded alert emails could not be flushed yet"),
     }
     tracing::info!(?report, "expiry sweep");
     Ok(report)

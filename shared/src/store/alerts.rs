@@ -91,10 +91,39 @@ impl Repo {
         Ok(open)
     }
 
-    /// Adds an email to the workspace's pending list (once per key).
-    pub async fn queue_mail<T: Serialize>(&self, ws: &WorkspaceId, key: &str, mail: &T) -> Result<(), Error> {
-        put_if(self, &item(ws, keys::pending_mail(key), 1, to_body(mail)?), Precondition::Absent).await?;
+    /// Adds an email to the workspace's pending list (once per key), due
+    /// for the sweep at `due` in case no flush takes it by then.
+    pub async fn queue_mail<T: Serialize>(
+        &self,
+        ws: &WorkspaceId,
+        key: &str,
+        mail: &T,
+        due: DateTime<Utc>,
+    ) -> Result<(), Error> {
+        let mut pending = item(ws, keys::pending_mail(key), 1, to_body(mail)?);
+        pending.due = Some(crate::ports::Due { shard: keys::PENDING_MAIL_SHARD, at: due.timestamp() });
+        put_if(self, &pending, Precondition::Absent).await?;
         Ok(())
+    }
+
+    /// Workspaces with pending emails no flush took by `until`; each such
+    /// email is pushed back a grace period (so one sweep asks once).
+    pub async fn stranded_mail(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<WorkspaceId>, Error> {
+        let mut out: Vec<WorkspaceId> = Vec::new();
+        for mut i in self.store().due(keys::PENDING_MAIL_SHARD, until.timestamp(), limit).await? {
+            let Some(ws) = i.pk.strip_prefix("WS#").and_then(|w| WorkspaceId::parse(w).ok()) else { continue };
+            let version = i.version;
+            i.version += 1;
+            i.due = Some(crate::ports::Due {
+                shard: keys::PENDING_MAIL_SHARD,
+                at: (until + chrono::Duration::minutes(keys::PENDING_MAIL_GRACE_MINUTES)).timestamp(),
+            });
+            // Taken by a flush meanwhile (gone), or by another sweep: skip.
+            if self.store().put(&i, Precondition::Version(version)).await.is_ok() && !out.contains(&ws) {
+                out.push(ws);
+            }
+        }
+        Ok(out)
     }
 
     /// The emails one flush sends: taken from the pending list once (a

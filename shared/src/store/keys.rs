@@ -52,6 +52,12 @@ pub const OUTBOX_SHARD: u16 = 33;
 /// The one shard of uploads still waiting for their file (due when a wait
 /// is over: the file never came, or its worker died).
 pub const UPLOAD_SHARD: u16 = 34;
+/// The one shard of pending alert emails (due when their flush should
+/// long have sent them: its message was lost or dead-lettered).
+pub const PENDING_MAIL_SHARD: u16 = 35;
+/// How long past its digest window a pending email waits before the sweep
+/// asks for another flush of its workspace.
+pub const PENDING_MAIL_GRACE_MINUTES: i64 = 15;
 /// How long an upload may wait for its file: a presigned URL lives 15
 /// minutes, and a large file's processing takes minutes more.
 pub const UPLOAD_WAIT_MINUTES: i64 = 60;
