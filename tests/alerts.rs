@@ -658,21 +658,9 @@ async fn a_send_claimed_by_a_worker_that_died_is_taken_over() {
     let w = world(Backend::Embedded, 1).await;
     emit(&w, disconnected(&w, 0)).await;
     let app = &w.app.stack.app;
-    let q = &app.queue;
     let admin = format!("admin@{}", w.domain);
-    let mut flush = None;
-    for _ in 0..10 {
-        for m in q.receive(QueueKind::Notify, 10, 60).await.unwrap() {
-            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
-            if let AlertEvent::Flush { flush_id, .. } = &event {
-                flush = Some((flush_id.clone(), event.clone()));
-            } else {
-                shared::entry::lambda::deliver_alert(app, event).await.unwrap();
-            }
-            q.ack(QueueKind::Notify, &m.receipt).await.unwrap();
-        }
-    }
-    let (flush_id, event) = flush.expect("a flush");
+    let event = deliver_all_but_the_flush(&w.app).await.expect("a flush");
+    let AlertEvent::Flush { flush_id, .. } = &event else { unreachable!() };
     let batch = format!("{flush_id}-Disconnected");
     let dead = app.repo.claim_send(&w.ws, &batch, &UserId::parse("admin").unwrap(), app.clock.now()).await.unwrap();
     assert_eq!(dead, shared::store::alerts::SendClaim::Mine(1));
@@ -697,16 +685,7 @@ async fn pending_emails_whose_flush_was_lost_are_sent_by_the_sweep() {
     let w = world(Backend::Embedded, 1).await;
     emit(&w, disconnected(&w, 0)).await;
     let app = &w.app.stack.app;
-    let q = &app.queue;
-    for _ in 0..10 {
-        for m in q.receive(QueueKind::Notify, 10, 60).await.unwrap() {
-            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
-            if !matches!(event, AlertEvent::Flush { .. }) {
-                shared::entry::lambda::deliver_alert(app, event).await.unwrap();
-            }
-            q.ack(QueueKind::Notify, &m.receipt).await.unwrap(); // the flush is lost
-        }
-    }
+    deliver_all_but_the_flush(&w.app).await.expect("a flush, lost");
     let admin = format!("admin@{}", w.domain);
     assert_eq!(emails_to(&w.app, &admin).len(), 0);
     shared::flows::sweep::sweep(app).await.unwrap();
@@ -721,4 +700,42 @@ async fn pending_emails_whose_flush_was_lost_are_sent_by_the_sweep() {
     assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().mail_flushes_requeued, 0, "nothing left pending");
     notify(&w.app).await;
     assert_eq!(emails_to(&w.app, &admin).len(), 1, "once");
+}
+
+/// Delivers every queued alert but the flush, which it takes off the queue
+/// (as if lost) and returns.
+async fn deliver_all_but_the_flush(app: &TestApp) -> Option<AlertEvent> {
+    let (app, mut flush) = (&app.stack.app, None);
+    for _ in 0..10 {
+        for m in app.queue.receive(QueueKind::Notify, 10, 60).await.unwrap() {
+            let event: AlertEvent = serde_json::from_str(&m.body).unwrap();
+            if matches!(event, AlertEvent::Flush { .. }) {
+                flush = Some(event);
+            } else {
+                shared::entry::lambda::deliver_alert(app, event).await.unwrap();
+            }
+            app.queue.ack(QueueKind::Notify, &m.receipt).await.unwrap();
+        }
+    }
+    flush
+}
+
+/// A flush that took its batch and died before sending (its message then
+/// dead-lettered) is flushed again by the sweep under its own id: the
+/// emails go, once.
+#[tokio::test]
+async fn a_batch_a_dead_flush_took_is_sent_by_the_sweep() {
+    let w = world(Backend::Embedded, 1).await;
+    emit(&w, disconnected(&w, 0)).await;
+    let app = &w.app.stack.app;
+    let Some(AlertEvent::Flush { flush_id, .. }) = deliver_all_but_the_flush(&w.app).await else { panic!("a flush") };
+    let taken: Vec<Value> = app.repo.take_mail_batch(&w.ws, &flush_id, app.clock.now()).await.unwrap();
+    assert_eq!(taken.len(), 1, "the dead flush took the email");
+    let admin = format!("admin@{}", w.domain);
+    w.app.clock.advance(chrono::Duration::minutes(shared::store::keys::PENDING_MAIL_GRACE_MINUTES + 1));
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().mail_flushes_requeued, 1);
+    notify(&w.app).await;
+    assert_eq!(emails_to(&w.app, &admin).len(), 1, "sent by the flush the sweep asked for");
+    w.app.clock.advance(chrono::Duration::minutes(shared::store::keys::PENDING_MAIL_GRACE_MINUTES + 1));
+    assert_eq!(shared::flows::sweep::sweep(app).await.unwrap().mail_flushes_requeued, 0, "finished");
 }

@@ -458,7 +458,7 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
     // The key of the unsubscribe links first: a vault that fails now fails
     // the flush before it takes the pending emails.
     super::refresh::token_key(app).await?;
-    let batch: Vec<Pending> = app.repo.take_mail_batch(ws, flush_id).await?;
+    let batch: Vec<Pending> = app.repo.take_mail_batch(ws, flush_id, app.clock.now()).await?;
     if batch.is_empty() {
         return Ok(());
     }
@@ -482,17 +482,23 @@ async fn flush(app: &App, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error>
             }
         }
     }
-    retry.map_or(Ok(()), Err)
+    match retry {
+        Some(e) => Err(e),
+        None => app.repo.finish_mail_batch(ws, flush_id).await,
+    }
 }
 
 /// Asks for a flush of each workspace whose pending emails no flush took
-/// in time (its message was lost, or dead-lettered after failing): found by
-/// the fault harness, where such emails waited for good. Returns how many.
+/// in time, and again for each batch a flush took and did not finish (its
+/// message lost, or dead-lettered after failing): found by the fault
+/// harness, where such emails waited for good. Returns how many.
 pub async fn flush_stranded(app: &App) -> Result<usize, Error> {
     let stranded = app.repo.stranded_mail(app.clock.now(), 100).await?;
-    for ws in &stranded {
-        let flush = AlertEvent::Flush { workspace_id: ws.clone(), flush_id: uuid::Uuid::new_v4().simple().to_string() };
-        app.send(&flush, 0).await?;
+    for (ws, flush_id) in &stranded {
+        // A batch taken and not finished is flushed again under its own id
+        // (its sends done are claimed, so nobody gets one twice).
+        let flush_id = flush_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        app.send(&AlertEvent::Flush { workspace_id: ws.clone(), flush_id }, 0).await?;
     }
     Ok(stranded.len())
 }

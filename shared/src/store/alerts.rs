@@ -106,12 +106,20 @@ impl Repo {
         Ok(())
     }
 
-    /// Workspaces with pending emails no flush took by `until`; each such
-    /// email is pushed back a grace period (so one sweep asks once).
-    pub async fn stranded_mail(&self, until: DateTime<Utc>, limit: usize) -> Result<Vec<WorkspaceId>, Error> {
-        let mut out: Vec<WorkspaceId> = Vec::new();
+    /// Flushes to ask for by `until`: of a workspace whose pending emails
+    /// no flush took (`None`: a new flush), or of a batch a flush took and
+    /// did not finish (its id). Each is pushed back a grace period (so one
+    /// sweep asks once).
+    pub async fn stranded_mail(
+        &self,
+        until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(WorkspaceId, Option<String>)>, Error> {
+        let mut out: Vec<(WorkspaceId, Option<String>)> = Vec::new();
         for mut i in self.store().due(keys::PENDING_MAIL_SHARD, until.timestamp(), limit).await? {
             let Some(ws) = i.pk.strip_prefix("WS#").and_then(|w| WorkspaceId::parse(w).ok()) else { continue };
+            let flush = i.sk.strip_prefix("MAILBATCH#").map(str::to_owned);
+            let ask = (ws, flush);
             let version = i.version;
             i.version += 1;
             i.due = Some(crate::ports::Due {
@@ -119,8 +127,8 @@ impl Repo {
                 at: (until + chrono::Duration::minutes(keys::PENDING_MAIL_GRACE_MINUTES)).timestamp(),
             });
             // Taken by a flush meanwhile (gone), or by another sweep: skip.
-            if self.store().put(&i, Precondition::Version(version)).await.is_ok() && !out.contains(&ws) {
-                out.push(ws);
+            if self.store().put(&i, Precondition::Version(version)).await.is_ok() && !out.contains(&ask) {
+                out.push(ask);
             }
         }
         Ok(out)
@@ -133,9 +141,16 @@ impl Repo {
         &self,
         ws: &WorkspaceId,
         flush_id: &str,
+        now: DateTime<Utc>,
     ) -> Result<Vec<T>, Error> {
         let store = self.store();
         let batch_sk = keys::mail_batch(flush_id);
+        // Due for the sweep until its sends are done: a flush whose message
+        // dies (dead-lettered) does not strand what it took.
+        let due = Some(crate::ports::Due {
+            shard: keys::PENDING_MAIL_SHARD,
+            at: (now + chrono::Duration::minutes(keys::PENDING_MAIL_GRACE_MINUTES)).timestamp(),
+        });
         if let Some(b) = store.get(&workspace_pk(ws), &batch_sk).await? {
             return Ok(from_body(b.body["pending"].clone())?);
         }
@@ -146,7 +161,8 @@ impl Repo {
         let pending: Vec<(Item, T)> =
             page.items.into_iter().filter_map(|i| from_body(i.body.clone()).ok().map(|p| (i, p))).collect();
         let all: Vec<&T> = pending.iter().map(|(_, p)| p).collect();
-        put_if(self, &item(ws, batch_sk.clone(), 1, serde_json::json!({"pending": all})), Precondition::Absent).await?;
+        let taken = Item { due, ..item(ws, batch_sk.clone(), 1, serde_json::json!({"pending": all})) };
+        put_if(self, &taken, Precondition::Absent).await?;
         let mut mine = Vec::new();
         for (i, p) in pending {
             // Only what this flush takes is its to send. A delete whose
@@ -170,8 +186,22 @@ impl Repo {
             }
         }
         let body = serde_json::json!({"pending": mine});
-        store.put(&item(ws, batch_sk, 2, body), Precondition::Version(1)).await.ok();
+        store.put(&Item { due, ..item(ws, batch_sk, 2, body) }, Precondition::Version(1)).await.ok();
         Ok(mine)
+    }
+
+    /// Notes that every send of a batch is done: the sweep forgets it.
+    pub async fn finish_mail_batch(&self, ws: &WorkspaceId, flush_id: &str) -> Result<(), Error> {
+        let sk = keys::mail_batch(flush_id);
+        if let Some(mut batch) = self.store().get(&workspace_pk(ws), &sk).await? {
+            if batch.due.is_some() {
+                let version = batch.version;
+                batch.version += 1;
+                batch.due = None;
+                put_if(self, &batch, Precondition::Version(version)).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Claims one send of a batch to a member. A claim still "sending"
