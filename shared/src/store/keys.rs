@@ -22,8 +22,8 @@
 //! | `WS#{ws}` | `WHFAIL#{countdown}#{event}` | an event the webhook never took, newest first (TTL) |
 //! | `WS#{ws}` | `KEYCLAIM#{platform}#{fingerprint}` | the connection that holds an API key |
 //! | `WS#{ws}` | `INCIDENT#{subject}#{kind}` | an open or closed incident |
-//! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush |
-//! | `WS#{ws}` | `MAILBATCH#{flush}` | what one flush took |
+//! | `WS#{ws}` | `PENDINGMAIL#{incident}` | an email waiting for its flush (due for the sweep past its window) |
+//! | `WS#{ws}` | `MAILBATCH#{flush}` | what one flush took (due for the sweep until its sends are done) |
 //! | `WS#{ws}` | `MAILSENT#{batch}#{user}` | the claim of one send |
 //! | `OAUTH#{sha256(state)}` | `STATE` | a started OAuth flow (TTL) |
 //! | `OAUTHLAUNCH#{sha256(launch)}` | `LAUNCH` | its single-use launch (TTL) |
