@@ -415,6 +415,8 @@ async fn a_branded_email_in_the_readers_time_with_one_action_unsubscribes_in_one
     let (status, bad) = patch(json!({"time_zone": "Mars/Olympus_Mons"})).await;
     assert_eq!(status, 422, "{bad}");
     assert!(bad["error"]["message"].as_str().unwrap().contains("Europe/Paris"), "says what a zone looks like: {bad}");
+    let (status, null) = patch(json!({"email_opt_out": null})).await;
+    assert!(status == 400 || status == 422, "a list or nothing: {status} {null}");
     let (status, me) = patch(json!({"time_zone": "Europe/Paris"})).await;
     assert_eq!((status, me["time_zone"].as_str(), me["email_opt_out"].clone()), (200, Some("Europe/Paris"), json!([])));
 

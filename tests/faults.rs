@@ -293,6 +293,17 @@ impl SecretVault for Faulty<dyn SecretVault> {
     }
 }
 
+#[async_trait]
+impl shared::ports::EventBus for Faulty<dyn shared::ports::EventBus> {
+    async fn publish(
+        &self,
+        event: &shared::domain::events::ServiceEvent,
+    ) -> Result<(), shared::domain::error::BusError> {
+        use shared::domain::error::BusError;
+        faulty!(self, true, BusError::Throttled, self.inner.publish(event).await)
+    }
+}
+
 /// The platforms, as the network shows them: a request fails before it
 /// leaves (a timeout, a refused connection), the platform answers 503, or it
 /// is served and its answer lost (a reset after the platform acted: a
@@ -993,6 +1004,7 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
         p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
         p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
         p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        p.events = Faulty::<dyn shared::ports::EventBus>::wrap(p.events.clone(), &f);
     })
     .await;
     let ws = shared::domain::ids::WorkspaceId::parse(&format!("ws_oauth_{seed}")).unwrap();
@@ -1095,6 +1107,12 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
         }
     }
     let events = app.bus.as_ref().map(|b| b.published()).unwrap_or_default();
+    // The bus failed now and then; each event of the journey got there.
+    for kind in ["authorization.disconnected", "authorization.reconnected"] {
+        if !serde_json::to_string(&events).map_err(|e| e.to_string())?.contains(kind) {
+            return Err(format!("no {kind} event reached the bus"));
+        }
+    }
     let emails = app.mailer.as_ref().map(|m| m.sent()).unwrap_or_default();
     let everything = format!(
         "{}{}{}",

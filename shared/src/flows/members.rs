@@ -130,8 +130,8 @@ pub async fn me(app: &App, caller: &Caller) -> Result<Member, Error> {
 #[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MySettings {
-    /// Alert kinds to get no email of.
-    #[serde(default)]
+    /// Alert kinds to get no email of (a list: `null` is refused).
+    #[serde(default, deserialize_with = "serde_with_null::list")]
     pub email_opt_out: Option<Vec<AlertKind>>,
     /// The time zone of times in emails; `null` is UTC.
     #[serde(default, with = "serde_with_null")]
@@ -143,6 +143,11 @@ mod serde_with_null {
     use serde::{Deserialize, Deserializer};
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
         Option::<String>::deserialize(d).map(Some)
+    }
+
+    /// A field that, when sent, must be a list.
+    pub fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Vec<T>>, D::Error> {
+        Vec::<T>::deserialize(d).map(Some)
     }
 }
 
