@@ -45,6 +45,8 @@ enum Draw {
     Before,
     /// Happens, then its answer is lost.
     After,
+    /// Happens, late: the task yields first, so concurrent work overtakes it.
+    Late,
 }
 
 /// The fault plan of one seed.
@@ -63,6 +65,11 @@ pub struct Faults {
     secrets: Mutex<std::collections::BTreeSet<String>>,
     /// Whether calls to the platforms draw faults too.
     http: AtomicBool,
+    /// Whether each "process" has its own clock, off the true time by up to
+    /// five seconds either way (hosts are never quite in step).
+    skew: AtomicBool,
+    /// This process's clock's offset, in milliseconds.
+    offset_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Faults {
@@ -77,6 +84,8 @@ impl Faults {
             illegal: Mutex::default(),
             secrets: Mutex::default(),
             http: AtomicBool::new(false),
+            skew: AtomicBool::new(false),
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -127,6 +136,8 @@ impl Faults {
         } else if writes && x < 0.06 {
             self.injected.fetch_add(1, Ordering::SeqCst);
             Draw::After
+        } else if x > 0.95 {
+            Draw::Late
         } else {
             Draw::Pass
         }
@@ -137,9 +148,16 @@ impl Faults {
         self.rng.lock().unwrap().random::<bool>()
     }
 
-    /// A new "process": the dead worker is gone, the next one starts clean.
+    /// A new "process": the dead worker is gone, the next one starts clean
+    /// (on a host whose clock is its own, with clock faults on).
     fn restart(&self) {
         self.dead.store(false, Ordering::SeqCst);
+        let offset = if self.skew.load(Ordering::SeqCst) && self.on.load(Ordering::SeqCst) {
+            self.rng.lock().unwrap().random_range(-5000..=5000)
+        } else {
+            0
+        };
+        self.offset_ms.store(offset, Ordering::SeqCst);
     }
 
     fn arm(&self, on: bool) {
@@ -165,6 +183,12 @@ macro_rules! faulty {
     ($self:ident, $writes:expr, $err:expr, $call:expr) => {{
         match $self.faults.draw($writes) {
             Draw::Pass => $call,
+            Draw::Late => {
+                for _ in 0..4 {
+                    tokio::task::yield_now().await;
+                }
+                $call
+            }
             Draw::Before => Err($err),
             Draw::After => {
                 let _ = $call;
@@ -293,6 +317,13 @@ impl SecretVault for Faulty<dyn SecretVault> {
     }
 }
 
+/// The clock of the "process" at work: the true time, off by its host's offset.
+impl shared::ports::Clock for Faulty<dyn shared::ports::Clock> {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.now() + chrono::Duration::milliseconds(self.faults.offset_ms.load(Ordering::SeqCst))
+    }
+}
+
 #[async_trait]
 impl shared::ports::EventBus for Faulty<dyn shared::ports::EventBus> {
     async fn publish(
@@ -319,7 +350,7 @@ impl shared::ports::PlatformHttp for Faulty<dyn shared::ports::PlatformHttp> {
             return self.inner.send(request).await;
         }
         match self.faults.draw(true) {
-            Draw::Pass => self.inner.send(request).await,
+            Draw::Pass | Draw::Late => self.inner.send(request).await,
             Draw::Before if self.faults.coin() => Err(HttpError::Timeout),
             Draw::Before => Ok(http::Response::builder()
                 .status(503)
@@ -342,6 +373,7 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
     // Every third seed also fails calls to the platform (their backoffs are
     // real waits: all seeds would take a minute).
     faults.http.store(seed % 3 == 0, Ordering::SeqCst);
+    faults.skew.store(true, Ordering::SeqCst);
     let (f, fh) = (faults.clone(), faults.clone());
     let s = setup_ports_http(
         Backend::Embedded,
@@ -353,6 +385,7 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
             p.sink = Faulty::<dyn RecordSink>::wrap(p.sink.clone(), &f);
             p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
             p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+            p.clock = Faulty::<dyn shared::ports::Clock>::wrap(p.clock.clone(), &f);
         },
         move |http| Faulty::<dyn shared::ports::PlatformHttp>::wrap(http, &fh),
     )
@@ -417,8 +450,8 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
                 .map(|r| format!("{:?}/{:?}/{:?}/{:?}", r.kind, r.trigger, r.outcome, r.error_code))
                 .collect();
             return Err(format!(
-                "{}: left {:?}, running {:?}, last error {:?}; runs, newest first: {history:?}",
-                c.name, now.status, now.running, now.last_error
+                "{}: left {:?}, running {:?}, last error {:?}, next sync {:?} (now {}); runs, newest first: {history:?}",
+                c.name, now.status, now.running, now.last_error, now.next_sync_at, s.app.clock_now()
             ));
         }
         for stream in STREAMS {
@@ -764,7 +797,7 @@ struct ThrottledMailer {
 impl shared::ports::Mailer for ThrottledMailer {
     async fn send(&self, email: &shared::ports::Email) -> Result<String, shared::domain::error::MailError> {
         match self.faults.draw(false) {
-            Draw::Pass => self.inner.send(email).await,
+            Draw::Pass | Draw::Late => self.inner.send(email).await,
             _ => Err(shared::domain::error::MailError::Throttled),
         }
     }
@@ -799,11 +832,13 @@ async fn sweep_and_notify(app: &crate::harness::TestApp, faults: &Faults) -> Res
 /// admin, and no token in the email.
 async fn alert_journey(seed: u64) -> Result<(), String> {
     let faults = Faults::new(seed);
+    faults.skew.store(true, Ordering::SeqCst);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0")], move |p| {
         p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
         p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
         p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        p.clock = Faulty::<dyn shared::ports::Clock>::wrap(p.clock.clone(), &f);
         p.mailer = Arc::new(ThrottledMailer { inner: p.mailer.clone(), faults: f.clone() });
     })
     .await;
@@ -893,8 +928,10 @@ where
 
 /// Seeds that found a bug, kept whatever range runs: 7 (a first sync's
 /// start delivered again after its run finished ran a second sync), 3 and
-/// 15 (a lost history write left a finished run "running" forever).
-const REGRESSIONS: [u64; 3] = [3, 7, 15];
+/// 15 (a lost history write left a finished run "running" forever), 138 (a
+/// new interval pushed a first sync's safety-net slot a day out, and its
+/// lost job left it "initial sync in progress" that long).
+const REGRESSIONS: [u64; 4] = [3, 7, 15, 138];
 
 fn seeds() -> Vec<u64> {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);

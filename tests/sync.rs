@@ -270,7 +270,10 @@ pub(crate) async fn connect(
             UserId::parse("u").unwrap(),
             now,
         );
-        c.status = Status::InitialSyncInProgress;
+        // Accepted through the state machine, as the connect flows do (its
+        // first sync's safety-net slot included).
+        c.status = Status::PendingAuthorization;
+        c.apply(Event::CredentialsAccepted, now).unwrap();
         app.repo.create(&c).await.unwrap();
         connections.push(c);
     }

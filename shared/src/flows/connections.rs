@@ -169,8 +169,12 @@ pub async fn patch(app: &App, caller: &Caller, id: &ConnectionId, patch: Patch) 
                 }
             },
         };
-        // The next run moves with the interval (from the last one).
-        if c.next_sync_at.is_some() && c.running.is_none() {
+        // The next run moves with the interval (from the last one); before
+        // the first sync, its slot is the safety net that starts it if its
+        // job is lost, and stays (found by the fault harness, seed 138: a
+        // new interval pushed it a day out, and a lost first job left the
+        // connection "initial sync in progress" that long).
+        if c.next_sync_at.is_some() && c.running.is_none() && c.initial_sync_done {
             let from = c.last_synced_at.unwrap_or(app.clock.now());
             let next = from + chrono::Duration::minutes(i64::from(super::schedule::interval_minutes(app, &c)));
             c.next_sync_at = Some(next.max(app.clock.now()));
