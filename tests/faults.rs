@@ -1160,6 +1160,21 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
     if tokens.len() < 2 || tokens.iter().any(|t| everything.contains(t.as_str())) {
         return Err("a token is in an item, an event or an email (or none was read)".into());
     }
+    // Alerted once, recovered once: one disconnection notice and one
+    // recovery notice for the grant's data source.
+    let notes = app.get_json("/v1/notifications?limit=100", &token).await;
+    let count = |kind: &str| {
+        notes["notifications"].as_array().map_or(0, |n| {
+            n.iter().filter(|n| n["kind"] == kind && n["connection_id"] == conn.value.id.as_str()).count()
+        })
+    };
+    if count("disconnected") != 1 || count("recovered") != 1 {
+        return Err(format!(
+            "{} disconnection and {} recovery notices for one incident",
+            count("disconnected"),
+            count("recovered")
+        ));
+    }
     let open: Vec<_> = repo.open_incidents(&ws, auth_id).await.map_err(|e| e.to_string())?;
     if !open.is_empty() {
         if std::env::var("FAULT_DEBUG").is_ok() {
