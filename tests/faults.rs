@@ -435,13 +435,32 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
         s.app.clock.advance(visibility);
     }
     // Without faults: what was left must finish by redelivery and the sweep.
-    faults.arm(false);
-    for _ in 0..6 {
-        s.app.clock.advance(chrono::Duration::minutes(shared::domain::policy::RUN_STALL_MINUTES));
-        shared::flows::sweep::sweep(app).await.map_err(|e| format!("sweep: {e}"))?;
-        local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.map_err(|e| format!("drain: {e}"))?;
+    let settle = || async {
+        faults.arm(false);
+        for _ in 0..6 {
+            s.app.clock.advance(chrono::Duration::minutes(shared::domain::policy::RUN_STALL_MINUTES));
+            shared::flows::sweep::sweep(app).await.map_err(|e| format!("sweep: {e}"))?;
+            local_stack::workers::drain(&s.app.stack, QueueKind::Sync).await.map_err(|e| format!("drain: {e}"))?;
+        }
+        Ok::<(), String>(())
+    };
+    settle().await?;
+    // A day on, the scheduled runs, under faults too, then settled.
+    s.app.clock.advance(chrono::Duration::minutes(1441));
+    faults.arm(true);
+    for _ in 0..10 {
+        faults.restart();
+        let _ = shared::flows::sweep::sweep(app).await;
+        faults.restart();
+        let _ = local_stack::workers::run_batch(&s.app.stack, QueueKind::Sync).await;
+        s.app.clock.advance(visibility);
     }
+    settle().await?;
     for c in &cs {
+        let (runs, _) = app.repo.runs_page(&c.workspace_id, &c.id, None, 20).await.map_err(|e| e.to_string())?;
+        if !runs.iter().any(|r| r.trigger == Some(shared::domain::SyncTrigger::Scheduled)) {
+            return Err(format!("{}: no scheduled run the day after", c.name));
+        }
         let now = reload(&s, c).await;
         if now.status != Status::Connected || now.running.is_some() {
             let (runs, _) = app.repo.runs_page(&c.workspace_id, &c.id, None, 20).await.map_err(|e| e.to_string())?;

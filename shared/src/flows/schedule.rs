@@ -141,9 +141,15 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
             }
             continue;
         }
-        // Claim the slot first: a concurrent tick finds the next one.
+        // Claim the slot first: a concurrent tick finds the next one. The
+        // claim holds only until the job should have started its run (the
+        // run then sets the real next slot): a job whose send failed, or a
+        // claim whose answer was lost, is tried again then, not an interval
+        // later (found by the fault harness: scheduled runs went missing a
+        // whole day).
         let interval = interval_minutes(app, &c);
-        claimed.next_sync_at = Some(now + Duration::minutes(i64::from(interval)));
+        let hold = Duration::minutes(policy::RUN_STALL_MINUTES) + Duration::seconds(900);
+        claimed.next_sync_at = Some(now + Duration::minutes(i64::from(interval)).min(hold));
         if app.repo.save(&claimed, item.version).await.is_err() {
             continue;
         }
