@@ -222,6 +222,7 @@ export class ConnectionsPanel extends HTMLElement {
     // The page emails' "Email preferences" link leads to.
     if (location.pathname.endsWith("/settings/email")) this.preferences();
     await this.refresh();
+    this.followEmailLink();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1000;
     this.timer = setInterval(() => this.refresh(), every);
   }
@@ -636,6 +637,30 @@ export class ConnectionsPanel extends HTMLElement {
     }
     this.ui.alert.replaceChildren(box);
     this.dispatchEvent(new CustomEvent("connections:error", { detail: err, bubbles: true, composed: true }));
+  }
+
+  /**
+   * The pages an alert email's button leads to (`/reconnect`, `/replace-key`,
+   * `/upload`, `/sync`, each with `connection_id`): the row is brought into
+   * view and its action opened. A sign-in needs the person's own click (a
+   * popup opens only from one), so Reconnect is focused and says so.
+   */
+  private followEmailLink() {
+    const page = ["reconnect", "replace-key", "upload", "sync"].find((p) => location.pathname.replace(/\/+$/, "").endsWith("/" + p));
+    const id = new URLSearchParams(location.search).get("connection_id");
+    if (!page || !id) return;
+    const c = this.latest.get(id);
+    const row = this.rows.get(id);
+    if (!c || !row) return setText(this.ui.status, "That data source is not in this workspace any more.");
+    row.scrollIntoView?.({ block: "center" });
+    const p = this.provider(c.platform);
+    if (page === "sync") return void this.history(c);
+    if (page === "upload") return this.uploadForm(c);
+    if (page === "replace-key" && p) return this.keyForm(p, c);
+    const reconnect = row.querySelector<HTMLButtonElement>("button.reconnect");
+    if (!reconnect) return setText(this.ui.status, `${c.name} is connected: nothing to do.`);
+    reconnect.focus();
+    setText(this.ui.status, `Press Reconnect to sign in to ${p?.name ?? c.platform} again for ${c.name}.`);
   }
 
   // --- email preferences -----------------------------------------------------

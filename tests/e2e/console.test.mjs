@@ -262,7 +262,8 @@ test("alert emails: the local outbox, the reader's view at both widths, one-clic
   await link.click();
   const button = page.locator("a", { hasText: /^Reconnect$/ });
   assert.equal(await button.count(), 1, "one button");
-  assert.match(await button.getAttribute("href"), /\/reconnect\?connection_id=conn_[0-9a-f]+&authorization_id=auth_[0-9a-f]+$/);
+  const emailReconnect = await button.getAttribute("href");
+  assert.match(emailReconnect, /\/reconnect\?connection_id=conn_[0-9a-f]+&authorization_id=auth_[0-9a-f]+$/);
   assert.match(await page.innerText("body"), /Account\s+Sandbox account acct_demo/);
   for (const width of [1280, 390]) {
     await page.setViewportSize({ width, height: 900 });
@@ -300,6 +301,15 @@ test("alert emails: the local outbox, the reader's view at both widths, one-clic
     return new Connections({ baseUrl: location.origin, token: sessionStorage.getItem("token") }).me();
   });
   assert.deepEqual([me.email_opt_out, me.time_zone], [[], "Europe/Paris"]);
+
+  // The email's buttons lead into the panel: See the sync opens the history;
+  // Reconnect finds the data source connected again by now.
+  const reconnectHref = new URL(emailReconnect);
+  const connectionId = reconnectHref.searchParams.get("connection_id");
+  await page.goto(`${base}/sync?connection_id=${connectionId}`);
+  await page.locator("#runs").waitFor();
+  await page.goto(`${base}${reconnectHref.pathname}${reconnectHref.search}`);
+  await page.locator("#message", { hasText: "is connected: nothing to do" }).waitFor();
 
   // Every kind the Rust tests rendered (target/emails), at desktop and phone width.
   const rendered = join(root, "target", "emails");

@@ -54,6 +54,13 @@ export declare class ConnectionsPanel extends HTMLElement {
     private paintNotifications;
     private clearMessages;
     private showError;
+    /**
+     * The pages an alert email's button leads to (`/reconnect`, `/replace-key`,
+     * `/upload`, `/sync`, each with `connection_id`): the row is brought into
+     * view and its action opened. A sign-in needs the person's own click (a
+     * popup opens only from one), so Reconnect is focused and says so.
+     */
+    private followEmailLink;
     private closePreferences;
     /** Which kinds of alert email reach me, and the time zone their times are in. */
     private preferences;
