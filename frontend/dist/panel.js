@@ -79,6 +79,7 @@ var ConnectionsPanel = class extends HTMLElement {
   timer;
   generation = 0;
   rows = /* @__PURE__ */ new Map();
+  followedLink = false;
   ui;
   get prefs() {
     return { body: this.root.getElementById("email-preferences"), button: this.root.getElementById("email-preferences-button") };
@@ -203,7 +204,6 @@ var ConnectionsPanel = class extends HTMLElement {
     this.readRedirect();
     if (location.pathname.endsWith("/settings/email")) this.preferences();
     await this.refresh();
-    this.followEmailLink();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1e3;
     this.timer = setInterval(() => this.refresh(), every);
   }
@@ -370,6 +370,10 @@ var ConnectionsPanel = class extends HTMLElement {
       this.paintAuthorizations(authorizations);
       this.paintNotifications(notes.notifications, notes.unread);
       if (this.ui.status.textContent === "Sign in to see your data sources.") setText(this.ui.status, "");
+      if (!this.followedLink) {
+        this.followedLink = true;
+        this.followEmailLink();
+      }
     } catch (e) {
       if (mine === this.generation) this.showError(e);
     }

@@ -99,6 +99,7 @@ export class ConnectionsPanel extends HTMLElement {
   private timer: ReturnType<typeof setInterval> | undefined;
   private generation = 0;
   private rows = new Map<string, HTMLTableRowElement>();
+  private followedLink = false;
   private ui!: {
     status: HTMLElement; alert: HTMLElement; tray: HTMLElement; trayList: HTMLElement; bell: HTMLButtonElement; count: HTMLElement;
     search: HTMLInputElement; catalog: HTMLElement; form: HTMLElement; tbody: HTMLTableSectionElement; empty: HTMLElement;
@@ -222,7 +223,6 @@ export class ConnectionsPanel extends HTMLElement {
     // The page emails' "Email preferences" link leads to.
     if (location.pathname.endsWith("/settings/email")) this.preferences();
     await this.refresh();
-    this.followEmailLink();
     const every = Number(this.getAttribute("refresh-seconds") || 3) * 1000;
     this.timer = setInterval(() => this.refresh(), every);
   }
@@ -392,6 +392,11 @@ export class ConnectionsPanel extends HTMLElement {
       this.paintAuthorizations(authorizations);
       this.paintNotifications(notes.notifications, notes.unread);
       if (this.ui.status.textContent === "Sign in to see your data sources.") setText(this.ui.status, "");
+      // Once, after the first refresh that painted the rows.
+      if (!this.followedLink) {
+        this.followedLink = true;
+        this.followEmailLink();
+      }
     } catch (e) {
       if (mine === this.generation) this.showError(e);
     }

@@ -9,6 +9,7 @@ export declare class ConnectionsPanel extends HTMLElement {
     private timer;
     private generation;
     private rows;
+    private followedLink;
     private ui;
     private get prefs();
     constructor();
