@@ -166,6 +166,14 @@ impl Faults {
     }
 }
 
+/// The ports that hold durable state and work (store, queue, vault), with
+/// faults drawn from the seed's plan.
+fn durable_ports(p: &mut shared::wiring::Ports, f: &Arc<Faults>) {
+    p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), f);
+    p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), f);
+    p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), f);
+}
+
 /// A port with faults drawn from the seed's plan.
 pub struct Faulty<T: ?Sized> {
     inner: Arc<T>,
@@ -381,10 +389,8 @@ async fn sync_journey(seed: u64) -> Result<(usize, usize), String> {
         serde_json::json!({}),
         &[],
         move |p| {
-            p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
+            durable_ports(p, &f);
             p.sink = Faulty::<dyn RecordSink>::wrap(p.sink.clone(), &f);
-            p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-            p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
             p.clock = Faulty::<dyn shared::ports::Clock>::wrap(p.clock.clone(), &f);
         },
         move |http| Faulty::<dyn shared::ports::PlatformHttp>::wrap(http, &fh),
@@ -532,9 +538,7 @@ async fn refresh_journey_tokens(seed: u64) -> Result<(bool, Vec<String>), String
     let faults = Faults::new(seed);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("VAULT_WRITES_PER_SECOND", "1000")], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        durable_ports(p, &f);
     })
     .await;
     let (auth, _) = crate::lifecycle::connect_sandbox(&app, &format!("ws_rot_{seed}"), "acct_rot").await;
@@ -745,9 +749,7 @@ async fn api_key_journey(seed: u64) -> Result<(), String> {
     let faults = Faults::new(seed);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
+        durable_ports(p, &f);
     })
     .await;
     let caller = shared::domain::Caller {
@@ -854,9 +856,7 @@ async fn alert_journey(seed: u64) -> Result<(), String> {
     faults.skew.store(true, Ordering::SeqCst);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0")], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        durable_ports(p, &f);
         p.clock = Faulty::<dyn shared::ports::Clock>::wrap(p.clock.clone(), &f);
         p.mailer = Arc::new(ThrottledMailer { inner: p.mailer.clone(), faults: f.clone() });
     })
@@ -1057,9 +1057,7 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
     let faults = Faults::new(seed);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[("DIGEST_WINDOW_SECONDS", "0")], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        durable_ports(p, &f);
         p.events = Faulty::<dyn shared::ports::EventBus>::wrap(p.events.clone(), &f);
     })
     .await;
@@ -1218,9 +1216,7 @@ async fn removal_journey(seed: u64) -> Result<(), String> {
     let faults = Faults::new(seed);
     let f = faults.clone();
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &[], move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        durable_ports(p, &f);
     })
     .await;
     let ws = format!("ws_remove_{seed}");
@@ -1292,9 +1288,7 @@ async fn digest_journey(seed: u64) -> Result<(), String> {
     // short of that.
     let env = [("DIGEST_WINDOW_SECONDS", "60"), ("MAX_RECEIVES", "50")];
     let app = crate::harness::spawn_app_ports(Backend::Embedded, &env, move |p| {
-        p.store = Faulty::<dyn StateStore>::wrap(p.store.clone(), &f);
-        p.queue = Faulty::<dyn JobQueue>::wrap(p.queue.clone(), &f);
-        p.vault = Faulty::<dyn SecretVault>::wrap(p.vault.clone(), &f);
+        durable_ports(p, &f);
         p.mailer = Arc::new(ThrottledMailer { inner: p.mailer.clone(), faults: f.clone() });
     })
     .await;

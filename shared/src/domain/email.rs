@@ -493,7 +493,7 @@ pub struct Unsubscribe {
 
 impl Unsubscribe {
     fn message(&self) -> String {
-        let kind = serde_json::to_value(self.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let kind = self.kind.as_str();
         format!("unsubscribe:v1\n{}\n{}\n{kind}\n{}", self.workspace_id, self.user_id, self.expires_at.timestamp())
     }
 

@@ -55,6 +55,11 @@ pub fn app_link(
     url.to_string()
 }
 
+/// The frontend's email preferences, where every email's footer leads.
+pub fn preferences_link(app: &App) -> String {
+    app_link(app, "settings/email", None, None)
+}
+
 /// Where the frontend's reconnect flow starts for a connection or grant.
 pub fn reconnect_link(app: &App, connection: Option<&ConnectionId>, authorization: Option<&AuthorizationId>) -> String {
     app_link(app, "reconnect", connection, authorization)
@@ -241,12 +246,12 @@ fn reason_words(kind: AlertKind, code: &str, credential: Option<&Credential>) ->
             Err(_) => (format!("It was disconnected ({code})."), "Reconnect it.".to_owned()),
         },
         AlertKind::SyncFailed => {
-            let why = match code {
-                "platform_unavailable" => "the platform did not answer",
-                "rate_limited" => "the platform kept limiting requests",
-                "malformed_response" => "the platform sent data that could not be read",
-                "permission_denied" => "the platform refused access to some of the data",
-                "retries_exhausted" => "it kept failing after several tries",
+            let why = match serde_json::from_value::<FailureReason>(as_enum(code)) {
+                Ok(FailureReason::PlatformUnavailable) => "the platform did not answer",
+                Ok(FailureReason::RateLimited) => "the platform kept limiting requests",
+                Ok(FailureReason::MalformedResponse) => "the platform sent data that could not be read",
+                Ok(FailureReason::PermissionDenied) => "the platform refused access to some of the data",
+                Ok(FailureReason::RetriesExhausted) => "it kept failing after several tries",
                 _ => "of an error on our side",
             };
             (
@@ -542,7 +547,7 @@ async fn compose(
     member: &Member,
 ) -> Result<Email, Error> {
     let unsubscribe = unsubscribe_link(app, ws, &member.user_id, kind).await?;
-    let links = FooterLinks { preferences: app_link(app, "settings/email", None, None), unsubscribe };
+    let links = FooterLinks { preferences: preferences_link(app), unsubscribe };
     let reader = Reader { name: member.display_name.clone(), time_zone: email::time_zone(member.time_zone.as_deref()) };
     let brand = &app.config.brand;
     let rendered = email::render(brand, kind, items, &reader, &links);

@@ -174,12 +174,23 @@ pub async fn update_me(app: &App, caller: &Caller, settings: MySettings) -> Resu
     Ok(me)
 }
 
+/// What a signed unsubscribe link names: its claim, read and checked.
+async fn unsubscribe_claim(app: &App, token: &str) -> Result<crate::domain::email::Unsubscribe, Error> {
+    let key = super::refresh::token_key(app).await?;
+    crate::domain::email::Unsubscribe::read(token, key, app.clock.now())
+}
+
+/// What an unsubscribe link would turn off, for its page to ask (changes nothing).
+pub async fn unsubscribe_preview(app: &App, token: &str) -> Result<(Member, AlertKind), Error> {
+    let claim = unsubscribe_claim(app, token).await?;
+    Ok((app.repo.member(&claim.workspace_id, &claim.user_id).await?.value, claim.kind))
+}
+
 /// A one-click unsubscribe (RFC 8058): the signed link's member gets no
 /// more email of the link's kind. No sign-in; applying it twice is the same
 /// as once. Returns the member and the kind turned off.
 pub async fn unsubscribe(app: &App, token: &str) -> Result<(Member, AlertKind), Error> {
-    let key = super::refresh::token_key(app).await?;
-    let claim = crate::domain::email::Unsubscribe::read(token, key, app.clock.now())?;
+    let claim = unsubscribe_claim(app, token).await?;
     loop {
         let current = app.repo.member(&claim.workspace_id, &claim.user_id).await?;
         let mut me = current.value;

@@ -68,9 +68,7 @@ pub fn redirect_url(result: &CallbackResult) -> Option<String> {
     Some(url.to_string())
 }
 
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use crate::domain::email::escape as escape_html;
 
 /// JSON safe inside a `<script>` element.
 fn script_json(v: &serde_json::Value) -> String {

@@ -61,15 +61,9 @@ pub(super) async fn update_me(app: &App, caller: &Caller, request: &Request) -> 
 pub(super) async fn unsubscribe_page(app: &App, request: &Request) -> Response<Body> {
     let token = query(request, "token").unwrap_or_default();
     let product = &app.config.brand.product_name;
-    let prefs = crate::flows::alerts::app_link(app, "settings/email", None, None);
-    let read = async {
-        let key = crate::flows::refresh::token_key(app).await?;
-        let claim = crate::domain::email::Unsubscribe::read(&token, key, app.clock.now())?;
-        let member = app.repo.member(&claim.workspace_id, &claim.user_id).await?.value;
-        Ok::<_, Error>((claim.kind, member.email))
-    };
-    match read.await {
-        Ok((kind, email)) => email_page::confirm(product, kind, &email, &token, &prefs),
+    let prefs = crate::flows::alerts::preferences_link(app);
+    match members::unsubscribe_preview(app, &token).await {
+        Ok((member, kind)) => email_page::confirm(product, kind, &member.email, &token, &prefs),
         Err(e) => email_page::failed(product, &crate::entry::http::error::describe(&e), &prefs),
     }
 }
@@ -79,7 +73,7 @@ pub(super) async fn unsubscribe_page(app: &App, request: &Request) -> Response<B
 pub(super) async fn unsubscribe(app: &App, request: &Request) -> Response<Body> {
     let token = query(request, "token").unwrap_or_default();
     let product = &app.config.brand.product_name;
-    let prefs = crate::flows::alerts::app_link(app, "settings/email", None, None);
+    let prefs = crate::flows::alerts::preferences_link(app);
     match members::unsubscribe(app, &token).await {
         Ok((member, kind)) => email_page::done(product, kind, &member.email, &prefs),
         Err(e) => email_page::failed(product, &crate::entry::http::error::describe(&e), &prefs),
