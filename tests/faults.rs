@@ -323,6 +323,24 @@ impl SecretVault for Faulty<dyn SecretVault> {
         };
         faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), deleted().await)
     }
+    async fn put_version(&self, name: &str, version: &str, value: &SecretString) -> Result<(), VaultError> {
+        let stored = || async {
+            let r = self.inner.put_version(name, version, value).await;
+            if r.is_ok() {
+                self.faults.secrets.lock().unwrap().insert(name.to_owned());
+            }
+            r
+        };
+        faulty!(self, true, VaultError::Unavailable("injected: throttled".into()), stored().await)
+    }
+    async fn get_version(&self, name: &str, version: &str) -> Result<Option<SecretString>, VaultError> {
+        faulty!(
+            self,
+            false,
+            VaultError::Unavailable("injected: throttled".into()),
+            self.inner.get_version(name, version).await
+        )
+    }
 }
 
 /// The clock of the "process" at work: the true time, off by its host's offset.
@@ -558,9 +576,19 @@ async fn refresh_journey_tokens(seed: u64) -> Result<(bool, Vec<String>), String
         }
     }
     faults.arm(false);
-    // Leases of dead refreshers expire; the sweep looks once more.
+    // Leases of dead refreshers expire; the sweep looks once more, and again
+    // at the end of a cooldown a fault started (a sweep's refresh that
+    // failed for a fault is tried again after 15 to 30 minutes, not at once).
     app.clock.advance(chrono::Duration::minutes(5));
     shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+    // (Seed 17: the platform refused a dead token, and the disconnect's
+    // write failed; the sweep looks again after the cooldown.)
+    let after = crate::lifecycle::reload_auth(&app, &auth).await;
+    let now = shared::ports::Clock::now(app.clock.as_ref());
+    if let Some(at) = after.next_check_at.filter(|at| *at <= now + chrono::Duration::hours(6)) {
+        app.clock.advance((at - now).max(chrono::Duration::zero()) + chrono::Duration::seconds(1));
+        shared::flows::sweep::sweep(&app.stack.app).await.map_err(|e| format!("sweep: {e}"))?;
+    }
     faults.illegal()?;
     let now = crate::lifecycle::reload_auth(&app, &auth).await;
     match now.status {
@@ -949,8 +977,10 @@ where
 /// start delivered again after its run finished ran a second sync), 3 and
 /// 15 (a lost history write left a finished run "running" forever), 138 (a
 /// new interval pushed a first sync's safety-net slot a day out, and its
-/// lost job left it "initial sync in progress" that long).
-const REGRESSIONS: [u64; 4] = [3, 7, 15, 138];
+/// lost job left it "initial sync in progress" that long), 17 (a refresher
+/// that died between the platform's rotation and the vault write left a
+/// connected grant with a dead refresh token until its next use).
+const REGRESSIONS: [u64; 5] = [3, 7, 15, 17, 138];
 
 fn seeds() -> Vec<u64> {
     let env = |k: &str, d: u64| std::env::var(k).ok().and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -1092,20 +1122,6 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
             return Err(format!("connection {} uses a grant that is not there", c.value.id));
         }
     }
-    let prefix = format!("{}/ws/{}/", app.stack.app.config.secret_prefix, ws);
-    let referenced: std::collections::BTreeSet<String> = auths.iter().map(|a| a.value.secret.0.clone()).collect();
-    let orphans: Vec<String> = faults
-        .secrets
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|n| n.starts_with(&prefix) && !referenced.contains(*n))
-        .cloned()
-        .collect();
-    if !orphans.is_empty() {
-        return Err(format!("secrets in the vault that no item holds: {orphans:?}"));
-    }
-
     // The platform revokes it; the sweep finds out; the user reconnects.
     let conn = conns
         .iter()
@@ -1192,6 +1208,33 @@ async fn oauth_journey(seed: u64) -> Result<(), String> {
             count("recovered")
         ));
     }
+    // No secret without its item: those whose writer gave up on them were
+    // due for the sweep long ago (the clock is two hours on).
+    let auths = repo.list::<shared::domain::Authorization>(&ws).await.map_err(|e| e.to_string())?;
+    let prefix = format!("{}/ws/{}/", app.stack.app.config.secret_prefix, ws);
+    let referenced: std::collections::BTreeSet<String> = auths.iter().map(|a| a.value.secret.0.clone()).collect();
+    // Secrets of their own, and the credentials in each pack written.
+    let written: Vec<String> = faults.secrets.lock().unwrap().iter().cloned().collect();
+    let mut held = Vec::new();
+    for name in written {
+        match shared::store::vault_packs::split(&name) {
+            None if name.contains("/packs/") => {
+                held.extend(app.stack.app.packs.names_in(&name).await.map_err(|e| format!("pack {name}: {e}"))?)
+            }
+            _ => held.push(name),
+        }
+    }
+    let in_ws = format!("/ws/{ws}/");
+    let orphans: Vec<String> = held
+        .into_iter()
+        .filter(|n| {
+            (n.starts_with(&prefix) || (n.contains("/packs/") && n.contains(&in_ws))) && !referenced.contains(n)
+        })
+        .collect();
+    if !orphans.is_empty() {
+        return Err(format!("secrets in the vault that no item holds: {orphans:?}"));
+    }
+
     let open: Vec<_> = repo.open_incidents(&ws, auth_id).await.map_err(|e| e.to_string())?;
     if !open.is_empty() {
         if std::env::var("FAULT_DEBUG").is_ok() {

@@ -32,6 +32,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:oauth1/*"]),
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:packs/auth-*"]),
         ]),
         // flows::connect_oauth::callback, flows::reconnect, flows::accounts::discover (after connect)
         ("OauthCallbackFunction", vec![
@@ -45,6 +47,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             // flows::installs::receive (an install the platform started)
             (vec!["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:installs/*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:packs/auth-*"]),
         ]),
         // flows::connect_api_key (claims, fingerprint key, keys, initial sync)
         ("ApiKeyConnectFunction", vec![
@@ -54,6 +58,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["sqs:SendMessage"], vec![SYNC_Q]),
             // flows::events (connection.status_changed)
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
+            // store::vault_packs: the conn packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::file_uploads (direct, automation, presigned; events)
         ("CsvUploadFunction", vec![
@@ -80,6 +86,10 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:packs/auth-*"]),
+            // store::vault_packs: the conn packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:DeleteSecret"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::service (proxy, credentials, audit; flows::refresh on a 401)
         ("ServiceApiFunction", vec![
@@ -89,6 +99,10 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/auth-*"]),
+            // store::vault_packs: the conn packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::sync (with flows::refresh on a 401)
         ("SyncWorkerFunction", vec![
@@ -99,6 +113,10 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
             (vec!["s3:PutObject"], vec!["bucket/records/*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/auth-*"]),
+            // store::vault_packs: the conn packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::sweep (refresh, probe, alerts, stalled runs)
         ("ExpirySweepFunction", vec![
@@ -111,6 +129,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
+            // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/auth-*"]),
         ]),
         // flows::alerts
         ("NotifierFunction", vec![

@@ -414,3 +414,66 @@ async fn grants_without_expiry_are_probed_and_revocation_is_found() {
     assert_eq!(reload_auth(&app, &auth).await.status, Status::Disconnected { reason: DisconnectReason::TokenRevoked });
     let _: Option<Due> = None;
 }
+
+#[tokio::test]
+async fn a_refresher_that_died_after_the_rotation_is_found_by_the_sweep_when_its_lease_runs_out() {
+    let app = crate::harness::spawn_app().await;
+    let (auth, _) = connect_sandbox(&app, "ws_died", "acct_died").await;
+    let first = tokens(&app, &auth).await;
+    // The platform rotates the refresh token; the worker dies before the
+    // vault takes the new one: the vault's token is dead, the lease stays.
+    let a = &app.stack.app;
+    let (entry, creds) = {
+        let entry = a.catalog.get("sandbox_oauth").unwrap();
+        (entry, a.app_credentials(entry, &auth.workspace_id).await.unwrap())
+    };
+    let refresh_token = first.refresh_token.clone().unwrap();
+    let grant = shared::platform::token_client::Grant::Refresh { refresh_token: &refresh_token };
+    a.token_client().request(entry, &auth.params, &creds, grant).await.unwrap();
+    let mut leased = app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap();
+    leased.value.refresh_lease = Some(shared::domain::Lease {
+        owner: "dead-worker".into(),
+        until: shared::ports::Clock::now(app.clock.as_ref()) + Duration::seconds(30),
+    });
+    app.stack.app.repo.save(&leased.value, leased.version).await.unwrap();
+    // The grant is due when the lease runs out, though its next check is
+    // far off (a rotating grant is refreshed when used).
+    app.clock.advance(Duration::seconds(31));
+    let report = shared::flows::sweep::sweep(&app.stack.app).await.unwrap();
+    assert_eq!(report.disconnected, 1, "{report:?}");
+    assert!(matches!(
+        reload_auth(&app, &auth).await.status,
+        Status::Disconnected { reason: shared::domain::DisconnectReason::TokenRevoked }
+    ));
+}
+
+#[tokio::test]
+async fn a_secret_whose_item_never_came_is_removed_by_the_sweep() {
+    let app = crate::harness::spawn_app().await;
+    let a = &app.stack.app;
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_orphan").unwrap();
+    let lost = a.packs.allocate(&a.config.secret_prefix, &ws, AuthorizationId::generate().as_str()).await.unwrap();
+    let value = secrecy::SecretString::from(r#"{"access_token":"at-orphan"}"#.to_owned());
+    // The item's write fails and so does taking it back: the secret stays.
+    let failed = a
+        .vault_first(
+            &lost,
+            &value,
+            async { Err::<(), _>(shared::domain::error::Error::Config("item not written".into())) },
+            async { false },
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(a.vault.get(&lost.0).await.unwrap().is_some());
+    // A grant that did get its item keeps its secret.
+    let (auth, _) = connect_sandbox(&app, "ws_orphan", "acct_orphan").await;
+    a.repo.put_secret_intent(&auth.secret, shared::ports::Clock::now(app.clock.as_ref())).await.unwrap();
+    // Not before its writer is surely done.
+    assert_eq!(shared::flows::sweep::sweep(a).await.unwrap().secret_intents_checked, 1);
+    assert!(a.vault.get(&lost.0).await.unwrap().is_some());
+    app.clock.advance(Duration::minutes(shared::flows::secrets::INTENT_DUE_MINUTES + 1));
+    assert_eq!(shared::flows::sweep::sweep(a).await.unwrap().secret_intents_checked, 1);
+    assert!(a.vault.get(&lost.0).await.unwrap().is_none(), "the orphan is deleted");
+    assert!(a.vault.get(&auth.secret.0).await.unwrap().is_some(), "the held secret stays");
+    assert_eq!(shared::flows::sweep::sweep(a).await.unwrap().secret_intents_checked, 0, "each intent once");
+}

@@ -44,6 +44,10 @@ both!(
     store_due_index_is_sparse_and_sharded,
     store_round_trips_bodies,
     vault_stores_versions_and_deletes,
+    vault_keeps_named_versions,
+    packs_hold_many_credentials_in_one_secret,
+    packs_lose_no_write_to_a_race,
+    packs_spill_what_does_not_fit,
     queue_delivers_at_least_once_with_visibility,
     sink_writes_whole_objects_by_key,
     mailer_sends,
@@ -191,6 +195,126 @@ async fn vault_stores_versions_and_deletes(p: Ports) {
     v.put(&name, &SecretString::from("third")).await.unwrap();
     assert_eq!(v.get(&name).await.unwrap().unwrap().expose_secret(), "third");
     assert!(matches!(v.put("bad name!", &SecretString::from("x")).await, Err(VaultError::InvalidName)));
+}
+
+async fn vault_keeps_named_versions(p: Ports) {
+    let name = format!("connections/test/packs/auth-{}", unique());
+    let v = &p.vault;
+    let (one, two) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+    assert!(v.get_version(&name, &one).await.unwrap().is_none(), "no secret yet");
+    v.put_version(&name, &one, &SecretString::from("first")).await.unwrap();
+    v.put_version(&name, &two, &SecretString::from("second")).await.unwrap();
+    // The same version and value again (a retried request) changes nothing.
+    v.put_version(&name, &two, &SecretString::from("second")).await.unwrap();
+    assert_eq!(v.get_version(&name, &one).await.unwrap().unwrap().expose_secret(), "first");
+    assert_eq!(v.get_version(&name, &two).await.unwrap().unwrap().expose_secret(), "second");
+    assert!(v.get_version(&name, &uuid::Uuid::new_v4().to_string()).await.unwrap().is_none(), "an unknown version");
+    v.delete(&name).await.unwrap();
+    assert!(v.get_version(&name, &two).await.unwrap().is_none());
+}
+
+fn packed(p: &Ports, size: u64) -> shared::store::vault_packs::PackedVault {
+    shared::store::vault_packs::PackedVault::new(p.vault.clone(), p.store.clone(), size)
+}
+
+async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
+    use shared::ports::SecretVault;
+    let prefix = format!("connections/t{}", unique());
+    let packs = packed(&p, 3);
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_pack").unwrap();
+    let mut names = Vec::new();
+    for i in 0..4 {
+        let name = packs.allocate(&prefix, &ws, &format!("auth_{i}")).await.unwrap();
+        packs.put(&name.0, &SecretString::from(format!("tokens {i}"))).await.unwrap();
+        names.push(name.0);
+    }
+    let key = packs.allocate(&prefix, &ws, "conn_1").await.unwrap();
+    packs.put(&key.0, &SecretString::from("key")).await.unwrap();
+    // Three to a pack, in order; keys in packs of their own kind.
+    assert_eq!(names[0], format!("{prefix}/packs/auth-0/ws/ws_pack/auth_0"));
+    assert_eq!(names[2], format!("{prefix}/packs/auth-0/ws/ws_pack/auth_2"));
+    assert_eq!(names[3], format!("{prefix}/packs/auth-1/ws/ws_pack/auth_3"));
+    assert_eq!(key.0, format!("{prefix}/packs/conn-0/ws/ws_pack/conn_1"));
+    for (i, name) in names.iter().enumerate() {
+        assert_eq!(packs.get(name).await.unwrap().unwrap().expose_secret(), &format!("tokens {i}"));
+    }
+    // The pack is one secret; its entries are nothing of their own.
+    assert!(p.vault.get(&format!("{prefix}/packs/auth-0")).await.unwrap().is_some());
+    assert!(p.vault.get(&names[0]).await.unwrap().is_none());
+    // A new version of one entry leaves the others as they were.
+    packs.put(&names[1], &SecretString::from("rotated")).await.unwrap();
+    assert_eq!(packs.get(&names[1]).await.unwrap().unwrap().expose_secret(), "rotated");
+    assert_eq!(packs.get(&names[0]).await.unwrap().unwrap().expose_secret(), "tokens 0");
+    // Deleted: gone, twice is fine, the rest stay.
+    packs.delete(&names[0]).await.unwrap();
+    packs.delete(&names[0]).await.unwrap();
+    assert!(packs.get(&names[0]).await.unwrap().is_none());
+    assert_eq!(packs.get(&names[2]).await.unwrap().unwrap().expose_secret(), "tokens 2");
+    let mut held = packs.names_in(&format!("{prefix}/packs/auth-0")).await.unwrap();
+    held.sort();
+    assert_eq!(held, vec![names[1].clone(), names[2].clone()]);
+    // An entry never written reads as missing; other names are secrets of
+    // their own, as before packing.
+    assert!(packs.get(&format!("{prefix}/packs/auth-0/ws/ws_pack/auth_9")).await.unwrap().is_none());
+    let own = format!("{prefix}/apps/sandbox_oauth");
+    packs.put(&own, &SecretString::from("client")).await.unwrap();
+    assert_eq!(p.vault.get(&own).await.unwrap().unwrap().expose_secret(), "client");
+    // A pack size of one: each credential in its own secret.
+    let single = packed(&p, 1).allocate(&prefix, &ws, "auth_x").await.unwrap();
+    assert_eq!(single.0, format!("{prefix}/ws/ws_pack/auth_x"));
+}
+
+async fn packs_lose_no_write_to_a_race(p: Ports) {
+    use shared::ports::SecretVault;
+    let prefix = format!("connections/t{}", unique());
+    let packs = std::sync::Arc::new(packed(&p, 40));
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_race").unwrap();
+    let mut names = Vec::new();
+    for i in 0..8 {
+        names.push(packs.allocate(&prefix, &ws, &format!("auth_{i}")).await.unwrap().0);
+    }
+    // Eight writers at once on one pack, twice each: every last write stays.
+    let writers: Vec<_> = names
+        .iter()
+        .cloned()
+        .map(|name| {
+            let packs = packs.clone();
+            tokio::spawn(async move {
+                for round in 0..2 {
+                    packs.put(&name, &SecretString::from(format!("{name} {round}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    for name in &names {
+        assert_eq!(packs.get(name).await.unwrap().unwrap().expose_secret(), &format!("{name} 1"));
+    }
+}
+
+async fn packs_spill_what_does_not_fit(p: Ports) {
+    use shared::ports::SecretVault;
+    let prefix = format!("connections/t{}", unique());
+    let packs = packed(&p, 40);
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_big").unwrap();
+    let small = packs.allocate(&prefix, &ws, "auth_small").await.unwrap().0;
+    let big = packs.allocate(&prefix, &ws, "auth_big").await.unwrap().0;
+    packs.put(&small, &SecretString::from("small")).await.unwrap();
+    let large = "x".repeat(shared::store::vault_packs::PACK_MAX_BYTES);
+    packs.put(&big, &SecretString::from(large.clone())).await.unwrap();
+    // Kept whole in a secret of its own, found through the pack.
+    assert_eq!(packs.get(&big).await.unwrap().unwrap().expose_secret(), &large);
+    assert_eq!(p.vault.get(&big).await.unwrap().unwrap().expose_secret(), &large);
+    assert_eq!(packs.get(&small).await.unwrap().unwrap().expose_secret(), "small");
+    // Its next version goes to the same place; deleting removes it.
+    packs.put(&big, &SecretString::from("now small")).await.unwrap();
+    assert_eq!(packs.get(&big).await.unwrap().unwrap().expose_secret(), "now small");
+    packs.delete(&big).await.unwrap();
+    assert!(packs.get(&big).await.unwrap().is_none());
+    assert!(p.vault.get(&big).await.unwrap().is_none(), "the spilled secret is deleted");
+    assert_eq!(packs.get(&small).await.unwrap().unwrap().expose_secret(), "small");
 }
 
 async fn queue_delivers_at_least_once_with_visibility(p: Ports) {

@@ -81,6 +81,14 @@ pub trait SecretVault: Send + Sync {
     /// Deletes at once (no recovery window); deleting a missing secret is fine.
     async fn delete(&self, name: &str) -> Result<(), VaultError>;
 
+    /// Stores `value` as the version `version` of the secret (created when
+    /// missing). Storing the same version with the same value again changes
+    /// nothing. What reads which version is up to the caller (the credential
+    /// packs keep it in the table: [`crate::store::vault_packs`]).
+    async fn put_version(&self, name: &str, version: &str, value: &SecretString) -> Result<(), VaultError>;
+    /// That version of the secret; `None` when the secret or the version is not there.
+    async fn get_version(&self, name: &str, version: &str) -> Result<Option<SecretString>, VaultError>;
+
     /// A deployment's own key: the stored value, else `fresh` stored first
     /// (the template creates these keys; the local stack and the tests get
     /// them on first use). Two first uses at once both write; each reads

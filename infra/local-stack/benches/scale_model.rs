@@ -141,6 +141,14 @@ impl SecretVault for CountingVault {
         self.1.add(K::VaultWrite, 1);
         self.0.delete(name).await
     }
+    async fn put_version(&self, name: &str, version: &str, value: &SecretString) -> Result<(), VaultError> {
+        self.1.add(K::VaultWrite, 1);
+        self.0.put_version(name, version, value).await
+    }
+    async fn get_version(&self, name: &str, version: &str) -> Result<Option<SecretString>, VaultError> {
+        self.1.add(K::VaultRead, 1);
+        self.0.get_version(name, version).await
+    }
 }
 
 struct CountingQueue(Arc<dyn JobQueue>, Arc<Meter>);
@@ -266,7 +274,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
         let credential = match (&entry.oauth, entry.method) {
             (Some(spec), AuthMethod::Oauth2 | AuthMethod::Oauth1) => {
                 let id = AuthorizationId::generate();
-                let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, id.as_str());
+                let secret = app.packs.allocate(&app.config.secret_prefix, &ws, id.as_str()).await.unwrap();
                 let lifetime = spec
                     .token_lifetime_seconds
                     .map(|s| chrono::Duration::seconds((s as f64 * (0.05 + 0.95 * spread)) as i64));
@@ -301,7 +309,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
                 Credential::Authorization { authorization_id: id }
             }
             _ => {
-                let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, &format!("key-{i}"));
+                let secret = app.packs.allocate(&app.config.secret_prefix, &ws, &format!("conn_key{i}")).await.unwrap();
                 app.vault.put(&secret.0, &SecretString::from(r#"{"api_key":"k"}"#.to_owned())).await.unwrap();
                 Credential::ApiKey { secret, hint: "k".into(), last_verified_at: now, fingerprint: String::new() }
             }
@@ -448,10 +456,23 @@ fn main() {
         // Monthly cost at N.
         let month = 30.0;
         let total = |k: K| m.total(k) as f64 * scale * month;
-        // A secret a connection (its grant's tokens or its key), plus the apps'.
-        let credentials = n;
+        // The secrets the vault holds: credential packs (and anything
+        // spilled from them) grow with the connections; the apps' and the
+        // deployment's keys do not.
+        let names = s.ports.vault.names();
+        let packed = names.iter().filter(|n| n.contains("/packs/")).count() as f64;
+        let fixed = (names.len() as f64 - packed).max(s.app_secrets as f64);
+        let secrets = packed * scale + fixed;
+        println!(
+            "secrets: {} for the {sample} credentials of the sample ({} a pack), {} of the apps and keys; {:.0} at {}",
+            packed,
+            s.app.config.vault_pack_size,
+            fixed,
+            secrets,
+            n as u64
+        );
         let lines = [
-            ("Secrets Manager: secrets", (credentials + s.app_secrets as f64) * SECRET_MONTH),
+            ("Secrets Manager: secrets", secrets * SECRET_MONTH),
             (
                 "Secrets Manager: API calls",
                 (total(K::VaultRead) + total(K::VaultWrite)) / 10_000.0 * SECRET_PER_10K_CALLS,
@@ -477,17 +498,8 @@ fn main() {
             println!("{what:<34} {dollars:>14.0} {:>16.2}", dollars / n * 1000.0);
         }
         println!("{:<34} {sum:>14.0} {:>16.2}", "total", sum / n * 1000.0);
-        // Not built: what packing several credentials into one secret would
-        // change (the rest of the bill stays).
-        let rest = sum - lines[0].1;
-        for per_secret in [per_workspace, 50] {
-            let packed = (credentials / per_secret as f64 + s.app_secrets as f64) * SECRET_MONTH;
-            println!(
-                "{:<34} {:>14.0} {:>16.2}",
-                format!("if {per_secret} credentials a secret"),
-                packed + rest,
-                (packed + rest) / n * 1000.0
-            );
-        }
+        // Before packing: a secret a credential.
+        let unpacked = (n + s.app_secrets as f64) * SECRET_MONTH + sum - lines[0].1;
+        println!("{:<34} {unpacked:>14.0} {:>16.2}", "before packing (a secret each)", unpacked / n * 1000.0);
     });
 }

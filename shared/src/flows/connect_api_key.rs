@@ -89,7 +89,7 @@ pub async fn connect(app: &App, caller: &Caller, request: ConnectRequest) -> Res
     }
     let created = async {
         let account = validate(app.http.as_ref(), entry, &key).await?;
-        let secret = SecretRef::for_owner(&app.config.secret_prefix, ws, connection.id.as_str());
+        let secret = app.packs.allocate(&app.config.secret_prefix, ws, connection.id.as_str()).await?;
         connection.credential = Credential::ApiKey {
             secret: secret.clone(),
             hint: key.hint.clone(),

@@ -40,6 +40,7 @@ pub mod reconnect;
 pub mod refresh;
 pub mod reports;
 pub mod schedule;
+pub mod secrets;
 pub mod service;
 pub mod spend;
 pub mod sweep;
@@ -64,6 +65,10 @@ use crate::store::Repo;
 /// that wrote it queues it within seconds unless it died).
 pub const ALERT_INTENT_MINUTES: i64 = 5;
 
+/// How long a process keeps the deployment's app credentials (a client
+/// secret rotated in Secrets Manager is in use everywhere within this).
+pub const APP_CACHE_SECONDS: u64 = 300;
+
 /// The ports and settings the journeys run on, built once per cold start
 /// by `wiring`. Cheap to clone.
 #[derive(Clone)]
@@ -71,13 +76,20 @@ pub struct App {
     pub config: Arc<Config>,
     pub catalog: Arc<Catalog>,
     pub repo: Repo,
+    /// Every secret: packed credentials in their packs, the rest on their own.
     pub vault: Arc<dyn SecretVault>,
+    /// The same vault, for handing out the name of a new credential.
+    pub packs: Arc<crate::store::vault_packs::PackedVault>,
     pub queue: Arc<dyn JobQueue>,
     pub mailer: Arc<dyn Mailer>,
     pub sink: Arc<dyn RecordSink>,
     pub events: Arc<dyn EventBus>,
     pub clock: Arc<dyn Clock>,
     pub http: Arc<dyn PlatformHttp>,
+    /// The deployment's own OAuth apps, read from the vault at most every
+    /// [`APP_CACHE_SECONDS`] by a process (each sync run and refresh needs
+    /// one: half the vault's reads before).
+    pub app_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, AppCredentials)>>>,
     /// The key access tokens are sealed with, read from the vault once.
     pub token_key: Arc<tokio::sync::OnceCell<crate::domain::sealed::TokenKey>>,
 }
@@ -152,9 +164,24 @@ impl App {
         }
     }
 
-    /// The OAuth app of a platform for a workspace.
+    /// The OAuth app of a platform for a workspace. The deployment's own
+    /// apps, which operators change in Secrets Manager, are kept by the
+    /// process for a few minutes; a workspace's own (BYO) app, which its
+    /// admins change through the API, is read every time.
     pub async fn app_credentials(&self, entry: &PlatformEntry, ws: &WorkspaceId) -> Result<AppCredentials, Error> {
-        AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await
+        if entry.credentials != crate::catalog::CredentialSource::Preconfigured {
+            return AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await;
+        }
+        let key = entry.id.to_string();
+        let fresh = std::time::Duration::from_secs(APP_CACHE_SECONDS);
+        if let Some((_, app)) =
+            self.app_cache.lock().expect("app cache").get(&key).filter(|(read_at, _)| read_at.elapsed() < fresh)
+        {
+            return Ok(app.clone());
+        }
+        let app = AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await?;
+        self.app_cache.lock().expect("app cache").insert(key, (std::time::Instant::now(), app.clone()));
+        Ok(app)
     }
 
     /// The token-endpoint client, with this deployment's redirect URI.
@@ -173,30 +200,39 @@ impl App {
         write: impl Future<Output = Result<T, Error>>,
         undo: impl Future<Output = bool>,
     ) -> Result<T, Error> {
+        // First a note that the secret is coming: whatever happens after,
+        // the sweep deletes it if no item ends up holding it.
+        let due = self.clock.now() + chrono::Duration::minutes(secrets::INTENT_DUE_MINUTES);
+        self.repo.put_secret_intent(secret, due).await?;
         if let Err(e) = self.vault.put(&secret.0, value).await {
             self.forget_secret(secret).await;
             return Err(e.into());
         }
         match write.await {
-            Ok(t) => Ok(t),
+            Ok(t) => {
+                let _ = self.repo.drop_secret_intent(secret).await;
+                Ok(t)
+            }
             Err(e) => {
                 if undo.await {
                     self.forget_secret(secret).await;
                 } else {
-                    tracing::error!("the items of a failed write could not be removed; their secret stays with them");
+                    tracing::error!("the items of a failed write could not be removed; the sweep removes their secret if they are gone");
                 }
                 Err(e)
             }
         }
     }
 
-    /// Deletes a secret no item holds, tried again while the vault fails.
+    /// Deletes a secret no item holds, tried again while the vault fails
+    /// (and else left to the sweep, by its intent).
     async fn forget_secret(&self, secret: &SecretRef) {
         for _ in 0..3 {
             if self.vault.delete(&secret.0).await.is_ok() {
+                let _ = self.repo.drop_secret_intent(secret).await;
                 return;
             }
         }
-        tracing::error!("a secret no item holds could not be removed");
+        tracing::error!("a secret no item holds could not be removed yet; the sweep will");
     }
 }

@@ -62,6 +62,10 @@ pub struct SweepReport {
     pub uploads_expired: usize,
     /// Workspaces whose pending alert emails no flush took in time.
     pub mail_flushes_requeued: usize,
+    /// Secrets written ahead of their items whose intent came due (those
+    /// no item holds are deleted).
+    #[serde(default)]
+    pub secret_intents_checked: usize,
     /// Events the queue had refused, queued now.
     #[serde(default)]
     pub events_requeued: usize,
@@ -129,6 +133,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
         Ok(n) => report.uploads_expired = n,
         Err(e) => tracing::error!(error = %e, "uploads waiting too long could not be ended"),
     }
+    match super::secrets::forget_orphans(app).await {
+        Ok(n) => report.secret_intents_checked = n,
+        Err(e) => tracing::error!(error = %e, "secrets written ahead of their items could not be checked yet"),
+    }
     match super::alerts::flush_stranded(app).await {
         Ok(n) => report.mail_flushes_requeued = n,
         Err(e) => tracing::error!(error = %e, "stranded alert emails could not be flushed yet"),
@@ -182,7 +190,10 @@ async fn check(app: &App, auth: Versioned<Authorization>) -> Result<Done, Error>
         let access_due =
             a.expiry.access_expires_at.is_some_and(|e| e - Duration::minutes(REFRESH_MARGIN_MINUTES) <= now);
         let idle_due = a.expiry.idle_expires_at.is_some_and(|e| e - Duration::days(EXPIRING_SOON_DAYS) <= now);
-        if access_due || idle_due {
+        // A refresher that died holding the lease may have left a refresh
+        // token the platform has already replaced: refreshing now finds out.
+        let abandoned = a.refresh_lease.as_ref().is_some_and(|l| l.until <= now);
+        if access_due || idle_due || abandoned {
             return refresh(app, auth, spec).await;
         }
     }

@@ -12,6 +12,7 @@ use crate::domain::SecretRef;
 use crate::ports::SecretVault;
 
 /// An OAuth app: the deployment's, or a workspace's own (BYO).
+#[derive(Clone)]
 pub struct AppCredentials {
     pub client_id: String,
     pub client_secret: SecretString,

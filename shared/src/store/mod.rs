@@ -11,9 +11,11 @@ pub mod keys;
 pub mod oauth_state;
 pub mod outbox;
 pub mod queues;
+pub mod secret_intents;
 pub mod suppressions;
 pub mod sync_lease;
 pub mod uploads;
+pub mod vault_packs;
 
 use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};

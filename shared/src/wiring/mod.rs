@@ -14,6 +14,7 @@ use crate::config::{Backend, Config};
 use crate::domain::error::Error;
 pub use crate::flows::App;
 use crate::ports::{Clock, EventBus, JobQueue, Mailer, PlatformHttp, RecordSink, SecretVault, StateStore};
+use crate::store::vault_packs::PackedVault;
 use crate::store::Repo;
 
 /// The ports, for building an [`App`] by hand (tests, the local stack).
@@ -147,17 +148,20 @@ impl App {
             include_sandbox: config.sandbox_platforms,
             overrides: config.catalog_overrides.clone(),
         })?;
+        let packs = Arc::new(PackedVault::new(ports.vault, ports.store.clone(), config.vault_pack_size));
         Ok(Self {
             config: Arc::new(config),
             catalog: Arc::new(catalog),
             repo: Repo::new(ports.store),
-            vault: ports.vault,
+            vault: packs.clone(),
+            packs,
             queue: ports.queue,
             mailer: ports.mailer,
             sink: ports.sink,
             events: ports.events,
             clock: ports.clock,
             http,
+            app_cache: Arc::default(),
             token_key: Arc::default(),
         })
     }

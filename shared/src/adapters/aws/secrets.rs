@@ -26,9 +26,11 @@ fn unavailable<E: std::error::Error + 'static>(e: E) -> VaultError {
     VaultError::Unavailable(describe(&e))
 }
 
-#[async_trait]
-impl SecretVault for SecretsManagerVault {
-    async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError> {
+impl SecretsManagerVault {
+    /// Stores a new version (named `version` when given: the request token,
+    /// so a retry of the same version and value is a no-op), creating the
+    /// secret when it is missing.
+    async fn store(&self, name: &str, version: Option<&str>, value: &SecretString) -> Result<(), VaultError> {
         check_secret_name(name)?;
         // New versions of an existing secret are the common case.
         for _ in 0..2 {
@@ -38,6 +40,7 @@ impl SecretVault for SecretsManagerVault {
                 .await
                 .put_secret_value()
                 .secret_id(name)
+                .set_client_request_token(version.map(str::to_owned))
                 .secret_string(value.expose_secret())
                 .send()
                 .await;
@@ -52,6 +55,7 @@ impl SecretVault for SecretsManagerVault {
                 .await
                 .create_secret()
                 .name(name)
+                .set_client_request_token(version.map(str::to_owned))
                 .secret_string(value.expose_secret())
                 .set_kms_key_id(self.kms_key_id.clone())
                 .send()
@@ -65,10 +69,30 @@ impl SecretVault for SecretsManagerVault {
         }
         Err(VaultError::Unavailable("secret kept changing between create and update".into()))
     }
+}
+
+#[async_trait]
+impl SecretVault for SecretsManagerVault {
+    async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError> {
+        self.store(name, None, value).await
+    }
 
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         check_secret_name(name)?;
         match self.client.get().await.get_secret_value().secret_id(name).send().await {
+            Ok(out) => Ok(out.secret_string.map(SecretString::from)),
+            Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn put_version(&self, name: &str, version: &str, value: &SecretString) -> Result<(), VaultError> {
+        self.store(name, Some(version), value).await
+    }
+
+    async fn get_version(&self, name: &str, version: &str) -> Result<Option<SecretString>, VaultError> {
+        check_secret_name(name)?;
+        match self.client.get().await.get_secret_value().secret_id(name).version_id(version).send().await {
             Ok(out) => Ok(out.secret_string.map(SecretString::from)),
             Err(e) if e.as_service_error().is_some_and(|se| se.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(unavailable(e)),

@@ -1,0 +1,72 @@
+//! Secrets no item holds: a writer that stored a grant's tokens or a key
+//! and then died (or could neither write its item nor take the secret back)
+//! leaves a secret behind. Its intent ([`crate::store::secret_intents`])
+//! comes due for the sweep, which deletes the secret unless the item it was
+//! for holds it now.
+
+use super::App;
+use crate::domain::error::Error;
+use crate::domain::ids::{AuthorizationId, ConnectionId, WorkspaceId};
+use crate::domain::{Credential, SecretRef};
+
+/// How long after its write a secret's intent comes due (every writer is
+/// done with its item by then, or dead).
+pub const INTENT_DUE_MINUTES: i64 = 15;
+
+/// Deletes the secrets of due intents that no item holds; returns how many
+/// intents were dealt with. A secret whose holder cannot be told from its
+/// name (an install's, kept until the install expires) is left alone.
+pub async fn forget_orphans(app: &App) -> Result<usize, Error> {
+    let due = app.repo.due_secret_intents(app.clock.now(), 100).await?;
+    let n = due.len();
+    for intent in due {
+        if !held(app, &intent.secret).await? {
+            app.vault.delete(&intent.secret.0).await?;
+            tracing::warn!("removed a secret whose item was never written");
+        }
+        app.repo.drop_due_intent(&intent).await?;
+    }
+    Ok(n)
+}
+
+/// Whether the item the secret was written for holds it.
+async fn held(app: &App, secret: &SecretRef) -> Result<bool, Error> {
+    let Some((ws, owner)) = owner_of(secret) else { return Ok(true) };
+    let found = if let Ok(id) = AuthorizationId::parse(owner) {
+        app.repo.authorization(&ws, &id).await.map(|a| a.value.secret == *secret)
+    } else if let Ok(id) = ConnectionId::parse(owner) {
+        app.repo
+            .connection(&ws, &id)
+            .await
+            .map(|c| matches!(&c.value.credential, Credential::ApiKey { secret: s, .. } if s == secret))
+    } else {
+        return Ok(true);
+    };
+    match found {
+        Ok(holds) => Ok(holds),
+        Err(Error::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The workspace and owner a grant's or key's secret name ends with
+/// (`…/ws/{workspace}/{owner}`, packed or not).
+fn owner_of(secret: &SecretRef) -> Option<(WorkspaceId, &str)> {
+    let (_, rest) = secret.0.rsplit_once("/ws/")?;
+    let (ws, owner) = rest.split_once('/')?;
+    Some((WorkspaceId::parse(ws).ok()?, owner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_is_read_from_packed_and_unpacked_names() {
+        let own = SecretRef("connections/dev/ws/ws_1/auth_abc".into());
+        let packed = SecretRef("connections/dev/packs/conn-3/ws/ws_1/conn_abc".into());
+        assert_eq!(owner_of(&own).map(|(w, o)| (w.as_str().to_owned(), o)), Some(("ws_1".into(), "auth_abc")));
+        assert_eq!(owner_of(&packed).map(|(w, o)| (w.as_str().to_owned(), o)), Some(("ws_1".into(), "conn_abc")));
+        assert!(owner_of(&SecretRef("connections/dev/installs/inst_1".into())).is_none());
+    }
+}
