@@ -344,7 +344,8 @@ async fn non_rotating_refresh_keeps_the_refresh_token() {
     assert_eq!(after.next_check_at, Some(app.clock_now() + Duration::minutes(45)), "next check by policy");
     // Nothing long-lived changed: the vault was not written (its copy is
     // the grant's first), and the new access token is in the item, sealed.
-    let vault = app.stack.app.vault.get(&auth.secret.0).await.unwrap().unwrap();
+    // (Seeded as before credential packs, it was moved into one.)
+    let vault = app.stack.app.vault.get(&after.secret.0).await.unwrap().unwrap();
     let stored = shared::domain::tokens::TokenSet::from_secret(&vault).unwrap();
     assert_ne!(stored.access_token, "at-2");
     assert!(after.access.is_some());
@@ -476,4 +477,53 @@ async fn a_secret_whose_item_never_came_is_removed_by_the_sweep() {
     assert!(a.vault.get(&lost.0).await.unwrap().is_none(), "the orphan is deleted");
     assert!(a.vault.get(&auth.secret.0).await.unwrap().is_some(), "the held secret stays");
     assert_eq!(shared::flows::sweep::sweep(a).await.unwrap().secret_intents_checked, 0, "each intent once");
+}
+
+#[tokio::test]
+async fn the_sweep_moves_tokens_stored_before_packing_into_a_pack() {
+    let app = crate::harness::spawn_app().await;
+    let a = &app.stack.app;
+    let (auth, _) = connect_sandbox(&app, "ws_premove", "acct_premove").await;
+    let before = tokens(&app, &auth).await;
+    // As a deployment from before packs stored it: a secret of its own.
+    let own = SecretRef::for_owner(&a.config.secret_prefix, &auth.workspace_id, auth.id.as_str());
+    a.vault.put(&own.0, &a.vault.get(&auth.secret.0).await.unwrap().unwrap()).await.unwrap();
+    a.vault.delete(&auth.secret.0).await.unwrap();
+    let mut old = a.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap();
+    old.value.secret = own.clone();
+    old.value.next_check_at = Some(shared::ports::Clock::now(app.clock.as_ref()));
+    a.repo.save(&old.value, old.version).await.unwrap();
+
+    shared::flows::sweep::sweep(a).await.unwrap();
+    let moved = reload_auth(&app, &auth).await;
+    assert!(moved.secret.0.contains("/packs/auth-"), "{}", moved.secret.0);
+    assert!(moved.refresh_lease.is_none());
+    assert_eq!(tokens(&app, &moved).await.refresh_token, before.refresh_token, "the same tokens");
+    assert!(a.vault.get(&own.0).await.unwrap().is_none(), "the old secret is deleted");
+    // Nothing left for the intents' sweep to remove, and the grant works.
+    app.clock.advance(Duration::minutes(shared::flows::secrets::INTENT_DUE_MINUTES + 1));
+    shared::flows::sweep::sweep(a).await.unwrap();
+    assert!(a.vault.get(&moved.secret.0).await.unwrap().is_some());
+    shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, None).await.unwrap();
+    assert_eq!(reload_auth(&app, &auth).await.status, Status::Connected);
+}
+
+#[tokio::test]
+async fn a_process_reads_the_deployments_app_credentials_once_in_a_while() {
+    let app = crate::harness::spawn_app().await;
+    let a = &app.stack.app;
+    let entry = a.catalog.get("sandbox_oauth").unwrap();
+    let ws = WorkspaceId::parse("ws_cache").unwrap();
+    let first = a.app_credentials(entry, &ws).await.unwrap();
+    // An operator changes the client secret: this process keeps the one it
+    // read for APP_CACHE_SECONDS (each sync run and refresh needs the app).
+    let name = shared::platform::AppCredentials::secret_ref(&a.config.secret_prefix, entry, &ws);
+    let stored = serde_json::json!({"client_id": first.client_id, "client_secret": "rotated"});
+    a.vault.put(&name.0, &secrecy::SecretString::from(stored.to_string())).await.unwrap();
+    let again = a.app_credentials(entry, &ws).await.unwrap();
+    use secrecy::ExposeSecret;
+    assert_eq!(again.client_secret.expose_secret(), first.client_secret.expose_secret());
+    // A new process reads the new one.
+    a.app_cache.lock().unwrap().clear();
+    assert_eq!(a.app_credentials(entry, &ws).await.unwrap().client_secret.expose_secret(), "rotated");
 }

@@ -441,6 +441,11 @@ fn main() {
             format!("(of 1,000/s)")
         );
         println!("sweeps {sweeps}, scheduler ticks {MINUTES}");
+        if std::env::var("SCALE_MINUTES").is_ok() {
+            for (i, c) in m.counts.iter().enumerate() {
+                println!("minute {i:>4}: vault writes {:>5} refreshes {:>5} sync runs {:>5}", c[K::VaultWrite as usize].load(Ordering::Relaxed), c[K::TokenRequest as usize].load(Ordering::Relaxed), c[K::SyncRun as usize].load(Ordering::Relaxed));
+            }
+        }
         if std::env::var("SCALE_HOURLY").is_ok() {
             for h in 0..24 {
                 let sum = |k: K| -> u64 { (h * 60..h * 60 + 60).map(|i| m.counts[i][k as usize].load(Ordering::Relaxed)).sum() };

@@ -66,7 +66,7 @@ async fn seed(app: &App, n: usize, batch: Option<(&aws_sdk_dynamodb::Client, &st
     for i in 0..n {
         let is_due = i % 100 == 0;
         let id = AuthorizationId::generate();
-        let secret = SecretRef::for_owner(&app.config.secret_prefix, &ws, id.as_str());
+        let secret = app.packs.allocate(&app.config.secret_prefix, &ws, id.as_str()).await.unwrap();
         let tokens = TokenSet {
             access_token: "old".into(),
             refresh_token: Some("rt".into()),

@@ -29,6 +29,67 @@ pub async fn forget_orphans(app: &App) -> Result<usize, Error> {
     Ok(n)
 }
 
+/// Moves a grant's tokens stored before packing (a secret of their own)
+/// into a credential pack; the sweep does it for each grant it looks at, so
+/// within a day every grant is packed. Holding the grant's refresh lease
+/// (no refresher writes meanwhile): the tokens are copied into their slot,
+/// the grant saved with the new name (on the condition nothing changed
+/// it), and the old secret deleted. Intents for both names come first: a
+/// crash anywhere leaves the grant on one name, whole, and the sweep
+/// deletes the other. Returns whether it moved.
+pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Result<bool, Error> {
+    if app.config.vault_pack_size <= 1 {
+        return Ok(false);
+    }
+    let current = app.repo.authorization(ws, id).await?;
+    let old = current.value.secret.clone();
+    let now = app.clock.now();
+    if crate::store::vault_packs::split(&old.0).is_some()
+        || !current.value.status.has_credentials()
+        || crate::domain::Lease::held_by_other(&current.value.refresh_lease, "", now)
+    {
+        return Ok(false);
+    }
+    let me = format!("pack-{}", uuid::Uuid::new_v4());
+    let mut leased = current.value.clone();
+    leased.refresh_lease = Some(crate::domain::Lease { owner: me, until: now + chrono::Duration::seconds(30) });
+    let version = match app.repo.save(&leased, current.version).await {
+        Ok(v) => v,
+        Err(Error::Conflict { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let moved = async {
+        let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
+        let due = now + chrono::Duration::minutes(INTENT_DUE_MINUTES);
+        app.repo.put_secret_intent(&new, due).await?;
+        app.repo.put_secret_intent(&old, due).await?;
+        let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "tokens" })?;
+        app.vault.put(&new.0, &value).await?;
+        let mut packed = leased.clone();
+        packed.secret = new.clone();
+        packed.refresh_lease = None;
+        app.repo.save(&packed, version).await?;
+        Ok::<_, Error>(new)
+    }
+    .await;
+    match moved {
+        Ok(new) => {
+            // Left to the sweep (by its intent) if this fails.
+            if app.vault.delete(&old.0).await.is_ok() {
+                let _ = app.repo.drop_secret_intent(&old).await;
+            }
+            let _ = app.repo.drop_secret_intent(&new).await;
+            tracing::info!(authorization = %id, "tokens moved into a credential pack");
+            Ok(true)
+        }
+        Err(e) => {
+            leased.refresh_lease = None;
+            let _ = app.repo.save(&leased, version).await;
+            Err(e)
+        }
+    }
+}
+
 /// Whether the item the secret was written for holds it.
 async fn held(app: &App, secret: &SecretRef) -> Result<bool, Error> {
     let Some((ws, owner)) = owner_of(secret) else { return Ok(true) };

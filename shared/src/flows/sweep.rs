@@ -92,14 +92,28 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
         let (app, limit) = (app.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            let id = auth.value.id.clone();
-            match check(&app, auth).await {
+            let (ws, id) = (auth.value.workspace_id.clone(), auth.value.id.clone());
+            let unpacked = crate::store::vault_packs::split(&auth.value.secret.0).is_none();
+            let done = match check(&app, auth).await {
                 Ok(done) => done,
                 Err(e) => {
                     tracing::error!(authorization = %id, error = %e, "sweep could not check an authorization");
                     Done::Transient
                 }
+            };
+            // Tokens stored before credential packs move into one.
+            if let Err(e) = async {
+                if unpacked {
+                    super::secrets::pack_grant(&app, &ws, &id).await
+                } else {
+                    Ok(false)
+                }
             }
+            .await
+            {
+                tracing::warn!(authorization = %id, error = %e, "tokens not moved into a pack yet");
+            }
+            done
         });
     }
     while let Some(done) = tasks.join_next().await {
