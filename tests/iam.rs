@@ -131,6 +131,10 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
             // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
             (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/auth-*"]),
+            // flows::secrets::pack_grant (a grant's own secret, once moved into a pack) and
+            // flows::secrets::forget_orphans (a grant's or key's secret no item holds, packed or not)
+            (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*", "secret:packs/auth-*", "secret:packs/conn-*"]),
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::alerts
         ("NotifierFunction", vec![
