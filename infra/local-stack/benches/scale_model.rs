@@ -266,8 +266,16 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
         let ws = WorkspaceId::parse(&format!("ws_{}", i / per_workspace)).unwrap();
         // Spread over the day as real grants are: tokens part-way through
         // their lifetime, syncs part-way through their interval.
-        let unit =
-            |salt: u64| ((i as u64 + salt).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        // Independent draws for each salt (SplitMix64's finaliser): a plain
+        // multiplicative sequence made the two draws of a connection move
+        // together, so that whole platforms refreshed in step.
+        let unit = |salt: u64| {
+            let mut z = (i as u64).wrapping_add(salt.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 53) as f64
+        };
         let (spread, phase) = (unit(1), unit(0x5851_F42D));
         let params: BTreeMap<String, String> =
             entry.params.iter().map(|p| (p.name.clone(), p.example.clone().unwrap_or_else(|| "sim".into()))).collect();
