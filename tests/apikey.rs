@@ -433,3 +433,36 @@ async fn a_store_url_on_an_internal_address_is_refused_in_every_form() {
     assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection reached this machine");
     assert!(connections(&app, "ws_ssrf").await.is_empty());
 }
+
+#[tokio::test]
+async fn the_scheduler_moves_keys_stored_before_packing_into_a_pack() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_keymove", "u", "staff").await;
+    let body = json!({"platform": "sandbox_api_key", "name": "Sandbox", "credentials": {"api_key": "sandbox-valid-move"}});
+    let (s, _, r) = connect(&app, &t, body).await;
+    assert_eq!(s, 201, "{r}");
+    let a = &app.stack.app;
+    let conn = connections(&app, "ws_keymove").await.remove(0);
+    let Credential::ApiKey { secret: packed, .. } = &conn.credential else { panic!("a key connection") };
+    assert!(packed.0.contains("/packs/conn-"), "new keys go into packs: {}", packed.0);
+    // As a deployment from before packs stored it: a secret of its own.
+    let own = shared::domain::SecretRef::for_owner(&a.config.secret_prefix, &conn.workspace_id, conn.id.as_str());
+    a.vault.put(&own.0, &a.vault.get(&packed.0).await.unwrap().unwrap()).await.unwrap();
+    a.vault.delete(&packed.0).await.unwrap();
+    let mut old = a.repo.connection(&conn.workspace_id, &conn.id).await.unwrap();
+    if let Credential::ApiKey { secret, .. } = &mut old.value.credential {
+        *secret = own.clone();
+    }
+    old.value.running = None;
+    old.value.next_sync_at = Some(shared::ports::Clock::now(app.clock.as_ref()));
+    a.repo.save(&old.value, old.version).await.unwrap();
+
+    shared::flows::schedule::tick(a).await.unwrap();
+    let moved = a.repo.connection(&conn.workspace_id, &conn.id).await.unwrap().value;
+    let Credential::ApiKey { secret, .. } = &moved.credential else { panic!("a key connection") };
+    assert!(secret.0.contains("/packs/conn-"), "{}", secret.0);
+    let key = shared::platform::api_key::load_key(a.vault.as_ref(), secret).await.unwrap();
+    assert_eq!(secrecy::ExposeSecret::expose_secret(&key.values["api_key"]), "sandbox-valid-move");
+    assert!(a.vault.get(&own.0).await.unwrap().is_none(), "the old secret is deleted");
+    assert!(!a.repo.sync_lease_live(&conn.workspace_id, &conn.id, shared::ports::Clock::now(app.clock.as_ref())).await.unwrap());
+}

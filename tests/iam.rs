@@ -134,7 +134,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             // flows::secrets::pack_grant (a grant's own secret, once moved into a pack) and
             // flows::secrets::forget_orphans (a grant's or key's secret no item holds, packed or not)
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*", "secret:packs/auth-*", "secret:packs/conn-*"]),
-            (vec!["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"], vec!["secret:packs/conn-*"]),
+            // flows::secrets::pack_key (the scheduler moves a key stored before packs into one)
+            (vec!["secretsmanager:GetSecretValue"], vec!["secret:ws/*/conn_*"]),
+            (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/conn-*"]),
         ]),
         // flows::alerts
         ("NotifierFunction", vec![

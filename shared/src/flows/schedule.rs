@@ -153,6 +153,14 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
         if app.repo.save(&claimed, item.version).await.is_err() {
             continue;
         }
+        // An API key stored before credential packs moves into one (before
+        // the job is sent: the run then reads it from its pack).
+        if matches!(&c.credential, crate::domain::Credential::ApiKey { secret, .. } if crate::store::vault_packs::split(&secret.0).is_none())
+        {
+            if let Err(e) = super::secrets::pack_key(app, &c.workspace_id, &c.id).await {
+                tracing::warn!(connection = %c.id, error = %e, "API key not moved into a pack yet");
+            }
+        }
         let delay = policy::jitter_seconds(c.id.as_str(), interval).min(900);
         app.send(&SyncJob::start(&c).triggered(crate::domain::SyncTrigger::Scheduled), delay).await?;
         report.scheduled += 1;

@@ -58,36 +58,88 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
         Err(Error::Conflict { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let moved = async {
-        let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
-        let due = now + chrono::Duration::minutes(INTENT_DUE_MINUTES);
-        app.repo.put_secret_intent(&new, due).await?;
-        app.repo.put_secret_intent(&old, due).await?;
-        let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "tokens" })?;
-        app.vault.put(&new.0, &value).await?;
+    let moved = move_into_pack(app, ws, id.as_str(), &old, |new| {
         let mut packed = leased.clone();
-        packed.secret = new.clone();
+        packed.secret = new;
         packed.refresh_lease = None;
-        app.repo.save(&packed, version).await?;
-        Ok::<_, Error>(new)
+        async move { app.repo.save(&packed, version).await.map(|_| ()) }
+    })
+    .await;
+    if let Err(e) = moved {
+        leased.refresh_lease = None;
+        let _ = app.repo.save(&leased, version).await;
+        return Err(e);
+    }
+    tracing::info!(authorization = %id, "tokens moved into a credential pack");
+    Ok(true)
+}
+
+/// Moves an API key stored before packing into a pack, as [`pack_grant`]
+/// does a grant's tokens, holding the connection's sync lease (no run
+/// reads the key meanwhile; one that comes finds the connection busy and
+/// comes again). The scheduler does it for each key connection it finds
+/// due. Returns whether it moved.
+pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<bool, Error> {
+    if app.config.vault_pack_size <= 1 {
+        return Ok(false);
+    }
+    let me = format!("pack-{}", uuid::Uuid::new_v4());
+    let now = app.clock.now();
+    let Some(lease) = app.repo.acquire_sync_lease(ws, id, &me, now, chrono::Duration::seconds(60)).await? else {
+        return Ok(false);
+    };
+    let moved = async {
+        let current = app.repo.connection(ws, id).await?;
+        let Credential::ApiKey { secret: old, .. } = &current.value.credential else { return Ok(false) };
+        if crate::store::vault_packs::split(&old.0).is_some() {
+            return Ok(false);
+        }
+        let old = old.clone();
+        move_into_pack(app, ws, id.as_str(), &old, |new| {
+            let mut packed = current.value.clone();
+            if let Credential::ApiKey { secret, .. } = &mut packed.credential {
+                *secret = new;
+            }
+            async move { app.repo.save(&packed, current.version).await.map(|_| ()) }
+        })
+        .await
+        .map(|_| true)
     }
     .await;
-    match moved {
-        Ok(new) => {
-            // Left to the sweep (by its intent) if this fails.
-            if app.vault.delete(&old.0).await.is_ok() {
-                let _ = app.repo.drop_secret_intent(&old).await;
-            }
-            let _ = app.repo.drop_secret_intent(&new).await;
-            tracing::info!(authorization = %id, "tokens moved into a credential pack");
-            Ok(true)
-        }
-        Err(e) => {
-            leased.refresh_lease = None;
-            let _ = app.repo.save(&leased, version).await;
-            Err(e)
-        }
+    app.repo.release_sync_lease(ws, id, lease).await;
+    if matches!(moved, Ok(true)) {
+        tracing::info!(connection = %id, "API key moved into a credential pack");
     }
+    moved
+}
+
+/// The move itself, for an owner the caller holds still: intents for both
+/// names, the value copied into the owner's slot, the item switched to the
+/// new name by `switch` (a conditional save), then the old secret deleted.
+async fn move_into_pack<F, Fut>(
+    app: &App,
+    ws: &WorkspaceId,
+    owner: &str,
+    old: &SecretRef,
+    switch: F,
+) -> Result<(), Error>
+where
+    F: FnOnce(SecretRef) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Error>>,
+{
+    let new = app.packs.allocate(&app.config.secret_prefix, ws, owner).await?;
+    let due = app.clock.now() + chrono::Duration::minutes(INTENT_DUE_MINUTES);
+    app.repo.put_secret_intent(&new, due).await?;
+    app.repo.put_secret_intent(old, due).await?;
+    let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "secret" })?;
+    app.vault.put(&new.0, &value).await?;
+    switch(new.clone()).await?;
+    // Left to the sweep (by its intent) if this fails.
+    if app.vault.delete(&old.0).await.is_ok() {
+        let _ = app.repo.drop_secret_intent(old).await;
+    }
+    let _ = app.repo.drop_secret_intent(&new).await;
+    Ok(())
 }
 
 /// Whether the item the secret was written for holds it.
