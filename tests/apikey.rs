@@ -438,7 +438,8 @@ async fn a_store_url_on_an_internal_address_is_refused_in_every_form() {
 async fn the_scheduler_moves_keys_stored_before_packing_into_a_pack() {
     let app = spawn_app_with(&[]).await;
     let t = app.token("ws_keymove", "u", "staff").await;
-    let body = json!({"platform": "sandbox_api_key", "name": "Sandbox", "credentials": {"api_key": "sandbox-valid-move"}});
+    let body =
+        json!({"platform": "sandbox_api_key", "name": "Sandbox", "credentials": {"api_key": "sandbox-valid-move"}});
     let (s, _, r) = connect(&app, &t, body).await;
     assert_eq!(s, 201, "{r}");
     let a = &app.stack.app;
@@ -464,5 +465,9 @@ async fn the_scheduler_moves_keys_stored_before_packing_into_a_pack() {
     let key = shared::platform::api_key::load_key(a.vault.as_ref(), secret).await.unwrap();
     assert_eq!(secrecy::ExposeSecret::expose_secret(&key.values["api_key"]), "sandbox-valid-move");
     assert!(a.vault.get(&own.0).await.unwrap().is_none(), "the old secret is deleted");
-    assert!(!a.repo.sync_lease_live(&conn.workspace_id, &conn.id, shared::ports::Clock::now(app.clock.as_ref())).await.unwrap());
+    assert!(!a
+        .repo
+        .sync_lease_live(&conn.workspace_id, &conn.id, shared::ports::Clock::now(app.clock.as_ref()))
+        .await
+        .unwrap());
 }

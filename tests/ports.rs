@@ -48,6 +48,7 @@ both!(
     packs_hold_many_credentials_in_one_secret,
     packs_lose_no_write_to_a_race,
     packs_spill_what_does_not_fit,
+    packs_keep_a_busy_credential_on_its_own,
     queue_delivers_at_least_once_with_visibility,
     sink_writes_whole_objects_by_key,
     mailer_sends,
@@ -214,7 +215,7 @@ async fn vault_keeps_named_versions(p: Ports) {
 }
 
 fn packed(p: &Ports, size: u64) -> shared::store::vault_packs::PackedVault {
-    shared::store::vault_packs::PackedVault::new(p.vault.clone(), p.store.clone(), size)
+    shared::store::vault_packs::PackedVault::new(p.vault.clone(), p.store.clone(), p.clock.clone(), size)
 }
 
 async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
@@ -315,6 +316,40 @@ async fn packs_spill_what_does_not_fit(p: Ports) {
     assert!(packs.get(&big).await.unwrap().is_none());
     assert!(p.vault.get(&big).await.unwrap().is_none(), "the spilled secret is deleted");
     assert_eq!(packs.get(&small).await.unwrap().unwrap().expose_secret(), "small");
+}
+
+async fn packs_keep_a_busy_credential_on_its_own(p: Ports) {
+    use shared::ports::SecretVault;
+    use shared::store::vault_packs::PACK_DAILY_WRITES;
+    let prefix = format!("connections/t{}", unique());
+    let packs = packed(&p, 40);
+    let ws = shared::domain::ids::WorkspaceId::parse("ws_busy").unwrap();
+    let (busy, quiet) = (
+        packs.allocate(&prefix, &ws, "auth_busy").await.unwrap().0,
+        packs.allocate(&prefix, &ws, "auth_quiet").await.unwrap().0,
+    );
+    packs.put(&quiet, &SecretString::from("quiet")).await.unwrap();
+    // A refresh token that rotates on every use: the pack takes a day's
+    // writes, then the busy one is kept on its own (Secrets Manager keeps
+    // every version younger than a day).
+    for n in 1..PACK_DAILY_WRITES {
+        packs.put(&busy, &SecretString::from(format!("rt {n}"))).await.unwrap();
+    }
+    assert!(p.vault.get(&busy).await.unwrap().is_none(), "still in the pack");
+    packs.put(&busy, &SecretString::from("rt spilled")).await.unwrap();
+    assert_eq!(p.vault.get(&busy).await.unwrap().unwrap().expose_secret(), "rt spilled", "on its own now");
+    assert_eq!(packs.get(&busy).await.unwrap().unwrap().expose_secret(), "rt spilled");
+    packs.put(&busy, &SecretString::from("rt later")).await.unwrap();
+    assert_eq!(packs.get(&busy).await.unwrap().unwrap().expose_secret(), "rt later");
+    assert_eq!(packs.get(&quiet).await.unwrap().unwrap().expose_secret(), "quiet");
+    let pack = busy.rsplit_once("/ws/").unwrap().0;
+    let mut held = packs.names_in(pack).await.unwrap();
+    held.sort();
+    assert_eq!(held, vec![busy.clone(), quiet.clone()]);
+    packs.delete(&busy).await.unwrap();
+    assert!(packs.get(&busy).await.unwrap().is_none());
+    assert!(p.vault.get(&busy).await.unwrap().is_none(), "its own secret is deleted");
+    assert_eq!(packs.get(&quiet).await.unwrap().unwrap().expose_secret(), "quiet");
 }
 
 async fn queue_delivers_at_least_once_with_visibility(p: Ports) {

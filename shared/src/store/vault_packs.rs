@@ -21,9 +21,17 @@
 //! versions itself). Reads follow the head (a consistent read), never the
 //! secret's `AWSCURRENT` label, which a losing writer may have moved.
 //!
-//! A credential that would take the pack past [`PACK_MAX_BYTES`] is kept in
-//! a secret of its own, named by its packed name, and the pack marks it
-//! spilled, so nothing is refused for its size.
+//! Each write is a new version of the pack's secret, and Secrets Manager
+//! keeps every version younger than 24 hours: a secret written more than
+//! about once every 10 minutes, day in day out, runs into its quota of
+//! versions (its documentation says so; moto does not enforce it). So the
+//! head counts the pack's writes of the last 24 hours, and a credential
+//! written when the pack has had [`PACK_DAILY_WRITES`] is kept in a secret
+//! of its own from then on (spilled): the credentials written most often
+//! (refresh tokens that rotate on every use) leave their pack by
+//! themselves, and the pack stays under the quota. A credential that would
+//! take the pack past [`PACK_MAX_BYTES`] is spilled too. The head item, not
+//! the pack, lists what is spilled, so a spill costs the pack no version.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,30 +44,62 @@ use super::keys;
 use crate::domain::error::{StoreError, VaultError};
 use crate::domain::ids::WorkspaceId;
 use crate::domain::SecretRef;
-use crate::ports::{Item, Precondition, SecretVault, StateStore};
+use crate::ports::{Clock, Item, Precondition, SecretVault, StateStore};
 
 /// The largest pack written (Secrets Manager's limit is 65,536 bytes).
 pub const PACK_MAX_BYTES: usize = 60_000;
+/// The writes a pack takes in 24 hours before the credential being written
+/// is kept on its own (one every 20 minutes; Secrets Manager keeps every
+/// version younger than a day, and asks for no more than one write every
+/// 10 minutes).
+pub const PACK_DAILY_WRITES: usize = 72;
 /// How many times a write re-reads a pack another writer changed first.
 const CAS_ATTEMPTS: usize = 16;
 const SEGMENT: &str = "/packs/";
 
-/// One pack as stored: entries by key, and the keys kept in secrets of
-/// their own.
+/// One pack as stored: entries by key.
 /// (Read with serde; written by [`Pack::to_secret`], since a secret never
 /// serializes by itself.)
 #[derive(Default, Deserialize)]
 struct Pack {
     #[serde(default)]
     entries: BTreeMap<String, SecretString>,
-    #[serde(default)]
-    spilled: BTreeSet<String>,
 }
 
 impl Pack {
     fn to_secret(&self) -> SecretString {
         let entries: BTreeMap<&str, &str> = self.entries.iter().map(|(k, v)| (k.as_str(), v.expose_secret())).collect();
-        SecretString::from(serde_json::json!({"entries": entries, "spilled": self.spilled}).to_string())
+        SecretString::from(serde_json::json!({ "entries": entries }).to_string())
+    }
+}
+
+/// A pack's head item: the version of its secret that holds it, its writes
+/// of the last 24 hours (epoch seconds) and the keys kept on their own.
+#[derive(Clone, Default)]
+struct Head {
+    item_version: u64,
+    version: Option<String>,
+    writes: Vec<i64>,
+    spilled: BTreeSet<String>,
+}
+
+impl Head {
+    fn from_item(item: Option<Item>) -> Self {
+        let Some(item) = item else { return Head::default() };
+        let b = &item.body;
+        Head {
+            item_version: item.version,
+            version: b["version"].as_str().map(str::to_owned),
+            writes: b["writes"].as_array().map(|w| w.iter().filter_map(|x| x.as_i64()).collect()).unwrap_or_default(),
+            spilled: b["spilled"]
+                .as_array()
+                .map(|w| w.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn recent_writes(&self, now: i64) -> usize {
+        self.writes.iter().filter(|t| **t > now - 86_400).count()
     }
 }
 
@@ -75,14 +115,15 @@ pub fn split(name: &str) -> Option<(&str, &str)> {
 pub struct PackedVault {
     inner: Arc<dyn SecretVault>,
     store: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
     pack_size: u64,
 }
 
 impl PackedVault {
     /// `pack_size` credentials a pack; 1 or less stores each in a secret of
     /// its own (as before packing).
-    pub fn new(inner: Arc<dyn SecretVault>, store: Arc<dyn StateStore>, pack_size: u64) -> Self {
-        Self { inner, store, pack_size }
+    pub fn new(inner: Arc<dyn SecretVault>, store: Arc<dyn StateStore>, clock: Arc<dyn Clock>, pack_size: u64) -> Self {
+        Self { inner, store, clock, pack_size }
     }
 
     /// The name a new credential of `owner` (an `auth_…` grant or a
@@ -128,15 +169,13 @@ impl PackedVault {
         Err(StoreError::Unavailable("the pack counter kept changing".into()))
     }
 
-    /// The pack's head: (item version, secret version), `None` before its first write.
-    async fn head(&self, pack: &str) -> Result<Option<(u64, String)>, VaultError> {
+    async fn head(&self, pack: &str) -> Result<Head, VaultError> {
         let (pk, sk) = keys::vault_pack_head(pack);
-        let item = self.store.get(&pk, &sk).await.map_err(store_down)?;
-        Ok(item.and_then(|i| Some((i.version, i.body["version"].as_str()?.to_owned()))))
+        Ok(Head::from_item(self.store.get(&pk, &sk).await.map_err(store_down)?))
     }
 
-    async fn read(&self, pack: &str, head: &Option<(u64, String)>) -> Result<Pack, VaultError> {
-        let Some((_, version)) = head else { return Ok(Pack::default()) };
+    async fn read(&self, pack: &str, head: &Head) -> Result<Pack, VaultError> {
+        let Some(version) = &head.version else { return Ok(Pack::default()) };
         let stored =
             self.inner.get_version(pack, version).await?.ok_or_else(|| {
                 VaultError::Unavailable(format!("pack {pack}: the version its head names is missing"))
@@ -145,38 +184,56 @@ impl PackedVault {
             .map_err(|_| VaultError::Unavailable(format!("pack {pack}: stored value is not a pack")))
     }
 
-    /// Applies `change` to the pack and stores it, retrying from a fresh
-    /// read when another writer moved the head first. `change` returns
-    /// whether there is anything to write.
-    async fn update(&self, pack: &str, mut change: impl FnMut(&mut Pack) -> bool) -> Result<(), VaultError> {
+    /// Moves the head from `head` to `next` on the condition that nobody
+    /// moved it first; `Ok(false)` when someone did.
+    async fn commit(&self, pack: &str, head: &Head, next: &Head) -> Result<bool, VaultError> {
         let (pk, sk) = keys::vault_pack_head(pack);
+        let now = self.clock.now().timestamp();
+        let writes: Vec<i64> = next.writes.iter().copied().filter(|t| *t > now - 86_400).collect();
+        let item = Item {
+            pk,
+            sk,
+            version: head.item_version + 1,
+            body: serde_json::json!({"version": next.version, "writes": writes, "spilled": next.spilled}),
+            due: None,
+            expires_at: None,
+        };
+        let pre = if head.item_version == 0 { Precondition::Absent } else { Precondition::Version(head.item_version) };
+        match self.store.put(&item, pre).await {
+            Ok(()) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(store_down(e)),
+        }
+    }
+
+    /// Applies `change` to the pack and its head and stores them, retrying
+    /// from a fresh read when another writer moved the head first.
+    async fn update(
+        &self,
+        pack: &str,
+        mut change: impl FnMut(&mut Head, &mut Pack) -> Change,
+    ) -> Result<(), VaultError> {
         for attempt in 0..CAS_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
             }
             let head = self.head(pack).await?;
+            let mut next = head.clone();
             let mut body = self.read(pack, &head).await?;
-            if !change(&mut body) {
-                return Ok(());
+            match change(&mut next, &mut body) {
+                Change::Nothing => return Ok(()),
+                Change::Head => {}
+                Change::Pack => {
+                    // Spilled keys leave the pack with its next version.
+                    body.entries.retain(|k, _| !next.spilled.contains(k));
+                    let version = uuid::Uuid::new_v4().to_string();
+                    self.inner.put_version(pack, &version, &body.to_secret()).await?;
+                    next.version = Some(version);
+                    next.writes.push(self.clock.now().timestamp());
+                }
             }
-            let next = uuid::Uuid::new_v4().to_string();
-            self.inner.put_version(pack, &next, &body.to_secret()).await?;
-            let (version, pre) = match &head {
-                None => (1, Precondition::Absent),
-                Some((v, _)) => (v + 1, Precondition::Version(*v)),
-            };
-            let item = Item {
-                pk: pk.clone(),
-                sk: sk.clone(),
-                version,
-                body: serde_json::json!({"version": next}),
-                due: None,
-                expires_at: None,
-            };
-            match self.store.put(&item, pre).await {
-                Ok(()) => return Ok(()),
-                Err(StoreError::ConditionFailed) => continue,
-                Err(e) => return Err(store_down(e)),
+            if self.commit(pack, &head, &next).await? {
+                return Ok(());
             }
         }
         Err(VaultError::Unavailable(format!("pack {pack} kept changing")))
@@ -185,9 +242,20 @@ impl PackedVault {
     /// The names of the credentials a pack holds (the fault harness checks
     /// that each is held by an item).
     pub async fn names_in(&self, pack: &str) -> Result<Vec<String>, VaultError> {
-        let body = self.read(pack, &self.head(pack).await?).await?;
-        Ok(body.entries.keys().chain(body.spilled.iter()).map(|k| format!("{pack}/{k}")).collect())
+        let head = self.head(pack).await?;
+        let body = self.read(pack, &head).await?;
+        let keys: BTreeSet<&String> = body.entries.keys().chain(head.spilled.iter()).collect();
+        Ok(keys.into_iter().map(|k| format!("{pack}/{k}")).collect())
     }
+}
+
+/// What a change to a pack needs written.
+enum Change {
+    Nothing,
+    /// Only the head (what is spilled).
+    Head,
+    /// A new version of the pack (and its head).
+    Pack,
 }
 
 /// A writer that lost a race waits a random while, longer each time (full
@@ -206,26 +274,31 @@ fn store_down(e: StoreError) -> VaultError {
 impl SecretVault for PackedVault {
     async fn put(&self, name: &str, value: &SecretString) -> Result<(), VaultError> {
         let Some((pack, key)) = split(name) else { return self.inner.put(name, value).await };
+        let now = self.clock.now().timestamp();
         let mut spill = false;
-        self.update(pack, |body| {
-            spill = body.spilled.contains(key);
+        self.update(pack, |head, body| {
+            spill = head.spilled.contains(key) || head.recent_writes(now) >= PACK_DAILY_WRITES;
             if spill {
-                return false;
+                return Change::Nothing;
             }
             body.entries.insert(key.to_owned(), value.clone());
             spill = body.to_secret().expose_secret().len() > PACK_MAX_BYTES;
-            !spill
+            if spill {
+                Change::Nothing
+            } else {
+                Change::Pack
+            }
         })
         .await?;
         if spill {
-            // The secret of its own first, then the mark: a crash between
-            // leaves the pack as it was (and the caller, told nothing was
-            // stored, tries again).
+            // The secret of its own first, then the mark in the head: a
+            // crash between leaves the pack as it was (and the caller, told
+            // nothing was stored, tries again).
             self.inner.put(name, value).await?;
-            self.update(pack, |body| {
-                let moved = body.entries.remove(key).is_some();
-                body.spilled.insert(key.to_owned()) || moved
-            })
+            self.update(
+                pack,
+                |head, _| if head.spilled.insert(key.to_owned()) { Change::Head } else { Change::Nothing },
+            )
             .await?;
         }
         Ok(())
@@ -233,25 +306,32 @@ impl SecretVault for PackedVault {
 
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         let Some((pack, key)) = split(name) else { return self.inner.get(name).await };
-        let mut body = self.read(pack, &self.head(pack).await?).await?;
-        if body.spilled.contains(key) {
+        let head = self.head(pack).await?;
+        if head.spilled.contains(key) {
             return self.inner.get(name).await;
         }
-        Ok(body.entries.remove(key))
+        Ok(self.read(pack, &head).await?.entries.remove(key))
     }
 
     async fn delete(&self, name: &str) -> Result<(), VaultError> {
         let Some((pack, key)) = split(name) else { return self.inner.delete(name).await };
-        let mut was_spilled = false;
-        self.update(pack, |body| {
-            was_spilled |= body.spilled.remove(key);
-            body.entries.remove(key).is_some() || was_spilled
-        })
-        .await?;
-        if was_spilled {
+        // A secret of its own goes first (a crash after leaves a mark that
+        // reads as missing), then the mark, then the entry, if any.
+        if self.head(pack).await?.spilled.contains(key) {
             self.inner.delete(name).await?;
         }
-        Ok(())
+        self.update(pack, |head, body| {
+            let unmarked = head.spilled.remove(key);
+            if body.entries.contains_key(key) {
+                body.entries.remove(key);
+                Change::Pack
+            } else if unmarked {
+                Change::Head
+            } else {
+                Change::Nothing
+            }
+        })
+        .await
     }
 
     async fn put_version(&self, name: &str, version: &str, value: &SecretString) -> Result<(), VaultError> {

@@ -148,7 +148,8 @@ impl App {
             include_sandbox: config.sandbox_platforms,
             overrides: config.catalog_overrides.clone(),
         })?;
-        let packs = Arc::new(PackedVault::new(ports.vault, ports.store.clone(), config.vault_pack_size));
+        let packs =
+            Arc::new(PackedVault::new(ports.vault, ports.store.clone(), ports.clock.clone(), config.vault_pack_size));
         Ok(Self {
             config: Arc::new(config),
             catalog: Arc::new(catalog),
