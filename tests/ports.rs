@@ -214,6 +214,10 @@ async fn vault_keeps_named_versions(p: Ports) {
     assert!(v.get_version(&name, &two).await.unwrap().is_none());
 }
 
+fn packs_big(p: &Ports) -> shared::store::vault_packs::PackedVault {
+    packed(p, 40)
+}
+
 fn packed(p: &Ports, size: u64) -> shared::store::vault_packs::PackedVault {
     shared::store::vault_packs::PackedVault::new(p.vault.clone(), p.store.clone(), p.clock.clone(), size)
 }
@@ -263,6 +267,24 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     // A pack size of one: each credential in its own secret.
     let single = packed(&p, 1).allocate(&prefix, &ws, "auth_x").await.unwrap();
     assert_eq!(single.0, format!("{prefix}/ws/ws_pack/auth_x"));
+    // Refresh tokens that rotate share packs of their own, few to a pack:
+    // 24 writes a day each, three to a pack of 72 writes a day.
+    let mut busy = Vec::new();
+    for i in 0..4 {
+        busy.push(packs_big(&p).allocate_for(&prefix, &ws, &format!("auth_r{i}"), 24).await.unwrap().0);
+    }
+    let mut families: Vec<&str> = busy.iter().map(|n| n.split("/ws/").next().unwrap()).collect();
+    families.sort();
+    families.dedup();
+    assert_eq!(
+        families,
+        vec![format!("{prefix}/packs/auth-r3-0").as_str(), format!("{prefix}/packs/auth-r3-1").as_str()]
+    );
+    // Written once every 20 minutes or more: a secret each.
+    assert_eq!(
+        packs_big(&p).allocate_for(&prefix, &ws, "auth_hot", 72).await.unwrap().0,
+        format!("{prefix}/ws/ws_pack/auth_hot")
+    );
 }
 
 async fn packs_lose_no_write_to_a_race(p: Ports) {

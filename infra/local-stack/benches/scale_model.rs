@@ -282,7 +282,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
         let credential = match (&entry.oauth, entry.method) {
             (Some(spec), AuthMethod::Oauth2 | AuthMethod::Oauth1) => {
                 let id = AuthorizationId::generate();
-                let secret = app.packs.allocate(&app.config.secret_prefix, &ws, id.as_str()).await.unwrap();
+                let secret = shared::flows::secrets::grant_secret(&app, &ws, &id, entry).await.unwrap();
                 let lifetime = spec
                     .token_lifetime_seconds
                     .map(|s| chrono::Duration::seconds((s as f64 * (0.05 + 0.95 * spread)) as i64));

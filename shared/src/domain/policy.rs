@@ -60,6 +60,21 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
     earliest.max(now + Duration::minutes(1))
 }
 
+/// How many times a day a grant's vault copy changes: a refresh token that
+/// rotates is written at each refresh, which comes when the access token
+/// is used within the refresh margin of its end, so at most once per
+/// (lifetime − margin) and, used by syncs alone, once per sync interval
+/// (`fastest_sync_minutes`: the platform's quickest stream). Other grants
+/// change only when connected again.
+pub fn vault_writes_per_day(spec: &OAuthSpec, fastest_sync_minutes: u32) -> u32 {
+    if spec.refresh.kind != RefreshKind::Rotating {
+        return 0;
+    }
+    let lifetime = spec.token_lifetime_seconds.map_or(60, |s| (s / 60) as i64);
+    let every = (lifetime - REFRESH_MARGIN_MINUTES).max(i64::from(fastest_sync_minutes)).max(1);
+    (24 * 60 / every).max(1) as u32
+}
+
 /// A connection syncs this often when its platform says nothing.
 pub const DEFAULT_SYNC_INTERVAL_MINUTES: u32 = 60;
 /// The longest interval a connection may ask for (a week).
@@ -161,6 +176,15 @@ mod tests {
     fn spec(id: &str) -> OAuthSpec {
         let c = Catalog::load(&CatalogOptions { include_sandbox: true, ..Default::default() }).unwrap();
         c.get(id).unwrap().oauth.clone().unwrap()
+    }
+
+    #[test]
+    fn a_rotating_grant_is_written_at_each_refresh_and_others_only_when_connected() {
+        // An hour's token, refreshed 15 minutes before its end: 32 a day
+        // when synced every 15 minutes, 2 when synced every 12 hours.
+        assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 32);
+        assert_eq!(vault_writes_per_day(&spec("microsoft_ads"), 720), 2);
+        assert_eq!(vault_writes_per_day(&spec("google_ads"), 15), 0);
     }
 
     fn tokens(now: DateTime<Utc>, expires_in: Option<i64>) -> TokenSet {

@@ -798,7 +798,7 @@ pub(super) async fn store_new(
 ) -> Result<Connected, Error> {
     let now = app.clock.now();
     let auth_id = AuthorizationId::generate();
-    let secret = app.packs.allocate(&app.config.secret_prefix, pending.workspace_id, auth_id.as_str()).await?;
+    let secret = super::secrets::grant_secret(app, pending.workspace_id, &auth_id, entry).await?;
     let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
     let expiry = policy::expiry_facts(spec, &tokens, now);
     let next_check = policy::next_check(spec, &expiry, now);

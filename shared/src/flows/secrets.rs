@@ -29,6 +29,36 @@ pub async fn forget_orphans(app: &App) -> Result<usize, Error> {
     Ok(n)
 }
 
+/// The name a new grant's tokens are stored under: a slot in a credential
+/// pack, among grants that change as often as its platform's do.
+pub async fn grant_secret(
+    app: &App,
+    ws: &WorkspaceId,
+    id: &AuthorizationId,
+    entry: &crate::catalog::PlatformEntry,
+) -> Result<SecretRef, Error> {
+    let writes = grant_writes_per_day(app, entry);
+    Ok(app.packs.allocate_for(&app.config.secret_prefix, ws, id.as_str(), writes).await?)
+}
+
+/// Whether a platform's grants share credential packs (those whose refresh
+/// token rotates too often keep a secret each).
+pub fn grants_packed(app: &App, entry: &crate::catalog::PlatformEntry) -> bool {
+    app.packs.pack_size_for(grant_writes_per_day(app, entry)) > 1
+}
+
+fn grant_writes_per_day(app: &App, entry: &crate::catalog::PlatformEntry) -> u32 {
+    let fastest = entry
+        .streams
+        .iter()
+        .filter_map(|s| s.sync_interval_minutes)
+        .min()
+        .or(entry.sync_interval_minutes)
+        .unwrap_or(crate::domain::policy::DEFAULT_SYNC_INTERVAL_MINUTES)
+        .max(app.config.sync_interval_floor_minutes);
+    entry.oauth.as_ref().map_or(0, |spec| crate::domain::policy::vault_writes_per_day(spec, fastest))
+}
+
 /// Moves a grant's tokens stored before packing (a secret of their own)
 /// into a credential pack; the sweep does it for each grant it looks at, so
 /// within a day every grant is packed. Holding the grant's refresh lease
@@ -42,9 +72,11 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
         return Ok(false);
     }
     let current = app.repo.authorization(ws, id).await?;
+    let entry = app.catalog.get(current.value.platform.as_str())?;
     let old = current.value.secret.clone();
     let now = app.clock.now();
-    if crate::store::vault_packs::split(&old.0).is_some()
+    if !grants_packed(app, entry)
+        || crate::store::vault_packs::split(&old.0).is_some()
         || !current.value.status.has_credentials()
         || crate::domain::Lease::held_by_other(&current.value.refresh_lease, "", now)
     {
@@ -58,7 +90,8 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
         Err(Error::Conflict { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let moved = move_into_pack(app, ws, id.as_str(), &old, |new| {
+    let new = grant_secret(app, ws, id, entry).await?;
+    let moved = move_into_pack(app, &new, &old, |new| {
         let mut packed = leased.clone();
         packed.secret = new;
         packed.refresh_lease = None;
@@ -95,7 +128,8 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
             return Ok(false);
         }
         let old = old.clone();
-        move_into_pack(app, ws, id.as_str(), &old, |new| {
+        let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
+        move_into_pack(app, &new, &old, |new| {
             let mut packed = current.value.clone();
             if let Credential::ApiKey { secret, .. } = &mut packed.credential {
                 *secret = new;
@@ -116,20 +150,16 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
 /// The move itself, for an owner the caller holds still: intents for both
 /// names, the value copied into the owner's slot, the item switched to the
 /// new name by `switch` (a conditional save), then the old secret deleted.
-async fn move_into_pack<F, Fut>(
-    app: &App,
-    ws: &WorkspaceId,
-    owner: &str,
-    old: &SecretRef,
-    switch: F,
-) -> Result<(), Error>
+async fn move_into_pack<F, Fut>(app: &App, new: &SecretRef, old: &SecretRef, switch: F) -> Result<(), Error>
 where
     F: FnOnce(SecretRef) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
-    let new = app.packs.allocate(&app.config.secret_prefix, ws, owner).await?;
+    if new == old {
+        return Ok(()); // its platform's grants keep a secret each
+    }
     let due = app.clock.now() + chrono::Duration::minutes(INTENT_DUE_MINUTES);
-    app.repo.put_secret_intent(&new, due).await?;
+    app.repo.put_secret_intent(new, due).await?;
     app.repo.put_secret_intent(old, due).await?;
     let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "secret" })?;
     app.vault.put(&new.0, &value).await?;
@@ -138,7 +168,7 @@ where
     if app.vault.delete(&old.0).await.is_ok() {
         let _ = app.repo.drop_secret_intent(old).await;
     }
-    let _ = app.repo.drop_secret_intent(&new).await;
+    let _ = app.repo.drop_secret_intent(new).await;
     Ok(())
 }
 

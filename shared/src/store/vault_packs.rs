@@ -130,14 +130,44 @@ impl PackedVault {
     /// `conn_…` key) is stored under: the next free slot of its kind's
     /// packs. A slot taken by a writer that then failed stays empty.
     pub async fn allocate(&self, prefix: &str, ws: &WorkspaceId, owner: &str) -> Result<SecretRef, StoreError> {
+        self.allocate_for(prefix, ws, owner, 0).await
+    }
+
+    /// How many credentials that change `writes_per_day` times a day share
+    /// a pack (1: each keeps a secret of its own).
+    pub fn pack_size_for(&self, writes_per_day: u32) -> u64 {
+        match writes_per_day {
+            0 => self.pack_size,
+            w => (PACK_DAILY_WRITES as u64 / u64::from(w)).min(self.pack_size),
+        }
+    }
+
+    /// As [`Self::allocate`], for a credential expected to change
+    /// `writes_per_day` times a day (a refresh token that rotates on every
+    /// use): such credentials share packs of their own, few enough that a
+    /// pack's writes stay within [`PACK_DAILY_WRITES`]
+    /// (`{kind}-r{how many}-{n}`), or keep a secret each when even two
+    /// would not fit.
+    pub async fn allocate_for(
+        &self,
+        prefix: &str,
+        ws: &WorkspaceId,
+        owner: &str,
+        writes_per_day: u32,
+    ) -> Result<SecretRef, StoreError> {
         let own = SecretRef::for_owner(prefix, ws, owner);
         let Some(kind) = owner.split_once('_').map(|(k, _)| k).filter(|k| matches!(*k, "auth" | "conn")) else {
             return Ok(own);
         };
-        if self.pack_size <= 1 {
+        let size = self.pack_size_for(writes_per_day);
+        let family = match writes_per_day {
+            0 => kind.to_owned(),
+            _ => format!("{kind}-r{size}"),
+        };
+        if size <= 1 {
             return Ok(own);
         }
-        let (pk, sk) = keys::vault_pack_counter(kind);
+        let (pk, sk) = keys::vault_pack_counter(&family);
         for attempt in 0..CAS_ATTEMPTS {
             if attempt > 0 {
                 backoff(attempt).await;
@@ -159,8 +189,8 @@ impl PackedVault {
             };
             match self.store.put(&item, pre).await {
                 Ok(()) => {
-                    let pack = slot / self.pack_size;
-                    return Ok(SecretRef(format!("{prefix}{SEGMENT}{kind}-{pack}/ws/{}/{owner}", ws.as_str())));
+                    let pack = slot / size;
+                    return Ok(SecretRef(format!("{prefix}{SEGMENT}{family}-{pack}/ws/{}/{owner}", ws.as_str())));
                 }
                 Err(StoreError::ConditionFailed) => continue,
                 Err(e) => return Err(e),
