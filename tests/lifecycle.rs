@@ -481,7 +481,14 @@ async fn a_secret_whose_item_never_came_is_removed_by_the_sweep() {
 
 #[tokio::test]
 async fn the_sweep_moves_tokens_stored_before_packing_into_a_pack() {
-    let app = crate::harness::spawn_app().await;
+    // The sandbox's token lasts an hour and rotates; synced every 15
+    // minutes its grants are written 33 times a day and keep a secret
+    // each. Synced every 12 hours at most, they are written 3 times a day
+    // and share packs, 18 to a pack.
+    let every_sync = crate::harness::spawn_app().await;
+    let sandbox = every_sync.stack.app.catalog.get("sandbox_oauth").unwrap();
+    assert!(!shared::flows::secrets::grants_packed(&every_sync.stack.app, sandbox));
+    let app = spawn_app_with(&[("SYNC_INTERVAL_FLOOR_MINUTES", "720")]).await;
     let a = &app.stack.app;
     let (auth, _) = connect_sandbox(&app, "ws_premove", "acct_premove").await;
     let before = tokens(&app, &auth).await;
@@ -496,7 +503,7 @@ async fn the_sweep_moves_tokens_stored_before_packing_into_a_pack() {
 
     shared::flows::sweep::sweep(a).await.unwrap();
     let moved = reload_auth(&app, &auth).await;
-    assert!(moved.secret.0.contains("/packs/auth-"), "{}", moved.secret.0);
+    assert!(moved.secret.0.contains("/packs/auth-r18-0/"), "{}", moved.secret.0);
     assert!(moved.refresh_lease.is_none());
     assert_eq!(tokens(&app, &moved).await.refresh_token, before.refresh_token, "the same tokens");
     assert!(a.vault.get(&own.0).await.unwrap().is_none(), "the old secret is deleted");

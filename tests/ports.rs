@@ -268,10 +268,10 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     let single = packed(&p, 1).allocate(&prefix, &ws, "auth_x").await.unwrap();
     assert_eq!(single.0, format!("{prefix}/ws/ws_pack/auth_x"));
     // Refresh tokens that rotate share packs of their own, few to a pack:
-    // 24 writes a day each, three to a pack of 72 writes a day.
+    // 18 writes a day each, three to a pack (three quarters of its 72).
     let mut busy = Vec::new();
     for i in 0..4 {
-        busy.push(packs_big(&p).allocate_for(&prefix, &ws, &format!("auth_r{i}"), 24).await.unwrap().0);
+        busy.push(packs_big(&p).allocate_for(&prefix, &ws, &format!("auth_r{i}"), 18).await.unwrap().0);
     }
     let mut families: Vec<&str> = busy.iter().map(|n| n.split("/ws/").next().unwrap()).collect();
     families.sort();
@@ -280,9 +280,9 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
         families,
         vec![format!("{prefix}/packs/auth-r3-0").as_str(), format!("{prefix}/packs/auth-r3-1").as_str()]
     );
-    // Written once every 20 minutes or more: a secret each.
+    // Written more than 27 times a day: a secret each.
     assert_eq!(
-        packs_big(&p).allocate_for(&prefix, &ws, "auth_hot", 72).await.unwrap().0,
+        packs_big(&p).allocate_for(&prefix, &ws, "auth_hot", 28).await.unwrap().0,
         format!("{prefix}/ws/ws_pack/auth_hot")
     );
 }

@@ -473,15 +473,13 @@ fn main() {
         // spilled from them) grow with the connections; the apps' and the
         // deployment's keys do not.
         let names = s.ports.vault.names();
-        let packed = names.iter().filter(|n| n.contains("/packs/")).count() as f64;
-        let fixed = (names.len() as f64 - packed).max(s.app_secrets as f64);
-        let secrets = packed * scale + fixed;
+        let packs = names.iter().filter(|n| n.contains("/packs/") && !n.contains("/ws/")).count() as f64;
+        let own = names.iter().filter(|n| n.contains("/ws/")).count() as f64;
+        let fixed = (names.len() as f64 - packs - own).max(s.app_secrets as f64);
+        let secrets = (packs + own) * scale + fixed;
         println!(
-            "secrets: {} for the {sample} credentials of the sample ({} a pack), {} of the apps and keys; {:.0} at {}",
-            packed,
+            "secrets: {packs} packs ({} a pack at most) and {own} secrets of their own for the {sample} credentials of the sample, {fixed} of the apps and keys; {secrets:.0} at {}",
             s.app.config.vault_pack_size,
-            fixed,
-            secrets,
             n as u64
         );
         let lines = [

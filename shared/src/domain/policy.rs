@@ -64,15 +64,16 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
 /// rotates is written at each refresh, which comes when the access token
 /// is used within the refresh margin of its end, so at most once per
 /// (lifetime − margin) and, used by syncs alone, once per sync interval
-/// (`fastest_sync_minutes`: the platform's quickest stream). Other grants
-/// change only when connected again.
+/// (`fastest_sync_minutes`: the platform's quickest stream), and once more
+/// for the sweep's daily look. Other grants change only when connected
+/// again.
 pub fn vault_writes_per_day(spec: &OAuthSpec, fastest_sync_minutes: u32) -> u32 {
     if spec.refresh.kind != RefreshKind::Rotating {
         return 0;
     }
     let lifetime = spec.token_lifetime_seconds.map_or(60, |s| (s / 60) as i64);
     let every = (lifetime - REFRESH_MARGIN_MINUTES).max(i64::from(fastest_sync_minutes)).max(1);
-    (24 * 60 / every).max(1) as u32
+    (24 * 60 / every).max(1) as u32 + 1
 }
 
 /// A connection syncs this often when its platform says nothing.
@@ -181,9 +182,10 @@ mod tests {
     #[test]
     fn a_rotating_grant_is_written_at_each_refresh_and_others_only_when_connected() {
         // An hour's token, refreshed 15 minutes before its end: 32 a day
-        // when synced every 15 minutes, 2 when synced every 12 hours.
-        assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 32);
-        assert_eq!(vault_writes_per_day(&spec("microsoft_ads"), 720), 2);
+        // when synced every 15 minutes, 2 when synced every 12 hours, and
+        // the sweep's daily look.
+        assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 33);
+        assert_eq!(vault_writes_per_day(&spec("microsoft_ads"), 720), 3);
         assert_eq!(vault_writes_per_day(&spec("google_ads"), 15), 0);
     }
 
