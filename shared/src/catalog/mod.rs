@@ -838,9 +838,19 @@ impl PlatformEntry {
     /// The platform's interval for a selection of streams: the shortest of
     /// the selected streams', else the entry's, else the service's default.
     pub fn sync_interval(&self, selected: &[crate::domain::StreamSelection]) -> u32 {
+        self.interval_of(|s| selected.iter().any(|sel| sel.selected && sel.name == s.name))
+    }
+
+    /// The interval of the platform's quickest stream: how often a
+    /// connection that selects everything syncs.
+    pub fn quickest_sync_interval(&self) -> u32 {
+        self.interval_of(|_| true)
+    }
+
+    fn interval_of(&self, include: impl Fn(&StreamSpec) -> bool) -> u32 {
         self.streams
             .iter()
-            .filter(|s| selected.iter().any(|sel| sel.selected && sel.name == s.name))
+            .filter(|s| include(s))
             .filter_map(|s| s.sync_interval_minutes)
             .min()
             .or(self.sync_interval_minutes)

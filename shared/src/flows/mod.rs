@@ -169,8 +169,9 @@ impl App {
     /// process for a few minutes; a workspace's own (BYO) app, which its
     /// admins change through the API, is read every time.
     pub async fn app_credentials(&self, entry: &PlatformEntry, ws: &WorkspaceId) -> Result<AppCredentials, Error> {
+        let load = || AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws);
         if entry.credentials != crate::catalog::CredentialSource::Preconfigured {
-            return AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await;
+            return load().await;
         }
         let key = entry.id.to_string();
         let fresh = std::time::Duration::from_secs(APP_CACHE_SECONDS);
@@ -179,7 +180,7 @@ impl App {
         {
             return Ok(app.clone());
         }
-        let app = AppCredentials::load(self.vault.as_ref(), &self.config.secret_prefix, entry, ws).await?;
+        let app = load().await?;
         self.app_cache.lock().expect("app cache").insert(key, (std::time::Instant::now(), app.clone()));
         Ok(app)
     }

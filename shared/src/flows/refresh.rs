@@ -17,7 +17,7 @@ use crate::domain::*;
 use crate::platform::token_client::{Grant, TokenError};
 
 /// How long a refresher may hold the lease.
-const LEASE_SECONDS: i64 = 30;
+pub(crate) const LEASE_SECONDS: i64 = 30;
 
 /// Tries of the vault write that keeps a refreshed (perhaps rotated) grant.
 const VAULT_WRITE_ATTEMPTS: u32 = 4;
@@ -260,7 +260,7 @@ fn reserve_slot<I: Copy + Ord + std::ops::Add<std::time::Duration, Output = I>>(
     slot
 }
 
-async fn release(app: &App, auth: &mut Authorization, version: u64) {
+pub(crate) async fn release(app: &App, auth: &mut Authorization, version: u64) {
     auth.refresh_lease = None;
     if let Err(e) = app.repo.save(auth, version).await {
         tracing::warn!(authorization = %auth.id, error = %e, "lease not released; it will expire");

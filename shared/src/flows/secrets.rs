@@ -1,12 +1,20 @@
-//! Secrets no item holds: a writer that stored a grant's tokens or a key
-//! and then died (or could neither write its item nor take the secret back)
-//! leaves a secret behind. Its intent ([`crate::store::secret_intents`])
-//! comes due for the sweep, which deletes the secret unless the item it was
-//! for holds it now.
+//! Where a grant's tokens and a key live in the vault, and keeping them
+//! there tidy:
+//! - the slot a new grant's tokens take ([`grant_secret`]: a credential
+//!   pack among grants written as often, [`crate::store::vault_packs`]);
+//! - moving credentials stored before packs into one ([`pack_grant`],
+//!   [`pack_key`]);
+//! - secrets no item holds: a writer that stored a grant's tokens or a key
+//!   and then died (or could neither write its item nor take the secret
+//!   back) leaves a secret behind; its intent
+//!   ([`crate::store::secret_intents`]) comes due for the sweep, which
+//!   deletes the secret unless the item it was for holds it now
+//!   ([`forget_orphans`]).
 
 use super::App;
 use crate::domain::error::Error;
 use crate::domain::ids::{AuthorizationId, ConnectionId, WorkspaceId};
+use crate::domain::policy;
 use crate::domain::{Credential, SecretRef};
 
 /// How long after its write a secret's intent comes due (every writer is
@@ -48,15 +56,8 @@ pub fn grants_packed(app: &App, entry: &crate::catalog::PlatformEntry) -> bool {
 }
 
 fn grant_writes_per_day(app: &App, entry: &crate::catalog::PlatformEntry) -> u32 {
-    let fastest = entry
-        .streams
-        .iter()
-        .filter_map(|s| s.sync_interval_minutes)
-        .min()
-        .or(entry.sync_interval_minutes)
-        .unwrap_or(crate::domain::policy::DEFAULT_SYNC_INTERVAL_MINUTES)
-        .max(app.config.sync_interval_floor_minutes);
-    entry.oauth.as_ref().map_or(0, |spec| crate::domain::policy::vault_writes_per_day(spec, fastest))
+    let quickest = policy::sync_interval(None, entry.quickest_sync_interval(), app.config.sync_interval_floor_minutes);
+    entry.oauth.as_ref().map_or(0, |spec| policy::vault_writes_per_day(spec, quickest))
 }
 
 /// Moves a grant's tokens stored before packing (a secret of their own)
@@ -84,7 +85,8 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
     }
     let me = format!("pack-{}", uuid::Uuid::new_v4());
     let mut leased = current.value.clone();
-    leased.refresh_lease = Some(crate::domain::Lease { owner: me, until: now + chrono::Duration::seconds(30) });
+    leased.refresh_lease =
+        Some(crate::domain::Lease { owner: me, until: now + chrono::Duration::seconds(super::refresh::LEASE_SECONDS) });
     let version = match app.repo.save(&leased, current.version).await {
         Ok(v) => v,
         Err(Error::Conflict { .. }) => return Ok(false),
@@ -99,8 +101,7 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
     })
     .await;
     if let Err(e) = moved {
-        leased.refresh_lease = None;
-        let _ = app.repo.save(&leased, version).await;
+        super::refresh::release(app, &mut leased, version).await;
         return Err(e);
     }
     tracing::info!(authorization = %id, "tokens moved into a credential pack");
@@ -156,7 +157,9 @@ where
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
     if new == old {
-        return Ok(()); // its platform's grants keep a secret each
+        // Callers move only what packs (a copy onto itself, then the old
+        // name deleted, would lose it).
+        return Err(Error::Config(format!("{} is already where a move would put it", old.0)));
     }
     let due = app.clock.now() + chrono::Duration::minutes(INTENT_DUE_MINUTES);
     app.repo.put_secret_intent(new, due).await?;

@@ -103,16 +103,10 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
                 }
             };
             // Tokens stored before credential packs move into one.
-            if let Err(e) = async {
-                if unpacked {
-                    super::secrets::pack_grant(&app, &ws, &id).await
-                } else {
-                    Ok(false)
+            if unpacked {
+                if let Err(e) = super::secrets::pack_grant(&app, &ws, &id).await {
+                    tracing::warn!(authorization = %id, error = %e, "tokens not moved into a pack yet");
                 }
-            }
-            .await
-            {
-                tracing::warn!(authorization = %id, error = %e, "tokens not moved into a pack yet");
             }
             done
         });

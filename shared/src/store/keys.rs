@@ -136,10 +136,7 @@ impl Entity for Authorization {
     /// once a vault write took more steps than one).
     fn due(&self) -> Option<Due> {
         let lease = self.refresh_lease.as_ref().map(|l| l.until);
-        let at = match (self.next_check_at, lease) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let at = [self.next_check_at, lease].into_iter().flatten().min();
         at.map(|at| Due { shard: shard_of(self.id.as_str()), at: at.timestamp() })
     }
 }

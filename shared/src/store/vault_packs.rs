@@ -1,6 +1,6 @@
 //! Credential packs: many grants' tokens or API keys in one Secrets Manager
-//! secret, so a million connections cost 25,000 secrets, not a million
-//! (issue 19; `scale_model` prints the bill).
+//! secret, so a million connections cost tens of thousands of secrets, not a
+//! million (issue 19; `scale_model` prints how many, and the bill).
 //!
 //! A packed credential's name says where it lives:
 //! `{prefix}/packs/{kind}-{n}/ws/{workspace}/{owner}`: the secret

@@ -23,11 +23,11 @@ impl MemoryVault {
 
     /// How many secrets it holds (tests).
     pub fn len(&self) -> usize {
-        // Versions kept beside a secret are not secrets of their own.
-        self.secrets.lock().expect("vault lock").keys().filter(|k| !k.contains('@')).count()
+        self.names().len()
     }
 
-    /// The names of the secrets it holds (tests, benches).
+    /// The names of the secrets it holds (tests, benches); the versions
+    /// kept beside a secret are not secrets of their own.
     pub fn names(&self) -> Vec<String> {
         self.secrets.lock().expect("vault lock").keys().filter(|k| !k.contains('@')).cloned().collect()
     }
