@@ -502,3 +502,20 @@ pub async fn tapped(url: &str) -> Vec<serde_json::Value> {
         }
     }
 }
+
+/// Stores `value` under `secret` the way a connect does (`vault_first`),
+/// with the item's write failing and taking it back failing too: the secret
+/// stays, with no item that holds it.
+pub async fn leave_orphan_secret(app: &TestApp, secret: &shared::domain::SecretRef, value: &str) {
+    let a = &app.stack.app;
+    let failed = a
+        .vault_first(
+            secret,
+            &secrecy::SecretString::from(value.to_owned()),
+            async { Err::<(), _>(shared::domain::error::Error::Config("item not written".into())) },
+            async { false },
+        )
+        .await;
+    assert!(failed.is_err());
+    assert!(a.vault.get(&secret.0).await.unwrap().is_some());
+}
