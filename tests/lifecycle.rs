@@ -280,8 +280,9 @@ async fn transient_failures_back_off_and_disconnect_only_past_the_bound() {
     assert!(app.clock_now() - auth.created_at >= Duration::days(3));
 }
 
-#[tokio::test]
-async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
+/// A platform whose refresh tokens rotate (`rt-N` gives `at-N+1` and
+/// `rt-N+1`, an hour's token), and an app on it.
+async fn rotating_platform() -> (FakePlatform, TestApp) {
     let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
         "/token" => {
             let n: u32 = r.form()["refresh_token"].trim_start_matches("rt-").parse().unwrap();
@@ -291,13 +292,12 @@ async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
     })
     .await;
     let app = fake_app(&fake, json!({"kind": "rotating"}), json!({})).await;
-    let auth = seed(&app, "ws_rot", Some(3600)).await;
-    // Past the access token's expiry, the sweep leaves it: nothing uses it.
-    app.clock.advance(Duration::hours(2));
-    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 0);
-    assert_eq!(fake.requests_to("/token").len(), 0);
-    // A use refreshes it first, and the rotated refresh token is in the vault.
-    let connection = Connection::new(
+    (fake, app)
+}
+
+/// A data source on `auth` (not stored: uses read only the grant).
+fn used_by(app: &TestApp, auth: &Authorization) -> Connection {
+    Connection::new(
         auth.workspace_id.clone(),
         auth.platform.clone(),
         "Used".into(),
@@ -307,14 +307,28 @@ async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
         vec![],
         UserId::parse("u").unwrap(),
         app.clock_now(),
-    );
-    let (creds, _, _) = shared::flows::grants::credentials(&app.stack.app, &connection).await.ok().unwrap();
-    match creds {
-        shared::flows::grants::Creds::OAuth { access, .. } => {
-            assert_eq!(secrecy::ExposeSecret::expose_secret(&access), "at-2")
-        }
+    )
+}
+
+/// The access token a use of `connection` gets.
+async fn access_for(app: &TestApp, connection: &Connection) -> String {
+    match shared::flows::grants::credentials(&app.stack.app, connection).await.ok().unwrap().0 {
+        shared::flows::grants::Creds::OAuth { access, .. } => secrecy::ExposeSecret::expose_secret(&access).to_owned(),
         _ => panic!("an OAuth grant"),
     }
+}
+
+#[tokio::test]
+async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
+    let (fake, app) = rotating_platform().await;
+    let auth = seed(&app, "ws_rot", Some(3600)).await;
+    // Past the access token's expiry, the sweep leaves it: nothing uses it.
+    app.clock.advance(Duration::hours(2));
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 0);
+    assert_eq!(fake.requests_to("/token").len(), 0);
+    // A use refreshes it first, and the rotated refresh token is in the vault.
+    let connection = used_by(&app, &auth);
+    assert_eq!(access_for(&app, &connection).await, "at-2");
     assert_eq!(tokens(&app, &auth).await.refresh_token.as_deref(), Some("rt-2"));
     // A day on, the sweep exercises it once (the rotation goes on; a dead
     // grant is found), then leaves it for another day.
@@ -360,6 +374,59 @@ async fn non_rotating_refresh_keeps_the_refresh_token() {
     app.clock.advance(Duration::minutes(46));
     assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().refreshed, 1);
     assert_eq!(tokens(&app, &auth).await.refresh_token.as_deref(), Some("rt-1"));
+}
+
+#[tokio::test]
+async fn a_rotating_grants_hour_long_token_serves_until_five_minutes_before_its_end() {
+    // Each refresh of a rotating grant writes the vault: an hour-long token
+    // serves four 15-minute syncs, not three (REFRESH_MARGIN would renew it
+    // at 45 minutes).
+    let (fake, app) = rotating_platform().await;
+    let t0 = app.clock_now();
+    let auth = seed(&app, "ws_rot_margin", Some(3600)).await;
+    let connection = used_by(&app, &auth);
+    let access = || access_for(&app, &connection);
+    for minutes in [15, 30, 45, 54] {
+        app.clock.set(t0 + Duration::minutes(minutes));
+        assert_eq!(access().await, "at-1", "at {minutes} minutes");
+    }
+    assert_eq!(fake.requests_to("/token").len(), 0);
+    app.clock.set(t0 + Duration::minutes(56));
+    assert_eq!(access().await, "at-2");
+    assert_eq!(fake.requests_to("/token").len(), 1);
+}
+
+#[tokio::test]
+async fn a_use_of_a_fresh_sealed_access_token_reads_no_vault() {
+    let app = crate::harness::spawn_app().await;
+    let (auth, conn) = connect_sandbox(&app, "ws_novault", "acct_novault").await;
+    let a = &app.stack.app;
+    let current = a.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    let expected = shared::flows::refresh::tokens_of(a, &current).await.unwrap().access_token;
+    // Without the vault's copy, a use still has the item's sealed token.
+    a.vault.delete(&current.secret.0).await.unwrap();
+    assert_eq!(access_for(&app, &conn).await, expected);
+}
+
+#[tokio::test]
+async fn a_refresh_whose_item_write_was_lost_is_mended_by_the_next_401() {
+    // The vault keeps a rotating grant's refresh token without the access
+    // token; if the item's write after a refresh was lost, the item still
+    // holds the access token before it. Its 401 must renew the grant from
+    // the vault, not take the vault's empty access token for a fresh one.
+    let (fake, app) = rotating_platform().await;
+    let a = &app.stack.app;
+    let auth = seed(&app, "ws_lost_item", Some(3600)).await;
+    shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, None).await.unwrap();
+    let after_first = reload_auth(&app, &auth).await;
+    app.clock.advance(Duration::minutes(1));
+    shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, None).await.unwrap();
+    let mut lost = a.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap();
+    lost.value.access = after_first.access.clone();
+    a.repo.save(&lost.value, lost.version).await.unwrap();
+    assert_eq!(fake.requests_to("/token").len(), 2);
+    let fresh = shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, Some("at-2")).await.unwrap();
+    assert_eq!((fresh.access_token.as_str(), fresh.refresh_token.as_deref()), ("at-4", Some("rt-4")));
 }
 
 #[tokio::test]
@@ -471,12 +538,16 @@ async fn a_secret_whose_item_never_came_is_removed_by_the_sweep() {
 #[tokio::test]
 async fn the_sweep_moves_tokens_stored_before_packing_into_a_pack() {
     // The sandbox's token lasts an hour and rotates; synced every 15
-    // minutes its grants are written 33 times a day and keep a secret
-    // each. Synced every 12 hours at most, they are written 3 times a day
-    // and share packs, 18 to a pack.
+    // minutes its grants are written up to 27 times a day (an hour-long
+    // token serves four syncs) and share packs two to a pack. Synced every
+    // 12 hours at most, they are written 3 times a day, 18 to a pack.
     let every_sync = crate::harness::spawn_app().await;
-    let sandbox = every_sync.stack.app.catalog.get("sandbox_oauth").unwrap();
-    assert!(!shared::flows::secrets::grants_packed(&every_sync.stack.app, sandbox));
+    let mut packs = Vec::new();
+    for n in 0..3 {
+        let (auth, _) = connect_sandbox(&every_sync, &format!("ws_pair{n}"), "acct_pair").await;
+        packs.push(shared::store::vault_packs::split(&auth.secret.0).unwrap().0.rsplit('/').next().unwrap().to_owned());
+    }
+    assert_eq!(packs, ["auth-r2-0", "auth-r2-0", "auth-r2-1"]);
     let app = spawn_app_with(&[("SYNC_INTERVAL_FLOOR_MINUTES", "720")]).await;
     let a = &app.stack.app;
     let (auth, _) = connect_sandbox(&app, "ws_premove", "acct_premove").await;

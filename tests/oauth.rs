@@ -77,9 +77,11 @@ async fn authorizations(app: &TestApp, ws: &str) -> Vec<Authorization> {
     app.stack.app.repo.list::<Authorization>(&ws).await.unwrap().into_iter().map(|v| v.value).collect()
 }
 
+/// A grant's tokens as its uses see them: the vault's, with the access
+/// token sealed in its (current) item.
 async fn tokens_of(app: &TestApp, auth: &Authorization) -> TokenSet {
-    let secret = app.stack.app.vault.get(&auth.secret.0).await.unwrap().expect("tokens in the vault");
-    TokenSet::from_secret(&secret).unwrap()
+    let current = app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    shared::flows::refresh::tokens_of(&app.stack.app, &current).await.expect("tokens in the vault")
 }
 
 /// No stored item and no response holds any of `secrets`.
@@ -442,6 +444,11 @@ async fn shopify_per_shop_flow_checks_the_hmac_and_the_shop() {
         ("shpat_FAKE_ACCESS", Some("shprt_FAKE_REFRESH"))
     );
     assert!(auth.expiry.refresh_expires_at.is_some(), "90-day rotating refresh token");
+    // The hour-long access token is not kept in the vault, only sealed in
+    // the item (a pack holds more credentials).
+    let vault = app.stack.app.vault.get(&auth.secret.0).await.unwrap().unwrap();
+    assert_eq!(TokenSet::from_secret(&vault).unwrap().access_token, "");
+    assert!(auth.access.is_some());
     assert_nowhere(&app, &["shpat_FAKE_ACCESS", "shprt_FAKE_REFRESH"], &[&page.body]).await;
 }
 

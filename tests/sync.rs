@@ -461,11 +461,19 @@ async fn a_401_refreshes_once_through_the_shared_path() {
     let (auth, cs) = connect(&s, "ws_401", "expired-token", 1, &["cursor"]).await;
     assert_eq!(run(&s, &cs[0], budget()).await.unwrap(), Outcome::Completed);
     assert_eq!(s.token_requests.load(Ordering::SeqCst), 1);
-    let tokens = shared::flows::refresh::tokens_of(&s.app.stack.app, &auth).await.unwrap();
+    let current = s.app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    let tokens = shared::flows::refresh::tokens_of(&s.app.stack.app, &current).await.unwrap();
     assert_eq!(
         (tokens.access_token.as_str(), tokens.refresh_token.as_deref()),
         ("good-token", Some("rt-2")),
         "the rotated refresh token is stored"
+    );
+    let vault = s.app.stack.app.vault.get(&current.secret.0).await.unwrap().unwrap();
+    let stored = shared::domain::tokens::TokenSet::from_secret(&vault).unwrap();
+    assert_eq!(
+        (stored.access_token.as_str(), stored.refresh_token.as_deref()),
+        ("", Some("rt-2")),
+        "the access token only sealed"
     );
     let auth_now = s.app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
     assert!(auth_now.refresh_lease.is_none() && auth_now.last_refreshed_at.is_some());

@@ -213,7 +213,7 @@ impl Config {
             claim_role: get("CLAIM_ROLE").unwrap_or_else(|| "role".into()),
             http_timeout_seconds: number("HTTP_TIMEOUT_SECONDS", 20)?,
             vault_writes_per_second: number("VAULT_WRITES_PER_SECOND", 20)? as u32,
-            vault_pack_size: number("VAULT_PACK_SIZE", 40)?.clamp(1, 500),
+            vault_pack_size: number("VAULT_PACK_SIZE", 64)?.clamp(1, 500),
             digest_window_seconds: number("DIGEST_WINDOW_SECONDS", 60)?.min(900) as u32,
             max_upload_bytes: number("MAX_UPLOAD_BYTES", crate::domain::upload::LARGE_LIMITS.max_bytes)?
                 .min(crate::domain::upload::LARGE_LIMITS.max_bytes),

@@ -57,7 +57,12 @@ struct Meter {
     minute: AtomicUsize,
     counts: Vec<[AtomicU64; KINDS]>,
     partitions: Mutex<HashMap<String, u64>>,
+    reads: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// What is running: an index into [`PHASES`].
+    phase: AtomicUsize,
 }
+
+const PHASES: [&str; 4] = ["setup", "sweep", "scheduler", "sync worker"];
 
 impl Meter {
     fn new() -> Self {
@@ -65,11 +70,22 @@ impl Meter {
             minute: AtomicUsize::new(0),
             counts: (0..MINUTES).map(|_| std::array::from_fn(|_| AtomicU64::new(0))).collect(),
             partitions: Mutex::new(HashMap::new()),
+            reads: Mutex::new(BTreeMap::new()),
+            phase: AtomicUsize::new(0),
         }
     }
     fn add(&self, k: K, n: u64) {
         let m = self.minute.load(Ordering::Relaxed).min(MINUTES - 1);
         self.counts[m][k as usize].fetch_add(n, Ordering::Relaxed);
+    }
+    /// Vault reads by kind of secret (`SCALE_READS=1` prints them).
+    fn read_of(&self, name: &str) {
+        let kind = ["/packs/auth-r", "/packs/auth-", "/packs/conn-", "/apps/", "/ws/"]
+            .into_iter()
+            .find(|k| name.contains(k))
+            .unwrap_or("other");
+        let phase = PHASES[self.phase.load(Ordering::Relaxed)];
+        *self.reads.lock().unwrap().entry((phase, kind)).or_default() += 1;
     }
     fn partition(&self, pk: &str, units: u64) {
         *self.partitions.lock().unwrap().entry(pk.to_owned()).or_default() += units;
@@ -135,6 +151,7 @@ impl SecretVault for CountingVault {
     }
     async fn get(&self, name: &str) -> Result<Option<SecretString>, VaultError> {
         self.1.add(K::VaultRead, 1);
+        self.1.read_of(name);
         self.0.get(name).await
     }
     async fn delete(&self, name: &str) -> Result<(), VaultError> {
@@ -147,6 +164,7 @@ impl SecretVault for CountingVault {
     }
     async fn get_version(&self, name: &str, version: &str) -> Result<Option<SecretString>, VaultError> {
         self.1.add(K::VaultRead, 1);
+        self.1.read_of(name);
         self.0.get_version(name, version).await
     }
 }
@@ -295,7 +313,11 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
                     obtained_at: now,
                     token_secret: (entry.method == AuthMethod::Oauth1).then(|| "ts".to_owned()),
                 };
-                app.vault.put(&secret.0, &tokens.to_secret()).await.unwrap();
+                // As a connect stores them: a renewable access token sealed
+                // in the item, the rest in the vault.
+                let key = shared::flows::refresh::token_key(&app).await.ok();
+                let (copy, sealed) = shared::domain::sealed::split_for_vault(key, id.as_str(), &tokens);
+                app.vault.put(&secret.0, &copy.to_secret()).await.unwrap();
                 let expiry = policy::expiry_facts(spec, &tokens, now);
                 let next_check = Some(policy::next_check(spec, &expiry, now));
                 let mut auth = Authorization::new(
@@ -313,6 +335,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
                     now,
                 );
                 auth.status = Status::Connected;
+                auth.access = sealed;
                 app.repo.create(&auth).await.unwrap();
                 Credential::Authorization { authorization_id: id }
             }
@@ -370,11 +393,13 @@ async fn drain_sync(s: &Setup) -> u64 {
     }
 }
 
-// AWS list prices, us-east-1, on demand, no free tier (2026).
+// AWS list prices, us-east-1, on demand, no free tier (2026). DynamoDB's
+// on-demand request prices are those since November 2024, when they were
+// halved (from $1.25 and $0.25 a million).
 const SECRET_MONTH: f64 = 0.40;
 const SECRET_PER_10K_CALLS: f64 = 0.05;
-const DDB_PER_MILLION_WRITES: f64 = 1.25;
-const DDB_PER_MILLION_READS: f64 = 0.25;
+const DDB_PER_MILLION_WRITES: f64 = 0.625;
+const DDB_PER_MILLION_READS: f64 = 0.125;
 const DDB_GB_MONTH: f64 = 0.25;
 const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4; // arm64
 const LAMBDA_PER_MILLION: f64 = 0.20;
@@ -403,10 +428,13 @@ fn main() {
                 s.clock.advance(chrono::Duration::minutes(1));
             }
             if minute % 5 == 0 {
+                s.meter.phase.store(1, Ordering::Relaxed);
                 shared::flows::sweep::sweep(&s.app).await.unwrap();
                 sweeps += 1;
             }
+            s.meter.phase.store(2, Ordering::Relaxed);
             shared::flows::schedule::tick(&s.app).await.unwrap();
+            s.meter.phase.store(3, Ordering::Relaxed);
             drain_sync(&s).await;
         }
         let scale = n / sample as f64;
@@ -452,6 +480,11 @@ fn main() {
         if std::env::var("SCALE_MINUTES").is_ok() {
             for (i, c) in m.counts.iter().enumerate() {
                 println!("minute {i:>4}: vault writes {:>5} refreshes {:>5} sync runs {:>5}", c[K::VaultWrite as usize].load(Ordering::Relaxed), c[K::TokenRequest as usize].load(Ordering::Relaxed), c[K::SyncRun as usize].load(Ordering::Relaxed));
+            }
+        }
+        if std::env::var("SCALE_READS").is_ok() {
+            for ((phase, kind), n) in m.reads.lock().unwrap().iter() {
+                println!("vault reads, {phase:<11} of {kind:<14} {:>10.1}/s", *n as f64 * scale / day);
             }
         }
         if std::env::var("SCALE_HOURLY").is_ok() {

@@ -10,6 +10,20 @@ use crate::catalog::{CursorType, OAuthSpec, RefreshKind};
 
 /// Refresh this long before an access token expires.
 pub const REFRESH_MARGIN_MINUTES: i64 = 15;
+/// A rotating grant, refreshed only when used, is renewed this long before
+/// its access token expires: each renewal writes a new refresh token to the
+/// vault, so the shorter margin lets an hour-long token serve four
+/// 15-minute syncs instead of three (24 writes a day, not 32). A run that
+/// outlasts the token gets a 401, refreshes once and goes on.
+pub const ROTATING_USE_MARGIN_MINUTES: i64 = 5;
+
+/// How long before its end a grant's access token is renewed when used.
+pub fn use_margin(kind: RefreshKind) -> Duration {
+    Duration::minutes(match kind {
+        RefreshKind::Rotating => ROTATING_USE_MARGIN_MINUTES,
+        _ => REFRESH_MARGIN_MINUTES,
+    })
+}
 /// Warn this long before a grant that cannot be refreshed runs out.
 pub const EXPIRING_SOON_DAYS: i64 = 7;
 /// Probe grants with no known expiry this often.
@@ -62,7 +76,7 @@ pub fn next_check(spec: &OAuthSpec, expiry: &TokenExpiry, now: DateTime<Utc>) ->
 
 /// How many times a day a grant's vault copy changes: a refresh token that
 /// rotates is written at each refresh, which comes when the access token
-/// is used within the refresh margin of its end, so at most once per
+/// is used within [`use_margin`] of its end, so at most once per
 /// (lifetime − margin) and, used by syncs alone, once per sync interval
 /// (`fastest_sync_minutes`: the platform's quickest stream), and once more
 /// for the sweep's daily look. Other grants change only when connected
@@ -72,7 +86,8 @@ pub fn vault_writes_per_day(spec: &OAuthSpec, fastest_sync_minutes: u32) -> u32 
         return 0;
     }
     let lifetime = spec.token_lifetime_seconds.map_or(60, |s| (s / 60) as i64);
-    let every = (lifetime - REFRESH_MARGIN_MINUTES).max(i64::from(fastest_sync_minutes)).max(1);
+    let every =
+        (lifetime - use_margin(RefreshKind::Rotating).num_minutes()).max(i64::from(fastest_sync_minutes)).max(1);
     (24 * 60 / every).max(1) as u32 + 1
 }
 
@@ -184,7 +199,8 @@ mod tests {
         // An hour's token, refreshed 15 minutes before its end: 32 a day
         // when synced every 15 minutes, 2 when synced every 12 hours, and
         // the sweep's daily look.
-        assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 33);
+        // An hour-long token serves four 15-minute syncs: 26 a day, at most.
+        assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 27);
         assert_eq!(vault_writes_per_day(&spec("microsoft_ads"), 720), 3);
         assert_eq!(vault_writes_per_day(&spec("google_ads"), 15), 0);
     }

@@ -123,9 +123,61 @@ impl TokenKey {
     }
 }
 
+/// What the vault keeps of freshly obtained tokens, and the access token
+/// sealed for the item. An access token that expires and can be renewed is
+/// not a long-lived credential: the vault's copy leaves it out (credential
+/// packs hold more, and a 3 KB Microsoft JWT stays out of them) and the
+/// item carries it sealed. A token that is itself the long-lived credential
+/// (no expiry, or nothing to renew it with: Stripe, OAuth 1.0a, Meta's
+/// exchanged token), or no key to seal with, stays whole in the vault.
+pub fn split_for_vault(
+    key: Option<&TokenKey>,
+    bound_to: &str,
+    tokens: &super::tokens::TokenSet,
+) -> (super::tokens::TokenSet, Option<SealedToken>) {
+    let renewable = tokens.expires_at.is_some() && tokens.refresh_token.is_some() && tokens.token_secret.is_none();
+    match key.filter(|_| renewable) {
+        Some(key) => {
+            let sealed = key.seal(bound_to, &tokens.access_token, tokens.expires_at, tokens.obtained_at);
+            (super::tokens::TokenSet { access_token: String::new(), ..tokens.clone() }, Some(sealed))
+        }
+        None => (tokens.clone(), None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vault_keeps_a_renewable_access_token_only_sealed_in_the_item() {
+        let key = TokenKey::from_secret(&TokenKey::generate()).unwrap();
+        let now = Utc::now();
+        let tokens = crate::domain::tokens::TokenSet {
+            access_token: "at-1".into(),
+            refresh_token: Some("rt-1".into()),
+            expires_at: Some(now + chrono::Duration::hours(1)),
+            refresh_expires_at: None,
+            scopes: vec!["read".into()],
+            obtained_at: now,
+            token_secret: None,
+        };
+        let (copy, sealed) = split_for_vault(Some(&key), "auth_1", &tokens);
+        assert_eq!(copy.access_token, "");
+        assert_eq!((copy.refresh_token.as_deref(), copy.expires_at), (Some("rt-1"), tokens.expires_at));
+        let sealed = sealed.unwrap();
+        assert_eq!(key.open("auth_1", &sealed).as_deref(), Some("at-1"));
+        assert_eq!((sealed.expires_at, sealed.obtained_at), (tokens.expires_at, now));
+        // The access token is the credential: kept whole.
+        let forever = crate::domain::tokens::TokenSet { expires_at: None, ..tokens.clone() };
+        assert_eq!(split_for_vault(Some(&key), "auth_1", &forever), (forever.clone(), None));
+        let no_refresh = crate::domain::tokens::TokenSet { refresh_token: None, ..tokens.clone() };
+        assert_eq!(split_for_vault(Some(&key), "auth_1", &no_refresh), (no_refresh.clone(), None));
+        let oauth1 = crate::domain::tokens::TokenSet { token_secret: Some("ts".into()), ..tokens.clone() };
+        assert_eq!(split_for_vault(Some(&key), "auth_1", &oauth1).1, None);
+        // No key to seal with: the vault keeps it all.
+        assert_eq!(split_for_vault(None, "auth_1", &tokens), (tokens.clone(), None));
+    }
 
     #[test]
     fn a_sealed_token_opens_only_for_its_authorization_with_its_key() {

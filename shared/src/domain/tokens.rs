@@ -9,7 +9,7 @@ use std::fmt;
 use super::error::Error;
 
 /// Tokens as kept in the vault (JSON). `Debug` never shows them.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenSet {
     pub access_token: String,
     pub refresh_token: Option<String>,

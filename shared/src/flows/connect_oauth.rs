@@ -817,6 +817,10 @@ pub(super) async fn store_new(
         now,
     );
     auth.apply(Event::CredentialsAccepted, now)?;
+    // The access token, when renewable, goes into the item sealed.
+    let key = super::refresh::token_key(app).await.ok();
+    let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth_id.as_str(), &tokens);
+    auth.access = sealed;
     let mut connection = Connection::new(
         pending.workspace_id.clone(),
         pending.platform.clone(),
@@ -836,7 +840,7 @@ pub(super) async fn store_new(
     };
     // The connection first: it points at the grant.
     let undo = async { app.repo.remove_new(&connection).await && app.repo.remove_new(&auth).await };
-    app.vault_first(&secret, &tokens.to_secret(), write, undo).await?;
+    app.vault_first(&secret, &copy.to_secret(), write, undo).await?;
     // If this is lost the connection stays "initial sync in progress" and
     // "sync now" starts it.
     app.send_or_log(&SyncJob::start(&connection), "initial sync").await;

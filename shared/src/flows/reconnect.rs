@@ -41,7 +41,9 @@ pub async fn restore(
 ) -> Result<Restored, Error> {
     let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
     let secret = app.repo.authorization(ws, auth_id).await?.value.secret;
-    app.vault.put(&secret.0, &grant.tokens.to_secret()).await?;
+    let key = super::refresh::token_key(app).await.ok();
+    let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth_id.as_str(), &grant.tokens);
+    app.vault.put(&secret.0, &copy.to_secret()).await?;
     let (_, auth) = app
         .repo
         .update_authorization(ws, auth_id, |a| {
@@ -57,6 +59,7 @@ pub async fn restore(
             a.last_refreshed_at = Some(now);
             a.refresh_lease = None;
             a.expiring_alert_at = None;
+            a.access = sealed.clone();
             Ok(Change::Save(()))
         })
         .await?;

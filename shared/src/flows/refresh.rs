@@ -48,12 +48,17 @@ pub async fn tokens_of(app: &App, auth: &Authorization) -> Result<TokenSet, Erro
             None => tracing::warn!(authorization = %auth.id, "a sealed access token did not open; using the vault's"),
         }
     }
+    if tokens.access_token.is_empty() {
+        // The vault keeps no renewable access token and the item's did not
+        // serve: as good as expired, so its use renews it first.
+        tokens.expires_at = Some(tokens.obtained_at);
+    }
     Ok(tokens)
 }
 
 /// An authorization's tokens for use now.
 pub enum ForUse {
-    /// Good for at least the refresh margin (renewed first if they were not).
+    /// Good for at least the use margin (renewed first if they were not).
     Ready(TokenSet),
     /// They expire within the margin and could not be renewed yet (the
     /// platform or another refresher is busy): the current ones.
@@ -63,15 +68,50 @@ pub enum ForUse {
 }
 
 /// The tokens of an authorization, refreshed first when the access token
-/// expires within the refresh margin (a rotating grant's is refreshed only
-/// when used): every use of a grant's token goes through here or through
-/// [`refresh`] on a 401.
+/// expires within the use margin ([`policy::use_margin`]: a rotating
+/// grant's, refreshed only when used, is the shorter): every use of a
+/// grant's token goes through here or through [`refresh`] on a 401.
 pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
-    let tokens = tokens_of(app, auth).await?;
-    let margin = Duration::minutes(policy::REFRESH_MARGIN_MINUTES);
-    if tokens.expires_at.is_none_or(|at| at - margin > app.clock.now()) {
-        return Ok(ForUse::Ready(tokens));
-    }
+    let kind = app.catalog.get(auth.platform.as_str())?.oauth.as_ref().map(|s| s.refresh.kind);
+    let margin = kind.map_or(Duration::minutes(policy::REFRESH_MARGIN_MINUTES), policy::use_margin);
+    let good =
+        |expires_at: Option<chrono::DateTime<chrono::Utc>>| expires_at.is_none_or(|at| at - margin > app.clock.now());
+    // The item's sealed access token serves without a vault read (a use
+    // needs no refresh token): one vault read and one head read fewer for
+    // each sync run. Were the vault's copy newer (an item write lost after
+    // a refresh), the older token gets a 401 and the refresh that follows
+    // reads the vault.
+    // A due one is renewed straight away: the refresh reads the vault
+    // itself (one read, not two).
+    let key = match &auth.access {
+        Some(_) => token_key(app).await.ok(),
+        None => None,
+    };
+    let sealed = auth.access.as_ref().zip(key).and_then(|(s, k)| Some((s, k.open(auth.id.as_str(), s)?)));
+    let tokens = match sealed {
+        Some((sealed, access)) => {
+            let tokens = TokenSet {
+                access_token: access,
+                refresh_token: None,
+                expires_at: sealed.expires_at,
+                refresh_expires_at: auth.expiry.refresh_expires_at,
+                scopes: auth.scopes.clone(),
+                obtained_at: sealed.obtained_at,
+                token_secret: None,
+            };
+            if good(sealed.expires_at) {
+                return Ok(ForUse::Ready(tokens));
+            }
+            tokens
+        }
+        None => {
+            let tokens = tokens_of(app, auth).await?;
+            if good(tokens.expires_at) {
+                return Ok(ForUse::Ready(tokens));
+            }
+            tokens
+        }
+    };
     Ok(match refresh(app, &auth.workspace_id, &auth.id, Some(&tokens.access_token)).await {
         Ok(fresh) => ForUse::Ready(fresh),
         Err(RefreshError::Lost(reason)) => ForUse::Lost(reason),
@@ -112,7 +152,9 @@ pub async fn refresh(
             return Err(RefreshError::Lost(reason));
         }
         let tokens = tokens_of(app, &auth).await.map_err(|_| RefreshError::Transient)?;
-        if stale.is_some_and(|s| s != tokens.access_token) {
+        // (An empty one is none: the vault keeps no renewable access token,
+        // and the item's was older than the vault's copy.)
+        if stale.is_some_and(|s| s != tokens.access_token) && !tokens.access_token.is_empty() {
             return Ok(tokens);
         }
         let now = app.clock.now();
@@ -165,20 +207,15 @@ async fn refresh_holding_lease(
                 fresh.refresh_expires_at = fresh.refresh_expires_at.or(tokens.refresh_expires_at);
             }
             // Only a changed long-lived credential goes to the vault (first:
-            // a rotated refresh token is never lost); a new access token
-            // alone is sealed into the item below. Without a key to seal
-            // with, the vault takes it as before.
-            let key = if rotated { None } else { token_key(app).await.ok() };
-            match key {
-                Some(key) => {
-                    let sealed = key.seal(auth.id.as_str(), &fresh.access_token, fresh.expires_at, fresh.obtained_at);
-                    auth.access = Some(sealed);
-                }
-                None => {
-                    store_tokens(app, &auth, &fresh).await?;
-                    auth.access = None;
-                }
+            // a rotated refresh token is never lost); the new access token
+            // is sealed into the item below. Without a key to seal with,
+            // the vault takes it as before.
+            let key = token_key(app).await.ok();
+            let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth.id.as_str(), &fresh);
+            if rotated || sealed.is_none() {
+                store_tokens(app, &auth, &copy).await?;
             }
+            auth.access = sealed;
             let now = app.clock.now();
             let mut expiry = policy::expiry_facts(spec, &fresh, now);
             // A refresh does not restart a yearly consent.
