@@ -897,6 +897,36 @@ pub struct Catalog {
     entries: BTreeMap<String, PlatformEntry>,
 }
 
+/// The catalog an app holds. The built-in one is loaded on its first use:
+/// parsing and checking it is half a millisecond, as long as the rest of a
+/// function's start, and the tests hold that it loads (whatever the sandbox
+/// setting and public URL), so nothing can fail later. A deployment's
+/// overrides are loaded at once, so a mistake in them stops the start with
+/// its message.
+pub struct LazyCatalog {
+    options: CatalogOptions,
+    loaded: std::sync::OnceLock<Catalog>,
+}
+
+impl LazyCatalog {
+    pub fn new(options: CatalogOptions) -> Result<Self, Error> {
+        let lazy = Self { loaded: std::sync::OnceLock::new(), options };
+        if lazy.options.overrides.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+            let _ = lazy.loaded.set(Catalog::load(&lazy.options)?);
+        }
+        Ok(lazy)
+    }
+}
+
+impl std::ops::Deref for LazyCatalog {
+    type Target = Catalog;
+
+    fn deref(&self) -> &Catalog {
+        self.loaded
+            .get_or_init(|| Catalog::load(&self.options).expect("the built-in catalog loads (held by catalog::tests)"))
+    }
+}
+
 /// Options that shape the loaded catalog.
 #[derive(Clone, Debug, Default)]
 pub struct CatalogOptions {
@@ -979,6 +1009,29 @@ mod tests {
 
     fn options() -> CatalogOptions {
         CatalogOptions { public_base_url: "http://127.0.0.1:3000".into(), include_sandbox: true, overrides: None }
+    }
+
+    #[test]
+    fn the_built_in_catalog_loads_on_first_use_and_overrides_at_once() {
+        // What LazyCatalog's first use relies on: the built-in catalog
+        // loads whatever the sandbox setting and public URL (Config only
+        // lets a parsed URL or nothing through).
+        for base in ["", "http://127.0.0.1:3000", "https://connections.example.com", "https://x.example/base"] {
+            for include_sandbox in [false, true] {
+                let lazy =
+                    LazyCatalog::new(CatalogOptions { public_base_url: base.into(), include_sandbox, overrides: None });
+                let lazy = lazy.unwrap();
+                assert!(lazy.loaded.get().is_none(), "not loaded before its first use");
+                assert!(lazy.get("shopify").is_ok(), "{base} {include_sandbox}");
+            }
+        }
+        // A deployment's overrides are checked at the start.
+        let bad =
+            CatalogOptions { overrides: Some(r#"{"platforms": {"shopify": {"method": "nope"}}}"#.into()), ..options() };
+        assert!(LazyCatalog::new(bad).is_err());
+        let good = CatalogOptions { overrides: Some(r#"{"platforms": {"stripe": null}}"#.into()), ..options() };
+        let lazy = LazyCatalog::new(good).unwrap();
+        assert!(lazy.loaded.get().is_some() && lazy.get("stripe").is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ use secrecy::SecretString;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::catalog::{Catalog, PlatformEntry};
+use crate::catalog::{LazyCatalog, PlatformEntry};
 use crate::config::Config;
 use crate::domain::error::Error;
 use crate::domain::ids::WorkspaceId;
@@ -74,7 +74,7 @@ pub const APP_CACHE_SECONDS: u64 = 300;
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
-    pub catalog: Arc<Catalog>,
+    pub catalog: Arc<LazyCatalog>,
     pub repo: Repo,
     /// Every secret: packed credentials in their packs, the rest on their own.
     pub vault: Arc<dyn SecretVault>,

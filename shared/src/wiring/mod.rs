@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::adapters::{aws, clock::SystemClock, embedded, http::ReqwestHttp};
-use crate::catalog::{Catalog, CatalogOptions};
+use crate::catalog::{CatalogOptions, LazyCatalog};
 use crate::config::{Backend, Config};
 use crate::domain::error::Error;
 pub use crate::flows::App;
@@ -143,7 +143,7 @@ impl App {
     }
 
     pub fn assemble_with_http(config: Config, ports: Ports, http: Arc<dyn PlatformHttp>) -> Result<Self, Error> {
-        let catalog = Catalog::load(&CatalogOptions {
+        let catalog = LazyCatalog::new(CatalogOptions {
             public_base_url: config.public_base_url.clone(),
             include_sandbox: config.sandbox_platforms,
             overrides: config.catalog_overrides.clone(),
