@@ -340,6 +340,31 @@ async fn a_rotating_grant_is_refreshed_when_used_and_daily_not_hourly() {
 }
 
 #[tokio::test]
+async fn a_refresh_that_says_no_expiry_and_keeps_the_refresh_token_writes_no_vault() {
+    // The new access token goes sealed into the item, whatever its answer
+    // says of its lifetime: only a changed refresh token is worth a write.
+    let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
+        "/token" => Reply::Json(200, json!({"access_token": "at-2"})),
+        _ => Reply::Json(400, json!({"error": "invalid_grant"})),
+    })
+    .await;
+    let app = fake_app(&fake, json!({"kind": "non_rotating"}), json!({"token_lifetime_seconds": null})).await;
+    let a = &app.stack.app;
+    let auth = seed(&app, "ws_noexp", Some(3600)).await;
+    let before = a.vault.get(&auth.secret.0).await.unwrap();
+    let fresh = shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, None).await.unwrap();
+    assert_eq!((fresh.access_token.as_str(), fresh.refresh_token.as_deref()), ("at-2", Some("rt-1")));
+    let after = reload_auth(&app, &auth).await;
+    assert_eq!(
+        a.vault.get(&after.secret.0).await.unwrap().map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
+        before.map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
+        "the vault is as it was"
+    );
+    assert!(after.access.is_some(), "the access token is sealed in the item");
+    assert_eq!(tokens(&app, &after).await.access_token, "at-2");
+}
+
+#[tokio::test]
 async fn non_rotating_refresh_keeps_the_refresh_token() {
     let fake = FakePlatform::start(|r: &Recorded| match r.path.as_str() {
         "/token" if r.form()["refresh_token"] == "rt-1" => {

@@ -211,11 +211,19 @@ async fn refresh_holding_lease(
             // is sealed into the item below. Without a key to seal with,
             // the vault takes it as before.
             let key = token_key(app).await.ok();
-            let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth.id.as_str(), &fresh);
-            if rotated || sealed.is_none() {
-                store_tokens(app, &auth, &copy).await?;
+            match key.filter(|_| !rotated) {
+                Some(key) => {
+                    let sealed = key.seal(auth.id.as_str(), &fresh.access_token, fresh.expires_at, fresh.obtained_at);
+                    auth.access = Some(sealed);
+                }
+                None => {
+                    // What the vault keeps: the access token only if it is
+                    // itself the credential.
+                    let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth.id.as_str(), &fresh);
+                    store_tokens(app, &auth, &copy).await?;
+                    auth.access = sealed;
+                }
             }
-            auth.access = sealed;
             let now = app.clock.now();
             let mut expiry = policy::expiry_facts(spec, &fresh, now);
             // A refresh does not restart a yearly consent.
