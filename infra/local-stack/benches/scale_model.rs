@@ -315,8 +315,7 @@ async fn setup(sample: usize, per_workspace: usize) -> Setup {
                 };
                 // As a connect stores them: a renewable access token sealed
                 // in the item, the rest in the vault.
-                let key = shared::flows::refresh::token_key(&app).await.ok();
-                let (copy, sealed) = shared::domain::sealed::split_for_vault(key, id.as_str(), &tokens);
+                let (copy, sealed) = shared::flows::refresh::vault_copy(&app, &id, &tokens).await;
                 app.vault.put(&secret.0, &copy.to_secret()).await.unwrap();
                 let expiry = policy::expiry_facts(spec, &tokens, now);
                 let next_check = Some(policy::next_check(spec, &expiry, now));

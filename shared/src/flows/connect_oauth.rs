@@ -818,8 +818,7 @@ pub(super) async fn store_new(
     );
     auth.apply(Event::CredentialsAccepted, now)?;
     // The access token, when renewable, goes into the item sealed.
-    let key = super::refresh::token_key(app).await.ok();
-    let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth_id.as_str(), &tokens);
+    let (copy, sealed) = super::refresh::vault_copy(app, &auth_id, &tokens).await;
     auth.access = sealed;
     let mut connection = Connection::new(
         pending.workspace_id.clone(),

@@ -41,8 +41,7 @@ pub async fn restore(
 ) -> Result<Restored, Error> {
     let spec = entry.oauth.as_ref().ok_or_else(|| Error::Config("no oauth".into()))?;
     let secret = app.repo.authorization(ws, auth_id).await?.value.secret;
-    let key = super::refresh::token_key(app).await.ok();
-    let (copy, sealed) = crate::domain::sealed::split_for_vault(key, auth_id.as_str(), &grant.tokens);
+    let (copy, sealed) = super::refresh::vault_copy(app, auth_id, &grant.tokens).await;
     app.vault.put(&secret.0, &copy.to_secret()).await?;
     let (_, auth) = app
         .repo

@@ -78,15 +78,11 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
         |expires_at: Option<chrono::DateTime<chrono::Utc>>| expires_at.is_none_or(|at| at - margin > app.clock.now());
     // The item's sealed access token serves without a vault read (a use
     // needs no refresh token): one vault read and one head read fewer for
-    // each sync run. Were the vault's copy newer (an item write lost after
-    // a refresh), the older token gets a 401 and the refresh that follows
-    // reads the vault.
-    // A due one is renewed straight away: the refresh reads the vault
-    // itself (one read, not two).
-    let key = match &auth.access {
-        Some(_) => token_key(app).await.ok(),
-        None => None,
-    };
+    // each sync run; a due one goes straight to the refresh, which reads
+    // the vault itself (one read, not two). Were the vault's copy newer (an
+    // item write lost after a refresh), the older token gets a 401 and the
+    // refresh that follows reads the vault.
+    let key = if auth.access.is_some() { token_key(app).await.ok() } else { None };
     let sealed = auth.access.as_ref().zip(key).and_then(|(s, k)| Some((s, k.open(auth.id.as_str(), s)?)));
     let tokens = match sealed {
         Some((sealed, access)) => {
@@ -117,6 +113,17 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
         Err(RefreshError::Lost(reason)) => ForUse::Lost(reason),
         Err(RefreshError::Transient) => ForUse::Expiring(tokens),
     })
+}
+
+/// What the vault keeps of freshly obtained tokens, and the access token
+/// sealed for the item ([`crate::domain::sealed::split_for_vault`], under
+/// this process's token key).
+pub async fn vault_copy(
+    app: &App,
+    id: &AuthorizationId,
+    tokens: &TokenSet,
+) -> (TokenSet, Option<crate::domain::sealed::SealedToken>) {
+    crate::domain::sealed::split_for_vault(token_key(app).await.ok(), id.as_str(), tokens)
 }
 
 /// The key access tokens are sealed with: read from the vault once per
