@@ -236,15 +236,15 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     let key = packs.allocate(&prefix, &ws, "conn_1").await.unwrap();
     packs.put(&key.0, &SecretString::from("key")).await.unwrap();
     // Three to a pack, in order; keys in packs of their own kind.
-    assert_eq!(names[0], format!("{prefix}/packs/auth-0/ws/ws_pack/auth_0"));
-    assert_eq!(names[2], format!("{prefix}/packs/auth-0/ws/ws_pack/auth_2"));
-    assert_eq!(names[3], format!("{prefix}/packs/auth-1/ws/ws_pack/auth_3"));
-    assert_eq!(key.0, format!("{prefix}/packs/conn-0/ws/ws_pack/conn_1"));
+    assert_eq!(names[0], format!("{prefix}/packs/auth-s3-0/ws/ws_pack/auth_0"));
+    assert_eq!(names[2], format!("{prefix}/packs/auth-s3-0/ws/ws_pack/auth_2"));
+    assert_eq!(names[3], format!("{prefix}/packs/auth-s3-1/ws/ws_pack/auth_3"));
+    assert_eq!(key.0, format!("{prefix}/packs/conn-s3-0/ws/ws_pack/conn_1"));
     for (i, name) in names.iter().enumerate() {
         assert_eq!(packs.get(name).await.unwrap().unwrap().expose_secret(), &format!("tokens {i}"));
     }
     // The pack is one secret; its entries are nothing of their own.
-    assert!(p.vault.get(&format!("{prefix}/packs/auth-0")).await.unwrap().is_some());
+    assert!(p.vault.get(&format!("{prefix}/packs/auth-s3-0")).await.unwrap().is_some());
     assert!(p.vault.get(&names[0]).await.unwrap().is_none());
     // A new version of one entry leaves the others as they were.
     packs.put(&names[1], &SecretString::from("rotated")).await.unwrap();
@@ -255,15 +255,20 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     packs.delete(&names[0]).await.unwrap();
     assert!(packs.get(&names[0]).await.unwrap().is_none());
     assert_eq!(packs.get(&names[2]).await.unwrap().unwrap().expose_secret(), "tokens 2");
-    let mut held = packs.names_in(&format!("{prefix}/packs/auth-0")).await.unwrap();
+    let mut held = packs.names_in(&format!("{prefix}/packs/auth-s3-0")).await.unwrap();
     held.sort();
     assert_eq!(held, vec![names[1].clone(), names[2].clone()]);
     // An entry never written reads as missing; other names are secrets of
     // their own, as before packing.
-    assert!(packs.get(&format!("{prefix}/packs/auth-0/ws/ws_pack/auth_9")).await.unwrap().is_none());
+    assert!(packs.get(&format!("{prefix}/packs/auth-s3-0/ws/ws_pack/auth_9")).await.unwrap().is_none());
     let own = format!("{prefix}/apps/sandbox_oauth");
     packs.put(&own, &SecretString::from("client")).await.unwrap();
     assert_eq!(p.vault.get(&own).await.unwrap().unwrap().expose_secret(), "client");
+    // Another pack size (a deployment that changes VAULT_PACK_SIZE) has
+    // packs and a counter of its own: its slots never land in packs filled
+    // at the old size, past their size.
+    let resized = packed(&p, 2).allocate(&prefix, &ws, "auth_resized").await.unwrap();
+    assert_eq!(resized.0, format!("{prefix}/packs/auth-s2-0/ws/ws_pack/auth_resized"));
     // A pack size of one: each credential in its own secret.
     let single = packed(&p, 1).allocate(&prefix, &ws, "auth_x").await.unwrap();
     assert_eq!(single.0, format!("{prefix}/ws/ws_pack/auth_x"));

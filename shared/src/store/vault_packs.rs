@@ -3,8 +3,11 @@
 //! million (issue 19; `scale_model` prints how many, and the bill).
 //!
 //! A packed credential's name says where it lives:
-//! `{prefix}/packs/{kind}-{n}/ws/{workspace}/{owner}`: the secret
-//! `{prefix}/packs/{kind}-{n}` holds it under the key `ws/{workspace}/{owner}`.
+//! `{prefix}/packs/{kind}-s{size}-{n}/ws/{workspace}/{owner}`: the secret
+//! `{prefix}/packs/{kind}-s{size}-{n}` holds it under the key
+//! `ws/{workspace}/{owner}`. Each pack size has its own packs and slot
+//! counter, so a deployment that changes `VAULT_PACK_SIZE` starts new packs
+//! instead of filling old ones past their size.
 //! Grants (`auth`) and API keys (`conn`) have packs of their own, so each
 //! function's IAM policy still reaches only the kind it handles. Slots are
 //! handed out in order ([`PackedVault::allocate`]): pack 0 fills with
@@ -163,7 +166,7 @@ impl PackedVault {
         };
         let size = self.pack_size_for(writes_per_day);
         let family = match writes_per_day {
-            0 => kind.to_owned(),
+            0 => format!("{kind}-s{size}"),
             _ => format!("{kind}-r{size}"),
         };
         if size <= 1 {
