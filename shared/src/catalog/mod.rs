@@ -911,7 +911,7 @@ pub struct LazyCatalog {
 impl LazyCatalog {
     pub fn new(options: CatalogOptions) -> Result<Self, Error> {
         let lazy = Self { loaded: std::sync::OnceLock::new(), options };
-        if lazy.options.overrides.as_deref().is_some_and(|s| !s.trim().is_empty()) {
+        if lazy.options.overrides().is_some() {
             let _ = lazy.loaded.set(Catalog::load(&lazy.options)?);
         }
         Ok(lazy)
@@ -936,6 +936,13 @@ pub struct CatalogOptions {
     pub overrides: Option<String>,
 }
 
+impl CatalogOptions {
+    /// The deployment's overrides, if it set any.
+    fn overrides(&self) -> Option<&str> {
+        self.overrides.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+}
+
 fn substitute(value: &mut serde_json::Value, vars: &[(&str, &str)]) {
     match value {
         serde_json::Value::String(s) => {
@@ -955,7 +962,7 @@ impl Catalog {
     pub fn load(options: &CatalogOptions) -> Result<Self, Error> {
         let cfg = |m: String| Error::Config(format!("catalog: {m}"));
         let mut doc: serde_json::Value = serde_json::from_str(BUILT_IN).map_err(|e| cfg(e.to_string()))?;
-        if let Some(src) = options.overrides.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        if let Some(src) = options.overrides() {
             let text = if src.starts_with('{') {
                 src.to_owned()
             } else {

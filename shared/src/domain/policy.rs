@@ -196,10 +196,9 @@ mod tests {
 
     #[test]
     fn a_rotating_grant_is_written_at_each_refresh_and_others_only_when_connected() {
-        // An hour's token, refreshed 15 minutes before its end: 32 a day
-        // when synced every 15 minutes, 2 when synced every 12 hours, and
-        // the sweep's daily look.
-        // An hour-long token serves four 15-minute syncs: 26 a day, at most.
+        // An hour's token, renewed 5 minutes before its end when used: at
+        // most every 55 minutes when synced every 15 (26 a day), twice a
+        // day when synced every 12 hours; and the sweep's daily look.
         assert_eq!(vault_writes_per_day(&spec("shopify"), 15), 27);
         assert_eq!(vault_writes_per_day(&spec("microsoft_ads"), 720), 3);
         assert_eq!(vault_writes_per_day(&spec("google_ads"), 15), 0);

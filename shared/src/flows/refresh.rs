@@ -36,16 +36,11 @@ pub enum RefreshError {
 pub async fn tokens_of(app: &App, auth: &Authorization) -> Result<TokenSet, Error> {
     let secret = app.vault.get(&auth.secret.0).await?.ok_or(Error::NotFound { kind: "tokens" })?;
     let mut tokens = TokenSet::from_secret(&secret)?;
-    if let Some(sealed) = auth.access.as_ref().filter(|s| s.obtained_at >= tokens.obtained_at) {
-        match token_key(app).await.ok().and_then(|k| k.open(auth.id.as_str(), sealed)) {
-            Some(access) => {
-                tokens.access_token = access;
-                tokens.expires_at = sealed.expires_at;
-                tokens.obtained_at = sealed.obtained_at;
-            }
-            // Another key (replaced in the vault) or an altered item: the
-            // vault's token serves, or a refresh replaces it.
-            None => tracing::warn!(authorization = %auth.id, "a sealed access token did not open; using the vault's"),
+    if auth.access.as_ref().is_some_and(|s| s.obtained_at >= tokens.obtained_at) {
+        if let Some((sealed, access)) = open_sealed(app, auth).await {
+            tokens.access_token = access;
+            tokens.expires_at = sealed.expires_at;
+            tokens.obtained_at = sealed.obtained_at;
         }
     }
     if tokens.access_token.is_empty() {
@@ -82,9 +77,7 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
     // the vault itself (one read, not two). Were the vault's copy newer (an
     // item write lost after a refresh), the older token gets a 401 and the
     // refresh that follows reads the vault.
-    let key = if auth.access.is_some() { token_key(app).await.ok() } else { None };
-    let sealed = auth.access.as_ref().zip(key).and_then(|(s, k)| Some((s, k.open(auth.id.as_str(), s)?)));
-    let tokens = match sealed {
+    let tokens = match open_sealed(app, auth).await {
         Some((sealed, access)) => {
             let tokens = TokenSet {
                 access_token: access,
@@ -113,6 +106,21 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
         Err(RefreshError::Lost(reason)) => ForUse::Lost(reason),
         Err(RefreshError::Transient) => ForUse::Expiring(tokens),
     })
+}
+
+/// The access token sealed in the item, opened. `None` when there is none,
+/// or it does not open: another key (replaced in the vault) or an altered
+/// item; the vault's token serves, or a refresh replaces it.
+async fn open_sealed<'a>(
+    app: &App,
+    auth: &'a Authorization,
+) -> Option<(&'a crate::domain::sealed::SealedToken, String)> {
+    let sealed = auth.access.as_ref()?;
+    let opened = token_key(app).await.ok().and_then(|k| k.open(auth.id.as_str(), sealed));
+    if opened.is_none() {
+        tracing::warn!(authorization = %auth.id, "a sealed access token did not open");
+    }
+    Some((sealed, opened?))
 }
 
 /// What the vault keeps of freshly obtained tokens, and the access token

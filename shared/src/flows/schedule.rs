@@ -155,8 +155,7 @@ pub async fn tick(app: &App) -> Result<ScheduleReport, Error> {
         }
         // An API key stored before credential packs moves into one (before
         // the job is sent: the run then reads it from its pack).
-        if matches!(&c.credential, crate::domain::Credential::ApiKey { secret, .. } if crate::store::vault_packs::split(&secret.0).is_none())
-        {
+        if super::secrets::unpacked_key(&c).is_some() {
             if let Err(e) = super::secrets::pack_key(app, &c.workspace_id, &c.id).await {
                 tracing::warn!(connection = %c.id, error = %e, "API key not moved into a pack yet");
             }

@@ -55,6 +55,23 @@ pub fn grants_packed(app: &App, entry: &crate::catalog::PlatformEntry) -> bool {
     app.packs.pack_size_for(grant_writes_per_day(app, entry)) > 1
 }
 
+/// Whether a grant's tokens are stored as before credential packs (a
+/// secret of their own) and its platform's grants share packs now: the
+/// sweep moves such a grant ([`pack_grant`]).
+pub fn grant_unpacked(app: &App, auth: &crate::domain::Authorization) -> bool {
+    crate::store::vault_packs::split(&auth.secret.0).is_none()
+        && app.catalog.get(auth.platform.as_str()).is_ok_and(|entry| grants_packed(app, entry))
+}
+
+/// The secret of an API key stored as before credential packs, if the
+/// connection has one: the scheduler moves it ([`pack_key`]).
+pub fn unpacked_key(c: &crate::domain::Connection) -> Option<&SecretRef> {
+    match &c.credential {
+        Credential::ApiKey { secret, .. } if crate::store::vault_packs::split(&secret.0).is_none() => Some(secret),
+        _ => None,
+    }
+}
+
 fn grant_writes_per_day(app: &App, entry: &crate::catalog::PlatformEntry) -> u32 {
     let quickest = policy::sync_interval(None, entry.quickest_sync_interval(), app.config.sync_interval_floor_minutes);
     entry.oauth.as_ref().map_or(0, |spec| policy::vault_writes_per_day(spec, quickest))
@@ -76,8 +93,7 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
     let entry = app.catalog.get(current.value.platform.as_str())?;
     let old = current.value.secret.clone();
     let now = app.clock.now();
-    if !grants_packed(app, entry)
-        || crate::store::vault_packs::split(&old.0).is_some()
+    if !grant_unpacked(app, &current.value)
         || !current.value.status.has_credentials()
         || crate::domain::Lease::held_by_other(&current.value.refresh_lease, "", now)
     {
@@ -124,11 +140,7 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
     };
     let moved = async {
         let current = app.repo.connection(ws, id).await?;
-        let Credential::ApiKey { secret: old, .. } = &current.value.credential else { return Ok(false) };
-        if crate::store::vault_packs::split(&old.0).is_some() {
-            return Ok(false);
-        }
-        let old = old.clone();
+        let Some(old) = unpacked_key(&current.value).cloned() else { return Ok(false) };
         let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
         move_into_pack(app, &new, &old, |new| {
             let mut packed = current.value.clone();
@@ -210,7 +222,7 @@ mod tests {
     #[test]
     fn the_owner_is_read_from_packed_and_unpacked_names() {
         let own = SecretRef("connections/dev/ws/ws_1/auth_abc".into());
-        let packed = SecretRef("connections/dev/packs/conn-3/ws/ws_1/conn_abc".into());
+        let packed = SecretRef("connections/dev/packs/conn-s64-3/ws/ws_1/conn_abc".into());
         assert_eq!(owner_of(&own).map(|(w, o)| (w.as_str().to_owned(), o)), Some(("ws_1".into(), "auth_abc")));
         assert_eq!(owner_of(&packed).map(|(w, o)| (w.as_str().to_owned(), o)), Some(("ws_1".into(), "conn_abc")));
         assert!(owner_of(&SecretRef("connections/dev/installs/inst_1".into())).is_none());

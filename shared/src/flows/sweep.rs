@@ -93,8 +93,7 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
             let (ws, id) = (auth.value.workspace_id.clone(), auth.value.id.clone());
-            let unpacked = crate::store::vault_packs::split(&auth.value.secret.0).is_none()
-                && app.catalog.get(auth.value.platform.as_str()).is_ok_and(|e| super::secrets::grants_packed(&app, e));
+            let unpacked = super::secrets::grant_unpacked(&app, &auth.value);
             let done = match check(&app, auth).await {
                 Ok(done) => done,
                 Err(e) => {

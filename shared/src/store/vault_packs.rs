@@ -165,13 +165,13 @@ impl PackedVault {
             return Ok(own);
         };
         let size = self.pack_size_for(writes_per_day);
+        if size <= 1 {
+            return Ok(own);
+        }
         let family = match writes_per_day {
             0 => format!("{kind}-s{size}"),
             _ => format!("{kind}-r{size}"),
         };
-        if size <= 1 {
-            return Ok(own);
-        }
         let (pk, sk) = keys::vault_pack_counter(&family);
         for attempt in 0..CAS_ATTEMPTS {
             if attempt > 0 {
