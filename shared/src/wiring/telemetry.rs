@@ -2,32 +2,115 @@
 //! then `RUST_LOG` (default `info`). Secrets never reach a log line: they
 //! are `SecretString`s (which print as `[REDACTED]`) and handlers log ids,
 //! not bodies.
+//!
+//! The filter is `tracing_subscriber`'s `Targets` (`level` or
+//! `target=level`, comma-separated), not `EnvFilter`: span and field filters
+//! are the only syntax it lacks, and `EnvFilter` links a regex engine (about
+//! 250 KB of the function binary) for them.
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
-fn filter() -> EnvFilter {
-    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
-        .ok()
-        .map(|l| l.to_lowercase())
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
-    EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"))
+/// The filter from Lambda's log level (`TRACE` … `FATAL`, set by the
+/// function's logging configuration), else from `RUST_LOG`, else `info`.
+/// A setting that does not parse gives `info` and the reason, to be logged
+/// once logging works.
+pub fn filter_from(lambda_level: Option<&str>, rust_log: Option<&str>) -> (Targets, Option<String>) {
+    let default = Targets::new().with_default(LevelFilter::INFO);
+    let (name, setting) = match (lambda_level, rust_log) {
+        (Some(level), _) if !level.trim().is_empty() => ("AWS_LAMBDA_LOG_LEVEL", level.trim()),
+        (_, Some(directives)) if !directives.trim().is_empty() => ("RUST_LOG", directives.trim()),
+        _ => return (default, None),
+    };
+    let parsed = if name == "AWS_LAMBDA_LOG_LEVEL" {
+        // Lambda's FATAL has no tracing level of its own: errors are the
+        // most severe events there are. A bare word would parse as a target.
+        let level = if setting.eq_ignore_ascii_case("fatal") { "error" } else { setting };
+        level.parse::<LevelFilter>().map(|level| Targets::new().with_default(level)).map_err(|e| e.to_string())
+    } else {
+        setting.parse::<Targets>().map_err(|e| e.to_string())
+    };
+    match parsed {
+        Ok(targets) => (targets, None),
+        Err(e) => (default, Some(format!("{name}={setting:?} is not a log filter ({e}); logging at info. Use a level (error, warn, info, debug, trace) or target=level pairs, comma-separated"))),
+    }
+}
+
+fn filter() -> (Targets, Option<String>) {
+    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+    let rust_log = std::env::var("RUST_LOG").ok();
+    filter_from(lambda_level.as_deref(), rust_log.as_deref())
+}
+
+fn warn_if(problem: Option<String>) {
+    if let Some(problem) = problem {
+        tracing::warn!(code = "log_filter_invalid", "{problem}");
+    }
 }
 
 /// JSON logs for Lambda (CloudWatch), without ANSI colours or time (Lambda
 /// stamps each line).
 pub fn init_lambda() {
-    let _ = tracing_subscriber::fmt()
+    let (targets, problem) = filter();
+    let fmt = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter())
         .with_current_span(false)
         .with_ansi(false)
         .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = tracing_subscriber::registry().with(fmt).with(targets).try_init();
+    warn_if(problem);
 }
 
 /// Human-readable logs for the local stack.
 pub fn init_local() {
-    let _ = tracing_subscriber::fmt().with_env_filter(filter()).with_target(false).try_init();
+    let (targets, problem) = filter();
+    let _ = tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_target(false))
+        .with(targets)
+        .try_init();
+    warn_if(problem);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    fn allows(targets: &Targets, target: &str, level: Level) -> bool {
+        targets.would_enable(target, &level)
+    }
+
+    #[test]
+    fn lambdas_level_wins_and_its_fatal_means_errors_only() {
+        let (t, problem) = filter_from(Some("FATAL"), Some("debug"));
+        assert!(problem.is_none());
+        assert!(allows(&t, "shared", Level::ERROR));
+        assert!(!allows(&t, "shared", Level::WARN));
+        let (t, _) = filter_from(Some("DEBUG"), None);
+        assert!(allows(&t, "shared::flows", Level::DEBUG));
+        assert!(!allows(&t, "shared::flows", Level::TRACE));
+    }
+
+    #[test]
+    fn rust_log_directives_filter_by_target() {
+        let (t, problem) = filter_from(None, Some("warn,shared::flows=debug"));
+        assert!(problem.is_none());
+        assert!(allows(&t, "shared::flows::sync", Level::DEBUG));
+        assert!(!allows(&t, "shared::store", Level::INFO));
+        assert!(allows(&t, "hyper", Level::WARN));
+    }
+
+    #[test]
+    fn no_setting_logs_at_info_and_a_bad_one_says_why() {
+        let (t, problem) = filter_from(None, None);
+        assert!(problem.is_none());
+        assert!(allows(&t, "x", Level::INFO) && !allows(&t, "x", Level::DEBUG));
+        let (t, problem) = filter_from(Some("LOUD"), None);
+        assert!(allows(&t, "x", Level::INFO) && !allows(&t, "x", Level::DEBUG));
+        let problem = problem.expect("a reason");
+        assert!(problem.contains("AWS_LAMBDA_LOG_LEVEL") && problem.contains("LOUD"), "{problem}");
+        assert!(filter_from(None, Some("shared=noisy")).1.is_some());
+    }
 }

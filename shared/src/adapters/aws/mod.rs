@@ -4,6 +4,7 @@
 
 mod dynamo;
 mod eventbridge;
+mod http_client;
 mod s3;
 mod secrets;
 mod ses;
@@ -104,7 +105,7 @@ impl<C> Lazy<C> {
 /// The SDK configuration from the environment (the Lambda role, region,
 /// `AWS_ENDPOINT_URL` when set).
 pub async fn sdk_config_from_env() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest()).http_client(super::tls::aws_http_client()).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http_client::sdk_http_client()).load().await
 }
 
 /// The SDK configuration for an explicit endpoint with static credentials
@@ -113,7 +114,7 @@ pub async fn sdk_config_for_endpoint(endpoint: &str, region: &str) -> SdkConfig 
     aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(endpoint)
-        .http_client(super::tls::aws_http_client())
+        .http_client(http_client::sdk_http_client())
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "static"))
         .load()
         .await
