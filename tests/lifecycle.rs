@@ -601,6 +601,40 @@ async fn the_sweep_moves_tokens_stored_before_packing_into_a_pack() {
 }
 
 #[tokio::test]
+async fn a_grant_stored_before_sealed_tokens_moves_into_a_pack_without_its_access_token() {
+    let app = spawn_app_with(&[("SYNC_INTERVAL_FLOOR_MINUTES", "720")]).await;
+    let a = &app.stack.app;
+    let (auth, _) = connect_sandbox(&app, "ws_oldest", "acct_oldest").await;
+    let before = tokens(&app, &auth).await;
+    assert!(!before.access_token.is_empty());
+    // As the first deployments stored it: every token whole in a secret of
+    // its own, nothing sealed in the item.
+    let own = SecretRef::for_owner(&a.config.secret_prefix, &auth.workspace_id, auth.id.as_str());
+    a.vault.put(&own.0, &before.to_secret()).await.unwrap();
+    a.vault.delete(&auth.secret.0).await.unwrap();
+    let mut old = a.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap();
+    old.value.secret = own.clone();
+    old.value.access = None;
+    old.value.next_check_at = Some(shared::ports::Clock::now(app.clock.as_ref()));
+    a.repo.save(&old.value, old.version).await.unwrap();
+
+    shared::flows::sweep::sweep(a).await.unwrap();
+    let moved = reload_auth(&app, &auth).await;
+    assert!(moved.secret.0.contains("/packs/auth-r18-"), "{}", moved.secret.0);
+    let copy = TokenSet::from_secret(&a.vault.get(&moved.secret.0).await.unwrap().unwrap()).unwrap();
+    assert_eq!(copy.access_token, "", "the pack keeps no renewable access token");
+    assert_eq!(copy.refresh_token, before.refresh_token);
+    assert!(moved.access.is_some(), "the access token is sealed in the item");
+    let now = tokens(&app, &moved).await;
+    assert_eq!(
+        (now.access_token, now.expires_at),
+        (before.access_token, before.expires_at),
+        "the same token, still good"
+    );
+    assert!(a.vault.get(&own.0).await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn a_process_reads_the_deployments_app_credentials_once_in_a_while() {
     let app = crate::harness::spawn_app().await;
     let a = &app.stack.app;

@@ -15,7 +15,9 @@ use super::App;
 use crate::domain::error::Error;
 use crate::domain::ids::{AuthorizationId, ConnectionId, WorkspaceId};
 use crate::domain::policy;
+use crate::domain::tokens::TokenSet;
 use crate::domain::{Credential, SecretRef};
+use secrecy::SecretString;
 
 /// How long after its write a secret's intent comes due (every writer is
 /// done with its item by then, or dead).
@@ -109,10 +111,24 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
         Err(e) => return Err(e),
     };
     let new = grant_secret(app, ws, id, entry).await?;
-    let moved = move_into_pack(app, &new, &old, |new| {
+    // A grant stored before sealed access tokens keeps its access token in
+    // the vault: the pack gets what a refresh would store now (no renewable
+    // access token; it moves, sealed, into the item).
+    let key = if leased.access.is_none() { super::refresh::token_key(app).await.ok() } else { None };
+    let reshape = |value: SecretString| match (key, TokenSet::from_secret(&value)) {
+        (Some(key), Ok(tokens)) if !tokens.access_token.is_empty() => {
+            let (copy, sealed) = crate::domain::sealed::split_for_vault(Some(key), id.as_str(), &tokens);
+            (copy.to_secret(), sealed)
+        }
+        _ => (value, None),
+    };
+    let moved = move_into_pack(app, &new, &old, reshape, |new, sealed| {
         let mut packed = leased.clone();
         packed.secret = new;
         packed.refresh_lease = None;
+        if sealed.is_some() {
+            packed.access = sealed;
+        }
         async move { app.repo.save(&packed, version).await.map(|_| ()) }
     })
     .await;
@@ -142,13 +158,19 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
         let current = app.repo.connection(ws, id).await?;
         let Some(old) = unpacked_key(&current.value).cloned() else { return Ok(false) };
         let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
-        move_into_pack(app, &new, &old, |new| {
-            let mut packed = current.value.clone();
-            if let Credential::ApiKey { secret, .. } = &mut packed.credential {
-                *secret = new;
-            }
-            async move { app.repo.save(&packed, current.version).await.map(|_| ()) }
-        })
+        move_into_pack(
+            app,
+            &new,
+            &old,
+            |value| (value, ()),
+            |new, ()| {
+                let mut packed = current.value.clone();
+                if let Credential::ApiKey { secret, .. } = &mut packed.credential {
+                    *secret = new;
+                }
+                async move { app.repo.save(&packed, current.version).await.map(|_| ()) }
+            },
+        )
         .await
         .map(|_| true)
     }
@@ -161,11 +183,19 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
 }
 
 /// The move itself, for an owner the caller holds still: intents for both
-/// names, the value copied into the owner's slot, the item switched to the
-/// new name by `switch` (a conditional save), then the old secret deleted.
-async fn move_into_pack<F, Fut>(app: &App, new: &SecretRef, old: &SecretRef, switch: F) -> Result<(), Error>
+/// names, the value (as `reshape` makes it) copied into the owner's slot,
+/// the item switched to the new name by `switch` (a conditional save, given
+/// what `reshape` set aside for it), then the old secret deleted.
+async fn move_into_pack<T, R, F, Fut>(
+    app: &App,
+    new: &SecretRef,
+    old: &SecretRef,
+    reshape: R,
+    switch: F,
+) -> Result<(), Error>
 where
-    F: FnOnce(SecretRef) -> Fut,
+    R: FnOnce(SecretString) -> (SecretString, T),
+    F: FnOnce(SecretRef, T) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
     if new == old {
@@ -177,8 +207,9 @@ where
     app.repo.put_secret_intent(new, due).await?;
     app.repo.put_secret_intent(old, due).await?;
     let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "secret" })?;
+    let (value, for_item) = reshape(value);
     app.vault.put(&new.0, &value).await?;
-    switch(new.clone()).await?;
+    switch(new.clone(), for_item).await?;
     // Left to the sweep (by its intent) if this fails.
     if app.vault.delete(&old.0).await.is_ok() {
         let _ = app.repo.drop_secret_intent(old).await;
