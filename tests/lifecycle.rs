@@ -433,6 +433,26 @@ async fn a_use_of_a_fresh_sealed_access_token_reads_no_vault() {
     assert_eq!(access_for(&app, &conn).await, expected);
 }
 
+#[test]
+fn a_sealed_token_that_does_not_open_is_renewed_and_said_once() {
+    let (logs, ()) = crate::logs::captured(async {
+        let (fake, app) = rotating_platform().await;
+        let a = &app.stack.app;
+        let auth = seed(&app, "ws_unsealable", Some(3600)).await;
+        let other = seed(&app, "ws_unsealable", Some(3600)).await;
+        shared::flows::refresh::refresh(a, &auth.workspace_id, &auth.id, None).await.unwrap();
+        shared::flows::refresh::refresh(a, &other.workspace_id, &other.id, None).await.unwrap();
+        // An altered item: the sealed token of another grant, bound to it.
+        let mut altered = a.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap();
+        altered.value.access = reload_auth(&app, &other).await.access;
+        a.repo.save(&altered.value, altered.version).await.unwrap();
+        let before = fake.requests_to("/token").len();
+        assert_eq!(access_for(&app, &used_by(&app, &auth)).await, "at-3", "renewed, never the other grant's token");
+        assert_eq!(fake.requests_to("/token").len(), before + 1);
+    });
+    assert_eq!(logs.matches("did not open").count(), 1, "{logs}");
+}
+
 #[tokio::test]
 async fn a_refresh_whose_item_write_was_lost_is_mended_by_the_next_401() {
     // The vault keeps a rotating grant's refresh token without the access

@@ -34,9 +34,15 @@ pub enum RefreshError {
 /// The tokens of an authorization: the vault's, with the access token
 /// sealed in the item when it is the newer.
 pub async fn tokens_of(app: &App, auth: &Authorization) -> Result<TokenSet, Error> {
+    vault_tokens(app, auth, true).await
+}
+
+/// The vault's tokens, with the item's sealed access token if `sealed` and
+/// it is the newer and opens.
+async fn vault_tokens(app: &App, auth: &Authorization, sealed: bool) -> Result<TokenSet, Error> {
     let secret = app.vault.get(&auth.secret.0).await?.ok_or(Error::NotFound { kind: "tokens" })?;
     let mut tokens = TokenSet::from_secret(&secret)?;
-    if auth.access.as_ref().is_some_and(|s| s.obtained_at >= tokens.obtained_at) {
+    if sealed && auth.access.as_ref().is_some_and(|s| s.obtained_at >= tokens.obtained_at) {
         if let Some((sealed, access)) = open_sealed(app, auth).await {
             tokens.access_token = access;
             tokens.expires_at = sealed.expires_at;
@@ -94,7 +100,12 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
             tokens
         }
         None => {
-            let tokens = tokens_of(app, auth).await?;
+            if auth.access.is_some() {
+                tracing::warn!(authorization = %auth.id, "a sealed access token did not open; renewing it");
+            }
+            // The sealed one is not tried again: the vault's copy serves,
+            // or (empty) counts as expired and is renewed.
+            let tokens = vault_tokens(app, auth, false).await?;
             if good(tokens.expires_at) {
                 return Ok(ForUse::Ready(tokens));
             }
@@ -110,17 +121,15 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
 
 /// The access token sealed in the item, opened. `None` when there is none,
 /// or it does not open: another key (replaced in the vault) or an altered
-/// item; the vault's token serves, or a refresh replaces it.
+/// item; the vault's token serves, or a refresh replaces it. A use says so
+/// once ([`for_use`]).
 async fn open_sealed<'a>(
     app: &App,
     auth: &'a Authorization,
 ) -> Option<(&'a crate::domain::sealed::SealedToken, String)> {
     let sealed = auth.access.as_ref()?;
-    let opened = token_key(app).await.ok().and_then(|k| k.open(auth.id.as_str(), sealed));
-    if opened.is_none() {
-        tracing::warn!(authorization = %auth.id, "a sealed access token did not open");
-    }
-    Some((sealed, opened?))
+    let opened = token_key(app).await.ok().and_then(|k| k.open(auth.id.as_str(), sealed))?;
+    Some((sealed, opened))
 }
 
 /// What the vault keeps of freshly obtained tokens, and the access token
