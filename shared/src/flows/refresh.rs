@@ -101,7 +101,7 @@ pub async fn for_use(app: &App, auth: &Authorization) -> Result<ForUse, Error> {
         }
         None => {
             if auth.access.is_some() {
-                tracing::warn!(authorization = %auth.id, "a sealed access token did not open; renewing it");
+                tracing::warn!(authorization = %auth.id, "a sealed access token did not open; the vault's copy serves, renewed if due");
             }
             // The sealed one is not tried again: the vault's copy serves,
             // or (empty) counts as expired and is renewed.

@@ -115,10 +115,13 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
     // the vault: the pack gets what a refresh would store now (no renewable
     // access token; it moves, sealed, into the item).
     let key = if leased.access.is_none() { super::refresh::token_key(app).await.ok() } else { None };
+    // Anything else is copied as it is.
     let reshape = |value: SecretString| match (key, TokenSet::from_secret(&value)) {
         (Some(key), Ok(tokens)) if !tokens.access_token.is_empty() => {
-            let (copy, sealed) = crate::domain::sealed::split_for_vault(Some(key), id.as_str(), &tokens);
-            (copy.to_secret(), sealed)
+            match crate::domain::sealed::split_for_vault(Some(key), id.as_str(), &tokens) {
+                (copy, Some(sealed)) => (copy.to_secret(), Some(sealed)),
+                (_, None) => (value, None),
+            }
         }
         _ => (value, None),
     };
