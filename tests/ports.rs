@@ -214,10 +214,6 @@ async fn vault_keeps_named_versions(p: Ports) {
     assert!(v.get_version(&name, &two).await.unwrap().is_none());
 }
 
-fn packs_big(p: &Ports) -> shared::store::vault_packs::PackedVault {
-    packed(p, 40)
-}
-
 fn packed(p: &Ports, size: u64) -> shared::store::vault_packs::PackedVault {
     shared::store::vault_packs::PackedVault::new(p.vault.clone(), p.store.clone(), p.clock.clone(), size)
 }
@@ -276,7 +272,7 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     // 18 writes a day each, three to a pack (three quarters of its 72).
     let mut busy = Vec::new();
     for i in 0..4 {
-        busy.push(packs_big(&p).allocate_for(&prefix, &ws, &format!("auth_r{i}"), 18).await.unwrap().0);
+        busy.push(packed(&p, 40).allocate_for(&prefix, &ws, &format!("auth_r{i}"), 18).await.unwrap().0);
     }
     let mut families: Vec<&str> = busy.iter().map(|n| n.split("/ws/").next().unwrap()).collect();
     families.sort();
@@ -287,7 +283,7 @@ async fn packs_hold_many_credentials_in_one_secret(p: Ports) {
     );
     // Written more than 27 times a day: a secret each.
     assert_eq!(
-        packs_big(&p).allocate_for(&prefix, &ws, "auth_hot", 28).await.unwrap().0,
+        packed(&p, 40).allocate_for(&prefix, &ws, "auth_hot", 28).await.unwrap().0,
         format!("{prefix}/ws/ws_pack/auth_hot")
     );
 }

@@ -17,16 +17,9 @@ use crate::domain::network::{address_allowed, literal_address};
 use crate::ports::PlatformHttp;
 
 /// A name that resolved to no allowed address.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("{0} resolves to no address this service may connect to")]
 struct ForbiddenHost(String);
-
-impl std::fmt::Display for ForbiddenHost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} resolves to no address this service may connect to", self.0)
-    }
-}
-
-impl std::error::Error for ForbiddenHost {}
 
 /// Resolves with the system resolver and keeps only allowed addresses.
 struct FilteringResolver {
@@ -78,13 +71,11 @@ impl ReqwestHttp {
     }
 
     fn build(timeout: Duration, allow_loopback: bool) -> Result<reqwest::Client, reqwest::Error> {
-        reqwest::Client::builder()
+        super::tls::client_builder()
             .dns_resolver(Arc::new(FilteringResolver { allow_loopback }))
-            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5).min(timeout))
             .timeout(timeout)
             .user_agent(concat!("connections-service/", env!("CARGO_PKG_VERSION")))
-            .tls_backend_preconfigured(super::tls::rustls_config())
             .build()
     }
 }

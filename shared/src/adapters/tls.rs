@@ -14,8 +14,15 @@ pub fn install_default_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// A reqwest client builder with what every client of the process shares:
+/// this TLS configuration, and no redirect followed (a redirect is answered
+/// to the caller, never followed with credentials attached).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).tls_backend_preconfigured(rustls_config())
+}
+
 /// The rustls configuration of every HTTPS client, built on first use.
-pub fn rustls_config() -> rustls::ClientConfig {
+fn rustls_config() -> rustls::ClientConfig {
     static CONFIG: LazyLock<rustls::ClientConfig> = LazyLock::new(|| {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().cloned());
@@ -41,5 +48,6 @@ mod tests {
         assert_eq!(refused, 0);
         let config = rustls_config();
         assert!(config.alpn_protocols.is_empty(), "HTTP/1.1 only: neither client links HTTP/2");
+        assert!(client_builder().build().is_ok(), "reqwest takes the configuration");
     }
 }

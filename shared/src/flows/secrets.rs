@@ -110,30 +110,33 @@ pub async fn pack_grant(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Re
         Err(Error::Conflict { .. }) => return Ok(false),
         Err(e) => return Err(e),
     };
-    let new = grant_secret(app, ws, id, entry).await?;
-    // A grant stored before sealed access tokens keeps its access token in
-    // the vault: the pack gets what a refresh would store now (no renewable
-    // access token; it moves, sealed, into the item).
-    let key = if leased.access.is_none() { super::refresh::token_key(app).await.ok() } else { None };
-    // Anything else is copied as it is.
-    let reshape = |value: SecretString| match (key, TokenSet::from_secret(&value)) {
-        (Some(key), Ok(tokens)) if !tokens.access_token.is_empty() => {
-            match crate::domain::sealed::split_for_vault(Some(key), id.as_str(), &tokens) {
-                (copy, Some(sealed)) => (copy.to_secret(), Some(sealed)),
-                (_, None) => (value, None),
+    let moved = async {
+        let new = grant_secret(app, ws, id, entry).await?;
+        let value = stored(app, &old).await?;
+        // A grant stored before sealed access tokens keeps its access token
+        // in the vault: the pack gets what a refresh would store now (no
+        // renewable access token; it moves, sealed, into the item).
+        // Anything else is copied as it is.
+        let (value, sealed) = match TokenSet::from_secret(&value) {
+            Ok(tokens) if leased.access.is_none() && !tokens.access_token.is_empty() => {
+                match super::refresh::vault_copy(app, id, &tokens).await {
+                    (copy, Some(sealed)) => (copy.to_secret(), Some(sealed)),
+                    (_, None) => (value, None),
+                }
             }
-        }
-        _ => (value, None),
-    };
-    let moved = move_into_pack(app, &new, &old, reshape, |new, sealed| {
-        let mut packed = leased.clone();
-        packed.secret = new;
-        packed.refresh_lease = None;
-        if sealed.is_some() {
-            packed.access = sealed;
-        }
-        async move { app.repo.save(&packed, version).await.map(|_| ()) }
-    })
+            _ => (value, None),
+        };
+        move_into_pack(app, &new, &old, &value, |new| {
+            let mut packed = leased.clone();
+            packed.secret = new;
+            packed.refresh_lease = None;
+            if sealed.is_some() {
+                packed.access = sealed;
+            }
+            async move { app.repo.save(&packed, version).await.map(|_| ()) }
+        })
+        .await
+    }
     .await;
     if let Err(e) = moved {
         super::refresh::release(app, &mut leased, version).await;
@@ -161,19 +164,14 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
         let current = app.repo.connection(ws, id).await?;
         let Some(old) = unpacked_key(&current.value).cloned() else { return Ok(false) };
         let new = app.packs.allocate(&app.config.secret_prefix, ws, id.as_str()).await?;
-        move_into_pack(
-            app,
-            &new,
-            &old,
-            |value| (value, ()),
-            |new, ()| {
-                let mut packed = current.value.clone();
-                if let Credential::ApiKey { secret, .. } = &mut packed.credential {
-                    *secret = new;
-                }
-                async move { app.repo.save(&packed, current.version).await.map(|_| ()) }
-            },
-        )
+        let value = stored(app, &old).await?;
+        move_into_pack(app, &new, &old, &value, |new| {
+            let mut packed = current.value.clone();
+            if let Credential::ApiKey { secret, .. } = &mut packed.credential {
+                *secret = new;
+            }
+            async move { app.repo.save(&packed, current.version).await.map(|_| ()) }
+        })
         .await
         .map(|_| true)
     }
@@ -185,20 +183,24 @@ pub async fn pack_key(app: &App, ws: &WorkspaceId, id: &ConnectionId) -> Result<
     moved
 }
 
+/// What is stored under `name`, which must be there.
+async fn stored(app: &App, name: &SecretRef) -> Result<SecretString, Error> {
+    app.vault.get(&name.0).await?.ok_or(Error::NotFound { kind: "secret" })
+}
+
 /// The move itself, for an owner the caller holds still: intents for both
-/// names, the value (as `reshape` makes it) copied into the owner's slot,
-/// the item switched to the new name by `switch` (a conditional save, given
-/// what `reshape` set aside for it), then the old secret deleted.
-async fn move_into_pack<T, R, F, Fut>(
+/// names, `value` (what the old name holds, as the pack is to keep it)
+/// written into the owner's slot, the item switched to the new name by
+/// `switch` (a conditional save), then the old secret deleted.
+async fn move_into_pack<F, Fut>(
     app: &App,
     new: &SecretRef,
     old: &SecretRef,
-    reshape: R,
+    value: &SecretString,
     switch: F,
 ) -> Result<(), Error>
 where
-    R: FnOnce(SecretString) -> (SecretString, T),
-    F: FnOnce(SecretRef, T) -> Fut,
+    F: FnOnce(SecretRef) -> Fut,
     Fut: std::future::Future<Output = Result<(), Error>>,
 {
     if new == old {
@@ -209,10 +211,8 @@ where
     let due = app.clock.now() + chrono::Duration::minutes(INTENT_DUE_MINUTES);
     app.repo.put_secret_intent(new, due).await?;
     app.repo.put_secret_intent(old, due).await?;
-    let value = app.vault.get(&old.0).await?.ok_or(Error::NotFound { kind: "secret" })?;
-    let (value, for_item) = reshape(value);
-    app.vault.put(&new.0, &value).await?;
-    switch(new.clone(), for_item).await?;
+    app.vault.put(&new.0, value).await?;
+    switch(new.clone()).await?;
     // Left to the sweep (by its intent) if this fails.
     if app.vault.delete(&old.0).await.is_ok() {
         let _ = app.repo.drop_secret_intent(old).await;

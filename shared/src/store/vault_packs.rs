@@ -101,8 +101,10 @@ impl Head {
         }
     }
 
-    fn recent_writes(&self, now: i64) -> usize {
-        self.writes.iter().filter(|t| **t > now - 86_400).count()
+    /// The writes of the 24 hours before `now`: those that count against
+    /// the pack's versions (older ones are forgotten at the next commit).
+    fn recent_writes(&self, now: i64) -> impl Iterator<Item = i64> + '_ {
+        self.writes.iter().copied().filter(move |t| *t > now - 86_400)
     }
 }
 
@@ -224,7 +226,7 @@ impl PackedVault {
     async fn commit(&self, pack: &str, head: &Head, next: &Head) -> Result<bool, VaultError> {
         let (pk, sk) = keys::vault_pack_head(pack);
         let now = self.clock.now().timestamp();
-        let writes: Vec<i64> = next.writes.iter().copied().filter(|t| *t > now - 86_400).collect();
+        let writes: Vec<i64> = next.recent_writes(now).collect();
         let item = Item {
             pk,
             sk,
@@ -312,7 +314,7 @@ impl SecretVault for PackedVault {
         let now = self.clock.now().timestamp();
         let mut spill = false;
         self.update(pack, |head, body| {
-            spill = head.spilled.contains(key) || head.recent_writes(now) >= PACK_DAILY_WRITES;
+            spill = head.spilled.contains(key) || head.recent_writes(now).count() >= PACK_DAILY_WRITES;
             if spill {
                 return Change::Nothing;
             }

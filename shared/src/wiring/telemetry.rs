@@ -11,39 +11,45 @@
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
 /// The filter from Lambda's log level (`TRACE` … `FATAL`, set by the
 /// function's logging configuration), else from `RUST_LOG`, else `info`.
 /// A setting that does not parse gives `info` and the reason, to be logged
 /// once logging works.
 pub fn filter_from(lambda_level: Option<&str>, rust_log: Option<&str>) -> (Targets, Option<String>) {
-    let default = Targets::new().with_default(LevelFilter::INFO);
-    let (name, setting) = match (lambda_level, rust_log) {
-        (Some(level), _) if !level.trim().is_empty() => ("AWS_LAMBDA_LOG_LEVEL", level.trim()),
-        (_, Some(directives)) if !directives.trim().is_empty() => ("RUST_LOG", directives.trim()),
-        _ => return (default, None),
-    };
-    let parsed = if name == "AWS_LAMBDA_LOG_LEVEL" {
-        // Lambda's FATAL has no tracing level of its own: errors are the
-        // most severe events there are. A bare word would parse as a target.
-        let level = if setting.eq_ignore_ascii_case("fatal") { "error" } else { setting };
-        level.parse::<LevelFilter>().map(|level| Targets::new().with_default(level)).map_err(|e| e.to_string())
-    } else {
-        setting.parse::<Targets>().map_err(|e| e.to_string())
+    fn set(v: Option<&str>) -> Option<&str> {
+        v.map(str::trim).filter(|v| !v.is_empty())
+    }
+    let (name, setting, parsed) = match (set(lambda_level), set(rust_log)) {
+        (Some(level), _) => {
+            // Lambda's FATAL has no tracing level of its own: errors are
+            // the most severe events there are. (A bare word would parse
+            // as a target: a level is parsed as a level.)
+            let as_level = if level.eq_ignore_ascii_case("fatal") { "error" } else { level };
+            let parsed =
+                as_level.parse::<LevelFilter>().map(|l| Targets::new().with_default(l)).map_err(|e| e.to_string());
+            ("AWS_LAMBDA_LOG_LEVEL", level, parsed)
+        }
+        (None, Some(directives)) => ("RUST_LOG", directives, directives.parse::<Targets>().map_err(|e| e.to_string())),
+        (None, None) => return (Targets::new().with_default(LevelFilter::INFO), None),
     };
     match parsed {
         Ok(targets) => (targets, None),
-        Err(e) => (default, Some(format!("{name}={setting:?} is not a log filter ({e}); logging at info. Use a level (error, warn, info, debug, trace) or target=level pairs, comma-separated"))),
+        Err(e) => (
+            Targets::new().with_default(LevelFilter::INFO),
+            Some(format!("{name}={setting:?} is not a log filter ({e}); logging at info. Use a level (error, warn, info, debug, trace) or target=level pairs, comma-separated")),
+        ),
     }
 }
 
-fn filter() -> (Targets, Option<String>) {
+/// Installs `output` behind the environment's filter, and says so if the
+/// filter's setting did not parse.
+fn install(output: impl Layer<Registry> + Send + Sync + 'static) {
     let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
     let rust_log = std::env::var("RUST_LOG").ok();
-    filter_from(lambda_level.as_deref(), rust_log.as_deref())
-}
-
-fn warn_if(problem: Option<String>) {
+    let (targets, problem) = filter_from(lambda_level.as_deref(), rust_log.as_deref());
+    let _ = tracing_subscriber::registry().with(output.with_filter(targets)).try_init();
     if let Some(problem) = problem {
         tracing::warn!(code = "log_filter_invalid", "{problem}");
     }
@@ -52,25 +58,19 @@ fn warn_if(problem: Option<String>) {
 /// JSON logs for Lambda (CloudWatch), without ANSI colours or time (Lambda
 /// stamps each line).
 pub fn init_lambda() {
-    let (targets, problem) = filter();
-    let fmt = tracing_subscriber::fmt::layer()
-        .json()
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false);
-    let _ = tracing_subscriber::registry().with(fmt).with(targets).try_init();
-    warn_if(problem);
+    install(
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(false)
+            .with_ansi(false)
+            .without_time()
+            .with_target(false),
+    );
 }
 
 /// Human-readable logs for the local stack.
 pub fn init_local() {
-    let (targets, problem) = filter();
-    let _ = tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_target(false))
-        .with(targets)
-        .try_init();
-    warn_if(problem);
+    install(tracing_subscriber::fmt::layer().with_target(false));
 }
 
 #[cfg(test)]

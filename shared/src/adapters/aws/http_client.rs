@@ -59,25 +59,16 @@ struct Connector {
 }
 
 /// A reqwest client that could not be built (its TLS configuration).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
+#[error("the AWS SDK's HTTP client could not be built: {0}")]
 struct BuildFailed(String);
-
-impl std::fmt::Display for BuildFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the AWS SDK's HTTP client could not be built: {}", self.0)
-    }
-}
-
-impl std::error::Error for BuildFailed {}
 
 impl Connector {
     fn client(&self) -> Result<&reqwest::Client, BuildFailed> {
         let (connect, read) = self.timeouts;
         self.client
             .get_or_init(|| {
-                let mut builder = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .tls_backend_preconfigured(crate::adapters::tls::rustls_config());
+                let mut builder = crate::adapters::tls::client_builder();
                 if let Some(connect) = connect {
                     builder = builder.connect_timeout(connect);
                 }
