@@ -123,7 +123,7 @@ impl App {
                 Lazy::new(sdk.clone(), aws_sdk_sesv2::Client::new),
                 config.ses_configuration_set.clone(),
             )),
-            sink: Arc::new(aws::S3Sink::new(Lazy::new(sdk.clone(), aws::s3_client), &config.bucket_name)),
+            sink: Arc::new(aws::S3Sink::new(sdk.clone(), &config.bucket_name)),
             events: match &config.event_bus_name {
                 Some(bus) => Arc::new(aws::EventBridgeBus::new(
                     Lazy::new(sdk, aws_sdk_eventbridge::Client::new),

@@ -12,7 +12,6 @@ mod sqs;
 
 pub use dynamo::DynamoStore;
 pub use eventbridge::{create_bus, EventBridgeBus};
-pub use s3::client as s3_client;
 pub use s3::S3Sink;
 pub use secrets::SecretsManagerVault;
 pub use ses::SesMailer;
@@ -142,7 +141,7 @@ pub async fn provision(sdk: &SdkConfig, prefix: &str, max_receives: u32) -> Resu
         queue_urls.insert(kind, url);
     }
     let bucket = format!("{prefix}-records");
-    s3::create_bucket(&s3::client(sdk), &bucket).await?;
+    s3::create_bucket(sdk, &bucket).await?;
     let event_bus = format!("{prefix}-events");
     create_bus(&aws_sdk_eventbridge::Client::new(sdk), &event_bus).await?;
     Ok(Resources { table, bucket, queue_urls, event_bus })
