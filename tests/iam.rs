@@ -10,6 +10,7 @@ const TABLE: &str = "table";
 const DUE_INDEX: &str = "table/index/due";
 const SYNC_Q: &str = "queue/sync";
 const NOTIFY_Q: &str = "queue/notify";
+const BUCKET: &str = "bucket";
 const DDB_RW: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"];
 const DDB_RWQ: &[&str] = &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"];
 
@@ -73,6 +74,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (DDB_RWQ.to_vec(), vec![TABLE]),
             (vec!["s3:GetObject", "s3:DeleteObject"], vec!["bucket/uploads/*"]),
             (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
+            // RecordSink::size of a file already discarded: S3 answers a
+            // missing object with 404 only to a role that may list (else 403)
+            (vec!["s3:ListBucket"], vec![BUCKET]),
             (vec!["sqs:SendMessage"], vec![NOTIFY_Q]),
         ]),
         // flows::connections, flows::authorizations (removal revokes at the
@@ -83,6 +87,8 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             // flows::refresh::token_key (sealed access tokens)
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["s3:GetObject"], vec!["bucket/spend/*"]),
+            // a day without a spend file: 404 only to a role that may list
+            (vec!["s3:ListBucket"], vec![BUCKET]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*"]),
             (vec!["secretsmanager:DeleteSecret"], vec!["secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
@@ -137,6 +143,11 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             // flows::secrets::pack_key (the scheduler moves a key stored before packs into one)
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:ws/*/conn_*"]),
             (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/conn-*"]),
+            // flows::file_uploads::expire_waiting: RecordSink::size of each
+            // upload left waiting, and process_landed for one that landed
+            (vec!["s3:GetObject", "s3:DeleteObject"], vec!["bucket/uploads/*"]),
+            (vec!["s3:PutObject", "s3:GetObject", "s3:DeleteObject"], vec!["bucket/costs/*"]),
+            (vec!["s3:ListBucket"], vec![BUCKET]),
         ]),
         // flows::alerts
         ("NotifierFunction", vec![
@@ -168,6 +179,7 @@ fn normalise(resource: &str) -> String {
         "SyncQueue.Arn" => SYNC_Q.into(),
         "NotifyQueue.Arn" => NOTIFY_Q.into(),
         "EventBus.Arn" => "bus".into(),
+        "RecordsBucket.Arn" => BUCKET.into(),
         _ => r.replace("${RecordsBucket.Arn}/", "bucket/"),
     }
 }

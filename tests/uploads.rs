@@ -4,6 +4,7 @@
 //! export, and the large-file path by presigned URL (local and moto's S3).
 
 use serde_json::{json, Value};
+use shared::domain::error::SinkError;
 
 use crate::harness::{error_code, spawn_app_on, spawn_app_with, Backend, TestApp};
 
@@ -41,6 +42,19 @@ async fn export(app: &TestApp, token: &str, id: &str) -> String {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
     r.text().await.unwrap()
+}
+
+/// `POST …/uploads/presigned`: the upload waiting for its file, and its URL.
+async fn presign(app: &TestApp, token: &str, id: &str) -> Value {
+    let r = app
+        .http
+        .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
 }
 
 async fn connection(app: &TestApp, token: &str, id: &str) -> Value {
@@ -103,15 +117,7 @@ async fn a_large_file_goes_through_a_presigned_url(backend: Backend) {
     let (status, r) = upload(&app, &t, &id, "", big.clone()).await;
     assert_eq!((status, error_code(&r).as_str()), (413, "payload_too_large"));
 
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let presigned: Value = r.json().await.unwrap();
+    let presigned = presign(&app, &t, &id).await;
     assert_eq!(presigned["upload"]["state"], "awaiting_file");
     let url = presigned["upload_url"].as_str().unwrap();
     let put = app.http.put(url).body(big.clone()).send().await.unwrap();
@@ -151,14 +157,7 @@ async fn a_presigned_file_over_the_limit_is_refused_before_it_is_read(backend: B
     let app = spawn_app_on(backend, &[("MAX_UPLOAD_BYTES", "1000")]).await;
     let t = app.token("ws_lim", "u", "staff").await;
     let id = file_connection(&app, &t, json!({})).await;
-    let r = app
-        .http
-        .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
-        .bearer_auth(&t)
-        .send()
-        .await
-        .unwrap();
-    let presigned: Value = r.json().await.unwrap();
+    let presigned = presign(&app, &t, &id).await;
     assert_eq!(presigned["max_bytes"], 1000, "the limit is announced");
     let upload_id = presigned["upload"]["id"].as_str().unwrap();
     // S3 takes a presigned PUT of any size: the processor checks the size
@@ -395,18 +394,8 @@ async fn the_sweep_ends_uploads_that_waited_an_hour() {
     let app = spawn_app_with(&[]).await;
     let t = app.token("ws_wait", "u", "staff").await;
     let id = file_connection(&app, &t, json!({})).await;
-    let presign = || async {
-        let r = app
-            .http
-            .post(app.url(&format!("/v1/connections/{id}/uploads/presigned")))
-            .bearer_auth(&t)
-            .send()
-            .await
-            .unwrap();
-        let v: Value = r.json().await.unwrap();
-        v["upload"]["id"].as_str().unwrap().to_owned()
-    };
-    let (landed, never) = (presign().await, presign().await);
+    let upload_id = |v: Value| v["upload"]["id"].as_str().unwrap().to_owned();
+    let (landed, never) = (upload_id(presign(&app, &t, &id).await), upload_id(presign(&app, &t, &id).await));
     // The file lands; its S3 event is lost.
     let key = format!("uploads/ws_wait/{id}/{landed}.csv");
     app.stack.app.sink.put(&key, bytes::Bytes::from(GOOD), "text/csv").await.unwrap();
@@ -425,4 +414,66 @@ async fn the_sweep_ends_uploads_that_waited_an_hour() {
         (Some("rejected"), Some("not_processed"))
     );
     assert_eq!(shared::flows::sweep::sweep(app_).await.unwrap().uploads_expired, 0, "ended uploads leave the index");
+}
+
+/// The record sink, refusing to look at one object (as S3 answers a role
+/// that may not read it: 403).
+struct RefusesOne {
+    inner: std::sync::Arc<dyn shared::ports::RecordSink>,
+    key: String,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::RecordSink for RefusesOne {
+    async fn put(&self, key: &str, body: bytes::Bytes, content_type: &str) -> Result<(), SinkError> {
+        self.inner.put(key, body, content_type).await
+    }
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, SinkError> {
+        self.inner.get(key).await
+    }
+    async fn size(&self, key: &str) -> Result<Option<u64>, SinkError> {
+        if key == self.key {
+            return Err(SinkError::Unavailable("S3 HeadObject answered 403 Forbidden: no error code".into()));
+        }
+        self.inner.size(key).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, SinkError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), SinkError> {
+        self.inner.delete(key).await
+    }
+    async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
+        self.inner.open(key).await
+    }
+    async fn presign_put(&self, key: &str, expires_in: std::time::Duration) -> Result<String, SinkError> {
+        self.inner.presign_put(key, expires_in).await
+    }
+}
+
+/// An upload the sweep cannot look at does not hold up the others: they
+/// are ended, and it is ended by a later sweep that can.
+#[tokio::test]
+async fn an_upload_the_sweep_cannot_look_at_does_not_hold_up_the_others() {
+    let app = spawn_app_with(&[]).await;
+    let t = app.token("ws_wait2", "u", "staff").await;
+    let id = file_connection(&app, &t, json!({})).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(presign(&app, &t, &id).await["upload"]["id"].as_str().unwrap().to_owned());
+    }
+    app.clock.advance(chrono::Duration::minutes(shared::store::keys::UPLOAD_WAIT_MINUTES + 1));
+    let mut refusing = app.stack.app.clone();
+    // Whichever the store lists first, one of the three.
+    refusing.sink = std::sync::Arc::new(RefusesOne {
+        inner: app.stack.app.sink.clone(),
+        key: format!("uploads/ws_wait2/{id}/{}.csv", ids[1]),
+    });
+    assert_eq!(shared::flows::sweep::sweep(&refusing).await.unwrap().uploads_expired, 2, "the other two end");
+    let paths: Vec<String> = ids.iter().map(|u| format!("/v1/connections/{id}/uploads/{u}")).collect();
+    assert_eq!(app.get_json(&paths[1], &t).await["state"], "awaiting_file", "left for the next sweep");
+    assert_eq!(app.get_json(&paths[0], &t).await["state"], "rejected");
+    assert_eq!(app.get_json(&paths[2], &t).await["state"], "rejected");
+    assert_eq!(shared::flows::sweep::sweep(&app.stack.app).await.unwrap().uploads_expired, 1);
+    assert_eq!(app.get_json(&paths[1], &t).await["state"], "rejected");
 }

@@ -354,19 +354,29 @@ pub async fn ingest_bytes(
 /// Uploads still waiting for their file an hour on (the sweep): a file that
 /// landed is processed now (its event was lost); else the upload is
 /// rejected, saying the file never arrived or could not be processed.
-/// Nothing of it was imported either way.
+/// Nothing of it was imported either way. One that cannot be looked at now
+/// (the bucket or the store failing) is said and left for the next sweep;
+/// the others are ended all the same. Answers how many were ended.
 pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
     let mut n = 0;
     for current in app.repo.overdue_uploads(app.clock.now(), 100).await? {
-        let key = object_key(&current.value);
-        if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
-            process_landed(app, &key).await?;
-        } else {
-            not_processed(app, current).await;
+        let id = current.value.id.clone();
+        match end_waiting(app, current).await {
+            Ok(()) => n += 1,
+            Err(e) => tracing::warn!(upload = %id, error = %e, "an upload left waiting could not be ended yet"),
         }
-        n += 1;
     }
     Ok(n)
+}
+
+async fn end_waiting(app: &App, current: Versioned<Upload>) -> Result<(), Error> {
+    let key = object_key(&current.value);
+    if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
+        process_landed(app, &key).await?;
+    } else {
+        not_processed(app, current).await;
+    }
+    Ok(())
 }
 
 /// A direct upload whose attempt failed on our side says so, rather than
