@@ -117,7 +117,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:apps/*", "secret:ws/*/apps/*", "secret:ws/*/auth_*", "secret:ws/*/conn_*"]),
             (vec!["secretsmanager:PutSecretValue"], vec!["secret:ws/*/auth_*"]),
-            (vec!["s3:PutObject"], vec!["bucket/records/*"]),
+            // flows::sync (records) and flows::reports::sync_report (a
+            // report day's raw rows, and its normalised spend facts)
+            (vec!["s3:PutObject"], vec!["bucket/records/*", "bucket/reports/*", "bucket/spend/*"]),
             (vec!["sqs:SendMessage"], vec![SYNC_Q, NOTIFY_Q]),
             // store::vault_packs: the auth packs (a change is a new version of the pack; a spilled credential is a secret of its own under it)
             (vec!["secretsmanager:GetSecretValue", "secretsmanager:CreateSecret", "secretsmanager:PutSecretValue"], vec!["secret:packs/auth-*"]),
@@ -185,7 +187,7 @@ fn normalise(resource: &str) -> String {
 }
 
 /// The (action, resource) pairs a function's Policies grant.
-fn granted(template: &str, function: &str) -> BTreeSet<(String, String)> {
+pub(crate) fn granted(template: &str, function: &str) -> BTreeSet<(String, String)> {
     let start = template.find(&format!("\n  {function}:\n")).unwrap_or_else(|| panic!("{function} missing"));
     // The function's block: up to the next resource (two spaces of indent)
     // or the next top-level section.

@@ -21,6 +21,8 @@
 //! * `architecture`: the layers of `shared/src` import only downwards, and
 //!   only the store builds table keys.
 //! * `iam`: each function's IAM policy is exactly what its code needs.
+//! * `iam_calls`: journeys through the functions, each call held to its
+//!   function's policy.
 //! * `conformance`: every catalog request held to the vendor's published
 //!   API description (tests/conformance/facts.json).
 //! * `contract`: the route table, `docs/openapi.json` and `template.yaml` agree.
@@ -46,6 +48,7 @@ mod events;
 mod faults;
 mod harness;
 mod iam;
+mod iam_calls;
 mod lifecycle;
 mod local_stack;
 mod logs;
