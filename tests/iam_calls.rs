@@ -25,7 +25,9 @@ use shared::ports::{
     StateStore,
 };
 
-use crate::harness::{spawn_app_ports, Backend, TestApp, SERVICE_TOKEN};
+use crate::harness::{spawn_app_ports, Backend, FakePlatform, Reply, TestApp, SERVICE_TOKEN};
+
+const ORIGIN: &str = "https://app.example.com";
 
 /// The calls noted, by function: (function, action, resource), resources
 /// in `iam`'s spelling with concrete names (`secret:ws/ws_1/auth_x-AbCdEf`,
@@ -253,6 +255,41 @@ async fn call(calls: &Calls, request: reqwest::RequestBuilder) -> reqwest::Respo
     .unwrap()
 }
 
+/// Connects through the browser flow (start, launch, the sandbox's consent,
+/// callback), each step as its function; answers the callback page's message.
+async fn connect(app: &TestApp, calls: &Calls, token: &str, body: Value, account: &str) -> Value {
+    let start = call(calls, app.http.post(app.url("/v1/connect/start")).bearer_auth(token).json(&body)).await;
+    assert_eq!(start.status(), 200);
+    let started: Value = start.json().await.unwrap();
+    let launched = call(calls, app.http.get(started["launch_url"].as_str().unwrap())).await;
+    assert_eq!(launched.status(), 302);
+    let authorize = launched.headers()["location"].to_str().unwrap().to_owned();
+    let consent = app.http.get(format!("{authorize}&auto_approve={account}")).send().await.unwrap();
+    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
+    let page = call(calls, app.http.get(callback)).await.text().await.unwrap();
+    let start = page.find(r#"id="result">"#).unwrap() + r#"id="result">"#.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str::<Value>(&page[start..end]).unwrap()["message"].clone()
+}
+
+/// A custom costs connection, as the CSV upload function makes it.
+async fn file_connection(app: &TestApp, calls: &Calls, token: &str) -> String {
+    let body = json!({"platform": "custom_costs", "name": "Costs"});
+    let created =
+        call(calls, app.http.post(app.url("/v1/connections/file-upload")).bearer_auth(token).json(&body)).await;
+    assert_eq!(created.status(), 201);
+    created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
+/// Runs what the queue holds as its consumer function would.
+async fn consume(app: &TestApp, calls: &Calls, queue: QueueKind) {
+    let function = match queue {
+        QueueKind::Sync => "SyncWorkerFunction",
+        QueueKind::Notify => "NotifierFunction",
+    };
+    calls.as_function(function, local_stack::workers::drain(&app.stack, queue)).await.unwrap();
+}
+
 /// IAM's wildcard match: `*` is any run of characters, `/` included.
 fn matches(pattern: &str, resource: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -318,25 +355,10 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
 
     // Connect by OAuth (the sandbox platform), then run the queues'
     // consumers as their functions.
-    let start = call(
-        &calls,
-        app.http.post(app.url("/v1/connect/start")).bearer_auth(&t).json(&json!({
-            "platform": "sandbox_oauth", "name": "Shop", "return_to": "https://app.example.com/settings"
-        })),
-    )
-    .await;
-    assert_eq!(start.status(), 200);
-    let started: Value = start.json().await.unwrap();
-    let launched = call(&calls, app.http.get(started["launch_url"].as_str().unwrap())).await;
-    assert_eq!(launched.status(), 302);
-    let authorize = launched.headers()["location"].to_str().unwrap().to_owned();
-    let consent = app.http.get(format!("{authorize}&auto_approve=acct_iam")).send().await.unwrap();
-    let callback = consent.headers()["location"].to_str().unwrap().to_owned();
-    assert_eq!(call(&calls, app.http.get(callback)).await.status(), 200);
-    let sync = local_stack::workers::drain(&app.stack, QueueKind::Sync);
-    calls.as_function("SyncWorkerFunction", sync).await.unwrap();
-    let notify = local_stack::workers::drain(&app.stack, QueueKind::Notify);
-    calls.as_function("NotifierFunction", notify).await.unwrap();
+    let body = json!({"platform": "sandbox_oauth", "name": "Shop", "return_to": ORIGIN});
+    assert_eq!(connect(&app, &calls, &t, body, "acct_iam").await["status"], "connected");
+    consume(&app, &calls, QueueKind::Sync).await;
+    consume(&app, &calls, QueueKind::Notify).await;
 
     let list: Value =
         call(&calls, app.http.get(app.url("/v1/connections")).bearer_auth(&t)).await.json().await.unwrap();
@@ -353,8 +375,7 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
     .await;
     assert_eq!(keyed.status(), 201);
     let key_id = keyed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-    let sync = local_stack::workers::drain(&app.stack, QueueKind::Sync);
-    calls.as_function("SyncWorkerFunction", sync).await.unwrap();
+    consume(&app, &calls, QueueKind::Sync).await;
     for id in [&key_id, &oauth_id] {
         let service = app
             .http
@@ -367,16 +388,7 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
     assert_eq!(call(&calls, app.http.get(spend).bearer_auth(&t)).await.status(), 200);
 
     // Files: a connection, a direct upload, three presigned ones.
-    let created = call(
-        &calls,
-        app.http
-            .post(app.url("/v1/connections/file-upload"))
-            .bearer_auth(&t)
-            .json(&json!({"platform": "custom_costs", "name": "Costs"})),
-    )
-    .await;
-    assert_eq!(created.status(), 201);
-    let file_id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let file_id = file_connection(&app, &calls, &t).await;
     let csv = "date,category,amount,currency\n2026-11-01,shipping,10,EUR\n";
     let direct = call(
         &calls,
@@ -419,8 +431,7 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
     assert_eq!(app.sandbox().revoke_account("acct_iam"), 1);
     app.clock.advance(chrono::Duration::minutes(2));
     calls.as_function("ExpirySweepFunction", shared::flows::sweep::sweep(&app.stack.app)).await.unwrap();
-    let notify = local_stack::workers::drain(&app.stack, QueueKind::Notify);
-    calls.as_function("NotifierFunction", notify).await.unwrap();
+    consume(&app, &calls, QueueKind::Notify).await;
 
     for id in [&oauth_id, &key_id] {
         let removed = call(&calls, app.http.delete(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&t)).await;
@@ -455,5 +466,105 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
     ] {
         assert!(seen.iter().any(|(f, a, _)| (f.as_str(), *a) == needed), "{needed:?} was not exercised: {seen:#?}");
     }
+    assert_allowed(&calls);
+}
+
+/// The other journeys: events delivered to the deployer's webhook; what a
+/// grant reaches discovered; the grant revoked, found by the sweep and
+/// reconnected; an OAuth 1.0a platform connected and synced; a sync asked
+/// for; a file pushed by an automation token; notifications read.
+#[tokio::test]
+async fn every_call_of_the_other_journeys_is_allowed_to_its_function() {
+    let hook = FakePlatform::start(|_| Reply::Empty(204)).await;
+    let (app, calls) = noted_app(&[
+        ("DIGEST_WINDOW_SECONDS", "0"),
+        ("APP_BASE_URL", ORIGIN),
+        ("WEBHOOK_URL", &format!("{}/hook", hook.base)),
+    ])
+    .await;
+    // The template creates the webhook's signing secret.
+    shared::flows::events::ensure_webhook_secret(&app.stack.app).await.unwrap();
+    let t = app.token("ws_iam2", "u_admin", "admin").await;
+    let member = app.http.put(app.url("/v1/members/u_admin")).bearer_auth(&t).json(&json!({
+        "email": "admin@iam2.example.com", "role": "admin"
+    }));
+    assert_eq!(call(&calls, member).await.status(), 200);
+
+    let body = json!({"platform": "sandbox_oauth", "name": "Ads", "return_to": ORIGIN});
+    let connected = connect(&app, &calls, &t, body, "acct_one").await;
+    assert_eq!(connected["status"], "connected", "{connected}");
+    let id = connected["connection_id"].as_str().unwrap().to_owned();
+    consume(&app, &calls, QueueKind::Sync).await;
+    consume(&app, &calls, QueueKind::Notify).await;
+    assert!(!hook.requests().is_empty(), "events reached the webhook");
+
+    let grants: Value =
+        call(&calls, app.http.get(app.url("/v1/authorizations")).bearer_auth(&t)).await.json().await.unwrap();
+    let grant = grants["authorizations"][0]["id"].as_str().unwrap().to_owned();
+    let discover =
+        app.http.post(app.url(&format!("/v1/authorizations/{grant}/discover"))).bearer_auth(&t).json(&json!({}));
+    assert_eq!(call(&calls, discover).await.status(), 200);
+    let reach = app.http.get(app.url(&format!("/v1/authorizations/{grant}/accounts"))).bearer_auth(&t);
+    assert_eq!(call(&calls, reach).await.status(), 200);
+    let rename =
+        app.http.patch(app.url(&format!("/v1/connections/{id}"))).bearer_auth(&t).json(&json!({"name": "Ads EU"}));
+    assert_eq!(call(&calls, rename).await.status(), 200);
+    let sync_now = app.http.post(app.url(&format!("/v1/connections/{id}/sync"))).bearer_auth(&t);
+    assert!(call(&calls, sync_now).await.status().is_success());
+    consume(&app, &calls, QueueKind::Sync).await;
+
+    // Revoked on the platform, found by the sweep, alerted, reconnected.
+    assert_eq!(app.sandbox().revoke_account("acct_one"), 1);
+    app.clock.advance(chrono::Duration::minutes(2));
+    calls.as_function("ExpirySweepFunction", shared::flows::sweep::sweep(&app.stack.app)).await.unwrap();
+    consume(&app, &calls, QueueKind::Notify).await;
+    let body = json!({"platform": "sandbox_oauth", "return_to": ORIGIN, "reconnect": {"authorization_id": grant}});
+    let reconnected = connect(&app, &calls, &t, body, "acct_one").await;
+    assert_eq!(reconnected["status"], "connected", "{reconnected}");
+    consume(&app, &calls, QueueKind::Sync).await;
+    consume(&app, &calls, QueueKind::Notify).await;
+    let notifications: Value =
+        call(&calls, app.http.get(app.url("/v1/notifications")).bearer_auth(&t)).await.json().await.unwrap();
+    assert!(!notifications["notifications"].as_array().unwrap().is_empty(), "{notifications}");
+    let read = app.http.post(app.url("/v1/notifications/read-all")).bearer_auth(&t);
+    assert!(call(&calls, read).await.status().is_success());
+
+    // OAuth 1.0a.
+    let body = json!({"platform": "sandbox_oauth1", "name": "Posts", "return_to": ORIGIN});
+    assert_eq!(connect(&app, &calls, &t, body, "acct_x").await["status"], "connected");
+    consume(&app, &calls, QueueKind::Sync).await;
+
+    // A file pushed by an automation token.
+    let file_id = file_connection(&app, &calls, &t).await;
+    let issued =
+        call(&calls, app.http.post(app.url(&format!("/v1/connections/{file_id}/upload-tokens"))).bearer_auth(&t)).await;
+    assert_eq!(issued.status(), 201);
+    let upload_token = issued.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+    let push = app
+        .http
+        .post(app.url("/v1/automation/uploads"))
+        .bearer_auth(upload_token)
+        .header("content-type", "text/csv")
+        .body("date,category,amount,currency\n2026-11-01,shipping,10,EUR\n");
+    assert_eq!(call(&calls, push).await.status(), 201);
+    let revoke = app.http.delete(app.url(&format!("/v1/connections/{file_id}/upload-tokens"))).bearer_auth(&t);
+    assert!(call(&calls, revoke).await.status().is_success());
+    consume(&app, &calls, QueueKind::Notify).await;
+
+    let seen = calls.seen.lock().unwrap().clone();
+    for (function, action) in [
+        ("NotifierFunction", "ses:SendEmail"),
+        ("OauthCallbackFunction", "secretsmanager:PutSecretValue"),
+        ("ConnectStartFunction", "secretsmanager:CreateSecret"),
+        ("CsvUploadFunction", "s3:PutObject"),
+    ] {
+        assert!(seen.iter().any(|(f, a, _)| (f.as_str(), *a) == (function, action)), "{function} {action}: {seen:#?}");
+    }
+    assert!(
+        seen.iter().any(|(f, a, r)| f == "NotifierFunction"
+            && *a == "secretsmanager:GetSecretValue"
+            && r.starts_with("secret:webhook")),
+        "the webhook's secret was read"
+    );
     assert_allowed(&calls);
 }
