@@ -133,6 +133,23 @@ fn the_translated_template_keeps_the_operating_rules() {
             }
         }
     }
+    // The frontend SDK PUTs a large file straight to the bucket by its
+    // presigned URL, from the browser: the bucket must answer the CORS
+    // preflight for the frontend's origins, or every large upload fails in
+    // a browser (a client outside a browser, and moto, never ask).
+    let takes_browser_puts = r["RecordsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+        .as_array()
+        .is_some_and(|rules| {
+            rules.iter().any(|rule| {
+                let has = |field: &str, v: &str| rule[field].as_array().is_some_and(|a| a.iter().any(|x| x == v));
+                has("AllowedMethods", "PUT")
+                    && has("AllowedHeaders", "content-type")
+                    && rule["AllowedOrigins"]["Ref"] == "AllowedOrigins"
+            })
+        });
+    if !takes_browser_puts {
+        problems.push("the records bucket refuses the frontend's presigned PUTs (no CORS rule)".into());
+    }
     // The alarm topic: a key CloudWatch may use (not the AWS-managed SNS key).
     let topic = &r["OpsTopic"]["Properties"];
     match reference(&topic["KmsMasterKeyId"]) {
