@@ -137,9 +137,8 @@ fn the_translated_template_keeps_the_operating_rules() {
     // presigned URL, from the browser: the bucket must answer the CORS
     // preflight for the frontend's origins, or every large upload fails in
     // a browser (a client outside a browser, and moto, never ask).
-    let takes_browser_puts = r["RecordsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
-        .as_array()
-        .is_some_and(|rules| {
+    let takes_browser_puts =
+        r["RecordsBucket"]["Properties"]["CorsConfiguration"]["CorsRules"].as_array().is_some_and(|rules| {
             rules.iter().any(|rule| {
                 let has = |field: &str, v: &str| rule[field].as_array().is_some_and(|a| a.iter().any(|x| x == v));
                 has("AllowedMethods", "PUT")
