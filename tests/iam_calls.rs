@@ -281,6 +281,14 @@ async fn file_connection(app: &TestApp, calls: &Calls, token: &str) -> String {
     created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
 }
 
+/// A sandbox API-key connection, as the API-key function makes it.
+async fn api_key_connection(app: &TestApp, calls: &Calls, token: &str, key: &str) -> String {
+    let body = json!({"platform": "sandbox_api_key", "name": "Shop", "credentials": {"api_key": key}});
+    let keyed = call(calls, app.http.post(app.url("/v1/connections/api-key")).bearer_auth(token).json(&body)).await;
+    assert_eq!(keyed.status(), 201);
+    keyed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+}
+
 /// Runs what the queue holds as its consumer function would.
 async fn consume(app: &TestApp, calls: &Calls, queue: QueueKind) {
     let function = match queue {
@@ -366,15 +374,7 @@ async fn every_call_a_journey_makes_is_allowed_to_its_function() {
 
     // Connect by API key, sync it; the deployer's backend calls both
     // connections through the service routes.
-    let keyed = call(
-        &calls,
-        app.http.post(app.url("/v1/connections/api-key")).bearer_auth(&t).json(&json!({
-            "platform": "sandbox_api_key", "name": "Shop", "credentials": {"api_key": "sandbox-valid-iam"}
-        })),
-    )
-    .await;
-    assert_eq!(keyed.status(), 201);
-    let key_id = keyed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let key_id = api_key_connection(&app, &calls, &t, "sandbox-valid-iam").await;
     consume(&app, &calls, QueueKind::Sync).await;
     for id in [&key_id, &oauth_id] {
         let service = app
@@ -566,5 +566,76 @@ async fn every_call_of_the_other_journeys_is_allowed_to_its_function() {
             && r.starts_with("secret:webhook")),
         "the webhook's secret was read"
     );
+    assert_allowed(&calls);
+}
+
+/// Installs a platform starts (BigCommerce's control panel): one claimed by
+/// a workspace, one left to expire and swept; an API key replaced; an
+/// email suppression lifted.
+#[tokio::test]
+async fn every_call_of_installs_and_replacements_is_allowed_to_its_function() {
+    let (fake, _) = crate::oauth::bigcommerce_fake().await;
+    let patch = json!({"oauth": {"token_url": "{fake}/oauth2/token"}, "api": {"base_url": "{fake}/{context}/v3"},
+                       "identity": {"path": "{fake}/{context}/v2/store"}});
+    let overrides = json!({"platforms": {"bigcommerce": patch}}).to_string().replace("{fake}", &fake.base);
+    let (app, calls) = noted_app(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let a = &app.stack.app;
+    let secret = shared::domain::SecretRef::for_app(&a.config.secret_prefix, "bigcommerce");
+    let client_secret = SecretString::from("bc_secret".to_owned());
+    shared::platform::AppCredentials::store(a.vault.as_ref(), &secret, "client-123", &client_secret).await.unwrap();
+    let t = app.token("ws_iam3", "u_admin", "admin").await;
+
+    let install = |code: &str| {
+        let q = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("code", code)
+            .append_pair("scope", crate::oauth::BC_SCOPES)
+            .append_pair("context", "stores/abc123")
+            .finish();
+        app.http.get(app.url(&format!("/v1/oauth/callback?{q}")))
+    };
+    let claim_of = |page: &str| -> String {
+        let at = page.find("#install=").unwrap_or_else(|| panic!("no claim link: {page}")) + "#install=".len();
+        page[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+    };
+    let page = call(&calls, install("good-1")).await.text().await.unwrap();
+    let claim = app.http.post(app.url("/v1/installs/claim")).bearer_auth(&t).json(&json!({"claim": claim_of(&page)}));
+    assert_eq!(call(&calls, claim).await.status(), 201);
+    // (Its sync against this fake is not the point: the other journeys sync.)
+    let queued = a.queue.receive(QueueKind::Sync, 10, 60).await.unwrap();
+    assert_eq!(queued.len(), 1, "the claimed install's initial sync is queued");
+    a.queue.ack(QueueKind::Sync, &queued[0].receipt).await.unwrap();
+    // A second install nobody claims: the sweep deletes its tokens.
+    call(&calls, install("good-2")).await;
+    app.clock.advance(chrono::Duration::hours(25));
+    let report = calls.as_function("ExpirySweepFunction", shared::flows::sweep::sweep(a)).await.unwrap();
+    assert_eq!(report.installs_expired, 1, "{report:?}");
+
+    // An API key connection whose key is replaced.
+    let key_id = api_key_connection(&app, &calls, &t, "sandbox-valid-one").await;
+    let replace = app
+        .http
+        .put(app.url(&format!("/v1/connections/{key_id}/api-key")))
+        .bearer_auth(&t)
+        .json(&json!({"credentials": {"api_key": "sandbox-valid-two"}}));
+    let replaced = call(&calls, replace).await;
+    assert!(replaced.status().is_success(), "{}", replaced.status());
+    consume(&app, &calls, QueueKind::Sync).await;
+    consume(&app, &calls, QueueKind::Notify).await;
+
+    let lift = app.http.delete(app.url("/v1/members/u_admin/email-suppression")).bearer_auth(&t);
+    assert!(call(&calls, lift).await.status().as_u16() < 500);
+
+    let seen = calls.seen.lock().unwrap().clone();
+    for (function, action, resource) in [
+        ("OauthCallbackFunction", "secretsmanager:CreateSecret", "secret:installs/"),
+        ("ConnectStartFunction", "secretsmanager:GetSecretValue", "secret:installs/"),
+        ("ExpirySweepFunction", "secretsmanager:DeleteSecret", "secret:installs/"),
+        ("ApiKeyConnectFunction", "secretsmanager:PutSecretValue", "secret:packs/conn-"),
+    ] {
+        assert!(
+            seen.iter().any(|(f, a, r)| f == function && *a == action && r.starts_with(resource)),
+            "{function} {action} {resource}: {seen:#?}"
+        );
+    }
     assert_allowed(&calls);
 }

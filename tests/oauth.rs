@@ -993,7 +993,7 @@ async fn a_launch_is_single_use_short_lived_and_sets_a_first_party_cookie() {
 /// BigCommerce as its app docs describe a control-panel install: the auth
 /// callback with `code`, `scope` and `context` and no state of ours; the
 /// token request with `context`, `scope` and the registered redirect URI.
-async fn bigcommerce_fake() -> (FakePlatform, Arc<Mutex<usize>>) {
+pub(crate) async fn bigcommerce_fake() -> (FakePlatform, Arc<Mutex<usize>>) {
     let token_requests = Arc::new(Mutex::new(0usize));
     let counter = token_requests.clone();
     let fake = FakePlatform::start(move |r: &Recorded| match r.path.as_str() {
@@ -1028,7 +1028,7 @@ async fn bigcommerce_fake() -> (FakePlatform, Arc<Mutex<usize>>) {
     (fake, token_requests)
 }
 
-const BC_SCOPES: &str = "store_v2_orders_read_only store_v2_customers_read_only store_v2_products_read_only";
+pub(crate) const BC_SCOPES: &str = "store_v2_orders_read_only store_v2_customers_read_only store_v2_products_read_only";
 
 /// The install page's claim (from the link's fragment).
 fn claim_of(page: &Page) -> String {
