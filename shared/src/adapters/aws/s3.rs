@@ -173,10 +173,10 @@ impl S3Sink {
         Ok(got)
     }
 
-    /// Sends a call, signed afresh per attempt, retrying what S3 or the
-    /// network says may pass on a second try. Answers the last response,
-    /// whatever its status.
-    async fn send(&self, call: &Call<'_>) -> Result<reqwest::Response, SinkError> {
+    /// Sends a call, signed afresh per attempt, until S3 answers or refuses
+    /// for good: throttling, a 5xx, S3's own "retry" codes and a dropped
+    /// connection are tried again, up to three attempts.
+    async fn send(&self, call: &Call<'_>) -> Result<Answer, SinkError> {
         let (_, region) = self.endpoint().await?;
         let client = self.http()?;
         let mut attempt = 0;
@@ -186,42 +186,45 @@ impl S3Sink {
             let request = signed(call, &credentials, region, SystemTime::now())?;
             let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
                 .map_err(|e| SinkError::Unavailable(format!("S3 {}: {e}", call.what)))?;
-            let outcome = client.execute(request).await;
-            let retry = match &outcome {
-                Ok(response) => transient(response.status()),
-                Err(e) => e.is_timeout() || e.is_connect() || e.is_request() || e.is_body(),
+            let answer = match client.execute(request).await {
+                Ok(response) if response.status().is_success() => return Ok(Answer::Done(response)),
+                Ok(response) => {
+                    let status = response.status();
+                    let (code, message) = error_of(&response.bytes().await.unwrap_or_default());
+                    Answer::Refused { status, code, message }
+                }
+                Err(e) if attempt < ATTEMPTS && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) => {
+                    self.back_off(attempt).await;
+                    continue;
+                }
+                Err(e) => return Err(SinkError::Unavailable(format!("S3 {}: {}", call.what, without_url(e)))),
             };
-            if !retry || attempt == ATTEMPTS {
-                return outcome.map_err(|e| SinkError::Unavailable(format!("S3 {}: {}", call.what, without_url(e))));
+            if attempt == ATTEMPTS || !answer.transient() {
+                return Ok(answer);
             }
-            let ceiling = (self.backoff * 2u32.pow(attempt - 1)).min(Duration::from_secs(20));
-            tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+            self.back_off(attempt).await;
         }
+    }
+
+    /// Waits before attempt `attempt + 1`: exponential, full jitter.
+    async fn back_off(&self, attempt: u32) {
+        let ceiling = (self.backoff * 2u32.pow(attempt - 1)).min(Duration::from_secs(20));
+        tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
     }
 
     /// Sends a call and answers a success, `None` for a 404 `missing`
     /// allows, and an error with S3's code and message for anything else.
     async fn expect(&self, call: &Call<'_>, missing: Missing) -> Result<Option<reqwest::Response>, SinkError> {
-        let response = self.send(call).await?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(Some(response));
-        }
-        let body = response.bytes().await.unwrap_or_default();
-        let (code, message) = error_of(&body);
-        if status == StatusCode::NOT_FOUND {
-            match missing {
-                Missing::Any => return Ok(None),
-                Missing::Key if code.as_deref() == Some("NoSuchKey") => return Ok(None),
-                _ => {}
+        match self.send(call).await? {
+            Answer::Done(response) => Ok(Some(response)),
+            Answer::Refused { status: StatusCode::NOT_FOUND, code, .. }
+                if matches!(missing, Missing::Any)
+                    || (matches!(missing, Missing::Key) && code.as_deref() == Some("NoSuchKey")) =>
+            {
+                Ok(None)
             }
+            refused => Err(SinkError::Unavailable(refused.describe(call.what))),
         }
-        Err(SinkError::Unavailable(format!(
-            "S3 {} answered {status}: {}{}",
-            call.what,
-            code.as_deref().unwrap_or("no error code"),
-            message.map(|m| format!(" ({m})")).unwrap_or_default()
-        )))
     }
 
     async fn object_call<'a>(&self, method: Method, key: &str, what: &'a str) -> Result<Call<'a>, SinkError> {
@@ -242,9 +245,37 @@ enum Missing {
     Any,
 }
 
-/// Throttling and server-side failures, which S3 asks to be retried.
-fn transient(status: StatusCode) -> bool {
-    status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::REQUEST_TIMEOUT
+/// What S3 answered a call.
+enum Answer {
+    Done(reqwest::Response),
+    Refused { status: StatusCode, code: Option<String>, message: Option<String> },
+}
+
+impl Answer {
+    /// Throttling, server-side failures, and the codes S3 answers with a
+    /// 400 or 403 that pass on a second try (the SDK's transient codes).
+    fn transient(&self) -> bool {
+        match self {
+            Answer::Done(_) => false,
+            Answer::Refused { status, code, .. } => {
+                status.is_server_error()
+                    || *status == StatusCode::TOO_MANY_REQUESTS
+                    || *status == StatusCode::REQUEST_TIMEOUT
+                    || matches!(code.as_deref(), Some("RequestTimeout" | "SlowDown" | "Throttling" | "InternalError"))
+            }
+        }
+    }
+
+    fn describe(&self, what: &str) -> String {
+        match self {
+            Answer::Done(response) => format!("S3 {what} answered {}", response.status()),
+            Answer::Refused { status, code, message } => format!(
+                "S3 {what} answered {status}: {}{}",
+                code.as_deref().unwrap_or("no error code"),
+                message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+            ),
+        }
+    }
 }
 
 /// A reqwest error's text without the request URL (a presigned or object
@@ -436,7 +467,9 @@ impl RecordSink for S3Sink {
                 url.push_str(&format!("&continuation-token={}", utf8_percent_encode(token, UNRESERVED)));
             }
             let call = Call { method: Method::GET, url, headers: vec![], body: Bytes::new(), what: "ListObjectsV2" };
-            let response = self.expect(&call, Missing::Never).await?.expect("a list is never missing");
+            let Some(response) = self.expect(&call, Missing::Never).await? else {
+                return Err(SinkError::Unavailable("S3 ListObjectsV2 answered nothing".into()));
+            };
             let body = response
                 .text()
                 .await
@@ -462,17 +495,14 @@ pub(crate) async fn create_bucket(sdk: &SdkConfig, bucket: &str) -> Result<(), S
     let (endpoint, _) = sink.endpoint().await.map_err(|e| e.to_string())?;
     let call =
         Call { method: Method::PUT, url: endpoint.bucket(), headers: vec![], body: Bytes::new(), what: "CreateBucket" };
-    let response = sink.send(&call).await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let (code, message) = error_of(&response.bytes().await.unwrap_or_default());
-    match code.as_deref() {
-        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(()),
-        code => {
-            Err(format!("S3 CreateBucket answered {status}: {} {}", code.unwrap_or("-"), message.unwrap_or_default()))
+    match sink.send(&call).await.map_err(|e| e.to_string())? {
+        Answer::Done(_) => Ok(()),
+        Answer::Refused { code: Some(code), .. }
+            if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" =>
+        {
+            Ok(())
         }
+        refused => Err(refused.describe("CreateBucket")),
     }
 }
 
@@ -712,6 +742,12 @@ mod tests {
         let e = sink.put("records/a.jsonl", Bytes::new(), "text/plain").await.unwrap_err().to_string();
         assert_eq!(server.await.unwrap().len(), 3, "three attempts, no more");
         assert!(e.contains("S3 PutObject answered 503 Service Unavailable: SlowDown (Please reduce"), "{e}");
+
+        // S3's "too slow sending the body" is a 400 that passes on a second try.
+        let slow = "<Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>";
+        let (sink, server) = fake_s3(vec![reply("400 Bad Request", slow), reply("200 OK", "")]).await;
+        sink.put("records/b.jsonl", Bytes::from_static(b"{}\n"), "application/x-ndjson").await.unwrap();
+        assert_eq!(server.await.unwrap().len(), 2);
 
         let denied = "<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>";
         let (sink, server) = fake_s3(vec![reply("403 Forbidden", denied)]).await;
