@@ -13,9 +13,10 @@
 //! configuration's provider chain (cached until five minutes before they
 //! expire), virtual-hosted addressing in AWS and path style on an overridden
 //! endpoint (moto, LocalStack), payloads signed (S3 checks them), idempotent
-//! requests retried up to three attempts on throttling, a 5xx or a dropped
-//! connection, with exponential backoff and full jitter, and no redirect
-//! followed.
+//! requests retried up to three attempts on throttling, a 5xx, S3's retry
+//! codes or a dropped connection, with exponential backoff and full jitter
+//! (and at once with fresh credentials when S3 says they expired), and no
+//! redirect followed.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
@@ -199,7 +200,15 @@ impl S3Sink {
                 }
                 Err(e) => return Err(SinkError::Unavailable(format!("S3 {}: {}", call.what, without_url(e)))),
             };
-            if attempt == ATTEMPTS || !answer.transient() {
+            if attempt == ATTEMPTS {
+                return Ok(answer);
+            }
+            if answer.expired_credentials() {
+                // Fetched again for the next attempt, at once.
+                *self.inner.credentials.lock().await = None;
+                continue;
+            }
+            if !answer.transient() {
                 return Ok(answer);
             }
             self.back_off(attempt).await;
@@ -264,6 +273,11 @@ impl Answer {
                     || matches!(code.as_deref(), Some("RequestTimeout" | "SlowDown" | "Throttling" | "InternalError"))
             }
         }
+    }
+
+    /// The credentials signed with have expired (or are about to).
+    fn expired_credentials(&self) -> bool {
+        matches!(self, Answer::Refused { code: Some(code), .. } if code == "ExpiredToken" || code == "TokenRefreshRequired")
     }
 
     fn describe(&self, what: &str) -> String {
@@ -742,6 +756,12 @@ mod tests {
         let e = sink.put("records/a.jsonl", Bytes::new(), "text/plain").await.unwrap_err().to_string();
         assert_eq!(server.await.unwrap().len(), 3, "three attempts, no more");
         assert!(e.contains("S3 PutObject answered 503 Service Unavailable: SlowDown (Please reduce"), "{e}");
+
+        // Expired credentials are fetched again and the call signed anew.
+        let expired = "<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message></Error>";
+        let (sink, server) = fake_s3(vec![reply("400 Bad Request", expired), reply("200 OK", "")]).await;
+        sink.delete("records/b.jsonl").await.unwrap();
+        assert_eq!(server.await.unwrap().len(), 2);
 
         // S3's "too slow sending the body" is a 400 that passes on a second try.
         let slow = "<Error><Code>RequestTimeout</Code><Message>Your socket connection to the server was not read from or written to within the timeout period.</Message></Error>";
