@@ -358,15 +358,9 @@ pub async fn ingest_bytes(
 /// (the bucket or the store failing) is said and left for the next sweep;
 /// the others are ended all the same. Answers how many were ended.
 pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
-    let mut n = 0;
-    for current in app.repo.overdue_uploads(app.clock.now(), 100).await? {
-        let id = current.value.id.clone();
-        match end_waiting(app, current).await {
-            Ok(()) => n += 1,
-            Err(e) => tracing::warn!(upload = %id, error = %e, "an upload left waiting could not be ended yet"),
-        }
-    }
-    Ok(n)
+    let overdue = app.repo.overdue_uploads(app.clock.now(), 100).await?;
+    let id = |u: &Versioned<Upload>| u.value.id.to_string();
+    Ok(super::each_of("uploads left waiting", overdue, id, |current| end_waiting(app, current)).await)
 }
 
 async fn end_waiting(app: &App, current: Versioned<Upload>) -> Result<(), Error> {

@@ -177,11 +177,12 @@ async fn settle(
 /// The sweep's part: installs nobody claimed in time lose their tokens.
 pub async fn expire(app: &App) -> Result<usize, Error> {
     let expired = app.repo.expired_installs(app.clock.now(), 100).await?;
-    let n = expired.len();
-    for (key, install) in expired {
+    let id = |(_, install): &(_, crate::domain::install::PendingInstall)| install.id.to_string();
+    Ok(super::each_of("unclaimed installs", expired, id, |(key, install)| async move {
         app.vault.delete(&install.secret.0).await?;
         app.repo.drop_install(&key).await?;
         tracing::info!(install = %install.id, platform = %install.platform, "an unclaimed install expired");
-    }
-    Ok(n)
+        Ok(())
+    })
+    .await)
 }

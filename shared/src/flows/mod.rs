@@ -237,3 +237,53 @@ impl App {
         tracing::error!("a secret no item holds could not be removed yet; the sweep will");
     }
 }
+
+/// Works through a batch the sweep took: an item that fails is said (by its
+/// `id`, never its contents) and left for the next sweep, and the others are
+/// done all the same, so one that keeps failing holds nothing up. Answers
+/// how many were done.
+pub(crate) async fn each_of<T, F, Fut>(what: &str, items: Vec<T>, id: impl Fn(&T) -> String, work: F) -> usize
+where
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = Result<(), Error>>,
+{
+    let mut done = 0;
+    for item in items {
+        let name = id(&item);
+        match work(item).await {
+            Ok(()) => done += 1,
+            Err(e) => {
+                tracing::warn!(item = %name, error = %e, "{what}: one could not be handled yet; the next sweep tries again")
+            }
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_item_that_fails_holds_up_none_of_the_others() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let done = each_of(
+            "numbers",
+            vec![1, 2, 3],
+            |n| n.to_string(),
+            |n| {
+                seen.lock().unwrap().push(n);
+                async move {
+                    if n == 1 {
+                        Err(Error::Config("no".into()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            },
+        )
+        .await;
+        assert_eq!(done, 2);
+        assert_eq!(*seen.lock().unwrap(), [1, 2, 3], "the ones after a failure are done");
+    }
+}
