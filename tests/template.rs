@@ -6,7 +6,9 @@
 //! consumer's timeout, a dead-letter queue per source with a depth alarm
 //! (EventBridge's own, writable by it), the stateful resources retained, an
 //! alarm topic CloudWatch can publish to, the operator's other alarms and a
-//! dashboard, and a schedule name that a second stage does not collide with.
+//! dashboard, and a schedule name that a second stage does not collide with;
+//! and every function's environment, at the parameters' defaults, read by
+//! the code's own configuration without an error.
 
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -205,4 +207,135 @@ fn every_function_deploys_the_one_binary_and_names_a_known_job() {
         deployed.insert(job.name());
     }
     assert_eq!(deployed, Job::ALL.iter().map(|j| j.name()).collect());
+}
+
+/// Every function starts with the environment the template gives it: with
+/// each parameter at its default, the configuration reads without an error
+/// (a bad default or a variable the code needs and the template lacks would
+/// show only as a cold start failing on AWS), on the AWS backend, with the
+/// deployment's own table, bucket and queues.
+#[test]
+fn every_function_reads_its_configuration_from_the_template_s_defaults() {
+    let t = translated();
+    for (name, f) in of_type(&t, "AWS::Lambda::Function") {
+        let variables =
+            f["Properties"]["Environment"]["Variables"].as_object().unwrap_or_else(|| panic!("{name}: no environment"));
+        let env: std::collections::HashMap<String, String> =
+            variables.iter().map(|(k, v)| (k.clone(), resolved(&t, v))).collect();
+        let config = shared::config::Config::from_lookup(|k| env.get(k).cloned())
+            .unwrap_or_else(|e| panic!("{name} would not start: {e}\n{env:#?}"));
+        assert_eq!(config.backend, shared::config::Backend::Aws { endpoint: None }, "{name}");
+        assert_eq!(
+            (config.table_name.as_str(), config.bucket_name.as_str()),
+            ("statetable", "recordsbucket"),
+            "{name}"
+        );
+        for queue in shared::ports::QueueKind::ALL {
+            assert!(config.queue_urls.get(&queue).is_some_and(|u| u.starts_with("https://sqs.")), "{name}: {queue:?}");
+        }
+        assert_eq!(config.secret_prefix, "connections/dev", "{name}");
+        assert!(config.webhook_url.is_none(), "{name}");
+        // The API's URL: learnt from each request, but the notifier serves
+        // none (its emails' unsubscribe links need it), so it is told.
+        let base = if *name == "NotifierFunction" { "https://httpapi.execute-api.us-east-1.amazonaws.com" } else { "" };
+        assert_eq!(config.public_base_url, base, "{name}");
+    }
+}
+
+/// A template value as CloudFormation would give it with every parameter
+/// at its default: pseudo parameters and resources by stand-ins (a queue's
+/// `Ref` is its URL), conditions evaluated.
+fn resolved(t: &Value, v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Object(o) => {
+            if let Some(name) = o.get("Ref").and_then(Value::as_str) {
+                return named(t, name);
+            }
+            if let Some(at) = o.get("Fn::GetAtt") {
+                return format!("{}-{}", at[0].as_str().unwrap(), at[1].as_str().unwrap()).to_lowercase();
+            }
+            if let Some(sub) = o.get("Fn::Sub") {
+                let text = sub.as_str().or_else(|| sub[0].as_str()).unwrap();
+                let mut out = String::new();
+                let mut rest = text;
+                while let Some(at) = rest.find("${") {
+                    out.push_str(&rest[..at]);
+                    let end = at + rest[at..].find('}').unwrap();
+                    let var = &rest[at + 2..end];
+                    out.push_str(&match sub.get(1).and_then(|m| m.get(var)) {
+                        Some(local) => resolved(t, local),
+                        None if var.contains('.') && !var.starts_with("AWS::") => var.replace('.', "-").to_lowercase(),
+                        None => named(t, var),
+                    });
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                return out;
+            }
+            if let Some(join) = o.get("Fn::Join") {
+                let parts: Vec<String> = match &join[1] {
+                    Value::Array(items) => items.iter().map(|i| resolved(t, i)).collect(),
+                    list => vec![resolved(t, list)],
+                };
+                return parts.join(join[0].as_str().unwrap());
+            }
+            if let Some(choice) = o.get("Fn::If") {
+                let branch = if condition(t, choice[0].as_str().unwrap()) { &choice[1] } else { &choice[2] };
+                return resolved(t, branch);
+            }
+            panic!("an intrinsic this test does not know: {v}")
+        }
+        other => panic!("a value this test does not know: {other}"),
+    }
+}
+
+fn named(t: &Value, name: &str) -> String {
+    match name {
+        "AWS::Region" => return "us-east-1".into(),
+        "AWS::AccountId" => return "123456789012".into(),
+        "AWS::Partition" => return "aws".into(),
+        "AWS::StackName" => return "connections".into(),
+        "AWS::URLSuffix" => return "amazonaws.com".into(),
+        "AWS::NoValue" => return String::new(),
+        _ => {}
+    }
+    if let Some(parameter) = t["Parameters"].get(name) {
+        return match &parameter["Default"] {
+            Value::Null => format!("required-{name}"),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+    }
+    let resource = &t["Resources"][name];
+    assert!(!resource.is_null(), "a Ref to nothing: {name}");
+    match resource["Type"].as_str() {
+        Some("AWS::SQS::Queue") => format!("https://sqs.us-east-1.amazonaws.com/123456789012/{}", name.to_lowercase()),
+        _ => name.to_lowercase(),
+    }
+}
+
+fn condition(t: &Value, name: &str) -> bool {
+    fn eval(t: &Value, v: &Value) -> bool {
+        let o = v.as_object().unwrap();
+        if let Some(name) = o.get("Condition").and_then(Value::as_str) {
+            return condition(t, name);
+        }
+        if let Some(a) = o.get("Fn::Not") {
+            return !eval(t, &a[0]);
+        }
+        if let Some(a) = o.get("Fn::Equals") {
+            return resolved(t, &a[0]) == resolved(t, &a[1]);
+        }
+        if let Some(a) = o.get("Fn::And") {
+            return a.as_array().unwrap().iter().all(|c| eval(t, c));
+        }
+        if let Some(a) = o.get("Fn::Or") {
+            return a.as_array().unwrap().iter().any(|c| eval(t, c));
+        }
+        panic!("a condition this test does not know: {v}")
+    }
+    eval(t, &t["Conditions"][name])
 }
