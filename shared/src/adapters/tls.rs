@@ -1,10 +1,10 @@
 //! One TLS trust configuration for every HTTPS client of a process: the
 //! platform client, the AWS SDK's client and the S3 sink (all reqwest)
 //! share one rustls configuration with ring and the root certificates
-//! compiled into the binary (Mozilla's list as trust anchors, the `webpki-roots` crate: the
-//! names and keys rustls checks against, ready to use, at 44 KB of the zip
-//! where the whole certificates were 95 KB and had to be parsed), so a cold
-//! start reads no certificate file: the system store held 146 certificates,
+//! compiled into the binary (Mozilla's list as trust anchors, the
+//! `webpki-roots` crate: the names and keys rustls checks against, ready to
+//! use, 44 KB of the zip where the whole certificates were 95 KB and had to
+//! be parsed), so a cold start reads no certificate file: the system store held 146 certificates,
 //! read and parsed twice (once per client) before the first request. The
 //! configuration is built once, on the first connection.
 

@@ -31,12 +31,11 @@ pub async fn publish(app: &App, event: ServiceEvent) {
 /// The sweep's part: queues the events the queue refused before.
 pub async fn flush_outbox(app: &App) -> Result<usize, Error> {
     let kept = app.repo.outbox(app.clock.now(), 100).await?;
-    let kept: Vec<_> = kept.into_iter().enumerate().collect();
     Ok(super::each_of(
         "kept events",
         kept,
-        |(i, _)| format!("#{i}"),
-        |(_, kept)| async move {
+        |i, _| format!("#{i}"),
+        |kept| async move {
             app.send(&kept.message, 0).await?;
             app.repo.forget(&kept).await?;
             Ok(())

@@ -359,7 +359,7 @@ pub async fn ingest_bytes(
 /// the others are ended all the same. Answers how many were ended.
 pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
     let overdue = app.repo.overdue_uploads(app.clock.now(), 100).await?;
-    let id = |u: &Versioned<Upload>| u.value.id.to_string();
+    let id = |_, u: &Versioned<Upload>| u.value.id.to_string();
     Ok(super::each_of("uploads left waiting", overdue, id, |current| end_waiting(app, current)).await)
 }
 

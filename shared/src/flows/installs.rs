@@ -177,7 +177,7 @@ async fn settle(
 /// The sweep's part: installs nobody claimed in time lose their tokens.
 pub async fn expire(app: &App) -> Result<usize, Error> {
     let expired = app.repo.expired_installs(app.clock.now(), 100).await?;
-    let id = |(_, install): &(_, crate::domain::install::PendingInstall)| install.id.to_string();
+    let id = |_, (_, install): &(_, crate::domain::install::PendingInstall)| install.id.to_string();
     Ok(super::each_of("unclaimed installs", expired, id, |(key, install)| async move {
         app.vault.delete(&install.secret.0).await?;
         app.repo.drop_install(&key).await?;

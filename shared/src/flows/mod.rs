@@ -239,17 +239,17 @@ impl App {
 }
 
 /// Works through a batch the sweep took: an item that fails is said (by its
-/// `id`, never its contents) and left for the next sweep, and the others are
-/// done all the same, so one that keeps failing holds nothing up. Answers
-/// how many were done.
-pub(crate) async fn each_of<T, F, Fut>(what: &str, items: Vec<T>, id: impl Fn(&T) -> String, work: F) -> usize
+/// `id`, from its position and itself, never its contents) and left for the
+/// next sweep, and the others are done all the same, so one that keeps
+/// failing holds nothing up. Answers how many were done.
+pub(crate) async fn each_of<T, F, Fut>(what: &str, items: Vec<T>, id: impl Fn(usize, &T) -> String, work: F) -> usize
 where
     F: Fn(T) -> Fut,
     Fut: Future<Output = Result<(), Error>>,
 {
     let mut done = 0;
-    for item in items {
-        let name = id(&item);
+    for (i, item) in items.into_iter().enumerate() {
+        let name = id(i, &item);
         match work(item).await {
             Ok(()) => done += 1,
             Err(e) => {
@@ -270,7 +270,7 @@ mod tests {
         let done = each_of(
             "numbers",
             vec![1, 2, 3],
-            |n| n.to_string(),
+            |_, n| n.to_string(),
             |n| {
                 seen.lock().unwrap().push(n);
                 async move {

@@ -30,12 +30,11 @@ pub async fn forget_orphans(app: &App) -> Result<usize, Error> {
     let due = app.repo.due_secret_intents(app.clock.now(), 100).await?;
     let n = due.len();
     // Named by position: a secret's name is no log's business.
-    let due: Vec<_> = due.into_iter().enumerate().collect();
     super::each_of(
         "secrets written ahead of their items",
         due,
-        |(i, _)| format!("#{i}"),
-        |(_, intent)| async move {
+        |i, _| format!("#{i}"),
+        |intent| async move {
             if !held(app, &intent.secret).await? {
                 app.vault.delete(&intent.secret.0).await?;
                 tracing::warn!("removed a secret whose item was never written");
