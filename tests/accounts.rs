@@ -136,6 +136,8 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
         // the fixture is a stream's answer).
         if let Some(s) = entry.streams.iter().find(|s| s.name == *stream) {
             assert_eq!(spec.path, s.path, "{platform}");
+            // And it pages as that stream does: every page is read.
+            assert_eq!(spec.pagination, s.pagination, "{platform}: the accounts list pages as its stream");
         }
         // The account's currency and time zone, where the answer has them.
         if *platform == "microsoft_ads" {
@@ -149,4 +151,50 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
             );
         }
     }
+}
+
+/// The accounts list is read page after page, as the same endpoint's
+/// stream pages (Meta answers 25 a page, with `paging.next`): an agency's
+/// account on a later page can be chosen, and asking again does not take
+/// its connection for gone.
+#[tokio::test]
+async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
+    use crate::harness::{FakePlatform, Recorded, Reply};
+    let fake = FakePlatform::start(|r: &Recorded| {
+        let host = r.headers["host"].to_str().unwrap().to_owned();
+        match (r.path.as_str(), r.query.get("after").map(String::as_str)) {
+            ("/me/adaccounts", None) => Reply::Json(
+                200,
+                json!({"data": [{"id": "act_1", "name": "One"}, {"id": "act_2", "name": "Two"}],
+                       "paging": {"cursors": {"before": "c0", "after": "c2"},
+                                  "next": format!("http://{host}/me/adaccounts?fields=id,name&after=c2")}}),
+            ),
+            ("/me/adaccounts", Some("c2")) => Reply::Json(
+                200,
+                json!({"data": [{"id": "act_3", "name": "Three"}], "paging": {"cursors": {"before": "c2", "after": "c3"}}}),
+            ),
+            _ => Reply::Json(404, json!({"error": {"message": "unknown path"}})),
+        }
+    })
+    .await;
+    let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
+                           "name_pointer": "/name",
+                           "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"}});
+    let overrides =
+        json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
+    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let auth = crate::lifecycle::seed(&app, "ws_pages", None).await;
+    let staff = app.token("ws_pages", "u", "staff").await;
+    let discover = format!("/v1/authorizations/{}/discover", auth.id);
+    let (status, reach) = post(&app, &staff, &discover, json!({})).await;
+    assert_eq!(status, 200, "{reach}");
+    let ids: Vec<&str> = reach["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["act_1", "act_2", "act_3"], "both pages");
+    let body = json!({"authorization_id": auth.id, "name": "Third", "account_id": "act_3"});
+    let (status, third) = post(&app, &staff, "/v1/connections", body).await;
+    assert_eq!(status, 201, "an account of the second page can be chosen: {third}");
+    assert_eq!(post(&app, &staff, &discover, json!({})).await.0, 200);
+    let id = ConnectionId::parse(third["id"].as_str().unwrap()).unwrap();
+    let c = app.stack.app.repo.connection(&auth.workspace_id, &id).await.unwrap().value;
+    assert!(!matches!(c.status, Status::Disconnected { .. }), "{:?}", c.status);
 }

@@ -196,7 +196,7 @@ async fn fake_app(fake: &FakePlatform, refresh: Value, extra_oauth: Value) -> Te
 }
 
 /// An authorization with tokens, as the callback would store them.
-async fn seed(app: &TestApp, ws: &str, expires_in: Option<i64>) -> Authorization {
+pub(crate) async fn seed(app: &TestApp, ws: &str, expires_in: Option<i64>) -> Authorization {
     let a = &app.stack.app;
     let now = app.clock_now();
     let ws = WorkspaceId::parse(ws).unwrap();

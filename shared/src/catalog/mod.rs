@@ -346,6 +346,16 @@ pub struct DiscoverySpec {
     pub currency_pointer: Option<String>,
     #[serde(default)]
     pub time_zone_pointer: Option<String>,
+    /// How the list pages, as the same endpoint's stream does (Meta's
+    /// ad accounts come 25 a page); read whole before anything is decided.
+    #[serde(default)]
+    pub pagination: Pagination,
+}
+
+impl DiscoverySpec {
+    pub fn paged(&self) -> Paged<'_> {
+        Paged { name: "accounts", pagination: &self.pagination, page_size: None }
+    }
 }
 
 /// A cheap request: identity or key validation.
@@ -421,10 +431,11 @@ pub struct ApiKeySpec {
     pub help: Option<String>,
 }
 
-/// How a stream pages.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How a stream (or an accounts list) pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "style", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Pagination {
+    #[default]
     None,
     /// GraphQL connections: `pageInfo.endCursor` goes back as `$after` while
     /// `pageInfo.hasNextPage` is true.
@@ -454,6 +465,15 @@ pub enum Pagination {
         param: String,
         id_field: String,
     },
+}
+
+/// What following a list's pages needs: its name (for errors), how it
+/// pages, and its full page's size, when the platform says.
+#[derive(Clone, Copy, Debug)]
+pub struct Paged<'a> {
+    pub name: &'a str,
+    pub pagination: &'a Pagination,
+    pub page_size: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -511,6 +531,10 @@ pub struct StreamSpec {
 }
 
 impl StreamSpec {
+    pub fn paged(&self) -> Paged<'_> {
+        Paged { name: &self.name, pagination: &self.pagination, page_size: self.page_size }
+    }
+
     /// Whether any of the stream's templates (path, query, body, headers)
     /// takes `{var}`.
     pub fn names_var(&self, var: &str) -> bool {

@@ -22,6 +22,9 @@ use crate::store::Change;
 /// `{account_id}` of the catalog's stream paths).
 pub const ACCOUNT_PARAM: &str = "account_id";
 
+/// The most pages of accounts read (Meta's 25 a page: 2,500 accounts).
+pub const MAX_ACCOUNT_PAGES: usize = 100;
+
 /// A stream of the platform, and whether this grant can read it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StreamAvailability {
@@ -50,28 +53,48 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
     })?;
     let (creds, vars, extra) = of_authorization(app, &auth).await?;
     let creds = creds.as_credentials(&extra);
-    let url = platform::with_query_templates(
+    let base = platform::with_query_templates(
         &spec.credential_query,
         platform::api_url(entry, &spec.path, &vars)?,
         &vars,
         &creds,
     )?;
-    let request = match &spec.soap {
-        Some(soap) => platform::soap_post(entry, url, &vars, &creds, soap)?,
-        None => platform::api_get(entry, url, &vars, &creds)?,
-    };
-    let response = app.http.send(request).await?;
-    if !response.status().is_success() {
-        return Err(Error::Http(HttpError::Other(format!(
-            "{} answered {} when asked for its accounts",
-            entry.name,
-            response.status()
-        ))));
+    // Every page, as the same endpoint's stream pages: a connection is
+    // only found "gone" against the whole list.
+    let mut accounts = Vec::new();
+    let mut state = None;
+    let mut whole = false;
+    for _ in 0..MAX_ACCOUNT_PAGES {
+        let url = super::sync::with_page(base.clone(), spec.paged(), state.as_ref())?;
+        let request = match &spec.soap {
+            Some(soap) => platform::soap_post(entry, url, &vars, &creds, soap)?,
+            None => platform::api_get(entry, url, &vars, &creds)?,
+        };
+        let response = app.http.send(request).await?;
+        if !response.status().is_success() {
+            return Err(Error::Http(HttpError::Other(format!(
+                "{} answered {} when asked for its accounts",
+                entry.name,
+                response.status()
+            ))));
+        }
+        let doc = platform::document_with_lists(response.body())
+            .ok_or_else(|| Error::MalformedPage("the accounts list".into()))?;
+        let page = platform::accounts::sub_accounts(spec, &doc)
+            .ok_or_else(|| Error::MalformedPage(format!("no list of accounts at {}", spec.list_pointer)))?;
+        let count = page.len();
+        accounts.extend(page);
+        match super::sync::next_state(spec.paged(), state.as_ref(), &doc, response.headers(), count, |_| None) {
+            Some(next) if count > 0 => state = Some(next),
+            _ => {
+                whole = true;
+                break;
+            }
+        }
     }
-    let doc = platform::document_with_lists(response.body())
-        .ok_or_else(|| Error::MalformedPage("the accounts list".into()))?;
-    let accounts = platform::accounts::sub_accounts(spec, &doc)
-        .ok_or_else(|| Error::MalformedPage(format!("no list of accounts at {}", spec.list_pointer)))?;
+    if !whole {
+        tracing::warn!(authorization = %id, accounts = accounts.len(), "the accounts list has more pages than are read; none is taken as gone");
+    }
     let discovered = Discovered { accounts, at: app.clock.now() };
     let kept = discovered.clone();
     app.repo
@@ -81,13 +104,13 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
         })
         .await?;
     for c in app.repo.connections_of(ws, id).await? {
-        let gone =
-            c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !discovered.accounts.iter().any(|a| &a.id == sub));
+        let gone = whole
+            && c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !discovered.accounts.iter().any(|a| &a.id == sub));
         if gone {
             disconnect_connection(app, &c.value, DisconnectReason::SubAccountGone).await?;
         }
         // The grant reaches one account: a connection that names none syncs it.
-        if let [only] = discovered.accounts.as_slice() {
+        if let ([only], true) = (discovered.accounts.as_slice(), whole) {
             if !c.value.params.contains_key(ACCOUNT_PARAM) {
                 let params = account_params(only);
                 app.repo

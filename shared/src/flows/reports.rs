@@ -181,7 +181,7 @@ async fn read_pages(
     let mut state: Option<PageState> = None;
     loop {
         let mut call = base.clone();
-        call.url = with_page(base.url.clone(), stream, state.as_ref())?;
+        call.url = with_page(base.url.clone(), stream.paged(), state.as_ref())?;
         let what = format!("{} {}", stream.name, vars["from"]);
         let doc = match fetch_doc(run, Ask::Call(call), &what, budget).await? {
             Ok(doc) => doc,
@@ -200,7 +200,7 @@ async fn read_pages(
         }
         let count = found.len();
         let last = found.last();
-        match next_state(stream, state.as_ref(), &doc, &http::HeaderMap::new(), count, |p| {
+        match next_state(stream.paged(), state.as_ref(), &doc, &http::HeaderMap::new(), count, |p| {
             last.and_then(|l| crate::platform::pointer_str(l.value, p))
         }) {
             Some(next) if count > 0 => state = Some(next),

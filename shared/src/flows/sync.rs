@@ -26,7 +26,7 @@ use super::disconnect::{disconnect_authorization, disconnect_connection};
 use super::grants::{credentials, CredError::*, Creds};
 use super::refresh::{self as tokens, RefreshError};
 use super::{events, App};
-use crate::catalog::{Pagination, PlatformEntry, StreamSpec};
+use crate::catalog::{Paged, Pagination, PlatformEntry, StreamSpec};
 use crate::domain::error::{Error, HttpError};
 use crate::domain::events::{EventBody, Reason};
 use crate::domain::ids::*;
@@ -338,13 +338,13 @@ pub(super) enum Ask {
 }
 
 fn page_url(run: &Run<'_>, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
-    with_page(first_url(run, stream)?, stream, state)
+    with_page(first_url(run, stream)?, stream.paged(), state)
 }
 
 /// A stream's request URL for the page `state` says (the first without).
-pub(super) fn with_page(base: url::Url, stream: &StreamSpec, state: Option<&PageState>) -> Result<url::Url, Error> {
+pub(super) fn with_page(base: url::Url, list: Paged<'_>, state: Option<&PageState>) -> Result<url::Url, Error> {
     let Some(state) = state else {
-        if let Pagination::PageNumber { param, start } = &stream.pagination {
+        if let Pagination::PageNumber { param, start } = list.pagination {
             let mut url = base;
             url.query_pairs_mut().append_pair(param, &start.to_string());
             return Ok(url);
@@ -352,14 +352,14 @@ pub(super) fn with_page(base: url::Url, stream: &StreamSpec, state: Option<&Page
         return Ok(base);
     };
     let mut url = base.clone();
-    match (state, &stream.pagination) {
+    match (state, list.pagination) {
         (PageState::Url(next), _) => {
             let next = base.join(next).map_err(|_| Error::invalid("next", "not a URL"))?;
             // Credentials go only to the platform's own origin.
             if next.origin() != base.origin() {
                 return Err(Error::PlatformFault {
                     reason: FailureReason::NextPageOnAnotherHost,
-                    detail: format!("the next page of {} is on another host; it was not fetched", stream.name),
+                    detail: format!("the next page of {} is on another host; it was not fetched", list.name),
                 });
             }
             return Ok(next);
@@ -385,15 +385,15 @@ pub(super) fn with_page(base: url::Url, stream: &StreamSpec, state: Option<&Page
 }
 
 pub(super) fn next_state(
-    stream: &StreamSpec,
+    list: Paged<'_>,
     state: Option<&PageState>,
     doc: &serde_json::Value,
     headers: &http::HeaderMap,
     count: usize,
     last_id: impl FnOnce(&str) -> Option<String>,
 ) -> Option<PageState> {
-    let full_page = stream.page_size.is_none_or(|size| count >= size as usize) && count > 0;
-    match &stream.pagination {
+    let full_page = list.page_size.is_none_or(|size| count >= size as usize) && count > 0;
+    match list.pagination {
         Pagination::None => None,
         Pagination::GraphqlCursor { end_cursor_pointer, has_next_pointer } => {
             let more = doc.pointer(has_next_pointer).and_then(|v| v.as_bool()).unwrap_or(false);
@@ -669,7 +669,7 @@ async fn sync_stream(run: &mut Run<'_>, stream: &StreamSpec, budget: Budget) -> 
             None
         } else {
             let last = records.last().map(|l| record_of(stream, l));
-            next_state(stream, state.as_ref(), &doc, response.headers(), records.len(), |p| {
+            next_state(stream.paged(), state.as_ref(), &doc, response.headers(), records.len(), |p| {
                 last.and_then(|l| platform::page::raw_str(l, p))
             })
         };
