@@ -43,6 +43,7 @@ both!(
     store_queries_one_partition_in_order_with_pages,
     store_due_index_is_sparse_and_sharded,
     store_round_trips_bodies,
+    store_refuses_an_item_over_dynamodbs_limit,
     vault_stores_versions_and_deletes,
     vault_keeps_named_versions,
     packs_hold_many_credentials_in_one_secret,
@@ -180,6 +181,22 @@ async fn store_round_trips_bodies(p: Ports) {
     p.store.put(&i, Precondition::None).await.unwrap();
     let got = p.store.get(&pk, "X").await.unwrap().unwrap();
     assert_eq!(got, i);
+}
+
+/// DynamoDB refuses an item over 400 KB; the embedded store refuses it too,
+/// so a test meets the limit a deployment has (and the error says what it
+/// is: no outage to wait out).
+async fn store_refuses_an_item_over_dynamodbs_limit(p: Ports) {
+    let pk = format!("WS#{}", unique());
+    let under = item(&pk, "UNDER", 1, json!({"blob": "x".repeat(390_000)}));
+    assert!(under.size() <= shared::ports::MAX_ITEM_BYTES);
+    p.store.put(&under, Precondition::None).await.unwrap();
+    let over = item(&pk, "OVER", 1, json!({"blob": "x".repeat(410_000)}));
+    match p.store.put(&over, Precondition::None).await {
+        Err(StoreError::TooLarge(size)) => assert_eq!(size, over.size()),
+        other => panic!("an item of {} bytes: {other:?}", over.size()),
+    }
+    assert!(p.store.get(&pk, "OVER").await.unwrap().is_none(), "nothing of it is written");
 }
 
 async fn vault_stores_versions_and_deletes(p: Ports) {

@@ -123,6 +123,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("state store item is corrupt: {0}")]
     Corrupt(String),
+    /// The item is over DynamoDB's item limit (as DynamoDB sizes it): a
+    /// write that can never succeed, told apart from an outage.
+    #[error("state store: an item of {0} bytes is over the {max}-byte limit", max = crate::ports::MAX_ITEM_BYTES)]
+    TooLarge(usize),
 }
 
 /// Secret vault failures. Never carries a secret value.

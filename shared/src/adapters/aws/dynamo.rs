@@ -145,6 +145,12 @@ impl StateStore for DynamoStore {
             Err(e) if e.as_service_error().is_some_and(|se| se.is_conditional_check_failed_exception()) => {
                 Err(StoreError::ConditionFailed)
             }
+            // DynamoDB's own words for an item over its limit.
+            Err(e)
+                if e.as_service_error().and_then(|se| se.meta().message()).is_some_and(|m| m.contains("Item size")) =>
+            {
+                Err(StoreError::TooLarge(item.size()))
+            }
             Err(e) => Err(unavailable(e)),
         }
     }

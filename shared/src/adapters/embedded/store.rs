@@ -213,6 +213,10 @@ impl StateStore for MemoryStore {
     }
 
     async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
+        let size = item.size();
+        if size > crate::ports::MAX_ITEM_BYTES {
+            return Err(StoreError::TooLarge(size));
+        }
         let mut guard = self.state.lock().expect("store lock");
         let state = &mut *guard;
         let current = state.table.get(&item.pk).and_then(|p| p.get(&item.sk));
