@@ -153,6 +153,21 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
     }
 }
 
+/// An app whose sandbox grants list their accounts as Meta does
+/// (`/me/adaccounts`, the next page's URL at `/paging/next`) from `fake`,
+/// a grant of it in `ws`, and a staff member's token.
+async fn paged_accounts(fake: &crate::harness::FakePlatform, ws: &str) -> (TestApp, Authorization, String) {
+    let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
+                           "name_pointer": "/name",
+                           "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"}});
+    let overrides =
+        json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
+    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    let auth = crate::lifecycle::seed(&app, ws, None).await;
+    let staff = app.token(ws, "u", "staff").await;
+    (app, auth, staff)
+}
+
 /// The accounts list is read page after page, as the same endpoint's
 /// stream pages (Meta answers 25 a page, with `paging.next`): an agency's
 /// account on a later page can be chosen, and asking again does not take
@@ -177,14 +192,7 @@ async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
         }
     })
     .await;
-    let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
-                           "name_pointer": "/name",
-                           "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"}});
-    let overrides =
-        json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
-    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
-    let auth = crate::lifecycle::seed(&app, "ws_pages", None).await;
-    let staff = app.token("ws_pages", "u", "staff").await;
+    let (app, auth, staff) = paged_accounts(&fake, "ws_pages").await;
     let discover = format!("/v1/authorizations/{}/discover", auth.id);
     let (status, reach) = post(&app, &staff, &discover, json!({})).await;
     assert_eq!(status, 200, "{reach}");
@@ -195,6 +203,42 @@ async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
     assert_eq!(status, 201, "an account of the second page can be chosen: {third}");
     assert_eq!(post(&app, &staff, &discover, json!({})).await.0, 200);
     let id = ConnectionId::parse(third["id"].as_str().unwrap()).unwrap();
+    let c = app.stack.app.repo.connection(&auth.workspace_id, &id).await.unwrap().value;
+    assert!(!matches!(c.status, Status::Disconnected { .. }), "{:?}", c.status);
+}
+
+/// A list with more pages than are read (a hundred) is kept as far as it
+/// was read, and no connection is taken for gone against it.
+#[tokio::test]
+async fn past_the_pages_read_no_account_is_taken_for_gone() {
+    use crate::harness::{FakePlatform, Recorded, Reply};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    // Endless pages of one account each, numbered from `from`.
+    let from = Arc::new(AtomicU64::new(0));
+    let start = from.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        let host = r.headers["host"].to_str().unwrap().to_owned();
+        let n: u64 = r.query.get("after").map_or(start.load(Ordering::SeqCst), |a| a.parse().unwrap());
+        Reply::Json(
+            200,
+            json!({"data": [{"id": format!("act_{n}"), "name": "A"}],
+                   "paging": {"next": format!("http://{host}/me/adaccounts?fields=id,name&after={}", n + 1)}}),
+        )
+    })
+    .await;
+    let (app, auth, staff) = paged_accounts(&fake, "ws_many").await;
+    let discover = format!("/v1/authorizations/{}/discover", auth.id);
+    let (status, reach) = post(&app, &staff, &discover, json!({})).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!(reach["accounts"].as_array().unwrap().len(), shared::flows::accounts::MAX_ACCOUNT_PAGES);
+    let body = json!({"authorization_id": auth.id, "name": "Fifth", "account_id": "act_5"});
+    let (status, fifth) = post(&app, &staff, "/v1/connections", body).await;
+    assert_eq!(status, 201, "{fifth}");
+    // Asked again, the list read no longer has it: read in part, it proves nothing.
+    from.store(1_000, Ordering::SeqCst);
+    assert_eq!(post(&app, &staff, &discover, json!({})).await.0, 200);
+    let id = ConnectionId::parse(fifth["id"].as_str().unwrap()).unwrap();
     let c = app.stack.app.repo.connection(&auth.workspace_id, &id).await.unwrap().value;
     assert!(!matches!(c.status, Status::Disconnected { .. }), "{:?}", c.status);
 }

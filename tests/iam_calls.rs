@@ -298,21 +298,18 @@ async fn consume(app: &TestApp, calls: &Calls, queue: QueueKind) {
     calls.as_function(function, local_stack::workers::drain(&app.stack, queue)).await.unwrap();
 }
 
-/// IAM's wildcard match: `*` is any run of characters, `/` included.
+/// IAM's wildcard match: `*` is any run of characters, `/` included, and
+/// `?` any one character.
 fn matches(pattern: &str, resource: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    let (first, rest) = parts.split_first().expect("split gives one part at least");
-    let Some(mut left) = resource.strip_prefix(first) else { return false };
-    for (i, part) in rest.iter().enumerate() {
-        if i == rest.len() - 1 {
-            return left.ends_with(part);
-        }
-        match left.find(part) {
-            Some(at) => left = &left[at + part.len()..],
-            None => return false,
-        }
-    }
-    left.is_empty()
+    let regex: String = pattern
+        .chars()
+        .map(|c| match c {
+            '*' => ".*".to_owned(),
+            '?' => ".".to_owned(),
+            c => regex_lite::escape(&c.to_string()),
+        })
+        .collect();
+    regex_lite::Regex::new(&format!("^{regex}$")).unwrap().is_match(resource)
 }
 
 #[test]
@@ -323,6 +320,8 @@ fn wildcards_match_as_iam_matches_them() {
     assert!(matches("table", "table"));
     assert!(!matches("table", "table/index/due"));
     assert!(!matches("secret:token-key-*", "secret:ws/ws_1/auth_x-AbCdEf"));
+    assert!(matches("ses:configuration-set/connections-?", "ses:configuration-set/connections-x"));
+    assert!(!matches("bucket/a.b", "bucket/aXb"), "a dot is a dot");
 }
 
 /// Every call noted is allowed to the function that made it.

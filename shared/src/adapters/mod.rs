@@ -6,6 +6,8 @@ pub mod aws;
 pub mod clock;
 pub mod embedded;
 pub mod http;
+#[cfg(test)]
+pub(crate) mod loopback;
 pub mod tls;
 
 /// The event bus of a deployment without one: events still reach the

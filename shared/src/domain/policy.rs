@@ -17,6 +17,14 @@ pub const REFRESH_MARGIN_MINUTES: i64 = 15;
 /// outlasts the token gets a 401, refreshes once and goes on.
 pub const ROTATING_USE_MARGIN_MINUTES: i64 = 5;
 
+/// The wait before a retry, with full jitter: anywhere from nothing to
+/// `first` doubled `doublings` times, and never past `cap`, so callers that
+/// collided (or met the same throttling) spread out.
+pub fn full_jitter(first: std::time::Duration, doublings: u32, cap: std::time::Duration) -> std::time::Duration {
+    let ceiling = first.saturating_mul(1u32 << doublings.min(16)).min(cap);
+    std::time::Duration::from_millis(rand::random_range(0..=ceiling.as_millis() as u64))
+}
+
 /// How long before its end a grant's access token is renewed when used.
 pub fn use_margin(kind: RefreshKind) -> Duration {
     Duration::minutes(match kind {
@@ -192,6 +200,18 @@ mod tests {
     fn spec(id: &str) -> OAuthSpec {
         let c = Catalog::load(&CatalogOptions { include_sandbox: true, ..Default::default() }).unwrap();
         c.get(id).unwrap().oauth.clone().unwrap()
+    }
+
+    #[test]
+    fn a_retry_waits_up_to_its_doubled_ceiling_and_never_past_the_cap() {
+        use std::time::Duration as Wait;
+        let waits: Vec<Wait> =
+            (0..2_000).map(|_| full_jitter(Wait::from_millis(100), 3, Wait::from_secs(60))).collect();
+        assert!(waits.iter().all(|w| *w <= Wait::from_millis(800)));
+        assert!(waits.iter().any(|w| *w > Wait::from_millis(400)), "the whole range is used");
+        assert!(waits.iter().any(|w| *w < Wait::from_millis(100)), "from nothing up");
+        assert!((0..200).all(|_| full_jitter(Wait::from_secs(1), 10, Wait::from_secs(20)) <= Wait::from_secs(20)));
+        assert_eq!(full_jitter(Wait::from_secs(1), 40, Wait::ZERO), Wait::ZERO);
     }
 
     #[test]

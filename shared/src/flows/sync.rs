@@ -16,7 +16,6 @@
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -580,8 +579,7 @@ pub(super) fn platform_error(message: String) -> Error {
 /// Exponential backoff with full jitter: up to 100 ms × 2^attempt, and
 /// never past the inline bound (only a platform's Retry-After defers a job).
 fn backoff(attempt: u32) -> Duration {
-    let cap = 100u64.saturating_mul(1 << attempt.min(6)).min(MAX_INLINE_WAIT.as_millis() as u64);
-    Duration::from_millis(rand::rng().random_range(0..=cap))
+    policy::full_jitter(Duration::from_millis(100), attempt.min(6), MAX_INLINE_WAIT)
 }
 
 /// A 401: one refresh through the shared path, then the grant is revoked.

@@ -298,9 +298,9 @@ enum Change {
 /// A writer that lost a race waits a random while, longer each time (full
 /// jitter), so writers that collided do not collide again.
 async fn backoff(attempt: usize) {
-    let cap = 10u64 << attempt.min(5);
-    let wait = rand::random_range(0..=cap);
-    tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+    let first = std::time::Duration::from_millis(10);
+    tokio::time::sleep(crate::domain::policy::full_jitter(first, attempt.min(5) as u32, std::time::Duration::MAX))
+        .await;
 }
 
 fn store_down(e: StoreError) -> VaultError {

@@ -125,8 +125,8 @@ fn sorted(e: reqwest::Error) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::loopback;
     use aws_smithy_runtime_api::client::runtime_components::RuntimeComponentsBuilder;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     fn connector(connect: Duration, read: Duration) -> SharedHttpConnector {
         crate::adapters::tls::install_default_provider();
@@ -142,34 +142,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_and_its_response_pass_through_whole_and_a_redirect_is_not_followed() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut seen = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !seen.ends_with(b"\r\n\r\nping") {
-                let n = socket.read(&mut chunk).await.unwrap();
-                assert_ne!(n, 0, "the request ended early: {}", String::from_utf8_lossy(&seen));
-                seen.extend_from_slice(&chunk[..n]);
-            }
-            socket
-                .write_all(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\nx-amz-request-id: r1\r\nContent-Length: 4\r\n\r\npong")
-                .await
-                .unwrap();
-            String::from_utf8(seen).unwrap()
-        });
+        let redirect = "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://169.254.169.254/\r\nx-amz-request-id: r1\r\nContent-Length: 4\r\n\r\npong";
+        let (base, server) = loopback::scripted(vec![Some(redirect.into())]).await;
         let response = connector(Duration::from_secs(1), Duration::from_secs(5))
-            .call(request(format!("http://{address}/bucket/key?x-id=PutObject"), "ping"))
+            .call(request(format!("{base}/bucket/key?x-id=PutObject"), "ping"))
             .await
             .unwrap();
         assert_eq!(response.status().as_u16(), 307, "answered as is, not followed");
         assert_eq!(response.headers().get("x-amz-request-id"), Some("r1"));
         let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
         assert_eq!(&body[..], b"pong");
-        let seen = server.await.unwrap();
+        let seen = &server.await.unwrap()[0];
         assert!(seen.starts_with("PUT /bucket/key?x-id=PutObject HTTP/1.1\r\n"), "{seen}");
         assert!(seen.to_ascii_lowercase().contains("content-length: 4\r\n"), "{seen}");
+        assert!(seen.ends_with("\r\n\r\nping"), "the body whole: {seen}");
     }
 
     #[tokio::test]
@@ -205,16 +191,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_closed_before_the_answer_is_an_io_error_the_sdk_retries() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            let (mut socket, _) = listener.accept().await.unwrap();
-            let mut chunk = [0u8; 1024];
-            let _ = socket.read(&mut chunk).await.unwrap();
-            drop(socket);
-        });
+        let (base, server) = loopback::scripted(vec![None]).await;
         let e = connector(Duration::from_secs(1), Duration::from_secs(5))
-            .call(request(format!("http://{address}/"), "ping"))
+            .call(request(format!("{base}/"), "ping"))
             .await
             .unwrap_err();
         assert!(e.is_io(), "{e:?}");

@@ -177,7 +177,7 @@ impl S3Sink {
     /// Sends a call, signed afresh per attempt, until S3 answers or refuses
     /// for good: throttling, a 5xx, S3's own "retry" codes and a dropped
     /// connection are tried again, up to three attempts.
-    async fn send(&self, call: &Call<'_>) -> Result<Answer, SinkError> {
+    async fn send(&self, call: &Call<'_>) -> Result<Result<reqwest::Response, Refusal>, SinkError> {
         let (_, region) = self.endpoint().await?;
         let client = self.http()?;
         let mut attempt = 0;
@@ -187,12 +187,12 @@ impl S3Sink {
             let request = signed(call, &credentials, region, SystemTime::now())?;
             let request = reqwest::Request::try_from(request.map(reqwest::Body::from))
                 .map_err(|e| SinkError::Unavailable(format!("S3 {}: {e}", call.what)))?;
-            let answer = match client.execute(request).await {
-                Ok(response) if response.status().is_success() => return Ok(Answer::Done(response)),
+            let refusal = match client.execute(request).await {
+                Ok(response) if response.status().is_success() => return Ok(Ok(response)),
                 Ok(response) => {
                     let status = response.status();
                     let (code, message) = error_of(&response.bytes().await.unwrap_or_default());
-                    Answer::Refused { status, code, message }
+                    Refusal { status, code, message }
                 }
                 Err(e) if attempt < ATTEMPTS && (e.is_timeout() || e.is_connect() || e.is_request() || e.is_body()) => {
                     self.back_off(attempt).await;
@@ -201,38 +201,42 @@ impl S3Sink {
                 Err(e) => return Err(SinkError::Unavailable(format!("S3 {}: {}", call.what, without_url(e)))),
             };
             if attempt == ATTEMPTS {
-                return Ok(answer);
+                return Ok(Err(refusal));
             }
-            if answer.expired_credentials() {
+            if refusal.expired_credentials() {
                 // Fetched again for the next attempt, at once.
                 *self.inner.credentials.lock().await = None;
                 continue;
             }
-            if !answer.transient() {
-                return Ok(answer);
+            if !refusal.transient() {
+                return Ok(Err(refusal));
             }
             self.back_off(attempt).await;
         }
     }
 
-    /// Waits before attempt `attempt + 1`: exponential, full jitter.
+    /// Waits before attempt `attempt + 1` (the SDK's standard mode: from
+    /// a second, doubled, at most 20).
     async fn back_off(&self, attempt: u32) {
-        let ceiling = (self.backoff * 2u32.pow(attempt - 1)).min(Duration::from_secs(20));
-        tokio::time::sleep(ceiling.mul_f64(rand::random::<f64>())).await;
+        let wait = crate::domain::policy::full_jitter(self.backoff, attempt - 1, Duration::from_secs(20));
+        tokio::time::sleep(wait).await;
     }
 
-    /// Sends a call and answers a success, `None` for a 404 `missing`
-    /// allows, and an error with S3's code and message for anything else.
-    async fn expect(&self, call: &Call<'_>, missing: Missing) -> Result<Option<reqwest::Response>, SinkError> {
+    /// Sends a call that must succeed: a refusal is an error with S3's code
+    /// and message.
+    async fn ok(&self, call: &Call<'_>) -> Result<reqwest::Response, SinkError> {
+        self.send(call).await?.map_err(|refusal| SinkError::Unavailable(refusal.describe(call.what)))
+    }
+
+    /// Sends a call for an object that may be missing: `None` for the 404
+    /// `missing` allows, an error for any other refusal.
+    async fn found(&self, call: &Call<'_>, missing: Missing) -> Result<Option<reqwest::Response>, SinkError> {
         match self.send(call).await? {
-            Answer::Done(response) => Ok(Some(response)),
-            Answer::Refused { status: StatusCode::NOT_FOUND, code, .. }
-                if matches!(missing, Missing::Any)
-                    || (matches!(missing, Missing::Key) && code.as_deref() == Some("NoSuchKey")) =>
-            {
+            Ok(response) => Ok(Some(response)),
+            Err(refusal) if refusal.status == StatusCode::NOT_FOUND && missing.allows(refusal.code.as_deref()) => {
                 Ok(None)
             }
-            refused => Err(SinkError::Unavailable(refused.describe(call.what))),
+            Err(refusal) => Err(SinkError::Unavailable(refusal.describe(call.what))),
         }
     }
 
@@ -247,48 +251,51 @@ impl S3Sink {
 /// is a broken deployment, not an empty one).
 #[derive(Clone, Copy)]
 enum Missing {
-    Never,
     /// A `NoSuchKey` body (GET).
     Key,
     /// Any 404 (HEAD answers without a body).
     Any,
 }
 
-/// What S3 answered a call.
-enum Answer {
-    Done(reqwest::Response),
-    Refused { status: StatusCode, code: Option<String>, message: Option<String> },
+impl Missing {
+    fn allows(self, code: Option<&str>) -> bool {
+        match self {
+            Missing::Key => code == Some("NoSuchKey"),
+            Missing::Any => true,
+        }
+    }
 }
 
-impl Answer {
+/// What S3 answered a call it did not do: its status, and the code and
+/// message of its error document.
+struct Refusal {
+    status: StatusCode,
+    code: Option<String>,
+    message: Option<String>,
+}
+
+impl Refusal {
     /// Throttling, server-side failures, and the codes S3 answers with a
     /// 400 or 403 that pass on a second try (the SDK's transient codes).
     fn transient(&self) -> bool {
-        match self {
-            Answer::Done(_) => false,
-            Answer::Refused { status, code, .. } => {
-                status.is_server_error()
-                    || *status == StatusCode::TOO_MANY_REQUESTS
-                    || *status == StatusCode::REQUEST_TIMEOUT
-                    || matches!(code.as_deref(), Some("RequestTimeout" | "SlowDown" | "Throttling" | "InternalError"))
-            }
-        }
+        self.status.is_server_error()
+            || self.status == StatusCode::TOO_MANY_REQUESTS
+            || self.status == StatusCode::REQUEST_TIMEOUT
+            || matches!(self.code.as_deref(), Some("RequestTimeout" | "SlowDown" | "Throttling" | "InternalError"))
     }
 
     /// The credentials signed with have expired (or are about to).
     fn expired_credentials(&self) -> bool {
-        matches!(self, Answer::Refused { code: Some(code), .. } if code == "ExpiredToken" || code == "TokenRefreshRequired")
+        matches!(self.code.as_deref(), Some("ExpiredToken" | "TokenRefreshRequired"))
     }
 
     fn describe(&self, what: &str) -> String {
-        match self {
-            Answer::Done(response) => format!("S3 {what} answered {}", response.status()),
-            Answer::Refused { status, code, message } => format!(
-                "S3 {what} answered {status}: {}{}",
-                code.as_deref().unwrap_or("no error code"),
-                message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
-            ),
-        }
+        format!(
+            "S3 {what} answered {}: {}{}",
+            self.status,
+            self.code.as_deref().unwrap_or("no error code"),
+            self.message.as_ref().map(|m| format!(" ({m})")).unwrap_or_default()
+        )
     }
 }
 
@@ -418,13 +425,13 @@ impl RecordSink for S3Sink {
         let mut call = self.object_call(Method::PUT, key, "PutObject").await?;
         call.headers.push(("content-type", content_type.to_owned()));
         call.body = body;
-        self.expect(&call, Missing::Never).await?;
+        self.ok(&call).await?;
         Ok(())
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, SinkError> {
         let call = self.object_call(Method::GET, key, "GetObject").await?;
-        match self.expect(&call, Missing::Key).await? {
+        match self.found(&call, Missing::Key).await? {
             Some(response) => Ok(Some(
                 response
                     .bytes()
@@ -437,20 +444,20 @@ impl RecordSink for S3Sink {
 
     async fn size(&self, key: &str) -> Result<Option<u64>, SinkError> {
         let call = self.object_call(Method::HEAD, key, "HeadObject").await?;
-        let Some(response) = self.expect(&call, Missing::Any).await? else { return Ok(None) };
+        let Some(response) = self.found(&call, Missing::Any).await? else { return Ok(None) };
         let length = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
         length.map(Some).ok_or_else(|| SinkError::Unavailable("S3 HeadObject answered without a Content-Length".into()))
     }
 
     async fn delete(&self, key: &str) -> Result<(), SinkError> {
         let call = self.object_call(Method::DELETE, key, "DeleteObject").await?;
-        self.expect(&call, Missing::Never).await?;
+        self.ok(&call).await?;
         Ok(())
     }
 
     async fn open(&self, key: &str) -> Result<Option<Box<dyn tokio::io::AsyncRead + Send + Unpin>>, SinkError> {
         let call = self.object_call(Method::GET, key, "GetObject").await?;
-        let Some(response) = self.expect(&call, Missing::Key).await? else { return Ok(None) };
+        let Some(response) = self.found(&call, Missing::Key).await? else { return Ok(None) };
         let body: http::Response<reqwest::Body> = response.into();
         let stream = http_body_util::BodyDataStream::new(body.into_body()).map_err(std::io::Error::other);
         Ok(Some(Box::new(tokio_util::io::StreamReader::new(stream))))
@@ -481,10 +488,9 @@ impl RecordSink for S3Sink {
                 url.push_str(&format!("&continuation-token={}", utf8_percent_encode(token, UNRESERVED)));
             }
             let call = Call { method: Method::GET, url, headers: vec![], body: Bytes::new(), what: "ListObjectsV2" };
-            let Some(response) = self.expect(&call, Missing::Never).await? else {
-                return Err(SinkError::Unavailable("S3 ListObjectsV2 answered nothing".into()));
-            };
-            let body = response
+            let body = self
+                .ok(&call)
+                .await?
                 .text()
                 .await
                 .map_err(|e| SinkError::Unavailable(format!("S3 ListObjectsV2: {}", without_url(e))))?;
@@ -510,19 +516,18 @@ pub(crate) async fn create_bucket(sdk: &SdkConfig, bucket: &str) -> Result<(), S
     let call =
         Call { method: Method::PUT, url: endpoint.bucket(), headers: vec![], body: Bytes::new(), what: "CreateBucket" };
     match sink.send(&call).await.map_err(|e| e.to_string())? {
-        Answer::Done(_) => Ok(()),
-        Answer::Refused { code: Some(code), .. }
-            if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" =>
-        {
+        Ok(_) => Ok(()),
+        Err(Refusal { code: Some(code), .. }) if code == "BucketAlreadyOwnedByYou" || code == "BucketAlreadyExists" => {
             Ok(())
         }
-        refused => Err(refused.describe("CreateBucket")),
+        Err(refusal) => Err(refusal.describe("CreateBucket")),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::loopback::{self, reply, Reply};
 
     /// AWS's published SigV4 examples for S3 ("Signature Calculations for
     /// the Authorization Header" and "Query String Authentication" in the
@@ -688,52 +693,25 @@ mod tests {
         assert_eq!(error_of(b""), (None, None));
     }
 
-    /// A stand-in for S3 on loopback: answers each request (one per
-    /// connection) with the next scripted response and records what came.
-    async fn fake_s3(script: Vec<String>) -> (S3Sink, tokio::task::JoinHandle<Vec<String>>) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let server = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            for answer in script {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = socket.read(&mut chunk).await.unwrap();
-                    request.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&request);
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(str::to_owned))
-                            .map_or(0, |n| n.trim().parse::<usize>().unwrap());
-                        if request.len() >= end + 4 + length || n == 0 {
-                            break;
-                        }
-                    }
-                }
-                seen.push(String::from_utf8_lossy(&request).into_owned());
-                socket.write_all(answer.as_bytes()).await.unwrap();
-                socket.shutdown().await.unwrap();
-            }
-            seen
-        });
-        let sdk = SdkConfig::builder()
-            .region(aws_config::Region::new("eu-west-1"))
-            .endpoint_url(url)
+    /// A stand-in for S3 on loopback (`adapters::loopback`): each request
+    /// answered with the next scripted reply, and recorded.
+    async fn fake_s3(script: Vec<Reply>) -> (S3Sink, tokio::task::JoinHandle<Vec<String>>) {
+        let (base, server) = loopback::scripted(script).await;
+        (sink_on(Some("eu-west-1"), &base), server)
+    }
+
+    /// A sink on `endpoint`, with test credentials and a short backoff.
+    fn sink_on(region: Option<&str>, endpoint: &str) -> S3Sink {
+        let mut sdk = SdkConfig::builder();
+        sdk.set_region(region.map(|r| aws_config::Region::new(r.to_owned())));
+        let sdk = sdk
+            .endpoint_url(endpoint)
             .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(Credentials::new(
                 "AKIDTEST", "secret", None, None, "test",
             )))
             .behavior_version(aws_config::BehaviorVersion::latest())
             .build();
-        let sink = S3Sink { backoff: Duration::from_millis(1), ..S3Sink::new(LazySdk::ready(sdk), "records") };
-        (sink, server)
-    }
-
-    fn reply(status: &str, body: &str) -> String {
-        format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+        S3Sink { backoff: Duration::from_millis(1), ..S3Sink::new(LazySdk::ready(sdk), "records") }
     }
 
     const SLOW_DOWN: &str = "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
@@ -823,6 +801,23 @@ mod tests {
             "{}",
             seen[1]
         );
+    }
+
+    #[tokio::test]
+    async fn what_s3_cannot_be_asked_or_answers_amiss_is_an_error_that_says_so() {
+        crate::adapters::tls::install_default_provider();
+        // No region: nothing is sent.
+        let e = sink_on(None, "http://127.0.0.1:9").put("records/a", Bytes::new(), "text/plain").await.unwrap_err();
+        assert!(e.to_string().contains("no AWS region is configured (set AWS_REGION)"), "{e}");
+        // A HEAD without its length; a list that hands the same page back.
+        let headless = Some("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_owned());
+        let page = "<ListBucketResult><Contents><Key>r/a</Key></Contents><IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken></ListBucketResult>";
+        let (sink, server) = fake_s3(vec![headless, reply("200 OK", page), reply("200 OK", page)]).await;
+        let e = sink.size("records/a").await.unwrap_err().to_string();
+        assert!(e.contains("HeadObject answered without a Content-Length"), "{e}");
+        let e = sink.list("r/").await.unwrap_err().to_string();
+        assert!(e.contains("the same page twice"), "{e}");
+        assert_eq!(server.await.unwrap().len(), 3);
     }
 
     #[tokio::test]
