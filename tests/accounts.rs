@@ -20,25 +20,33 @@ async fn post(app: &TestApp, token: &str, path: &str, body: Value) -> (u16, Valu
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
-both!(a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason);
+both!(
+    a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason,
+    an_agency_grant_reaching_thousands_of_accounts_is_kept_paged_chosen_and_replaced,
+);
 
 async fn a_grants_accounts_are_discovered_chosen_and_lost_with_a_reason(backend: Backend) {
     let app = spawn_app_on(backend, &[]).await;
     let (auth, _) = crate::lifecycle::connect_sandbox(&app, "ws_acc", "acct_agency").await;
     let staff = app.token("ws_acc", "u", "staff").await;
-    // Asked at connect: kept on the authorization.
+    // Asked at connect: kept, and named on the authorization.
     let kept = app.stack.app.repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
-    let ids: Vec<String> = kept.sub_accounts.unwrap().accounts.into_iter().map(|a| a.id).collect();
+    let index = kept.accounts.expect("discovered at connect");
+    let chunk = app.stack.app.repo.account_chunk(&auth.workspace_id, &auth.id, &index.list, 0).await.unwrap();
+    let ids: Vec<String> = chunk.unwrap().into_iter().map(|a| a.id).collect();
     assert_eq!(ids, ["acct_agency-main", "acct_agency-eu"]);
     let (status, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
     assert_eq!(status, 200, "{reach}");
-    assert_eq!(reach["accounts"][1], json!({"id": "acct_agency-eu", "name": "acct_agency EU"}));
+    assert_eq!(reach["accounts"][1]["name"], "acct_agency EU", "{reach}");
+    assert_eq!(reach["total"], 2, "{reach}");
     assert!(reach["streams"].as_array().unwrap().iter().all(|s| s["available"] == true), "{reach}");
     assert!(reach["next_cursor"].is_null(), "one page: {reach}");
     // Paged: an agency grant may reach thousands of accounts.
     let path = format!("/v1/authorizations/{}/accounts", auth.id);
     let (_, first) = get(&app, &staff, &format!("{path}?limit=1")).await;
-    assert_eq!(first["accounts"], json!([{"id": "acct_agency-main", "name": "acct_agency main"}]), "{first}");
+    let first_ids: Vec<&str> =
+        first["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(first_ids, ["acct_agency-main"], "{first}");
     let cursor = first["next_cursor"].as_str().expect("a next page").to_owned();
     let (_, second) = get(&app, &staff, &format!("{path}?limit=1&cursor={cursor}")).await;
     assert_eq!((second["accounts"][0]["id"].as_str(), second["next_cursor"].is_null()), (Some("acct_agency-eu"), true));
@@ -157,12 +165,24 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
 /// (`/me/adaccounts`, the next page's URL at `/paging/next`) from `fake`,
 /// a grant of it in `ws`, and a staff member's token.
 async fn paged_accounts(fake: &crate::harness::FakePlatform, ws: &str) -> (TestApp, Authorization, String) {
+    paged_accounts_on(Backend::Embedded, fake, ws).await
+}
+
+async fn paged_accounts_on(
+    backend: Backend,
+    fake: &crate::harness::FakePlatform,
+    ws: &str,
+) -> (TestApp, Authorization, String) {
     let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
                            "name_pointer": "/name",
                            "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"}});
     let overrides =
         json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
-    let app = crate::harness::spawn_app_with(&[("CATALOG_OVERRIDES", overrides.as_str())]).await;
+    // Its own secret names: the seeded app credentials are not the shared
+    // moto vault's sandbox app.
+    let prefix = format!("connections/{ws}");
+    let env = [("CATALOG_OVERRIDES", overrides.as_str()), ("SECRET_PREFIX", prefix.as_str())];
+    let app = spawn_app_on(backend, &env).await;
     let auth = crate::lifecycle::seed(&app, ws, None).await;
     let staff = app.token(ws, "u", "staff").await;
     (app, auth, staff)
@@ -241,4 +261,197 @@ async fn past_the_pages_read_no_account_is_taken_for_gone() {
     let id = ConnectionId::parse(fifth["id"].as_str().unwrap()).unwrap();
     let c = app.stack.app.repo.connection(&auth.workspace_id, &id).await.unwrap().value;
     assert!(!matches!(c.status, Status::Disconnected { .. }), "{:?}", c.status);
+}
+
+/// An agency grant that reaches 4,000 accounts (Meta's Business Managers
+/// and Google Ads managers reach thousands): more than one item holds, so
+/// the list is kept in chunks of its own. Before, discovery failed: the
+/// authorization item passed DynamoDB's 400 KB.
+async fn an_agency_grant_reaching_thousands_of_accounts_is_kept_paged_chosen_and_replaced(backend: Backend) {
+    use crate::harness::{FakePlatform, Recorded, Reply};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    const PER_PAGE: u64 = 400;
+    // Ten pages of 400 (each name 90 characters); from `first` on.
+    let first = Arc::new(AtomicU64::new(0));
+    let start = first.clone();
+    let fake = FakePlatform::start(move |r: &Recorded| {
+        let host = r.headers["host"].to_str().unwrap().to_owned();
+        let base = start.load(Ordering::SeqCst);
+        let at: u64 = r.query.get("after").map_or(base, |a| a.parse().unwrap());
+        let data: Vec<Value> = (at..at + PER_PAGE)
+            .map(|n| json!({"id": format!("act_{n:05}"), "name": format!("{n:05} {}", "x".repeat(84))}))
+            .collect();
+        let mut body = json!({"data": data});
+        if at + PER_PAGE < base + 10 * PER_PAGE {
+            body["paging"] =
+                json!({"next": format!("http://{host}/me/adaccounts?fields=id,name&after={}", at + PER_PAGE)});
+        }
+        Reply::Json(200, body)
+    })
+    .await;
+    let (app, auth, staff) = paged_accounts_on(backend, &fake, "ws_agency").await;
+    let discover = format!("/v1/authorizations/{}/discover", auth.id);
+    let (status, reach) = post(&app, &staff, &discover, json!({})).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!(reach["total"], 4_000);
+    let repo = &app.stack.app.repo;
+    let kept = repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value;
+    let index = kept.accounts.clone().unwrap();
+    assert!(index.chunks.len() >= 2, "{:?}", index.chunks);
+    assert!(serde_json::to_vec(&kept).unwrap().len() < 4_096, "the authorization item stays small");
+    // Paged through, 500 at a time: each account once, in the platform's order.
+    let path = format!("/v1/authorizations/{}/accounts", auth.id);
+    let (mut seen, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let url = match &cursor {
+            Some(c) => format!("{path}?limit=500&cursor={c}"),
+            None => format!("{path}?limit=500"),
+        };
+        let (status, page) = get(&app, &staff, &url).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        seen.extend(page["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..4_000).map(|n| format!("act_{n:05}")).collect();
+    assert_eq!((pages, seen == expected), (8, true));
+    // An account of the last chunk can be chosen.
+    let body = json!({"authorization_id": auth.id, "name": "Last", "account_id": "act_03999"});
+    let (status, last) = post(&app, &staff, "/v1/connections", body).await;
+    assert_eq!(status, 201, "{last}");
+    let (_, page) = get(&app, &staff, &format!("{path}?limit=500")).await;
+    let old_cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    // Discovered again (the first thousand gone): the new list replaces the
+    // old, whose chunks are dropped, and the old list's cursor is refused.
+    first.store(1_000, Ordering::SeqCst);
+    let (status, again) = post(&app, &staff, &discover, json!({})).await;
+    assert_eq!((status, again["accounts"][0]["id"].as_str()), (200, Some("act_01000")), "{again}");
+    for chunk in 0..index.chunks.len() as u32 {
+        let old = repo.account_chunk(&auth.workspace_id, &auth.id, &index.list, chunk).await.unwrap();
+        assert!(old.is_none(), "chunk {chunk} of the replaced list is dropped");
+    }
+    let (status, refused) = get(&app, &staff, &format!("{path}?limit=500&cursor={old_cursor}")).await;
+    assert_eq!((status, error_code(&refused).as_str()), (422, "invalid_input"), "{refused}");
+    let id = ConnectionId::parse(last["id"].as_str().unwrap()).unwrap();
+    let c = repo.connection(&auth.workspace_id, &id).await.unwrap().value;
+    assert!(!matches!(c.status, Status::Disconnected { .. }), "act_03999 is still reached: {:?}", c.status);
+    // Removed, the grant takes its lists with it.
+    let now = repo.authorization(&auth.workspace_id, &auth.id).await.unwrap().value.accounts.unwrap();
+    let admin = app.token("ws_agency", "a", "admin").await;
+    let r =
+        app.http.delete(app.url(&format!("/v1/authorizations/{}", auth.id))).bearer_auth(&admin).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(repo.account_chunk(&auth.workspace_id, &auth.id, &now.list, 0).await.unwrap().is_none());
+}
+
+/// Names another discovery's list (of the same generation) just before
+/// the first chunk of a discovery's own list is written: two discoveries
+/// at once, the other one naming its list first.
+struct RivalNamesFirst {
+    inner: std::sync::Arc<dyn shared::ports::StateStore>,
+    rival: std::sync::Mutex<Option<AccountsIndex>>,
+}
+
+#[async_trait::async_trait]
+impl shared::ports::StateStore for RivalNamesFirst {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<shared::ports::Item>, shared::domain::error::StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(
+        &self,
+        item: &shared::ports::Item,
+        pre: shared::ports::Precondition,
+    ) -> Result<(), shared::domain::error::StoreError> {
+        let armed = item.sk.starts_with("ACCTS#") && self.rival.lock().unwrap().is_none();
+        if armed {
+            let ws = WorkspaceId::parse(item.pk.strip_prefix("WS#").unwrap()).unwrap();
+            let auth = AuthorizationId::parse(item.sk.split('#').nth(1).unwrap()).unwrap();
+            let accounts = vec![SubAccount {
+                id: "act_2".into(),
+                name: Some("Rival".into()),
+                currency: None,
+                time_zone: None,
+                params: Default::default(),
+            }];
+            let rival = AccountsIndex::new_list(None, chrono::Utc::now(), std::slice::from_ref(&accounts));
+            *self.rival.lock().unwrap() = Some(rival.clone());
+            let repo = shared::store::Repo::new(self.inner.clone());
+            repo.put_account_chunks(&ws, &auth, &rival.list, vec![accounts]).await.unwrap();
+            repo.update_authorization(&ws, &auth, move |a| {
+                a.accounts = Some(rival.clone());
+                Ok(shared::store::Change::Save(()))
+            })
+            .await
+            .unwrap();
+        }
+        self.inner.put(item, pre).await
+    }
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        pre: shared::ports::Precondition,
+    ) -> Result<Option<shared::ports::Item>, shared::domain::error::StoreError> {
+        self.inner.delete(pk, sk, pre).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        sk_prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
+        self.inner.query(pk, sk_prefix, after, limit).await
+    }
+    async fn due(
+        &self,
+        shard: u16,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<shared::ports::Item>, shared::domain::error::StoreError> {
+        self.inner.due(shard, until, limit).await
+    }
+}
+
+/// Two discoveries at once: the one that names its list second does not
+/// replace the first's, drops its own, and decides nothing.
+#[tokio::test]
+async fn a_discovery_that_finds_another_list_named_first_keeps_it() {
+    use crate::harness::{FakePlatform, Recorded, Reply};
+    let fake =
+        FakePlatform::start(|_: &Recorded| Reply::Json(200, json!({"data": [{"id": "act_1", "name": "Mine"}]}))).await;
+    let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
+                           "name_pointer": "/name"});
+    let overrides =
+        json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
+    let wrapper: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<RivalNamesFirst>>>> = Default::default();
+    let hook = wrapper.clone();
+    let app = crate::harness::spawn_app_wrapped(
+        Backend::Embedded,
+        &[("CATALOG_OVERRIDES", overrides.as_str())],
+        move |inner| {
+            let store = std::sync::Arc::new(RivalNamesFirst { inner, rival: Default::default() });
+            *hook.lock().unwrap() = Some(store.clone());
+            store
+        },
+    )
+    .await;
+    let auth = crate::lifecycle::seed(&app, "ws_race", None).await;
+    let ws = &auth.workspace_id;
+    let mine = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id).await.unwrap();
+    let rival =
+        wrapper.lock().unwrap().as_ref().unwrap().rival.lock().unwrap().clone().expect("the rival named its list");
+    assert_eq!((mine.generation, rival.generation), (1, 1), "a tie");
+    let repo = &app.stack.app.repo;
+    let kept = repo.authorization(ws, &auth.id).await.unwrap().value.accounts.unwrap();
+    assert_eq!(kept.list, rival.list, "the list named first is kept");
+    // Nothing of the losing discovery's list is left behind.
+    let left = repo.store().query(&shared::store::workspace_pk(ws), "ACCTS#", None, 100).await.unwrap();
+    let left: Vec<&str> = left.items.iter().map(|i| i.sk.as_str()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains(&rival.list), "{left:?}");
 }

@@ -309,7 +309,7 @@ async fn authorizations_list_the_connections_that_use_them() {
         refresh_failures: 0,
         refresh_lease: None,
         expiring_alert_at: None,
-        sub_accounts: None,
+        accounts: None,
         access: None,
     };
     app.stack.app.repo.create(&auth).await.unwrap();

@@ -253,7 +253,7 @@ pub(crate) async fn connect(
         refresh_failures: 0,
         refresh_lease: None,
         expiring_alert_at: None,
-        sub_accounts: None,
+        accounts: None,
         access: None,
     };
     app.repo.create(&auth).await.unwrap();

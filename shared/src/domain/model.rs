@@ -212,20 +212,107 @@ pub struct Authorization {
     #[serde(default)]
     pub expiring_alert_at: Option<DateTime<Utc>>,
     /// What the grant reaches (ad accounts, customers, profiles), as the
-    /// platform said when last asked.
-    #[serde(default)]
-    pub sub_accounts: Option<Discovered>,
+    /// platform said when last asked: where the list is kept (items of its
+    /// own, see [`AccountChunk`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accounts: Option<AccountsIndex>,
     /// The latest access token, sealed, when a refresh did not change the
     /// vault's long-lived credentials (see `domain::sealed`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<super::sealed::SealedToken>,
 }
 
-/// The sub-accounts a grant reaches, and when the platform said so.
+/// Where the sub-accounts a grant reaches are kept, and when the platform
+/// said so. The list lives in items of its own, a chunk at a time: an
+/// agency grant may reach thousands of accounts, more than one item holds
+/// (400 KB), and the authorization item is read on every refresh and list.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Discovered {
-    pub accounts: Vec<SubAccount>,
+pub struct AccountsIndex {
+    /// The discovery that wrote the list: its generation, then at random
+    /// (two discoveries at once both take the next generation).
+    pub list: String,
+    /// One more than the list it replaces.
+    #[serde(default)]
+    pub generation: u64,
     pub at: DateTime<Utc>,
+    /// How many accounts each chunk holds, in order.
+    pub chunks: Vec<u32>,
+}
+
+/// The most bytes of accounts (as JSON) one chunk holds: well inside an
+/// item's 400 KB.
+pub const ACCOUNT_CHUNK_BYTES: usize = 256 * 1024;
+
+impl AccountsIndex {
+    /// A new list discovered at `at`, to replace `before` (if any).
+    pub fn new_list(before: Option<&AccountsIndex>, at: DateTime<Utc>, chunks: &[Vec<SubAccount>]) -> Self {
+        let generation = before.map_or(0, |b| b.generation) + 1;
+        let list = format!("{generation:010}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        AccountsIndex { list, generation, at, chunks: chunks.iter().map(|c| c.len() as u32).collect() }
+    }
+
+    /// The generation a list's name gives (`None`: not a list's name).
+    pub fn generation_of(list: &str) -> Option<u64> {
+        list.split_once('-').and_then(|(g, _)| g.parse().ok())
+    }
+
+    /// Whether a list (by name) is one this list replaced or beat: of its
+    /// generation or earlier, and not itself. A list of a later generation
+    /// is a discovery still at work.
+    pub fn supersedes(&self, list: &str) -> bool {
+        list != self.list && Self::generation_of(list).is_none_or(|g| g <= self.generation)
+    }
+
+    /// How many accounts the list holds.
+    pub fn count(&self) -> usize {
+        self.chunks.iter().map(|&n| n as usize).sum()
+    }
+
+    /// The chunk that holds the account at `offset` in the list, and its
+    /// place in that chunk (`None` past the end).
+    pub fn locate(&self, offset: usize) -> Option<(u32, usize)> {
+        let mut start = 0;
+        for (i, &n) in self.chunks.iter().enumerate() {
+            if offset < start + n as usize {
+                return Some((i as u32, offset - start));
+            }
+            start += n as usize;
+        }
+        None
+    }
+}
+
+/// Splits a list of accounts, in order, into chunks of at most `budget`
+/// bytes of JSON each (an account larger than the budget alone in one).
+pub fn chunk_accounts(accounts: Vec<SubAccount>, budget: usize) -> Vec<Vec<SubAccount>> {
+    // A chunk's JSON: its brackets, each account and a comma.
+    const BRACKETS: usize = 2;
+    let mut chunks = Vec::new();
+    let mut current = Vec::new();
+    let mut used = BRACKETS;
+    for account in accounts {
+        let size = serde_json::to_vec(&account).map_or(budget, |b| b.len() + 1);
+        if !current.is_empty() && used + size > budget {
+            chunks.push(std::mem::take(&mut current));
+            used = BRACKETS;
+        }
+        used += size;
+        current.push(account);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// One chunk of the accounts a grant reaches (see [`AccountsIndex`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountChunk {
+    pub workspace_id: WorkspaceId,
+    pub authorization_id: AuthorizationId,
+    pub list: String,
+    pub index: u32,
+    pub accounts: Vec<SubAccount>,
 }
 
 /// One account a grant reaches.
@@ -295,7 +382,7 @@ impl Authorization {
             refresh_failures: 0,
             refresh_lease: None,
             expiring_alert_at: None,
-            sub_accounts: None,
+            accounts: None,
             access: None,
         }
     }
@@ -763,6 +850,47 @@ pub struct Notification {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(n: usize, name_len: usize) -> SubAccount {
+        SubAccount {
+            id: format!("act_{n}"),
+            name: Some("n".repeat(name_len)),
+            currency: None,
+            time_zone: None,
+            params: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn accounts_are_chunked_in_order_within_the_budget_and_located_by_offset() {
+        let accounts: Vec<SubAccount> = (0..10).map(|n| account(n, 40)).collect();
+        let one = serde_json::to_vec(&accounts[0]).unwrap().len() + 1;
+        let chunks = chunk_accounts(accounts.clone(), 3 * one + 2);
+        assert_eq!(chunks.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1]);
+        assert_eq!(chunks.concat(), accounts, "in order, each once");
+        assert!(chunks.iter().all(|c| serde_json::to_vec(c).unwrap().len() <= 3 * one + 2));
+        assert_eq!(chunk_accounts(accounts.clone(), 3 * one + 1).len(), 5, "a byte less: two a chunk");
+        // One larger than the budget is a chunk of its own.
+        let big = chunk_accounts(vec![account(0, 10), account(1, 500), account(2, 10)], 200);
+        assert_eq!(big.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1]);
+        assert!(chunk_accounts(Vec::new(), 200).is_empty());
+        let index = AccountsIndex::new_list(None, Utc::now(), &chunks);
+        assert_eq!(index.count(), 10);
+        assert_eq!(index.locate(0), Some((0, 0)));
+        assert_eq!(index.locate(5), Some((1, 2)));
+        assert_eq!(index.locate(9), Some((3, 0)));
+        assert_eq!(index.locate(10), None);
+        // Generations: the next replaces this one; two at once tie, and the
+        // one named first is kept.
+        let next = AccountsIndex::new_list(Some(&index), Utc::now(), &chunks);
+        let rival = AccountsIndex::new_list(Some(&index), Utc::now(), &chunks);
+        assert_eq!((index.generation, next.generation), (1, 2));
+        assert!(next.supersedes(&index.list) && next.supersedes(&rival.list) && !next.supersedes(&next.list));
+        let later = AccountsIndex::new_list(Some(&next), Utc::now(), &chunks);
+        assert!(!next.supersedes(&later.list), "a later discovery still at work keeps its list");
+        assert!(next.supersedes("garbage"));
+        assert!(later.list > next.list && next.list > index.list, "lists sort by generation");
+    }
     use crate::domain::status::FailureReason;
 
     fn connection(now: DateTime<Utc>) -> Connection {

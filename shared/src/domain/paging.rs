@@ -14,6 +14,14 @@ pub const DEFAULT_PAGE: usize = 100;
 /// The most items one page holds.
 pub const MAX_PAGE: usize = 500;
 
+/// What a caller asked of a paged list: from where, and how many.
+#[derive(Clone, Debug, Default)]
+pub struct PageAsk {
+    /// The `next_cursor` of the page before (none: the first page).
+    pub cursor: Option<String>,
+    pub limit: usize,
+}
+
 /// A page size from the `limit` parameter.
 pub fn limit(given: Option<&str>) -> Result<usize, Error> {
     match given {
@@ -34,27 +42,37 @@ pub fn page<T>(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<(Vec<T>, Option<String>), Error> {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let fingerprint = hex::encode(&sha2::Sha256::digest(shape.as_bytes())[..8]);
-    let bad =
-        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
-    let offset = match cursor {
-        None => 0,
-        Some(c) => {
-            let text = b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
-            let (at, fp) = text.split_once('.').ok_or_else(bad)?;
-            if fp != fingerprint {
-                return Err(bad());
-            }
-            at.parse::<usize>().map_err(|_| bad())?
-        }
-    };
+    let offset = offset_of(shape, cursor)?;
     let total = items.len();
     let page: Vec<T> = items.into_iter().skip(offset).take(limit).collect();
     let end = offset + page.len();
-    let next = (end < total).then(|| b64.encode(format!("{end}.{fingerprint}")));
-    Ok((page, next))
+    Ok((page, (end < total).then(|| cursor_at(shape, end))))
 }
+
+fn fingerprint(shape: &str) -> String {
+    hex::encode(&sha2::Sha256::digest(shape.as_bytes())[..8])
+}
+
+/// Where in the list `shape` a cursor points (0 without one); a cursor of
+/// another list is refused.
+pub fn offset_of(shape: &str, cursor: Option<&str>) -> Result<usize, Error> {
+    let bad =
+        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
+    let Some(c) = cursor else { return Ok(0) };
+    let text = B64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let (at, fp) = text.split_once('.').ok_or_else(bad)?;
+    if fp != fingerprint(shape) {
+        return Err(bad());
+    }
+    at.parse::<usize>().map_err(|_| bad())
+}
+
+/// The cursor of the list `shape` at `offset`.
+pub fn cursor_at(shape: &str, offset: usize) -> String {
+    B64.encode(format!("{offset}.{}", fingerprint(shape)))
+}
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 #[cfg(test)]
 mod tests {

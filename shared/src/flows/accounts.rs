@@ -1,8 +1,8 @@
 //! Discovery: what a grant reaches. After a connect or a reconnect, and on
 //! demand, the platform is asked (the catalog's discovery request: Google
 //! Ads accessible customers, Meta ad accounts, Amazon Ads profiles, GA4
-//! accounts, X Ads accounts); the answer is kept on the authorization and
-//! offered, and a connection chooses the sub-account it syncs (one grant,
+//! accounts, X Ads accounts); the answer is kept in items of its own, named
+//! on the authorization, and offered a page at a time, and a connection chooses the sub-account it syncs (one grant,
 //! many connections, one per client). A sub-account that disappears
 //! disconnects the connections that synced it, with the reason. Streams the
 //! grant's scopes do not cover are shown as unavailable, with the reason.
@@ -14,6 +14,7 @@ use super::grants::of_authorization;
 use super::App;
 use crate::domain::error::{Error, HttpError};
 use crate::domain::ids::{AuthorizationId, WorkspaceId};
+use crate::domain::paging;
 use crate::domain::*;
 use crate::platform;
 use crate::store::Change;
@@ -36,13 +37,25 @@ pub struct StreamAvailability {
 
 /// What `GET /v1/authorizations/{id}/accounts` answers.
 pub struct Reach {
-    pub discovered: Option<Discovered>,
+    /// A page of the accounts, as last discovered (`None`: never, and the
+    /// platform cannot be asked).
+    pub discovered: Option<AccountsPage>,
     pub streams: Vec<StreamAvailability>,
+}
+
+/// A page of the accounts a grant reaches.
+pub struct AccountsPage {
+    pub accounts: Vec<SubAccount>,
+    /// The next page's (`None` on the last).
+    pub next_cursor: Option<String>,
+    /// When the platform was asked, and how many it listed.
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub count: usize,
 }
 
 /// Asks the platform what the grant reaches, keeps it, and disconnects the
 /// connections whose sub-account is gone.
-pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Result<Discovered, Error> {
+pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Result<AccountsIndex, Error> {
     let auth = app.repo.authorization(ws, id).await?.value;
     if let Status::Disconnected { reason } = auth.status {
         return Err(Error::ConnectionDisconnected { reason });
@@ -95,22 +108,52 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
     if !whole {
         tracing::warn!(authorization = %id, accounts = accounts.len(), "the accounts list has more pages than are read; none is taken as gone");
     }
-    let discovered = Discovered { accounts, at: app.clock.now() };
-    let kept = discovered.clone();
-    app.repo
-        .update_authorization(ws, id, move |a| {
-            a.sub_accounts = Some(kept.clone());
-            Ok(Change::Save(()))
+    let ids: std::collections::HashSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
+    let only = match accounts.as_slice() {
+        [only] if whole => Some(only.clone()),
+        _ => None,
+    };
+    // The list in items of its own first, then named on the grant; a
+    // discovery that finds one of its generation or later named keeps that
+    // one. Lists the named one supersedes are dropped after: a reader never
+    // meets a half list, and a discovery that died leaves nothing the next
+    // one keeps.
+    let chunks = chunk_accounts(accounts, ACCOUNT_CHUNK_BYTES);
+    let index = AccountsIndex::new_list(auth.accounts.as_ref(), app.clock.now(), &chunks);
+    app.repo.put_account_chunks(ws, id, &index.list, chunks).await?;
+    let named = index.clone();
+    let current = app
+        .repo
+        .update_authorization(ws, id, move |a| match &a.accounts {
+            Some(current) if current.generation >= named.generation => Ok(Change::Keep(current.clone())),
+            _ => {
+                a.accounts = Some(named.clone());
+                Ok(Change::Save(named.clone()))
+            }
         })
-        .await?;
+        .await;
+    let current = match current {
+        Ok((current, _)) => current,
+        Err(e) => {
+            // Removed meanwhile: its lists go with it.
+            if matches!(e, Error::NotFound { .. }) {
+                app.repo.drop_account_lists(ws, id, None).await?;
+            }
+            return Err(e);
+        }
+    };
+    app.repo.drop_account_lists(ws, id, Some(&current)).await?;
+    if current.list != index.list {
+        tracing::info!(authorization = %id, "another discovery's accounts list was named first and is kept");
+        return Ok(index);
+    }
     for c in app.repo.connections_of(ws, id).await? {
-        let gone = whole
-            && c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !discovered.accounts.iter().any(|a| &a.id == sub));
+        let gone = whole && c.value.params.get(ACCOUNT_PARAM).is_some_and(|sub| !ids.contains(sub));
         if gone {
             disconnect_connection(app, &c.value, DisconnectReason::SubAccountGone).await?;
         }
         // The grant reaches one account: a connection that names none syncs it.
-        if let ([only], true) = (discovered.accounts.as_slice(), whole) {
+        if let Some(only) = &only {
             if !c.value.params.contains_key(ACCOUNT_PARAM) {
                 let params = account_params(only);
                 app.repo
@@ -125,21 +168,86 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
             }
         }
     }
-    tracing::info!(authorization = %id, accounts = discovered.accounts.len(), "accounts discovered");
-    Ok(discovered)
+    tracing::info!(authorization = %id, accounts = index.count(), chunks = index.chunks.len(), "accounts discovered");
+    Ok(index)
 }
 
-/// What a grant reaches, as last discovered (discovered now if it never
-/// was), and which streams its scopes allow.
-pub async fn reach(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<Reach, Error> {
+/// Where a grant's accounts are kept, discovered now if they never were
+/// (`None` when the platform lists none, or the grant is disconnected).
+async fn kept_or_discovered(app: &App, auth: &Authorization) -> Result<Option<AccountsIndex>, Error> {
+    let entry = app.catalog.get(auth.platform.as_str())?;
+    match (&auth.accounts, &entry.discovery) {
+        (Some(index), _) => Ok(Some(index.clone())),
+        (None, Some(_)) if !matches!(auth.status, Status::Disconnected { .. }) => {
+            Ok(Some(discover(app, &auth.workspace_id, &auth.id).await?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Reads `limit` accounts of a list from `offset` (`None` if one of its
+/// chunks is gone: a later discovery replaced the list meanwhile).
+async fn read_accounts(
+    app: &App,
+    auth: &Authorization,
+    index: &AccountsIndex,
+    mut offset: usize,
+    limit: usize,
+) -> Result<Option<Vec<SubAccount>>, Error> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some((chunk, from)) = index.locate(offset) else { break };
+        let Some(accounts) = app.repo.account_chunk(&auth.workspace_id, &auth.id, &index.list, chunk).await? else {
+            return Ok(None);
+        };
+        let taken: Vec<SubAccount> = accounts.into_iter().skip(from).take(limit - out.len()).collect();
+        offset += taken.len();
+        out.extend(taken);
+    }
+    Ok(Some(out))
+}
+
+/// A page of the accounts a grant reaches, after `cursor`.
+async fn accounts_page(
+    app: &App,
+    auth: &Authorization,
+    index: AccountsIndex,
+    ask: &paging::PageAsk,
+) -> Result<AccountsPage, Error> {
+    let (cursor, limit) = (ask.cursor.as_deref(), ask.limit);
+    let mut index = index;
+    for _ in 0..2 {
+        // A cursor is bound to the list it pages: after another discovery
+        // it is refused, and the caller starts again.
+        let shape = format!("accounts:{}:{}", auth.id, index.list);
+        let offset = paging::offset_of(&shape, cursor)?;
+        if let Some(accounts) = read_accounts(app, auth, &index, offset, limit).await? {
+            let end = offset + accounts.len();
+            let count = index.count();
+            return Ok(AccountsPage {
+                accounts,
+                next_cursor: (end < count).then(|| paging::cursor_at(&shape, end)),
+                at: index.at,
+                count,
+            });
+        }
+        // Replaced while read: the first page again, of the list named now.
+        match app.repo.authorization(&auth.workspace_id, &auth.id).await?.value.accounts {
+            Some(now) if now.list != index.list && cursor.is_none() => index = now,
+            _ => break,
+        }
+    }
+    Err(Error::Conflict { kind: "accounts list" })
+}
+
+/// What a grant reaches, a page of it as last discovered (discovered now
+/// if it never was), and which streams its scopes allow.
+pub async fn reach(app: &App, caller: &Caller, id: &AuthorizationId, ask: &paging::PageAsk) -> Result<Reach, Error> {
     let auth = app.repo.authorization(&caller.workspace_id, id).await?.value;
     let entry = app.catalog.get(auth.platform.as_str())?;
-    let discovered = match (&auth.sub_accounts, &entry.discovery) {
-        (Some(d), _) => Some(d.clone()),
-        (None, Some(_)) if !matches!(auth.status, Status::Disconnected { .. }) => {
-            Some(discover(app, &caller.workspace_id, id).await?)
-        }
-        _ => None,
+    let discovered = match kept_or_discovered(app, &auth).await? {
+        Some(index) => Some(accounts_page(app, &auth, index, ask).await?),
+        None => None,
     };
     let streams = entry
         .streams
@@ -159,10 +267,15 @@ pub async fn reach(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<R
 }
 
 /// `POST /v1/authorizations/{id}/discover` (staff): ask again now.
-pub async fn rediscover(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<Reach, Error> {
+pub async fn rediscover(
+    app: &App,
+    caller: &Caller,
+    id: &AuthorizationId,
+    ask: &paging::PageAsk,
+) -> Result<Reach, Error> {
     caller.require(Role::Staff)?;
     discover(app, &caller.workspace_id, id).await?;
-    reach(app, caller, id).await
+    reach(app, caller, id, ask).await
 }
 
 /// The connection parameters that record the chosen account's name,
@@ -188,15 +301,21 @@ pub fn account_params(account: &SubAccount) -> Vec<(String, String)> {
     out
 }
 
-/// The sub-account a new connection syncs: one the grant reaches.
-pub fn check_choice<'a>(auth: &'a Authorization, account_id: &str) -> Result<&'a SubAccount, Error> {
-    let known = auth.sub_accounts.as_ref().and_then(|d| d.accounts.iter().find(|a| a.id == account_id));
-    if let Some(account) = known {
-        Ok(account)
-    } else {
-        Err(Error::invalid(
-            ACCOUNT_PARAM,
-            "is not among the accounts this authorization reaches; list them with GET /v1/authorizations/{id}/accounts (POST …/discover asks the platform again)",
-        ))
+/// The sub-account a new connection syncs: one the grant reaches (asked
+/// now if it never was).
+pub async fn check_choice(app: &App, auth: &Authorization, account_id: &str) -> Result<SubAccount, Error> {
+    if let Some(index) = kept_or_discovered(app, auth).await? {
+        for chunk in 0..index.chunks.len() as u32 {
+            let Some(accounts) = app.repo.account_chunk(&auth.workspace_id, &auth.id, &index.list, chunk).await? else {
+                return Err(Error::Conflict { kind: "accounts list" });
+            };
+            if let Some(found) = accounts.into_iter().find(|a| a.id == account_id) {
+                return Ok(found);
+            }
+        }
     }
+    Err(Error::invalid(
+        ACCOUNT_PARAM,
+        "is not among the accounts this authorization reaches; list them with GET /v1/authorizations/{id}/accounts (POST …/discover asks the platform again)",
+    ))
 }

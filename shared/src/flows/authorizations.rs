@@ -76,8 +76,8 @@ pub async fn create_connection(app: &App, caller: &Caller, request: CreateReques
         _ => {}
     }
     if let Some(account) = &request.account_id {
-        let chosen = super::accounts::check_choice(&auth, account)?;
-        c.params.extend(super::accounts::account_params(chosen));
+        let chosen = super::accounts::check_choice(app, &auth, account).await?;
+        c.params.extend(super::accounts::account_params(&chosen));
     }
     app.repo.create(&c).await?;
     if c.status == Status::InitialSyncInProgress {
@@ -141,6 +141,9 @@ pub async fn remove(app: &App, caller: &Caller, id: &AuthorizationId) -> Result<
         }
     }
     app.vault.delete(&auth.secret.0).await?;
+    // Its accounts lists before the item that names them (a removal that
+    // dies in between is asked again; the lists are never left unnamed).
+    app.repo.drop_account_lists(&caller.workspace_id, id, None).await?;
     let latest = app.repo.authorization(&caller.workspace_id, id).await?;
     app.repo.delete(&latest.value, latest.version).await?;
     tracing::info!(authorization = %id, disconnected, "authorization removed");

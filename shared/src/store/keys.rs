@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `WS#{ws}` | `CONN#{id}` | a connection |
 //! | `WS#{ws}` | `AUTH#{id}` | an authorization (in the due index) |
+//! | `WS#{ws}` | `ACCTS#{auth}#{list}#{chunk}` | a chunk of the accounts a grant reaches, as one discovery listed them |
 //! | `WS#{ws}` | `MEMBER#{user}` | a member |
 //! | `WS#{ws}` | `NTF#{time}#{id}` | an in-app notification |
 //! | `WS#{ws}` | `UPLOAD#{conn}#{id}` | an uploaded file |
@@ -37,7 +38,7 @@
 use sha2::Digest;
 
 use super::Entity;
-use crate::domain::ids::{ConnectionId, UploadId, UserId, WorkspaceId};
+use crate::domain::ids::{AuthorizationId, ConnectionId, UploadId, UserId, WorkspaceId};
 use crate::domain::policy::{INITIAL_SYNC_QUIET_MINUTES, RUN_STALL_MINUTES};
 use crate::domain::upload::Upload;
 use crate::domain::{Authorization, Connection, Member, Notification};
@@ -139,6 +140,34 @@ impl Entity for Authorization {
         let at = [self.next_check_at, lease].into_iter().flatten().min();
         at.map(|at| Due { shard: shard_of(self.id.as_str()), at: at.timestamp() })
     }
+}
+
+impl Entity for crate::domain::AccountChunk {
+    const KIND: &'static str = "accounts list";
+    const SK_PREFIX: &'static str = "ACCTS#";
+    fn workspace(&self) -> &WorkspaceId {
+        &self.workspace_id
+    }
+    fn sk(&self) -> String {
+        account_chunk_sk(&self.authorization_id, &self.list, self.index)
+    }
+}
+
+pub(super) fn account_chunk_sk(auth: &AuthorizationId, list: &str, index: u32) -> String {
+    format!("{}{index:05}", account_list(auth, list))
+}
+
+pub(super) fn account_list(auth: &AuthorizationId, list: &str) -> String {
+    format!("{}{list}#", account_lists_of(auth))
+}
+
+pub(super) fn account_lists_of(auth: &AuthorizationId) -> String {
+    format!("ACCTS#{auth}#")
+}
+
+/// The list an accounts chunk's sort key belongs to.
+pub(super) fn list_of_account_chunk<'a>(auth: &AuthorizationId, sk: &'a str) -> Option<&'a str> {
+    sk.strip_prefix(account_lists_of(auth).as_str())?.split_once('#').map(|(list, _)| list)
 }
 
 impl Entity for Member {

@@ -4,6 +4,7 @@
 //! upload claims and tokens). Every key is built in [`keys`]; nothing above
 //! this layer sees an [`Item`].
 
+pub mod accounts;
 pub mod alerts;
 pub mod api_keys;
 pub mod installs;

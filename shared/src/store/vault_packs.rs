@@ -260,11 +260,17 @@ impl PackedVault {
             match change(&mut next, &mut body) {
                 Change::Nothing => return Ok(()),
                 Change::Head => {}
-                Change::Pack => {
-                    // Spilled keys leave the pack with its next version.
-                    body.entries.retain(|k, _| !next.spilled.contains(k));
+                change @ (Change::Pack | Change::Written(_)) => {
+                    let secret = match change {
+                        Change::Written(secret) => secret,
+                        _ => {
+                            // Spilled keys leave the pack with its next version.
+                            body.entries.retain(|k, _| !next.spilled.contains(k));
+                            body.to_secret()
+                        }
+                    };
                     let version = uuid::Uuid::new_v4().to_string();
-                    self.inner.put_version(pack, &version, &body.to_secret()).await?;
+                    self.inner.put_version(pack, &version, &secret).await?;
                     next.version = Some(version);
                     next.writes.push(self.clock.now().timestamp());
                 }
@@ -293,6 +299,9 @@ enum Change {
     Head,
     /// A new version of the pack (and its head).
     Pack,
+    /// A new version of the pack, already serialized (without the spilled
+    /// keys), and its head.
+    Written(SecretString),
 }
 
 /// A writer that lost a race waits a random while, longer each time (full
@@ -318,12 +327,15 @@ impl SecretVault for PackedVault {
             if spill {
                 return Change::Nothing;
             }
+            body.entries.retain(|k, _| !head.spilled.contains(k));
             body.entries.insert(key.to_owned(), value.clone());
-            spill = body.to_secret().expose_secret().len() > PACK_MAX_BYTES;
+            // Serialized once: measured, then written as it is.
+            let secret = body.to_secret();
+            spill = secret.expose_secret().len() > PACK_MAX_BYTES;
             if spill {
                 Change::Nothing
             } else {
-                Change::Pack
+                Change::Written(secret)
             }
         })
         .await?;

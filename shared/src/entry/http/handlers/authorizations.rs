@@ -47,25 +47,22 @@ pub(super) async fn remove(app: &App, caller: &Caller, params: &Params) -> Resul
 
 /// What a grant reaches, its accounts paged (`limit`, `cursor`; an agency
 /// grant may reach thousands).
-fn reach_view(
-    id: &AuthorizationId,
-    reach: &crate::flows::accounts::Reach,
-    request: &Request,
-) -> Result<serde_json::Value, Error> {
-    let (accounts, next) = match reach.discovered.as_ref() {
-        Some(d) => {
-            let (page, next) = super::paged(request, &format!("accounts:{id}"), d.accounts.iter().collect())?;
-            (Some(page.iter().map(|a| json!({"id": a.id, "name": a.name})).collect::<Vec<_>>()), next)
-        }
-        None => (None, None),
-    };
-    Ok(json!({
+fn reach_view(id: &AuthorizationId, reach: &crate::flows::accounts::Reach) -> serde_json::Value {
+    let page = reach.discovered.as_ref();
+    json!({
         "authorization_id": id,
-        "accounts": accounts,
-        "next_cursor": next,
-        "discovered_at": reach.discovered.as_ref().map(|d| d.at),
+        "accounts": page.map(|p| &p.accounts),
+        "next_cursor": page.and_then(|p| p.next_cursor.as_ref()),
+        "discovered_at": page.map(|p| p.at),
+        "total": page.map(|p| p.count),
         "streams": reach.streams,
-    }))
+    })
+}
+
+/// The `limit` and `cursor` of a page of accounts.
+fn page_ask(request: &Request) -> Result<crate::domain::paging::PageAsk, Error> {
+    let limit = crate::domain::paging::limit(super::query(request, "limit").as_deref())?;
+    Ok(crate::domain::paging::PageAsk { cursor: super::cursor_param(request)?, limit })
 }
 
 /// `GET /v1/authorizations/{id}/accounts`: what the grant reaches.
@@ -76,8 +73,8 @@ pub(super) async fn accounts(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
-    let reach = crate::flows::accounts::reach(app, caller, &id).await?;
-    Ok(json(StatusCode::OK, &reach_view(&id, &reach, request)?))
+    let reach = crate::flows::accounts::reach(app, caller, &id, &page_ask(request)?).await?;
+    Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
 }
 
 /// `POST /v1/authorizations/{id}/discover`: ask the platform again.
@@ -88,6 +85,6 @@ pub(super) async fn discover(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
-    let reach = crate::flows::accounts::rediscover(app, caller, &id).await?;
-    Ok(json(StatusCode::OK, &reach_view(&id, &reach, request)?))
+    let reach = crate::flows::accounts::rediscover(app, caller, &id, &page_ask(request)?).await?;
+    Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
 }
