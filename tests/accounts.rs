@@ -144,8 +144,14 @@ fn every_declared_discovery_reads_the_vendors_documented_answer() {
         // the fixture is a stream's answer).
         if let Some(s) = entry.streams.iter().find(|s| s.name == *stream) {
             assert_eq!(spec.path, s.path, "{platform}");
-            // And it pages as that stream does: every page is read.
+            // And it pages as that stream does: every page is read, as
+            // large as the stream asks.
             assert_eq!(spec.pagination, s.pagination, "{platform}: the accounts list pages as its stream");
+            assert_eq!(
+                (&spec.page_size_param, spec.page_size),
+                (&s.page_size_param, s.page_size),
+                "{platform}: the accounts list asks for pages as large as its stream"
+            );
         }
         // The account's currency and time zone, where the answer has them.
         if *platform == "microsoft_ads" {
@@ -175,7 +181,8 @@ async fn paged_accounts_on(
 ) -> (TestApp, Authorization, String) {
     let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
                            "name_pointer": "/name",
-                           "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"}});
+                           "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"},
+                           "page_size_param": "limit", "page_size": 2});
     let overrides =
         json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
     // Its own secret names: the seeded app credentials are not the shared
@@ -218,6 +225,8 @@ async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
     assert_eq!(status, 200, "{reach}");
     let ids: Vec<&str> = reach["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["act_1", "act_2", "act_3"], "both pages");
+    let asked = fake.requests_to("/me/adaccounts");
+    assert_eq!(asked[0].query.get("limit").map(String::as_str), Some("2"), "pages as large as the entry asks");
     let body = json!({"authorization_id": auth.id, "name": "Third", "account_id": "act_3"});
     let (status, third) = post(&app, &staff, "/v1/connections", body).await;
     assert_eq!(status, 201, "an account of the second page can be chosen: {third}");

@@ -36,6 +36,10 @@ struct Operation {
     method: String,
     url: String,
     required_query: Vec<String>,
+    /// The most a numeric query parameter takes, where the description
+    /// says (page sizes).
+    #[serde(default)]
+    query_maxima: BTreeMap<String, u64>,
     required_headers: Vec<String>,
     success: Vec<u16>,
     response_pointers: Vec<String>,
@@ -337,7 +341,7 @@ struct Request {
 fn requests(entry: &PlatformEntry) -> Vec<Request> {
     let vars = vars(entry);
     let creds = Credentials {
-        values: ["access_token", "api_key", "client_id", "developer_token"]
+        values: ["access_token", "api_key", "client_id", "client_secret", "developer_token"]
             .into_iter()
             .map(|k| (k.to_owned(), secrecy::SecretString::from("x".to_owned())))
             .collect(),
@@ -370,6 +374,24 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
             url,
             records_pointer: None,
             next_pointer: None,
+            answers: vec![],
+        });
+    }
+    // What a grant reaches (a SOAP discovery is held to its WSDL below).
+    if let Some(spec) = entry.discovery.as_ref().filter(|d| d.soap.is_none()) {
+        let url = platform::accounts::first_url(entry, spec, &vars, &creds).expect("discovery URL");
+        let next_pointer = match &spec.pagination {
+            Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
+            _ => None,
+        };
+        out.push(Request {
+            what: "discovery".into(),
+            method: "GET".into(),
+            body_fields: vec![],
+            headers: headers(&url),
+            url,
+            records_pointer: Some(spec.list_pointer.clone()),
+            next_pointer,
             answers: vec![],
         });
     }
@@ -521,6 +543,15 @@ fn conformance(entry: &PlatformEntry, facts: &PlatformFacts) -> Vec<String> {
                 ));
             }
         }
+        for (name, value) in request.url.query_pairs() {
+            let (Some(max), Ok(asked)) = (op.query_maxima.get(name.as_ref()), value.parse::<u64>()) else { continue };
+            if asked > *max {
+                problems.push(format!(
+                    "{} {}: {name}={asked} is past the {max} the vendor documents ({})",
+                    entry.id, request.what, op.source
+                ));
+            }
+        }
         for h in &op.required_headers {
             if !request.headers.contains(h) && h != "content-type" {
                 problems
@@ -575,6 +606,26 @@ fn every_catalog_request_is_one_the_vendor_describes() {
         }
     }
     assert!(problems.is_empty(), "the catalog disagrees with the vendors' descriptions:\n{}", problems.join("\n"));
+}
+
+/// A page size past what the vendor documents is found, on a stream and on
+/// the discovery request (Pinterest takes at most 250 a page, GA4 200).
+#[test]
+fn a_page_size_past_the_documented_maximum_fails() {
+    let (facts, catalog) = (facts(), catalog());
+    for (platform, param, max) in [("pinterest_ads", "page_size", 250), ("google_analytics", "pageSize", 200)] {
+        let good = catalog.get(platform).unwrap();
+        assert!(conformance(good, &facts.platforms[platform]).is_empty());
+        let mut entry = good.clone();
+        entry.discovery.as_mut().unwrap().page_size = Some(max + 1);
+        for stream in entry.streams.iter_mut().filter(|s| s.page_size_param.as_deref() == Some(param)) {
+            stream.page_size = Some(max + 1);
+        }
+        let problems = conformance(&entry, &facts.platforms[platform]);
+        let past = format!("{param}={} is past the {max} the vendor documents", max + 1);
+        assert!(problems.iter().any(|p| p.contains(&format!("discovery: {past}"))), "{platform}: {problems:?}");
+        assert!(problems.iter().any(|p| p.contains("stream") && p.contains(&past)), "{platform}: {problems:?}");
+    }
 }
 
 #[test]

@@ -186,6 +186,8 @@ def openapi_ops(doc, source):
                 continue
             params = [resolve(doc, p) for p in shared + op.get("parameters", [])]
             query = sorted({p["name"] for p in params if p.get("in") == "query" and p.get("required")})
+            maxima = {p["name"]: resolve(doc, p.get("schema") or p)["maximum"] for p in params
+                      if p.get("in") == "query" and "maximum" in resolve(doc, p.get("schema") or p)}
             headers = sorted({p["name"].lower() for p in params if p.get("in") == "header" and p.get("required")})
             success = sorted(int(c) for c in op.get("responses", {}) if str(c).isdigit() and 200 <= int(c) < 300)
             fields = set()
@@ -213,6 +215,7 @@ def openapi_ops(doc, source):
                 "method": method.upper(),
                 "url": url_join(base, path),
                 "required_query": query,
+                **({"query_maxima": maxima} if maxima else {}),
                 "required_headers": headers,
                 "success": success,
                 "response_pointers": sorted(fields),
@@ -220,6 +223,15 @@ def openapi_ops(doc, source):
                 "source": source,
             })
     return ops
+
+
+def discovery_maximum(param):
+    """A Google discovery parameter's maximum: its `maximum`, or the one its
+    description states ("The maximum value is 200")."""
+    if "maximum" in param:
+        return int(param["maximum"])
+    found = re.search(r"maximum (?:value|page size) is (\d+)", param.get("description", ""), re.IGNORECASE)
+    return int(found.group(1)) if found else None
 
 
 def discovery_ops(doc, source):
@@ -232,6 +244,8 @@ def discovery_ops(doc, source):
                 path = method.get("flatPath") or method["path"]
                 params = method.get("parameters") or {}
                 query = sorted(n for n, p in params.items() if p.get("required") and p.get("location") == "query")
+                maxima = {n: limit for n, p in params.items() if p.get("location") == "query"
+                          for limit in [discovery_maximum(p)] if limit is not None}
                 response = method.get("response", {}).get("$ref")
                 fields = pointers({"schemas": doc["schemas"]}, {"$ref": f"#/schemas/{response}"}) if response else set()
                 body = method.get("request", {}).get("$ref")
@@ -241,6 +255,7 @@ def discovery_ops(doc, source):
                     "method": method["httpMethod"],
                     "url": url_join(base, path),
                     "required_query": query,
+                    **({"query_maxima": maxima} if maxima else {}),
                     "required_headers": [],
                     "success": [200],
                     "response_pointers": sorted(fields),

@@ -347,14 +347,22 @@ pub struct DiscoverySpec {
     #[serde(default)]
     pub time_zone_pointer: Option<String>,
     /// How the list pages, as the same endpoint's stream does (Meta's
-    /// ad accounts come 25 a page); read whole before anything is decided.
+    /// ad accounts come 25 a page unless asked for more); read whole before
+    /// anything is decided.
     #[serde(default)]
     pub pagination: Pagination,
+    /// The parameter that asks for larger pages, and the size asked (the
+    /// vendor's documented maximum: fewer pages, within the callback's and
+    /// the API's deadlines), as the same endpoint's stream asks.
+    #[serde(default)]
+    pub page_size_param: Option<String>,
+    #[serde(default)]
+    pub page_size: Option<u32>,
 }
 
 impl DiscoverySpec {
     pub fn paged(&self) -> Paged<'_> {
-        Paged { name: "accounts", pagination: &self.pagination, page_size: None }
+        Paged { name: "accounts", pagination: &self.pagination, page_size: self.page_size }
     }
 }
 

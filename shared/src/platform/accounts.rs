@@ -1,8 +1,27 @@
 //! Reading what a grant reaches from the platform's answer to the entry's
 //! discovery request.
 
-use crate::catalog::DiscoverySpec;
+use std::collections::BTreeMap;
+
+use crate::catalog::{DiscoverySpec, PlatformEntry};
+use crate::domain::error::Error;
 use crate::domain::SubAccount;
+
+/// The first page's URL of the discovery request: its path, the query its
+/// credentials fill (TikTok's app id and secret) and the page size asked.
+pub fn first_url(
+    entry: &PlatformEntry,
+    spec: &DiscoverySpec,
+    vars: &BTreeMap<String, String>,
+    creds: &super::Credentials,
+) -> Result<url::Url, Error> {
+    let mut url =
+        super::with_query_templates(&spec.credential_query, super::api_url(entry, &spec.path, vars)?, vars, creds)?;
+    if let (Some(param), Some(size)) = (&spec.page_size_param, spec.page_size) {
+        url.query_pairs_mut().append_pair(param, &size.to_string());
+    }
+    Ok(url)
+}
 
 /// The sub-accounts in a discovery answer (`None`: no list where the entry
 /// says).
