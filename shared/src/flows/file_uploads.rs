@@ -357,20 +357,39 @@ pub async fn ingest_bytes(
 /// Nothing of it was imported either way. One that cannot be looked at now
 /// (the bucket or the store failing) is said and left for the next sweep;
 /// the others are ended all the same. Answers how many were ended.
-pub async fn expire_waiting(app: &App) -> Result<usize, Error> {
+/// How long one sweep spends processing files whose event was lost (the
+/// upload processor's work, done in the sweep's smaller function): files
+/// past it wait for the next sweep, so a backlog of them cannot run the
+/// sweep out of time.
+pub const LANDED_FILES_BUDGET: std::time::Duration = std::time::Duration::from_secs(90);
+
+/// Ends the uploads that waited too long: a file that landed is processed
+/// (its event was lost) while `budget` lasts; a file that never came ends
+/// `not_processed`. Returns how many were ended.
+pub async fn expire_waiting(app: &App, budget: std::time::Duration) -> Result<usize, Error> {
     let overdue = app.repo.overdue_uploads(app.clock.now(), 100).await?;
     let id = |_, u: &Versioned<Upload>| u.value.id.to_string();
-    Ok(super::each_of("uploads left waiting", overdue, id, |current| end_waiting(app, current)).await)
-}
-
-async fn end_waiting(app: &App, current: Versioned<Upload>) -> Result<(), Error> {
-    let key = object_key(&current.value);
-    if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
-        process_landed(app, &key).await?;
-    } else {
-        not_processed(app, current).await;
+    let started = tokio::time::Instant::now();
+    let deferred = std::sync::atomic::AtomicUsize::new(0);
+    let ended = super::each_of("uploads left waiting", overdue, id, |current| async {
+        let key = object_key(&current.value);
+        if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
+            if started.elapsed() >= budget {
+                deferred.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                return Ok(());
+            }
+            process_landed(app, &key).await?;
+        } else {
+            not_processed(app, current).await;
+        }
+        Ok(())
+    })
+    .await;
+    let deferred = deferred.into_inner();
+    if deferred > 0 {
+        tracing::info!(deferred, "files whose event was lost wait for the next sweep");
     }
-    Ok(())
+    Ok(ended - deferred)
 }
 
 /// A direct upload whose attempt failed on our side says so, rather than

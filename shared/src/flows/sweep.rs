@@ -137,10 +137,6 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
         Ok(n) => report.installs_expired = n,
         Err(e) => tracing::error!(error = %e, "expired installs could not be removed"),
     }
-    match super::file_uploads::expire_waiting(app).await {
-        Ok(n) => report.uploads_expired = n,
-        Err(e) => tracing::error!(error = %e, "uploads waiting too long could not be ended"),
-    }
     match super::secrets::forget_orphans(app).await {
         Ok(n) => report.secret_intents_checked = n,
         Err(e) => tracing::error!(error = %e, "secrets written ahead of their items could not be checked yet"),
@@ -148,6 +144,11 @@ pub async fn sweep(app: &App) -> Result<SweepReport, Error> {
     match super::alerts::flush_stranded(app).await {
         Ok(n) => report.mail_flushes_requeued = n,
         Err(e) => tracing::error!(error = %e, "stranded alert emails could not be flushed yet"),
+    }
+    // Last: processing files whose event was lost is the longest step.
+    match super::file_uploads::expire_waiting(app, super::file_uploads::LANDED_FILES_BUDGET).await {
+        Ok(n) => report.uploads_expired = n,
+        Err(e) => tracing::error!(error = %e, "uploads waiting too long could not be ended"),
     }
     tracing::info!(?report, "expiry sweep");
     Ok(report)
