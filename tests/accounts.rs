@@ -424,6 +424,15 @@ impl shared::ports::StateStore for RivalNamesFirst {
     ) -> Result<Vec<shared::ports::Item>, shared::domain::error::StoreError> {
         self.inner.due(shard, until, limit).await
     }
+    async fn listed(
+        &self,
+        pk: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
+        self.inner.listed(pk, prefix, after, limit).await
+    }
 }
 
 /// Two discoveries at once: the one that names its list second does not

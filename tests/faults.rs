@@ -240,6 +240,14 @@ impl StateStore for Faulty<dyn StateStore> {
             self.inner.due(shard, until, limit).await
         )
     }
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        faulty!(
+            self,
+            false,
+            StoreError::Unavailable("injected: throttled".into()),
+            self.inner.listed(pk, prefix, after, limit).await
+        )
+    }
 }
 
 #[async_trait]

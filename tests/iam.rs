@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 const TABLE: &str = "table";
 const DUE_INDEX: &str = "table/index/due";
+const LIST_INDEX: &str = "table/index/list";
 const SYNC_Q: &str = "queue/sync";
 const NOTIFY_Q: &str = "queue/notify";
 const BUCKET: &str = "bucket";
@@ -84,6 +85,9 @@ fn needs() -> Vec<(&'static str, Vec<Statement>)> {
         // flows::spend (the daily spend table)
         ("ConnectionsApiFunction", vec![
             (DDB_RW.to_vec(), vec![TABLE]),
+            // store::listing: a page of connections from the list index, read together
+            (vec!["dynamodb:Query"], vec![LIST_INDEX]),
+            (vec!["dynamodb:BatchGetItem"], vec![TABLE]),
             // flows::refresh::token_key (sealed access tokens)
             (vec!["secretsmanager:GetSecretValue"], vec!["secret:token-key-*"]),
             (vec!["s3:GetObject"], vec!["bucket/spend/*"]),
@@ -178,6 +182,7 @@ fn normalise(resource: &str) -> String {
     match r {
         "StateTable.Arn" => TABLE.into(),
         "${StateTable.Arn}/index/due" => DUE_INDEX.into(),
+        "${StateTable.Arn}/index/list" => LIST_INDEX.into(),
         "SyncQueue.Arn" => SYNC_Q.into(),
         "NotifyQueue.Arn" => NOTIFY_Q.into(),
         "EventBus.Arn" => "bus".into(),

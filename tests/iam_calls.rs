@@ -106,6 +106,12 @@ impl StateStore for Noted<dyn StateStore> {
         self.calls.note("dynamodb:Query", "table/index/due".into());
         self.inner.due(shard, until, limit).await
     }
+    /// A query of the list index, then `BatchGetItem` of the page's items.
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        self.calls.note("dynamodb:Query", "table/index/list".into());
+        self.calls.note("dynamodb:BatchGetItem", "table".into());
+        self.inner.listed(pk, prefix, after, limit).await
+    }
 }
 
 impl Noted<dyn SecretVault> {

@@ -144,6 +144,9 @@ impl StateStore for CrashAfterVault {
     async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
         self.inner.due(shard, until, limit).await
     }
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        self.inner.listed(pk, prefix, after, limit).await
+    }
 }
 
 #[tokio::test]

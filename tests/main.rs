@@ -15,6 +15,8 @@
 //! * `service`: the service routes (proxy, credentials) and the audit log.
 //! * `reports`: report streams (date windows, restated days) and the daily spend table.
 //! * `reconnect`: reconnect, shared and named authorizations.
+//! * `listing`: `GET /v1/connections` paged from the list index, and the
+//!   connections stored before it put into it.
 //! * `published`: events for the deployer's backend, on the bus and the
 //!   signed webhook, held to `docs/events.schema.json`.
 //! * `logs`: secrets that pass through handlers reach no log line.
@@ -50,6 +52,7 @@ mod harness;
 mod iam;
 mod iam_calls;
 mod lifecycle;
+mod listing;
 mod local_stack;
 mod logs;
 mod oauth;

@@ -44,6 +44,7 @@ both!(
     store_due_index_is_sparse_and_sharded,
     store_round_trips_bodies,
     store_refuses_an_item_over_dynamodbs_limit,
+    store_list_index_pages_in_list_key_order_and_follows_changes,
     vault_stores_versions_and_deletes,
     vault_keeps_named_versions,
     packs_hold_many_credentials_in_one_secret,
@@ -60,7 +61,7 @@ fn unique() -> String {
 }
 
 fn item(pk: &str, sk: &str, version: u64, body: serde_json::Value) -> Item {
-    Item { pk: pk.into(), sk: sk.into(), version, body, due: None, expires_at: None }
+    Item { pk: pk.into(), sk: sk.into(), version, body, due: None, expires_at: None, list_key: None }
 }
 
 async fn store_conditional_writes(p: Ports) {
@@ -197,6 +198,45 @@ async fn store_refuses_an_item_over_dynamodbs_limit(p: Ports) {
         other => panic!("an item of {} bytes: {other:?}", over.size()),
     }
     assert!(p.store.get(&pk, "OVER").await.unwrap().is_none(), "nothing of it is written");
+}
+
+/// The list index: a partition's items with a list key, in list-key order
+/// (not sort-key order), under a prefix, paged; an item that changes its
+/// list key moves, one that leaves it or is deleted is gone, and items
+/// without one are not in it.
+async fn store_list_index_pages_in_list_key_order_and_follows_changes(p: Ports) {
+    let (pk, other) = (format!("WS#{}", unique()), format!("WS#{}", unique()));
+    let s = &p.store;
+    let listed =
+        |sk: &str, lk: Option<&str>| Item { list_key: lk.map(str::to_owned), ..item(&pk, sk, 1, json!({"sk": sk})) };
+    // Sort keys and list keys in opposite orders.
+    for (sk, lk) in [("C#1", "A#3"), ("C#2", "A#2"), ("C#3", "A#1"), ("C#4", "B#1"), ("C#5", "B#0")] {
+        s.put(&listed(sk, Some(lk)), Precondition::None).await.unwrap();
+    }
+    s.put(&listed("C#6", None), Precondition::None).await.unwrap();
+    s.put(&Item { list_key: Some("A#0".into()), ..item(&other, "C#9", 1, json!({})) }, Precondition::None)
+        .await
+        .unwrap();
+    let sks = |page: &shared::ports::Page| page.items.iter().map(|i| i.sk.clone()).collect::<Vec<_>>();
+    let first = s.listed(&pk, "", None, 2).await.unwrap();
+    assert_eq!(sks(&first), ["C#3", "C#2"]);
+    assert_eq!(first.items[0].list_key.as_deref(), Some("A#1"));
+    let second = s.listed(&pk, "", first.next.as_deref(), 2).await.unwrap();
+    assert_eq!(sks(&second), ["C#1", "C#5"]);
+    let last = s.listed(&pk, "", second.next.as_deref(), 2).await.unwrap();
+    assert_eq!((sks(&last), last.next.is_none()), (vec!["C#4".to_owned()], true));
+    let a = s.listed(&pk, "A#", None, 10).await.unwrap();
+    assert_eq!((sks(&a), a.next), (vec!["C#3".to_owned(), "C#2".into(), "C#1".into()], None));
+    // C#1 moves to B, C#2 leaves the index, C#3 is deleted.
+    s.put(&Item { version: 2, ..listed("C#1", Some("B#9")) }, Precondition::Version(1)).await.unwrap();
+    s.put(&Item { version: 2, ..listed("C#2", None) }, Precondition::Version(1)).await.unwrap();
+    s.delete(&pk, "C#3", Precondition::None).await.unwrap();
+    // The index may trail (DynamoDB's is eventually consistent; moto's and
+    // the embedded store's are not): what it lists is read as it is now.
+    let now = s.listed(&pk, "", None, 10).await.unwrap();
+    assert_eq!(sks(&now), ["C#5", "C#4", "C#1"]);
+    assert_eq!(now.items[2].version, 2);
+    assert!(s.listed(&pk, "A#", None, 10).await.unwrap().items.is_empty());
 }
 
 async fn vault_stores_versions_and_deletes(p: Ports) {

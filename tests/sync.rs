@@ -398,6 +398,7 @@ async fn a_held_lease_keeps_a_second_worker_off() {
         body: json!({"owner": "other", "until": (s.app.clock_now() + chrono::Duration::minutes(5)).to_rfc3339()}),
         due: None,
         expires_at: None,
+        list_key: None,
     };
     s.app.stack.app.repo.store().put(&lease, shared::ports::Precondition::Absent).await.unwrap();
     assert_eq!(run(&s, c, budget()).await.unwrap(), Outcome::Busy);

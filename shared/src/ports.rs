@@ -15,7 +15,9 @@ use crate::domain::events::ServiceEvent;
 
 /// One stored item: a partition key, a sort key, an optimistic-concurrency
 /// version and a JSON body. `due` places it in the sparse due-work index;
-/// `expires_at` (epoch seconds) lets the store drop it (TTL).
+/// `expires_at` (epoch seconds) lets the store drop it (TTL); `list_key`
+/// places it in the sparse list index of its partition (an order other than
+/// its sort key's, kept by the store with the item itself).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
     pub pk: String,
@@ -24,6 +26,7 @@ pub struct Item {
     pub body: serde_json::Value,
     pub due: Option<Due>,
     pub expires_at: Option<i64>,
+    pub list_key: Option<String>,
 }
 
 /// DynamoDB's item limit, 400 KB (AWS documents "400 KB"; moto refuses past
@@ -46,7 +49,7 @@ impl Item {
             }
         }
         const BOOKKEEPING: usize = 96;
-        self.pk.len() + self.sk.len() + value(&self.body) + BOOKKEEPING
+        self.pk.len() + self.sk.len() + self.list_key.as_ref().map_or(0, String::len) + value(&self.body) + BOOKKEEPING
     }
 }
 
@@ -91,6 +94,12 @@ pub trait StateStore: Send + Sync {
     async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError>;
     /// Items of one due shard that are due at or before `until`, earliest first.
     async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError>;
+    /// Items of one partition whose list key starts with `prefix`, in list
+    /// key order, after `after` (the `next` of the page before: opaque).
+    /// The index may trail the items a moment (DynamoDB's is eventually
+    /// consistent): each item is read as it is now, and one that has left
+    /// the prefix meanwhile is not returned.
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError>;
 }
 
 // --------------------------------------------------------------- secret vault

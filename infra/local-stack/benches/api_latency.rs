@@ -1,7 +1,7 @@
 //! API latency: `cargo bench -p local-stack --bench api_latency`.
 //!
 //! Boots the local stack (embedded adapters, in memory) on loopback, stores
-//! 50 and then 1,000 connections in one workspace (`API_BENCH_SIZES`), and
+//! 50, 1,000 and 10,000 connections in one workspace each (`API_BENCH_SIZES`), and
 //! times `GET /v1/connections` as an admin: one client in a row (p50 and
 //! p99), then 16 clients at once for two seconds (requests per second and
 //! p50), client and server on the same machine.
@@ -35,6 +35,9 @@ async fn seed(app: &shared::App, ws: &WorkspaceId, n: usize) {
         c.last_synced_at = Some(now);
         app.repo.create(&c).await.unwrap();
     }
+    // Stored by this version: every one is in the list index already.
+    let ready = shared::store::listing::ListIndexState { since: now, ready: true };
+    app.repo.set_list_index_state(ws, &ready).await.unwrap();
 }
 
 fn main() {
@@ -42,7 +45,7 @@ fn main() {
     let sizes: Vec<usize> = std::env::var("API_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![50, 1000]);
+        .unwrap_or_else(|| vec![50, 1000, 10_000]);
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());

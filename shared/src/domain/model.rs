@@ -537,6 +537,25 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Where a connection sits in its workspace's default list: those that
+    /// need someone first (disconnected, failing, waiting for consent,
+    /// syncing for the first time, then working), one rank a state.
+    pub fn attention_rank(&self) -> u8 {
+        Self::rank_of_state(self.status.state_name()).unwrap_or(4)
+    }
+
+    /// The rank of a state, by its name (`None`: no such state).
+    pub fn rank_of_state(state: &str) -> Option<u8> {
+        match state {
+            "disconnected" => Some(0),
+            "error" => Some(1),
+            "pending_authorization" => Some(2),
+            "initial_sync_in_progress" => Some(3),
+            "connected" => Some(4),
+            _ => None,
+        }
+    }
+
     /// A new connection waiting for its credentials to be accepted, with
     /// no sync history.
     #[allow(clippy::too_many_arguments)]

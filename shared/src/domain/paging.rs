@@ -72,6 +72,26 @@ pub fn cursor_at(shape: &str, offset: usize) -> String {
     B64.encode(format!("{offset}.{}", fingerprint(shape)))
 }
 
+/// The cursor of a page read from an index: the position it ended at,
+/// bound to the list `shape`.
+pub fn cursor_after(shape: &str, position: &str) -> String {
+    B64.encode(format!("@{position}.{}", fingerprint(shape)))
+}
+
+/// The position a cursor of [`cursor_after`] names (`None` without one); a
+/// cursor of another list, or of a list read whole, is refused.
+pub fn position_of(shape: &str, cursor: Option<&str>) -> Result<Option<String>, Error> {
+    let bad =
+        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
+    let Some(c) = cursor else { return Ok(None) };
+    let text = B64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
+    let (position, fp) = text.strip_prefix('@').and_then(|t| t.rsplit_once('.')).ok_or_else(bad)?;
+    if fp != fingerprint(shape) {
+        return Err(bad());
+    }
+    Ok(Some(position.to_owned()))
+}
+
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 #[cfg(test)]
@@ -92,5 +112,12 @@ mod tests {
         assert!(page(items.clone(), "a", Some("garbage"), 3).is_err());
         assert_eq!(limit(None).unwrap(), DEFAULT_PAGE);
         assert!(limit(Some("0")).is_err() && limit(Some("501")).is_err() && limit(Some("x")).is_err());
+        // A position in an index, bound to its list; an offset cursor is not one.
+        let at = cursor_after("a", "K4.123\nx.y");
+        assert_eq!(position_of("a", Some(&at)).unwrap().as_deref(), Some("K4.123\nx.y"));
+        assert_eq!(position_of("a", None).unwrap(), None);
+        assert!(position_of("b", Some(&at)).is_err(), "another list's");
+        assert!(position_of("a", cursor.as_deref()).is_err(), "an offset cursor");
+        assert!(offset_of("a", Some(&at)).is_err(), "a position is no offset");
     }
 }

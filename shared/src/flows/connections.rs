@@ -10,6 +10,7 @@ use crate::domain::error::Error;
 use crate::domain::ids::*;
 use crate::domain::input::{check_name, select_streams};
 use crate::domain::messages::SyncJob;
+use crate::domain::paging;
 use crate::domain::*;
 
 /// Filters and order of `GET /v1/connections`.
@@ -38,9 +39,88 @@ pub async fn visible(app: &App, caller: &Caller) -> Result<Vec<Connection>, Erro
     Ok(all.into_iter().map(|v| v.value).filter(|c| caller.may_see(c)).collect())
 }
 
-/// The connections of the caller's workspace. Default order: disconnected
-/// first, then errors, then the rest; newest first within.
-pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<Connection>, Error> {
+/// How many connections out of place in the list index one listing puts
+/// into it (a workspace of more takes a few listings).
+const REINDEX_PER_LISTING: usize = 1_000;
+/// How long after the first rewrite a second one runs before the list index
+/// is trusted: a function of the version before may still be running (and
+/// writing connections without their place) for up to its timeout.
+const REINDEX_SETTLE_MINUTES: i64 = 15;
+
+/// A page of the connections of the caller's workspace. Default order:
+/// disconnected first, then errors, then waiting for consent, then the
+/// first sync, then the rest; newest first within. That order (filtered by
+/// status or not) is read a page at a time from the list index, however
+/// many connections there are; other orders and filters, and a client
+/// viewer's list, are read whole, then paged.
+pub async fn list(
+    app: &App,
+    caller: &Caller,
+    query: &ListQuery,
+    ask: &paging::PageAsk,
+) -> Result<(Vec<Connection>, Option<String>), Error> {
+    let ws = &caller.workspace_id;
+    let shape = query.shape();
+    let default_order = caller.clients.is_none()
+        && query.platform.is_none()
+        && query.client.is_none()
+        && query.sort.as_deref().is_none_or(|s| s == "status");
+    let rank = match query.status.as_deref() {
+        None => Some(None),
+        Some(state) => Connection::rank_of_state(state).map(Some),
+    };
+    // A cursor of the list read whole goes on read whole (the index may
+    // have become trusted between two pages).
+    let after = paging::position_of(&shape, ask.cursor.as_deref());
+    if let (true, Some(rank), Ok(after)) = (default_order, rank, after) {
+        if list_index_ready(app, ws).await {
+            match app.repo.connections_listed(ws, rank, after, ask.limit).await {
+                Ok((page, next)) => return Ok((page, next.map(|n| paging::cursor_after(&shape, &n)))),
+                Err(e) => tracing::warn!(error = %e, "the list index could not be read; the list is read whole"),
+            }
+        }
+    }
+    paging::page(list_whole(app, caller, query).await?, &shape, ask.cursor.as_deref(), ask.limit)
+}
+
+/// Whether the workspace's connections can be paged from the list index.
+/// Connections stored by the version before the index are not in it until
+/// rewritten: the first listing rewrites them (a thousand at a time), and
+/// once a rewrite finds none left a settling time after the first, the
+/// index is trusted.
+async fn list_index_ready(app: &App, ws: &WorkspaceId) -> bool {
+    let ready = async {
+        let state = app.repo.list_index_state(ws).await?;
+        if state.as_ref().is_some_and(|s| s.ready) {
+            return Ok::<_, Error>(true);
+        }
+        let now = app.clock.now();
+        let out_of_place = app.repo.reindex_connections(ws, REINDEX_PER_LISTING).await?;
+        match state {
+            None => {
+                let first = crate::store::listing::ListIndexState { since: now, ready: false };
+                app.repo.set_list_index_state(ws, &first).await?;
+                Ok(false)
+            }
+            Some(s) if out_of_place == 0 && now - s.since >= chrono::Duration::minutes(REINDEX_SETTLE_MINUTES) => {
+                // The index answers (DynamoDB builds a new one for a while).
+                app.repo.connections_listed(ws, None, None, 1).await?;
+                app.repo.set_list_index_state(ws, &crate::store::listing::ListIndexState { ready: true, ..s }).await?;
+                tracing::info!(workspace = %ws, "connections are paged from the list index from now on");
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+        }
+    };
+    ready.await.unwrap_or_else(|e| {
+        tracing::warn!(workspace = %ws, error = %e, "the list index is not trusted yet");
+        false
+    })
+}
+
+/// The connections of the caller's workspace, filtered and sorted, read
+/// whole.
+async fn list_whole(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<Connection>, Error> {
     let mut list: Vec<Connection> = visible(app, caller)
         .await?
         .into_iter()
@@ -48,15 +128,13 @@ pub async fn list(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec<C
         .filter(|c| query.platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
         .filter(|c| query.client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
         .collect();
-    let rank = |c: &Connection| match c.status.state_name() {
-        "disconnected" => 0,
-        "error" => 1,
-        "pending_authorization" => 2,
-        "initial_sync_in_progress" => 3,
-        _ => 4,
-    };
+    let rank = Connection::attention_rank;
     match query.sort.as_deref().unwrap_or("status") {
-        "status" => list.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.created_at.cmp(&a.created_at))),
+        // As the list index orders them: newest first to the millisecond, then by id.
+        "status" => list.sort_by(|a, b| {
+            let newest = |c: &Connection| std::cmp::Reverse(c.created_at.timestamp_millis());
+            rank(a).cmp(&rank(b)).then(newest(a).cmp(&newest(b))).then(a.id.cmp(&b.id))
+        }),
         "platform" => list.sort_by(|a, b| a.platform.cmp(&b.platform).then(a.name.cmp(&b.name))),
         "client" => list.sort_by(|a, b| {
             let name = |c: &Connection| c.client.as_ref().map(|cl| cl.name.to_lowercase());

@@ -27,7 +27,7 @@ pub enum SendClaim {
 }
 
 fn item(ws: &WorkspaceId, sk: String, version: u64, body: serde_json::Value) -> Item {
-    Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None }
+    Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None, list_key: None }
 }
 
 fn to_body<T: Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {

@@ -33,6 +33,7 @@ fn claim_item(
         body: serde_json::json!({"connection_id": conn, "claimed_at": now}),
         due: None,
         expires_at: None,
+        list_key: None,
     }
 }
 

@@ -14,7 +14,7 @@ impl Repo {
         let (pk, sk) = keys::install(claim);
         let body = serde_json::to_value(install).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let due = Some(Due { shard: keys::INSTALL_SHARD, at: install.expires_at.timestamp() });
-        let item = Item { pk, sk, version: 1, body, due, expires_at: None };
+        let item = Item { pk, sk, version: 1, body, due, expires_at: None, list_key: None };
         self.store().put(&item, Precondition::Absent).await?;
         Ok(())
     }

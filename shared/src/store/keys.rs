@@ -8,7 +8,8 @@
 //!
 //! | partition | sort key | what |
 //! |---|---|---|
-//! | `WS#{ws}` | `CONN#{id}` | a connection |
+//! | `WS#{ws}` | `CONN#{id}` | a connection (in the list index at `CONN#{rank}#{countdown}#{id}`) |
+//! | `WS#{ws}` | `LISTINDEX` | whether the workspace's connections are all in the list index |
 //! | `WS#{ws}` | `AUTH#{id}` | an authorization (in the due index) |
 //! | `WS#{ws}` | `ACCTS#{auth}#{list}#{chunk}` | a chunk of the accounts a grant reaches, as one discovery listed them |
 //! | `WS#{ws}` | `MEMBER#{user}` | a member |
@@ -114,11 +115,35 @@ impl Entity for Connection {
             None => self.next_sync_at.map(|at| Due { shard, at: at.timestamp() }),
         }
     }
+    fn list_key(&self) -> Option<String> {
+        Some(connection_list_key(self))
+    }
 }
 
 pub(super) fn connection_sk(id: &ConnectionId) -> String {
     format!("CONN#{id}")
 }
+
+/// A connection's place in its workspace's list index: the default order
+/// of `GET /v1/connections` (by attention rank, newest first, then id), so
+/// a page of it is one query however many connections there are.
+pub(super) fn connection_list_key(c: &Connection) -> String {
+    let countdown = 9_999_999_999_999i64 - c.created_at.timestamp_millis();
+    format!("{}{countdown:013}#{}", connections_ranked(c.attention_rank()), c.id)
+}
+
+/// The list-index prefix of the connections of one rank (all: none).
+pub(super) fn connections_ranked(rank: u8) -> String {
+    format!("CONN#{rank}#")
+}
+
+/// The list-index prefix of every connection.
+pub(super) const CONNECTIONS_LISTED: &str = "CONN#";
+
+/// The item that says whether a workspace's connections are all in the
+/// list index (written by the service version before it was, they are not
+/// until rewritten).
+pub(super) const LIST_INDEX_STATE: &str = "LISTINDEX";
 
 impl Entity for Authorization {
     const KIND: &'static str = "authorization";

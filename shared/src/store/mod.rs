@@ -9,6 +9,7 @@ pub mod alerts;
 pub mod api_keys;
 pub mod installs;
 pub mod keys;
+pub mod listing;
 pub mod oauth_state;
 pub mod outbox;
 pub mod queues;
@@ -53,6 +54,11 @@ pub trait Entity: Serialize + DeserializeOwned {
     fn expires_at(&self) -> Option<i64> {
         None
     }
+    /// Where it sits in its partition's list index (the order its list
+    /// route pages in), if anywhere.
+    fn list_key(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What a change decided, in [`Repo::update_with_retry`].
@@ -88,6 +94,7 @@ impl Repo {
             body,
             due: value.due(),
             expires_at: value.expires_at(),
+            list_key: value.list_key(),
         })
     }
 

@@ -18,7 +18,8 @@ impl Repo {
     ) -> Result<(), Error> {
         let (pk, sk) = keys::oauth_state(state);
         let body = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let item = Item { pk, sk, version: 1, body, due: None, expires_at: Some(expires_at.timestamp()) };
+        let item =
+            Item { pk, sk, version: 1, body, due: None, expires_at: Some(expires_at.timestamp()), list_key: None };
         self.store().put(&item, Precondition::Absent).await?;
         Ok(())
     }
@@ -45,7 +46,8 @@ impl Repo {
     ) -> Result<(), Error> {
         let (pk, sk) = keys::oauth_launch(token);
         let body = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let item = Item { pk, sk, version: 1, body, due: None, expires_at: Some(expires_at.timestamp()) };
+        let item =
+            Item { pk, sk, version: 1, body, due: None, expires_at: Some(expires_at.timestamp()), list_key: None };
         self.store().put(&item, Precondition::Absent).await?;
         Ok(())
     }

@@ -22,7 +22,9 @@ impl Repo {
         let (pk, sk) = keys::outbox(key);
         let body = serde_json::to_value(message).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let due = Some(Due { shard: keys::OUTBOX_SHARD, at: now.timestamp() });
-        self.store().put(&Item { pk, sk, version: 1, body, due, expires_at: None }, Precondition::None).await?;
+        self.store()
+            .put(&Item { pk, sk, version: 1, body, due, expires_at: None, list_key: None }, Precondition::None)
+            .await?;
         Ok(())
     }
 

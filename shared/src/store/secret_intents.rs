@@ -29,6 +29,7 @@ impl Repo {
             body: serde_json::json!({"secret": secret.0}),
             due: Some(Due { shard: keys::SECRET_INTENT_SHARD, at: due_at.timestamp() }),
             expires_at: None,
+            list_key: None,
         };
         // Written again by a retry of the same write: the newer stands.
         self.store().put(&item, Precondition::None).await?;

@@ -12,7 +12,9 @@ impl Repo {
     pub async fn suppress_email(&self, email: &str, s: &EmailSuppression) -> Result<(), Error> {
         let (pk, sk) = keys::suppression(email);
         let body = serde_json::to_value(s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.store().put(&Item { pk, sk, version: 1, body, due: None, expires_at: None }, Precondition::None).await?;
+        self.store()
+            .put(&Item { pk, sk, version: 1, body, due: None, expires_at: None, list_key: None }, Precondition::None)
+            .await?;
         Ok(())
     }
 

@@ -43,6 +43,7 @@ impl Repo {
             body: serde_json::json!({"owner": owner, "until": until.to_rfc3339()}),
             due: None,
             expires_at: Some(until.timestamp() + 3600),
+            list_key: None,
         };
         match self.store().put(&item, pre).await {
             Ok(()) => Ok(Some(version)),

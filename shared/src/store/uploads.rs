@@ -10,7 +10,7 @@ use crate::domain::ids::{ConnectionId, UploadId, UserId, WorkspaceId};
 use crate::ports::{Item, Precondition};
 
 fn control(ws: &WorkspaceId, sk: String, version: u64, body: serde_json::Value) -> Item {
-    Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None }
+    Item { pk: workspace_pk(ws), sk, version, body, due: None, expires_at: None, list_key: None }
 }
 
 fn conflict(e: StoreError) -> Error {
@@ -101,7 +101,10 @@ impl Repo {
         // The store drops it a day after it expires.
         let ttl = Some(expires_at.timestamp() + 86_400);
         self.store()
-            .put(&Item { pk: pk.clone(), sk, version: 1, body, due: None, expires_at: ttl }, Precondition::Absent)
+            .put(
+                &Item { pk: pk.clone(), sk, version: 1, body, due: None, expires_at: ttl, list_key: None },
+                Precondition::Absent,
+            )
             .await?;
         let reference = control(ws, keys::upload_token_ref(connection, &pk), 1, serde_json::json!({}));
         self.store().put(&reference, Precondition::Absent).await?;

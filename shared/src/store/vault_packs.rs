@@ -193,6 +193,7 @@ impl PackedVault {
                 body: serde_json::json!({"next": slot + 1}),
                 due: None,
                 expires_at: None,
+                list_key: None,
             };
             match self.store.put(&item, pre).await {
                 Ok(()) => {
@@ -234,6 +235,7 @@ impl PackedVault {
             body: serde_json::json!({"version": next.version, "writes": writes, "spilled": next.spilled}),
             due: None,
             expires_at: None,
+            list_key: None,
         };
         let pre = if head.item_version == 0 { Precondition::Absent } else { Precondition::Version(head.item_version) };
         match self.store.put(&item, pre).await {

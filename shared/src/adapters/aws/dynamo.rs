@@ -12,10 +12,16 @@ use crate::ports::{Due, Item, Page, Precondition, StateStore};
 
 /// The name of the sparse due-work index.
 pub const DUE_INDEX: &str = "due";
+/// The name of the sparse list index (partition `pk`, sort `lk`; keys only:
+/// a write that leaves an item's list key as it was costs the index nothing).
+pub const LIST_INDEX: &str = "list";
+/// How often keys BatchGetItem leaves unprocessed (throttled) are asked again.
+const BATCH_GET_ATTEMPTS: usize = 5;
 
 /// The state store on one DynamoDB table. Attributes: `pk`, `sk`, `v`
 /// (version), `body` (a map), `due_shard`/`due_at` (only on items with due
-/// work: the sparse index), `ttl` (epoch seconds).
+/// work: the sparse index), `ttl` (epoch seconds), `lk` (only on items in a
+/// list index).
 #[derive(Clone)]
 pub struct DynamoStore {
     client: super::Lazy<Client>,
@@ -57,6 +63,9 @@ fn to_attrs(item: &Item) -> Result<Attrs, StoreError> {
     if let Some(t) = item.expires_at {
         a.insert("ttl".into(), n(t));
     }
+    if let Some(lk) = &item.list_key {
+        a.insert("lk".into(), s(lk));
+    }
     Ok(a)
 }
 
@@ -96,6 +105,7 @@ fn from_attrs(a: Attrs) -> Result<Item, StoreError> {
         body,
         due,
         expires_at: get_n(&a, "ttl")?,
+        list_key: a.get("lk").and_then(|v| v.as_s().ok()).cloned(),
     })
 }
 
@@ -106,6 +116,22 @@ fn condition(pre: Precondition) -> (Option<&'static str>, Option<(String, Attrib
         Precondition::Absent => (Some("attribute_not_exists(pk)"), None),
         Precondition::Exists => (Some("attribute_exists(pk)"), None),
         Precondition::Version(v) => (Some("v = :expected"), Some((":expected".into(), n(v)))),
+    }
+}
+
+/// A query of partition `:pk` where `key` starts with `prefix` (the whole
+/// partition for an empty one: DynamoDB takes no empty string in a key
+/// condition).
+fn within(
+    req: aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    key: &str,
+    prefix: &str,
+) -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder {
+    if prefix.is_empty() {
+        req.key_condition_expression("pk = :pk")
+    } else {
+        req.key_condition_expression(format!("pk = :pk AND begins_with({key}, :prefix)"))
+            .expression_attribute_values(":prefix", s(prefix))
     }
 }
 
@@ -191,12 +217,7 @@ impl StateStore for DynamoStore {
             .consistent_read(true)
             .expression_attribute_values(":pk", s(pk))
             .limit(limit.clamp(1, 1000) as i32);
-        req = if sk_prefix.is_empty() {
-            req.key_condition_expression("pk = :pk")
-        } else {
-            req.key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":prefix", s(sk_prefix))
-        };
+        req = within(req, "sk", sk_prefix);
         if let Some(after) = after {
             req = req.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(after));
         }
@@ -223,6 +244,63 @@ impl StateStore for DynamoStore {
             .map_err(unavailable)?;
         out.items.unwrap_or_default().into_iter().map(from_attrs).collect()
     }
+
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let client = self.client.get().await;
+        // The page's keys from the index, in its order...
+        let mut req = client
+            .query()
+            .table_name(&self.table)
+            .index_name(LIST_INDEX)
+            .expression_attribute_values(":pk", s(pk))
+            .limit(limit.clamp(1, 100) as i32);
+        req = within(req, "lk", prefix);
+        if let Some((lk, sk)) = after.and_then(|a| a.split_once('\n')) {
+            req =
+                req.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(sk)).exclusive_start_key("lk", s(lk));
+        }
+        let out = req.send().await.map_err(unavailable)?;
+        let next = out.last_evaluated_key.as_ref().and_then(|k| {
+            let (lk, sk) = (k.get("lk")?.as_s().ok()?, k.get("sk")?.as_s().ok()?);
+            Some(format!("{lk}\n{sk}"))
+        });
+        let order: Vec<String> = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|k| k.get("sk").and_then(|v| v.as_s().ok()).cloned())
+            .collect();
+        // ...then the items as they are now (the index is eventually
+        // consistent), read together.
+        let mut found: HashMap<String, Item> = HashMap::new();
+        let mut wanted: Vec<Attrs> =
+            order.iter().map(|sk| Attrs::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])).collect();
+        for _ in 0..BATCH_GET_ATTEMPTS {
+            if wanted.is_empty() {
+                break;
+            }
+            let keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut wanted)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let got = client.batch_get_item().request_items(&self.table, keys).send().await.map_err(unavailable)?;
+            for a in got.responses.and_then(|mut r| r.remove(&self.table)).unwrap_or_default() {
+                let item = from_attrs(a)?;
+                found.insert(item.sk.clone(), item);
+            }
+            wanted = got.unprocessed_keys.and_then(|mut u| u.remove(&self.table)).map(|k| k.keys).unwrap_or_default();
+        }
+        if !wanted.is_empty() {
+            return Err(StoreError::Unavailable("DynamoDB left keys of a list page unread (throttled)".into()));
+        }
+        let items = order
+            .iter()
+            .filter_map(|sk| found.remove(sk))
+            .filter(|i| i.list_key.as_deref().is_some_and(|lk| lk.starts_with(prefix)))
+            .collect();
+        Ok(Page { items, next })
+    }
 }
 
 fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, String> {
@@ -242,6 +320,13 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Str
         .projection(Projection::builder().projection_type(ProjectionType::All).build())
         .build()
         .map_err(|e| e.to_string())?;
+    let list = GlobalSecondaryIndex::builder()
+        .index_name(LIST_INDEX)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("lk", KeyType::Range)?)
+        .projection(Projection::builder().projection_type(ProjectionType::KeysOnly).build())
+        .build()
+        .map_err(|e| e.to_string())?;
     let created = client
         .create_table()
         .table_name(table)
@@ -250,9 +335,11 @@ pub(crate) async fn create_table(client: &Client, table: &str) -> Result<(), Str
         .attribute_definitions(attr("sk", ScalarAttributeType::S)?)
         .attribute_definitions(attr("due_shard", ScalarAttributeType::S)?)
         .attribute_definitions(attr("due_at", ScalarAttributeType::N)?)
+        .attribute_definitions(attr("lk", ScalarAttributeType::S)?)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(index)
+        .global_secondary_indexes(list)
         .send()
         .await;
     match created {

@@ -15,9 +15,31 @@ struct Stored {
     body: serde_json::Value,
     due: Option<(u16, i64)>,
     expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    list_key: Option<String>,
 }
 
 type Table = BTreeMap<String, BTreeMap<String, Stored>>;
+
+/// The list index: each partition's (list key, sort key) pairs, in order.
+type Lists = BTreeMap<String, std::collections::BTreeSet<(String, String)>>;
+
+fn lists_of(table: &Table) -> Lists {
+    let mut lists = Lists::new();
+    for (pk, p) in table {
+        for (sk, s) in p {
+            if let Some(lk) = &s.list_key {
+                lists.entry(pk.clone()).or_default().insert((lk.clone(), sk.clone()));
+            }
+        }
+    }
+    lists
+}
+
+/// Where a page of the list index goes on after (`{list key}\n{sort key}`).
+fn list_position(lk: &str, sk: &str) -> String {
+    format!("{lk}\n{sk}")
+}
 
 /// One change, as a line of `state.log`: what a key holds now (`None`:
 /// nothing). Written from borrowed parts, read back owned.
@@ -48,6 +70,7 @@ struct Log {
 
 struct State {
     table: Table,
+    lists: Lists,
     log: Option<Log>,
 }
 
@@ -87,7 +110,7 @@ impl MemoryStore {
                 if let Ok(text) = std::fs::read(&path) {
                     for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                         let Ok(change) = serde_json::from_slice::<Change>(line) else { break };
-                        restore(&mut table, &change.pk, &change.sk, change.value);
+                        restore(&mut table, &mut Lists::new(), &change.pk, &change.sk, change.value);
                         lines += 1;
                         len += line.len() as u64 + 1;
                     }
@@ -96,7 +119,8 @@ impl MemoryStore {
                 Some(Log { file, lines, len, torn: false })
             }
         };
-        let store = Self { state: Mutex::new(State { table, log }), snapshot };
+        let lists = lists_of(&table);
+        let store = Self { state: Mutex::new(State { table, lists, log }), snapshot };
         let mut state = store.state.lock().expect("store lock");
         // A torn tail (or anything after it) is cut off by folding now.
         let on_disk = state.log.as_ref().and_then(|l| l.file.metadata().ok()).map_or(0, |m| m.len());
@@ -120,6 +144,7 @@ impl MemoryStore {
             body: s.body.clone(),
             due: s.due.map(|(shard, at)| Due { shard, at }),
             expires_at: s.expires_at,
+            list_key: s.list_key.clone(),
         }
     }
 
@@ -187,21 +212,32 @@ fn open_log(path: &Path) -> std::io::Result<std::fs::File> {
     options.open(path)
 }
 
-/// Puts back what a key held (`None`: nothing).
-fn restore(table: &mut Table, pk: &str, sk: &str, value: Option<Stored>) {
-    match value {
-        Some(v) => {
-            table.entry(pk.to_owned()).or_default().insert(sk.to_owned(), v);
-        }
+/// Sets what a key holds (`None`: nothing), its place in the list index
+/// with it, and returns what it held.
+fn restore(table: &mut Table, lists: &mut Lists, pk: &str, sk: &str, value: Option<Stored>) -> Option<Stored> {
+    let listed = value.as_ref().and_then(|v| v.list_key.clone());
+    let previous = match value {
+        Some(v) => table.entry(pk.to_owned()).or_default().insert(sk.to_owned(), v),
         None => {
-            if let Some(p) = table.get_mut(pk) {
-                p.remove(sk);
-                if p.is_empty() {
-                    table.remove(pk);
-                }
+            let previous = table.get_mut(pk).and_then(|p| p.remove(sk));
+            if table.get(pk).is_some_and(BTreeMap::is_empty) {
+                table.remove(pk);
+            }
+            previous
+        }
+    };
+    if let Some(lk) = previous.as_ref().and_then(|p| p.list_key.clone()) {
+        if let Some(set) = lists.get_mut(pk) {
+            set.remove(&(lk, sk.to_owned()));
+            if set.is_empty() {
+                lists.remove(pk);
             }
         }
     }
+    if let Some(lk) = listed {
+        lists.entry(pk.to_owned()).or_default().insert((lk, sk.to_owned()));
+    }
+    previous
 }
 
 #[async_trait]
@@ -223,17 +259,16 @@ impl StateStore for MemoryStore {
         if !Self::holds(current, pre) {
             return Err(StoreError::ConditionFailed);
         }
-        let previous = state.table.entry(item.pk.clone()).or_default().insert(
-            item.sk.clone(),
-            Stored {
-                version: item.version,
-                body: item.body.clone(),
-                due: item.due.map(|d| (d.shard, d.at)),
-                expires_at: item.expires_at,
-            },
-        );
+        let stored = Stored {
+            version: item.version,
+            body: item.body.clone(),
+            due: item.due.map(|d| (d.shard, d.at)),
+            expires_at: item.expires_at,
+            list_key: item.list_key.clone(),
+        };
+        let previous = restore(&mut state.table, &mut state.lists, &item.pk, &item.sk, Some(stored));
         if let Err(e) = self.persist(state, &item.pk, &item.sk) {
-            restore(&mut state.table, &item.pk, &item.sk, previous);
+            restore(&mut state.table, &mut state.lists, &item.pk, &item.sk, previous);
             return Err(e);
         }
         Ok(())
@@ -250,9 +285,9 @@ impl StateStore for MemoryStore {
             return Ok(None);
         };
         let removed = Self::item(pk, sk, &old);
-        restore(&mut state.table, pk, sk, None);
+        restore(&mut state.table, &mut state.lists, pk, sk, None);
         if let Err(e) = self.persist(state, pk, sk) {
-            restore(&mut state.table, pk, sk, Some(old));
+            restore(&mut state.table, &mut state.lists, pk, sk, Some(old));
             return Err(e);
         }
         Ok(Some(removed))
@@ -292,6 +327,29 @@ impl StateStore for MemoryStore {
         items.truncate(limit);
         Ok(items)
     }
+
+    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
+        let state = self.state.lock().expect("store lock");
+        let (Some(set), Some(p)) = (state.lists.get(pk), state.table.get(pk)) else {
+            return Ok(Page::default());
+        };
+        let from = match after.and_then(|a| a.split_once('\n')) {
+            Some((lk, sk)) => std::ops::Bound::Excluded((lk.to_owned(), sk.to_owned())),
+            None => std::ops::Bound::Included((prefix.to_owned(), String::new())),
+        };
+        let mut found: Vec<(&String, &String)> = set
+            .range((from, std::ops::Bound::Unbounded))
+            .take_while(|(lk, _)| lk.starts_with(prefix))
+            .take(limit + 1)
+            .map(|(lk, sk)| (lk, sk))
+            .collect();
+        let next = (found.len() > limit).then(|| {
+            found.truncate(limit);
+            found.last().map(|(lk, sk)| list_position(lk, sk))
+        });
+        let items = found.iter().filter_map(|(_, sk)| p.get(*sk).map(|s| Self::item(pk, sk, s))).collect();
+        Ok(Page { items, next: next.flatten() })
+    }
 }
 
 #[cfg(test)]
@@ -306,6 +364,7 @@ mod tests {
             body: serde_json::json!({ "n": n }),
             due: None,
             expires_at: None,
+            list_key: None,
         }
     }
 

@@ -59,12 +59,6 @@ fn reach_view(id: &AuthorizationId, reach: &crate::flows::accounts::Reach) -> se
     })
 }
 
-/// The `limit` and `cursor` of a page of accounts.
-fn page_ask(request: &Request) -> Result<crate::domain::paging::PageAsk, Error> {
-    let limit = crate::domain::paging::limit(super::query(request, "limit").as_deref())?;
-    Ok(crate::domain::paging::PageAsk { cursor: super::cursor_param(request)?, limit })
-}
-
 /// `GET /v1/authorizations/{id}/accounts`: what the grant reaches.
 pub(super) async fn accounts(
     app: &App,
@@ -73,7 +67,7 @@ pub(super) async fn accounts(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
-    let reach = crate::flows::accounts::reach(app, caller, &id, &page_ask(request)?).await?;
+    let reach = crate::flows::accounts::reach(app, caller, &id, &super::page_ask(request)?).await?;
     Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
 }
 
@@ -85,6 +79,6 @@ pub(super) async fn discover(
     request: &Request,
 ) -> Result<Response<Body>, Error> {
     let id = AuthorizationId::parse(param(params, "id"))?;
-    let reach = crate::flows::accounts::rediscover(app, caller, &id, &page_ask(request)?).await?;
+    let reach = crate::flows::accounts::rediscover(app, caller, &id, &super::page_ask(request)?).await?;
     Ok(json(StatusCode::OK, &reach_view(&id, &reach)))
 }

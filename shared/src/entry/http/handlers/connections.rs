@@ -38,8 +38,7 @@ pub(super) async fn list(app: &App, caller: &Caller, request: &Request) -> Resul
         client: filter("client")?,
         sort: filter("sort")?,
     };
-    let list = connections::list(app, caller, &q).await?;
-    let (page, next) = super::paged(request, &q.shape(), list)?;
+    let (page, next) = connections::list(app, caller, &q, &super::page_ask(request)?).await?;
     let now = app.clock.now();
     #[derive(serde::Serialize)]
     struct Listed<'a> {

@@ -116,6 +116,12 @@ pub(super) fn paged<T>(request: &Request, shape: &str, items: Vec<T>) -> Result<
     crate::domain::paging::page(items, shape, cursor.as_deref(), limit)
 }
 
+/// The `limit` and `cursor` of a page read from the store.
+pub(super) fn page_ask(request: &Request) -> Result<crate::domain::paging::PageAsk, Error> {
+    let limit = crate::domain::paging::limit(query(request, "limit").as_deref())?;
+    Ok(crate::domain::paging::PageAsk { cursor: cursor_param(request)?, limit })
+}
+
 /// A paging `cursor`, if given: never empty (an empty one is a mistake, not
 /// the first page).
 pub(super) fn cursor_param(request: &Request) -> Result<Option<String>, Error> {
