@@ -95,7 +95,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The workspace's connections, disconnected first. */
+        /**
+         * The workspace's connections, disconnected first.
+         * @description The workspace's connections, disconnected first (then errors, waiting for consent, the first sync, the rest; newest first within). In that order, alone or with `status`, a page is read from an index: its cost does not grow with the workspace. Other sorts and filters, and a client viewer's list, are read whole, then paged. A cursor belongs to its filters and sort; one of another list is refused (422 invalid_input).
+         */
         get: operations["listConnections"];
         put?: never;
         /** A data source or export destination on an existing authorization of the workspace (staff). The member needs no platform permission: it uses the grant of the member who authorized. Sources queue their initial sync. */
@@ -957,8 +960,10 @@ export interface components {
                 available?: boolean;
                 reason?: string | null;
             }[];
-            /** @description The next page of `accounts` (same `limit`); null on the last page. */
+            /** @description The next page of `accounts` (same `limit`); null on the last page. A cursor pages the list of one discovery: after the grant is discovered again it is refused (422 invalid_input), and the first page is read again. */
             next_cursor?: string | null;
+            /** @description How many accounts the platform listed at discovered_at (every page of `accounts` together). */
+            total?: number | null;
         };
     };
     responses: {
