@@ -74,8 +74,12 @@ pub async fn list(
     let after = paging::position_of(&shape, ask.cursor.as_deref());
     if let (true, Some(rank), Ok(after)) = (default_order, rank, after) {
         if list_index_ready(app, ws).await {
+            let paging_on = after.is_some();
             match app.repo.connections_listed(ws, rank, after, ask.limit).await {
                 Ok((page, next)) => return Ok((page, next.map(|n| paging::cursor_after(&shape, &n)))),
+                // A later page's cursor names a place in the index: that
+                // page is the index's to give (try again), not the whole list's.
+                Err(e) if paging_on => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "the list index could not be read; the list is read whole"),
             }
         }
