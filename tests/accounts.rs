@@ -357,84 +357,6 @@ async fn an_agency_grant_reaching_thousands_of_accounts_is_kept_paged_chosen_and
     assert!(repo.account_chunk(&auth.workspace_id, &auth.id, &now.list, 0).await.unwrap().is_none());
 }
 
-/// Names another discovery's list (of the same generation) just before
-/// the first chunk of a discovery's own list is written: two discoveries
-/// at once, the other one naming its list first.
-struct RivalNamesFirst {
-    inner: std::sync::Arc<dyn shared::ports::StateStore>,
-    rival: std::sync::Mutex<Option<AccountsIndex>>,
-}
-
-#[async_trait::async_trait]
-impl shared::ports::StateStore for RivalNamesFirst {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<shared::ports::Item>, shared::domain::error::StoreError> {
-        self.inner.get(pk, sk).await
-    }
-    async fn put(
-        &self,
-        item: &shared::ports::Item,
-        pre: shared::ports::Precondition,
-    ) -> Result<(), shared::domain::error::StoreError> {
-        let armed = item.sk.starts_with("ACCTS#") && self.rival.lock().unwrap().is_none();
-        if armed {
-            let ws = WorkspaceId::parse(item.pk.strip_prefix("WS#").unwrap()).unwrap();
-            let auth = AuthorizationId::parse(item.sk.split('#').nth(1).unwrap()).unwrap();
-            let accounts = vec![SubAccount {
-                id: "act_2".into(),
-                name: Some("Rival".into()),
-                currency: None,
-                time_zone: None,
-                params: Default::default(),
-            }];
-            let rival = AccountsIndex::new_list(None, chrono::Utc::now(), std::slice::from_ref(&accounts));
-            *self.rival.lock().unwrap() = Some(rival.clone());
-            let repo = shared::store::Repo::new(self.inner.clone());
-            repo.put_account_chunks(&ws, &auth, &rival.list, vec![accounts]).await.unwrap();
-            repo.update_authorization(&ws, &auth, move |a| {
-                a.accounts = Some(rival.clone());
-                Ok(shared::store::Change::Save(()))
-            })
-            .await
-            .unwrap();
-        }
-        self.inner.put(item, pre).await
-    }
-    async fn delete(
-        &self,
-        pk: &str,
-        sk: &str,
-        pre: shared::ports::Precondition,
-    ) -> Result<Option<shared::ports::Item>, shared::domain::error::StoreError> {
-        self.inner.delete(pk, sk, pre).await
-    }
-    async fn query(
-        &self,
-        pk: &str,
-        sk_prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
-        self.inner.query(pk, sk_prefix, after, limit).await
-    }
-    async fn due(
-        &self,
-        shard: u16,
-        until: i64,
-        limit: usize,
-    ) -> Result<Vec<shared::ports::Item>, shared::domain::error::StoreError> {
-        self.inner.due(shard, until, limit).await
-    }
-    async fn listed(
-        &self,
-        pk: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
-        self.inner.listed(pk, prefix, after, limit).await
-    }
-}
-
 /// Two discoveries at once: the one that names its list second does not
 /// replace the first's, drops its own, and decides nothing.
 #[tokio::test]
@@ -446,23 +368,46 @@ async fn a_discovery_that_finds_another_list_named_first_keeps_it() {
                            "name_pointer": "/name"});
     let overrides =
         json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
-    let wrapper: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<RivalNamesFirst>>>> = Default::default();
-    let hook = wrapper.clone();
-    let app = crate::harness::spawn_app_wrapped(
-        Backend::Embedded,
-        &[("CATALOG_OVERRIDES", overrides.as_str())],
-        move |inner| {
-            let store = std::sync::Arc::new(RivalNamesFirst { inner, rival: Default::default() });
-            *hook.lock().unwrap() = Some(store.clone());
-            store
-        },
-    )
+    // Just before the first chunk of the discovery's own list is written,
+    // another discovery of the same generation names its list.
+    let named: std::sync::Arc<std::sync::Mutex<Option<AccountsIndex>>> = Default::default();
+    let rival_named = named.clone();
+    let before_put: crate::harness::PutHook = std::sync::Arc::new(move |inner, item| {
+        let rival_named = rival_named.clone();
+        Box::pin(async move {
+            if !item.sk.starts_with("ACCTS#") || rival_named.lock().unwrap().is_some() {
+                return;
+            }
+            let ws = WorkspaceId::parse(item.pk.strip_prefix("WS#").unwrap()).unwrap();
+            let auth = AuthorizationId::parse(item.sk.split('#').nth(1).unwrap()).unwrap();
+            let accounts = vec![SubAccount {
+                id: "act_2".into(),
+                name: Some("Rival".into()),
+                currency: None,
+                time_zone: None,
+                params: Default::default(),
+            }];
+            let rival = AccountsIndex::new_list(None, chrono::Utc::now(), std::slice::from_ref(&accounts));
+            *rival_named.lock().unwrap() = Some(rival.clone());
+            let repo = shared::store::Repo::new(inner);
+            repo.put_account_chunks(&ws, &auth, &rival.list, vec![accounts]).await.unwrap();
+            repo.update_authorization(&ws, &auth, move |a| {
+                a.accounts = Some(rival.clone());
+                Ok(shared::store::Change::Save(()))
+            })
+            .await
+            .unwrap();
+        })
+    });
+    let env = [("CATALOG_OVERRIDES", overrides.as_str())];
+    let app = crate::harness::spawn_app_wrapped(Backend::Embedded, &env, move |inner| {
+        crate::harness::HookedStore::new(inner, Some(before_put))
+    })
     .await;
     let auth = crate::lifecycle::seed(&app, "ws_race", None).await;
     let ws = &auth.workspace_id;
     let mine = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id).await.unwrap();
-    let rival =
-        wrapper.lock().unwrap().as_ref().unwrap().rival.lock().unwrap().clone().expect("the rival named its list");
+    let rival = named.lock().unwrap().clone().expect("the rival named its list");
     assert_eq!((mine.generation, rival.generation), (1, 1), "a tie");
     let repo = &app.stack.app.repo;
     let kept = repo.authorization(ws, &auth.id).await.unwrap().value.accounts.unwrap();

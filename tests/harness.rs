@@ -13,6 +13,7 @@ use shared::adapters::{
     clock::{ManualClock, SystemClock},
 };
 use shared::config::Config;
+use shared::domain::error::StoreError;
 use shared::ports::Clock;
 use shared::wiring::{App, EmbeddedPorts, Ports};
 
@@ -518,4 +519,74 @@ pub async fn leave_orphan_secret(app: &TestApp, secret: &shared::domain::SecretR
         .await;
     assert!(failed.is_err());
     assert!(a.vault.get(&secret.0).await.unwrap().is_some());
+}
+
+/// What a [`HookedStore`] runs before a put: the inner store, and the item.
+pub type PutHook = Arc<
+    dyn Fn(
+            Arc<dyn shared::ports::StateStore>,
+            shared::ports::Item,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// A state store that passes every call through, where a test may step in:
+/// work of its own before a put (a rival writer, say), or the list index
+/// made unreadable.
+pub struct HookedStore {
+    pub inner: Arc<dyn shared::ports::StateStore>,
+    pub before_put: Option<PutHook>,
+    pub listed_fails: std::sync::atomic::AtomicBool,
+}
+
+impl HookedStore {
+    pub fn new(inner: Arc<dyn shared::ports::StateStore>, before_put: Option<PutHook>) -> Arc<Self> {
+        Arc::new(Self { inner, before_put, listed_fails: Default::default() })
+    }
+}
+
+#[async_trait::async_trait]
+impl shared::ports::StateStore for HookedStore {
+    async fn get(&self, pk: &str, sk: &str) -> Result<Option<shared::ports::Item>, StoreError> {
+        self.inner.get(pk, sk).await
+    }
+    async fn put(&self, item: &shared::ports::Item, pre: shared::ports::Precondition) -> Result<(), StoreError> {
+        if let Some(hook) = &self.before_put {
+            hook(self.inner.clone(), item.clone()).await;
+        }
+        self.inner.put(item, pre).await
+    }
+    async fn delete(
+        &self,
+        pk: &str,
+        sk: &str,
+        pre: shared::ports::Precondition,
+    ) -> Result<Option<shared::ports::Item>, StoreError> {
+        self.inner.delete(pk, sk, pre).await
+    }
+    async fn query(
+        &self,
+        pk: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<shared::ports::Page, StoreError> {
+        self.inner.query(pk, prefix, after, limit).await
+    }
+    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<shared::ports::Item>, StoreError> {
+        self.inner.due(shard, until, limit).await
+    }
+    async fn listed(
+        &self,
+        pk: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<shared::ports::Page, StoreError> {
+        if self.listed_fails.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("injected: the list index is throttled".into()));
+        }
+        self.inner.listed(pk, prefix, after, limit).await
+    }
 }

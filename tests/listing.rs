@@ -10,7 +10,7 @@ use shared::domain::ids::*;
 use shared::domain::*;
 use shared::ports::{Item, Precondition};
 
-use crate::harness::{error_code, spawn_app_on, Backend, TestApp};
+use crate::harness::{error_code, spawn_app_on, Backend, HookedStore, TestApp};
 
 both!(connections_page_from_the_list_index_once_every_one_is_in_it);
 
@@ -165,63 +165,15 @@ async fn connections_page_from_the_list_index_once_every_one_is_in_it(backend: B
     assert_eq!(by_platform.len(), expected.len());
 }
 
-/// The store, failing reads of the list index while `failing` is set.
-struct IndexDown {
-    inner: std::sync::Arc<dyn shared::ports::StateStore>,
-    failing: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait::async_trait]
-impl shared::ports::StateStore for IndexDown {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, shared::domain::error::StoreError> {
-        self.inner.get(pk, sk).await
-    }
-    async fn put(&self, item: &Item, pre: Precondition) -> Result<(), shared::domain::error::StoreError> {
-        self.inner.put(item, pre).await
-    }
-    async fn delete(
-        &self,
-        pk: &str,
-        sk: &str,
-        pre: Precondition,
-    ) -> Result<Option<Item>, shared::domain::error::StoreError> {
-        self.inner.delete(pk, sk, pre).await
-    }
-    async fn query(
-        &self,
-        pk: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
-        self.inner.query(pk, prefix, after, limit).await
-    }
-    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, shared::domain::error::StoreError> {
-        self.inner.due(shard, until, limit).await
-    }
-    async fn listed(
-        &self,
-        pk: &str,
-        prefix: &str,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<shared::ports::Page, shared::domain::error::StoreError> {
-        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(shared::domain::error::StoreError::Unavailable("injected: the index is throttled".into()));
-        }
-        self.inner.listed(pk, prefix, after, limit).await
-    }
-}
-
 /// The index unreadable: a first page is read whole instead (complete);
 /// a later page, whose cursor names a place in the index, says to try again
 /// rather than answer from another list.
 #[tokio::test]
 async fn an_unreadable_index_falls_back_to_the_whole_list_for_a_first_page_only() {
-    let hook: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<IndexDown>>>> = Default::default();
+    let hook: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<HookedStore>>>> = Default::default();
     let keep = hook.clone();
     let app = crate::harness::spawn_app_wrapped(Backend::Embedded, &[], move |inner| {
-        let store = std::sync::Arc::new(IndexDown { inner, failing: Default::default() });
+        let store = HookedStore::new(inner, None);
         *keep.lock().unwrap() = Some(store.clone());
         store
     })
@@ -236,7 +188,7 @@ async fn an_unreadable_index_falls_back_to_the_whole_list_for_a_first_page_only(
     let admin = app.token("ws_index_down", "a", "admin").await;
     let first: Value = app.get_json("/v1/connections?limit=2", &admin).await;
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
-    hook.lock().unwrap().as_ref().unwrap().failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    hook.lock().unwrap().as_ref().unwrap().listed_fails.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ids, _) = ids_of_every_page(&app, &admin, "limit=10").await;
     assert_eq!(ids.len(), 5, "a first page read whole");
     let r = app.http.get(app.url(&format!("/v1/connections?limit=2&cursor={cursor}"))).bearer_auth(&admin);
