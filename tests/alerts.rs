@@ -23,14 +23,7 @@ async fn sent(app: &TestApp, to_domain: &str) -> Vec<(String, String, String)> {
             .map(|(_, e)| (e.to[0].clone(), e.subject, format!("{}\n{}", e.text, e.html)))
             .collect(),
         None => {
-            let data: Value = crate::harness::client()
-                .get(format!("{}/moto-api/data.json", crate::harness::moto()))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let data = crate::harness::moto_data().await;
             data["ses"]["Message"]
                 .as_array()
                 .cloned()

@@ -590,3 +590,21 @@ impl shared::ports::StateStore for HookedStore {
         self.inner.listed(pk, prefix, after, limit).await
     }
 }
+
+/// moto's whole state (`/moto-api/data.json`). moto builds it by walking
+/// its backends while other tests write to them, and now and then answers
+/// a 500 ("dictionary changed size during iteration"): asked again then.
+pub async fn moto_data() -> serde_json::Value {
+    let url = format!("{}/moto-api/data.json", moto());
+    let mut last = String::new();
+    for _ in 0..5 {
+        let r = client().get(&url).send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        match serde_json::from_str(&text) {
+            Ok(v) if status.is_success() => return v,
+            _ => last = format!("{status}: {}", text.chars().take(200).collect::<String>()),
+        }
+    }
+    panic!("moto's data.json answered no state five times; the last: {last}");
+}
