@@ -225,6 +225,7 @@ async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
     assert_eq!(status, 200, "{reach}");
     let ids: Vec<&str> = reach["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["act_1", "act_2", "act_3"], "both pages");
+    assert_eq!(reach["complete"], true, "{reach}");
     let asked = fake.requests_to("/me/adaccounts");
     assert_eq!(asked[0].query.get("limit").map(String::as_str), Some("2"), "pages as large as the entry asks");
     let body = json!({"authorization_id": auth.id, "name": "Third", "account_id": "act_3"});
@@ -236,31 +237,38 @@ async fn every_page_of_the_accounts_list_is_read_before_anything_is_decided() {
     assert!(!matches!(c.status, Status::Disconnected { .. }), "{:?}", c.status);
 }
 
-/// A list with more pages than are read (a hundred) is kept as far as it
-/// was read, and no connection is taken for gone against it.
-#[tokio::test]
-async fn past_the_pages_read_no_account_is_taken_for_gone() {
-    use crate::harness::{FakePlatform, Recorded, Reply};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Arc;
-    // Endless pages of one account each, numbered from `from`.
-    let from = Arc::new(AtomicU64::new(0));
-    let start = from.clone();
-    let fake = FakePlatform::start(move |r: &Recorded| {
+/// Endless pages of Meta's ad accounts, one account each, numbered from
+/// `from`.
+fn endless_pages(
+    from: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> impl Fn(&crate::harness::Recorded) -> crate::harness::Reply + Send + Sync + 'static {
+    move |r| {
         let host = r.headers["host"].to_str().unwrap().to_owned();
-        let n: u64 = r.query.get("after").map_or(start.load(Ordering::SeqCst), |a| a.parse().unwrap());
-        Reply::Json(
+        let first = from.load(std::sync::atomic::Ordering::SeqCst);
+        let n: u64 = r.query.get("after").map_or(first, |a| a.parse().unwrap());
+        crate::harness::Reply::Json(
             200,
             json!({"data": [{"id": format!("act_{n}"), "name": "A"}],
                    "paging": {"next": format!("http://{host}/me/adaccounts?fields=id,name&after={}", n + 1)}}),
         )
-    })
-    .await;
+    }
+}
+
+/// A list with more pages than are read (a hundred) is kept as far as it
+/// was read, and no connection is taken for gone against it.
+#[tokio::test]
+async fn past_the_pages_read_no_account_is_taken_for_gone() {
+    use crate::harness::FakePlatform;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let from = Arc::new(AtomicU64::new(0));
+    let fake = FakePlatform::start(endless_pages(from.clone())).await;
     let (app, auth, staff) = paged_accounts(&fake, "ws_many").await;
     let discover = format!("/v1/authorizations/{}/discover", auth.id);
     let (status, reach) = post(&app, &staff, &discover, json!({})).await;
     assert_eq!(status, 200, "{reach}");
     assert_eq!(reach["accounts"].as_array().unwrap().len(), shared::flows::accounts::MAX_ACCOUNT_PAGES);
+    assert_eq!((reach["complete"].as_bool(), reach["total"].as_u64()), (Some(false), Some(100)), "{reach}");
     let body = json!({"authorization_id": auth.id, "name": "Fifth", "account_id": "act_5"});
     let (status, fifth) = post(&app, &staff, "/v1/connections", body).await;
     assert_eq!(status, 201, "{fifth}");
@@ -406,7 +414,8 @@ async fn a_discovery_that_finds_another_list_named_first_keeps_it() {
     .await;
     let auth = crate::lifecycle::seed(&app, "ws_race", None).await;
     let ws = &auth.workspace_id;
-    let mine = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id).await.unwrap();
+    let deadline = tokio::time::Instant::now() + shared::flows::accounts::DISCOVERY_BUDGET;
+    let mine = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id, deadline).await.unwrap();
     let rival = named.lock().unwrap().clone().expect("the rival named its list");
     assert_eq!((mine.generation, rival.generation), (1, 1), "a tie");
     let repo = &app.stack.app.repo;
@@ -417,4 +426,22 @@ async fn a_discovery_that_finds_another_list_named_first_keeps_it() {
     let left: Vec<&str> = left.items.iter().map(|i| i.sk.as_str()).collect();
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(left[0].contains(&rival.list), "{left:?}");
+}
+
+/// Out of time (the API's function has 15 seconds), discovery asks for no
+/// more pages: the list read so far is kept and offered, marked
+/// incomplete, and no connection is taken for gone against it.
+#[tokio::test]
+async fn out_of_time_discovery_keeps_what_it_read_as_incomplete() {
+    let fake = crate::harness::FakePlatform::start(endless_pages(Default::default())).await;
+    let (app, auth, staff) = paged_accounts(&fake, "ws_late").await;
+    // A deadline already past: the first page only.
+    let ws = &auth.workspace_id;
+    let now = tokio::time::Instant::now();
+    let index = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id, now).await.unwrap();
+    assert_eq!((index.count(), index.partial), (1, true));
+    assert_eq!(fake.requests_to("/me/adaccounts").len(), 1);
+    let (status, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!((reach["complete"].as_bool(), reach["total"].as_u64()), (Some(false), Some(1)), "{reach}");
 }

@@ -964,6 +964,8 @@ export interface components {
             next_cursor?: string | null;
             /** @description How many accounts the platform listed at discovered_at (every page of `accounts` together). */
             total?: number | null;
+            /** @description Whether every page of the platform's list was read. False when the platform lists more than was read (100 pages at most, or the 10 seconds discovery has when asked through the API): the accounts read are kept and offered, and no connection is taken for gone against them; ask again (POST …/discover) later. */
+            complete?: boolean | null;
         };
     };
     responses: {

@@ -237,6 +237,10 @@ pub struct AccountsIndex {
     pub at: DateTime<Utc>,
     /// How many accounts each chunk holds, in order.
     pub chunks: Vec<u32>,
+    /// Not every page of the platform's list was read (past the pages read
+    /// at most, or the time discovery had).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 /// The most bytes of accounts (as JSON) one chunk holds: well inside an
@@ -248,7 +252,7 @@ impl AccountsIndex {
     pub fn new_list(before: Option<&AccountsIndex>, at: DateTime<Utc>, chunks: &[Vec<SubAccount>]) -> Self {
         let generation = before.map_or(0, |b| b.generation) + 1;
         let list = format!("{generation:010}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        AccountsIndex { list, generation, at, chunks: chunks.iter().map(|c| c.len() as u32).collect() }
+        AccountsIndex { list, generation, at, chunks: chunks.iter().map(|c| c.len() as u32).collect(), partial: false }
     }
 
     /// The generation a list's name gives (`None`: not a list's name).

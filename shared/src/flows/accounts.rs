@@ -2,10 +2,11 @@
 //! demand, the platform is asked (the catalog's discovery request: Google
 //! Ads accessible customers, Meta ad accounts, Amazon Ads profiles, GA4
 //! accounts, X Ads accounts); the answer is kept in items of its own, named
-//! on the authorization, and offered a page at a time, and a connection chooses the sub-account it syncs (one grant,
-//! many connections, one per client). A sub-account that disappears
-//! disconnects the connections that synced it, with the reason. Streams the
-//! grant's scopes do not cover are shown as unavailable, with the reason.
+//! on the authorization, and offered a page at a time; a connection chooses
+//! the sub-account it syncs (one grant, many connections, one per client).
+//! A sub-account that disappears disconnects the connections that synced
+//! it, with the reason. Streams the grant's scopes do not cover are shown
+//! as unavailable, with the reason.
 
 use serde::Serialize;
 
@@ -26,6 +27,11 @@ pub const ACCOUNT_PARAM: &str = "account_id";
 /// The most pages of accounts read (Meta's ad accounts asked 100 a page:
 /// 10,000 accounts; Pinterest's 250, GA4's 200).
 pub const MAX_ACCOUNT_PAGES: usize = 100;
+
+/// How long discovery asked through the API reads pages (its function has
+/// 15 seconds): past it, the list read so far is kept, marked incomplete,
+/// rather than the function stopped with nothing kept.
+pub const DISCOVERY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A stream of the platform, and whether this grant can read it.
 #[derive(Clone, Debug, Serialize)]
@@ -52,11 +58,20 @@ pub struct AccountsPage {
     /// When the platform was asked, and how many it listed.
     pub at: chrono::DateTime<chrono::Utc>,
     pub count: usize,
+    /// Whether every page of the platform's list was read.
+    pub complete: bool,
 }
 
 /// Asks the platform what the grant reaches, keeps it, and disconnects the
-/// connections whose sub-account is gone.
-pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Result<AccountsIndex, Error> {
+/// connections whose sub-account is gone. No page is asked for past
+/// `deadline` (the first always is): the list read by then is kept,
+/// incomplete, and no account is taken for gone against it.
+pub async fn discover(
+    app: &App,
+    ws: &WorkspaceId,
+    id: &AuthorizationId,
+    deadline: tokio::time::Instant,
+) -> Result<AccountsIndex, Error> {
     let auth = app.repo.authorization(ws, id).await?.value;
     if let Status::Disconnected { reason } = auth.status {
         return Err(Error::ConnectionDisconnected { reason });
@@ -73,7 +88,10 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
     let mut accounts = Vec::new();
     let mut state = None;
     let mut whole = false;
-    for _ in 0..MAX_ACCOUNT_PAGES {
+    for page in 0..MAX_ACCOUNT_PAGES {
+        if page > 0 && tokio::time::Instant::now() >= deadline {
+            break;
+        }
         let url = super::sync::with_page(base.clone(), spec.paged(), state.as_ref())?;
         let request = match &spec.soap {
             Some(soap) => platform::soap_post(entry, url, &vars, &creds, soap)?,
@@ -102,7 +120,7 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
         }
     }
     if !whole {
-        tracing::warn!(authorization = %id, accounts = accounts.len(), "the accounts list has more pages than are read; none is taken as gone");
+        tracing::warn!(authorization = %id, accounts = accounts.len(), "the accounts list has more pages than were read in time; none is taken as gone");
     }
     let ids: std::collections::HashSet<String> = accounts.iter().map(|a| a.id.clone()).collect();
     let only = match accounts.as_slice() {
@@ -115,7 +133,8 @@ pub async fn discover(app: &App, ws: &WorkspaceId, id: &AuthorizationId) -> Resu
     // meets a half list, and a discovery that died leaves nothing the next
     // one keeps.
     let chunks = chunk_accounts(accounts, ACCOUNT_CHUNK_BYTES);
-    let index = AccountsIndex::new_list(auth.accounts.as_ref(), app.clock.now(), &chunks);
+    let mut index = AccountsIndex::new_list(auth.accounts.as_ref(), app.clock.now(), &chunks);
+    index.partial = !whole;
     app.repo.put_account_chunks(ws, id, &index.list, chunks).await?;
     let named = index.clone();
     let current = app
@@ -175,7 +194,8 @@ async fn kept_or_discovered(app: &App, auth: &Authorization) -> Result<Option<Ac
     match (&auth.accounts, &entry.discovery) {
         (Some(index), _) => Ok(Some(index.clone())),
         (None, Some(_)) if !matches!(auth.status, Status::Disconnected { .. }) => {
-            Ok(Some(discover(app, &auth.workspace_id, &auth.id).await?))
+            let deadline = tokio::time::Instant::now() + DISCOVERY_BUDGET;
+            Ok(Some(discover(app, &auth.workspace_id, &auth.id, deadline).await?))
         }
         _ => Ok(None),
     }
@@ -225,6 +245,7 @@ async fn accounts_page(
                 next_cursor: (end < count).then(|| paging::cursor_at(&shape, end)),
                 at: index.at,
                 count,
+                complete: !index.partial,
             });
         }
         // Replaced while read: the first page again, of the list named now.
@@ -270,7 +291,7 @@ pub async fn rediscover(
     ask: &paging::PageAsk,
 ) -> Result<Reach, Error> {
     caller.require(Role::Staff)?;
-    discover(app, &caller.workspace_id, id).await?;
+    discover(app, &caller.workspace_id, id, tokio::time::Instant::now() + DISCOVERY_BUDGET).await?;
     reach(app, caller, id, ask).await
 }
 

@@ -594,7 +594,9 @@ pub async fn callback(
     if let Ok(c) = &outcome {
         let has_discovery = app.catalog.get(pending.platform.as_str()).is_ok_and(|e| e.discovery.is_some());
         if has_discovery {
-            let asked = super::accounts::discover(app, &pending.workspace_id, &c.authorization_id);
+            // No page asked for in its last two seconds: what was read is kept.
+            let last_page = deadline.checked_sub(std::time::Duration::from_secs(2)).unwrap_or(deadline);
+            let asked = super::accounts::discover(app, &pending.workspace_id, &c.authorization_id, last_page);
             match tokio::time::timeout_at(deadline, asked).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => tracing::warn!(error = %e, "accounts not discovered at connect; ask again on demand"),

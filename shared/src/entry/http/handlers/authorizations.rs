@@ -55,6 +55,7 @@ fn reach_view(id: &AuthorizationId, reach: &crate::flows::accounts::Reach) -> se
         "next_cursor": page.and_then(|p| p.next_cursor.as_ref()),
         "discovered_at": page.map(|p| p.at),
         "total": page.map(|p| p.count),
+        "complete": page.map(|p| p.complete),
         "streams": reach.streams,
     })
 }
