@@ -8,7 +8,11 @@ use serde_json::{json, Value};
 use shared::domain::ids::*;
 use shared::domain::*;
 
-use crate::harness::{error_code, spawn_app_on, Backend, TestApp};
+use std::sync::Arc;
+
+use shared::ports::StateStore;
+
+use crate::harness::{error_code, spawn_app_on, Backend, HookedStore, TestApp};
 
 async fn get(app: &TestApp, token: &str, path: &str) -> (u16, Value) {
     let r = app.http.get(app.url(path)).bearer_auth(token).send().await.unwrap();
@@ -179,6 +183,17 @@ async fn paged_accounts_on(
     fake: &crate::harness::FakePlatform,
     ws: &str,
 ) -> (TestApp, Authorization, String) {
+    accounts_app(backend, fake, ws, |store| store).await
+}
+
+/// A grant of the sandbox whose accounts the fake lists (as Meta pages
+/// them), its app's store wrapped by `wrap`.
+async fn accounts_app(
+    backend: Backend,
+    fake: &crate::harness::FakePlatform,
+    ws: &str,
+    wrap: impl FnOnce(Arc<dyn StateStore>) -> Arc<dyn StateStore>,
+) -> (TestApp, Authorization, String) {
     let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
                            "name_pointer": "/name",
                            "pagination": {"style": "cursor_in_body", "next_pointer": "/paging/next", "param": "after"},
@@ -189,7 +204,7 @@ async fn paged_accounts_on(
     // moto vault's sandbox app.
     let prefix = format!("connections/{ws}");
     let env = [("CATALOG_OVERRIDES", overrides.as_str()), ("SECRET_PREFIX", prefix.as_str())];
-    let app = spawn_app_on(backend, &env).await;
+    let app = crate::harness::spawn_app_wrapped(backend, &env, wrap).await;
     let auth = crate::lifecycle::seed(&app, ws, None).await;
     let staff = app.token(ws, "u", "staff").await;
     (app, auth, staff)
@@ -369,50 +384,28 @@ async fn an_agency_grant_reaching_thousands_of_accounts_is_kept_paged_chosen_and
 /// replace the first's, drops its own, and decides nothing.
 #[tokio::test]
 async fn a_discovery_that_finds_another_list_named_first_keeps_it() {
-    use crate::harness::{FakePlatform, Recorded, Reply};
-    let fake =
-        FakePlatform::start(|_: &Recorded| Reply::Json(200, json!({"data": [{"id": "act_1", "name": "Mine"}]}))).await;
-    let discovery = json!({"path": "/me/adaccounts?fields=id,name", "list_pointer": "/data", "id_pointer": "/id",
-                           "name_pointer": "/name"});
-    let overrides =
-        json!({"platforms": {"sandbox_oauth": {"api": {"base_url": fake.base}, "discovery": discovery}}}).to_string();
+    let fake = one_account().await;
     // Just before the first chunk of the discovery's own list is written,
     // another discovery of the same generation names its list.
-    let named: std::sync::Arc<std::sync::Mutex<Option<AccountsIndex>>> = Default::default();
+    let named: Arc<std::sync::Mutex<Option<AccountsIndex>>> = Default::default();
     let rival_named = named.clone();
-    let before_put: crate::harness::PutHook = std::sync::Arc::new(move |inner, item| {
+    let before_put: crate::harness::Hook<shared::ports::Item> = Arc::new(move |inner, item| {
         let rival_named = rival_named.clone();
         Box::pin(async move {
             if !item.sk.starts_with("ACCTS#") || rival_named.lock().unwrap().is_some() {
-                return;
+                return Ok(());
             }
             let ws = WorkspaceId::parse(item.pk.strip_prefix("WS#").unwrap()).unwrap();
             let auth = AuthorizationId::parse(item.sk.split('#').nth(1).unwrap()).unwrap();
-            let accounts = vec![SubAccount {
-                id: "act_2".into(),
-                name: Some("Rival".into()),
-                currency: None,
-                time_zone: None,
-                params: Default::default(),
-            }];
-            let rival = AccountsIndex::new_list(None, chrono::Utc::now(), std::slice::from_ref(&accounts));
-            *rival_named.lock().unwrap() = Some(rival.clone());
-            let repo = shared::store::Repo::new(inner);
-            repo.put_account_chunks(&ws, &auth, &rival.list, vec![accounts]).await.unwrap();
-            repo.update_authorization(&ws, &auth, move |a| {
-                a.accounts = Some(rival.clone());
-                Ok(shared::store::Change::Save(()))
-            })
-            .await
-            .unwrap();
+            let rival = name_rival_list(inner, &ws, &auth, None, "act_2").await;
+            *rival_named.lock().unwrap() = Some(rival);
+            Ok(())
         })
     });
-    let env = [("CATALOG_OVERRIDES", overrides.as_str())];
-    let app = crate::harness::spawn_app_wrapped(Backend::Embedded, &env, move |inner| {
-        crate::harness::HookedStore::new(inner, Some(before_put))
-    })
-    .await;
-    let auth = crate::lifecycle::seed(&app, "ws_race", None).await;
+    let wrap = move |inner| -> Arc<dyn StateStore> {
+        Arc::new(HookedStore { before_put: Some(before_put), ..HookedStore::new(inner) })
+    };
+    let (app, auth, _) = accounts_app(Backend::Embedded, &fake, "ws_race", wrap).await;
     let ws = &auth.workspace_id;
     let deadline = tokio::time::Instant::now() + shared::flows::accounts::DISCOVERY_BUDGET;
     let mine = shared::flows::accounts::discover(&app.stack.app, ws, &auth.id, deadline).await.unwrap();
@@ -444,4 +437,118 @@ async fn out_of_time_discovery_keeps_what_it_read_as_incomplete() {
     let (status, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
     assert_eq!(status, 200, "{reach}");
     assert_eq!((reach["complete"].as_bool(), reach["total"].as_u64()), (Some(false), Some(1)), "{reach}");
+}
+
+/// Another discovery's list, of one account `id`, written and named on the
+/// grant (replacing `before`).
+async fn name_rival_list(
+    inner: Arc<dyn StateStore>,
+    ws: &WorkspaceId,
+    auth: &AuthorizationId,
+    before: Option<&AccountsIndex>,
+    id: &str,
+) -> AccountsIndex {
+    let repo = shared::store::Repo::new(inner);
+    let accounts =
+        vec![SubAccount { id: id.into(), name: None, currency: None, time_zone: None, params: Default::default() }];
+    let rival = AccountsIndex::new_list(before, chrono::Utc::now(), std::slice::from_ref(&accounts));
+    repo.put_account_chunks(ws, auth, &rival.list, vec![accounts]).await.unwrap();
+    let named = rival.clone();
+    repo.update_authorization(ws, auth, move |a| {
+        a.accounts = Some(named.clone());
+        Ok(shared::store::Change::Save(()))
+    })
+    .await
+    .unwrap();
+    rival
+}
+
+/// A discovery with one account, `act_1`.
+async fn one_account() -> crate::harness::FakePlatform {
+    let one = json!({"data": [{"id": "act_1", "name": "One"}]});
+    crate::harness::FakePlatform::start(move |_: &crate::harness::Recorded| {
+        crate::harness::Reply::Json(200, one.clone())
+    })
+    .await
+}
+
+/// A list whose chunk is gone while the grant still names it (only a
+/// removal in progress leaves that): reading it, or choosing from it, is a
+/// conflict to try again, not an empty list or a refused account.
+#[tokio::test]
+async fn a_named_list_missing_a_chunk_is_a_conflict() {
+    let fake = one_account().await;
+    let (app, auth, staff) = paged_accounts(&fake, "ws_lost_chunk").await;
+    let path = format!("/v1/authorizations/{}/accounts", auth.id);
+    assert_eq!(post(&app, &staff, &format!("/v1/authorizations/{}/discover", auth.id), json!({})).await.0, 200);
+    let store = app.stack.app.repo.store().clone();
+    let pk = shared::store::workspace_pk(&auth.workspace_id);
+    for chunk in store.query(&pk, "ACCTS#", None, 10).await.unwrap().items {
+        store.delete(&pk, &chunk.sk, shared::ports::Precondition::None).await.unwrap();
+    }
+    let (status, body) = get(&app, &staff, &path).await;
+    assert_eq!((status, error_code(&body).as_str()), (409, "conflict"), "{body}");
+    let create = json!({"authorization_id": auth.id, "name": "One", "account_id": "act_1"});
+    let (status, body) = post(&app, &staff, "/v1/connections", create).await;
+    assert_eq!((status, error_code(&body).as_str()), (409, "conflict"), "{body}");
+}
+
+/// Another discovery replaces the list while a first page is read: the
+/// first page of the list named now is answered.
+#[tokio::test]
+async fn a_list_replaced_while_read_answers_the_new_lists_first_page() {
+    let fake = one_account().await;
+    let armed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trigger = armed.clone();
+    let before_get: crate::harness::Hook<String> = Arc::new(move |inner, sk| {
+        let replace = sk.starts_with("ACCTS#") && trigger.swap(false, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if !replace {
+                return Ok(());
+            }
+            // The rival discovery: its list written and named, the old dropped.
+            let repo = shared::store::Repo::new(inner.clone());
+            let ws = WorkspaceId::parse("ws_replaced").unwrap();
+            let auth_id = AuthorizationId::parse(sk.split('#').nth(1).unwrap()).unwrap();
+            let before = repo.authorization(&ws, &auth_id).await.unwrap().value.accounts;
+            let rival = name_rival_list(inner, &ws, &auth_id, before.as_ref(), "act_new").await;
+            repo.drop_account_lists(&ws, &auth_id, Some(&rival)).await.unwrap();
+            Ok(())
+        })
+    });
+    let wrap = move |inner| -> Arc<dyn StateStore> {
+        Arc::new(HookedStore { before_get: Some(before_get), ..HookedStore::new(inner) })
+    };
+    let (app, auth, staff) = accounts_app(Backend::Embedded, &fake, "ws_replaced", wrap).await;
+    assert_eq!(post(&app, &staff, &format!("/v1/authorizations/{}/discover", auth.id), json!({})).await.0, 200);
+    armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, reach) = get(&app, &staff, &format!("/v1/authorizations/{}/accounts", auth.id)).await;
+    assert_eq!(status, 200, "{reach}");
+    assert_eq!(reach["accounts"][0]["id"], "act_new", "{reach}");
+    assert!(!armed.load(std::sync::atomic::Ordering::SeqCst), "the rival ran while the page was read");
+}
+
+/// The grant is removed while its accounts are discovered: the discovery
+/// fails as not found, and leaves no list behind.
+#[tokio::test]
+async fn a_grant_removed_during_discovery_keeps_no_list() {
+    let fake = one_account().await;
+    let before_put: crate::harness::Hook<shared::ports::Item> = Arc::new(move |inner, item| {
+        Box::pin(async move {
+            if item.sk.starts_with("ACCTS#") {
+                let auth = format!("AUTH#{}", item.sk.split('#').nth(1).unwrap());
+                inner.delete(&item.pk, &auth, shared::ports::Precondition::None).await?;
+            }
+            Ok(())
+        })
+    });
+    let wrap = move |inner| -> Arc<dyn StateStore> {
+        Arc::new(HookedStore { before_put: Some(before_put), ..HookedStore::new(inner) })
+    };
+    let (app, auth, staff) = accounts_app(Backend::Embedded, &fake, "ws_removed", wrap).await;
+    let (status, body) = post(&app, &staff, &format!("/v1/authorizations/{}/discover", auth.id), json!({})).await;
+    assert_eq!((status, error_code(&body).as_str()), (404, "not_found"), "{body}");
+    let pk = shared::store::workspace_pk(&auth.workspace_id);
+    let left = app.stack.app.repo.store().query(&pk, "ACCTS#", None, 10).await.unwrap();
+    assert!(left.items.is_empty(), "{:?}", left.items.iter().map(|i| &i.sk).collect::<Vec<_>>());
 }

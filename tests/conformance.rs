@@ -338,6 +338,14 @@ struct Request {
     answers: Vec<(&'static str, String)>,
 }
 
+/// Where an answer says its next page is, when it says so in its body.
+fn next_page_pointer(pagination: &Pagination) -> Option<String> {
+    match pagination {
+        Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
+        _ => None,
+    }
+}
+
 fn requests(entry: &PlatformEntry) -> Vec<Request> {
     let vars = vars(entry);
     let creds = Credentials {
@@ -350,71 +358,44 @@ fn requests(entry: &PlatformEntry) -> Vec<Request> {
         let r = platform::api_get(entry, url.clone(), &vars, &creds).expect("the request builds");
         r.headers().keys().map(|k| k.as_str().to_owned()).collect()
     };
+    // A GET, its answer read for a list (and where the next page is).
+    let get = |what: String, url: url::Url, records_pointer: Option<String>, pagination: Option<&Pagination>| {
+        let next_pointer = pagination.and_then(next_page_pointer);
+        let headers = headers(&url);
+        Request {
+            what,
+            method: "GET".into(),
+            body_fields: vec![],
+            headers,
+            url,
+            records_pointer,
+            next_pointer,
+            answers: vec![],
+        }
+    };
     let mut out = Vec::new();
     if let Some(identity) = entry.identity.as_ref().filter(|i| i.graphql.is_none() && i.soap.is_none()) {
         let url = platform::api_url(entry, &identity.path, &vars).expect("identity URL");
-        out.push(Request {
-            what: "identity".into(),
-            method: "GET".into(),
-            body_fields: vec![],
-            headers: headers(&url),
-            url,
-            records_pointer: None,
-            next_pointer: None,
-            answers: vec![],
-        });
+        out.push(get("identity".into(), url, None, None));
     }
     if let Some(key) = &entry.api_key {
         let url = platform::api_url(entry, &key.validate.path, &vars).expect("key check URL");
-        out.push(Request {
-            what: "key check".into(),
-            method: "GET".into(),
-            body_fields: vec![],
-            headers: headers(&url),
-            url,
-            records_pointer: None,
-            next_pointer: None,
-            answers: vec![],
-        });
+        out.push(get("key check".into(), url, None, None));
     }
     // What a grant reaches (a SOAP discovery is held to its WSDL below).
     if let Some(spec) = entry.discovery.as_ref().filter(|d| d.soap.is_none()) {
         let url = platform::accounts::first_url(entry, spec, &vars, &creds).expect("discovery URL");
-        let next_pointer = match &spec.pagination {
-            Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
-            _ => None,
-        };
-        out.push(Request {
-            what: "discovery".into(),
-            method: "GET".into(),
-            body_fields: vec![],
-            headers: headers(&url),
-            url,
-            records_pointer: Some(spec.list_pointer.clone()),
-            next_pointer,
-            answers: vec![],
-        });
+        out.push(get("discovery".into(), url, Some(spec.list_pointer.clone()), Some(&spec.pagination)));
     }
     for stream in entry.streams.iter().filter(|s| s.graphql.is_none()) {
-        let next_pointer = match &stream.pagination {
-            Pagination::CursorInBody { next_pointer, .. } => Some(next_pointer.clone()),
-            _ => None,
-        };
         if let Some(spec) = &stream.report {
+            let next_pointer = next_page_pointer(&stream.pagination);
             out.extend(report_requests(entry, stream, spec, &vars, &creds, next_pointer));
             continue;
         }
         let url = platform::stream_first_url(entry, stream, &vars, None).expect("stream URL");
-        out.push(Request {
-            what: format!("stream {}", stream.name),
-            method: "GET".into(),
-            body_fields: vec![],
-            headers: headers(&url),
-            url,
-            records_pointer: Some(stream.records_pointer.clone()),
-            next_pointer,
-            answers: vec![],
-        });
+        let records = Some(stream.records_pointer.clone());
+        out.push(get(format!("stream {}", stream.name), url, records, Some(&stream.pagination)));
     }
     out
 }

@@ -521,39 +521,45 @@ pub async fn leave_orphan_secret(app: &TestApp, secret: &shared::domain::SecretR
     assert!(a.vault.get(&secret.0).await.unwrap().is_some());
 }
 
-/// What a [`HookedStore`] runs before a put: the inner store, and the item.
-pub type PutHook = Arc<
+/// What a [`HookedStore`] runs before a call: the inner store, and what the
+/// call is about (the item put, the sort key read). An error fails the call
+/// without it reaching the store.
+pub type Hook<T> = Arc<
     dyn Fn(
             Arc<dyn shared::ports::StateStore>,
-            shared::ports::Item,
-        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            T,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), StoreError>> + Send>>
         + Send
         + Sync,
 >;
 
 /// A state store that passes every call through, where a test may step in:
-/// work of its own before a put (a rival writer, say), or the list index
-/// made unreadable.
+/// work of its own before a put or a read (a rival writer, a crash), or
+/// the list index made unreadable.
 pub struct HookedStore {
     pub inner: Arc<dyn shared::ports::StateStore>,
-    pub before_put: Option<PutHook>,
+    pub before_put: Option<Hook<shared::ports::Item>>,
+    pub before_get: Option<Hook<String>>,
     pub listed_fails: std::sync::atomic::AtomicBool,
 }
 
 impl HookedStore {
-    pub fn new(inner: Arc<dyn shared::ports::StateStore>, before_put: Option<PutHook>) -> Arc<Self> {
-        Arc::new(Self { inner, before_put, listed_fails: Default::default() })
+    pub fn new(inner: Arc<dyn shared::ports::StateStore>) -> Self {
+        Self { inner, before_put: None, before_get: None, listed_fails: Default::default() }
     }
 }
 
 #[async_trait::async_trait]
 impl shared::ports::StateStore for HookedStore {
     async fn get(&self, pk: &str, sk: &str) -> Result<Option<shared::ports::Item>, StoreError> {
+        if let Some(hook) = &self.before_get {
+            hook(self.inner.clone(), sk.to_owned()).await?;
+        }
         self.inner.get(pk, sk).await
     }
     async fn put(&self, item: &shared::ports::Item, pre: shared::ports::Precondition) -> Result<(), StoreError> {
         if let Some(hook) = &self.before_put {
-            hook(self.inner.clone(), item.clone()).await;
+            hook(self.inner.clone(), item.clone()).await?;
         }
         self.inner.put(item, pre).await
     }

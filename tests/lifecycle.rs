@@ -3,18 +3,17 @@
 //! grant), transient failures that do not disconnect, and each refresh
 //! kind's policy on a controllable clock.
 
-use async_trait::async_trait;
 use chrono::Duration;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use shared::domain::error::StoreError;
 use shared::domain::ids::*;
 use shared::domain::tokens::TokenSet;
 use shared::domain::*;
-use shared::ports::{Due, Item, Page, Precondition, StateStore};
+use shared::ports::{Due, Item};
 
 use crate::harness::{
     spawn_app_on, spawn_app_with, spawn_app_wrapped, Backend, FakePlatform, Recorded, Reply, TestApp,
@@ -113,55 +112,35 @@ async fn a_revoked_grant_is_found_by_the_sweep_with_one_alert(backend: Backend) 
     assert!(drain_alerts(&app).await.is_empty());
 }
 
-/// Fails the next write of an authorization that releases its lease: the
-/// refresher "crashes" after the vault write, before recording the refresh.
-struct CrashAfterVault {
-    inner: Arc<dyn StateStore>,
-    armed: AtomicBool,
-}
-
-#[async_trait]
-impl StateStore for CrashAfterVault {
-    async fn get(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
-        self.inner.get(pk, sk).await
-    }
-    async fn put(&self, item: &Item, pre: Precondition) -> Result<(), StoreError> {
-        if item.sk.starts_with("AUTH#")
+/// Fails the next write of an authorization that releases its lease, once
+/// `armed`: the refresher "crashes" after the vault write, before recording
+/// the refresh.
+fn crash_after_vault(armed: Arc<AtomicBool>) -> crate::harness::Hook<Item> {
+    Arc::new(move |_, item| {
+        let crash = item.sk.starts_with("AUTH#")
             && item.body["refresh_lease"].is_null()
             && item.body["last_refreshed_at"].is_string()
-            && self.armed.swap(false, Ordering::SeqCst)
-        {
-            return Err(StoreError::Unavailable("simulated crash".into()));
-        }
-        self.inner.put(item, pre).await
-    }
-    async fn delete(&self, pk: &str, sk: &str, pre: Precondition) -> Result<Option<Item>, StoreError> {
-        self.inner.delete(pk, sk, pre).await
-    }
-    async fn query(&self, pk: &str, sk_prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
-        self.inner.query(pk, sk_prefix, after, limit).await
-    }
-    async fn due(&self, shard: u16, until: i64, limit: usize) -> Result<Vec<Item>, StoreError> {
-        self.inner.due(shard, until, limit).await
-    }
-    async fn listed(&self, pk: &str, prefix: &str, after: Option<&str>, limit: usize) -> Result<Page, StoreError> {
-        self.inner.listed(pk, prefix, after, limit).await
-    }
+            && armed.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            if crash {
+                return Err(StoreError::Unavailable("simulated crash".into()));
+            }
+            Ok(())
+        })
+    })
 }
 
 #[tokio::test]
 async fn rotation_keeps_the_newest_refresh_token_when_a_refresher_crashes() {
-    let crash: Arc<Mutex<Option<Arc<CrashAfterVault>>>> = Arc::default();
-    let hook = crash.clone();
+    let armed = Arc::new(AtomicBool::new(false));
+    let before_put = Some(crash_after_vault(armed.clone()));
     let app = spawn_app_wrapped(Backend::Embedded, &[], move |inner| {
-        let store = Arc::new(CrashAfterVault { inner, armed: AtomicBool::new(false) });
-        *hook.lock().unwrap() = Some(store.clone());
-        store
+        Arc::new(crate::harness::HookedStore { before_put, ..crate::harness::HookedStore::new(inner) })
     })
     .await;
     let (auth, conn) = connect_sandbox(&app, "ws_crash", "acct_crash").await;
     let first = tokens(&app, &auth).await;
-    crash.lock().unwrap().as_ref().unwrap().armed.store(true, Ordering::SeqCst);
+    armed.store(true, Ordering::SeqCst);
     // The refresh reaches the platform (the refresh token rotates) and the
     // vault, then the process dies before it records the refresh.
     let second =

@@ -165,19 +165,26 @@ async fn connections_page_from_the_list_index_once_every_one_is_in_it(backend: B
     assert_eq!(by_platform.len(), expected.len());
 }
 
+/// The embedded stack, its store one a test can step into.
+async fn app_with_hooked_store() -> (TestApp, std::sync::Arc<HookedStore>) {
+    let hook: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<HookedStore>>>> = Default::default();
+    let keep = hook.clone();
+    let app = crate::harness::spawn_app_wrapped(Backend::Embedded, &[], move |inner| {
+        let store = std::sync::Arc::new(HookedStore::new(inner));
+        *keep.lock().unwrap() = Some(store.clone());
+        store
+    })
+    .await;
+    let store = hook.lock().unwrap().clone().unwrap();
+    (app, store)
+}
+
 /// The index unreadable: a first page is read whole instead (complete);
 /// a later page, whose cursor names a place in the index, says to try again
 /// rather than answer from another list.
 #[tokio::test]
 async fn an_unreadable_index_falls_back_to_the_whole_list_for_a_first_page_only() {
-    let hook: std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<HookedStore>>>> = Default::default();
-    let keep = hook.clone();
-    let app = crate::harness::spawn_app_wrapped(Backend::Embedded, &[], move |inner| {
-        let store = HookedStore::new(inner, None);
-        *keep.lock().unwrap() = Some(store.clone());
-        store
-    })
-    .await;
+    let (app, store) = app_with_hooked_store().await;
     let ws = WorkspaceId::parse("ws_index_down").unwrap();
     let now = app.clock_now();
     for n in 0..5 {
@@ -188,10 +195,45 @@ async fn an_unreadable_index_falls_back_to_the_whole_list_for_a_first_page_only(
     let admin = app.token("ws_index_down", "a", "admin").await;
     let first: Value = app.get_json("/v1/connections?limit=2", &admin).await;
     let cursor = first["next_cursor"].as_str().unwrap().to_owned();
-    hook.lock().unwrap().as_ref().unwrap().listed_fails.store(true, std::sync::atomic::Ordering::SeqCst);
+    store.listed_fails.store(true, std::sync::atomic::Ordering::SeqCst);
     let (ids, _) = ids_of_every_page(&app, &admin, "limit=10").await;
     assert_eq!(ids.len(), 5, "a first page read whole");
     let r = app.http.get(app.url(&format!("/v1/connections?limit=2&cursor={cursor}"))).bearer_auth(&admin);
     let r = r.send().await.unwrap();
     assert_eq!(r.status(), 503, "a later page of the index: try again");
+}
+
+/// DynamoDB builds a new index for a while after the stack's update: a
+/// workspace whose index does not answer yet is not trusted, and its list
+/// is read whole, complete; once the index answers it is trusted, and this
+/// process keeps trusting it without reading the marker again.
+#[tokio::test]
+async fn an_index_not_answering_yet_is_not_trusted() {
+    let (app, store) = app_with_hooked_store().await;
+    let hooks = store;
+    let index_down = |down: bool| hooks.listed_fails.store(down, std::sync::atomic::Ordering::SeqCst);
+    let ws = WorkspaceId::parse("ws_building").unwrap();
+    let now = app.clock_now();
+    for n in 0..3 {
+        app.stack.app.repo.create(&connection(&ws, n, "connected", n as i64, now)).await.unwrap();
+    }
+    let admin = app.token("ws_building", "a", "admin").await;
+    let repo = &app.stack.app.repo;
+    assert_eq!(ids_of_every_page(&app, &admin, "limit=10").await.0.len(), 3, "the first listing");
+    app.clock.advance(Duration::minutes(16));
+    index_down(true);
+    assert_eq!(ids_of_every_page(&app, &admin, "limit=10").await.0.len(), 3, "read whole");
+    assert_eq!(repo.list_index_state(&ws).await.unwrap().map(|s| s.ready), Some(false), "not trusted");
+    index_down(false);
+    assert_eq!(ids_of_every_page(&app, &admin, "limit=10").await.0.len(), 3);
+    assert_eq!(repo.list_index_state(&ws).await.unwrap().map(|s| s.ready), Some(true), "trusted");
+    // The marker gone, this process still pages from the index: the next
+    // page of a cursor of the index is answered (read whole, the cursor
+    // would be another list's).
+    let first: Value = app.get_json("/v1/connections?limit=1", &admin).await;
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let store = repo.store().clone();
+    store.delete(&shared::store::workspace_pk(&ws), "LISTINDEX", Precondition::None).await.unwrap();
+    let r = app.http.get(app.url(&format!("/v1/connections?limit=1&cursor={cursor}"))).bearer_auth(&admin);
+    assert_eq!(r.send().await.unwrap().status(), 200);
 }

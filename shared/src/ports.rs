@@ -53,6 +53,17 @@ impl Item {
     }
 }
 
+/// Where a page of a list index ends (its `next`), as every store writes
+/// it: the last item's list key and sort key.
+pub fn list_position(list_key: &str, sk: &str) -> String {
+    format!("{list_key}\n{sk}")
+}
+
+/// The list key and sort key a [`list_position`] names.
+pub fn split_list_position(position: &str) -> Option<(&str, &str)> {
+    position.split_once('\n')
+}
+
 /// A place in the sparse due-work index: a shard (so that one partition never
 /// gets hot) and the epoch second the work is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

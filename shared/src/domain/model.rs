@@ -548,6 +548,12 @@ impl Connection {
         Self::rank_of_state(self.status.state_name()).unwrap_or(4)
     }
 
+    /// Where it sits in the default list: by attention rank, newest first
+    /// (to the millisecond, as the list index keeps it), then by id.
+    pub fn list_order(&self) -> (u8, std::cmp::Reverse<i64>, &ConnectionId) {
+        (self.attention_rank(), std::cmp::Reverse(self.created_at.timestamp_millis()), &self.id)
+    }
+
     /// The rank of a state, by its name (`None`: no such state).
     pub fn rank_of_state(state: &str) -> Option<u8> {
         match state {

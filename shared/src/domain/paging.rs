@@ -53,18 +53,28 @@ fn fingerprint(shape: &str) -> String {
     hex::encode(&sha2::Sha256::digest(shape.as_bytes())[..8])
 }
 
+/// What a cursor of the list `shape` holds before its fingerprint (`None`
+/// without one); a cursor of another list is refused.
+fn decoded(shape: &str, cursor: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(c) = cursor else { return Ok(None) };
+    let text = B64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(not_this_list)?;
+    match text.rsplit_once('.') {
+        Some((held, fp)) if fp == fingerprint(shape) => Ok(Some(held.to_owned())),
+        _ => Err(not_this_list()),
+    }
+}
+
+fn not_this_list() -> Error {
+    Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it")
+}
+
 /// Where in the list `shape` a cursor points (0 without one); a cursor of
 /// another list is refused.
 pub fn offset_of(shape: &str, cursor: Option<&str>) -> Result<usize, Error> {
-    let bad =
-        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
-    let Some(c) = cursor else { return Ok(0) };
-    let text = B64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
-    let (at, fp) = text.split_once('.').ok_or_else(bad)?;
-    if fp != fingerprint(shape) {
-        return Err(bad());
+    match decoded(shape, cursor)? {
+        None => Ok(0),
+        Some(held) => held.parse::<usize>().map_err(|_| not_this_list()),
     }
-    at.parse::<usize>().map_err(|_| bad())
 }
 
 /// The cursor of the list `shape` at `offset`.
@@ -81,15 +91,10 @@ pub fn cursor_after(shape: &str, position: &str) -> String {
 /// The position a cursor of [`cursor_after`] names (`None` without one); a
 /// cursor of another list, or of a list read whole, is refused.
 pub fn position_of(shape: &str, cursor: Option<&str>) -> Result<Option<String>, Error> {
-    let bad =
-        || Error::invalid("cursor", "is not a cursor of this list (same filters and sort); start again without it");
-    let Some(c) = cursor else { return Ok(None) };
-    let text = B64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).ok_or_else(bad)?;
-    let (position, fp) = text.strip_prefix('@').and_then(|t| t.rsplit_once('.')).ok_or_else(bad)?;
-    if fp != fingerprint(shape) {
-        return Err(bad());
+    match decoded(shape, cursor)? {
+        None => Ok(None),
+        Some(held) => held.strip_prefix('@').map(|p| Some(p.to_owned())).ok_or_else(not_this_list),
     }
-    Ok(Some(position.to_owned()))
 }
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -93,9 +93,14 @@ pub async fn list(
 /// once a rewrite finds none left a settling time after the first, the
 /// index is trusted.
 async fn list_index_ready(app: &App, ws: &WorkspaceId) -> bool {
+    let trusted = || app.lists_trusted.lock().map(|mut t| t.insert(ws.clone())).ok();
+    if app.lists_trusted.lock().is_ok_and(|t| t.contains(ws)) {
+        return true;
+    }
     let ready = async {
         let state = app.repo.list_index_state(ws).await?;
         if state.as_ref().is_some_and(|s| s.ready) {
+            trusted();
             return Ok::<_, Error>(true);
         }
         let now = app.clock.now();
@@ -111,6 +116,7 @@ async fn list_index_ready(app: &App, ws: &WorkspaceId) -> bool {
                 app.repo.connections_listed(ws, None, None, 1).await?;
                 app.repo.set_list_index_state(ws, &crate::store::listing::ListIndexState { ready: true, ..s }).await?;
                 tracing::info!(workspace = %ws, "connections are paged from the list index from now on");
+                trusted();
                 Ok(true)
             }
             Some(_) => Ok(false),
@@ -132,13 +138,8 @@ async fn list_whole(app: &App, caller: &Caller, query: &ListQuery) -> Result<Vec
         .filter(|c| query.platform.as_deref().is_none_or(|p| c.platform.as_str() == p))
         .filter(|c| query.client.as_deref().is_none_or(|id| c.client.as_ref().is_some_and(|cl| cl.id.as_str() == id)))
         .collect();
-    let rank = Connection::attention_rank;
     match query.sort.as_deref().unwrap_or("status") {
-        // As the list index orders them: newest first to the millisecond, then by id.
-        "status" => list.sort_by(|a, b| {
-            let newest = |c: &Connection| std::cmp::Reverse(c.created_at.timestamp_millis());
-            rank(a).cmp(&rank(b)).then(newest(a).cmp(&newest(b))).then(a.id.cmp(&b.id))
-        }),
+        "status" => list.sort_by(|a, b| a.list_order().cmp(&b.list_order())),
         "platform" => list.sort_by(|a, b| a.platform.cmp(&b.platform).then(a.name.cmp(&b.name))),
         "client" => list.sort_by(|a, b| {
             let name = |c: &Connection| c.client.as_ref().map(|cl| cl.name.to_lowercase());

@@ -372,15 +372,8 @@ pub async fn expire_waiting(app: &App, budget: std::time::Duration) -> Result<us
     let started = tokio::time::Instant::now();
     let deferred = std::sync::atomic::AtomicUsize::new(0);
     let ended = super::each_of("uploads left waiting", overdue, id, |current| async {
-        let key = object_key(&current.value);
-        if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
-            if started.elapsed() >= budget {
-                deferred.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(());
-            }
-            process_landed(app, &key).await?;
-        } else {
-            not_processed(app, current).await;
+        if !end_waiting(app, current, started.elapsed() < budget).await? {
+            deferred.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     })
@@ -390,6 +383,22 @@ pub async fn expire_waiting(app: &App, budget: std::time::Duration) -> Result<us
         tracing::info!(deferred, "files whose event was lost wait for the next sweep");
     }
     Ok(ended - deferred)
+}
+
+/// Ends one upload that waited too long: its landed file processed (only
+/// `in_time`: `false` when it was left for the next sweep), or ended
+/// `not_processed` when no file came.
+async fn end_waiting(app: &App, current: Versioned<Upload>, in_time: bool) -> Result<bool, Error> {
+    let key = object_key(&current.value);
+    if current.value.source == UploadSource::Presigned && app.sink.size(&key).await?.is_some() {
+        if !in_time {
+            return Ok(false);
+        }
+        process_landed(app, &key).await?;
+    } else {
+        not_processed(app, current).await;
+    }
+    Ok(true)
 }
 
 /// A direct upload whose attempt failed on our side says so, rather than

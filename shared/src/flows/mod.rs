@@ -92,6 +92,9 @@ pub struct App {
     pub app_cache: Arc<std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, AppCredentials)>>>,
     /// The key access tokens are sealed with, read from the vault once.
     pub token_key: Arc<tokio::sync::OnceCell<crate::domain::sealed::TokenKey>>,
+    /// Workspaces whose list index this process found trusted (it stays
+    /// so): their listings read no marker.
+    pub lists_trusted: Arc<std::sync::Mutex<std::collections::HashSet<WorkspaceId>>>,
 }
 
 impl App {

@@ -56,17 +56,15 @@ impl Repo {
     /// Deletes every list of a grant's accounts that `keep` supersedes
     /// (every list, without it): lists of earlier discoveries, and of a
     /// discovery that lost to `keep` or died before naming its own. Lists of
-    /// later generations (discoveries still at work) are left. Returns how
-    /// many chunks it deleted.
+    /// later generations (discoveries still at work) are left.
     pub async fn drop_account_lists(
         &self,
         ws: &WorkspaceId,
         auth: &AuthorizationId,
         keep: Option<&AccountsIndex>,
-    ) -> Result<usize, Error> {
+    ) -> Result<(), Error> {
         let pk = workspace_pk(ws);
         let prefix = keys::account_lists_of(auth);
-        let mut dropped = 0;
         let mut after: Option<String> = None;
         loop {
             let page = self.store().query(&pk, &prefix, after.as_deref(), DROP_PAGE).await?;
@@ -74,12 +72,11 @@ impl Repo {
                 let list = keys::list_of_account_chunk(auth, &item.sk).unwrap_or_default();
                 if keep.is_none_or(|keep| keep.supersedes(list)) {
                     self.store().delete(&pk, &item.sk, Precondition::None).await?;
-                    dropped += 1;
                 }
             }
             match page.next {
                 Some(next) => after = Some(next),
-                None => return Ok(dropped),
+                None => return Ok(()),
             }
         }
     }

@@ -128,8 +128,8 @@ pub(super) fn connection_sk(id: &ConnectionId) -> String {
 /// of `GET /v1/connections` (by attention rank, newest first, then id), so
 /// a page of it is one query however many connections there are.
 pub(super) fn connection_list_key(c: &Connection) -> String {
-    let countdown = 9_999_999_999_999i64 - c.created_at.timestamp_millis();
-    format!("{}{countdown:013}#{}", connections_ranked(c.attention_rank()), c.id)
+    let (rank, std::cmp::Reverse(millis), id) = c.list_order();
+    format!("{}{:013}#{id}", connections_ranked(rank), 9_999_999_999_999i64 - millis)
 }
 
 /// The list-index prefix of the connections of one rank (all: none).

@@ -308,19 +308,10 @@ impl Repo {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<T>, Option<String>), Error> {
-        use base64::Engine;
-        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        let after = match cursor {
-            None => None,
-            Some(c) => {
-                let sk = b64.decode(c).ok().and_then(|b| String::from_utf8(b).ok()).filter(|sk| sk.starts_with(prefix));
-                Some(sk.ok_or_else(|| {
-                    Error::invalid("cursor", "is not a cursor of this list; use next_cursor as given")
-                })?)
-            }
-        };
+        // The list is its prefix: a cursor names the sort key it ended at.
+        let after = crate::domain::paging::position_of(prefix, cursor)?;
         let page = self.store.query(&workspace_pk(ws), prefix, after.as_deref(), limit).await?;
-        let next = page.next.map(|sk| b64.encode(sk));
+        let next = page.next.map(|sk| crate::domain::paging::cursor_after(prefix, &sk));
         let values = page
             .items
             .into_iter()

@@ -259,23 +259,21 @@ impl PackedVault {
             let head = self.head(pack).await?;
             let mut next = head.clone();
             let mut body = self.read(pack, &head).await?;
-            match change(&mut next, &mut body) {
+            let secret = match change(&mut next, &mut body) {
                 Change::Nothing => return Ok(()),
-                Change::Head => {}
-                change @ (Change::Pack | Change::Written(_)) => {
-                    let secret = match change {
-                        Change::Written(secret) => secret,
-                        _ => {
-                            // Spilled keys leave the pack with its next version.
-                            body.entries.retain(|k, _| !next.spilled.contains(k));
-                            body.to_secret()
-                        }
-                    };
-                    let version = uuid::Uuid::new_v4().to_string();
-                    self.inner.put_version(pack, &version, &secret).await?;
-                    next.version = Some(version);
-                    next.writes.push(self.clock.now().timestamp());
+                Change::Head => None,
+                Change::Pack => {
+                    // Spilled keys leave the pack with its next version.
+                    body.entries.retain(|k, _| !next.spilled.contains(k));
+                    Some(body.to_secret())
                 }
+                Change::Written(secret) => Some(secret),
+            };
+            if let Some(secret) = secret {
+                let version = uuid::Uuid::new_v4().to_string();
+                self.inner.put_version(pack, &version, &secret).await?;
+                next.version = Some(version);
+                next.writes.push(self.clock.now().timestamp());
             }
             if self.commit(pack, &head, &next).await? {
                 return Ok(());

@@ -164,6 +164,7 @@ impl App {
             http,
             app_cache: Arc::default(),
             token_key: Arc::default(),
+            lists_trusted: Arc::default(),
         })
     }
 }

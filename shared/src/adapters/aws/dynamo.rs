@@ -255,14 +255,14 @@ impl StateStore for DynamoStore {
             .expression_attribute_values(":pk", s(pk))
             .limit(limit.clamp(1, 100) as i32);
         req = within(req, "lk", prefix);
-        if let Some((lk, sk)) = after.and_then(|a| a.split_once('\n')) {
+        if let Some((lk, sk)) = after.and_then(crate::ports::split_list_position) {
             req =
                 req.exclusive_start_key("pk", s(pk)).exclusive_start_key("sk", s(sk)).exclusive_start_key("lk", s(lk));
         }
         let out = req.send().await.map_err(unavailable)?;
         let next = out.last_evaluated_key.as_ref().and_then(|k| {
             let (lk, sk) = (k.get("lk")?.as_s().ok()?, k.get("sk")?.as_s().ok()?);
-            Some(format!("{lk}\n{sk}"))
+            Some(crate::ports::list_position(lk, sk))
         });
         let order: Vec<String> = out
             .items

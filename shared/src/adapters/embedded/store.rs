@@ -36,11 +36,6 @@ fn lists_of(table: &Table) -> Lists {
     lists
 }
 
-/// Where a page of the list index goes on after (`{list key}\n{sort key}`).
-fn list_position(lk: &str, sk: &str) -> String {
-    format!("{lk}\n{sk}")
-}
-
 /// One change, as a line of `state.log`: what a key holds now (`None`:
 /// nothing). Written from borrowed parts, read back owned.
 #[derive(Serialize)]
@@ -333,22 +328,20 @@ impl StateStore for MemoryStore {
         let (Some(set), Some(p)) = (state.lists.get(pk), state.table.get(pk)) else {
             return Ok(Page::default());
         };
-        let from = match after.and_then(|a| a.split_once('\n')) {
+        let from = match after.and_then(crate::ports::split_list_position) {
             Some((lk, sk)) => std::ops::Bound::Excluded((lk.to_owned(), sk.to_owned())),
             None => std::ops::Bound::Included((prefix.to_owned(), String::new())),
         };
-        let mut found: Vec<(&String, &String)> = set
+        let mut found: Vec<&(String, String)> = set
             .range((from, std::ops::Bound::Unbounded))
             .take_while(|(lk, _)| lk.starts_with(prefix))
             .take(limit + 1)
-            .map(|(lk, sk)| (lk, sk))
             .collect();
-        let next = (found.len() > limit).then(|| {
-            found.truncate(limit);
-            found.last().map(|(lk, sk)| list_position(lk, sk))
-        });
-        let items = found.iter().filter_map(|(_, sk)| p.get(*sk).map(|s| Self::item(pk, sk, s))).collect();
-        Ok(Page { items, next: next.flatten() })
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = found.last().filter(|_| more).map(|(lk, sk)| crate::ports::list_position(lk, sk));
+        let items = found.iter().filter_map(|(_, sk)| p.get(sk).map(|s| Self::item(pk, sk, s))).collect();
+        Ok(Page { items, next })
     }
 }
 
